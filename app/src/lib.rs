@@ -1,0 +1,18 @@
+//! Slipway's UI: pages, the server functions behind them, and the types and
+//! port they share with the control plane in the `server` crate.
+
+pub mod error;
+pub mod model;
+#[cfg(feature = "ssr")]
+pub mod port;
+pub mod server_fns;
+pub mod ui;
+
+pub use ui::{App, shell};
+
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

@@ -1,0 +1,44 @@
+//! The port between the UI and the control plane. `app` cannot depend on the
+//! `server` crate, so it defines what it needs here and the server provides an
+//! implementation through Leptos context; server functions stay thin: find the
+//! user, find the control plane, call one method.
+
+use std::sync::Arc;
+
+use leptos::prelude::use_context;
+
+use crate::error::AppError;
+use crate::model::{ExperimentPage, ExperimentQuery, User};
+
+#[async_trait::async_trait]
+pub trait ControlPlane: Send + Sync + 'static {
+    async fn search_experiments(
+        &self,
+        user: &User,
+        query: ExperimentQuery,
+    ) -> Result<ExperimentPage, AppError>;
+}
+
+pub type SharedControlPlane = Arc<dyn ControlPlane>;
+
+pub fn control_plane() -> Result<SharedControlPlane, AppError> {
+    use_context::<SharedControlPlane>().ok_or_else(|| missing_context("control plane"))
+}
+
+/// The user the server's auth gate put on this request. Fails closed: a request
+/// that did not pass the gate has no user and is refused.
+pub fn current_user() -> Result<User, AppError> {
+    let parts = use_context::<http::request::Parts>().ok_or_else(|| missing_context("request"))?;
+    parts
+        .extensions
+        .get::<User>()
+        .cloned()
+        .ok_or(AppError::Unauthenticated)
+}
+
+fn missing_context(what: &str) -> AppError {
+    tracing::error!("{what} missing from the Leptos context");
+    AppError::Internal {
+        reference: format!("missing-{}", what.replace(' ', "-")),
+    }
+}

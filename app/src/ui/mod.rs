@@ -1,0 +1,105 @@
+mod experiments;
+pub mod paging;
+
+use leptos::prelude::*;
+use leptos_meta::{Link, MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::{
+    components::{Redirect, Route, Router, Routes},
+    path,
+};
+
+use experiments::ExperimentsPage;
+
+/// The HTML document around the app, rendered on the server only.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    mark_hydrated();
+
+    view! {
+        <Stylesheet id="slipway" href="/pkg/slipway.css"/>
+        <Link rel="icon" type_="image/svg+xml" href="/favicon.svg"/>
+        <Title formatter=|page: String| format!("{page} · Slipway")/>
+        <Router>
+            <header class="topbar">
+                <a class="brand" href="/">"Slipway"</a>
+                <nav>
+                    <a href="/experiments">"Experiments"</a>
+                </nav>
+            </header>
+            <main>
+                <Routes fallback=NotFound>
+                    <Route path=path!("/") view=|| view! { <Redirect path="/experiments"/> }/>
+                    <Route path=path!("/experiments") view=ExperimentsPage/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+/// Effects run only in the browser, after hydration: the attribute tells
+/// people and browser tests that the page is live.
+fn mark_hydrated() {
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+}
+
+#[component]
+fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <Title text="Not found"/>
+        <section class="empty">
+            <h1>"Page not found"</h1>
+            <p><a href="/experiments">"Go to the experiments"</a></p>
+        </section>
+    }
+}
+
+/// What an `ErrorBoundary` shows: every error, in words a user can act on.
+#[component]
+pub fn ErrorList(errors: ArcRwSignal<Errors>) -> impl IntoView {
+    view! {
+        <div class="error-panel" role="alert">
+            <For
+                each=move || errors.get().into_iter()
+                key=|(id, _)| id.clone()
+                children=|(_, error)| view! { <p>{error.to_string()}</p> }
+            />
+        </div>
+    }
+}
+
+/// Epoch milliseconds as a UTC timestamp; the same text on server and client,
+/// so hydration never disagrees.
+pub fn format_millis(millis: Option<i64>) -> String {
+    millis
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| "—".to_string())
+}

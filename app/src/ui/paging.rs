@@ -1,0 +1,157 @@
+//! The experiments list's state lives in the URL so any view can be bookmarked.
+//! MLflow pages forward only, with opaque tokens; to offer "Previous", the URL
+//! carries the tokens of the pages before this one (`trail`, one value each,
+//! the first page as an empty value).
+
+use leptos_router::params::ParamsMap;
+
+use crate::error::AppError;
+use crate::model::{DEFAULT_PAGE_SIZE, ExperimentQuery, MAX_PAGE_SIZE};
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListState {
+    pub name_contains: Option<String>,
+    pub page_size: Option<u32>,
+    pub page_token: Option<String>,
+    pub trail: Vec<String>,
+}
+
+impl ListState {
+    pub fn from_params(params: &ParamsMap) -> Result<Self, AppError> {
+        let non_empty = |key: &str| params.get(key).filter(|value| !value.trim().is_empty());
+        let page_size = match non_empty("size") {
+            None => None,
+            Some(raw) => Some(parse_page_size(&raw)?),
+        };
+        Ok(Self {
+            name_contains: non_empty("q").map(|q| q.trim().to_string()),
+            page_size,
+            page_token: non_empty("page"),
+            trail: params.get_all("trail").unwrap_or_default(),
+        })
+    }
+
+    pub fn query(&self) -> ExperimentQuery {
+        ExperimentQuery {
+            name_contains: self.name_contains.clone(),
+            page_token: self.page_token.clone(),
+            page_size: self.page_size.unwrap_or(DEFAULT_PAGE_SIZE),
+        }
+    }
+
+    pub fn first_page_href(&self) -> String {
+        self.href(None, &[])
+    }
+
+    pub fn next_page_href(&self, next_token: &str) -> String {
+        let mut trail = self.trail.clone();
+        trail.push(self.page_token.clone().unwrap_or_default());
+        self.href(Some(next_token), &trail)
+    }
+
+    /// `None` on the first page.
+    pub fn previous_page_href(&self) -> Option<String> {
+        let (previous, rest) = self.trail.split_last()?;
+        let token = Some(previous.as_str()).filter(|token| !token.is_empty());
+        Some(self.href(token, rest))
+    }
+
+    pub fn page_number(&self) -> usize {
+        self.trail.len() + 1
+    }
+
+    fn href(&self, page_token: Option<&str>, trail: &[String]) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if let Some(name) = &self.name_contains {
+            query.append_pair("q", name);
+        }
+        if let Some(size) = self.page_size {
+            query.append_pair("size", &size.to_string());
+        }
+        if let Some(token) = page_token {
+            query.append_pair("page", token);
+        }
+        for token in trail {
+            query.append_pair("trail", token);
+        }
+        let query = query.finish();
+        if query.is_empty() {
+            "/experiments".to_string()
+        } else {
+            format!("/experiments?{query}")
+        }
+    }
+}
+
+pub fn parse_page_size(raw: &str) -> Result<u32, AppError> {
+    raw.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|size| (1..=MAX_PAGE_SIZE).contains(size))
+        .ok_or_else(|| {
+            AppError::InvalidInput(format!(
+                "Page size must be a whole number from 1 to {MAX_PAGE_SIZE}, not \"{raw}\""
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&'static str, &str)]) -> ParamsMap {
+        let mut map = ParamsMap::new();
+        for (key, value) in pairs {
+            map.insert(*key, value.to_string());
+        }
+        map
+    }
+
+    #[test]
+    fn empty_url_asks_for_the_first_page_with_the_default_size() {
+        let state = ListState::from_params(&ParamsMap::new()).unwrap();
+        assert_eq!(state.query().page_size, DEFAULT_PAGE_SIZE);
+        assert_eq!(state.query().page_token, None);
+        assert_eq!(state.previous_page_href(), None);
+        assert_eq!(state.first_page_href(), "/experiments");
+    }
+
+    #[test]
+    fn next_then_previous_returns_to_the_same_page() {
+        let first = ListState::from_params(&params(&[("q", "iris"), ("size", "5")])).unwrap();
+        let second_href = first.next_page_href("tok+2/=");
+        assert_eq!(
+            second_href,
+            "/experiments?q=iris&size=5&page=tok%2B2%2F%3D&trail="
+        );
+
+        let second = state_from_href(&second_href);
+        assert_eq!(second.page_token.as_deref(), Some("tok+2/="));
+        assert_eq!(second.page_number(), 2);
+        let third = state_from_href(&second.next_page_href("tok3"));
+        assert_eq!(third.trail, vec![String::new(), "tok+2/=".to_string()]);
+
+        let back_to_second = state_from_href(&third.previous_page_href().unwrap());
+        assert_eq!(back_to_second, second);
+        let back_to_first = state_from_href(&second.previous_page_href().unwrap());
+        assert_eq!(back_to_first, first);
+    }
+
+    #[test]
+    fn bad_page_sizes_are_refused_with_the_value() {
+        for raw in ["0", "-3", "abc", "501"] {
+            let err = ListState::from_params(&params(&[("size", raw)])).unwrap_err();
+            assert!(err.to_string().contains(raw), "{err}");
+        }
+    }
+
+    fn state_from_href(href: &str) -> ListState {
+        let query = href.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let mut map = ParamsMap::new();
+        // As the router builds it on the server: decoded pairs, then `insert`.
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            map.insert(key.into_owned(), value.into_owned());
+        }
+        ListState::from_params(&map).unwrap()
+    }
+}

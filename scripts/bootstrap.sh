@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing Slipway need, skipping what is
+# already there. `--test` adds what only the tests need (Chromium, PostgreSQL).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+CARGO_LEPTOS_VERSION=0.3.10 # 0.3.11 needs a newer rustc than this toolchain
+
+with_test_tools=false
+[ "${1:-}" = "--test" ] && with_test_tools=true
+
+# Installs the Debian packages named, if their check command fails:
+# ensure_apt_packages "PACKAGE:CHECK" …
+ensure_apt_packages() {
+  local missing=() entry
+  for entry in "$@"; do
+    bash -c "${entry#*:}" >/dev/null 2>&1 || missing+=("${entry%%:*}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  log "installing ${missing[*]} (apt)"
+  local sudo=()
+  [ "$(id -u)" = 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_rust_tools() {
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    log "adding the wasm32 target"
+    rustup target add wasm32-unknown-unknown
+  fi
+  if [ "$(cargo leptos --version 2>/dev/null)" != "cargo-leptos $CARGO_LEPTOS_VERSION" ]; then
+    log "installing cargo-leptos $CARGO_LEPTOS_VERSION (compiles for 20-35 minutes, once)"
+    cargo install cargo-leptos --locked --version "$CARGO_LEPTOS_VERSION"
+  fi
+  # wasm-bindgen's CLI must match the library version in Cargo.lock exactly.
+  local wasm_bindgen
+  wasm_bindgen=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print }' "$SLIPWAY_ROOT/Cargo.lock")
+  if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wasm_bindgen" ]; then
+    log "installing wasm-bindgen-cli $wasm_bindgen"
+    # Not --locked: its own lock file pins a crate version the registry lacks.
+    cargo install wasm-bindgen-cli --version "$wasm_bindgen"
+  fi
+}
+
+ensure_python_venv() {
+  local requirements="$SLIPWAY_ROOT/scripts/requirements.txt" stamp="$SLIPWAY_VENV/.requirements"
+  if [ -x "$SLIPWAY_VENV/bin/mlflow" ] && cmp -s "$requirements" "$stamp"; then
+    return
+  fi
+  log "installing MLflow and scikit-learn into $SLIPWAY_VENV (about a minute)"
+  python3 -m venv "$SLIPWAY_VENV"
+  "$SLIPWAY_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$stamp"
+}
+
+ensure_node_modules() {
+  local dir="$SLIPWAY_ROOT/end2end"
+  local stamp="$dir/node_modules/.slipway-lock"
+  if cmp -s "$dir/package-lock.json" "$stamp"; then
+    return
+  fi
+  log "installing the browser-test and wasm-opt tools (npm)"
+  (cd "$dir" && npm ci --silent --no-audit --no-fund)
+  cp "$dir/package-lock.json" "$stamp"
+}
+
+ensure_apt_packages "curl:command -v curl"
+if $with_test_tools; then
+  ensure_apt_packages "chromium:command -v chromium" "postgresql:ls /usr/lib/postgresql/*/bin/initdb"
+fi
+ensure_rust_tools
+ensure_python_venv
+ensure_node_modules

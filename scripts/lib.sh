@@ -1,0 +1,70 @@
+# Shared by the project's scripts; source it, don't run it.
+# Everything a script installs goes to one cache folder, reused across runs.
+
+SLIPWAY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SLIPWAY_CACHE="${SLIPWAY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/slipway}"
+SLIPWAY_VENV="$SLIPWAY_CACHE/venv"
+
+log() { printf '\033[1m[slipway]\033[0m %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# A TCP port nobody listens on right now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Waits until URL answers 2xx, or fails after SECONDS; PID, if given, must stay alive.
+wait_http() {
+  local url=$1 seconds=$2 pid=${3:-} waited=0
+  until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      die "the process behind $url exited before it was ready"
+    fi
+    waited=$((waited + 1))
+    [ "$waited" -le "$seconds" ] || die "$url did not answer within ${seconds}s"
+    sleep 1
+  done
+}
+
+# Starts a lean MLflow server (one worker, no job runner) in the background.
+# Sets MLFLOW_PID. Logs go to DIR/mlflow.log.
+start_mlflow() {
+  local dir=$1 port=$2
+  mkdir -p "$dir/artifacts"
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
+  MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https \
+  MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true \
+    "$SLIPWAY_VENV/bin/mlflow" server \
+      --backend-store-uri "sqlite:///$dir/mlflow.db" \
+      --artifacts-destination "$dir/artifacts" \
+      --host 127.0.0.1 --port "$port" --workers 1 \
+      >"$dir/mlflow.log" 2>&1 &
+  MLFLOW_PID=$!
+  wait_http "http://127.0.0.1:$port/health" 120 "$MLFLOW_PID" || {
+    tail -n 30 "$dir/mlflow.log" >&2
+    return 1
+  }
+}
+
+# Starts a throwaway PostgreSQL cluster in DIR on PORT (Debian's packages).
+# Sets POSTGRES_URL. PostgreSQL refuses to run as root, so as root the
+# cluster belongs to the `postgres` user.
+start_postgres() {
+  local dir=$1 port=$2 bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$bin" ] || die "PostgreSQL is not installed (run scripts/bootstrap.sh --test)"
+  mkdir -p "$dir"
+  local as=()
+  if [ "$(id -u)" = 0 ]; then
+    chmod 755 "$(dirname "$dir")"
+    chown postgres "$dir"
+    as=(runuser -u postgres --)
+  fi
+  "${as[@]}" "$bin/initdb" -D "$dir/data" -A trust -U slipway >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null \
+    || { cat "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
+  POSTGRES_URL="postgres://slipway@127.0.0.1:$port/postgres"
+  POSTGRES_STOP=("${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast stop)
+}

@@ -1,0 +1,209 @@
+//! Configuration: one typed struct, read once at start-up. Every flag is also
+//! an environment variable `SLIPWAY_…`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "slipway",
+    version,
+    about = "Control plane for shipping ML models"
+)]
+pub struct Config {
+    /// Address the web UI and API listen on.
+    #[arg(long, env = "SLIPWAY_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// MLflow tracking server.
+    #[arg(
+        long,
+        env = "SLIPWAY_MLFLOW_URI",
+        default_value = "http://127.0.0.1:5000"
+    )]
+    pub mlflow_uri: Url,
+
+    /// User for MLflow's basic auth (needs --mlflow-password).
+    #[arg(long, env = "SLIPWAY_MLFLOW_USERNAME", requires = "mlflow_password")]
+    pub mlflow_username: Option<String>,
+
+    #[arg(
+        long,
+        env = "SLIPWAY_MLFLOW_PASSWORD",
+        hide_env_values = true,
+        requires = "mlflow_username"
+    )]
+    pub mlflow_password: Option<String>,
+
+    /// Bearer token for MLflow (instead of basic auth).
+    #[arg(
+        long,
+        env = "SLIPWAY_MLFLOW_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "mlflow_username"
+    )]
+    pub mlflow_token: Option<String>,
+
+    /// Seconds to wait for one MLflow request. MLflow's first request to a
+    /// fresh worker takes 2–3 s, so keep this well above that.
+    #[arg(long, env = "SLIPWAY_MLFLOW_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub mlflow_timeout_secs: u64,
+
+    /// Where Slipway keeps its own files (the default SQLite database).
+    #[arg(long, env = "SLIPWAY_DATA_DIR", default_value = "slipway-data")]
+    pub data_dir: PathBuf,
+
+    /// `sqlite://…` or `postgres://…`; default: a SQLite file in the data directory.
+    #[arg(long, env = "SLIPWAY_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Where training runs.
+    #[arg(long, env = "SLIPWAY_EXECUTOR", value_enum, default_value_t = Executor::Local)]
+    pub executor: Executor,
+
+    #[arg(long, env = "SLIPWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// The built UI (wasm, JS, CSS, public files), as `cargo leptos build` leaves it.
+    #[arg(long, env = "SLIPWAY_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Executor {
+    /// Training as processes on this machine.
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How Slipway authenticates to MLflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MlflowAuth {
+    None,
+    Basic { username: String, password: String },
+    Bearer(String),
+}
+
+impl Config {
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("slipway.db").display()
+            )
+        })
+    }
+
+    pub fn mlflow_auth(&self) -> MlflowAuth {
+        match (
+            &self.mlflow_username,
+            &self.mlflow_password,
+            &self.mlflow_token,
+        ) {
+            (Some(username), Some(password), _) => MlflowAuth::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+            (_, _, Some(token)) => MlflowAuth::Bearer(token.clone()),
+            _ => MlflowAuth::None,
+        }
+    }
+
+    pub fn mlflow_timeout(&self) -> Duration {
+        Duration::from_secs(self.mlflow_timeout_secs)
+    }
+
+    /// Checks what clap's types cannot.
+    pub fn validate(&self) -> Result<()> {
+        if !matches!(self.mlflow_uri.scheme(), "http" | "https") {
+            return Err(Error::Config(format!(
+                "SLIPWAY_MLFLOW_URI must be http:// or https://, not {}",
+                self.mlflow_uri
+            )));
+        }
+        let database_url = self.database_url();
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(Error::Config(
+                "SLIPWAY_DATABASE_URL must start with sqlite:, postgres:// or postgresql://".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> std::result::Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("slipway").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_describe_the_embedded_setup() {
+        let config = parse(&["--data-dir", "/tmp/x"]).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.mlflow_uri.as_str(), "http://127.0.0.1:5000/");
+        assert_eq!(config.database_url(), "sqlite:///tmp/x/slipway.db?mode=rwc");
+        assert_eq!(config.executor, Executor::Local);
+        assert_eq!(config.mlflow_auth(), MlflowAuth::None);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn basic_auth_needs_both_halves_and_excludes_a_token() {
+        assert!(parse(&["--mlflow-username", "u"]).is_err());
+        assert!(
+            parse(&[
+                "--mlflow-username",
+                "u",
+                "--mlflow-password",
+                "p",
+                "--mlflow-token",
+                "t"
+            ])
+            .is_err()
+        );
+        let config = parse(&["--mlflow-username", "u", "--mlflow-password", "p"]).unwrap();
+        assert_eq!(
+            config.mlflow_auth(),
+            MlflowAuth::Basic {
+                username: "u".into(),
+                password: "p".into()
+            }
+        );
+        let config = parse(&["--mlflow-token", "t"]).unwrap();
+        assert_eq!(config.mlflow_auth(), MlflowAuth::Bearer("t".into()));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        assert!(parse(&["--listen", "nowhere"]).is_err());
+        assert!(parse(&["--mlflow-timeout-secs", "0"]).is_err());
+        assert!(parse(&["--executor", "slurm"]).is_err());
+        let err = parse(&["--mlflow-uri", "ftp://x"])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("http"), "{err}");
+        let err = parse(&["--database-url", "mysql://x"])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("sqlite"), "{err}");
+    }
+}

@@ -1,0 +1,175 @@
+//! The whole HTTP surface, in process: server-rendered pages, probes and
+//! metrics, with a real MLflow behind them.
+
+mod support;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use server::{build_state, http::router};
+use support::{MlflowRest, OwnMlflow, config, free_port, mlflow_url, unique};
+use tower::ServiceExt;
+
+struct TestApp {
+    router: Router,
+    _data: tempfile::TempDir,
+}
+
+impl TestApp {
+    async fn new(mlflow_url: &str) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let state = build_state(&config(mlflow_url, data.path())).await.unwrap();
+        Self {
+            router: router(state),
+            _data: data,
+        }
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, String) {
+        let response = self
+            .router
+            .clone()
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+}
+
+/// The `href` of the link with this `rel`, unescaped as a browser would.
+fn link(html: &str, rel: &str) -> Option<String> {
+    let end = html.find(&format!("rel=\"{rel}\""))?;
+    let start = html[..end].rfind("href=\"")? + "href=\"".len();
+    let href = &html[start..];
+    Some(href[..href.find('"')?].replace("&amp;", "&"))
+}
+
+fn listed_names(html: &str, prefix: &str) -> Vec<String> {
+    html.split("<td class=\"name\">")
+        .skip(1)
+        .filter_map(|cell| cell.split('<').next())
+        .filter(|name| name.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn experiments_page_lists_and_pages_through_mlflow() {
+    let rest = MlflowRest::new(&mlflow_url());
+    let prefix = unique("page");
+    for index in 0..5 {
+        rest.create_experiment(&format!("{prefix}-{index}"), &[("owner", "ml-team")])
+            .await;
+    }
+    let app = TestApp::new(&mlflow_url()).await;
+
+    let (status, first) = app.get(&format!("/experiments?q={prefix}&size=3")).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut names = listed_names(&first, &prefix);
+    assert_eq!(names.len(), 3, "{first}");
+    assert!(first.contains("owner=ml-team"));
+    assert!(link(&first, "prev").is_none());
+
+    let next = link(&first, "next").expect("a next-page link");
+    let (status, second) = app.get(&next).await;
+    assert_eq!(status, StatusCode::OK);
+    names.extend(listed_names(&second, &prefix));
+    assert!(
+        link(&second, "next").is_none(),
+        "5 experiments fill two pages of 3"
+    );
+    names.sort();
+    assert_eq!(
+        names,
+        (0..5)
+            .map(|index| format!("{prefix}-{index}"))
+            .collect::<Vec<_>>()
+    );
+
+    let (_, back) = app
+        .get(&link(&second, "prev").expect("a previous-page link"))
+        .await;
+    assert_eq!(listed_names(&back, &prefix), listed_names(&first, &prefix));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_search_without_matches_says_so() {
+    let app = TestApp::new(&mlflow_url()).await;
+    let term = unique("nothing");
+    let (status, html) = app.get(&format!("/experiments?q={term}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(&format!("No experiments match \"{term}\"")),
+        "{html}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_a_clear_message() {
+    let app = TestApp::new(&mlflow_url()).await;
+    let (_, html) = app.get("/experiments?size=5000").await;
+    assert!(
+        html.contains("Page size must be a whole number from 1 to 500, not \"5000\""),
+        "{html}"
+    );
+    let (_, html) = app.get("/experiments?page=not-a-token").await;
+    assert!(
+        html.contains("answered 400 INVALID_PARAMETER_VALUE"),
+        "{html}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_and_metrics() {
+    let app = TestApp::new(&mlflow_url()).await;
+    assert_eq!(
+        app.get("/healthz").await,
+        (StatusCode::OK, "ok".to_string())
+    );
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["database"], "ok");
+    assert_eq!(ready["mlflow"], "ok");
+
+    app.get("/experiments").await;
+    assert_eq!(app.get("/no-such-page").await.0, StatusCode::NOT_FOUND);
+    let (status, metrics) = app.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        metrics.contains(
+            "slipway_http_requests_total{method=\"GET\",route=\"/experiments\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("status=\"404\""), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mlflow_outage_is_explained_and_recovered_from_without_a_restart() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let app = TestApp::new(&url).await;
+
+    let (status, html) = app.get("/experiments").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(&format!("Cannot reach MLflow at {url}: Connection refused")),
+        "{html}"
+    );
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["database"], "ok");
+    assert!(ready["mlflow"].as_str().unwrap().contains(&url), "{body}");
+
+    let _mlflow = OwnMlflow::start(port);
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, html) = app.get("/experiments").await;
+    assert!(html.contains("<td class=\"name\">Default</td>"), "{html}");
+}

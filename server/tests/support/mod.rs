@@ -1,0 +1,152 @@
+//! Test support: the real services `make test` starts, and MLflow's own REST
+//! API for arranging data the way users would.
+#![allow(dead_code)] // each test binary uses its own part of this
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::{Value, json};
+use server::config::Config;
+
+pub fn mlflow_url() -> String {
+    required_env("SLIPWAY_TEST_MLFLOW_URL")
+}
+
+pub fn postgres_url() -> String {
+    required_env("SLIPWAY_TEST_POSTGRES_URL")
+}
+
+/// The suite needs its services; a missing one is a failure, never a skip.
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run the tests with `make test`, which starts MLflow and PostgreSQL"
+        )
+    })
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+/// A port with nothing listening on it right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn config(mlflow_url: &str, data_dir: &std::path::Path) -> Config {
+    use clap::Parser;
+    Config::try_parse_from([
+        "slipway",
+        "--mlflow-uri",
+        mlflow_url,
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--mlflow-timeout-secs",
+        "20",
+    ])
+    .unwrap()
+}
+
+/// MLflow's own REST API, as a user's script would call it.
+pub struct MlflowRest {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl MlflowRest {
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/api/2.0/mlflow/{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert!(status.is_success(), "{path} answered {status}: {body}");
+        body
+    }
+
+    /// Returns the new experiment's id.
+    pub async fn create_experiment(&self, name: &str, tags: &[(&str, &str)]) -> String {
+        let tags: Vec<Value> = tags
+            .iter()
+            .map(|(key, value)| json!({"key": key, "value": value}))
+            .collect();
+        let body = self
+            .post("experiments/create", json!({"name": name, "tags": tags}))
+            .await;
+        body["experiment_id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn delete_experiment(&self, id: &str) {
+        self.post("experiments/delete", json!({"experiment_id": id}))
+            .await;
+    }
+}
+
+/// An MLflow server of its own, for tests that stop and start one. Started by
+/// the same script function as everywhere else; stopped on drop.
+pub struct OwnMlflow {
+    process_group: u32,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnMlflow {
+    pub fn start(port: u16) -> Self {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let lib = repo_root().join("scripts/lib.sh");
+        // The shell leads a new process group; MLflow, started in the
+        // background, stays in it after the shell exits.
+        let mut shell = Command::new("bash")
+            .args(["-c", "source \"$0\" && start_mlflow \"$1\" \"$2\""])
+            .arg(&lib)
+            .arg(dir.path())
+            .arg(port.to_string())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let process_group = shell.id();
+        let started = Self {
+            process_group,
+            _dir: dir,
+        };
+        assert!(
+            shell.wait().unwrap().success(),
+            "MLflow did not start on port {port}"
+        );
+        started
+    }
+}
+
+impl Drop for OwnMlflow {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.process_group)])
+            .status();
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
