@@ -26,7 +26,8 @@ wait_http() {
   done
 }
 
-# Starts a lean MLflow server (one worker, no job runner) in the background.
+# Starts a lean MLflow server (one worker, no job runner) in the background,
+# in a process group of its own so that stop_mlflow ends its workers too.
 # Sets MLFLOW_PID. Logs go to DIR/mlflow.log.
 start_mlflow() {
   local dir=$1 port=$2
@@ -34,7 +35,7 @@ start_mlflow() {
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
   MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https \
   MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true \
-    "$SLIPWAY_VENV/bin/mlflow" server \
+    setsid "$SLIPWAY_VENV/bin/mlflow" server \
       --backend-store-uri "sqlite:///$dir/mlflow.db" \
       --artifacts-destination "$dir/artifacts" \
       --host 127.0.0.1 --port "$port" --workers 1 \
@@ -42,8 +43,15 @@ start_mlflow() {
   MLFLOW_PID=$!
   wait_http "http://127.0.0.1:$port/health" 120 "$MLFLOW_PID" || {
     tail -n 30 "$dir/mlflow.log" >&2
+    stop_mlflow
     return 1
   }
+}
+
+stop_mlflow() {
+  [ -n "${MLFLOW_PID:-}" ] || return 0
+  kill -TERM -- "-$MLFLOW_PID" 2>/dev/null || true
+  MLFLOW_PID=
 }
 
 # Starts a throwaway PostgreSQL cluster in DIR on PORT (Debian's packages).

@@ -28,6 +28,8 @@ pub fn ExperimentsPage() -> impl IntoView {
             .and_then(|state| state.page_size)
             .map(|size| size.to_string())
     };
+    // The previous page stays visible, dimmed, while the next one loads.
+    let loading = RwSignal::new(false);
 
     view! {
         <Title text="Experiments"/>
@@ -46,15 +48,20 @@ pub fn ExperimentsPage() -> impl IntoView {
                     <button type="submit">"Search"</button>
                 </Form>
             </header>
-            <Transition fallback=|| view! { <p class="loading">"Loading experiments…"</p> }>
-                <ErrorBoundary fallback=|errors| view! { <ErrorList errors/> }>
-                    {move || Suspend::new(async move {
-                        let page = page.await?;
-                        let state = state.get_untracked()?;
-                        Ok::<_, crate::error::AppError>(view! { <ExperimentList page state/> })
-                    })}
-                </ErrorBoundary>
-            </Transition>
+            <div class="results" aria-busy=move || loading.get().to_string()>
+                <Transition
+                    fallback=|| view! { <p class="loading">"Loading experiments…"</p> }
+                    set_pending=loading.write_only()
+                >
+                    <ErrorBoundary fallback=|errors| view! { <ErrorList errors/> }>
+                        {move || Suspend::new(async move {
+                            let page = page.await?;
+                            let state = state.get_untracked()?;
+                            Ok::<_, crate::error::AppError>(view! { <ExperimentList page state/> })
+                        })}
+                    </ErrorBoundary>
+                </Transition>
+            </div>
         </section>
     }
 }

@@ -110,29 +110,32 @@ pub struct OwnMlflow {
 
 impl OwnMlflow {
     pub fn start(port: u16) -> Self {
-        use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().unwrap();
         let lib = repo_root().join("scripts/lib.sh");
-        // The shell leads a new process group; MLflow, started in the
-        // background, stays in it after the shell exits.
-        let mut shell = Command::new("bash")
-            .args(["-c", "source \"$0\" && start_mlflow \"$1\" \"$2\""])
+        let output = Command::new("bash")
+            .args([
+                "-c",
+                "source \"$0\" && start_mlflow \"$1\" \"$2\" && echo \"$MLFLOW_PID\"",
+            ])
             .arg(&lib)
             .arg(dir.path())
             .arg(port.to_string())
-            .process_group(0)
-            .spawn()
+            .output()
             .unwrap();
-        let process_group = shell.id();
-        let started = Self {
+        assert!(
+            output.status.success(),
+            "MLflow did not start on port {port}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // start_mlflow runs MLflow as the leader of its own process group.
+        let process_group = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        Self {
             process_group,
             _dir: dir,
-        };
-        assert!(
-            shell.wait().unwrap().success(),
-            "MLflow did not start on port {port}"
-        );
-        started
+        }
     }
 }
 

@@ -1,0 +1,22 @@
+# The two commands: `make run` (the demo on this machine) and `make test`.
+.PHONY: run test setup release lint
+
+run:
+	@scripts/run-demo.sh
+
+test:
+	@scripts/test.sh
+
+# Installs everything `run` and `test` need, without running them.
+setup:
+	@scripts/bootstrap.sh --test
+
+# Optimised build; wasm-opt comes from the npm package `binaryen`.
+release:
+	@scripts/bootstrap.sh
+	PATH="$(CURDIR)/end2end/node_modules/.bin:$$PATH" cargo leptos build --release
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy -p app --features hydrate --target wasm32-unknown-unknown -- -D warnings

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `make test`: installs what is missing, starts throwaway PostgreSQL and MLflow
+# servers, and runs the unit, integration and browser tests against them.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$SLIPWAY_ROOT"
+
+scripts/bootstrap.sh --test
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/slipway-test.XXXXXX")
+cleanup() {
+  stop_mlflow
+  [ -z "${POSTGRES_STOP+x}" ] || "${POSTGRES_STOP[@]}" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+log "starting PostgreSQL and MLflow for the tests"
+start_postgres "$work/postgres" "$(free_port)"
+mlflow_port=$(free_port)
+start_mlflow "$work/mlflow" "$mlflow_port"
+export SLIPWAY_TEST_POSTGRES_URL="$POSTGRES_URL"
+export SLIPWAY_TEST_MLFLOW_URL="http://127.0.0.1:$mlflow_port"
+
+log "unit and integration tests"
+cargo test -p app --features ssr
+cargo test
+
+log "building the UI for the browser tests"
+cargo leptos build
+
+log "browser tests (Chromium)"
+SLIPWAY_BIN="$SLIPWAY_ROOT/target/debug/slipway" SLIPWAY_SITE_ROOT="$SLIPWAY_ROOT/target/site" \
+  node --test end2end/tests/
