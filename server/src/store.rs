@@ -30,13 +30,11 @@ impl Store {
     /// Connects and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Self> {
         install_default_drivers();
-        if let Some(path) = sqlite_path(url) {
-            if let Some(dir) = Path::new(path)
-                .parent()
-                .filter(|dir| !dir.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(dir)?;
-            }
+        let sqlite_dir = sqlite_path(url)
+            .and_then(|path| Path::new(path).parent())
+            .filter(|dir| !dir.as_os_str().is_empty());
+        if let Some(dir) = sqlite_dir {
+            std::fs::create_dir_all(dir)?;
         }
         // SQLite takes one writer at a time; a single connection avoids
         // "database is locked" between our own connections.
