@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use server::config::MlflowAuth;
-use server::mlflow::{MlflowClient, MlflowError, SearchExperiments, name_contains_filter};
+use server::mlflow::{
+    MlflowClient, MlflowError, SearchExperiments, SearchRuns, name_contains_filter,
+};
 use support::{MlflowRest, free_port, mlflow_url, unique};
 
 fn client(url: &str) -> MlflowClient {
@@ -175,4 +177,266 @@ async fn a_server_that_is_down_is_named_with_the_cause() {
     );
 
     self::client(&mlflow_url()).health().await.unwrap();
+}
+
+#[tokio::test]
+async fn runs_are_filtered_ordered_and_paged_by_mlflow() {
+    let rest = MlflowRest::new(&mlflow_url());
+    let experiment = rest.create_experiment(&unique("runs"), &[]).await;
+    for (index, optimizer) in ["adam", "sgd", "adam", "adam", "sgd"].iter().enumerate() {
+        let auc = 0.1 * (index + 1) as f64;
+        rest.create_run(
+            &experiment,
+            &format!("run-{index}"),
+            &[("optimizer", optimizer)],
+            &[("auc", &[auc])],
+            &[],
+        )
+        .await;
+    }
+    let client = client(&mlflow_url());
+    let mut request = SearchRuns {
+        experiment_ids: vec![experiment.clone()],
+        filter: Some("metrics.auc > 0.25 AND params.optimizer = 'adam'".into()),
+        order_by: vec!["metrics.auc DESC".into()],
+        max_results: 1,
+        page_token: None,
+    };
+    let mut names = Vec::new();
+    loop {
+        let page = client.search_runs(&request).await.unwrap();
+        assert!(page.runs.len() <= 1);
+        names.extend(page.runs.into_iter().map(|run| {
+            assert_eq!(run.info.status, "FINISHED");
+            assert_eq!(run.info.experiment_id, experiment);
+            run.info.run_name
+        }));
+        request.page_token = page.next_page_token;
+        if request.page_token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(names, vec!["run-3", "run-2"]);
+
+    request.filter = Some("metrics.auc >> 2".into());
+    let err = client.search_runs(&request).await.unwrap_err();
+    assert!(
+        matches!(&err, MlflowError::Api { status: 400, code, .. } if code == "INVALID_PARAMETER_VALUE"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_brings_its_data_and_full_metric_history() {
+    let rest = MlflowRest::new(&mlflow_url());
+    let experiment = rest.create_experiment(&unique("history"), &[]).await;
+    let losses: Vec<f64> = (0..25).map(|step| (25 - step) as f64 / 4.0).collect();
+    let run_id = rest
+        .create_run(
+            &experiment,
+            "long",
+            &[("lr", "0.01")],
+            &[("loss", losses.as_slice()), ("acc", &[0.5, 0.9])],
+            &[("team", "x")],
+        )
+        .await;
+    rest.upload_artifact(&experiment, &run_id, "model/MLmodel", "flavors: {}")
+        .await;
+    rest.upload_artifact(&experiment, &run_id, "notes.txt", "hello")
+        .await;
+    let client = client(&mlflow_url());
+
+    let run = client.get_run(&run_id).await.unwrap();
+    assert_eq!(run.info.run_name, "long");
+    assert_eq!(
+        run.data
+            .params
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("lr", "0.01")]
+    );
+    let latest_loss = run
+        .data
+        .metrics
+        .iter()
+        .find(|metric| metric.key == "loss")
+        .unwrap();
+    assert_eq!((latest_loss.step, latest_loss.value), (24, 0.25));
+    assert!(
+        run.data
+            .tags
+            .iter()
+            .any(|tag| tag.key == "team" && tag.value == "x")
+    );
+
+    let first = client
+        .metric_history_page(&run_id, "loss", 10, None)
+        .await
+        .unwrap();
+    assert_eq!(first.metrics.len(), 10);
+    assert!(first.next_page_token.is_some());
+    let history = client.metric_history(&run_id, "loss").await.unwrap();
+    let mut by_step: Vec<(i64, f64)> = history
+        .iter()
+        .map(|metric| (metric.step, metric.value))
+        .collect();
+    by_step.sort_by_key(|(step, _)| *step);
+    assert_eq!(
+        by_step,
+        losses
+            .iter()
+            .enumerate()
+            .map(|(step, loss)| (step as i64, *loss))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        client
+            .metric_history(&run_id, "no-such-metric")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let root = client.list_run_artifacts(&run_id, None).await.unwrap();
+    let entries: Vec<_> = root
+        .files
+        .iter()
+        .map(|file| (file.path.as_str(), file.is_dir, file.file_size))
+        .collect();
+    assert_eq!(
+        entries,
+        vec![("model", true, None), ("notes.txt", false, Some(5))]
+    );
+    let model_dir = client
+        .list_run_artifacts(&run_id, Some("model"))
+        .await
+        .unwrap();
+    assert_eq!(
+        model_dir
+            .files
+            .iter()
+            .map(|file| file.path.as_str())
+            .collect::<Vec<_>>(),
+        vec!["model/MLmodel"]
+    );
+
+    let err = client
+        .get_run("0123456789abcdef0123456789abcdef")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, MlflowError::Api { status: 404, code, .. } if code == "RESOURCE_DOES_NOT_EXIST"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_registry_gives_stages_aliases_and_mlflow_3_sources() {
+    let rest = MlflowRest::new(&mlflow_url());
+    let experiment_name = unique("registry");
+    let experiment = rest.create_experiment(&experiment_name, &[]).await;
+    let model = unique("model");
+    rest.create_registered_model(&model).await;
+    let mut model_ids = Vec::new();
+    for index in 0..3 {
+        let run = rest
+            .create_run(&experiment, &format!("train-{index}"), &[], &[], &[])
+            .await;
+        let (version, model_id) = rest.register_version(&model, &experiment, &run).await;
+        assert_eq!(version, (index + 1).to_string());
+        model_ids.push(model_id);
+    }
+    rest.transition_stage(&model, "1", "Archived").await;
+    rest.transition_stage(&model, "2", "Production").await;
+    rest.set_alias(&model, "production", "2").await;
+    rest.set_alias(&model, "challenger", "3").await;
+    let client = client(&mlflow_url());
+
+    let search = client
+        .search_registered_models(Some(&format!("name = '{model}'")), 1000, None)
+        .await
+        .unwrap();
+    assert_eq!(search.registered_models.len(), 1);
+    let registered = &search.registered_models[0];
+    let mut stages: Vec<_> = registered
+        .latest_versions
+        .iter()
+        .map(|v| (v.version.as_str(), v.current_stage.as_str()))
+        .collect();
+    stages.sort();
+    assert_eq!(
+        stages,
+        vec![("1", "Archived"), ("2", "Production"), ("3", "None")]
+    );
+    let mut aliases: Vec<_> = registered
+        .aliases
+        .iter()
+        .map(|a| (a.alias.as_str(), a.version.as_str()))
+        .collect();
+    aliases.sort();
+    assert_eq!(aliases, vec![("challenger", "3"), ("production", "2")]);
+    assert_eq!(
+        client.get_registered_model(&model).await.unwrap().name,
+        model
+    );
+
+    let filter = format!("name = '{model}'");
+    let first = client
+        .search_model_versions(&filter, 2, None)
+        .await
+        .unwrap();
+    assert_eq!(first.model_versions.len(), 2);
+    let rest_page = client
+        .search_model_versions(&filter, 2, first.next_page_token.as_deref())
+        .await
+        .unwrap();
+    let mut versions: Vec<_> = first
+        .model_versions
+        .iter()
+        .chain(&rest_page.model_versions)
+        .map(|v| v.version.clone())
+        .collect();
+    versions.sort();
+    assert_eq!(versions, vec!["1", "2", "3"]);
+
+    let production = client.get_model_version(&model, "2").await.unwrap();
+    assert_eq!(production.aliases, vec!["production"]);
+    assert_eq!(production.current_stage, "Production");
+    assert_eq!(production.source, format!("models:/{}", model_ids[1]));
+    let download = client
+        .model_version_download_uri(&model, "2")
+        .await
+        .unwrap();
+    assert_eq!(
+        download,
+        format!(
+            "mlflow-artifacts:/{experiment}/models/{}/artifacts",
+            model_ids[1]
+        )
+    );
+
+    let err = client.get_model_version(&model, "99").await.unwrap_err();
+    assert!(
+        matches!(&err, MlflowError::Api { status: 404, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_experiment_is_fetched_by_id_and_a_missing_one_is_mlflows_404() {
+    let rest = MlflowRest::new(&mlflow_url());
+    let name = unique("single");
+    let id = rest.create_experiment(&name, &[("k", "v")]).await;
+    let client = client(&mlflow_url());
+    let experiment = client.get_experiment(&id).await.unwrap();
+    assert_eq!(
+        (experiment.name.as_str(), experiment.tags.len()),
+        (name.as_str(), 1)
+    );
+    let err = client.get_experiment("987654321").await.unwrap_err();
+    assert!(
+        matches!(&err, MlflowError::Api { status: 404, code, .. } if code == "RESOURCE_DOES_NOT_EXIST"),
+        "{err:?}"
+    );
 }

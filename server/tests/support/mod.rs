@@ -99,6 +99,142 @@ impl MlflowRest {
         self.post("experiments/delete", json!({"experiment_id": id}))
             .await;
     }
+
+    /// A finished run with these params and tags; each metric gets the
+    /// values given, at steps 0, 1, 2, …. Returns the run id.
+    pub async fn create_run(
+        &self,
+        experiment_id: &str,
+        name: &str,
+        params: &[(&str, &str)],
+        metrics: &[(&str, &[f64])],
+        tags: &[(&str, &str)],
+    ) -> String {
+        let created = self
+            .post(
+                "runs/create",
+                json!({"experiment_id": experiment_id, "run_name": name, "start_time": 1_000}),
+            )
+            .await;
+        let run_id = created["run"]["info"]["run_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let params: Vec<Value> = params
+            .iter()
+            .map(|(key, value)| json!({"key": key, "value": value}))
+            .collect();
+        let tags: Vec<Value> = tags
+            .iter()
+            .map(|(key, value)| json!({"key": key, "value": value}))
+            .collect();
+        let metrics: Vec<Value> = metrics
+            .iter()
+            .flat_map(|(key, values)| {
+                values.iter().enumerate().map(move |(step, value)| {
+                    json!({"key": key, "value": value, "timestamp": 1_000 + step as i64, "step": step})
+                })
+            })
+            .collect();
+        self.post(
+            "runs/log-batch",
+            json!({"run_id": run_id, "params": params, "tags": tags}),
+        )
+        .await;
+        // log-batch takes at most 1,000 metrics per call.
+        for chunk in metrics.chunks(1000) {
+            self.post(
+                "runs/log-batch",
+                json!({"run_id": run_id, "metrics": chunk}),
+            )
+            .await;
+        }
+        self.post(
+            "runs/update",
+            json!({"run_id": run_id, "status": "FINISHED", "end_time": 61_000}),
+        )
+        .await;
+        run_id
+    }
+
+    /// Registers a new version the MLflow 3 way: a logged model of the run,
+    /// with a `models:/m-…` source. Returns (version, model id).
+    pub async fn register_version(
+        &self,
+        model: &str,
+        experiment_id: &str,
+        run_id: &str,
+    ) -> (String, String) {
+        let logged = self
+            .post(
+                "logged-models",
+                json!({"experiment_id": experiment_id, "name": "model", "source_run_id": run_id}),
+            )
+            .await;
+        let model_id = logged["model"]["info"]["model_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let created = self
+            .post(
+                "model-versions/create",
+                json!({"name": model, "source": format!("models:/{model_id}"), "run_id": run_id, "model_id": model_id}),
+            )
+            .await;
+        (
+            created["model_version"]["version"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            model_id,
+        )
+    }
+
+    pub async fn create_registered_model(&self, name: &str) {
+        self.post("registered-models/create", json!({"name": name}))
+            .await;
+    }
+
+    pub async fn transition_stage(&self, model: &str, version: &str, stage: &str) {
+        self.post(
+            "model-versions/transition-stage",
+            json!({"name": model, "version": version, "stage": stage, "archive_existing_versions": false}),
+        )
+        .await;
+    }
+
+    pub async fn set_alias(&self, model: &str, alias: &str, version: &str) {
+        self.post(
+            "registered-models/alias",
+            json!({"name": model, "alias": alias, "version": version}),
+        )
+        .await;
+    }
+
+    /// Uploads a file into a run's artifacts through MLflow's artifact proxy.
+    pub async fn upload_artifact(
+        &self,
+        experiment_id: &str,
+        run_id: &str,
+        path: &str,
+        content: &str,
+    ) {
+        let response = self
+            .http
+            .put(format!(
+                "{}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/{path}",
+                self.base
+            ))
+            .body(content.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "upload of {path}: {}",
+            response.status()
+        );
+    }
 }
 
 /// An MLflow server of its own, for tests that stop and start one. Started by

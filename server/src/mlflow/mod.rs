@@ -7,15 +7,19 @@
 use std::time::Duration;
 
 use app::error::AppError;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use url::Url;
 
 use crate::config::MlflowAuth;
 
+mod types;
+pub use types::*;
+
 const READ_ATTEMPTS: u32 = 3;
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+const METRIC_HISTORY_PAGE_SIZE: u32 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MlflowError {
@@ -76,45 +80,6 @@ impl MlflowError {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
-pub struct Tag {
-    pub key: String,
-    #[serde(default)]
-    pub value: String,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct Experiment {
-    pub experiment_id: String,
-    pub name: String,
-    #[serde(default)]
-    pub artifact_location: String,
-    #[serde(default)]
-    pub lifecycle_stage: String,
-    pub creation_time: Option<i64>,
-    pub last_update_time: Option<i64>,
-    #[serde(default)]
-    pub tags: Vec<Tag>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct SearchExperimentsResponse {
-    #[serde(default)]
-    pub experiments: Vec<Experiment>,
-    pub next_page_token: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SearchExperiments {
-    pub max_results: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub filter: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub order_by: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub page_token: Option<String>,
-}
-
 #[derive(Debug, Deserialize)]
 struct ApiErrorBody {
     error_code: Option<String>,
@@ -159,30 +124,179 @@ impl MlflowClient {
         &self,
         request: &SearchExperiments,
     ) -> Result<SearchExperimentsResponse, MlflowError> {
-        self.read(
-            Method::POST,
-            "api/2.0/mlflow/experiments/search",
-            Some(request),
-        )
-        .await
+        self.post_read("experiments/search", request).await
+    }
+
+    pub async fn get_experiment(&self, experiment_id: &str) -> Result<Experiment, MlflowError> {
+        let response: GetExperimentResponse = self
+            .get("experiments/get", &[("experiment_id", experiment_id)])
+            .await?;
+        response
+            .experiment
+            .ok_or_else(|| self.decode_error("experiments/get", "no experiment in the answer"))
+    }
+
+    pub async fn search_runs(
+        &self,
+        request: &SearchRuns,
+    ) -> Result<SearchRunsResponse, MlflowError> {
+        self.post_read("runs/search", request).await
+    }
+
+    pub async fn get_run(&self, run_id: &str) -> Result<Run, MlflowError> {
+        let response: GetRunResponse = self.get("runs/get", &[("run_id", run_id)]).await?;
+        Ok(response.run)
+    }
+
+    /// Every recorded value of one metric, in MLflow's order, across all pages.
+    pub async fn metric_history(
+        &self,
+        run_id: &str,
+        metric_key: &str,
+    ) -> Result<Vec<Metric>, MlflowError> {
+        let mut metrics = Vec::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let page = self
+                .metric_history_page(
+                    run_id,
+                    metric_key,
+                    METRIC_HISTORY_PAGE_SIZE,
+                    page_token.as_deref(),
+                )
+                .await?;
+            metrics.extend(page.metrics);
+            page_token = page.next_page_token;
+            if page_token.is_none() {
+                return Ok(metrics);
+            }
+        }
+    }
+
+    pub async fn metric_history_page(
+        &self,
+        run_id: &str,
+        metric_key: &str,
+        max_results: u32,
+        page_token: Option<&str>,
+    ) -> Result<MetricHistoryPage, MlflowError> {
+        let max_results = max_results.to_string();
+        let mut query = vec![
+            ("run_id", run_id),
+            ("metric_key", metric_key),
+            ("max_results", max_results.as_str()),
+        ];
+        query.extend(page_token.map(|token| ("page_token", token)));
+        let mut page: MetricHistoryPage = self.get("metrics/get-history", &query).await?;
+        page.next_page_token = page.next_page_token.filter(|token| !token.is_empty());
+        Ok(page)
+    }
+
+    /// One page of registered models (MLflow allows up to 1,000 per page).
+    pub async fn search_registered_models(
+        &self,
+        filter: Option<&str>,
+        max_results: u32,
+        page_token: Option<&str>,
+    ) -> Result<SearchRegisteredModelsResponse, MlflowError> {
+        let max_results = max_results.to_string();
+        let mut query = vec![("max_results", max_results.as_str())];
+        query.extend(filter.map(|filter| ("filter", filter)));
+        query.extend(page_token.map(|token| ("page_token", token)));
+        self.get("registered-models/search", &query).await
+    }
+
+    pub async fn get_registered_model(&self, name: &str) -> Result<RegisteredModel, MlflowError> {
+        let response: GetRegisteredModelResponse =
+            self.get("registered-models/get", &[("name", name)]).await?;
+        Ok(response.registered_model)
+    }
+
+    /// One page of a model's versions; searches leave out `aliases`.
+    pub async fn search_model_versions(
+        &self,
+        filter: &str,
+        max_results: u32,
+        page_token: Option<&str>,
+    ) -> Result<SearchModelVersionsResponse, MlflowError> {
+        let max_results = max_results.to_string();
+        let mut query = vec![("filter", filter), ("max_results", max_results.as_str())];
+        query.extend(page_token.map(|token| ("page_token", token)));
+        self.get("model-versions/search", &query).await
+    }
+
+    pub async fn get_model_version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<ModelVersion, MlflowError> {
+        let response: GetModelVersionResponse = self
+            .get(
+                "model-versions/get",
+                &[("name", name), ("version", version)],
+            )
+            .await?;
+        Ok(response.model_version)
+    }
+
+    /// Where a version's files really are (`models:/m-…` sources resolve to storage).
+    pub async fn model_version_download_uri(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<String, MlflowError> {
+        let response: DownloadUriResponse = self
+            .get(
+                "model-versions/get-download-uri",
+                &[("name", name), ("version", version)],
+            )
+            .await?;
+        Ok(response.artifact_uri)
+    }
+
+    /// The entries of one directory of a run's artifacts (`path` relative to the root).
+    pub async fn list_run_artifacts(
+        &self,
+        run_id: &str,
+        path: Option<&str>,
+    ) -> Result<ListArtifactsResponse, MlflowError> {
+        let mut query = vec![("run_id", run_id)];
+        query.extend(path.map(|path| ("path", path)));
+        self.get("artifacts/list", &query).await
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        method_path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, MlflowError> {
+        let url = self.endpoint(&format!("api/2.0/mlflow/{method_path}"));
+        self.read(method_path, || self.http.get(url.clone()).query(query))
+            .await
+    }
+
+    /// Searches are POSTs in MLflow's API, but reads all the same.
+    async fn post_read<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method_path: &str,
+        body: &B,
+    ) -> Result<T, MlflowError> {
+        let url = self.endpoint(&format!("api/2.0/mlflow/{method_path}"));
+        self.read(method_path, || self.http.post(url.clone()).json(body))
+            .await
     }
 
     /// A read: safe to repeat, so transient failures are retried.
-    async fn read<B, T>(
+    async fn read<T: DeserializeOwned>(
         &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> Result<T, MlflowError>
-    where
-        B: Serialize + ?Sized,
-        T: DeserializeOwned,
-    {
+        method_path: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, MlflowError> {
         let mut attempt = 1;
         loop {
-            match self.call(method.clone(), path, body).await {
+            match self.call(method_path, build()).await {
                 Err(err) if err.is_retryable() && attempt < READ_ATTEMPTS => {
-                    tracing::debug!(%err, attempt, path, "retrying MLflow read");
+                    tracing::debug!(%err, attempt, method_path, "retrying MLflow read");
                     tokio::time::sleep(RETRY_BACKOFF * attempt).await;
                     attempt += 1;
                 }
@@ -191,31 +305,31 @@ impl MlflowClient {
         }
     }
 
-    async fn call<B, T>(
+    async fn call<T: DeserializeOwned>(
         &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> Result<T, MlflowError>
-    where
-        B: Serialize + ?Sized,
-        T: DeserializeOwned,
-    {
-        let mut request = self.authorize(self.http.request(method, self.endpoint(path)));
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.map_err(|err| self.unreachable(&err))?;
+        method_path: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, MlflowError> {
+        let response = self
+            .authorize(request)
+            .send()
+            .await
+            .map_err(|err| self.unreachable(&err))?;
         let response = self.check_status(response).await?;
         let bytes = response
             .bytes()
             .await
             .map_err(|err| self.unreachable(&err))?;
-        serde_json::from_slice(&bytes).map_err(|err| MlflowError::Decode {
+        serde_json::from_slice(&bytes)
+            .map_err(|err| self.decode_error(method_path, &err.to_string()))
+    }
+
+    fn decode_error(&self, endpoint: &str, detail: &str) -> MlflowError {
+        MlflowError::Decode {
             url: self.url(),
-            endpoint: path.to_string(),
-            detail: err.to_string(),
-        })
+            endpoint: endpoint.to_string(),
+            detail: detail.to_string(),
+        }
     }
 
     async fn check_status(
