@@ -23,9 +23,9 @@ impl User {
 pub const DEFAULT_PAGE_SIZE: u32 = 25;
 pub const MAX_PAGE_SIZE: u32 = 500;
 
-/// One page request for the experiments list.
+/// One page of a list searched by name (experiments, registered models).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExperimentQuery {
+pub struct ListQuery {
     /// Case-insensitive substring of the experiment name.
     pub name_contains: Option<String>,
     /// MLflow's opaque token for the page after the previous one.
@@ -51,4 +51,59 @@ pub struct ExperimentPage {
     pub next_page_token: Option<String>,
     /// The MLflow server the page came from, shown so users know what they browse.
     pub mlflow_url: String,
+}
+
+/// A registered model as the models list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub name: String,
+    pub description: String,
+    pub last_updated: Option<i64>,
+    /// The newest version in each stage, as (stage, version).
+    pub latest_by_stage: Vec<(String, String)>,
+    /// (alias, version), sorted by alias.
+    pub aliases: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelsPage {
+    pub models: Vec<ModelSummary>,
+    pub next_page_token: Option<String>,
+    pub mlflow_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelVersionInfo {
+    pub model: String,
+    pub version: String,
+    /// `None`, `Staging`, `Production` or `Archived`.
+    pub stage: String,
+    pub aliases: Vec<String>,
+    pub status: String,
+    /// As MLflow records it: `runs:/…`, `models:/m-…` or a storage URI.
+    pub source: String,
+    pub run_id: String,
+    pub created: Option<i64>,
+    pub last_updated: Option<i64>,
+    pub description: String,
+    pub tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelDetail {
+    pub name: String,
+    pub description: String,
+    pub created: Option<i64>,
+    pub last_updated: Option<i64>,
+    pub aliases: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
+    /// Newest first.
+    pub versions: Vec<ModelVersionInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionDetail {
+    pub version: ModelVersionInfo,
+    /// Where the version's files are stored, with `models:/…` sources resolved.
+    pub storage_uri: String,
 }

@@ -8,15 +8,26 @@ use std::sync::Arc;
 use leptos::prelude::use_context;
 
 use crate::error::AppError;
-use crate::model::{ExperimentPage, ExperimentQuery, User};
+use crate::model::{ExperimentPage, ListQuery, ModelDetail, ModelsPage, User, VersionDetail};
 
 #[async_trait::async_trait]
 pub trait ControlPlane: Send + Sync + 'static {
     async fn search_experiments(
         &self,
         user: &User,
-        query: ExperimentQuery,
+        query: ListQuery,
     ) -> Result<ExperimentPage, AppError>;
+
+    async fn search_models(&self, user: &User, query: ListQuery) -> Result<ModelsPage, AppError>;
+
+    async fn get_model(&self, user: &User, name: String) -> Result<ModelDetail, AppError>;
+
+    async fn get_model_version(
+        &self,
+        user: &User,
+        name: String,
+        version: String,
+    ) -> Result<VersionDetail, AppError>;
 }
 
 pub type SharedControlPlane = Arc<dyn ControlPlane>;

@@ -3,11 +3,34 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{ExperimentPage, ExperimentQuery};
+use crate::model::{ExperimentPage, ListQuery, ModelDetail, ModelsPage, VersionDetail};
 
 #[server]
-pub async fn search_experiments(query: ExperimentQuery) -> Result<ExperimentPage, AppError> {
+pub async fn search_experiments(query: ListQuery) -> Result<ExperimentPage, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.search_experiments(&user, query).await
+}
+
+#[server]
+pub async fn search_models(query: ListQuery) -> Result<ModelsPage, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.search_models(&user, query).await
+}
+
+#[server]
+pub async fn get_model(name: String) -> Result<ModelDetail, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.get_model(&user, name).await
+}
+
+#[server]
+pub async fn get_model_version(name: String, version: String) -> Result<VersionDetail, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?
+        .get_model_version(&user, name, version)
+        .await
 }

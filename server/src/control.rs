@@ -1,12 +1,20 @@
 //! The control plane behind the UI's port: what each server function asks
 //! for, done against MLflow and the store.
 
+use std::collections::BTreeMap;
+
 use app::error::AppError;
-use app::model::{Experiment, ExperimentPage, ExperimentQuery, MAX_PAGE_SIZE, User};
+use app::model::{
+    Experiment, ExperimentPage, ListQuery, MAX_PAGE_SIZE, ModelDetail, ModelSummary,
+    ModelVersionInfo, ModelsPage, User, VersionDetail,
+};
 use app::port::ControlPlane;
 
-use crate::mlflow::{self, MlflowClient, SearchExperiments};
+use crate::mlflow::{self, MlflowClient, MlflowError, SearchExperiments};
 use crate::store::Store;
+
+/// MLflow's largest page of model versions; a model has rarely more.
+const VERSIONS_PAGE_SIZE: u32 = 1000;
 
 pub struct Slipway {
     pub mlflow: MlflowClient,
@@ -18,24 +26,11 @@ impl ControlPlane for Slipway {
     async fn search_experiments(
         &self,
         _user: &User,
-        query: ExperimentQuery,
+        query: ListQuery,
     ) -> Result<ExperimentPage, AppError> {
-        if !(1..=MAX_PAGE_SIZE).contains(&query.page_size) {
-            return Err(AppError::InvalidInput(format!(
-                "Page size must be from 1 to {MAX_PAGE_SIZE}, not {}",
-                query.page_size
-            )));
-        }
-        let filter = query
-            .name_contains
-            .as_deref()
-            .map(str::trim)
-            .filter(|term| !term.is_empty())
-            .map(mlflow::name_contains_filter)
-            .transpose()?;
         let request = SearchExperiments {
-            max_results: query.page_size,
-            filter,
+            max_results: checked_page_size(&query)?,
+            filter: name_filter(&query)?,
             order_by: vec!["last_update_time DESC".into(), "name ASC".into()],
             page_token: query.page_token,
         };
@@ -43,7 +38,7 @@ impl ControlPlane for Slipway {
             .mlflow
             .search_experiments(&request)
             .await
-            .map_err(|err| err.to_app_error())?;
+            .map_err(user_error)?;
         Ok(ExperimentPage {
             experiments: response
                 .experiments
@@ -54,6 +49,141 @@ impl ControlPlane for Slipway {
             mlflow_url: self.mlflow.url(),
         })
     }
+
+    async fn search_models(&self, _user: &User, query: ListQuery) -> Result<ModelsPage, AppError> {
+        let page_size = checked_page_size(&query)?;
+        let filter = name_filter(&query)?;
+        let response = self
+            .mlflow
+            .search_registered_models(filter.as_deref(), page_size, query.page_token.as_deref())
+            .await
+            .map_err(user_error)?;
+        Ok(ModelsPage {
+            models: response
+                .registered_models
+                .into_iter()
+                .map(to_model_summary)
+                .collect(),
+            next_page_token: response.next_page_token.filter(|token| !token.is_empty()),
+            mlflow_url: self.mlflow.url(),
+        })
+    }
+
+    async fn get_model(&self, _user: &User, name: String) -> Result<ModelDetail, AppError> {
+        let filter = mlflow::name_equals_filter(&name)?;
+        let (model, versions) = tokio::join!(
+            self.mlflow.get_registered_model(&name),
+            self.all_versions(&filter)
+        );
+        let (model, versions) = (model.map_err(user_error)?, versions.map_err(user_error)?);
+        let aliases = aliases_by_version(&model.aliases);
+        let mut versions: Vec<ModelVersionInfo> = versions
+            .into_iter()
+            .map(|mut version| {
+                version.aliases = aliases.get(&version.version).cloned().unwrap_or_default();
+                to_version_info(version)
+            })
+            .collect();
+        versions.sort_by_key(|version| std::cmp::Reverse(version_number(&version.version)));
+        Ok(ModelDetail {
+            name: model.name,
+            description: model.description,
+            created: model.creation_timestamp,
+            last_updated: model.last_updated_timestamp,
+            aliases: sorted_aliases(&model.aliases),
+            tags: model
+                .tags
+                .into_iter()
+                .map(|tag| (tag.key, tag.value))
+                .collect(),
+            versions,
+        })
+    }
+
+    async fn get_model_version(
+        &self,
+        _user: &User,
+        name: String,
+        version: String,
+    ) -> Result<VersionDetail, AppError> {
+        let (detail, storage_uri) = tokio::join!(
+            self.mlflow.get_model_version(&name, &version),
+            self.mlflow.model_version_download_uri(&name, &version)
+        );
+        Ok(VersionDetail {
+            version: to_version_info(detail.map_err(user_error)?),
+            storage_uri: storage_uri.map_err(user_error)?,
+        })
+    }
+}
+
+impl Slipway {
+    async fn all_versions(&self, filter: &str) -> Result<Vec<mlflow::ModelVersion>, MlflowError> {
+        let mut versions = Vec::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let page = self
+                .mlflow
+                .search_model_versions(filter, VERSIONS_PAGE_SIZE, page_token.as_deref())
+                .await?;
+            versions.extend(page.model_versions);
+            page_token = page.next_page_token.filter(|token| !token.is_empty());
+            if page_token.is_none() {
+                return Ok(versions);
+            }
+        }
+    }
+}
+
+fn user_error(err: MlflowError) -> AppError {
+    err.to_app_error()
+}
+
+fn checked_page_size(query: &ListQuery) -> Result<u32, AppError> {
+    if (1..=MAX_PAGE_SIZE).contains(&query.page_size) {
+        Ok(query.page_size)
+    } else {
+        Err(AppError::InvalidInput(format!(
+            "Page size must be from 1 to {MAX_PAGE_SIZE}, not {}",
+            query.page_size
+        )))
+    }
+}
+
+fn name_filter(query: &ListQuery) -> Result<Option<String>, AppError> {
+    query
+        .name_contains
+        .as_deref()
+        .map(str::trim)
+        .filter(|term| !term.is_empty())
+        .map(mlflow::name_contains_filter)
+        .transpose()
+}
+
+/// Versions are decimal strings; compare them as numbers ("10" after "9").
+fn version_number(version: &str) -> u64 {
+    version.parse().unwrap_or(0)
+}
+
+fn aliases_by_version(aliases: &[mlflow::Alias]) -> BTreeMap<String, Vec<String>> {
+    let mut by_version: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for alias in aliases {
+        by_version
+            .entry(alias.version.clone())
+            .or_default()
+            .push(alias.alias.clone());
+    }
+    by_version.values_mut().for_each(|names| names.sort());
+    by_version
+}
+
+fn sorted_aliases(aliases: &[mlflow::Alias]) -> Vec<(String, String)> {
+    let mut pairs: Vec<_> = aliases
+        .iter()
+        .map(|alias| (alias.alias.clone(), alias.version.clone()))
+        .collect();
+    pairs.sort();
+    pairs
 }
 
 fn to_experiment(experiment: mlflow::Experiment) -> Experiment {
@@ -65,6 +195,52 @@ fn to_experiment(experiment: mlflow::Experiment) -> Experiment {
         creation_time: experiment.creation_time,
         last_update_time: experiment.last_update_time,
         tags: experiment
+            .tags
+            .into_iter()
+            .map(|tag| (tag.key, tag.value))
+            .collect(),
+    }
+}
+
+fn to_model_summary(model: mlflow::RegisteredModel) -> ModelSummary {
+    let mut latest_by_stage: Vec<(String, String)> = model
+        .latest_versions
+        .iter()
+        .map(|version| (version.current_stage.clone(), version.version.clone()))
+        .collect();
+    latest_by_stage.sort_by_key(|(stage, _)| stage_order(stage));
+    ModelSummary {
+        aliases: sorted_aliases(&model.aliases),
+        name: model.name,
+        description: model.description,
+        last_updated: model.last_updated_timestamp,
+        latest_by_stage,
+    }
+}
+
+/// Production first: what serves matters most.
+fn stage_order(stage: &str) -> u8 {
+    match stage {
+        "Production" => 0,
+        "Staging" => 1,
+        "None" => 2,
+        _ => 3,
+    }
+}
+
+fn to_version_info(version: mlflow::ModelVersion) -> ModelVersionInfo {
+    ModelVersionInfo {
+        model: version.name,
+        version: version.version,
+        stage: version.current_stage,
+        aliases: version.aliases,
+        status: version.status,
+        source: version.source,
+        run_id: version.run_id,
+        created: version.creation_timestamp,
+        last_updated: version.last_updated_timestamp,
+        description: version.description,
+        tags: version
             .tags
             .into_iter()
             .map(|tag| (tag.key, tag.value))

@@ -173,3 +173,86 @@ async fn an_mlflow_outage_is_explained_and_recovered_from_without_a_restart() {
     let (_, html) = app.get("/experiments").await;
     assert!(html.contains("<td class=\"name\">Default</td>"), "{html}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_registry_pages_show_stages_aliases_and_storage() {
+    let rest = MlflowRest::new(&mlflow_url());
+    let experiment = rest.create_experiment(&unique("registry-pages"), &[]).await;
+    let model = unique("Fraud model");
+    rest.create_registered_model(&model).await;
+    let mut model_ids = Vec::new();
+    for index in 0..3 {
+        let run = rest
+            .create_run(&experiment, &format!("train-{index}"), &[], &[], &[])
+            .await;
+        model_ids.push(rest.register_version(&model, &experiment, &run).await.1);
+    }
+    rest.transition_stage(&model, "2", "Production").await;
+    rest.transition_stage(&model, "3", "Staging").await;
+    rest.set_alias(&model, "champion", "2").await;
+    let app = TestApp::new(&mlflow_url()).await;
+    let encoded = model.replace(' ', "%20");
+
+    let (status, list) = app
+        .get(&format!(
+            "/models?q={}",
+            model.to_lowercase().replace(' ', "+")
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        list.contains(&format!("<a href=\"/models/{encoded}\">{model}</a>")),
+        "{list}"
+    );
+    assert!(list.contains("Production: v2"), "{list}");
+    assert!(list.contains("Staging: v3"), "{list}");
+    assert!(
+        list.contains(&format!(
+            "href=\"/models/{encoded}/versions/2\" class=\"alias\">@champion → v2"
+        )),
+        "{list}"
+    );
+
+    let (status, detail) = app.get(&format!("/models/{encoded}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let versions: Vec<_> = detail
+        .match_indices(&format!("/models/{encoded}/versions/"))
+        .map(|(at, _)| at)
+        .collect();
+    assert!(versions.len() >= 3, "{detail}");
+    let order: Vec<_> = ["3", "2", "1"]
+        .iter()
+        .map(|version| {
+            let link = format!("/versions/{version}\">v{version}</a>");
+            detail
+                .find(&link)
+                .unwrap_or_else(|| panic!("{link} in {detail}"))
+        })
+        .collect();
+    assert!(
+        order.windows(2).all(|pair| pair[0] < pair[1]),
+        "newest version first"
+    );
+    assert!(detail.contains("@champion"), "{detail}");
+
+    let (status, version) = app.get(&format!("/models/{encoded}/versions/2")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        version.contains(&format!("<code>models:/{}</code>", model_ids[1])),
+        "{version}"
+    );
+    assert!(
+        version.contains(&format!(
+            "<code>mlflow-artifacts:/{experiment}/models/{}/artifacts</code>",
+            model_ids[1]
+        )),
+        "{version}"
+    );
+    assert!(version.contains("stage-production"), "{version}");
+
+    let (_, missing) = app.get(&format!("/models/{encoded}/versions/42")).await;
+    assert!(
+        missing.contains("answered 404 RESOURCE_DOES_NOT_EXIST"),
+        "{missing}"
+    );
+}

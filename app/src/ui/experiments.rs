@@ -1,85 +1,48 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::{components::Form, hooks::use_query_map};
+use leptos_router::hooks::use_query_map;
 
-use super::{ErrorList, format_millis, paging::ListState};
+use super::list::{Pager, Results, SearchForm};
+use super::{format_millis, paging::ListState, user_tags};
+use crate::error::AppError;
 use crate::model::{Experiment, ExperimentPage};
 use crate::server_fns::search_experiments;
+
+const PATH: &str = "/experiments";
 
 #[component]
 pub fn ExperimentsPage() -> impl IntoView {
     let params = use_query_map();
-    let state = Memo::new(move |_| params.with(ListState::from_params));
+    let state = Memo::new(move |_| params.with(|params| ListState::from_params(PATH, params)));
     let page = Resource::new(
         move || state.get(),
         |state| async move { search_experiments(state?.query()).await },
     );
-    let search_value = move || {
-        state
-            .get()
-            .ok()
-            .and_then(|state| state.name_contains)
-            .unwrap_or_default()
-    };
-    let size_value = move || {
-        state
-            .get()
-            .ok()
-            .and_then(|state| state.page_size)
-            .map(|size| size.to_string())
-    };
-    // The previous page stays visible, dimmed, while the next one loads.
-    let loading = RwSignal::new(false);
 
     view! {
         <Title text="Experiments"/>
         <section class="page">
             <header class="page-header">
                 <h1>"Experiments"</h1>
-                <Form method="GET" action="/experiments" attr:class="search" attr:role="search">
-                    <input
-                        type="search"
-                        name="q"
-                        placeholder="Filter by name"
-                        aria-label="Filter experiments by name"
-                        prop:value=search_value
-                    />
-                    {move || size_value().map(|size| view! { <input type="hidden" name="size" value=size/> })}
-                    <button type="submit">"Search"</button>
-                </Form>
+                <SearchForm state path=PATH placeholder="Filter experiments by name"/>
             </header>
-            <div class="results" aria-busy=move || loading.get().to_string()>
-                <Transition
-                    fallback=|| view! { <p class="loading">"Loading experiments…"</p> }
-                    set_pending=loading.write_only()
-                >
-                    <ErrorBoundary fallback=|errors| view! { <ErrorList errors/> }>
-                        {move || Suspend::new(async move {
-                            let page = page.await?;
-                            let state = state.get_untracked()?;
-                            Ok::<_, crate::error::AppError>(view! { <ExperimentList page state/> })
-                        })}
-                    </ErrorBoundary>
-                </Transition>
-            </div>
+            <Results loading_text="Loading experiments…">
+                {move || Suspend::new(async move {
+                    let page = page.await?;
+                    let state = state.get_untracked()?;
+                    Ok::<_, AppError>(view! { <ExperimentList page state/> })
+                })}
+            </Results>
         </section>
     }
 }
 
 #[component]
 fn ExperimentList(page: ExperimentPage, state: ListState) -> impl IntoView {
-    let previous = state.previous_page_href();
-    let next = page
-        .next_page_token
-        .as_deref()
-        .map(|token| state.next_page_href(token));
-    let on_later_page = previous.is_some();
-    let page_number = state.page_number();
     let empty_message = match &state.name_contains {
         Some(name) => format!("No experiments match \"{name}\"."),
         None => "No experiments yet.".to_string(),
     };
-
     view! {
         <p class="source">"MLflow at " <code>{page.mlflow_url.clone()}</code></p>
         {if page.experiments.is_empty() {
@@ -87,12 +50,7 @@ fn ExperimentList(page: ExperimentPage, state: ListState) -> impl IntoView {
         } else {
             view! { <ExperimentTable experiments=page.experiments/> }.into_any()
         }}
-        <nav class="pager" aria-label="Pages">
-            {on_later_page.then(|| view! { <a href=state.first_page_href() rel="first">"First"</a> })}
-            {previous.map(|href| view! { <a href=href rel="prev">"← Previous"</a> })}
-            <span class="page-number">"Page " {page_number}</span>
-            {next.map(|href| view! { <a href=href rel="next">"Next →"</a> })}
-        </nav>
+        <Pager state next_page_token=page.next_page_token/>
     }
 }
 
@@ -120,12 +78,7 @@ fn ExperimentTable(experiments: Vec<Experiment>) -> impl IntoView {
                                 <td class="mono">{experiment.id}</td>
                                 <td>{format_millis(experiment.creation_time)}</td>
                                 <td>{format_millis(experiment.last_update_time)}</td>
-                                <td class="tags">
-                                    {tags
-                                        .into_iter()
-                                        .map(|(key, value)| view! { <span class="tag">{format!("{key}={value}")}</span> })
-                                        .collect_view()}
-                                </td>
+                                <td class="tags">{tags}</td>
                             </tr>
                         }
                     })
@@ -133,12 +86,4 @@ fn ExperimentTable(experiments: Vec<Experiment>) -> impl IntoView {
             </tbody>
         </table>
     }
-}
-
-/// MLflow's own `mlflow.*` tags are bookkeeping, not what users tag with.
-fn user_tags(tags: &[(String, String)]) -> Vec<(String, String)> {
-    tags.iter()
-        .filter(|(key, _)| !key.starts_with("mlflow."))
-        .cloned()
-        .collect()
 }

@@ -1,4 +1,6 @@
 mod experiments;
+mod list;
+mod models;
 pub mod paging;
 
 use leptos::prelude::*;
@@ -9,6 +11,7 @@ use leptos_router::{
 };
 
 use experiments::ExperimentsPage;
+use models::{ModelPage, ModelsPage, VersionPage};
 
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -44,12 +47,16 @@ pub fn App() -> impl IntoView {
                 <a class="brand" href="/">"Slipway"</a>
                 <nav>
                     <a href="/experiments">"Experiments"</a>
+                    <a href="/models">"Models"</a>
                 </nav>
             </header>
             <main>
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=|| view! { <Redirect path="/experiments"/> }/>
                     <Route path=path!("/experiments") view=ExperimentsPage/>
+                    <Route path=path!("/models") view=ModelsPage/>
+                    <Route path=path!("/models/:name") view=ModelPage/>
+                    <Route path=path!("/models/:name/versions/:version") view=VersionPage/>
                 </Routes>
             </main>
         </Router>
@@ -102,4 +109,12 @@ pub fn format_millis(millis: Option<i64>) -> String {
         .and_then(chrono::DateTime::from_timestamp_millis)
         .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_else(|| "—".to_string())
+}
+
+/// Chips for the tags users set; MLflow's own `mlflow.*` tags are bookkeeping.
+pub fn user_tags(tags: &[(String, String)]) -> impl IntoView + use<> {
+    tags.iter()
+        .filter(|(key, _)| !key.starts_with("mlflow."))
+        .map(|(key, value)| view! { <span class="tag">{format!("{key}={value}")}</span> })
+        .collect_view()
 }

@@ -1,4 +1,4 @@
-//! The experiments list's state lives in the URL so any view can be bookmarked.
+//! A list page's state lives in the URL so any view can be bookmarked.
 //! MLflow pages forward only, with opaque tokens; to offer "Previous", the URL
 //! carries the tokens of the pages before this one (`trail`, one value each,
 //! the first page as an empty value).
@@ -6,10 +6,12 @@
 use leptos_router::params::ParamsMap;
 
 use crate::error::AppError;
-use crate::model::{DEFAULT_PAGE_SIZE, ExperimentQuery, MAX_PAGE_SIZE};
+use crate::model::{DEFAULT_PAGE_SIZE, ListQuery, MAX_PAGE_SIZE};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListState {
+    /// The page's own path, which its links lead back to.
+    pub path: &'static str,
     pub name_contains: Option<String>,
     pub page_size: Option<u32>,
     pub page_token: Option<String>,
@@ -17,13 +19,14 @@ pub struct ListState {
 }
 
 impl ListState {
-    pub fn from_params(params: &ParamsMap) -> Result<Self, AppError> {
+    pub fn from_params(path: &'static str, params: &ParamsMap) -> Result<Self, AppError> {
         let non_empty = |key: &str| params.get(key).filter(|value| !value.trim().is_empty());
         let page_size = match non_empty("size") {
             None => None,
             Some(raw) => Some(parse_page_size(&raw)?),
         };
         Ok(Self {
+            path,
             name_contains: non_empty("q").map(|q| q.trim().to_string()),
             page_size,
             page_token: non_empty("page"),
@@ -31,8 +34,8 @@ impl ListState {
         })
     }
 
-    pub fn query(&self) -> ExperimentQuery {
-        ExperimentQuery {
+    pub fn query(&self) -> ListQuery {
+        ListQuery {
             name_contains: self.name_contains.clone(),
             page_token: self.page_token.clone(),
             page_size: self.page_size.unwrap_or(DEFAULT_PAGE_SIZE),
@@ -76,9 +79,9 @@ impl ListState {
         }
         let query = query.finish();
         if query.is_empty() {
-            "/experiments".to_string()
+            self.path.to_string()
         } else {
-            format!("/experiments?{query}")
+            format!("{}?{query}", self.path)
         }
     }
 }
@@ -109,7 +112,7 @@ mod tests {
 
     #[test]
     fn empty_url_asks_for_the_first_page_with_the_default_size() {
-        let state = ListState::from_params(&ParamsMap::new()).unwrap();
+        let state = ListState::from_params("/experiments", &ParamsMap::new()).unwrap();
         assert_eq!(state.query().page_size, DEFAULT_PAGE_SIZE);
         assert_eq!(state.query().page_token, None);
         assert_eq!(state.previous_page_href(), None);
@@ -118,7 +121,9 @@ mod tests {
 
     #[test]
     fn next_then_previous_returns_to_the_same_page() {
-        let first = ListState::from_params(&params(&[("q", "iris"), ("size", "5")])).unwrap();
+        let first =
+            ListState::from_params("/experiments", &params(&[("q", "iris"), ("size", "5")]))
+                .unwrap();
         let second_href = first.next_page_href("tok+2/=");
         assert_eq!(
             second_href,
@@ -140,7 +145,7 @@ mod tests {
     #[test]
     fn bad_page_sizes_are_refused_with_the_value() {
         for raw in ["0", "-3", "abc", "501"] {
-            let err = ListState::from_params(&params(&[("size", raw)])).unwrap_err();
+            let err = ListState::from_params("/models", &params(&[("size", raw)])).unwrap_err();
             assert!(err.to_string().contains(raw), "{err}");
         }
     }
@@ -152,6 +157,6 @@ mod tests {
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             map.insert(key.into_owned(), value.into_owned());
         }
-        ListState::from_params(&map).unwrap()
+        ListState::from_params("/experiments", &map).unwrap()
     }
 }

@@ -407,18 +407,29 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// An MLflow filter clause matching names that contain `term`, any case.
-/// The term is quoted so it can never become filter syntax.
 pub fn name_contains_filter(term: &str) -> Result<String, AppError> {
-    let quote = match (term.contains('\''), term.contains('"')) {
-        (false, _) => '\'',
-        (true, false) => '"',
-        (true, true) => {
-            return Err(AppError::InvalidInput(
-                "A name search cannot contain both ' and \" quotes".into(),
-            ));
-        }
-    };
-    Ok(format!("name ILIKE {quote}%{term}%{quote}"))
+    Ok(format!(
+        "name ILIKE {}",
+        quote_literal(&format!("%{term}%"))?
+    ))
+}
+
+/// An MLflow filter clause matching exactly this name.
+pub fn name_equals_filter(name: &str) -> Result<String, AppError> {
+    Ok(format!("name = {}", quote_literal(name)?))
+}
+
+/// A string literal for MLflow's filter syntax, which has no escapes: the
+/// text is quoted with whichever quote it does not contain, so it can never
+/// become filter syntax.
+fn quote_literal(text: &str) -> Result<String, AppError> {
+    match (text.contains('\''), text.contains('"')) {
+        (false, _) => Ok(format!("'{text}'")),
+        (true, false) => Ok(format!("\"{text}\"")),
+        (true, true) => Err(AppError::InvalidInput(
+            "A name search cannot contain both ' and \" quotes".into(),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -478,5 +489,6 @@ mod tests {
             "name ILIKE \"%it's%\""
         );
         assert!(name_contains_filter("a'b\"c").is_err());
+        assert_eq!(name_equals_filter("m").unwrap(), "name = 'm'");
     }
 }

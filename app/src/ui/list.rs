@@ -1,0 +1,77 @@
+//! The parts every searchable, paged list shares: the search form, the
+//! results area that stays usable while the next page loads, and the pager.
+
+use leptos::prelude::*;
+use leptos_router::components::Form;
+
+use super::ErrorList;
+use super::paging::ListState;
+use crate::error::AppError;
+
+/// A GET form, so it works before hydration; after, the router handles it.
+#[component]
+pub fn SearchForm(
+    state: Memo<Result<ListState, AppError>>,
+    path: &'static str,
+    placeholder: &'static str,
+) -> impl IntoView {
+    let current = move || state.get().ok();
+    let search_value = move || {
+        current()
+            .and_then(|state| state.name_contains)
+            .unwrap_or_default()
+    };
+    let size_value = move || {
+        current()
+            .and_then(|state| state.page_size)
+            .map(|size| size.to_string())
+    };
+    view! {
+        <Form method="GET" action=path attr:class="search" attr:role="search">
+            <input type="search" name="q" placeholder=placeholder aria-label=placeholder prop:value=search_value/>
+            {move || size_value().map(|size| view! { <input type="hidden" name="size" value=size/> })}
+            <button type="submit">"Search"</button>
+        </Form>
+    }
+}
+
+/// The previous results stay visible, dimmed and marked busy, while the next
+/// ones load; errors show in place of the results.
+#[component]
+pub fn Results(loading_text: &'static str, children: ChildrenFn) -> impl IntoView {
+    let loading = RwSignal::new(false);
+    view! {
+        <div class="results" aria-busy=move || loading.get().to_string()>
+            <Transition fallback=move || view! { <p class="loading">{loading_text}</p> } set_pending=loading.write_only()>
+                <ErrorBoundary fallback=|errors| view! { <ErrorList errors/> }>{children()}</ErrorBoundary>
+            </Transition>
+        </div>
+    }
+}
+
+#[component]
+pub fn Pager(state: ListState, next_page_token: Option<String>) -> impl IntoView {
+    let previous = state.previous_page_href();
+    let next = next_page_token
+        .as_deref()
+        .map(|token| state.next_page_href(token));
+    let first = previous.is_some().then(|| state.first_page_href());
+    view! {
+        <nav class="pager" aria-label="Pages">
+            {first.map(|href| view! { <a href=href rel="first">"First"</a> })}
+            {previous.map(|href| view! { <a href=href rel="prev">"← Previous"</a> })}
+            <span class="page-number">"Page " {state.page_number()}</span>
+            {next.map(|href| view! { <a href=href rel="next">"Next →"</a> })}
+        </nav>
+    }
+}
+
+/// One path segment, percent-encoded, for names that may hold any character.
+pub fn segment(text: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
+}
