@@ -107,3 +107,38 @@ pub struct VersionDetail {
     /// Where the version's files are stored, with `models:/…` sources resolved.
     pub storage_uri: String,
 }
+
+/// One page of an experiment's runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunQuery {
+    pub experiment_id: String,
+    /// MLflow's filter syntax, passed through: `metrics.auc > 0.9 AND params.optimizer = 'adam'`.
+    pub filter: Option<String>,
+    /// `run_name`, `start_time`, `end_time`, `status`, `user_id`, `params.<key>` or `metrics.<key>`.
+    pub order_by: Option<String>,
+    pub descending: bool,
+    pub page_token: Option<String>,
+    pub page_size: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRow {
+    pub run_id: String,
+    pub run_name: String,
+    pub status: String,
+    pub user: String,
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+    pub params: Vec<(String, String)>,
+    /// The latest value of each metric.
+    pub metrics: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunsPage {
+    pub runs: Vec<RunRow>,
+    /// Every param and metric key on this page, sorted: the table's columns.
+    pub param_keys: Vec<String>,
+    pub metric_keys: Vec<String>,
+    pub next_page_token: Option<String>,
+}

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use leptos::prelude::use_context;
 
 use crate::error::AppError;
-use crate::model::{ExperimentPage, ListQuery, ModelDetail, ModelsPage, User, VersionDetail};
+use crate::model::{
+    Experiment, ExperimentPage, ListQuery, ModelDetail, ModelsPage, RunQuery, RunsPage, User,
+    VersionDetail,
+};
 
 #[async_trait::async_trait]
 pub trait ControlPlane: Send + Sync + 'static {
@@ -17,6 +20,14 @@ pub trait ControlPlane: Send + Sync + 'static {
         user: &User,
         query: ListQuery,
     ) -> Result<ExperimentPage, AppError>;
+
+    async fn get_experiment(
+        &self,
+        user: &User,
+        experiment_id: String,
+    ) -> Result<Experiment, AppError>;
+
+    async fn search_runs(&self, user: &User, query: RunQuery) -> Result<RunsPage, AppError>;
 
     async fn search_models(&self, user: &User, query: ListQuery) -> Result<ModelsPage, AppError>;
 

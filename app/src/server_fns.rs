@@ -3,13 +3,30 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{ExperimentPage, ListQuery, ModelDetail, ModelsPage, VersionDetail};
+use crate::model::{
+    Experiment, ExperimentPage, ListQuery, ModelDetail, ModelsPage, RunQuery, RunsPage,
+    VersionDetail,
+};
 
 #[server]
 pub async fn search_experiments(query: ListQuery) -> Result<ExperimentPage, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.search_experiments(&user, query).await
+}
+
+#[server]
+pub async fn get_experiment(experiment_id: String) -> Result<Experiment, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.get_experiment(&user, experiment_id).await
+}
+
+#[server]
+pub async fn search_runs(query: RunQuery) -> Result<RunsPage, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.search_runs(&user, query).await
 }
 
 #[server]

@@ -1,16 +1,16 @@
 //! The control plane behind the UI's port: what each server function asks
 //! for, done against MLflow and the store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use app::error::AppError;
 use app::model::{
     Experiment, ExperimentPage, ListQuery, MAX_PAGE_SIZE, ModelDetail, ModelSummary,
-    ModelVersionInfo, ModelsPage, User, VersionDetail,
+    ModelVersionInfo, ModelsPage, RunQuery, RunRow, RunsPage, User, VersionDetail,
 };
 use app::port::ControlPlane;
 
-use crate::mlflow::{self, MlflowClient, MlflowError, SearchExperiments};
+use crate::mlflow::{self, MlflowClient, MlflowError, SearchExperiments, SearchRuns};
 use crate::store::Store;
 
 /// MLflow's largest page of model versions; a model has rarely more.
@@ -47,6 +47,50 @@ impl ControlPlane for Slipway {
                 .collect(),
             next_page_token: response.next_page_token.filter(|token| !token.is_empty()),
             mlflow_url: self.mlflow.url(),
+        })
+    }
+
+    async fn get_experiment(
+        &self,
+        _user: &User,
+        experiment_id: String,
+    ) -> Result<Experiment, AppError> {
+        let experiment = self
+            .mlflow
+            .get_experiment(&experiment_id)
+            .await
+            .map_err(user_error)?;
+        Ok(to_experiment(experiment))
+    }
+
+    async fn search_runs(&self, _user: &User, query: RunQuery) -> Result<RunsPage, AppError> {
+        let max_results = checked_size(query.page_size)?;
+        let mut order_by = Vec::new();
+        if let Some(column) = query.order_by.as_deref() {
+            order_by.push(mlflow::run_order_clause(column, query.descending)?);
+        }
+        // Newest first among equals, and a stable order for paging.
+        order_by.push("attributes.start_time DESC".into());
+        let request = SearchRuns {
+            experiment_ids: vec![query.experiment_id],
+            filter: query.filter.filter(|filter| !filter.trim().is_empty()),
+            order_by,
+            max_results,
+            page_token: query.page_token,
+        };
+        let response = self
+            .mlflow
+            .search_runs(&request)
+            .await
+            .map_err(user_error)?;
+        let runs: Vec<RunRow> = response.runs.into_iter().map(to_run_row).collect();
+        let param_keys = sorted_keys(runs.iter().flat_map(|run| &run.params).map(|(key, _)| key));
+        let metric_keys = sorted_keys(runs.iter().flat_map(|run| &run.metrics).map(|(key, _)| key));
+        Ok(RunsPage {
+            param_keys,
+            metric_keys,
+            runs,
+            next_page_token: response.next_page_token.filter(|token| !token.is_empty()),
         })
     }
 
@@ -140,12 +184,15 @@ fn user_error(err: MlflowError) -> AppError {
 }
 
 fn checked_page_size(query: &ListQuery) -> Result<u32, AppError> {
-    if (1..=MAX_PAGE_SIZE).contains(&query.page_size) {
-        Ok(query.page_size)
+    checked_size(query.page_size)
+}
+
+fn checked_size(page_size: u32) -> Result<u32, AppError> {
+    if (1..=MAX_PAGE_SIZE).contains(&page_size) {
+        Ok(page_size)
     } else {
         Err(AppError::InvalidInput(format!(
-            "Page size must be from 1 to {MAX_PAGE_SIZE}, not {}",
-            query.page_size
+            "Page size must be from 1 to {MAX_PAGE_SIZE}, not {page_size}"
         )))
     }
 }
@@ -198,6 +245,33 @@ fn to_experiment(experiment: mlflow::Experiment) -> Experiment {
             .tags
             .into_iter()
             .map(|tag| (tag.key, tag.value))
+            .collect(),
+    }
+}
+
+fn sorted_keys<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
+    keys.collect::<BTreeSet<_>>().into_iter().cloned().collect()
+}
+
+fn to_run_row(run: mlflow::Run) -> RunRow {
+    RunRow {
+        run_id: run.info.run_id,
+        run_name: run.info.run_name,
+        status: run.info.status,
+        user: run.info.user_id,
+        start_time: run.info.start_time,
+        end_time: run.info.end_time,
+        params: run
+            .data
+            .params
+            .into_iter()
+            .map(|param| (param.key, param.value))
+            .collect(),
+        metrics: run
+            .data
+            .metrics
+            .into_iter()
+            .map(|metric| (metric.key, metric.value))
             .collect(),
     }
 }

@@ -48,13 +48,28 @@ fn link(html: &str, rel: &str) -> Option<String> {
     Some(href[..href.find('"')?].replace("&amp;", "&"))
 }
 
+/// The text of each `<td class="name">` cell (tags stripped) that starts with `prefix`.
 fn listed_names(html: &str, prefix: &str) -> Vec<String> {
     html.split("<td class=\"name\">")
         .skip(1)
-        .filter_map(|cell| cell.split('<').next())
+        .filter_map(|cell| cell.split("</td>").next())
+        .map(strip_tags)
         .filter(|name| name.starts_with(prefix))
-        .map(str::to_string)
         .collect()
+}
+
+fn strip_tags(html: &str) -> String {
+    let mut text = String::new();
+    let mut in_tag = false;
+    for character in html.chars() {
+        match character {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            _ if !in_tag => text.push(character),
+            _ => {}
+        }
+    }
+    text.trim().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -171,7 +186,7 @@ async fn an_mlflow_outage_is_explained_and_recovered_from_without_a_restart() {
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, html) = app.get("/experiments").await;
-    assert!(html.contains("<td class=\"name\">Default</td>"), "{html}");
+    assert_eq!(listed_names(&html, "Default"), vec!["Default"], "{html}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -255,4 +270,64 @@ async fn the_registry_pages_show_stages_aliases_and_storage() {
         missing.contains("answered 404 RESOURCE_DOES_NOT_EXIST"),
         "{missing}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runs_table_filters_and_sorts_with_mlflows_syntax() {
+    let rest = MlflowRest::new(&mlflow_url());
+    let name = unique("runs-table");
+    let experiment = rest.create_experiment(&name, &[]).await;
+    for (index, optimizer) in ["adam", "sgd", "adam", "adam"].iter().enumerate() {
+        let auc = [0.5, 0.75, 0.625, 0.875][index];
+        rest.create_run(
+            &experiment,
+            &format!("run-{index}"),
+            &[("optimizer", optimizer)],
+            &[("auc", &[0.25, auc])],
+            &[],
+        )
+        .await;
+    }
+    let app = TestApp::new(&mlflow_url()).await;
+    let page = format!("/experiments/{experiment}");
+
+    let (status, html) = app.get(&page).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&format!("<h1>{name}</h1>")), "{html}");
+    assert_eq!(listed_names(&html, "run-").len(), 4);
+    assert!(
+        html.contains("<td class=\"metric\">0.875</td>"),
+        "latest metric values: {html}"
+    );
+    assert!(html.contains("<td class=\"param\">sgd</td>"), "{html}");
+
+    let filtered = format!(
+        "{page}?filter=metrics.auc+%3E+0.55+AND+params.optimizer+%3D+%27adam%27&order=metrics.auc&dir=asc"
+    );
+    let (_, html) = app.get(&filtered).await;
+    assert_eq!(listed_names(&html, "run-"), vec!["run-2", "run-3"]);
+    // The header of the sorted column offers the other direction.
+    assert!(html.contains("aria-sort=\"ascending\""), "{html}");
+    assert!(html.contains("order=metrics.auc&amp;dir=desc"), "{html}");
+
+    let (_, html) = app
+        .get(&format!("{page}?filter=metrics.auc+%3E%3E+2"))
+        .await;
+    assert!(
+        html.contains(&format!("<h1>{name}</h1>")),
+        "the header stays: {html}"
+    );
+    assert!(
+        html.contains("answered 400 INVALID_PARAMETER_VALUE"),
+        "{html}"
+    );
+
+    let (_, html) = app.get(&format!("{page}?filter=metrics.auc+%3E+2")).await;
+    assert!(
+        html.contains("No runs match <code>metrics.auc &gt; 2</code>"),
+        "{html}"
+    );
+
+    let (_, html) = app.get(&format!("{page}?order=duration")).await;
+    assert!(html.contains("Runs cannot be sorted by"), "{html}");
 }

@@ -3,6 +3,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use super::list::{Pager, Results, SearchForm};
+use super::runs::experiment_href;
 use super::{format_millis, paging::ListState, user_tags};
 use crate::error::AppError;
 use crate::model::{Experiment, ExperimentPage};
@@ -13,7 +14,8 @@ const PATH: &str = "/experiments";
 #[component]
 pub fn ExperimentsPage() -> impl IntoView {
     let params = use_query_map();
-    let state = Memo::new(move |_| params.with(|params| ListState::from_params(PATH, params)));
+    let state =
+        Memo::new(move |_| params.with(|params| ListState::from_params(PATH, &["q"], params)));
     let page = Resource::new(
         move || state.get(),
         |state| async move { search_experiments(state?.query()).await },
@@ -24,7 +26,7 @@ pub fn ExperimentsPage() -> impl IntoView {
         <section class="page">
             <header class="page-header">
                 <h1>"Experiments"</h1>
-                <SearchForm state path=PATH placeholder="Filter experiments by name"/>
+                <SearchForm state param="q" placeholder="Filter experiments by name"/>
             </header>
             <Results loading_text="Loading experiments…">
                 {move || Suspend::new(async move {
@@ -39,7 +41,7 @@ pub fn ExperimentsPage() -> impl IntoView {
 
 #[component]
 fn ExperimentList(page: ExperimentPage, state: ListState) -> impl IntoView {
-    let empty_message = match &state.name_contains {
+    let empty_message = match state.get("q") {
         Some(name) => format!("No experiments match \"{name}\"."),
         None => "No experiments yet.".to_string(),
     };
@@ -74,7 +76,9 @@ fn ExperimentTable(experiments: Vec<Experiment>) -> impl IntoView {
                         let tags = user_tags(&experiment.tags);
                         view! {
                             <tr>
-                                <td class="name">{experiment.name}</td>
+                                <td class="name">
+                                    <a href=experiment_href(&experiment.id)>{experiment.name}</a>
+                                </td>
                                 <td class="mono">{experiment.id}</td>
                                 <td>{format_millis(experiment.creation_time)}</td>
                                 <td>{format_millis(experiment.last_update_time)}</td>

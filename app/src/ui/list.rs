@@ -9,27 +9,42 @@ use super::paging::ListState;
 use crate::error::AppError;
 
 /// A GET form, so it works before hydration; after, the router handles it.
+/// It sets `param` and carries the list's other parameters along, starting
+/// again from the first page.
 #[component]
 pub fn SearchForm(
     state: Memo<Result<ListState, AppError>>,
-    path: &'static str,
+    param: &'static str,
     placeholder: &'static str,
 ) -> impl IntoView {
     let current = move || state.get().ok();
-    let search_value = move || {
+    let action = move || current().map(|state| state.path).unwrap_or_default();
+    let value = move || {
         current()
-            .and_then(|state| state.name_contains)
+            .and_then(|state| state.get(param).map(str::to_string))
             .unwrap_or_default()
     };
-    let size_value = move || {
-        current()
-            .and_then(|state| state.page_size)
-            .map(|size| size.to_string())
+    let carried = move || {
+        let Some(state) = current() else {
+            return Vec::new();
+        };
+        let mut carried: Vec<(&'static str, String)> = state
+            .kept
+            .into_iter()
+            .filter(|(key, _)| *key != param)
+            .collect();
+        carried.extend(state.page_size.map(|size| ("size", size.to_string())));
+        carried
     };
     view! {
-        <Form method="GET" action=path attr:class="search" attr:role="search">
-            <input type="search" name="q" placeholder=placeholder aria-label=placeholder prop:value=search_value/>
-            {move || size_value().map(|size| view! { <input type="hidden" name="size" value=size/> })}
+        <Form method="GET" action=action attr:class="search" attr:role="search">
+            <input type="search" name=param placeholder=placeholder aria-label=placeholder prop:value=value/>
+            {move || {
+                carried()
+                    .into_iter()
+                    .map(|(key, value)| view! { <input type="hidden" name=key value=value/> })
+                    .collect_view()
+            }}
             <button type="submit">"Search"</button>
         </Form>
     }

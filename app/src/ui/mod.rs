@@ -2,6 +2,7 @@ mod experiments;
 mod list;
 mod models;
 pub mod paging;
+mod runs;
 
 use leptos::prelude::*;
 use leptos_meta::{Link, MetaTags, Stylesheet, Title, provide_meta_context};
@@ -12,6 +13,7 @@ use leptos_router::{
 
 use experiments::ExperimentsPage;
 use models::{ModelPage, ModelsPage, VersionPage};
+use runs::ExperimentRunsPage;
 
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -54,6 +56,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=|| view! { <Redirect path="/experiments"/> }/>
                     <Route path=path!("/experiments") view=ExperimentsPage/>
+                    <Route path=path!("/experiments/:id") view=ExperimentRunsPage/>
                     <Route path=path!("/models") view=ModelsPage/>
                     <Route path=path!("/models/:name") view=ModelPage/>
                     <Route path=path!("/models/:name/versions/:version") view=VersionPage/>

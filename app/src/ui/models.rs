@@ -21,7 +21,8 @@ pub fn version_href(name: &str, version: &str) -> String {
 #[component]
 pub fn ModelsPage() -> impl IntoView {
     let params = use_query_map();
-    let state = Memo::new(move |_| params.with(|params| ListState::from_params(PATH, params)));
+    let state =
+        Memo::new(move |_| params.with(|params| ListState::from_params(PATH, &["q"], params)));
     let page = Resource::new(
         move || state.get(),
         |state| async move { search_models(state?.query()).await },
@@ -32,7 +33,7 @@ pub fn ModelsPage() -> impl IntoView {
         <section class="page">
             <header class="page-header">
                 <h1>"Registered models"</h1>
-                <SearchForm state path=PATH placeholder="Filter models by name"/>
+                <SearchForm state param="q" placeholder="Filter models by name"/>
             </header>
             <Results loading_text="Loading models…">
                 {move || Suspend::new(async move {
@@ -47,7 +48,7 @@ pub fn ModelsPage() -> impl IntoView {
 
 #[component]
 fn ModelList(page: ModelsPage, state: ListState) -> impl IntoView {
-    let empty_message = match &state.name_contains {
+    let empty_message = match state.get("q") {
         Some(name) => format!("No registered models match \"{name}\"."),
         None => "No registered models yet.".to_string(),
     };

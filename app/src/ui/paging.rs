@@ -1,7 +1,8 @@
 //! A list page's state lives in the URL so any view can be bookmarked.
 //! MLflow pages forward only, with opaque tokens; to offer "Previous", the URL
 //! carries the tokens of the pages before this one (`trail`, one value each,
-//! the first page as an empty value).
+//! the first page as an empty value). Each page names the other parameters
+//! it keeps across pages (a search term, a filter, a sort order).
 
 use leptos_router::params::ParamsMap;
 
@@ -11,35 +12,77 @@ use crate::model::{DEFAULT_PAGE_SIZE, ListQuery, MAX_PAGE_SIZE};
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListState {
     /// The page's own path, which its links lead back to.
-    pub path: &'static str,
-    pub name_contains: Option<String>,
+    pub path: String,
+    /// The page's own parameters, in the order the page named them; empty
+    /// values are left out.
+    pub kept: Vec<(&'static str, String)>,
     pub page_size: Option<u32>,
     pub page_token: Option<String>,
     pub trail: Vec<String>,
 }
 
 impl ListState {
-    pub fn from_params(path: &'static str, params: &ParamsMap) -> Result<Self, AppError> {
+    pub fn from_params(
+        path: impl Into<String>,
+        keep: &[&'static str],
+        params: &ParamsMap,
+    ) -> Result<Self, AppError> {
         let non_empty = |key: &str| params.get(key).filter(|value| !value.trim().is_empty());
         let page_size = match non_empty("size") {
             None => None,
             Some(raw) => Some(parse_page_size(&raw)?),
         };
         Ok(Self {
-            path,
-            name_contains: non_empty("q").map(|q| q.trim().to_string()),
+            path: path.into(),
+            kept: keep
+                .iter()
+                .filter_map(|key| non_empty(key).map(|value| (*key, value.trim().to_string())))
+                .collect(),
             page_size,
             page_token: non_empty("page"),
             trail: params.get_all("trail").unwrap_or_default(),
         })
     }
 
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.kept
+            .iter()
+            .find(|(kept, _)| *kept == key)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The same list with one kept parameter changed, from its first page.
+    pub fn with(&self, key: &'static str, value: Option<String>) -> Self {
+        let mut changed = Self {
+            page_token: None,
+            trail: Vec::new(),
+            ..self.clone()
+        };
+        match (
+            changed.kept.iter().position(|(kept, _)| *kept == key),
+            value,
+        ) {
+            (Some(at), Some(value)) => changed.kept[at].1 = value,
+            (Some(at), None) => {
+                changed.kept.remove(at);
+            }
+            (None, Some(value)) => changed.kept.push((key, value)),
+            (None, None) => {}
+        }
+        changed
+    }
+
+    /// The query for a list searched by name (`q`).
     pub fn query(&self) -> ListQuery {
         ListQuery {
-            name_contains: self.name_contains.clone(),
+            name_contains: self.get("q").map(str::to_string),
             page_token: self.page_token.clone(),
-            page_size: self.page_size.unwrap_or(DEFAULT_PAGE_SIZE),
+            page_size: self.page_size(),
         }
+    }
+
+    pub fn page_size(&self) -> u32 {
+        self.page_size.unwrap_or(DEFAULT_PAGE_SIZE)
     }
 
     pub fn first_page_href(&self) -> String {
@@ -65,8 +108,8 @@ impl ListState {
 
     fn href(&self, page_token: Option<&str>, trail: &[String]) -> String {
         let mut query = form_urlencoded::Serializer::new(String::new());
-        if let Some(name) = &self.name_contains {
-            query.append_pair("q", name);
+        for (key, value) in &self.kept {
+            query.append_pair(key, value);
         }
         if let Some(size) = self.page_size {
             query.append_pair("size", &size.to_string());
@@ -79,7 +122,7 @@ impl ListState {
         }
         let query = query.finish();
         if query.is_empty() {
-            self.path.to_string()
+            self.path.clone()
         } else {
             format!("{}?{query}", self.path)
         }
@@ -102,6 +145,8 @@ pub fn parse_page_size(raw: &str) -> Result<u32, AppError> {
 mod tests {
     use super::*;
 
+    const KEEP: &[&str] = &["q"];
+
     fn params(pairs: &[(&'static str, &str)]) -> ParamsMap {
         let mut map = ParamsMap::new();
         for (key, value) in pairs {
@@ -112,7 +157,7 @@ mod tests {
 
     #[test]
     fn empty_url_asks_for_the_first_page_with_the_default_size() {
-        let state = ListState::from_params("/experiments", &ParamsMap::new()).unwrap();
+        let state = ListState::from_params("/experiments", KEEP, &ParamsMap::new()).unwrap();
         assert_eq!(state.query().page_size, DEFAULT_PAGE_SIZE);
         assert_eq!(state.query().page_token, None);
         assert_eq!(state.previous_page_href(), None);
@@ -121,9 +166,12 @@ mod tests {
 
     #[test]
     fn next_then_previous_returns_to_the_same_page() {
-        let first =
-            ListState::from_params("/experiments", &params(&[("q", "iris"), ("size", "5")]))
-                .unwrap();
+        let first = ListState::from_params(
+            "/experiments",
+            KEEP,
+            &params(&[("q", "iris"), ("size", "5")]),
+        )
+        .unwrap();
         let second_href = first.next_page_href("tok+2/=");
         assert_eq!(
             second_href,
@@ -143,20 +191,56 @@ mod tests {
     }
 
     #[test]
+    fn only_the_pages_own_parameters_are_kept() {
+        let keep = &["filter", "order"];
+        let state = ListState::from_params(
+            "/experiments/7",
+            keep,
+            &params(&[
+                ("filter", "metrics.auc > 0.9"),
+                ("q", "ignored"),
+                ("order", ""),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            state.kept,
+            vec![("filter", "metrics.auc > 0.9".to_string())]
+        );
+        assert_eq!(
+            state.first_page_href(),
+            "/experiments/7?filter=metrics.auc+%3E+0.9"
+        );
+    }
+
+    #[test]
+    fn changing_a_parameter_starts_again_from_the_first_page() {
+        let on_page_two = state_from_href("/experiments?q=iris&page=t2&trail=");
+        let sorted = on_page_two.with("order", Some("name".into()));
+        assert_eq!(sorted.first_page_href(), "/experiments?q=iris&order=name");
+        assert_eq!(sorted.page_number(), 1);
+        assert_eq!(
+            sorted.with("q", None).with("order", None).first_page_href(),
+            "/experiments"
+        );
+    }
+
+    #[test]
     fn bad_page_sizes_are_refused_with_the_value() {
         for raw in ["0", "-3", "abc", "501"] {
-            let err = ListState::from_params("/models", &params(&[("size", raw)])).unwrap_err();
+            let err =
+                ListState::from_params("/models", KEEP, &params(&[("size", raw)])).unwrap_err();
             assert!(err.to_string().contains(raw), "{err}");
         }
     }
 
     fn state_from_href(href: &str) -> ListState {
-        let query = href.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let (path, query) = href.split_once('?').unwrap_or((href, ""));
         let mut map = ParamsMap::new();
         // As the router builds it on the server: decoded pairs, then `insert`.
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             map.insert(key.into_owned(), value.into_owned());
         }
-        ListState::from_params("/experiments", &map).unwrap()
+        ListState::from_params(path, &["q", "order"], &map).unwrap()
     }
 }

@@ -419,6 +419,31 @@ pub fn name_equals_filter(name: &str) -> Result<String, AppError> {
     Ok(format!("name = {}", quote_literal(name)?))
 }
 
+/// An `order_by` clause for runs/search. `column` is a run attribute
+/// (`run_name`, `start_time`, `end_time`, `status`, `user_id`) or
+/// `params.<key>` / `metrics.<key>` / `tags.<key>`; keys are backquoted so
+/// any name works, and one with a backquote is refused.
+pub fn run_order_clause(column: &str, descending: bool) -> Result<String, AppError> {
+    const ATTRIBUTES: [&str; 5] = ["run_name", "start_time", "end_time", "status", "user_id"];
+    let direction = if descending { "DESC" } else { "ASC" };
+    if ATTRIBUTES.contains(&column) {
+        return Ok(format!("attributes.{column} {direction}"));
+    }
+    let keyed = ["params.", "metrics.", "tags."].iter().find_map(|prefix| {
+        column
+            .strip_prefix(prefix)
+            .map(|key| (&prefix[..prefix.len() - 1], key))
+    });
+    match keyed {
+        Some((kind, key)) if !key.is_empty() && !key.contains('`') => {
+            Ok(format!("{kind}.`{key}` {direction}"))
+        }
+        _ => Err(AppError::InvalidInput(format!(
+            "Runs cannot be sorted by \"{column}\""
+        ))),
+    }
+}
+
 /// A string literal for MLflow's filter syntax, which has no escapes: the
 /// text is quoted with whichever quote it does not contain, so it can never
 /// become filter syntax.
@@ -490,5 +515,29 @@ mod tests {
         );
         assert!(name_contains_filter("a'b\"c").is_err());
         assert_eq!(name_equals_filter("m").unwrap(), "name = 'm'");
+    }
+
+    #[test]
+    fn run_order_clauses_name_attributes_or_quoted_keys() {
+        assert_eq!(
+            run_order_clause("start_time", true).unwrap(),
+            "attributes.start_time DESC"
+        );
+        assert_eq!(
+            run_order_clause("metrics.val loss", false).unwrap(),
+            "metrics.`val loss` ASC"
+        );
+        assert_eq!(
+            run_order_clause("params.lr", true).unwrap(),
+            "params.`lr` DESC"
+        );
+        for bad in [
+            "duration",
+            "metrics.",
+            "params.a`b",
+            "attributes.run_id; DROP",
+        ] {
+            assert!(run_order_clause(bad, true).is_err(), "{bad}");
+        }
     }
 }

@@ -1,0 +1,266 @@
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use super::list::{Pager, Results, SearchForm, segment};
+use super::{format_millis, paging::ListState};
+use crate::error::AppError;
+use crate::model::{RunQuery, RunRow, RunsPage};
+use crate::server_fns::{get_experiment, search_runs};
+
+const KEPT: &[&str] = &["filter", "order", "dir"];
+
+pub fn experiment_href(id: &str) -> String {
+    format!("/experiments/{}", segment(id))
+}
+
+/// `/experiments/{id}`: the experiment's runs. The header and the runs load
+/// separately, so a slow sort or a bad filter never blanks the page.
+#[component]
+pub fn ExperimentRunsPage() -> impl IntoView {
+    let path_params = use_params_map();
+    let query_params = use_query_map();
+    let experiment_id =
+        Memo::new(move |_| path_params.with(|params| params.get("id").unwrap_or_default()));
+    let state = Memo::new(move |_| {
+        let path = experiment_href(&experiment_id.get());
+        query_params.with(|params| ListState::from_params(path, KEPT, params))
+    });
+    let experiment = Resource::new(move || experiment_id.get(), get_experiment);
+    let runs = Resource::new(
+        move || (experiment_id.get(), state.get()),
+        |(id, state)| async move { search_runs(run_query(id, &state?)?).await },
+    );
+
+    view! {
+        <Title text=move || format!("Experiment {}", experiment_id.get())/>
+        <section class="page">
+            <nav class="crumbs"><a href="/experiments">"Experiments"</a></nav>
+            <Transition fallback=move || view! { <h1>{move || format!("Experiment {}", experiment_id.get())}</h1> }>
+                <ErrorBoundary fallback=|errors| view! { <super::ErrorList errors/> }>
+                    {move || Suspend::new(async move {
+                        experiment.await.map(|experiment| {
+                            let deleted = experiment.lifecycle_stage == "deleted";
+                            view! {
+                                <Title text=experiment.name.clone()/>
+                                <h1>{experiment.name}</h1>
+                                {deleted.then(|| view! { <p class="notice">"This experiment is deleted."</p> })}
+                            }
+                        })
+                    })}
+                </ErrorBoundary>
+            </Transition>
+            <SearchForm state param="filter" placeholder="metrics.auc > 0.9 AND params.optimizer = 'adam'"/>
+            <Results loading_text="Loading runs…">
+                {move || Suspend::new(async move {
+                    let page = runs.await?;
+                    let state = state.get_untracked()?;
+                    Ok::<_, AppError>(view! { <RunList page state/> })
+                })}
+            </Results>
+        </section>
+    }
+}
+
+fn run_query(experiment_id: String, state: &ListState) -> Result<RunQuery, AppError> {
+    let descending = match state.get("dir") {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(other) => {
+            return Err(AppError::InvalidInput(format!(
+                "Sort direction must be asc or desc, not \"{other}\""
+            )));
+        }
+    };
+    Ok(RunQuery {
+        experiment_id,
+        filter: state.get("filter").map(str::to_string),
+        order_by: state.get("order").map(str::to_string),
+        descending,
+        page_token: state.page_token.clone(),
+        page_size: state.page_size(),
+    })
+}
+
+#[component]
+fn RunList(page: RunsPage, state: ListState) -> impl IntoView {
+    if page.runs.is_empty() {
+        let message = match state.get("filter") {
+            Some(filter) => view! { <p class="empty">"No runs match " <code>{filter.to_string()}</code> "."</p> }.into_any(),
+            None => view! { <p class="empty">"No runs in this experiment yet."</p> }.into_any(),
+        };
+        return view! { {message} <Pager state next_page_token=page.next_page_token/> }.into_any();
+    }
+    let header = |label: String, column: &'static str| view! { <SortHeader state=state.clone() label column=column.to_string()/> };
+    let param_headers = page
+        .param_keys
+        .iter()
+        .map(|key| view! { <SortHeader state=state.clone() label=key.clone() column=format!("params.{key}") class="param"/> })
+        .collect_view();
+    let metric_headers = page
+        .metric_keys
+        .iter()
+        .map(|key| view! { <SortHeader state=state.clone() label=key.clone() column=format!("metrics.{key}") class="metric"/> })
+        .collect_view();
+    let rows = page
+        .runs
+        .iter()
+        .map(|run| run_row(run, &page.param_keys, &page.metric_keys))
+        .collect_view();
+    view! {
+        <div class="table-scroll">
+            <table class="data runs">
+                <thead>
+                    <tr>
+                        {header("Run".into(), "run_name")}
+                        {header("Status".into(), "status")}
+                        {header("User".into(), "user_id")}
+                        {header("Started".into(), "start_time")}
+                        <th scope="col">"Duration"</th>
+                        {param_headers}
+                        {metric_headers}
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </div>
+        <Pager state next_page_token=page.next_page_token/>
+    }
+    .into_any()
+}
+
+/// A column header that sorts by its column; a second click flips the order.
+#[component]
+fn SortHeader(
+    state: ListState,
+    label: String,
+    column: String,
+    #[prop(optional)] class: &'static str,
+) -> impl IntoView {
+    let current = state.get("order").unwrap_or("start_time");
+    let descending = state.get("dir") != Some("asc");
+    let active = current == column;
+    let next_descending = if active {
+        !descending
+    } else {
+        column.starts_with("metrics.") || column.ends_with("_time")
+    };
+    let href = state
+        .with("order", Some(column))
+        .with(
+            "dir",
+            Some(if next_descending { "desc" } else { "asc" }.to_string()),
+        )
+        .first_page_href();
+    let marker = active.then_some(if descending { " ▼" } else { " ▲" });
+    let sort = match (active, descending) {
+        (false, _) => "none",
+        (true, true) => "descending",
+        (true, false) => "ascending",
+    };
+    view! {
+        <th scope="col" class=class aria-sort=sort>
+            <a href=href>{label}{marker}</a>
+        </th>
+    }
+}
+
+fn run_row(run: &RunRow, param_keys: &[String], metric_keys: &[String]) -> impl IntoView + use<> {
+    let params = param_keys
+        .iter()
+        .map(|key| {
+            let value = run
+                .params
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            view! { <td class="param">{value}</td> }
+        })
+        .collect_view();
+    let metrics = metric_keys
+        .iter()
+        .map(|key| {
+            let value = run
+                .metrics
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| format_metric(*v))
+                .unwrap_or_default();
+            view! { <td class="metric">{value}</td> }
+        })
+        .collect_view();
+    let name = if run.run_name.is_empty() {
+        run.run_id.clone()
+    } else {
+        run.run_name.clone()
+    };
+    view! {
+        <tr>
+            <td class="name">{name}</td>
+            <td><span class=format!("status status-{}", run.status.to_ascii_lowercase())>{run.status.clone()}</span></td>
+            <td>{run.user.clone()}</td>
+            <td>{format_millis(run.start_time)}</td>
+            <td>{format_duration(run.start_time, run.end_time)}</td>
+            {params}
+            {metrics}
+        </tr>
+    }
+}
+
+/// Four significant figures, scientific notation for very large or small values.
+pub fn format_metric(value: f64) -> String {
+    let magnitude = value.abs();
+    if value == 0.0 || !value.is_finite() {
+        value.to_string()
+    } else if !(1e-3..1e5).contains(&magnitude) {
+        format!("{value:.3e}")
+    } else {
+        let decimals = (3 - magnitude.log10().floor() as i32).max(0) as usize;
+        let text = format!("{value:.decimals$}");
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
+    }
+}
+
+/// How long a finished run took; `—` while it runs (the server cannot know
+/// what "now" is in the browser, so nothing time-relative is rendered).
+pub fn format_duration(start: Option<i64>, end: Option<i64>) -> String {
+    let (Some(start), Some(end)) = (start, end) else {
+        return "—".to_string();
+    };
+    let millis = (end - start).max(0);
+    let seconds = millis / 1000;
+    match seconds {
+        0..60 => format!("{:.1}s", millis as f64 / 1000.0),
+        60..3600 => format!("{}m {:02}s", seconds / 60, seconds % 60),
+        _ => format!("{}h {:02}m", seconds / 3600, (seconds % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_show_four_significant_figures() {
+        assert_eq!(format_metric(0.97777777), "0.9778");
+        assert_eq!(format_metric(12.5), "12.5");
+        assert_eq!(format_metric(1234.5678), "1235");
+        assert_eq!(format_metric(0.0), "0");
+        assert_eq!(format_metric(123456.0), "1.235e5");
+        assert_eq!(format_metric(0.00012), "1.200e-4");
+        assert_eq!(format_metric(-0.5), "-0.5");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(format_duration(Some(1_000), Some(4_200)), "3.2s");
+        assert_eq!(format_duration(Some(0), Some(62_000)), "1m 02s");
+        assert_eq!(format_duration(Some(0), Some(7_500_000)), "2h 05m");
+        assert_eq!(format_duration(Some(0), None), "—");
+    }
+}
