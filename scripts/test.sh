@@ -31,4 +31,4 @@ cargo leptos build
 
 log "browser tests (Chromium)"
 SLIPWAY_BIN="$SLIPWAY_ROOT/target/debug/slipway" SLIPWAY_SITE_ROOT="$SLIPWAY_ROOT/target/site" \
-  node --test end2end/tests/
+  node --test --test-concurrency=1 end2end/tests/

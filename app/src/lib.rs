@@ -1,6 +1,8 @@
 //! Slipway's UI: pages, the server functions behind them, and the types and
 //! port they share with the control plane in the `server` crate.
 
+#[cfg(feature = "ssr")]
+pub mod charts;
 pub mod error;
 pub mod model;
 #[cfg(feature = "ssr")]

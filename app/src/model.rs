@@ -142,3 +142,48 @@ pub struct RunsPage {
     pub metric_keys: Vec<String>,
     pub next_page_token: Option<String>,
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunDetail {
+    pub run: RunRow,
+    pub experiment_id: String,
+    pub artifact_uri: String,
+    pub tags: Vec<(String, String)>,
+    /// Models the run logged (MLflow 3 logged-model ids).
+    pub logged_models: Vec<String>,
+    /// Registry versions made from this run.
+    pub registered_versions: Vec<ModelVersionInfo>,
+}
+
+/// One metric of one run, every recorded value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricHistory {
+    pub run_id: String,
+    pub run_name: String,
+    pub key: String,
+    /// (step, timestamp in epoch ms, value), in step order.
+    pub points: Vec<(i64, i64, f64)>,
+}
+
+/// What a metric chart's x axis shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChartAxis {
+    #[default]
+    Step,
+    /// Seconds since the run's first value of that metric.
+    Time,
+}
+
+/// A metric's chart, drawn on the server as SVG.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricChart {
+    pub metric: String,
+    pub svg: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactEntry {
+    pub path: String,
+    pub is_dir: bool,
+    pub size: Option<i64>,
+}

@@ -9,8 +9,8 @@ use leptos::prelude::use_context;
 
 use crate::error::AppError;
 use crate::model::{
-    Experiment, ExperimentPage, ListQuery, ModelDetail, ModelsPage, RunQuery, RunsPage, User,
-    VersionDetail,
+    ArtifactEntry, Experiment, ExperimentPage, ListQuery, MetricHistory, ModelDetail, ModelsPage,
+    RunDetail, RunQuery, RunsPage, User, VersionDetail,
 };
 
 #[async_trait::async_trait]
@@ -28,6 +28,23 @@ pub trait ControlPlane: Send + Sync + 'static {
     ) -> Result<Experiment, AppError>;
 
     async fn search_runs(&self, user: &User, query: RunQuery) -> Result<RunsPage, AppError>;
+
+    async fn get_run(&self, user: &User, run_id: String) -> Result<RunDetail, AppError>;
+
+    /// Every metric of each run, with its whole history.
+    async fn metric_histories(
+        &self,
+        user: &User,
+        run_ids: Vec<String>,
+    ) -> Result<Vec<MetricHistory>, AppError>;
+
+    /// One directory of a run's artifacts (`None`: the root).
+    async fn list_artifacts(
+        &self,
+        user: &User,
+        run_id: String,
+        path: Option<String>,
+    ) -> Result<Vec<ArtifactEntry>, AppError>;
 
     async fn search_models(&self, user: &User, query: ListQuery) -> Result<ModelsPage, AppError>;
 

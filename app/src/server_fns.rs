@@ -4,8 +4,8 @@ use leptos::prelude::*;
 
 use crate::error::AppError;
 use crate::model::{
-    Experiment, ExperimentPage, ListQuery, ModelDetail, ModelsPage, RunQuery, RunsPage,
-    VersionDetail,
+    ArtifactEntry, ChartAxis, Experiment, ExperimentPage, ListQuery, MetricChart, ModelDetail,
+    ModelsPage, RunDetail, RunQuery, RunsPage, VersionDetail,
 };
 
 #[server]
@@ -27,6 +27,35 @@ pub async fn search_runs(query: RunQuery) -> Result<RunsPage, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.search_runs(&user, query).await
+}
+
+#[server]
+pub async fn get_run(run_id: String) -> Result<RunDetail, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.get_run(&user, run_id).await
+}
+
+/// A chart per metric, each of the runs a line on it.
+#[server]
+pub async fn run_charts(
+    run_ids: Vec<String>,
+    axis: ChartAxis,
+) -> Result<Vec<MetricChart>, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    let histories = control_plane()?.metric_histories(&user, run_ids).await?;
+    crate::charts::metric_charts(&histories, axis)
+}
+
+#[server]
+pub async fn list_run_artifacts(
+    run_id: String,
+    path: Option<String>,
+) -> Result<Vec<ArtifactEntry>, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.list_artifacts(&user, run_id, path).await
 }
 
 #[server]

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use app::error::AppError;
+use app::model::{ArtifactEntry, MetricHistory, RunDetail};
 use app::model::{
     Experiment, ExperimentPage, ListQuery, MAX_PAGE_SIZE, ModelDetail, ModelSummary,
     ModelVersionInfo, ModelsPage, RunQuery, RunRow, RunsPage, User, VersionDetail,
@@ -15,6 +16,8 @@ use crate::store::Store;
 
 /// MLflow's largest page of model versions; a model has rarely more.
 const VERSIONS_PAGE_SIZE: u32 = 1000;
+/// Runs one comparison can hold.
+pub const MAX_COMPARED_RUNS: usize = 10;
 
 pub struct Slipway {
     pub mlflow: MlflowClient,
@@ -92,6 +95,124 @@ impl ControlPlane for Slipway {
             runs,
             next_page_token: response.next_page_token.filter(|token| !token.is_empty()),
         })
+    }
+
+    async fn get_run(&self, _user: &User, run_id: String) -> Result<RunDetail, AppError> {
+        let versions_filter = format!("run_id = '{}'", checked_run_id(&run_id)?);
+        let (run, versions) = tokio::join!(
+            self.mlflow.get_run(&run_id),
+            self.all_versions(&versions_filter)
+        );
+        let run = run.map_err(user_error)?;
+        let mut registered_versions: Vec<ModelVersionInfo> = versions
+            .map_err(user_error)?
+            .into_iter()
+            .map(to_version_info)
+            .collect();
+        registered_versions.sort_by(|a, b| {
+            (&a.model, version_number(&a.version)).cmp(&(&b.model, version_number(&b.version)))
+        });
+        Ok(RunDetail {
+            experiment_id: run.info.experiment_id.clone(),
+            artifact_uri: run.info.artifact_uri.clone(),
+            tags: run
+                .data
+                .tags
+                .iter()
+                .map(|tag| (tag.key.clone(), tag.value.clone()))
+                .collect(),
+            logged_models: run
+                .outputs
+                .model_outputs
+                .iter()
+                .map(|output| output.model_id.clone())
+                .collect(),
+            run: to_run_row(run),
+            registered_versions,
+        })
+    }
+
+    async fn metric_histories(
+        &self,
+        _user: &User,
+        run_ids: Vec<String>,
+    ) -> Result<Vec<MetricHistory>, AppError> {
+        if run_ids.is_empty() || run_ids.len() > MAX_COMPARED_RUNS {
+            return Err(AppError::InvalidInput(format!(
+                "Choose from 1 to {MAX_COMPARED_RUNS} runs, not {}",
+                run_ids.len()
+            )));
+        }
+        let runs =
+            futures::future::try_join_all(run_ids.iter().map(|run_id| self.mlflow.get_run(run_id)))
+                .await
+                .map_err(user_error)?;
+        let wanted: Vec<(&mlflow::Run, &str)> = runs
+            .iter()
+            .flat_map(|run| {
+                run.data
+                    .metrics
+                    .iter()
+                    .map(move |metric| (run, metric.key.as_str()))
+            })
+            .collect();
+        let histories = futures::future::try_join_all(
+            wanted
+                .iter()
+                .map(|(run, key)| self.mlflow.metric_history(&run.info.run_id, key)),
+        )
+        .await
+        .map_err(user_error)?;
+        Ok(wanted
+            .into_iter()
+            .zip(histories)
+            .map(|((run, key), history)| {
+                let mut points: Vec<(i64, i64, f64)> = history
+                    .into_iter()
+                    .map(|metric| (metric.step, metric.timestamp, metric.value))
+                    .collect();
+                points.sort_by_key(|(step, timestamp, _)| (*step, *timestamp));
+                MetricHistory {
+                    run_id: run.info.run_id.clone(),
+                    run_name: display_name(&run.info),
+                    key: key.to_string(),
+                    points,
+                }
+            })
+            .collect())
+    }
+
+    async fn list_artifacts(
+        &self,
+        _user: &User,
+        run_id: String,
+        path: Option<String>,
+    ) -> Result<Vec<ArtifactEntry>, AppError> {
+        let path = path.filter(|path| !path.is_empty());
+        if path
+            .as_deref()
+            .is_some_and(|path| path.split('/').any(|part| part == ".."))
+        {
+            return Err(AppError::InvalidInput(
+                "An artifact path cannot go up with \"..\"".into(),
+            ));
+        }
+        let listing = self
+            .mlflow
+            .list_run_artifacts(&run_id, path.as_deref())
+            .await
+            .map_err(user_error)?;
+        let mut entries: Vec<ArtifactEntry> = listing
+            .files
+            .into_iter()
+            .map(|file| ArtifactEntry {
+                path: file.path,
+                is_dir: file.is_dir,
+                size: file.file_size,
+            })
+            .collect();
+        entries.sort_by(|a, b| (!a.is_dir, &a.path).cmp(&(!b.is_dir, &b.path)));
+        Ok(entries)
     }
 
     async fn search_models(&self, _user: &User, query: ListQuery) -> Result<ModelsPage, AppError> {
@@ -246,6 +367,30 @@ fn to_experiment(experiment: mlflow::Experiment) -> Experiment {
             .into_iter()
             .map(|tag| (tag.key, tag.value))
             .collect(),
+    }
+}
+
+/// Run ids are hex; checking keeps them from ever becoming filter syntax.
+fn checked_run_id(run_id: &str) -> Result<&str, AppError> {
+    if !run_id.is_empty()
+        && run_id.len() <= 64
+        && run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        Ok(run_id)
+    } else {
+        Err(AppError::InvalidInput(format!(
+            "\"{run_id}\" is not a run id"
+        )))
+    }
+}
+
+fn display_name(info: &mlflow::RunInfo) -> String {
+    if info.run_name.is_empty() {
+        info.run_id.clone()
+    } else {
+        info.run_name.clone()
     }
 }
 

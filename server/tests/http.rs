@@ -331,3 +331,117 @@ async fn the_runs_table_filters_and_sorts_with_mlflows_syntax() {
     let (_, html) = app.get(&format!("{page}?order=duration")).await;
     assert!(html.contains("Runs cannot be sorted by"), "{html}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_page_charts_the_real_metric_history() {
+    let rest = MlflowRest::new(&mlflow_url());
+    let experiment = rest.create_experiment(&unique("run-page"), &[]).await;
+    let losses: Vec<f64> = (0..12).map(|step| (12 - step) as f64 / 8.0).collect();
+    let run = rest
+        .create_run(
+            &experiment,
+            "trained",
+            &[("lr", "0.05")],
+            &[("loss", losses.as_slice())],
+            &[("team", "ml")],
+        )
+        .await;
+    rest.upload_artifact(&experiment, &run, "model/MLmodel", "flavors: {}")
+        .await;
+    let model = unique("from-run");
+    rest.create_registered_model(&model).await;
+    rest.register_version(&model, &experiment, &run).await;
+    let app = TestApp::new(&mlflow_url()).await;
+
+    let (status, html) = app.get(&format!("/runs/{run}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<h1>trained</h1>"), "{html}");
+    assert!(html.contains("team=ml"), "{html}");
+    assert!(
+        html.contains(&format!(
+            "href=\"/models/{model}/versions/1\">{model} v1</a>"
+        )),
+        "{html}"
+    );
+    // One chart, one line through all twelve recorded values.
+    assert_eq!(html.matches("class=\"chart\">").count(), 1, "{html}");
+    let line = html
+        .split("stroke-width=\"2\" points=\"")
+        .nth(1)
+        .expect("a drawn line");
+    let points = line.split('"').next().unwrap().split_whitespace().count();
+    assert_eq!(points, losses.len(), "{line}");
+    assert!(
+        html.contains("href=\"/runs/") && html.contains("dir=model\">model/</a>"),
+        "{html}"
+    );
+
+    let (_, html) = app.get(&format!("/runs/{run}?dir=model")).await;
+    assert!(html.contains("MLmodel"), "{html}");
+    let (_, html) = app.get(&format!("/runs/{run}?axis=time")).await;
+    assert!(html.contains("seconds since the first value"), "{html}");
+    let (_, html) = app.get(&format!("/runs/{run}?axis=sideways")).await;
+    assert!(html.contains("The chart axis is step or time"), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compare_marks_differing_params_and_overlays_histories() {
+    let rest = MlflowRest::new(&mlflow_url());
+    let experiment = rest.create_experiment(&unique("compare"), &[]).await;
+    let first = rest
+        .create_run(
+            &experiment,
+            "first",
+            &[("lr", "0.1"), ("layers", "2")],
+            &[("acc", &[0.5, 0.75])],
+            &[],
+        )
+        .await;
+    let second = rest
+        .create_run(
+            &experiment,
+            "second",
+            &[("lr", "0.01"), ("layers", "2")],
+            &[("acc", &[0.25, 0.5, 0.875])],
+            &[],
+        )
+        .await;
+    let app = TestApp::new(&mlflow_url()).await;
+
+    let (status, html) = app
+        .get(&format!("/compare?runs={first}&runs={second}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let row = |key: &str| {
+        let start = html
+            .find(&format!("<th scope=\"row\">{key}</th>"))
+            .unwrap_or_else(|| panic!("{key}: {html}"));
+        html[..start]
+            .rfind("<tr")
+            .map(|tr| html[tr..start].to_string())
+            .unwrap()
+    };
+    assert!(row("lr").contains("differs"), "{}", row("lr"));
+    assert!(!row("layers").contains("differs"), "{}", row("layers"));
+    assert!(html.contains("0.875"), "{html}");
+    let chart = html
+        .split("<figure data-metric=\"acc\" class=\"chart\">")
+        .nth(1)
+        .expect("the acc chart");
+    assert_eq!(
+        chart
+            .split("</figure>")
+            .next()
+            .unwrap()
+            .matches("stroke-width=\"2\"")
+            .count(),
+        4,
+        "two lines and a legend"
+    );
+
+    let (_, html) = app.get(&format!("/compare?runs={first}")).await;
+    assert!(
+        html.contains("Choose from 2 to 10 runs to compare; 1 chosen"),
+        "{html}"
+    );
+}

@@ -2,6 +2,7 @@ mod experiments;
 mod list;
 mod models;
 pub mod paging;
+mod run;
 mod runs;
 
 use leptos::prelude::*;
@@ -13,6 +14,7 @@ use leptos_router::{
 
 use experiments::ExperimentsPage;
 use models::{ModelPage, ModelsPage, VersionPage};
+use run::{ComparePage, RunPage};
 use runs::ExperimentRunsPage;
 
 /// The HTML document around the app, rendered on the server only.
@@ -57,6 +59,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=|| view! { <Redirect path="/experiments"/> }/>
                     <Route path=path!("/experiments") view=ExperimentsPage/>
                     <Route path=path!("/experiments/:id") view=ExperimentRunsPage/>
+                    <Route path=path!("/runs/:id") view=RunPage/>
+                    <Route path=path!("/compare") view=ComparePage/>
                     <Route path=path!("/models") view=ModelsPage/>
                     <Route path=path!("/models/:name") view=ModelPage/>
                     <Route path=path!("/models/:name/versions/:version") view=VersionPage/>

@@ -1,8 +1,10 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::components::Form;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::list::{Pager, Results, SearchForm, segment};
+use super::run::{MAX_COMPARED, run_href};
 use super::{format_millis, paging::ListState};
 use crate::error::AppError;
 use crate::model::{RunQuery, RunRow, RunsPage};
@@ -91,7 +93,10 @@ fn RunList(page: RunsPage, state: ListState) -> impl IntoView {
         };
         return view! { {message} <Pager state next_page_token=page.next_page_token/> }.into_any();
     }
-    let header = |label: String, column: &'static str| view! { <SortHeader state=state.clone() label column=column.to_string()/> };
+    let attribute_headers = [("Run", "run_name"), ("Status", "status"), ("User", "user_id"), ("Started", "start_time")]
+        .into_iter()
+        .map(|(label, column)| view! { <SortHeader state=state.clone() label=label.to_string() column=column.to_string()/> })
+        .collect_view();
     let param_headers = page
         .param_keys
         .iter()
@@ -108,14 +113,17 @@ fn RunList(page: RunsPage, state: ListState) -> impl IntoView {
         .map(|run| run_row(run, &page.param_keys, &page.metric_keys))
         .collect_view();
     view! {
+        <Form method="GET" action="/compare" attr:class="compare-form">
+            <p class="actions">
+                <button type="submit">"Compare selected"</button>
+                <span class="muted">{format!(" 2 to {MAX_COMPARED} runs")}</span>
+            </p>
         <div class="table-scroll">
             <table class="data runs">
                 <thead>
                     <tr>
-                        {header("Run".into(), "run_name")}
-                        {header("Status".into(), "status")}
-                        {header("User".into(), "user_id")}
-                        {header("Started".into(), "start_time")}
+                        <th scope="col" class="select"><span class="visually-hidden">"Select"</span></th>
+                        {attribute_headers}
                         <th scope="col">"Duration"</th>
                         {param_headers}
                         {metric_headers}
@@ -124,6 +132,7 @@ fn RunList(page: RunsPage, state: ListState) -> impl IntoView {
                 <tbody>{rows}</tbody>
             </table>
         </div>
+        </Form>
         <Pager state next_page_token=page.next_page_token/>
     }
     .into_any()
@@ -197,7 +206,10 @@ fn run_row(run: &RunRow, param_keys: &[String], metric_keys: &[String]) -> impl 
     };
     view! {
         <tr>
-            <td class="name">{name}</td>
+            <td class="select">
+                <input type="checkbox" name="runs" value=run.run_id.clone() aria-label=format!("Select {name}")/>
+            </td>
+            <td class="name"><a href=run_href(&run.run_id)>{name.clone()}</a></td>
             <td><span class=format!("status status-{}", run.status.to_ascii_lowercase())>{run.status.clone()}</span></td>
             <td>{run.user.clone()}</td>
             <td>{format_millis(run.start_time)}</td>

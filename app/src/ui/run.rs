@@ -1,0 +1,327 @@
+use std::collections::BTreeSet;
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use super::list::{Results, segment};
+use super::models::version_href;
+use super::runs::{experiment_href, format_duration, format_metric};
+use super::{format_millis, user_tags};
+use crate::error::AppError;
+use crate::model::{ArtifactEntry, ChartAxis, MetricChart, RunDetail};
+use crate::server_fns::{get_run, list_run_artifacts, run_charts};
+
+pub const MAX_COMPARED: usize = 10;
+
+pub fn run_href(run_id: &str) -> String {
+    format!("/runs/{}", segment(run_id))
+}
+
+fn axis_from(value: Option<String>) -> Result<ChartAxis, AppError> {
+    match value.as_deref() {
+        None | Some("step") => Ok(ChartAxis::Step),
+        Some("time") => Ok(ChartAxis::Time),
+        Some(other) => Err(AppError::InvalidInput(format!(
+            "The chart axis is step or time, not \"{other}\""
+        ))),
+    }
+}
+
+/// `/runs/{id}`: one run — params, metrics and their charts, tags, artifacts,
+/// and what it produced (logged models, registry versions).
+#[component]
+pub fn RunPage() -> impl IntoView {
+    let path_params = use_params_map();
+    let query = use_query_map();
+    let run_id =
+        Memo::new(move |_| path_params.with(|params| params.get("id").unwrap_or_default()));
+    let axis = Memo::new(move |_| query.with(|query| axis_from(query.get("axis"))));
+    let dir =
+        Memo::new(move |_| query.with(|query| query.get("dir").filter(|dir| !dir.is_empty())));
+    let detail = Resource::new(move || run_id.get(), get_run);
+    let charts = Resource::new(
+        move || (run_id.get(), axis.get()),
+        |(id, axis)| async move { run_charts(vec![id], axis?).await },
+    );
+    let artifacts = Resource::new(
+        move || (run_id.get(), dir.get()),
+        |(id, dir)| list_run_artifacts(id, dir),
+    );
+
+    view! {
+        <Title text=move || format!("Run {}", run_id.get())/>
+        <section class="page">
+            <Results loading_text="Loading the run…">
+                {move || Suspend::new(async move { detail.await.map(|detail| view! { <RunSummary detail/> }) })}
+            </Results>
+            <h2>"Metric charts"</h2>
+            <AxisSwitch axis base=move || run_href(&run_id.get())/>
+            <Results loading_text="Drawing charts…">
+                {move || Suspend::new(async move { charts.await.map(|charts| view! { <Charts charts/> }) })}
+            </Results>
+            <h2>"Artifacts"</h2>
+            <Results loading_text="Listing artifacts…">
+                {move || Suspend::new(async move {
+                    let entries = artifacts.await?;
+                    Ok::<_, AppError>(view! { <Artifacts run_id=run_id.get_untracked() dir=dir.get_untracked() entries/> })
+                })}
+            </Results>
+        </section>
+    }
+}
+
+#[component]
+fn RunSummary(detail: RunDetail) -> impl IntoView {
+    let run = detail.run;
+    let name = if run.run_name.is_empty() {
+        run.run_id.clone()
+    } else {
+        run.run_name.clone()
+    };
+    let params = run
+        .params
+        .iter()
+        .map(|(key, value)| view! { <tr><th scope="row">{key.clone()}</th><td>{value.clone()}</td></tr> })
+        .collect_view();
+    let metrics = run
+        .metrics
+        .iter()
+        .map(|(key, value)| view! { <tr><th scope="row">{key.clone()}</th><td class="metric">{format_metric(*value)}</td></tr> })
+        .collect_view();
+    let versions = detail
+        .registered_versions
+        .iter()
+        .map(|version| {
+            let href = version_href(&version.model, &version.version);
+            view! { <li><a href=href>{format!("{} v{}", version.model, version.version)}</a> " " <span class="muted">{version.stage.clone()}</span></li> }
+        })
+        .collect_view();
+    view! {
+        <Title text=name.clone()/>
+        <nav class="crumbs"><a href="/experiments">"Experiments"</a> " / " <a href=experiment_href(&detail.experiment_id)>{format!("Experiment {}", detail.experiment_id)}</a></nav>
+        <header class="page-header"><h1>{name}</h1></header>
+        <dl class="facts">
+            <dt>"Status"</dt><dd><span class=format!("status status-{}", run.status.to_ascii_lowercase())>{run.status.clone()}</span></dd>
+            <dt>"Run ID"</dt><dd class="mono">{run.run_id.clone()}</dd>
+            <dt>"User"</dt><dd>{run.user.clone()}</dd>
+            <dt>"Started"</dt><dd>{format_millis(run.start_time)}</dd>
+            <dt>"Duration"</dt><dd>{format_duration(run.start_time, run.end_time)}</dd>
+            <dt>"Artifacts at"</dt><dd><code>{detail.artifact_uri.clone()}</code></dd>
+            <dt>"Tags"</dt><dd>{user_tags(&detail.tags)}</dd>
+            <dt>"Logged models"</dt><dd class="mono">{detail.logged_models.join(", ")}</dd>
+            <dt>"Registered as"</dt><dd><ul class="plain">{versions}</ul></dd>
+        </dl>
+        <div class="two-columns">
+            <div>
+                <h2>"Parameters"</h2>
+                <table class="data kv"><tbody>{params}</tbody></table>
+            </div>
+            <div>
+                <h2>"Metrics (latest)"</h2>
+                <table class="data kv"><tbody>{metrics}</tbody></table>
+            </div>
+        </div>
+    }
+}
+
+/// Links that redraw the charts against steps or time.
+#[component]
+fn AxisSwitch(
+    axis: Memo<Result<ChartAxis, AppError>>,
+    base: impl Fn() -> String + Send + Sync + Copy + 'static,
+) -> impl IntoView {
+    let query = use_query_map();
+    let href = move |value: &'static str| {
+        query.with(|query| {
+            let mut pairs = form_urlencoded::Serializer::new(String::new());
+            for (key, value) in query.latest_values().filter(|(key, _)| *key != "axis") {
+                pairs.append_pair(&key, &value);
+            }
+            pairs.append_pair("axis", value);
+            format!("{}?{}", base(), pairs.finish())
+        })
+    };
+    let current = move |wanted: ChartAxis| axis.get().ok() == Some(wanted);
+    view! {
+        <nav class="switch" aria-label="Chart x axis">
+            "x axis: "
+            <a href=move || href("step") aria-current=move || current(ChartAxis::Step).then_some("true")>"step"</a>
+            <a href=move || href("time") aria-current=move || current(ChartAxis::Time).then_some("true")>"time"</a>
+        </nav>
+    }
+}
+
+#[component]
+fn Charts(charts: Vec<MetricChart>) -> impl IntoView {
+    if charts.is_empty() {
+        return view! { <p class="empty">"No metrics were logged."</p> }.into_any();
+    }
+    view! {
+        <div class="charts">
+            {charts
+                .into_iter()
+                .map(|chart| {
+                    let caption = chart.metric.clone();
+                    view! {
+                    <figure class="chart" data-metric=chart.metric>
+                        <figcaption>{caption}</figcaption>
+                        <div class="chart-svg" inner_html=chart.svg></div>
+                    </figure>
+                    }
+                })
+                .collect_view()}
+        </div>
+    }
+    .into_any()
+}
+
+#[component]
+fn Artifacts(run_id: String, dir: Option<String>, entries: Vec<ArtifactEntry>) -> impl IntoView {
+    let base = run_href(&run_id);
+    let dir_href = |path: &str| {
+        format!(
+            "{base}?dir={}",
+            form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
+        )
+    };
+    let up = dir.as_deref().map(|dir| match dir.rsplit_once('/') {
+        Some((parent, _)) => dir_href(parent),
+        None => base.clone(),
+    });
+    let rows = entries
+        .iter()
+        .map(|entry| {
+            let name = entry.path.rsplit('/').next().unwrap_or(&entry.path).to_string();
+            if entry.is_dir {
+                view! { <li class="dir"><a href=dir_href(&entry.path)>{format!("{name}/")}</a></li> }.into_any()
+            } else {
+                let size = entry.size.map(|size| format!("{size} B")).unwrap_or_default();
+                view! { <li class="file">{name} " " <span class="muted">{size}</span></li> }.into_any()
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="artifacts">
+            <p class="muted">{format!("/{}", dir.clone().unwrap_or_default())}</p>
+            {up.map(|href| view! { <p><a href=href>"↑ up"</a></p> })}
+            {if entries.is_empty() { Some(view! { <p class="empty">"No artifacts here."</p> }) } else { None }}
+            <ul class="plain">{rows}</ul>
+        </div>
+    }
+}
+
+/// `/compare?runs=…&runs=…`: 2–10 runs side by side — params with the
+/// differences marked, latest metrics, and each metric's histories overlaid.
+#[component]
+pub fn ComparePage() -> impl IntoView {
+    let query = use_query_map();
+    let run_ids = Memo::new(move |_| {
+        query.with(|query| {
+            let mut ids = query.get_all("runs").unwrap_or_default();
+            let mut seen = BTreeSet::new();
+            ids.retain(|id| !id.is_empty() && seen.insert(id.clone()));
+            if (2..=MAX_COMPARED).contains(&ids.len()) {
+                Ok(ids)
+            } else {
+                Err(AppError::InvalidInput(format!(
+                    "Choose from 2 to {MAX_COMPARED} runs to compare; {} chosen",
+                    ids.len()
+                )))
+            }
+        })
+    });
+    let axis = Memo::new(move |_| query.with(|query| axis_from(query.get("axis"))));
+    let details = Resource::new(
+        move || run_ids.get(),
+        |ids| async move { futures::future::try_join_all(ids?.into_iter().map(get_run)).await },
+    );
+    let charts = Resource::new(
+        move || (run_ids.get(), axis.get()),
+        |(ids, axis)| async move { run_charts(ids?, axis?).await },
+    );
+    view! {
+        <Title text="Compare runs"/>
+        <section class="page">
+            <header class="page-header"><h1>"Compare runs"</h1></header>
+            <Results loading_text="Loading the runs…">
+                {move || Suspend::new(async move { details.await.map(|runs| view! { <Comparison runs/> }) })}
+            </Results>
+            <h2>"Metric charts"</h2>
+            <AxisSwitch axis base=|| "/compare".to_string()/>
+            <Results loading_text="Drawing charts…">
+                {move || Suspend::new(async move { charts.await.map(|charts| view! { <Charts charts/> }) })}
+            </Results>
+        </section>
+    }
+}
+
+#[component]
+fn Comparison(runs: Vec<RunDetail>) -> impl IntoView {
+    let param_keys: BTreeSet<&String> = runs
+        .iter()
+        .flat_map(|detail| detail.run.params.iter().map(|(key, _)| key))
+        .collect();
+    let metric_keys: BTreeSet<&String> = runs
+        .iter()
+        .flat_map(|detail| detail.run.metrics.iter().map(|(key, _)| key))
+        .collect();
+    let heads = runs
+        .iter()
+        .map(|detail| {
+            let name = if detail.run.run_name.is_empty() {
+                detail.run.run_id.clone()
+            } else {
+                detail.run.run_name.clone()
+            };
+            view! { <th scope="col"><a href=run_href(&detail.run.run_id)>{name}</a></th> }
+        })
+        .collect_view();
+    let param_rows = param_keys
+        .iter()
+        .map(|key| {
+            let values: Vec<Option<String>> = runs
+                .iter()
+                .map(|detail| detail.run.params.iter().find(|(k, _)| k == *key).map(|(_, v)| v.clone()))
+                .collect();
+            let differs = values.iter().collect::<BTreeSet<_>>().len() > 1;
+            view! {
+                <tr class:differs=differs>
+                    <th scope="row">{(*key).clone()}</th>
+                    {values.into_iter().map(|value| view! { <td>{value.unwrap_or_else(|| "—".into())}</td> }).collect_view()}
+                </tr>
+            }
+        })
+        .collect_view();
+    let metric_rows = metric_keys
+        .iter()
+        .map(|key| {
+            let cells = runs
+                .iter()
+                .map(|detail| {
+                    let value = detail
+                        .run
+                        .metrics
+                        .iter()
+                        .find(|(k, _)| k == *key)
+                        .map(|(_, v)| format_metric(*v));
+                    view! { <td>{value.unwrap_or_else(|| "—".into())}</td> }
+                })
+                .collect_view();
+            view! { <tr><th scope="row">{(*key).clone()}</th>{cells}</tr> }
+        })
+        .collect_view();
+    view! {
+        <div class="table-scroll">
+            <table class="data compare">
+                <thead><tr><th scope="col"></th>{heads}</tr></thead>
+                <tbody>
+                    <tr class="group"><th colspan="99">"Parameters"</th></tr>
+                    {param_rows}
+                    <tr class="group"><th colspan="99">"Metrics (latest)"</th></tr>
+                    {metric_rows}
+                </tbody>
+            </table>
+        </div>
+    }
+}

@@ -1,0 +1,121 @@
+// Shared by the browser tests: a Slipway of their own on a free port, against
+// the real MLflow that `make test` started, and Debian's Chromium.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const mlflowUrl = required('SLIPWAY_TEST_MLFLOW_URL');
+
+export function uniqueName(prefix) {
+  return `${prefix}-${Math.random().toString(36).slice(2, 10)}`;
+}
+
+/** Starts Slipway and Chromium; `stop()` ends both. */
+export async function startSlipway() {
+  const dataDir = mkdtempSync(join(tmpdir(), 'slipway-e2e-'));
+  const port = await freePort();
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const slipway = spawn(required('SLIPWAY_BIN'), [], {
+    env: {
+      ...process.env,
+      SLIPWAY_LISTEN: `127.0.0.1:${port}`,
+      SLIPWAY_MLFLOW_URI: mlflowUrl,
+      SLIPWAY_DATA_DIR: dataDir,
+      SLIPWAY_SITE_ROOT: required('SLIPWAY_SITE_ROOT'),
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  await waitUntilReady(slipway, `${baseUrl}/readyz`, 60_000);
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+  return {
+    baseUrl,
+    /** A new tab on `path`, once the app has hydrated without script errors. */
+    async open(path) {
+      const page = await browser.newPage();
+      const errors = [];
+      page.on('pageerror', (error) => errors.push(error.message));
+      await page.goto(`${baseUrl}${path}`);
+      await page.waitForSelector('body[data-hydrated="true"]', { timeout: 30_000 });
+      assert.deepEqual(errors, [], 'no script errors while hydrating');
+      return page;
+    },
+    async stop() {
+      await browser.close();
+      slipway.kill('SIGTERM');
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** MLflow's own REST API, as a user's script would call it. */
+export async function mlflow(path, body) {
+  const response = await fetch(`${mlflowUrl}/api/2.0/mlflow/${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  assert.ok(response.ok, `${path}: ${response.status} ${text}`);
+  return JSON.parse(text);
+}
+
+/** Retries `check` until it passes: pages update asynchronously. */
+export async function eventually(check, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+export async function cellTexts(page, selector) {
+  return (await page.locator(selector).allTextContents()).map((text) => text.trim());
+}
+
+async function waitUntilReady(process, url, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (process.exitCode !== null) throw new Error(`Slipway exited with ${process.exitCode}`);
+    try {
+      const response = await fetch(url);
+      if (response.ok) return;
+      last = `${response.status} ${await response.text()}`;
+    } catch (error) {
+      last = error.message;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`${url} not ready after ${timeoutMs} ms: ${last}`);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run the tests with \`make test\``);
+  return value;
+}
