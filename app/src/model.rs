@@ -187,3 +187,11 @@ pub struct ArtifactEntry {
     pub is_dir: bool,
     pub size: Option<i64>,
 }
+
+/// Whose artifacts to list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ArtifactOwner {
+    Run(String),
+    /// An MLflow 3 logged model, by id (`m-…`).
+    LoggedModel(String),
+}

@@ -9,8 +9,8 @@ use leptos::prelude::use_context;
 
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, Experiment, ExperimentPage, ListQuery, MetricHistory, ModelDetail, ModelsPage,
-    RunDetail, RunQuery, RunsPage, User, VersionDetail,
+    ArtifactEntry, ArtifactOwner, Experiment, ExperimentPage, ListQuery, MetricHistory,
+    ModelDetail, ModelsPage, RunDetail, RunQuery, RunsPage, User, VersionDetail,
 };
 
 #[async_trait::async_trait]
@@ -38,11 +38,11 @@ pub trait ControlPlane: Send + Sync + 'static {
         run_ids: Vec<String>,
     ) -> Result<Vec<MetricHistory>, AppError>;
 
-    /// One directory of a run's artifacts (`None`: the root).
+    /// One directory of a run's or a logged model's artifacts (`None`: the root).
     async fn list_artifacts(
         &self,
         user: &User,
-        run_id: String,
+        owner: ArtifactOwner,
         path: Option<String>,
     ) -> Result<Vec<ArtifactEntry>, AppError>;
 

@@ -4,8 +4,8 @@ use leptos::prelude::*;
 
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ChartAxis, Experiment, ExperimentPage, ListQuery, MetricChart, ModelDetail,
-    ModelsPage, RunDetail, RunQuery, RunsPage, VersionDetail,
+    ArtifactEntry, ArtifactOwner, ChartAxis, Experiment, ExperimentPage, ListQuery, MetricChart,
+    ModelDetail, ModelsPage, RunDetail, RunQuery, RunsPage, VersionDetail,
 };
 
 #[server]
@@ -49,13 +49,13 @@ pub async fn run_charts(
 }
 
 #[server]
-pub async fn list_run_artifacts(
-    run_id: String,
+pub async fn list_artifacts(
+    owner: ArtifactOwner,
     path: Option<String>,
 ) -> Result<Vec<ArtifactEntry>, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
-    control_plane()?.list_artifacts(&user, run_id, path).await
+    control_plane()?.list_artifacts(&user, owner, path).await
 }
 
 #[server]

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use app::error::AppError;
-use app::model::{ArtifactEntry, MetricHistory, RunDetail};
+use app::model::{ArtifactEntry, ArtifactOwner, MetricHistory, RunDetail};
 use app::model::{
     Experiment, ExperimentPage, ListQuery, MAX_PAGE_SIZE, ModelDetail, ModelSummary,
     ModelVersionInfo, ModelsPage, RunQuery, RunRow, RunsPage, User, VersionDetail,
@@ -185,7 +185,7 @@ impl ControlPlane for Slipway {
     async fn list_artifacts(
         &self,
         _user: &User,
-        run_id: String,
+        owner: ArtifactOwner,
         path: Option<String>,
     ) -> Result<Vec<ArtifactEntry>, AppError> {
         let path = path.filter(|path| !path.is_empty());
@@ -197,11 +197,19 @@ impl ControlPlane for Slipway {
                 "An artifact path cannot go up with \"..\"".into(),
             ));
         }
-        let listing = self
-            .mlflow
-            .list_run_artifacts(&run_id, path.as_deref())
-            .await
-            .map_err(user_error)?;
+        let listing = match &owner {
+            ArtifactOwner::Run(run_id) => {
+                self.mlflow
+                    .list_run_artifacts(run_id, path.as_deref())
+                    .await
+            }
+            ArtifactOwner::LoggedModel(model_id) => {
+                self.mlflow
+                    .list_logged_model_artifacts(model_id, path.as_deref())
+                    .await
+            }
+        }
+        .map_err(user_error)?;
         let mut entries: Vec<ArtifactEntry> = listing
             .files
             .into_iter()

@@ -350,7 +350,9 @@ async fn a_run_page_charts_the_real_metric_history() {
         .await;
     let model = unique("from-run");
     rest.create_registered_model(&model).await;
-    rest.register_version(&model, &experiment, &run).await;
+    let (_, model_id) = rest.register_version(&model, &experiment, &run).await;
+    rest.upload_model_artifact(&experiment, &model_id, "MLmodel", "flavors: {}")
+        .await;
     let app = TestApp::new(&mlflow_url()).await;
 
     let (status, html) = app.get(&format!("/runs/{run}")).await;
@@ -378,6 +380,9 @@ async fn a_run_page_charts_the_real_metric_history() {
 
     let (_, html) = app.get(&format!("/runs/{run}?dir=model")).await;
     assert!(html.contains("MLmodel"), "{html}");
+    let (_, html) = app.get(&format!("/runs/{run}?model={model_id}")).await;
+    assert!(html.contains("Logged model <code>"), "{html}");
+    assert!(html.contains("<li class=\"file\">MLmodel"), "{html}");
     let (_, html) = app.get(&format!("/runs/{run}?axis=time")).await;
     assert!(html.contains("seconds since the first value"), "{html}");
     let (_, html) = app.get(&format!("/runs/{run}?axis=sideways")).await;

@@ -416,6 +416,32 @@ async fn the_registry_gives_stages_aliases_and_mlflow_3_sources() {
         )
     );
 
+    rest.upload_model_artifact(&experiment, &model_ids[1], "MLmodel", "flavors: {}")
+        .await;
+    rest.upload_model_artifact(&experiment, &model_ids[1], "data/model.pkl", "bytes")
+        .await;
+    let listing = client
+        .list_logged_model_artifacts(&model_ids[1], None)
+        .await
+        .unwrap();
+    let entries: Vec<_> = listing
+        .files
+        .iter()
+        .map(|file| (file.path.as_str(), file.is_dir))
+        .collect();
+    assert_eq!(entries, vec![("MLmodel", false), ("data", true)]);
+    let data = client
+        .list_logged_model_artifacts(&model_ids[1], Some("data"))
+        .await
+        .unwrap();
+    assert_eq!(
+        data.files
+            .iter()
+            .map(|file| file.path.as_str())
+            .collect::<Vec<_>>(),
+        vec!["data/model.pkl"]
+    );
+
     let err = client.get_model_version(&model, "99").await.unwrap_err();
     assert!(
         matches!(&err, MlflowError::Api { status: 404, .. }),

@@ -9,8 +9,8 @@ use super::models::version_href;
 use super::runs::{experiment_href, format_duration, format_metric};
 use super::{format_millis, user_tags};
 use crate::error::AppError;
-use crate::model::{ArtifactEntry, ChartAxis, MetricChart, RunDetail};
-use crate::server_fns::{get_run, list_run_artifacts, run_charts};
+use crate::model::{ArtifactEntry, ArtifactOwner, ChartAxis, MetricChart, RunDetail};
+use crate::server_fns::{get_run, list_artifacts, run_charts};
 
 pub const MAX_COMPARED: usize = 10;
 
@@ -39,14 +39,21 @@ pub fn RunPage() -> impl IntoView {
     let axis = Memo::new(move |_| query.with(|query| axis_from(query.get("axis"))));
     let dir =
         Memo::new(move |_| query.with(|query| query.get("dir").filter(|dir| !dir.is_empty())));
+    // `?model=m-…` browses a logged model's artifacts instead of the run's.
+    let model = Memo::new(move |_| {
+        query.with(|query| query.get("model").filter(|model| !model.is_empty()))
+    });
     let detail = Resource::new(move || run_id.get(), get_run);
     let charts = Resource::new(
         move || (run_id.get(), axis.get()),
         |(id, axis)| async move { run_charts(vec![id], axis?).await },
     );
     let artifacts = Resource::new(
-        move || (run_id.get(), dir.get()),
-        |(id, dir)| list_run_artifacts(id, dir),
+        move || (run_id.get(), model.get(), dir.get()),
+        |(id, model, dir)| {
+            let owner = model.map_or(ArtifactOwner::Run(id), ArtifactOwner::LoggedModel);
+            list_artifacts(owner, dir)
+        },
     );
 
     view! {
@@ -64,7 +71,14 @@ pub fn RunPage() -> impl IntoView {
             <Results loading_text="Listing artifacts…">
                 {move || Suspend::new(async move {
                     let entries = artifacts.await?;
-                    Ok::<_, AppError>(view! { <Artifacts run_id=run_id.get_untracked() dir=dir.get_untracked() entries/> })
+                    Ok::<_, AppError>(view! {
+                        <Artifacts
+                            run_id=run_id.get_untracked()
+                            model=model.get_untracked()
+                            dir=dir.get_untracked()
+                            entries
+                        />
+                    })
                 })}
             </Results>
         </section>
@@ -109,7 +123,17 @@ fn RunSummary(detail: RunDetail) -> impl IntoView {
             <dt>"Duration"</dt><dd>{format_duration(run.start_time, run.end_time)}</dd>
             <dt>"Artifacts at"</dt><dd><code>{detail.artifact_uri.clone()}</code></dd>
             <dt>"Tags"</dt><dd>{user_tags(&detail.tags)}</dd>
-            <dt>"Logged models"</dt><dd class="mono">{detail.logged_models.join(", ")}</dd>
+            <dt>"Logged models"</dt>
+            <dd class="mono">
+                {detail
+                    .logged_models
+                    .iter()
+                    .map(|model| {
+                        let href = format!("{}?model={}", run_href(&run.run_id), segment(model));
+                        view! { <a href=href>{model.clone()}</a> " " }
+                    })
+                    .collect_view()}
+            </dd>
             <dt>"Registered as"</dt><dd><ul class="plain">{versions}</ul></dd>
         </dl>
         <div class="two-columns">
@@ -177,18 +201,36 @@ fn Charts(charts: Vec<MetricChart>) -> impl IntoView {
 }
 
 #[component]
-fn Artifacts(run_id: String, dir: Option<String>, entries: Vec<ArtifactEntry>) -> impl IntoView {
+fn Artifacts(
+    run_id: String,
+    model: Option<String>,
+    dir: Option<String>,
+    entries: Vec<ArtifactEntry>,
+) -> impl IntoView {
     let base = run_href(&run_id);
-    let dir_href = |path: &str| {
-        format!(
-            "{base}?dir={}",
-            form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
-        )
+    let href = |dir: Option<&str>| {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if let Some(model) = &model {
+            query.append_pair("model", model);
+        }
+        if let Some(dir) = dir {
+            query.append_pair("dir", dir);
+        }
+        let query = query.finish();
+        if query.is_empty() {
+            base.clone()
+        } else {
+            format!("{base}?{query}")
+        }
     };
-    let up = dir.as_deref().map(|dir| match dir.rsplit_once('/') {
-        Some((parent, _)) => dir_href(parent),
-        None => base.clone(),
-    });
+    let dir_href = |path: &str| href(Some(path));
+    let up = dir
+        .as_deref()
+        .map(|dir| href(dir.rsplit_once('/').map(|(parent, _)| parent)));
+    let owner = match &model {
+        Some(model) => view! { "Logged model " <code>{model.clone()}</code> " · " <a href=base.clone()>"the run's own artifacts"</a> }.into_any(),
+        None => view! { "The run's artifacts" }.into_any(),
+    };
     let rows = entries
         .iter()
         .map(|entry| {
@@ -203,7 +245,7 @@ fn Artifacts(run_id: String, dir: Option<String>, entries: Vec<ArtifactEntry>) -
         .collect_view();
     view! {
         <div class="artifacts">
-            <p class="muted">{format!("/{}", dir.clone().unwrap_or_default())}</p>
+            <p class="muted">{owner} " · " {format!("/{}", dir.clone().unwrap_or_default())}</p>
             {up.map(|href| view! { <p><a href=href>"↑ up"</a></p> })}
             {if entries.is_empty() { Some(view! { <p class="empty">"No artifacts here."</p> }) } else { None }}
             <ul class="plain">{rows}</ul>

@@ -265,6 +265,23 @@ impl MlflowClient {
         self.get("artifacts/list", &query).await
     }
 
+    /// The entries of one directory of an MLflow 3 logged model's artifacts.
+    pub async fn list_logged_model_artifacts(
+        &self,
+        model_id: &str,
+        path: Option<&str>,
+    ) -> Result<ListArtifactsResponse, MlflowError> {
+        let query: Vec<(&str, &str)> = path
+            .map(|path| ("artifact_directory_path", path))
+            .into_iter()
+            .collect();
+        let method_path = format!(
+            "logged-models/{}/artifacts/directories",
+            url_segment(model_id)
+        );
+        self.get(&method_path, &query).await
+    }
+
     async fn get<T: DeserializeOwned>(
         &self,
         method_path: &str,
@@ -394,6 +411,11 @@ impl MlflowClient {
             MlflowAuth::Bearer(token) => request.bearer_auth(token),
         }
     }
+}
+
+/// A path segment, percent-encoded, so an id can never change the endpoint.
+fn url_segment(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// reqwest's top-level message ("error sending request for url …") hides

@@ -219,10 +219,33 @@ impl MlflowRest {
         path: &str,
         content: &str,
     ) {
+        self.upload(
+            &format!("{experiment_id}/{run_id}/artifacts/{path}"),
+            content,
+        )
+        .await;
+    }
+
+    /// Uploads a file into an MLflow 3 logged model's artifacts.
+    pub async fn upload_model_artifact(
+        &self,
+        experiment_id: &str,
+        model_id: &str,
+        path: &str,
+        content: &str,
+    ) {
+        self.upload(
+            &format!("{experiment_id}/models/{model_id}/artifacts/{path}"),
+            content,
+        )
+        .await;
+    }
+
+    async fn upload(&self, path: &str, content: &str) {
         let response = self
             .http
             .put(format!(
-                "{}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/{path}",
+                "{}/api/2.0/mlflow-artifacts/artifacts/{path}",
                 self.base
             ))
             .body(content.to_string())
