@@ -26,8 +26,11 @@ pub const MAX_PAGE_SIZE: u32 = 500;
 /// One page of a list searched by name (experiments, registered models).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListQuery {
-    /// Case-insensitive substring of the experiment name.
+    /// Case-insensitive substring of the name.
     pub name_contains: Option<String>,
+    /// `name`, `created` or `updated` (experiments), `name` or `updated` (models).
+    pub order_by: Option<String>,
+    pub descending: bool,
     /// MLflow's opaque token for the page after the previous one.
     pub page_token: Option<String>,
     pub page_size: u32,

@@ -34,7 +34,17 @@ impl ControlPlane for Slipway {
         let request = SearchExperiments {
             max_results: checked_page_size(&query)?,
             filter: name_filter(&query)?,
-            order_by: vec!["last_update_time DESC".into(), "name ASC".into()],
+            order_by: vec![
+                list_order(
+                    &query,
+                    &[
+                        ("name", "name"),
+                        ("created", "creation_time"),
+                        ("updated", "last_update_time"),
+                    ],
+                )?,
+                "name ASC".into(),
+            ],
             page_token: query.page_token,
         };
         let response = self
@@ -226,9 +236,18 @@ impl ControlPlane for Slipway {
     async fn search_models(&self, _user: &User, query: ListQuery) -> Result<ModelsPage, AppError> {
         let page_size = checked_page_size(&query)?;
         let filter = name_filter(&query)?;
+        let order = list_order(
+            &query,
+            &[("name", "name"), ("updated", "last_updated_timestamp")],
+        )?;
         let response = self
             .mlflow
-            .search_registered_models(filter.as_deref(), page_size, query.page_token.as_deref())
+            .search_registered_models(
+                filter.as_deref(),
+                &order,
+                page_size,
+                query.page_token.as_deref(),
+            )
             .await
             .map_err(user_error)?;
         Ok(ModelsPage {
@@ -324,6 +343,29 @@ fn checked_size(page_size: u32) -> Result<u32, AppError> {
             "Page size must be from 1 to {MAX_PAGE_SIZE}, not {page_size}"
         )))
     }
+}
+
+/// The MLflow `order_by` clause for a list's `order` (one of `columns`, as
+/// (our name, MLflow's name)); the last column when none is asked for.
+fn list_order(query: &ListQuery, columns: &[(&str, &str)]) -> Result<String, AppError> {
+    let wanted = query
+        .order_by
+        .as_deref()
+        .unwrap_or(columns[columns.len() - 1].0);
+    let (_, mlflow_column) = columns
+        .iter()
+        .find(|(ours, _)| *ours == wanted)
+        .ok_or_else(|| {
+            let known: Vec<&str> = columns.iter().map(|(ours, _)| *ours).collect();
+            AppError::InvalidInput(format!(
+                "This list sorts by {}, not \"{wanted}\"",
+                known.join(", ")
+            ))
+        })?;
+    Ok(format!(
+        "{mlflow_column} {}",
+        if query.descending { "DESC" } else { "ASC" }
+    ))
 }
 
 fn name_filter(query: &ListQuery) -> Result<Option<String>, AppError> {

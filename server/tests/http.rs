@@ -450,3 +450,44 @@ async fn compare_marks_differing_params_and_overlays_histories() {
         "{html}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_sort_by_the_column_asked_for() {
+    let rest = MlflowRest::new(&mlflow_url());
+    let prefix = unique("sorted");
+    for name in ["b", "c", "a"] {
+        rest.create_experiment(&format!("{prefix}-{name}"), &[])
+            .await;
+    }
+    let app = TestApp::new(&mlflow_url()).await;
+    let names = |html: &str| listed_names(html, &prefix);
+
+    let (_, newest_first) = app.get(&format!("/experiments?q={prefix}")).await;
+    let expected = |suffixes: &[&str]| {
+        suffixes
+            .iter()
+            .map(|s| format!("{prefix}{s}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&newest_first),
+        expected(&["-a", "-c", "-b"]),
+        "last updated first"
+    );
+    let (_, by_name) = app
+        .get(&format!("/experiments?q={prefix}&order=name&dir=asc"))
+        .await;
+    assert_eq!(names(&by_name), expected(&["-a", "-b", "-c"]));
+    assert!(by_name.contains("aria-sort=\"ascending\""), "{by_name}");
+
+    let (_, html) = app.get("/experiments?order=size").await;
+    assert!(
+        html.contains("This list sorts by name, created, updated, not \"size\""),
+        "{html}"
+    );
+    let (_, html) = app.get("/models?order=name&dir=sideways").await;
+    assert!(
+        html.contains("Sort direction must be asc or desc"),
+        "{html}"
+    );
+}

@@ -354,7 +354,7 @@ async fn the_registry_gives_stages_aliases_and_mlflow_3_sources() {
     let client = client(&mlflow_url());
 
     let search = client
-        .search_registered_models(Some(&format!("name = '{model}'")), 1000, None)
+        .search_registered_models(Some(&format!("name = '{model}'")), "name ASC", 1000, None)
         .await
         .unwrap();
     assert_eq!(search.registered_models.len(), 1);

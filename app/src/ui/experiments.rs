@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use super::list::{Pager, Results, SearchForm};
+use super::list::{Pager, Results, SearchForm, SortHeader};
 use super::runs::experiment_href;
 use super::{format_millis, paging::ListState, user_tags};
 use crate::error::AppError;
@@ -15,10 +15,10 @@ const PATH: &str = "/experiments";
 pub fn ExperimentsPage() -> impl IntoView {
     let params = use_query_map();
     let state =
-        Memo::new(move |_| params.with(|params| ListState::from_params(PATH, &["q"], params)));
+        Memo::new(move |_| params.with(|params| ListState::from_params(PATH, &["q", "order", "dir"], params)));
     let page = Resource::new(
         move || state.get(),
-        |state| async move { search_experiments(state?.query()).await },
+        |state| async move { search_experiments(state?.query()?).await },
     );
 
     view! {
@@ -50,22 +50,33 @@ fn ExperimentList(page: ExperimentPage, state: ListState) -> impl IntoView {
         {if page.experiments.is_empty() {
             view! { <p class="empty">{empty_message}</p> }.into_any()
         } else {
-            view! { <ExperimentTable experiments=page.experiments/> }.into_any()
+            view! { <ExperimentTable experiments=page.experiments state=state.clone()/> }.into_any()
         }}
         <Pager state next_page_token=page.next_page_token/>
     }
 }
 
 #[component]
-fn ExperimentTable(experiments: Vec<Experiment>) -> impl IntoView {
+fn ExperimentTable(experiments: Vec<Experiment>, state: ListState) -> impl IntoView {
+    let sortable = |label: &str, column: &str, descending_first: bool| {
+        view! {
+            <SortHeader
+                state=state.clone()
+                label=label.to_string()
+                column=column.to_string()
+                default_column="updated"
+                descending_first
+            />
+        }
+    };
     view! {
         <table class="data">
             <thead>
                 <tr>
-                    <th scope="col">"Name"</th>
+                    {sortable("Name", "name", false)}
                     <th scope="col">"ID"</th>
-                    <th scope="col">"Created"</th>
-                    <th scope="col">"Last updated"</th>
+                    {sortable("Created", "created", true)}
+                    {sortable("Last updated", "updated", true)}
                     <th scope="col">"Tags"</th>
                 </tr>
             </thead>

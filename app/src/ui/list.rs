@@ -90,3 +90,44 @@ pub fn segment(text: &str) -> String {
         .remove(b'~');
     percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
 }
+
+/// A column header that sorts the list by its column; a second click flips
+/// the order. `default_column` is what the list is sorted by (descending)
+/// when the URL names no order.
+#[component]
+pub fn SortHeader(
+    state: ListState,
+    label: String,
+    column: String,
+    default_column: &'static str,
+    /// Whether a first click sorts descending (numbers, times) or ascending (names).
+    #[prop(optional)]
+    descending_first: bool,
+    #[prop(optional)] class: &'static str,
+) -> impl IntoView {
+    let active = state.get("order").unwrap_or(default_column) == column;
+    let descending = state.get("dir") != Some("asc");
+    let next_descending = if active {
+        !descending
+    } else {
+        descending_first
+    };
+    let href = state
+        .with("order", Some(column))
+        .with(
+            "dir",
+            Some(if next_descending { "desc" } else { "asc" }.to_string()),
+        )
+        .first_page_href();
+    let marker = active.then_some(if descending { " ▼" } else { " ▲" });
+    let sort = match (active, descending) {
+        (false, _) => "none",
+        (true, true) => "descending",
+        (true, false) => "ascending",
+    };
+    view! {
+        <th scope="col" class=class aria-sort=sort>
+            <a href=href>{label}{marker}</a>
+        </th>
+    }
+}

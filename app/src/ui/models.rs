@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::list::{Pager, Results, SearchForm, segment};
+use super::list::{Pager, Results, SearchForm, SortHeader, segment};
 use super::{format_millis, paging::ListState, user_tags};
 use crate::error::AppError;
 use crate::model::{ModelDetail, ModelSummary, ModelVersionInfo, ModelsPage, VersionDetail};
@@ -22,10 +22,10 @@ pub fn version_href(name: &str, version: &str) -> String {
 pub fn ModelsPage() -> impl IntoView {
     let params = use_query_map();
     let state =
-        Memo::new(move |_| params.with(|params| ListState::from_params(PATH, &["q"], params)));
+        Memo::new(move |_| params.with(|params| ListState::from_params(PATH, &["q", "order", "dir"], params)));
     let page = Resource::new(
         move || state.get(),
-        |state| async move { search_models(state?.query()).await },
+        |state| async move { search_models(state?.query()?).await },
     );
 
     view! {
@@ -59,10 +59,16 @@ fn ModelList(page: ModelsPage, state: ListState) -> impl IntoView {
             <table class="data">
                 <thead>
                     <tr>
-                        <th scope="col">"Name"</th>
+                        <SortHeader state=state.clone() label="Name".to_string() column="name".to_string() default_column="updated"/>
                         <th scope="col">"Latest by stage"</th>
                         <th scope="col">"Aliases"</th>
-                        <th scope="col">"Last updated"</th>
+                        <SortHeader
+                            state=state.clone()
+                            label="Last updated".to_string()
+                            column="updated".to_string()
+                            default_column="updated"
+                            descending_first=true
+                        />
                         <th scope="col">"Description"</th>
                     </tr>
                 </thead>

@@ -72,13 +72,26 @@ impl ListState {
         changed
     }
 
-    /// The query for a list searched by name (`q`).
-    pub fn query(&self) -> ListQuery {
-        ListQuery {
+    /// The sort direction (`dir`): descending unless it says `asc`.
+    pub fn descending(&self) -> Result<bool, AppError> {
+        match self.get("dir") {
+            None | Some("desc") => Ok(true),
+            Some("asc") => Ok(false),
+            Some(other) => Err(AppError::InvalidInput(format!(
+                "Sort direction must be asc or desc, not \"{other}\""
+            ))),
+        }
+    }
+
+    /// The query for a list searched by name (`q`) and sorted by `order`.
+    pub fn query(&self) -> Result<ListQuery, AppError> {
+        Ok(ListQuery {
             name_contains: self.get("q").map(str::to_string),
+            order_by: self.get("order").map(str::to_string),
+            descending: self.descending()?,
             page_token: self.page_token.clone(),
             page_size: self.page_size(),
-        }
+        })
     }
 
     pub fn page_size(&self) -> u32 {
@@ -158,8 +171,12 @@ mod tests {
     #[test]
     fn empty_url_asks_for_the_first_page_with_the_default_size() {
         let state = ListState::from_params("/experiments", KEEP, &ParamsMap::new()).unwrap();
-        assert_eq!(state.query().page_size, DEFAULT_PAGE_SIZE);
-        assert_eq!(state.query().page_token, None);
+        let query = state.query().unwrap();
+        assert_eq!(
+            (query.page_size, query.page_token, query.order_by),
+            (DEFAULT_PAGE_SIZE, None, None)
+        );
+        assert!(query.descending);
         assert_eq!(state.previous_page_href(), None);
         assert_eq!(state.first_page_href(), "/experiments");
     }

@@ -3,7 +3,7 @@ use leptos_meta::Title;
 use leptos_router::components::Form;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::list::{Pager, Results, SearchForm, segment};
+use super::list::{Pager, Results, SearchForm, SortHeader, segment};
 use super::run::{MAX_COMPARED, run_href};
 use super::{format_millis, paging::ListState};
 use crate::error::AppError;
@@ -95,17 +95,17 @@ fn RunList(page: RunsPage, state: ListState) -> impl IntoView {
     }
     let attribute_headers = [("Run", "run_name"), ("Status", "status"), ("User", "user_id"), ("Started", "start_time")]
         .into_iter()
-        .map(|(label, column)| view! { <SortHeader state=state.clone() label=label.to_string() column=column.to_string()/> })
+        .map(|(label, column)| view! { <SortHeader state=state.clone() label=label.to_string() column=column.to_string() default_column="start_time" descending_first=column.ends_with("_time")/> })
         .collect_view();
     let param_headers = page
         .param_keys
         .iter()
-        .map(|key| view! { <SortHeader state=state.clone() label=key.clone() column=format!("params.{key}") class="param"/> })
+        .map(|key| view! { <SortHeader state=state.clone() label=key.clone() column=format!("params.{key}") default_column="start_time" class="param"/> })
         .collect_view();
     let metric_headers = page
         .metric_keys
         .iter()
-        .map(|key| view! { <SortHeader state=state.clone() label=key.clone() column=format!("metrics.{key}") class="metric"/> })
+        .map(|key| view! { <SortHeader state=state.clone() label=key.clone() column=format!("metrics.{key}") default_column="start_time" descending_first=true class="metric"/> })
         .collect_view();
     let rows = page
         .runs
@@ -136,42 +136,6 @@ fn RunList(page: RunsPage, state: ListState) -> impl IntoView {
         <Pager state next_page_token=page.next_page_token/>
     }
     .into_any()
-}
-
-/// A column header that sorts by its column; a second click flips the order.
-#[component]
-fn SortHeader(
-    state: ListState,
-    label: String,
-    column: String,
-    #[prop(optional)] class: &'static str,
-) -> impl IntoView {
-    let current = state.get("order").unwrap_or("start_time");
-    let descending = state.get("dir") != Some("asc");
-    let active = current == column;
-    let next_descending = if active {
-        !descending
-    } else {
-        column.starts_with("metrics.") || column.ends_with("_time")
-    };
-    let href = state
-        .with("order", Some(column))
-        .with(
-            "dir",
-            Some(if next_descending { "desc" } else { "asc" }.to_string()),
-        )
-        .first_page_href();
-    let marker = active.then_some(if descending { " ▼" } else { " ▲" });
-    let sort = match (active, descending) {
-        (false, _) => "none",
-        (true, true) => "descending",
-        (true, false) => "ascending",
-    };
-    view! {
-        <th scope="col" class=class aria-sort=sort>
-            <a href=href>{label}{marker}</a>
-        </th>
-    }
 }
 
 fn run_row(run: &RunRow, param_keys: &[String], metric_keys: &[String]) -> impl IntoView + use<> {

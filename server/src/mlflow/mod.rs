@@ -196,11 +196,15 @@ impl MlflowClient {
     pub async fn search_registered_models(
         &self,
         filter: Option<&str>,
+        order_by: &str,
         max_results: u32,
         page_token: Option<&str>,
     ) -> Result<SearchRegisteredModelsResponse, MlflowError> {
         let max_results = max_results.to_string();
-        let mut query = vec![("max_results", max_results.as_str())];
+        let mut query = vec![
+            ("max_results", max_results.as_str()),
+            ("order_by", order_by),
+        ];
         query.extend(filter.map(|filter| ("filter", filter)));
         query.extend(page_token.map(|token| ("page_token", token)));
         self.get("registered-models/search", &query).await
