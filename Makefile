@@ -1,5 +1,5 @@
 # The two commands: `make run` (the demo on this machine) and `make test`.
-.PHONY: run test setup release lint
+.PHONY: run test setup release lint bench
 
 run:
 	@scripts/run-demo.sh
@@ -20,3 +20,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy -p app --features hydrate --target wasm32-unknown-unknown -- -D warnings
+
+# The runs page against 10,000 runs, next to MLflow's API and UI (figures only).
+bench:
+	@scripts/bench.sh

@@ -78,12 +78,12 @@ impl ControlPlane for Slipway {
 
     async fn search_runs(&self, _user: &User, query: RunQuery) -> Result<RunsPage, AppError> {
         let max_results = checked_size(query.page_size)?;
-        let mut order_by = Vec::new();
-        if let Some(column) = query.order_by.as_deref() {
-            order_by.push(mlflow::run_order_clause(column, query.descending)?);
-        }
-        // Newest first among equals, and a stable order for paging.
-        order_by.push("attributes.start_time DESC".into());
+        // MLflow itself breaks ties (start time, then run id) and sorts by
+        // start time, newest first, when nothing else is asked for.
+        let order_by = match query.order_by.as_deref() {
+            Some(column) => vec![mlflow::run_order_clause(column, query.descending)?],
+            None => Vec::new(),
+        };
         let request = SearchRuns {
             experiment_ids: vec![query.experiment_id],
             filter: query.filter.filter(|filter| !filter.trim().is_empty()),

@@ -328,6 +328,19 @@ async fn the_runs_table_filters_and_sorts_with_mlflows_syntax() {
         "{html}"
     );
 
+    for dir in ["asc", "desc"] {
+        let (_, html) = app.get(&format!("{page}?order=start_time&dir={dir}")).await;
+        let mut expected: Vec<String> = (0..4).map(|index| format!("run-{index}")).collect();
+        if dir == "desc" {
+            expected.reverse();
+        }
+        assert_eq!(
+            listed_names(&html, "run-"),
+            expected,
+            "sorted by start time, {dir}"
+        );
+    }
+
     let (_, html) = app.get(&format!("{page}?order=duration")).await;
     assert!(html.contains("Runs cannot be sorted by"), "{html}");
 }

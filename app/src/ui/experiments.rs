@@ -14,8 +14,9 @@ const PATH: &str = "/experiments";
 #[component]
 pub fn ExperimentsPage() -> impl IntoView {
     let params = use_query_map();
-    let state =
-        Memo::new(move |_| params.with(|params| ListState::from_params(PATH, &["q", "order", "dir"], params)));
+    let state = Memo::new(move |_| {
+        params.with(|params| ListState::from_params(PATH, &["q", "order", "dir"], params))
+    });
     let page = Resource::new(
         move || state.get(),
         |state| async move { search_experiments(state?.query()?).await },

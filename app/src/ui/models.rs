@@ -21,8 +21,9 @@ pub fn version_href(name: &str, version: &str) -> String {
 #[component]
 pub fn ModelsPage() -> impl IntoView {
     let params = use_query_map();
-    let state =
-        Memo::new(move |_| params.with(|params| ListState::from_params(PATH, &["q", "order", "dir"], params)));
+    let state = Memo::new(move |_| {
+        params.with(|params| ListState::from_params(PATH, &["q", "order", "dir"], params))
+    });
     let page = Resource::new(
         move || state.get(),
         |state| async move { search_models(state?.query()?).await },

@@ -110,10 +110,11 @@ impl MlflowRest {
         metrics: &[(&str, &[f64])],
         tags: &[(&str, &str)],
     ) -> String {
+        let start_time = next_start_time();
         let created = self
             .post(
                 "runs/create",
-                json!({"experiment_id": experiment_id, "run_name": name, "start_time": 1_000}),
+                json!({"experiment_id": experiment_id, "run_name": name, "start_time": start_time}),
             )
             .await;
         let run_id = created["run"]["info"]["run_id"]
@@ -151,7 +152,7 @@ impl MlflowRest {
         }
         self.post(
             "runs/update",
-            json!({"run_id": run_id, "status": "FINISHED", "end_time": 61_000}),
+            json!({"run_id": run_id, "status": "FINISHED", "end_time": start_time + 60_000}),
         )
         .await;
         run_id
@@ -304,6 +305,13 @@ impl Drop for OwnMlflow {
             .args(["-TERM", "--", &format!("-{}", self.process_group)])
             .status();
     }
+}
+
+/// Each fixture run starts later than the one before, so "newest first" is
+/// the order they were made in.
+fn next_start_time() -> i64 {
+    static NEXT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1_000);
+    NEXT.fetch_add(1_000, std::sync::atomic::Ordering::Relaxed)
 }
 
 pub fn repo_root() -> PathBuf {

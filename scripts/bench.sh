@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# `make bench`: the runs page against an experiment of 10,000 runs — Slipway's
+# server-side render next to the raw runs/search call, and time until the
+# table is visible in Chromium for Slipway and for MLflow's own UI, all on
+# the same MLflow server. Release build. Figures only; nothing here passes
+# or fails a build.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$SLIPWAY_ROOT"
+
+RUNS=10000
+bench_dir="$SLIPWAY_CACHE/bench-mlflow"
+
+scripts/bootstrap.sh --test
+
+if [ ! -f "$bench_dir/seeded-$RUNS" ]; then
+  log "creating an experiment of $RUNS runs in $bench_dir (about 3 minutes, once)"
+  rm -rf "$bench_dir" && mkdir -p "$bench_dir"
+  "$SLIPWAY_VENV/bin/python" scripts/seed_bench.py "sqlite:///$bench_dir/mlflow.db" "$RUNS" 2>&1 | grep -v WARNING >&2
+  touch "$bench_dir/seeded-$RUNS"
+fi
+
+log "building Slipway (release)"
+PATH="$SLIPWAY_ROOT/end2end/node_modules/.bin:$PATH" cargo leptos build --release
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/slipway-bench.XXXXXX")
+slipway_pid=
+cleanup() {
+  [ -z "$slipway_pid" ] || kill -TERM "$slipway_pid" 2>/dev/null || true
+  stop_mlflow
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+mlflow_port=$(free_port)
+start_mlflow "$bench_dir" "$mlflow_port"
+slipway_port=$(free_port)
+SLIPWAY_LISTEN="127.0.0.1:$slipway_port" \
+SLIPWAY_MLFLOW_URI="http://127.0.0.1:$mlflow_port" \
+SLIPWAY_DATA_DIR="$work" \
+SLIPWAY_SITE_ROOT="$SLIPWAY_ROOT/target/site" \
+SLIPWAY_LOG_FORMAT=json RUST_LOG=warn \
+  target/release/slipway &
+slipway_pid=$!
+wait_http "http://127.0.0.1:$slipway_port/readyz" 60 "$slipway_pid"
+
+BENCH_MLFLOW_URL="http://127.0.0.1:$mlflow_port" \
+BENCH_SLIPWAY_URL="http://127.0.0.1:$slipway_port" \
+BENCH_EXPERIMENT=bench-10k-runs \
+  node end2end/bench/runs-page.mjs
