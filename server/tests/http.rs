@@ -196,11 +196,13 @@ async fn the_registry_pages_show_stages_aliases_and_storage() {
     let model = unique("Fraud model");
     rest.create_registered_model(&model).await;
     let mut model_ids = Vec::new();
+    let mut run_ids = Vec::new();
     for index in 0..3 {
         let run = rest
             .create_run(&experiment, &format!("train-{index}"), &[], &[], &[])
             .await;
         model_ids.push(rest.register_version(&model, &experiment, &run).await.1);
+        run_ids.push(run);
     }
     rest.transition_stage(&model, "2", "Production").await;
     rest.transition_stage(&model, "3", "Staging").await;
@@ -264,6 +266,10 @@ async fn the_registry_pages_show_stages_aliases_and_storage() {
         "{version}"
     );
     assert!(version.contains("stage-production"), "{version}");
+    assert!(
+        version.contains(&format!("<a href=\"/runs/{}\">", run_ids[1])),
+        "the source run links: {version}"
+    );
 
     let (_, missing) = app.get(&format!("/models/{encoded}/versions/42")).await;
     assert!(
@@ -340,6 +346,17 @@ async fn the_runs_table_filters_and_sorts_with_mlflows_syntax() {
             "sorted by start time, {dir}"
         );
     }
+
+    let (_, html) = app.get(&format!("{page}?col=metrics.auc")).await;
+    assert!(html.contains("<td class=\"metric\">0.875</td>"), "{html}");
+    assert!(
+        !html.contains("<td class=\"param\">"),
+        "params hidden when only auc is chosen: {html}"
+    );
+    assert!(
+        html.contains("name=\"col\" value=\"params.optimizer\""),
+        "the chooser still offers it: {html}"
+    );
 
     let (_, html) = app.get(&format!("{page}?order=duration")).await;
     assert!(html.contains("Runs cannot be sorted by"), "{html}");

@@ -3,6 +3,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::list::{Pager, Results, SearchForm, SortHeader, segment};
+use super::run::run_href;
 use super::{format_millis, paging::ListState, user_tags};
 use crate::error::AppError;
 use crate::model::{ModelDetail, ModelSummary, ModelVersionInfo, ModelsPage, VersionDetail};
@@ -161,7 +162,7 @@ fn version_row(version: ModelVersionInfo) -> impl IntoView {
             <td><span class=stage_class(&version.stage)>{version.stage.clone()}</span></td>
             <td>{version.aliases.iter().map(|alias| view! { <span class="alias">{format!("@{alias}")}</span> }).collect_view()}</td>
             <td>{version.status.clone()}</td>
-            <td class="mono">{version.run_id.clone()}</td>
+            <td class="mono">{source_run(&version.run_id)}</td>
             <td>{format_millis(version.created)}</td>
             <td class="tags">{user_tags(&version.tags)}</td>
         </tr>
@@ -211,7 +212,7 @@ fn VersionView(detail: VersionDetail) -> impl IntoView {
             <dt>"Status"</dt><dd>{version.status.clone()}</dd>
             <dt>"Source"</dt><dd><code>{version.source.clone()}</code></dd>
             <dt>"Stored at"</dt><dd><code>{detail.storage_uri}</code></dd>
-            <dt>"Source run"</dt><dd class="mono">{version.run_id.clone()}</dd>
+            <dt>"Source run"</dt><dd class="mono">{source_run(&version.run_id)}</dd>
             <dt>"Created"</dt><dd>{format_millis(version.created)}</dd>
             <dt>"Last updated"</dt><dd>{format_millis(version.last_updated)}</dd>
             <dt>"Tags"</dt><dd>{user_tags(&version.tags)}</dd>
@@ -227,6 +228,12 @@ fn alias_chips(model: &str, aliases: &[(String, String)]) -> impl IntoView + use
             view! { <a class="alias" href=href>{format!("@{alias} → v{version}")}</a> }
         })
         .collect_view()
+}
+
+/// A link to the run a version came from; versions registered from a bare
+/// storage URI have none.
+fn source_run(run_id: &str) -> impl IntoView + use<> {
+    (!run_id.is_empty()).then(|| view! { <a href=run_href(run_id)>{run_id.to_string()}</a> })
 }
 
 fn stage_class(stage: &str) -> String {

@@ -13,8 +13,8 @@ use crate::model::{DEFAULT_PAGE_SIZE, ListQuery, MAX_PAGE_SIZE};
 pub struct ListState {
     /// The page's own path, which its links lead back to.
     pub path: String,
-    /// The page's own parameters, in the order the page named them; empty
-    /// values are left out.
+    /// The page's own parameters, in the order the page named them, a key
+    /// once per value; empty values are left out.
     pub kept: Vec<(&'static str, String)>,
     pub page_size: Option<u32>,
     pub page_token: Option<String>,
@@ -36,7 +36,13 @@ impl ListState {
             path: path.into(),
             kept: keep
                 .iter()
-                .filter_map(|key| non_empty(key).map(|value| (*key, value.trim().to_string())))
+                .flat_map(|key| {
+                    let values = params.get_all(key).unwrap_or_default();
+                    values
+                        .into_iter()
+                        .filter(|value| !value.trim().is_empty())
+                        .map(move |value| (*key, value.trim().to_string()))
+                })
                 .collect(),
             page_size,
             page_token: non_empty("page"),
@@ -51,6 +57,13 @@ impl ListState {
             .map(|(_, value)| value.as_str())
     }
 
+    pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.kept
+            .iter()
+            .filter(move |(kept, _)| *kept == key)
+            .map(|(_, value)| value.as_str())
+    }
+
     /// The same list with one kept parameter changed, from its first page.
     pub fn with(&self, key: &'static str, value: Option<String>) -> Self {
         let mut changed = Self {
@@ -58,16 +71,16 @@ impl ListState {
             trail: Vec::new(),
             ..self.clone()
         };
-        match (
-            changed.kept.iter().position(|(kept, _)| *kept == key),
-            value,
-        ) {
-            (Some(at), Some(value)) => changed.kept[at].1 = value,
-            (Some(at), None) => {
-                changed.kept.remove(at);
+        match changed.kept.iter().position(|(kept, _)| *kept == key) {
+            Some(at) => {
+                changed.kept.retain(|(kept, _)| *kept != key);
+                if let Some(value) = value {
+                    changed
+                        .kept
+                        .insert(at.min(changed.kept.len()), (key, value));
+                }
             }
-            (None, Some(value)) => changed.kept.push((key, value)),
-            (None, None) => {}
+            None => changed.kept.extend(value.map(|value| (key, value))),
         }
         changed
     }
@@ -227,6 +240,33 @@ mod tests {
         assert_eq!(
             state.first_page_href(),
             "/experiments/7?filter=metrics.auc+%3E+0.9"
+        );
+    }
+
+    #[test]
+    fn repeated_parameters_keep_every_value() {
+        let state = ListState::from_params(
+            "/experiments/7",
+            &["col", "order"],
+            &params(&[
+                ("col", "params.lr"),
+                ("col", "metrics.auc"),
+                ("order", "run_name"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            state.get_all("col").collect::<Vec<_>>(),
+            vec!["params.lr", "metrics.auc"]
+        );
+        let href = state.with("order", Some("status".into())).first_page_href();
+        assert_eq!(
+            href,
+            "/experiments/7?col=params.lr&col=metrics.auc&order=status"
+        );
+        assert_eq!(
+            state.with("col", None).first_page_href(),
+            "/experiments/7?order=run_name"
         );
     }
 

@@ -10,7 +10,7 @@ use crate::error::AppError;
 use crate::model::{RunQuery, RunRow, RunsPage};
 use crate::server_fns::{get_experiment, search_runs};
 
-const KEPT: &[&str] = &["filter", "order", "dir"];
+const KEPT: &[&str] = &["filter", "order", "dir", "col"];
 
 pub fn experiment_href(id: &str) -> String {
     format!("/experiments/{}", segment(id))
@@ -93,26 +93,40 @@ fn RunList(page: RunsPage, state: ListState) -> impl IntoView {
         };
         return view! { {message} <Pager state next_page_token=page.next_page_token/> }.into_any();
     }
+    // `col` names the param and metric columns to show; none means all.
+    let chosen: Vec<&str> = state.get_all("col").collect();
+    let shown = |prefix: &str, keys: &[String]| -> Vec<String> {
+        keys.iter()
+            .filter(|key| chosen.is_empty() || chosen.contains(&format!("{prefix}{key}").as_str()))
+            .cloned()
+            .collect()
+    };
+    let (shown_params, shown_metrics) = (
+        shown("params.", &page.param_keys),
+        shown("metrics.", &page.metric_keys),
+    );
+    let chooser = view! {
+        <ColumnChooser state=state.clone() param_keys=page.param_keys.clone() metric_keys=page.metric_keys.clone() shown_params=shown_params.clone() shown_metrics=shown_metrics.clone()/>
+    };
     let attribute_headers = [("Run", "run_name"), ("Status", "status"), ("User", "user_id"), ("Started", "start_time")]
         .into_iter()
         .map(|(label, column)| view! { <SortHeader state=state.clone() label=label.to_string() column=column.to_string() default_column="start_time" descending_first=column.ends_with("_time")/> })
         .collect_view();
-    let param_headers = page
-        .param_keys
+    let param_headers = shown_params
         .iter()
         .map(|key| view! { <SortHeader state=state.clone() label=key.clone() column=format!("params.{key}") default_column="start_time" class="param"/> })
         .collect_view();
-    let metric_headers = page
-        .metric_keys
+    let metric_headers = shown_metrics
         .iter()
         .map(|key| view! { <SortHeader state=state.clone() label=key.clone() column=format!("metrics.{key}") default_column="start_time" descending_first=true class="metric"/> })
         .collect_view();
     let rows = page
         .runs
         .iter()
-        .map(|run| run_row(run, &page.param_keys, &page.metric_keys))
+        .map(|run| run_row(run, &shown_params, &shown_metrics))
         .collect_view();
     view! {
+        {chooser}
         <Form method="GET" action="/compare" attr:class="compare-form">
             <p class="actions">
                 <button type="submit">"Compare selected"</button>
@@ -136,6 +150,49 @@ fn RunList(page: RunsPage, state: ListState) -> impl IntoView {
         <Pager state next_page_token=page.next_page_token/>
     }
     .into_any()
+}
+
+/// Which param and metric columns the table shows: a GET form, so it works
+/// before hydration, that keeps the filter and sort.
+#[component]
+fn ColumnChooser(
+    state: ListState,
+    param_keys: Vec<String>,
+    metric_keys: Vec<String>,
+    shown_params: Vec<String>,
+    shown_metrics: Vec<String>,
+) -> impl IntoView {
+    let carried: Vec<(&'static str, String)> = state
+        .kept
+        .iter()
+        .filter(|(key, _)| *key != "col")
+        .cloned()
+        .chain(state.page_size.map(|size| ("size", size.to_string())))
+        .collect();
+    let boxes = |prefix: &'static str, keys: Vec<String>, shown: Vec<String>| {
+        keys.into_iter()
+            .map(|key| {
+                let checked = shown.contains(&key);
+                view! {
+                    <label class="column-choice">
+                        <input type="checkbox" name="col" value=format!("{prefix}{key}") checked=checked/>
+                        {key}
+                    </label>
+                }
+            })
+            .collect_view()
+    };
+    view! {
+        <details class="columns">
+            <summary>"Columns"</summary>
+            <Form method="GET" action=state.path.clone()>
+                {carried.into_iter().map(|(key, value)| view! { <input type="hidden" name=key value=value/> }).collect_view()}
+                <fieldset><legend>"Parameters"</legend>{boxes("params.", param_keys, shown_params)}</fieldset>
+                <fieldset><legend>"Metrics"</legend>{boxes("metrics.", metric_keys, shown_metrics)}</fieldset>
+                <button type="submit">"Show columns"</button>
+            </Form>
+        </details>
+    }
 }
 
 fn run_row(run: &RunRow, param_keys: &[String], metric_keys: &[String]) -> impl IntoView + use<> {
