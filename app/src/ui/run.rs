@@ -160,7 +160,7 @@ fn AxisSwitch(
         query.with(|query| {
             let mut pairs = form_urlencoded::Serializer::new(String::new());
             for (key, value) in query.latest_values().filter(|(key, _)| *key != "axis") {
-                pairs.append_pair(&key, &value);
+                pairs.append_pair(key, value);
             }
             pairs.append_pair("axis", value);
             format!("{}?{}", base(), pairs.finish())
