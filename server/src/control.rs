@@ -47,11 +47,7 @@ impl ControlPlane for Slipway {
             ],
             page_token: query.page_token,
         };
-        let response = self
-            .mlflow
-            .search_experiments(&request)
-            .await
-            .map_err(user_error)?;
+        let response = self.mlflow.search_experiments(&request).await?;
         Ok(ExperimentPage {
             experiments: response
                 .experiments
@@ -68,11 +64,7 @@ impl ControlPlane for Slipway {
         _user: &User,
         experiment_id: String,
     ) -> Result<Experiment, AppError> {
-        let experiment = self
-            .mlflow
-            .get_experiment(&experiment_id)
-            .await
-            .map_err(user_error)?;
+        let experiment = self.mlflow.get_experiment(&experiment_id).await?;
         Ok(to_experiment(experiment))
     }
 
@@ -91,11 +83,7 @@ impl ControlPlane for Slipway {
             max_results,
             page_token: query.page_token,
         };
-        let response = self
-            .mlflow
-            .search_runs(&request)
-            .await
-            .map_err(user_error)?;
+        let response = self.mlflow.search_runs(&request).await?;
         let runs: Vec<RunRow> = response.runs.into_iter().map(to_run_row).collect();
         let param_keys = sorted_keys(runs.iter().flat_map(|run| &run.params).map(|(key, _)| key));
         let metric_keys = sorted_keys(runs.iter().flat_map(|run| &run.metrics).map(|(key, _)| key));
@@ -113,12 +101,9 @@ impl ControlPlane for Slipway {
             self.mlflow.get_run(&run_id),
             self.all_versions(&versions_filter)
         );
-        let run = run.map_err(user_error)?;
-        let mut registered_versions: Vec<ModelVersionInfo> = versions
-            .map_err(user_error)?
-            .into_iter()
-            .map(to_version_info)
-            .collect();
+        let run = run?;
+        let mut registered_versions: Vec<ModelVersionInfo> =
+            versions?.into_iter().map(to_version_info).collect();
         registered_versions.sort_by(|a, b| {
             (&a.model, version_number(&a.version)).cmp(&(&b.model, version_number(&b.version)))
         });
@@ -155,8 +140,7 @@ impl ControlPlane for Slipway {
         }
         let runs =
             futures::future::try_join_all(run_ids.iter().map(|run_id| self.mlflow.get_run(run_id)))
-                .await
-                .map_err(user_error)?;
+                .await?;
         let wanted: Vec<(&mlflow::Run, &str)> = runs
             .iter()
             .flat_map(|run| {
@@ -171,8 +155,7 @@ impl ControlPlane for Slipway {
                 .iter()
                 .map(|(run, key)| self.mlflow.metric_history(&run.info.run_id, key)),
         )
-        .await
-        .map_err(user_error)?;
+        .await?;
         Ok(wanted
             .into_iter()
             .zip(histories)
@@ -218,8 +201,7 @@ impl ControlPlane for Slipway {
                     .list_logged_model_artifacts(model_id, path.as_deref())
                     .await
             }
-        }
-        .map_err(user_error)?;
+        }?;
         let mut entries: Vec<ArtifactEntry> = listing
             .files
             .into_iter()
@@ -248,8 +230,7 @@ impl ControlPlane for Slipway {
                 page_size,
                 query.page_token.as_deref(),
             )
-            .await
-            .map_err(user_error)?;
+            .await?;
         Ok(ModelsPage {
             models: response
                 .registered_models
@@ -267,7 +248,7 @@ impl ControlPlane for Slipway {
             self.mlflow.get_registered_model(&name),
             self.all_versions(&filter)
         );
-        let (model, versions) = (model.map_err(user_error)?, versions.map_err(user_error)?);
+        let (model, versions) = (model?, versions?);
         let aliases = aliases_by_version(&model.aliases);
         let mut versions: Vec<ModelVersionInfo> = versions
             .into_iter()
@@ -303,8 +284,8 @@ impl ControlPlane for Slipway {
             self.mlflow.model_version_download_uri(&name, &version)
         );
         Ok(VersionDetail {
-            version: to_version_info(detail.map_err(user_error)?),
-            storage_uri: storage_uri.map_err(user_error)?,
+            version: to_version_info(detail?),
+            storage_uri: storage_uri?,
         })
     }
 }
@@ -325,10 +306,6 @@ impl Slipway {
             }
         }
     }
-}
-
-fn user_error(err: MlflowError) -> AppError {
-    err.to_app_error()
 }
 
 fn checked_page_size(query: &ListQuery) -> Result<u32, AppError> {

@@ -80,6 +80,13 @@ impl MlflowError {
     }
 }
 
+/// What users see of an MLflow failure, so `?` carries it to them.
+impl From<MlflowError> for AppError {
+    fn from(err: MlflowError) -> Self {
+        err.to_app_error()
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct ApiErrorBody {
     error_code: Option<String>,
