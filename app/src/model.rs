@@ -137,6 +137,17 @@ pub struct RunRow {
     pub metrics: Vec<(String, f64)>,
 }
 
+impl RunRow {
+    /// The run's name, or its id when it has none.
+    pub fn display_name(&self) -> &str {
+        if self.run_name.is_empty() {
+            &self.run_id
+        } else {
+            &self.run_name
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunsPage {
     pub runs: Vec<RunRow>,

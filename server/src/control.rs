@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::{StreamExt, TryStreamExt};
+
 use app::error::AppError;
 use app::model::{ArtifactEntry, ArtifactOwner, MetricHistory, RunDetail};
 use app::model::{
@@ -16,6 +18,7 @@ use crate::store::Store;
 
 /// MLflow's largest page of model versions; a model has rarely more.
 const VERSIONS_PAGE_SIZE: u32 = 1000;
+const HISTORY_REQUESTS_IN_FLIGHT: usize = 8;
 /// Runs one comparison can hold.
 pub const MAX_COMPARED_RUNS: usize = 10;
 
@@ -150,12 +153,16 @@ impl ControlPlane for Slipway {
                     .map(move |metric| (run, metric.key.as_str()))
             })
             .collect();
-        let histories = futures::future::try_join_all(
-            wanted
-                .iter()
-                .map(|(run, key)| self.mlflow.metric_history(&run.info.run_id, key)),
-        )
-        .await?;
+        // A bounded number in flight: a comparison can ask for hundreds of
+        // histories, and MLflow may run a single worker.
+        let requests: Vec<_> = wanted
+            .iter()
+            .map(|(run, key)| self.mlflow.metric_history(&run.info.run_id, key))
+            .collect();
+        let histories: Vec<Vec<mlflow::Metric>> = futures::stream::iter(requests)
+            .buffered(HISTORY_REQUESTS_IN_FLIGHT)
+            .try_collect()
+            .await?;
         Ok(wanted
             .into_iter()
             .zip(histories)

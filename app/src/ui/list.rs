@@ -25,16 +25,9 @@ pub fn SearchForm(
             .unwrap_or_default()
     };
     let carried = move || {
-        let Some(state) = current() else {
-            return Vec::new();
-        };
-        let mut carried: Vec<(&'static str, String)> = state
-            .kept
-            .into_iter()
-            .filter(|(key, _)| *key != param)
-            .collect();
-        carried.extend(state.page_size.map(|size| ("size", size.to_string())));
-        carried
+        current()
+            .map(|state| state.carried_except(param))
+            .unwrap_or_default()
     };
     view! {
         <Form method="GET" action=action attr:class="search" attr:role="search">

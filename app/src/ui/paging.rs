@@ -85,6 +85,17 @@ impl ListState {
         changed
     }
 
+    /// What a form that sets `key` must carry along to keep the rest of the
+    /// list's state: every other kept parameter, and the page size.
+    pub fn carried_except(&self, key: &str) -> Vec<(&'static str, String)> {
+        self.kept
+            .iter()
+            .filter(|(kept, _)| *kept != key)
+            .cloned()
+            .chain(self.page_size.map(|size| ("size", size.to_string())))
+            .collect()
+    }
+
     /// The sort direction (`dir`): descending unless it says `asc`.
     pub fn descending(&self) -> Result<bool, AppError> {
         match self.get("dir") {

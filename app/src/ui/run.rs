@@ -88,11 +88,7 @@ pub fn RunPage() -> impl IntoView {
 #[component]
 fn RunSummary(detail: RunDetail) -> impl IntoView {
     let run = detail.run;
-    let name = if run.run_name.is_empty() {
-        run.run_id.clone()
-    } else {
-        run.run_name.clone()
-    };
+    let name = run.display_name().to_string();
     let params = run
         .params
         .iter()
@@ -311,11 +307,7 @@ fn Comparison(runs: Vec<RunDetail>) -> impl IntoView {
     let heads = runs
         .iter()
         .map(|detail| {
-            let name = if detail.run.run_name.is_empty() {
-                detail.run.run_id.clone()
-            } else {
-                detail.run.run_name.clone()
-            };
+            let name = detail.run.display_name().to_string();
             view! { <th scope="col"><a href=run_href(&detail.run.run_id)>{name}</a></th> }
         })
         .collect_view();

@@ -162,13 +162,7 @@ fn ColumnChooser(
     shown_params: Vec<String>,
     shown_metrics: Vec<String>,
 ) -> impl IntoView {
-    let carried: Vec<(&'static str, String)> = state
-        .kept
-        .iter()
-        .filter(|(key, _)| *key != "col")
-        .cloned()
-        .chain(state.page_size.map(|size| ("size", size.to_string())))
-        .collect();
+    let carried = state.carried_except("col");
     let boxes = |prefix: &'static str, keys: Vec<String>, shown: Vec<String>| {
         keys.into_iter()
             .map(|key| {
@@ -220,11 +214,7 @@ fn run_row(run: &RunRow, param_keys: &[String], metric_keys: &[String]) -> impl 
             view! { <td class="metric">{value}</td> }
         })
         .collect_view();
-    let name = if run.run_name.is_empty() {
-        run.run_id.clone()
-    } else {
-        run.run_name.clone()
-    };
+    let name = run.display_name().to_string();
     view! {
         <tr>
             <td class="select">
