@@ -57,7 +57,7 @@ impl ControlPlane for Slipway {
                 .into_iter()
                 .map(to_experiment)
                 .collect(),
-            next_page_token: response.next_page_token.filter(|token| !token.is_empty()),
+            next_page_token: response.next_page_token,
             mlflow_url: self.mlflow.url(),
         })
     }
@@ -94,7 +94,7 @@ impl ControlPlane for Slipway {
             param_keys,
             metric_keys,
             runs,
-            next_page_token: response.next_page_token.filter(|token| !token.is_empty()),
+            next_page_token: response.next_page_token,
         })
     }
 
@@ -244,7 +244,7 @@ impl ControlPlane for Slipway {
                 .into_iter()
                 .map(to_model_summary)
                 .collect(),
-            next_page_token: response.next_page_token.filter(|token| !token.is_empty()),
+            next_page_token: response.next_page_token,
             mlflow_url: self.mlflow.url(),
         })
     }
@@ -307,7 +307,7 @@ impl Slipway {
                 .search_model_versions(filter, VERSIONS_PAGE_SIZE, page_token.as_deref())
                 .await?;
             versions.extend(page.model_versions);
-            page_token = page.next_page_token.filter(|token| !token.is_empty());
+            page_token = page.next_page_token;
             if page_token.is_none() {
                 return Ok(versions);
             }

@@ -194,9 +194,7 @@ impl MlflowClient {
             ("max_results", max_results.as_str()),
         ];
         query.extend(page_token.map(|token| ("page_token", token)));
-        let mut page: MetricHistoryPage = self.get("metrics/get-history", &query).await?;
-        page.next_page_token = page.next_page_token.filter(|token| !token.is_empty());
-        Ok(page)
+        self.get("metrics/get-history", &query).await
     }
 
     /// One page of registered models (MLflow allows up to 1,000 per page).

@@ -1,7 +1,12 @@
 //! MLflow's wire types, as its REST API sends them. Lists MLflow leaves out
 //! when empty default to empty; versions are strings; times are epoch ms.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// MLflow may send an empty page token on the last page: that is no token.
+fn non_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.filter(|token| !token.is_empty()))
+}
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Tag {
@@ -28,6 +33,7 @@ pub struct Experiment {
 pub struct SearchExperimentsResponse {
     #[serde(default)]
     pub experiments: Vec<Experiment>,
+    #[serde(default, deserialize_with = "non_empty")]
     pub next_page_token: Option<String>,
 }
 
@@ -132,6 +138,7 @@ pub struct SearchRuns {
 pub struct SearchRunsResponse {
     #[serde(default)]
     pub runs: Vec<Run>,
+    #[serde(default, deserialize_with = "non_empty")]
     pub next_page_token: Option<String>,
 }
 
@@ -144,6 +151,7 @@ pub(crate) struct GetRunResponse {
 pub struct MetricHistoryPage {
     #[serde(default)]
     pub metrics: Vec<Metric>,
+    #[serde(default, deserialize_with = "non_empty")]
     pub next_page_token: Option<String>,
 }
 
@@ -197,6 +205,7 @@ pub struct RegisteredModel {
 pub struct SearchRegisteredModelsResponse {
     #[serde(default)]
     pub registered_models: Vec<RegisteredModel>,
+    #[serde(default, deserialize_with = "non_empty")]
     pub next_page_token: Option<String>,
 }
 
@@ -209,6 +218,7 @@ pub(crate) struct GetRegisteredModelResponse {
 pub struct SearchModelVersionsResponse {
     #[serde(default)]
     pub model_versions: Vec<ModelVersion>,
+    #[serde(default, deserialize_with = "non_empty")]
     pub next_page_token: Option<String>,
 }
 
@@ -236,5 +246,20 @@ pub struct ListArtifactsResponse {
     pub root_uri: String,
     #[serde(default)]
     pub files: Vec<FileInfo>,
+    #[serde(default, deserialize_with = "non_empty")]
     pub next_page_token: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_page_token_means_the_last_page() {
+        let page: SearchRunsResponse = serde_json::from_str(r#"{"next_page_token":""}"#).unwrap();
+        assert_eq!(page.next_page_token, None);
+        let page: SearchRunsResponse =
+            serde_json::from_str(r#"{"next_page_token":"abc"}"#).unwrap();
+        assert_eq!(page.next_page_token.as_deref(), Some("abc"));
+    }
 }
