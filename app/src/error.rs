@@ -21,6 +21,11 @@ pub enum AppError {
     },
     #[error("{0}")]
     InvalidInput(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// A service Slipway depends on (an executor, the cluster) refused or failed.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("Sign-in required")]
     Unauthenticated,
     #[error("Internal error (reference {reference}); the server log has the details")]

@@ -1,6 +1,8 @@
 //! Types exchanged between the UI and the control plane. They cross the wire
 //! as server-function arguments and results, so they stay plain data.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Who is making a request. The auth gate in the server decides this for every
@@ -208,4 +210,253 @@ pub enum ArtifactOwner {
     Run(String),
     /// An MLflow 3 logged model, by id (`m-…`).
     LoggedModel(String),
+}
+
+/// A parameter type of an `MLproject` entry point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ParamKind {
+    Float,
+    Int,
+    String,
+    Path,
+    Uri,
+}
+
+impl ParamKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            ParamKind::Float => "float",
+            ParamKind::Int => "int",
+            ParamKind::String => "string",
+            ParamKind::Path => "path",
+            ParamKind::Uri => "uri",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamSpec {
+    pub name: String,
+    pub kind: ParamKind,
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryPointSpec {
+    pub name: String,
+    pub params: Vec<ParamSpec>,
+    /// The command template as the project wrote it.
+    pub command: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectSpec {
+    pub name: String,
+    pub description: String,
+    pub entry_points: Vec<EntryPointSpec>,
+}
+
+/// An admin-defined hardware profile, as the UI shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileSpec {
+    pub name: String,
+    pub description: String,
+    /// e.g. "500m–2" (request–limit).
+    pub cpu: String,
+    pub memory: String,
+    pub gpus: u32,
+    pub gpu_resource: String,
+    pub node_selector: Vec<(String, String)>,
+    pub tolerations: Vec<String>,
+    pub priority_class: Option<String>,
+    pub max_runtime_secs: Option<i64>,
+}
+
+/// What the launch form offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchCatalog {
+    /// `local` or `kubernetes`.
+    pub backend: String,
+    pub projects: Vec<ProjectSpec>,
+    pub profiles: Vec<ProfileSpec>,
+}
+
+/// A submitted launch form. `submission` is a token rendered into the form so
+/// that a second click (or a resubmitted POST) finds the first launch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchRequest {
+    pub submission: String,
+    pub project: String,
+    pub entry_point: String,
+    pub params: BTreeMap<String, String>,
+    /// An existing experiment's id; ignored when `new_experiment` is given.
+    pub experiment_id: String,
+    pub new_experiment: String,
+    pub profile: String,
+    pub run_name: String,
+}
+
+/// Field name → what is wrong with it. Parameter fields are `param.<name>`.
+pub type FieldErrors = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LaunchStatus {
+    /// Recorded; the MLflow run and the executor are being set up.
+    Submitted,
+    /// The executor has it; waiting for a node, an image or a process.
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl LaunchStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            LaunchStatus::Succeeded | LaunchStatus::Failed | LaunchStatus::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LaunchStatus::Submitted => "submitted",
+            LaunchStatus::Pending => "pending",
+            LaunchStatus::Running => "running",
+            LaunchStatus::Succeeded => "succeeded",
+            LaunchStatus::Failed => "failed",
+            LaunchStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            LaunchStatus::Submitted,
+            LaunchStatus::Pending,
+            LaunchStatus::Running,
+            LaunchStatus::Succeeded,
+            LaunchStatus::Failed,
+            LaunchStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Launch {
+    pub id: String,
+    pub project: String,
+    pub entry_point: String,
+    pub params: BTreeMap<String, String>,
+    pub profile: String,
+    pub backend: String,
+    pub experiment_id: Option<String>,
+    pub run_id: Option<String>,
+    pub run_name: String,
+    pub launched_by: String,
+    pub status: LaunchStatus,
+    /// Why it is pending or how it ended, in the executor's words.
+    pub reason: String,
+    /// Job name or process id.
+    pub executor_ref: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+/// A live update of a launch, as the launch page receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchUpdate {
+    pub status: LaunchStatus,
+    pub reason: String,
+    pub run_id: Option<String>,
+    pub updated_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+/// What the launch form needs: the catalog, the experiments to choose from,
+/// and a fresh submission token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchForm {
+    pub catalog: LaunchCatalog,
+    /// (id, name), by name.
+    pub experiments: Vec<(String, String)>,
+    pub submission: String,
+}
+
+/// Form field names of the launch form; the launch page's URL uses the same
+/// names, so a form sent back with errors is just a link.
+pub mod launch_fields {
+    pub const SUBMISSION: &str = "submission";
+    pub const PROJECT: &str = "project";
+    pub const ENTRY_POINT: &str = "entry_point";
+    pub const PARAM_PREFIX: &str = "param.";
+    pub const EXPERIMENT: &str = "experiment";
+    pub const NEW_EXPERIMENT: &str = "new_experiment";
+    pub const PROFILE: &str = "profile";
+    pub const RUN_NAME: &str = "run_name";
+}
+
+impl LaunchRequest {
+    /// From form fields or URL query pairs; unknown names are ignored.
+    pub fn from_pairs<K: AsRef<str>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        use launch_fields::*;
+        let mut request = Self::default();
+        for (key, value) in pairs {
+            let key = key.as_ref();
+            let value = value.into();
+            match key {
+                SUBMISSION => request.submission = value,
+                PROJECT => request.project = value,
+                ENTRY_POINT => request.entry_point = value,
+                EXPERIMENT => request.experiment_id = value,
+                NEW_EXPERIMENT => request.new_experiment = value,
+                PROFILE => request.profile = value,
+                RUN_NAME => request.run_name = value,
+                _ => {
+                    if let Some(name) = key.strip_prefix(PARAM_PREFIX) {
+                        request.params.insert(name.to_string(), value);
+                    }
+                }
+            }
+        }
+        request
+    }
+
+    /// The form's fields (without the submission token) as query pairs.
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        use launch_fields::*;
+        let mut pairs = vec![
+            (PROJECT.to_string(), self.project.clone()),
+            (ENTRY_POINT.to_string(), self.entry_point.clone()),
+        ];
+        pairs.extend(
+            self.params
+                .iter()
+                .map(|(name, value)| (format!("{PARAM_PREFIX}{name}"), value.clone())),
+        );
+        pairs.extend([
+            (EXPERIMENT.to_string(), self.experiment_id.clone()),
+            (NEW_EXPERIMENT.to_string(), self.new_experiment.clone()),
+            (PROFILE.to_string(), self.profile.clone()),
+            (RUN_NAME.to_string(), self.run_name.clone()),
+        ]);
+        pairs
+    }
+}
+
+impl Launch {
+    pub fn update(&self) -> LaunchUpdate {
+        LaunchUpdate {
+            status: self.status,
+            reason: self.reason.clone(),
+            run_id: self.run_id.clone(),
+            updated_ms: self.updated_ms,
+            finished_ms: self.finished_ms,
+        }
+    }
 }

@@ -9,8 +9,9 @@ use leptos::prelude::use_context;
 
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ArtifactOwner, Experiment, ExperimentPage, ListQuery, MetricHistory,
-    ModelDetail, ModelsPage, RunDetail, RunQuery, RunsPage, User, VersionDetail,
+    ArtifactEntry, ArtifactOwner, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm,
+    LaunchRequest, ListQuery, MetricHistory, ModelDetail, ModelsPage, RunDetail, RunQuery,
+    RunsPage, User, VersionDetail,
 };
 
 #[async_trait::async_trait]
@@ -56,6 +57,22 @@ pub trait ControlPlane: Send + Sync + 'static {
         name: String,
         version: String,
     ) -> Result<VersionDetail, AppError>;
+
+    async fn launch_form(&self, user: &User) -> Result<LaunchForm, AppError>;
+
+    /// The errors the launch form would get, without launching anything.
+    async fn check_launch(
+        &self,
+        user: &User,
+        request: LaunchRequest,
+    ) -> Result<FieldErrors, AppError>;
+
+    /// Newest first.
+    async fn list_launches(&self, user: &User) -> Result<Vec<Launch>, AppError>;
+
+    async fn get_launch(&self, user: &User, id: String) -> Result<Launch, AppError>;
+
+    async fn cancel_launch(&self, user: &User, id: String) -> Result<Launch, AppError>;
 }
 
 pub type SharedControlPlane = Arc<dyn ControlPlane>;

@@ -4,8 +4,9 @@ use leptos::prelude::*;
 
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ArtifactOwner, ChartAxis, Experiment, ExperimentPage, ListQuery, MetricChart,
-    ModelDetail, ModelsPage, RunDetail, RunQuery, RunsPage, VersionDetail,
+    ArtifactEntry, ArtifactOwner, ChartAxis, Experiment, ExperimentPage, FieldErrors, Launch,
+    LaunchForm, LaunchRequest, ListQuery, MetricChart, ModelDetail, ModelsPage, RunDetail,
+    RunQuery, RunsPage, VersionDetail,
 };
 
 #[server]
@@ -79,4 +80,39 @@ pub async fn get_model_version(name: String, version: String) -> Result<VersionD
     control_plane()?
         .get_model_version(&user, name, version)
         .await
+}
+
+#[server]
+pub async fn load_launch_form() -> Result<LaunchForm, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.launch_form(&user).await
+}
+
+#[server]
+pub async fn check_launch(request: LaunchRequest) -> Result<FieldErrors, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.check_launch(&user, request).await
+}
+
+#[server]
+pub async fn list_launches() -> Result<Vec<Launch>, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.list_launches(&user).await
+}
+
+#[server]
+pub async fn get_launch(id: String) -> Result<Launch, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.get_launch(&user, id).await
+}
+
+#[server]
+pub async fn cancel_launch(id: String) -> Result<Launch, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.cancel_launch(&user, id).await
 }

@@ -67,6 +67,28 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_EXECUTOR", value_enum, default_value_t = Executor::Local)]
     pub executor: Executor,
 
+    /// The admin's catalog (TOML): hardware profiles and training projects.
+    /// Without one, the launch form has nothing to offer.
+    #[arg(long, env = "SLIPWAY_CATALOG")]
+    pub catalog: Option<PathBuf>,
+
+    /// MLflow as training code reaches it; in a cluster usually a Service
+    /// address. Default: --mlflow-uri.
+    #[arg(long, env = "SLIPWAY_JOB_TRACKING_URI")]
+    pub job_tracking_uri: Option<Url>,
+
+    /// Namespace for training Jobs. Default: the kubeconfig's or the pod's.
+    #[arg(long, env = "SLIPWAY_KUBE_NAMESPACE")]
+    pub kube_namespace: Option<String>,
+
+    /// Seconds Kubernetes keeps a finished Job (and its logs) before deleting it.
+    #[arg(long, env = "SLIPWAY_JOB_TTL_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(i32).range(0..))]
+    pub job_ttl_secs: i32,
+
+    /// Service account training pods run as. Default: the namespace's default.
+    #[arg(long, env = "SLIPWAY_JOB_SERVICE_ACCOUNT")]
+    pub job_service_account: Option<String>,
+
     #[arg(long, env = "SLIPWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
@@ -79,6 +101,8 @@ pub struct Config {
 pub enum Executor {
     /// Training as processes on this machine.
     Local,
+    /// Training as Kubernetes Jobs (kubeconfig or in-cluster credentials).
+    Kubernetes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -118,6 +142,12 @@ impl Config {
             (_, _, Some(token)) => MlflowAuth::Bearer(token.clone()),
             _ => MlflowAuth::None,
         }
+    }
+
+    /// The tracking URI training code gets.
+    pub fn job_tracking_uri(&self) -> String {
+        let uri = self.job_tracking_uri.as_ref().unwrap_or(&self.mlflow_uri);
+        uri.as_str().trim_end_matches('/').to_string()
     }
 
     pub fn mlflow_timeout(&self) -> Duration {

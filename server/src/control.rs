@@ -2,6 +2,7 @@
 //! for, done against MLflow and the store.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 
@@ -11,8 +12,10 @@ use app::model::{
     Experiment, ExperimentPage, ListQuery, MAX_PAGE_SIZE, ModelDetail, ModelSummary,
     ModelVersionInfo, ModelsPage, RunQuery, RunRow, RunsPage, User, VersionDetail,
 };
+use app::model::{FieldErrors, Launch, LaunchForm, LaunchRequest};
 use app::port::ControlPlane;
 
+use crate::launch::Launcher;
 use crate::mlflow::{self, MlflowClient, MlflowError, SearchExperiments, SearchRuns};
 use crate::store::Store;
 
@@ -25,7 +28,11 @@ pub const MAX_COMPARED_RUNS: usize = 10;
 pub struct Slipway {
     pub mlflow: MlflowClient,
     pub store: Store,
+    pub launcher: Arc<Launcher>,
 }
+
+/// Launches the list page shows.
+const LAUNCHES_LISTED: i64 = 200;
 
 #[async_trait::async_trait]
 impl ControlPlane for Slipway {
@@ -294,6 +301,47 @@ impl ControlPlane for Slipway {
             version: to_version_info(detail?),
             storage_uri: storage_uri?,
         })
+    }
+
+    async fn launch_form(&self, _user: &User) -> Result<LaunchForm, AppError> {
+        let experiments = self
+            .mlflow
+            .search_experiments(&SearchExperiments {
+                max_results: MAX_PAGE_SIZE,
+                filter: None,
+                order_by: vec!["name ASC".into()],
+                page_token: None,
+            })
+            .await?;
+        Ok(LaunchForm {
+            catalog: self.launcher.catalog(),
+            experiments: experiments
+                .experiments
+                .into_iter()
+                .map(|experiment| (experiment.experiment_id, experiment.name))
+                .collect(),
+            submission: uuid::Uuid::new_v4().to_string(),
+        })
+    }
+
+    async fn check_launch(
+        &self,
+        _user: &User,
+        request: LaunchRequest,
+    ) -> Result<FieldErrors, AppError> {
+        Ok(self.launcher.check(&request))
+    }
+
+    async fn list_launches(&self, _user: &User) -> Result<Vec<Launch>, AppError> {
+        Ok(self.launcher.recent(LAUNCHES_LISTED).await?)
+    }
+
+    async fn get_launch(&self, _user: &User, id: String) -> Result<Launch, AppError> {
+        self.launcher.launch(&id).await
+    }
+
+    async fn cancel_launch(&self, user: &User, id: String) -> Result<Launch, AppError> {
+        self.launcher.cancel(user, &id).await
     }
 }
 

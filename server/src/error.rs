@@ -16,6 +16,10 @@ pub enum Error {
     Mlflow(#[from] MlflowError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error("internal: {0}")]
+    Internal(String),
+    #[error("Kubernetes client: {0}")]
+    Kube(#[from] kube::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

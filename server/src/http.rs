@@ -12,14 +12,26 @@ use axum::extract::{FromRef, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use leptos::prelude::{LeptosOptions, provide_context};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use serde_json::json;
 use tower_http::trace::TraceLayer;
 
+use std::convert::Infallible;
+
+use app::error::AppError;
+use app::model::{LaunchRequest, LaunchUpdate, User};
+use axum::Extension;
+use axum::extract::{Path, RawForm};
+use axum::response::Redirect;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
+
 use crate::auth;
 use crate::control::Slipway;
+use crate::executor::{ExecutorError, LogStream};
+use crate::launch::Submitted;
 use crate::metrics::{self, Metrics};
 
 const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -50,12 +62,18 @@ pub fn router(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(from_fn(auth::gate));
 
+    let launches = Router::new()
+        .route("/launches", post(submit_launch))
+        .route("/api/launches/{id}/events", get(launch_events))
+        .layer(from_fn(auth::gate));
+
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics));
 
-    ui.merge(ops)
+    ui.merge(launches)
+        .merge(ops)
         .layer(from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
@@ -117,4 +135,126 @@ impl FromRef<AppState> for Arc<Metrics> {
     fn from_ref(state: &AppState) -> Self {
         state.metrics.clone()
     }
+}
+
+/// The launch form's POST. A plain form, so it works the same before and
+/// after hydration: launched (or launched before, by the same form) goes to
+/// the launch's page; invalid goes back to the form with the values and
+/// `check=1`, where the page shows each field's error.
+async fn submit_launch(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    RawForm(body): RawForm,
+) -> Response {
+    let request = LaunchRequest::from_pairs(url::form_urlencoded::parse(&body));
+    match state.slipway.launcher.submit(&user, &request).await {
+        Ok(Submitted::Launched(launch)) => {
+            Redirect::to(&format!("/launches/{}", launch.id)).into_response()
+        }
+        Ok(Submitted::Invalid(_)) => {
+            let query = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(request.to_pairs())
+                .append_pair("check", "1")
+                .finish();
+            Redirect::to(&format!("/launch?{query}")).into_response()
+        }
+        Err(err) => {
+            let shown = AppError::from(err);
+            (StatusCode::INTERNAL_SERVER_ERROR, shown.to_string()).into_response()
+        }
+    }
+}
+
+/// Server-sent events for one launch: `reset`, then `status` (JSON
+/// `LaunchUpdate`) whenever it changes and `log` chunks as the training
+/// writes them, then `end` once it has ended and its log is complete.
+async fn launch_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Response> {
+    let launcher = state.slipway.launcher.clone();
+    let launch = launcher
+        .launch(&id)
+        .await
+        .map_err(|err| (StatusCode::NOT_FOUND, err.to_string()).into_response())?;
+    let mut changes = launcher.subscribe();
+    let events = async_stream::stream! {
+        yield Ok(Event::default().event("reset").data(""));
+        let mut shown: Option<LaunchUpdate> = None;
+        let mut logs: Option<LogStream> = None;
+        let mut logs_done = false;
+        let mut launch = launch;
+        loop {
+            let update = launch.update();
+            if shown.as_ref() != Some(&update) {
+                yield Ok(json_event("status", &update));
+                shown = Some(update);
+            }
+            if logs.is_none() && !logs_done && launch.executor_ref.is_some() {
+                match launcher.logs(&launch).await {
+                    Ok(stream) => logs = Some(stream),
+                    Err(err) => {
+                        yield Ok(Event::default().event("log").data(format!("[slipway] no logs: {err}\n")));
+                        logs_done = true;
+                    }
+                }
+            }
+            if launch.executor_ref.is_none() && launch.status.is_terminal() {
+                logs_done = true;
+            }
+            if launch.status.is_terminal() && logs_done {
+                yield Ok(Event::default().event("end").data(""));
+                break;
+            }
+            let woke = tokio::select! {
+                _ = changes.changed() => Woke::Changed,
+                chunk = next_chunk(&mut logs) => Woke::Log(chunk),
+                // Another replica may have changed it.
+                _ = tokio::time::sleep(LAUNCH_RECHECK) => Woke::Changed,
+            };
+            match woke {
+                Woke::Log(Some(Ok(text))) => yield Ok(Event::default().event("log").data(text)),
+                Woke::Log(Some(Err(err))) => {
+                    yield Ok(Event::default().event("log").data(format!("[slipway] {err}\n")));
+                    logs = None;
+                    logs_done = true;
+                }
+                Woke::Log(None) => {
+                    logs = None;
+                    logs_done = true;
+                }
+                Woke::Changed => {}
+            }
+            match launcher.launch(&id).await {
+                Ok(current) => launch = current,
+                Err(err) => {
+                    yield Ok(Event::default().event("log").data(format!("[slipway] {err}\n")));
+                    break;
+                }
+            }
+        }
+    };
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// How often a live launch page re-reads the launch even without news.
+const LAUNCH_RECHECK: Duration = Duration::from_secs(1);
+
+enum Woke {
+    Changed,
+    Log(Option<Result<String, ExecutorError>>),
+}
+
+async fn next_chunk(logs: &mut Option<LogStream>) -> Option<Result<String, ExecutorError>> {
+    match logs {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(value)
+        .expect("plain data serialises")
 }

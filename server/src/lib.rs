@@ -2,10 +2,13 @@
 //! server functions.
 
 pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod executor;
 pub mod http;
+pub mod launch;
 pub mod metrics;
 pub mod mlflow;
 pub mod store;
@@ -15,10 +18,15 @@ use std::sync::Arc;
 
 use leptos::prelude::LeptosOptions;
 
-use crate::config::Config;
+use crate::catalog::Catalog;
+use crate::config::{Config, Executor as ExecutorKind};
 use crate::control::Slipway;
 use crate::error::{Error, Result};
+use crate::executor::Executor;
+use crate::executor::kubernetes::{JobSettings, KubernetesExecutor};
+use crate::executor::local::LocalExecutor;
 use crate::http::AppState;
+use crate::launch::Launcher;
 use crate::metrics::Metrics;
 use crate::mlflow::MlflowClient;
 use crate::store::Store;
@@ -34,9 +42,50 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         config.mlflow_timeout(),
     )
     .map_err(|err| Error::Config(format!("MLflow client: {err}")))?;
+    let catalog = match &config.catalog {
+        Some(path) => Catalog::load(path)?,
+        None => Catalog::default(),
+    };
+    let (sink, reports) = tokio::sync::mpsc::unbounded_channel();
+    let executor: Arc<dyn Executor> = match config.executor {
+        ExecutorKind::Local => Arc::new(LocalExecutor::new(
+            config.data_dir.join("launches"),
+            config.job_tracking_uri(),
+            sink,
+        )?),
+        ExecutorKind::Kubernetes => {
+            catalog.check_images()?;
+            let client = kube::Client::try_default().await?;
+            let settings = JobSettings {
+                namespace: config
+                    .kube_namespace
+                    .clone()
+                    .unwrap_or_else(|| client.default_namespace().to_string()),
+                tracking_uri: config.job_tracking_uri(),
+                ttl_seconds_after_finished: config.job_ttl_secs,
+                service_account: config.job_service_account.clone(),
+            };
+            let executor = Arc::new(KubernetesExecutor::new(client, settings));
+            let watching = executor.clone();
+            tokio::spawn(async move { watching.watch_status(sink).await });
+            executor
+        }
+    };
+    let launcher = Arc::new(Launcher::new(
+        store.clone(),
+        mlflow.clone(),
+        Arc::new(catalog),
+        executor,
+    ));
+    launcher.follow(reports);
+    launcher.settle_orphans().await?;
     Ok(AppState {
         leptos_options: leptos_options(config),
-        slipway: Arc::new(Slipway { mlflow, store }),
+        slipway: Arc::new(Slipway {
+            mlflow,
+            store,
+            launcher,
+        }),
         metrics: Metrics::new(),
     })
 }

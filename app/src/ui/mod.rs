@@ -1,4 +1,5 @@
 mod experiments;
+mod launch;
 mod list;
 mod models;
 pub mod paging;
@@ -13,6 +14,7 @@ use leptos_router::{
 };
 
 use experiments::ExperimentsPage;
+use launch::{LaunchFormPage, LaunchPage, LaunchesPage};
 use models::{ModelPage, ModelsPage, VersionPage};
 use run::{ComparePage, RunPage};
 use runs::ExperimentRunsPage;
@@ -52,6 +54,8 @@ pub fn App() -> impl IntoView {
                 <nav>
                     <a href="/experiments">"Experiments"</a>
                     <a href="/models">"Models"</a>
+                    <a href="/launches">"Launches"</a>
+                    <a href="/launch">"Launch"</a>
                 </nav>
             </header>
             <main>
@@ -64,6 +68,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/models") view=ModelsPage/>
                     <Route path=path!("/models/:name") view=ModelPage/>
                     <Route path=path!("/models/:name/versions/:version") view=VersionPage/>
+                    <Route path=path!("/launch") view=LaunchFormPage/>
+                    <Route path=path!("/launches") view=LaunchesPage/>
+                    <Route path=path!("/launches/:id") view=LaunchPage/>
                 </Routes>
             </main>
         </Router>

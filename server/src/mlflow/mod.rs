@@ -291,6 +291,118 @@ impl MlflowClient {
         self.get(&method_path, &query).await
     }
 
+    /// The experiment of that name, if there is one (deleted ones included).
+    pub async fn get_experiment_by_name(
+        &self,
+        name: &str,
+    ) -> Result<Option<Experiment>, MlflowError> {
+        match self
+            .get::<GetExperimentResponse>("experiments/get-by-name", &[("experiment_name", name)])
+            .await
+        {
+            Ok(found) => Ok(found.experiment),
+            Err(MlflowError::Api { status: 404, .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The id of the experiment of that name, created if missing. A
+    /// concurrent creation of the same name is resolved by reading it back.
+    pub async fn ensure_experiment(&self, name: &str) -> Result<String, MlflowError> {
+        if let Some(experiment) = self.get_experiment_by_name(name).await? {
+            return Ok(experiment.experiment_id);
+        }
+        #[derive(Deserialize)]
+        struct Created {
+            experiment_id: String,
+        }
+        match self
+            .write::<_, Created>("experiments/create", &serde_json::json!({ "name": name }))
+            .await
+        {
+            Ok(created) => Ok(created.experiment_id),
+            Err(MlflowError::Api { code, .. }) if code == "RESOURCE_ALREADY_EXISTS" => self
+                .get_experiment_by_name(name)
+                .await?
+                .map(|experiment| experiment.experiment_id)
+                .ok_or_else(|| {
+                    self.decode_error("experiments/get-by-name", "created, then not found")
+                }),
+            Err(err) => Err(err),
+        }
+    }
+
+    pub async fn create_run(
+        &self,
+        experiment_id: &str,
+        run_name: &str,
+        start_time: i64,
+        tags: &[Tag],
+    ) -> Result<RunInfo, MlflowError> {
+        #[derive(Deserialize)]
+        struct Created {
+            run: Run,
+        }
+        let body = serde_json::json!({
+            "experiment_id": experiment_id,
+            "run_name": run_name,
+            "start_time": start_time,
+            "tags": tags,
+        });
+        let created: Created = self.write("runs/create", &body).await?;
+        Ok(created.run.info)
+    }
+
+    pub async fn log_params(
+        &self,
+        run_id: &str,
+        params: &[(String, String)],
+    ) -> Result<(), MlflowError> {
+        let params: Vec<_> = params
+            .iter()
+            .map(|(key, value)| serde_json::json!({ "key": key, "value": value }))
+            .collect();
+        let body = serde_json::json!({ "run_id": run_id, "params": params });
+        self.write::<_, serde_json::Value>("runs/log-batch", &body)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn set_run_tag(
+        &self,
+        run_id: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), MlflowError> {
+        let body = serde_json::json!({ "run_id": run_id, "key": key, "value": value });
+        self.write::<_, serde_json::Value>("runs/set-tag", &body)
+            .await
+            .map(|_| ())
+    }
+
+    /// Sets a run's status (`FINISHED`, `FAILED`, `KILLED`) and end time.
+    pub async fn end_run(
+        &self,
+        run_id: &str,
+        status: &str,
+        end_time: i64,
+    ) -> Result<(), MlflowError> {
+        let body = serde_json::json!({ "run_id": run_id, "status": status, "end_time": end_time });
+        self.write::<_, serde_json::Value>("runs/update", &body)
+            .await
+            .map(|_| ())
+    }
+
+    /// A change: sent once, never retried, so it cannot happen twice.
+    async fn write<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method_path: &str,
+        body: &B,
+    ) -> Result<T, MlflowError> {
+        let url = self.endpoint(&format!("api/2.0/mlflow/{method_path}"));
+        self.call(method_path, self.http.post(url).json(body)).await
+    }
+
     async fn get<T: DeserializeOwned>(
         &self,
         method_path: &str,

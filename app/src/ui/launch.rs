@@ -1,0 +1,581 @@
+//! Launching training: the form (`/launch`), the list (`/launches`) and one
+//! launch with live status and logs (`/launches/{id}`).
+//!
+//! The form is a plain POST to `/launches`, so it works the same before and
+//! after hydration. Sent back with errors, it arrives here as a URL holding
+//! the values and `check=1`; the page asks the server for the errors again.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use super::format_millis;
+use super::list::{Results, segment};
+use super::run::run_href;
+use crate::error::AppError;
+use crate::model::launch_fields::*;
+use crate::model::{
+    EntryPointSpec, FieldErrors, Launch, LaunchForm, LaunchRequest, LaunchStatus, LaunchUpdate,
+    ParamKind, ProfileSpec, ProjectSpec,
+};
+use crate::server_fns::{CancelLaunch, check_launch, get_launch, list_launches, load_launch_form};
+
+pub fn launch_href(id: &str) -> String {
+    format!("/launches/{}", segment(id))
+}
+
+fn form_href(project: &str, entry_point: &str) -> String {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair(PROJECT, project)
+        .append_pair(ENTRY_POINT, entry_point)
+        .finish();
+    format!("/launch?{query}")
+}
+
+#[component]
+pub fn LaunchFormPage() -> impl IntoView {
+    let query = use_query_map();
+    let request = Memo::new(move |_| query.with(|query| LaunchRequest::from_pairs(query)));
+    let check = Memo::new(move |_| query.with(|query| query.get_str("check") == Some("1")));
+    let form = Resource::new(|| (), |_| load_launch_form());
+    let errors = Resource::new(
+        move || (check.get(), request.get()),
+        |(check, request)| async move {
+            if check {
+                check_launch(request).await
+            } else {
+                Ok(FieldErrors::new())
+            }
+        },
+    );
+
+    view! {
+        <Title text="Launch training"/>
+        <section class="page">
+            <header class="page-header">
+                <h1>"Launch training"</h1>
+            </header>
+            <Results loading_text="Loading the catalog…">
+                {move || Suspend::new(async move {
+                    let form = form.await?;
+                    let errors = errors.await?;
+                    let request = request.get_untracked();
+                    Ok::<_, AppError>(view! { <LaunchFormBody form request errors/> })
+                })}
+            </Results>
+        </section>
+    }
+}
+
+#[component]
+fn LaunchFormBody(form: LaunchForm, request: LaunchRequest, errors: FieldErrors) -> impl IntoView {
+    if form.catalog.projects.is_empty() {
+        return view! {
+            <p class="empty">
+                "No training projects are configured. An admin lists them, with the hardware profiles, \
+                 in the catalog file named by SLIPWAY_CATALOG."
+            </p>
+        }
+        .into_any();
+    }
+    let project = form
+        .catalog
+        .projects
+        .iter()
+        .find(|project| project.name == request.project)
+        .or(form.catalog.projects.first())
+        .cloned()
+        .expect("at least one project");
+    let entry_point = project
+        .entry_points
+        .iter()
+        .find(|entry| entry.name == request.entry_point)
+        .or(project.entry_points.first())
+        .cloned()
+        .expect("MLproject files have entry points");
+    let chooser = project_chooser(&form.catalog.projects, &project.name, &entry_point.name);
+    let form_error = errors
+        .get(SUBMISSION)
+        .or(errors.get(PROJECT))
+        .or(errors.get(ENTRY_POINT))
+        .cloned();
+    let has_errors = !errors.is_empty();
+    view! {
+        {chooser}
+        <form class="launch-form" method="post" action="/launches" novalidate>
+            {has_errors.then(|| view! {
+                <p class="form-errors" role="alert">
+                    {form_error.unwrap_or_else(|| "Some fields need a fix; nothing was launched.".into())}
+                </p>
+            })}
+            <input type="hidden" name=SUBMISSION value=form.submission/>
+            <input type="hidden" name=PROJECT value=project.name.clone()/>
+            <input type="hidden" name=ENTRY_POINT value=entry_point.name.clone()/>
+            <fieldset>
+                <legend>{format!("Parameters of {} · {}", project.name, entry_point.name)}</legend>
+                <p class="command"><code>{entry_point.command.clone()}</code></p>
+                {param_fields(&entry_point, &request, &errors)}
+            </fieldset>
+            <fieldset>
+                <legend>"Where it runs"</legend>
+                {experiment_fields(&form.experiments, &request, &errors)}
+                {profile_choices(&form.catalog.profiles, &request.profile, errors.get(PROFILE).cloned())}
+                <Field name=RUN_NAME label="Run name" error=errors.get(RUN_NAME).cloned()>
+                    <input
+                        id=RUN_NAME
+                        name=RUN_NAME
+                        type="text"
+                        value=request.run_name.clone()
+                        placeholder=format!("{}-{}", project.name, entry_point.name)
+                    />
+                </Field>
+            </fieldset>
+            <button type="submit" class="primary">{format!("Launch on {}", form.catalog.backend)}</button>
+        </form>
+    }
+    .into_any()
+}
+
+fn project_chooser(
+    projects: &[ProjectSpec],
+    project: &str,
+    entry_point: &str,
+) -> impl IntoView + use<> {
+    let cards = projects
+        .iter()
+        .map(|spec| {
+            let links = spec
+                .entry_points
+                .iter()
+                .map(|entry| {
+                    let current = spec.name == project && entry.name == entry_point;
+                    view! {
+                        <a
+                            href=form_href(&spec.name, &entry.name)
+                            class:current=current
+                            aria-current=current.then_some("page")
+                        >
+                            {entry.name.clone()}
+                        </a>
+                    }
+                })
+                .collect_view();
+            view! {
+                <li class="project" class:current=spec.name == project>
+                    <strong>{spec.name.clone()}</strong>
+                    <span class="description">{spec.description.clone()}</span>
+                    <nav class="entry-points" aria-label=format!("Entry points of {}", spec.name)>{links}</nav>
+                </li>
+            }
+        })
+        .collect_view();
+    view! { <ul class="projects">{cards}</ul> }
+}
+
+fn param_fields(
+    entry: &EntryPointSpec,
+    request: &LaunchRequest,
+    errors: &FieldErrors,
+) -> impl IntoView + use<> {
+    if entry.params.is_empty() {
+        return view! { <p class="empty">"This entry point takes no parameters."</p> }.into_any();
+    }
+    entry
+        .params
+        .iter()
+        .map(|param| {
+            let field = format!("{PARAM_PREFIX}{}", param.name);
+            // A value sent back with errors wins over the default.
+            let value = request
+                .params
+                .get(&param.name)
+                .cloned()
+                .or_else(|| param.default.clone())
+                .unwrap_or_default();
+            let input_mode = match param.kind {
+                ParamKind::Float => "decimal",
+                ParamKind::Int => "numeric",
+                _ => "text",
+            };
+            let label = format!("{} ({})", param.name, param.kind.label());
+            let placeholder = param.default.clone().unwrap_or_else(|| "required".into());
+            let kind = param.kind.label();
+            let error = errors.get(&field).cloned();
+            let invalid = error.is_some().then_some("true");
+            let described_by = format!("{field}-error");
+            view! {
+                <Field name=field.clone() label error>
+                    <input
+                        id=field.clone()
+                        name=field.clone()
+                        type="text"
+                        inputmode=input_mode
+                        value=value
+                        placeholder=placeholder
+                        data-kind=kind
+                        aria-invalid=invalid
+                        aria-describedby=described_by
+                    />
+                </Field>
+            }
+        })
+        .collect_view()
+        .into_any()
+}
+
+fn experiment_fields(
+    experiments: &[(String, String)],
+    request: &LaunchRequest,
+    errors: &FieldErrors,
+) -> impl IntoView + use<> {
+    let options = experiments
+        .iter()
+        .map(|(id, name)| {
+            view! { <option value=id.clone() selected=*id == request.experiment_id>{name.clone()}</option> }
+        })
+        .collect_view();
+    let new_experiment = request.new_experiment.clone();
+    view! {
+        <Field name=EXPERIMENT label="Experiment" error=errors.get(EXPERIMENT).cloned()>
+            <div class="experiment-choice">
+                <select id=EXPERIMENT name=EXPERIMENT aria-label="Existing experiment">
+                    <option value="">"Choose…"</option>
+                    {options}
+                </select>
+                <span>"or new:"</span>
+                <input
+                    name=NEW_EXPERIMENT
+                    type="text"
+                    aria-label="New experiment name"
+                    placeholder="new experiment name"
+                    value=new_experiment
+                />
+            </div>
+        </Field>
+    }
+}
+
+fn profile_choices(
+    profiles: &[ProfileSpec],
+    chosen: &str,
+    error: Option<String>,
+) -> impl IntoView + use<> {
+    let first = profiles
+        .first()
+        .map(|profile| profile.name.clone())
+        .unwrap_or_default();
+    let chosen = if chosen.is_empty() {
+        first
+    } else {
+        chosen.to_string()
+    };
+    let cards = profiles
+        .iter()
+        .map(|profile| {
+            let gpus = (profile.gpus > 0).then(|| format!(" · {} × {}", profile.gpus, profile.gpu_resource));
+            let placement = (!profile.node_selector.is_empty() || !profile.tolerations.is_empty()).then(|| {
+                let selectors = profile.node_selector.iter().map(|(key, value)| format!("{key}={value}"));
+                let tolerations = profile.tolerations.iter().map(|toleration| format!("tolerates {toleration}"));
+                selectors.chain(tolerations).collect::<Vec<_>>().join(", ")
+            });
+            let limits = [
+                profile.priority_class.as_ref().map(|class| format!("priority {class}")),
+                profile.max_runtime_secs.map(|seconds| format!("at most {}", format_duration_secs(seconds))),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" · ");
+            view! {
+                <label class="profile">
+                    <input type="radio" name=PROFILE value=profile.name.clone() checked=profile.name == chosen/>
+                    <strong>{profile.name.clone()}</strong>
+                    <span class="description">{profile.description.clone()}</span>
+                    <span class="resources">{format!("CPU {} · memory {}", profile.cpu, profile.memory)}{gpus}</span>
+                    {placement.map(|text| view! { <span class="placement">{text}</span> })}
+                    {(!limits.is_empty()).then(|| view! { <span class="placement">{limits}</span> })}
+                </label>
+            }
+        })
+        .collect_view();
+    view! {
+        <Field name=PROFILE label="Hardware profile" error>
+            <div class="profiles" role="radiogroup">{cards}</div>
+        </Field>
+    }
+}
+
+/// A labelled form field with its error underneath.
+#[component]
+fn Field(
+    #[prop(into)] name: String,
+    #[prop(into)] label: String,
+    error: Option<String>,
+    children: Children,
+) -> impl IntoView {
+    let error_id = format!("{name}-error");
+    let invalid = error.is_some();
+    view! {
+        <div class="field" class:invalid=invalid data-field=name.clone()>
+            <label for=name.clone()>{label}</label>
+            {children()}
+            {error.map(|error| view! { <p class="field-error" id=error_id>{error}</p> })}
+        </div>
+    }
+}
+
+#[component]
+pub fn LaunchesPage() -> impl IntoView {
+    let launches = Resource::new(|| (), |_| list_launches());
+    view! {
+        <Title text="Launches"/>
+        <section class="page">
+            <header class="page-header">
+                <h1>"Launches"</h1>
+                <a class="button primary" href="/launch">"Launch training"</a>
+            </header>
+            <Results loading_text="Loading launches…">
+                {move || Suspend::new(async move {
+                    let launches = launches.await?;
+                    Ok::<_, AppError>(view! { <LaunchTable launches/> })
+                })}
+            </Results>
+        </section>
+    }
+}
+
+#[component]
+fn LaunchTable(launches: Vec<Launch>) -> impl IntoView {
+    if launches.is_empty() {
+        return view! { <p class="empty">"Nothing launched yet. " <a href="/launch">"Launch a training"</a></p> }
+            .into_any();
+    }
+    let rows = launches
+        .into_iter()
+        .map(|launch| {
+            let run = launch.run_id.clone().map(|run_id| view! { <a href=run_href(&run_id)>{launch.run_name.clone()}</a> });
+            view! {
+                <tr data-launch=launch.id.clone()>
+                    <td><a href=launch_href(&launch.id)>{format_millis(Some(launch.created_ms))}</a></td>
+                    <td>{launch.launched_by.clone()}</td>
+                    <td>{format!("{} · {}", launch.project, launch.entry_point)}</td>
+                    <td>{launch.profile.clone()}</td>
+                    <td><StatusBadge status=launch.status/></td>
+                    <td class="number">{duration_text(&launch)}</td>
+                    <td>{run}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table class="data">
+            <thead>
+                <tr>
+                    <th scope="col">"Launched"</th>
+                    <th scope="col">"By"</th>
+                    <th scope="col">"Project · entry point"</th>
+                    <th scope="col">"Profile"</th>
+                    <th scope="col">"Status"</th>
+                    <th scope="col">"Duration"</th>
+                    <th scope="col">"MLflow run"</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+    .into_any()
+}
+
+#[component]
+fn StatusBadge(status: LaunchStatus) -> impl IntoView {
+    view! { <span class=format!("status status-{}", status.as_str()) data-status=status.as_str()>{status.as_str()}</span> }
+}
+
+fn duration_text(launch: &Launch) -> String {
+    match launch.finished_ms {
+        Some(finished) => format_duration_secs((finished - launch.created_ms) / 1000),
+        None => "—".into(),
+    }
+}
+
+fn format_duration_secs(seconds: i64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min {} s", s / 60, s % 60),
+        s => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[component]
+pub fn LaunchPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = Memo::new(move |_| params.with(|params| params.get("id").unwrap_or_default()));
+    let cancel = ServerAction::<CancelLaunch>::new();
+    let launch = Resource::new(
+        move || (id.get(), cancel.version().get()),
+        |(id, _)| get_launch(id),
+    );
+    let live = RwSignal::new(None::<LaunchUpdate>);
+    let logs = RwSignal::new(String::new());
+    follow_launch(id, live, logs);
+
+    view! {
+        <Title text="Launch"/>
+        <section class="page">
+            <Results loading_text="Loading the launch…">
+                {move || Suspend::new(async move {
+                    let launch = launch.await?;
+                    Ok::<_, AppError>(view! { <LaunchDetail launch live logs cancel/> })
+                })}
+            </Results>
+        </section>
+    }
+}
+
+#[component]
+fn LaunchDetail(
+    launch: Launch,
+    live: RwSignal<Option<LaunchUpdate>>,
+    logs: RwSignal<String>,
+    cancel: ServerAction<CancelLaunch>,
+) -> impl IntoView {
+    let initial = launch.update();
+    let current = Memo::new(move |_| {
+        live.get()
+            .filter(|update| update.updated_ms >= initial.updated_ms)
+            .unwrap_or_else(|| initial.clone())
+    });
+    let status = move || current.with(|current| current.status);
+    let reason = move || current.with(|current| current.reason.clone());
+    let run_id = move || current.with(|current| current.run_id.clone());
+    let finished = move || format_millis(current.with(|current| current.finished_ms));
+    let params = launch
+        .params
+        .iter()
+        .map(|(name, value)| view! { <tr><th scope="row">{name.clone()}</th><td><code>{value.clone()}</code></td></tr> })
+        .collect_view();
+    let id = launch.id.clone();
+    let cancel_form = move || {
+        let id = id.clone();
+        view! {
+            <ActionForm action=cancel attr:class="cancel">
+                <input type="hidden" name="id" value=id/>
+                <button type="submit" class="danger">"Cancel"</button>
+            </ActionForm>
+        }
+    };
+    let cancel_error = move || {
+        cancel
+            .value()
+            .get()
+            .and_then(Result::err)
+            .map(|err| err.to_string())
+    };
+    let title = format!("{} · {}", launch.project, launch.entry_point);
+    view! {
+        <header class="page-header">
+            <h1>{title}</h1>
+            <span class="live-status" aria-live="polite">
+                {move || view! { <StatusBadge status=status()/> }}
+            </span>
+        </header>
+        <p class="reason" data-reason>{reason}</p>
+        <Show when=move || !status().is_terminal()>{cancel_form.clone()}</Show>
+        {move || cancel_error().map(|error| view! { <p class="field-error" role="alert">{error}</p> })}
+        <div class="launch-facts">
+            <table class="data facts">
+                <tbody>
+                    <tr><th scope="row">"Launched"</th><td>{format!("{} by {}", format_millis(Some(launch.created_ms)), launch.launched_by)}</td></tr>
+                    <tr><th scope="row">"Finished"</th><td>{finished}</td></tr>
+                    <tr><th scope="row">"Profile"</th><td>{launch.profile.clone()}</td></tr>
+                    <tr><th scope="row">"Executor"</th><td>{launch.backend.clone()} " " <code>{launch.executor_ref.clone().unwrap_or_default()}</code></td></tr>
+                    <tr>
+                        <th scope="row">"MLflow run"</th>
+                        <td>
+                            {move || match run_id() {
+                                Some(run_id) => view! { <a href=run_href(&run_id) data-run=run_id.clone()>{run_id.clone()}</a> }.into_any(),
+                                None => view! { <span>"not created"</span> }.into_any(),
+                            }}
+                        </td>
+                    </tr>
+                </tbody>
+            </table>
+            <table class="data params">
+                <thead><tr><th scope="col">"Parameter"</th><th scope="col">"Value"</th></tr></thead>
+                <tbody>{params}</tbody>
+            </table>
+        </div>
+        <h2>"Logs"</h2>
+        <pre class="logs" id="logs" aria-live="off">
+            {move || {
+                let text = logs.get();
+                if text.is_empty() { "Waiting for output…".to_string() } else { text }
+            }}
+        </pre>
+    }
+}
+
+/// Server-sent events keep the status and logs current without a reload.
+/// Browser only: on the server the page shows the launch as it is.
+#[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+fn follow_launch(id: Memo<String>, live: RwSignal<Option<LaunchUpdate>>, logs: RwSignal<String>) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        use wasm_bindgen::closure::Closure;
+
+        /// Keeps the page light on long trainings: only the newest output.
+        const MAX_LOG_CHARS: usize = 200_000;
+
+        Effect::new(move |_| {
+            let url = format!("/api/launches/{}/events", segment(&id.get()));
+            let Ok(source) = web_sys::EventSource::new(&url) else {
+                return;
+            };
+            let data = |event: web_sys::Event| {
+                event
+                    .dyn_into::<web_sys::MessageEvent>()
+                    .ok()
+                    .and_then(|event| event.data().as_string())
+                    .unwrap_or_default()
+            };
+            let closer = source.clone();
+            let handlers: Vec<(&str, Closure<dyn Fn(web_sys::Event)>)> = vec![
+                ("reset", Closure::new(move |_| logs.set(String::new()))),
+                (
+                    "status",
+                    Closure::new(move |event| {
+                        if let Ok(update) = serde_json::from_str::<LaunchUpdate>(&data(event)) {
+                            live.set(Some(update));
+                        }
+                    }),
+                ),
+                (
+                    "log",
+                    Closure::new(move |event| {
+                        let chunk = data(event);
+                        logs.update(|text| {
+                            text.push_str(&chunk);
+                            if text.len() > MAX_LOG_CHARS {
+                                let cut = text.len() - MAX_LOG_CHARS;
+                                let cut = (cut..text.len())
+                                    .find(|&index| text.is_char_boundary(index))
+                                    .unwrap_or(cut);
+                                text.drain(..cut);
+                            }
+                        });
+                    }),
+                ),
+                // Ended: no reconnect, which would replay the whole log.
+                ("end", Closure::new(move |_| closer.close())),
+            ];
+            for (name, handler) in &handlers {
+                let _ =
+                    source.add_event_listener_with_callback(name, handler.as_ref().unchecked_ref());
+            }
+            // Closed (and the handlers dropped) when the page goes or the id changes.
+            let live_source = send_wrapper::SendWrapper::new((source, handlers));
+            on_cleanup(move || live_source.0.close());
+        });
+    }
+}

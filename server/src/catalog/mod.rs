@@ -1,0 +1,426 @@
+//! The admin's catalog: hardware profiles and launchable training projects,
+//! one TOML file read and checked once at start-up. Every problem is reported
+//! with the item it belongs to, all at once.
+
+pub mod mlproject;
+pub mod quantity;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use app::model::{ProfileSpec, ProjectSpec};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use mlproject::MlProject;
+
+pub const DEFAULT_GPU_RESOURCE: &str = "nvidia.com/gpu";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    #[serde(default, rename = "profile")]
+    profiles: Vec<HardwareProfile>,
+    #[serde(default, rename = "project")]
+    projects: Vec<ProjectEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HardwareProfile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub cpu: Option<RequestLimit>,
+    pub memory: Option<RequestLimit>,
+    pub gpu: Option<Gpu>,
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+    pub priority_class: Option<String>,
+    /// The Job's `activeDeadlineSeconds`; the local executor enforces it too.
+    pub max_runtime_secs: Option<i64>,
+}
+
+/// Quantities as Kubernetes writes them (`500m`, `4Gi`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestLimit {
+    pub request: Option<String>,
+    pub limit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gpu {
+    pub request: u32,
+    /// Must equal the request: Kubernetes does not overcommit GPUs.
+    pub limit: Option<u32>,
+    pub resource: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toleration {
+    pub key: Option<String>,
+    pub operator: Option<String>,
+    pub value: Option<String>,
+    pub effect: Option<String>,
+    pub toleration_seconds: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectEntry {
+    name: String,
+    #[serde(default)]
+    description: String,
+    /// The directory holding the `MLproject` file, relative to the catalog file.
+    directory: PathBuf,
+    /// The training image; default: the project's `docker_env.image`.
+    image: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Project {
+    pub name: String,
+    pub description: String,
+    pub directory: PathBuf,
+    pub image: Option<String>,
+    pub mlproject: MlProject,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Catalog {
+    pub profiles: Vec<HardwareProfile>,
+    pub projects: Vec<Project>,
+}
+
+impl Catalog {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            Error::Config(format!("cannot read the catalog {}: {err}", path.display()))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).map_err(|problems| {
+            Error::Config(format!(
+                "catalog {}: {}",
+                path.display(),
+                problems.join("; ")
+            ))
+        })
+    }
+
+    /// `base` resolves project directories. All problems are returned together.
+    pub fn parse(text: &str, base: &Path) -> std::result::Result<Self, Vec<String>> {
+        let file: CatalogFile = toml::from_str(text).map_err(|err| vec![err.to_string()])?;
+        let mut problems = Vec::new();
+        let mut names = HashSet::new();
+        for profile in &file.profiles {
+            if !names.insert(profile.name.as_str()) {
+                problems.push(format!("profile {:?} is defined twice", profile.name));
+            }
+            problems.extend(
+                profile
+                    .problems()
+                    .into_iter()
+                    .map(|problem| format!("profile {:?}: {problem}", profile.name)),
+            );
+        }
+        let mut names = HashSet::new();
+        let mut projects = Vec::new();
+        for entry in file.projects {
+            if !names.insert(entry.name.clone()) {
+                problems.push(format!("project {:?} is defined twice", entry.name));
+                continue;
+            }
+            let directory = base.join(&entry.directory);
+            match MlProject::load(&directory.join("MLproject")) {
+                Ok(mlproject) => projects.push(Project {
+                    image: entry.image.or_else(|| mlproject.docker_image.clone()),
+                    name: entry.name,
+                    description: entry.description,
+                    directory,
+                    mlproject,
+                }),
+                Err(err) => problems.push(format!("project {:?}: {err}", entry.name)),
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self {
+                profiles: file.profiles,
+                projects,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The Kubernetes executor needs an image for every project.
+    pub fn check_images(&self) -> Result<()> {
+        let missing: Vec<_> = self
+            .projects
+            .iter()
+            .filter(|project| project.image.is_none())
+            .map(|project| project.name.as_str())
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "projects without an image (set `image` in the catalog or `docker_env.image` in MLproject): {}",
+                missing.join(", ")
+            )))
+        }
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&HardwareProfile> {
+        self.profiles.iter().find(|profile| profile.name == name)
+    }
+
+    pub fn project(&self, name: &str) -> Option<&Project> {
+        self.projects.iter().find(|project| project.name == name)
+    }
+
+    pub fn project_specs(&self) -> Vec<ProjectSpec> {
+        self.projects
+            .iter()
+            .map(|project| ProjectSpec {
+                name: project.name.clone(),
+                description: project.description.clone(),
+                entry_points: project
+                    .mlproject
+                    .entry_points
+                    .iter()
+                    .map(|entry| entry.spec())
+                    .collect(),
+            })
+            .collect()
+    }
+
+    pub fn profile_specs(&self) -> Vec<ProfileSpec> {
+        self.profiles.iter().map(HardwareProfile::spec).collect()
+    }
+}
+
+impl HardwareProfile {
+    pub fn gpus(&self) -> u32 {
+        self.gpu.as_ref().map_or(0, |gpu| gpu.request)
+    }
+
+    pub fn gpu_resource(&self) -> &str {
+        self.gpu
+            .as_ref()
+            .and_then(|gpu| gpu.resource.as_deref())
+            .unwrap_or(DEFAULT_GPU_RESOURCE)
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.name.is_empty() || !is_dns_label(&self.name) {
+            problems.push(
+                "the name must be lower-case letters, digits and '-' (it becomes a label value)"
+                    .into(),
+            );
+        }
+        for (resource, pair) in [("cpu", &self.cpu), ("memory", &self.memory)] {
+            let Some(pair) = pair else { continue };
+            let parsed = |text: &Option<String>, which: &str, problems: &mut Vec<String>| {
+                let text = text.as_ref()?;
+                quantity::parse(text)
+                    .map_err(|err| problems.push(format!("{resource} {which}: {err}")))
+                    .ok()
+            };
+            let request = parsed(&pair.request, "request", &mut problems);
+            let limit = parsed(&pair.limit, "limit", &mut problems);
+            if let (Some(request), Some(limit)) = (request, limit)
+                && request > limit
+            {
+                problems.push(format!(
+                    "{resource} request {} is above its limit {}",
+                    pair.request.as_deref().unwrap_or_default(),
+                    pair.limit.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+        if let Some(gpu) = &self.gpu
+            && let Some(limit) = gpu.limit
+            && limit != gpu.request
+        {
+            problems.push(format!(
+                "GPU request {} must equal its limit {}: Kubernetes does not overcommit GPUs",
+                gpu.request, limit
+            ));
+        }
+        if let Some(seconds) = self.max_runtime_secs
+            && seconds <= 0
+        {
+            problems.push("max_runtime_secs must be positive".into());
+        }
+        for toleration in &self.tolerations {
+            match toleration.operator.as_deref() {
+                None | Some("Equal") | Some("Exists") => {}
+                Some(other) => problems.push(format!(
+                    "toleration operator {other:?} is neither Equal nor Exists"
+                )),
+            }
+            match toleration.effect.as_deref() {
+                None | Some("NoSchedule") | Some("PreferNoSchedule") | Some("NoExecute") => {}
+                Some(other) => problems.push(format!("toleration effect {other:?} is unknown")),
+            }
+        }
+        problems
+    }
+
+    pub fn spec(&self) -> ProfileSpec {
+        let range = |pair: &Option<RequestLimit>| match pair {
+            None => "—".to_string(),
+            Some(RequestLimit { request, limit }) => match (request, limit) {
+                (Some(request), Some(limit)) if request != limit => format!("{request}–{limit}"),
+                (Some(value), _) | (None, Some(value)) => value.clone(),
+                (None, None) => "—".into(),
+            },
+        };
+        ProfileSpec {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            cpu: range(&self.cpu),
+            memory: range(&self.memory),
+            gpus: self.gpus(),
+            gpu_resource: self.gpu_resource().into(),
+            node_selector: self
+                .node_selector
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+            tolerations: self.tolerations.iter().map(Toleration::describe).collect(),
+            priority_class: self.priority_class.clone(),
+            max_runtime_secs: self.max_runtime_secs,
+        }
+    }
+}
+
+impl Toleration {
+    fn describe(&self) -> String {
+        let key = self.key.as_deref().unwrap_or("*");
+        let condition = match (self.operator.as_deref(), &self.value) {
+            (Some("Exists"), _) | (None, None) => key.to_string(),
+            (_, Some(value)) => format!("{key}={value}"),
+            (_, None) => key.to_string(),
+        };
+        match &self.effect {
+            Some(effect) => format!("{condition}:{effect}"),
+            None => condition,
+        }
+    }
+}
+
+/// RFC 1123 label: what Kubernetes accepts in names and label values.
+pub fn is_dns_label(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("p")).unwrap();
+        std::fs::write(
+            dir.path().join("p/MLproject"),
+            "docker_env:\n  image: img:1\nentry_points:\n  main:\n    parameters: {alpha: float}\n    command: python train.py {alpha}\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_demo_catalog_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo/catalog.toml");
+        let catalog = Catalog::load(&path).unwrap();
+        let names: Vec<_> = catalog.profiles.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["cpu-small", "cpu-large", "gpu-1"]);
+        assert_eq!(catalog.profile("gpu-1").unwrap().gpus(), 1);
+        catalog.check_images().unwrap();
+        let project = catalog.project("diabetes").unwrap();
+        assert!(project.mlproject.entry_point("main").is_some());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_item() {
+        let dir = project_dir();
+        let text = r#"
+[[profile]]
+name = "a"
+cpu = { request = "2", limit = "1" }
+memory = { request = "4GB" }
+
+[[profile]]
+name = "a"
+gpu = { request = 1, limit = 2 }
+
+[[profile]]
+name = "Bad_Name"
+tolerations = [{ key = "k", operator = "Maybe" }]
+max_runtime_secs = 0
+
+[[project]]
+name = "p"
+directory = "p"
+
+[[project]]
+name = "missing"
+directory = "nowhere"
+"#;
+        let problems = Catalog::parse(text, dir.path()).unwrap_err();
+        let all = problems.join("\n");
+        for expected in [
+            "profile \"a\": cpu request 2 is above its limit 1",
+            "profile \"a\": memory request: \"4GB\" is not a Kubernetes quantity",
+            "profile \"a\" is defined twice",
+            "GPU request 1 must equal its limit 2",
+            "profile \"Bad_Name\": the name must be lower-case",
+            "toleration operator \"Maybe\"",
+            "max_runtime_secs must be positive",
+            "project \"missing\": cannot read",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+        assert_eq!(problems.len(), 8, "{all}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_rather_than_ignored() {
+        let err =
+            Catalog::parse("[[profile]]\nname = \"a\"\ngpus = 1\n", Path::new(".")).unwrap_err();
+        assert!(err[0].contains("unknown field `gpus`"), "{err:?}");
+    }
+
+    #[test]
+    fn the_image_falls_back_to_the_projects_docker_env() {
+        let dir = project_dir();
+        let catalog =
+            Catalog::parse("[[project]]\nname = \"p\"\ndirectory = \"p\"\n", dir.path()).unwrap();
+        assert_eq!(
+            catalog.project("p").unwrap().image.as_deref(),
+            Some("img:1")
+        );
+        let catalog = Catalog::parse(
+            "[[project]]\nname = \"p\"\ndirectory = \"p\"\nimage = \"other:2\"\n",
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(
+            catalog.project("p").unwrap().image.as_deref(),
+            Some("other:2")
+        );
+    }
+}

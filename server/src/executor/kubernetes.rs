@@ -1,0 +1,430 @@
+//! Training as Kubernetes Jobs: rendered from k8s-openapi types, created
+//! through the API, followed by watching the Jobs and Pods Slipway labelled,
+//! logs streamed from the pod, cancelled by deleting the Job.
+
+use std::collections::{BTreeMap, HashMap};
+
+use app::model::LaunchStatus;
+use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, Pod, PodSpec, PodTemplateSpec, ResourceRequirements, Toleration,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+
+use super::{Executor, ExecutorError, LogStream, StatusReport, StatusSink, TrainingJob};
+
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "slipway");
+pub const LAUNCH_LABEL: &str = "slipway.dev/launch-id";
+pub const RUN_LABEL: &str = "slipway.dev/run-id";
+pub const PROFILE_LABEL: &str = "slipway.dev/profile";
+pub const PROJECT_LABEL: &str = "slipway.dev/project";
+const CONTAINER: &str = "training";
+
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub namespace: String,
+    /// MLflow as the training pod reaches it (often an in-cluster Service).
+    pub tracking_uri: String,
+    pub ttl_seconds_after_finished: i32,
+    pub service_account: Option<String>,
+}
+
+/// The Job for one launch. Pure: everything comes from the arguments.
+pub fn render_job(job: &TrainingJob, settings: &JobSettings) -> Result<Job, ExecutorError> {
+    let image = job
+        .image
+        .clone()
+        .ok_or_else(|| ExecutorError(format!("project {:?} has no training image", job.project)))?;
+    let profile = &job.profile;
+    let labels = BTreeMap::from([
+        (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+        (LAUNCH_LABEL.to_string(), job.launch_id.clone()),
+        (RUN_LABEL.to_string(), job.run_id.clone()),
+        (PROFILE_LABEL.to_string(), profile.name.clone()),
+        (PROJECT_LABEL.to_string(), label_value(&job.project)),
+    ]);
+    let mut requests = BTreeMap::new();
+    let mut limits = BTreeMap::new();
+    for (resource, pair) in [("cpu", &profile.cpu), ("memory", &profile.memory)] {
+        if let Some(pair) = pair {
+            if let Some(request) = &pair.request {
+                requests.insert(resource.to_string(), Quantity(request.clone()));
+            }
+            if let Some(limit) = &pair.limit {
+                limits.insert(resource.to_string(), Quantity(limit.clone()));
+            }
+        }
+    }
+    if profile.gpus() > 0 {
+        let gpus = Quantity(profile.gpus().to_string());
+        requests.insert(profile.gpu_resource().to_string(), gpus.clone());
+        limits.insert(profile.gpu_resource().to_string(), gpus);
+    }
+    let env = [
+        ("MLFLOW_TRACKING_URI", settings.tracking_uri.as_str()),
+        ("MLFLOW_RUN_ID", job.run_id.as_str()),
+        ("MLFLOW_EXPERIMENT_ID", job.experiment_id.as_str()),
+    ]
+    .into_iter()
+    .map(|(name, value)| EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    })
+    .collect();
+    let tolerations = profile
+        .tolerations
+        .iter()
+        .map(|toleration| Toleration {
+            key: toleration.key.clone(),
+            operator: toleration.operator.clone(),
+            value: toleration.value.clone(),
+            effect: toleration.effect.clone(),
+            toleration_seconds: toleration.toleration_seconds,
+        })
+        .collect::<Vec<_>>();
+    Ok(Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(&job.project, &job.launch_id)),
+            namespace: Some(settings.namespace.clone()),
+            labels: Some(labels.clone()),
+            annotations: Some(BTreeMap::from([(
+                "slipway.dev/entry-point".to_string(),
+                job.entry_point.clone(),
+            )])),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            // One attempt: a retry would log into the same MLflow run.
+            backoff_limit: Some(0),
+            active_deadline_seconds: profile.max_runtime_secs,
+            ttl_seconds_after_finished: Some(settings.ttl_seconds_after_finished),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    service_account_name: settings.service_account.clone(),
+                    node_selector: (!profile.node_selector.is_empty())
+                        .then(|| profile.node_selector.clone()),
+                    tolerations: (!tolerations.is_empty()).then_some(tolerations),
+                    priority_class_name: profile.priority_class.clone(),
+                    containers: vec![Container {
+                        name: CONTAINER.into(),
+                        image: Some(image),
+                        // The argv as is: `command` replaces the entrypoint and
+                        // no shell ever parses a parameter.
+                        command: Some(job.argv.clone()),
+                        env: Some(env),
+                        resources: Some(ResourceRequirements {
+                            requests: (!requests.is_empty()).then_some(requests),
+                            limits: (!limits.is_empty()).then_some(limits),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+/// `<project>-<launch id prefix>`, DNS-1123 safe and at most 63 characters,
+/// so the pods' generated names fit too.
+pub fn job_name(project: &str, launch_id: &str) -> String {
+    let mut stem: String = project
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    stem = stem
+        .split('-')
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    stem.truncate(40);
+    let stem = stem.trim_end_matches('-');
+    let suffix: String = launch_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect();
+    let suffix = suffix.to_ascii_lowercase();
+    if stem.is_empty() {
+        format!("train-{suffix}")
+    } else {
+        format!("{stem}-{suffix}")
+    }
+}
+
+/// Label values allow `[A-Za-z0-9._-]`, 63 characters, alphanumeric ends.
+fn label_value(text: &str) -> String {
+    let mut value: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(63)
+        .collect();
+    while value.ends_with(|c: char| !c.is_ascii_alphanumeric()) {
+        value.pop();
+    }
+    value
+        .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string()
+}
+
+pub struct KubernetesExecutor {
+    client: Client,
+    settings: JobSettings,
+}
+
+impl KubernetesExecutor {
+    pub fn new(client: Client, settings: JobSettings) -> Self {
+        Self { client, settings }
+    }
+
+    fn jobs(&self) -> Api<Job> {
+        Api::namespaced(self.client.clone(), &self.settings.namespace)
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.settings.namespace)
+    }
+
+    /// Follows every Job and Pod Slipway created and reports status changes
+    /// until the stream ends. A watch, not a poll: the API server pushes.
+    pub async fn watch_status(&self, sink: StatusSink) {
+        let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+        let config = watcher::Config::default().labels(&selector);
+        let jobs = watcher::watcher(self.jobs(), config.clone())
+            .applied_objects()
+            .map_ok(|job| job_report(&job));
+        let pods = watcher::watcher(self.pods(), config)
+            .applied_objects()
+            .map_ok(|pod| pod_report(&pod));
+        let mut reports = std::pin::pin!(futures::stream::select(jobs, pods));
+        let mut last: HashMap<String, (LaunchStatus, String)> = HashMap::new();
+        while let Some(report) = reports.next().await {
+            match report {
+                Ok(Some(report)) => {
+                    let current = (report.status, report.reason.clone());
+                    if last.get(&report.launch_id) != Some(&current) {
+                        last.insert(report.launch_id.clone(), current);
+                        if sink.send(report).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => {}
+                // The watcher retries by itself; the error is only logged.
+                Err(err) => tracing::warn!(error = %err, "watching training Jobs"),
+            }
+        }
+    }
+
+    async fn pod_of(&self, launch_id: &str) -> Result<Option<Pod>, ExecutorError> {
+        let pods = self
+            .pods()
+            .list(&ListParams::default().labels(&format!("{LAUNCH_LABEL}={launch_id}")))
+            .await
+            .map_err(|err| explain(err, "list the training's pods"))?;
+        Ok(pods.items.into_iter().next())
+    }
+}
+
+#[async_trait::async_trait]
+impl Executor for KubernetesExecutor {
+    fn backend(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    async fn start(&self, job: &TrainingJob) -> Result<String, ExecutorError> {
+        let manifest = render_job(job, &self.settings)?;
+        let created = self
+            .jobs()
+            .create(&PostParams::default(), &manifest)
+            .await
+            .map_err(|err| explain(err, "create the training Job"))?;
+        Ok(created.metadata.name.unwrap_or_default())
+    }
+
+    async fn cancel(&self, _launch_id: &str, job_name: &str) -> Result<(), ExecutorError> {
+        // Background: the Job goes at once and the garbage collector takes
+        // its pods, so no controller has to confirm.
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        match self.jobs().delete(job_name, &params).await {
+            Ok(_) => Ok(()),
+            // Already gone (finished and collected): cancelled all the same.
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(err) => Err(explain(err, "delete the training Job")),
+        }
+    }
+
+    async fn logs(&self, launch_id: &str, _job_name: &str) -> Result<LogStream, ExecutorError> {
+        let Some(pod) = self.pod_of(launch_id).await? else {
+            return Ok(futures::stream::empty().boxed());
+        };
+        let name = pod.metadata.name.unwrap_or_default();
+        let params = LogParams {
+            follow: true,
+            container: Some(CONTAINER.into()),
+            ..Default::default()
+        };
+        let reader = match self.pods().log_stream(&name, &params).await {
+            Ok(reader) => reader,
+            // "container … is waiting to start": no logs yet.
+            Err(kube::Error::Api(status)) if status.code == 400 => {
+                return Ok(futures::stream::empty().boxed());
+            }
+            Err(err) => return Err(explain(err, "read the training's logs")),
+        };
+        Ok(reader
+            .lines()
+            .map(|line| {
+                line.map(|line| line + "\n")
+                    .map_err(|err| ExecutorError(format!("reading the logs: {err}")))
+            })
+            .boxed())
+    }
+}
+
+/// The Job's own verdict: finished or failed, with Kubernetes' reason.
+pub fn job_report(job: &Job) -> Option<StatusReport> {
+    let launch_id = job.metadata.labels.as_ref()?.get(LAUNCH_LABEL)?.clone();
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    let terminal = conditions
+        .iter()
+        .filter(|condition| condition.status == "True")
+        .find_map(|condition| match condition.type_.as_str() {
+            "Complete" => Some((LaunchStatus::Succeeded, "Job complete".to_string())),
+            "Failed" => Some((
+                LaunchStatus::Failed,
+                join_reason(condition.reason.as_deref(), condition.message.as_deref()),
+            )),
+            _ => None,
+        })?;
+    Some(StatusReport {
+        launch_id,
+        status: terminal.0,
+        reason: terminal.1,
+    })
+}
+
+/// What the pod says while the Job runs: scheduling, image pulls, running,
+/// or how its container ended.
+pub fn pod_report(pod: &Pod) -> Option<StatusReport> {
+    let launch_id = pod.metadata.labels.as_ref()?.get(LAUNCH_LABEL)?.clone();
+    let status = pod.status.as_ref()?;
+    let container = status
+        .container_statuses
+        .as_ref()
+        .and_then(|statuses| statuses.iter().find(|status| status.name == CONTAINER));
+    let state = container.and_then(|container| container.state.as_ref());
+    let (status, reason) = if let Some(waiting) = state.and_then(|state| state.waiting.as_ref()) {
+        (
+            LaunchStatus::Pending,
+            join_reason(waiting.reason.as_deref(), waiting.message.as_deref()),
+        )
+    } else if let Some(terminated) = state.and_then(|state| state.terminated.as_ref()) {
+        if terminated.exit_code == 0 {
+            (
+                LaunchStatus::Succeeded,
+                "the training exited with code 0".to_string(),
+            )
+        } else {
+            let how = terminated.reason.as_deref().unwrap_or("Error");
+            (
+                LaunchStatus::Failed,
+                format!(
+                    "{how}: the training exited with code {}",
+                    terminated.exit_code
+                ),
+            )
+        }
+    } else if state.and_then(|state| state.running.as_ref()).is_some() {
+        (LaunchStatus::Running, String::new())
+    } else {
+        let unscheduled = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|condition| condition.type_ == "PodScheduled" && condition.status == "False");
+        match unscheduled {
+            Some(condition) => (
+                LaunchStatus::Pending,
+                join_reason(condition.reason.as_deref(), condition.message.as_deref()),
+            ),
+            None => (
+                LaunchStatus::Pending,
+                status.phase.clone().unwrap_or_default(),
+            ),
+        }
+    };
+    Some(StatusReport {
+        launch_id,
+        status,
+        reason,
+    })
+}
+
+fn join_reason(reason: Option<&str>, message: Option<&str>) -> String {
+    match (reason, message) {
+        (Some(reason), Some(message)) if !message.is_empty() => format!("{reason}: {message}"),
+        (Some(reason), _) => reason.to_string(),
+        (None, Some(message)) => message.to_string(),
+        (None, None) => String::new(),
+    }
+}
+
+/// A Kubernetes error in words a user can act on.
+pub fn explain(err: kube::Error, doing: &str) -> ExecutorError {
+    ExecutorError(match err {
+        kube::Error::Api(status) => match status.code {
+            401 => format!(
+                "Kubernetes refused Slipway's credentials to {doing}: {}",
+                status.message
+            ),
+            403 => format!(
+                "Slipway's service account is not allowed to {doing}: {} (see deploy/rbac.yaml)",
+                status.message
+            ),
+            404 => format!(
+                "Kubernetes could not find what it needed to {doing}: {}",
+                status.message
+            ),
+            409 => format!("could not {doing}, it already exists: {}", status.message),
+            422 => format!(
+                "Kubernetes refused to {doing} as invalid: {}",
+                status.message
+            ),
+            code => format!(
+                "Kubernetes answered {code} when asked to {doing}: {}",
+                status.message
+            ),
+        },
+        other => format!("cannot reach Kubernetes to {doing}: {other}"),
+    })
+}

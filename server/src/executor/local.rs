@@ -1,0 +1,264 @@
+//! Training as processes on this machine (the embedded default). Each launch
+//! runs in its own process group with its output in a log file; cancel
+//! signals the whole group; the exit code decides the status.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use app::model::LaunchStatus;
+use futures::StreamExt;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::watch;
+
+use super::{Executor, ExecutorError, LogStream, StatusReport, StatusSink, TrainingJob};
+
+/// How long a cancelled training gets to exit after SIGTERM before SIGKILL.
+const TERMINATION_GRACE: Duration = Duration::from_secs(5);
+const LOG_POLL: Duration = Duration::from_millis(200);
+
+pub struct LocalExecutor {
+    log_dir: PathBuf,
+    tracking_uri: String,
+    sink: StatusSink,
+    /// Process group of each running launch, and whether it has ended.
+    running: Arc<Mutex<HashMap<String, Running>>>,
+}
+
+#[derive(Clone)]
+struct Running {
+    pgid: i32,
+    ended: watch::Receiver<bool>,
+    /// Set by cancel, so the exit reads as cancelled rather than failed.
+    cancelled: Arc<AtomicBool>,
+}
+
+impl LocalExecutor {
+    pub fn new(log_dir: PathBuf, tracking_uri: String, sink: StatusSink) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&log_dir)?;
+        Ok(Self {
+            log_dir,
+            tracking_uri,
+            sink,
+            running: Arc::default(),
+        })
+    }
+
+    fn log_path(&self, launch_id: &str) -> PathBuf {
+        self.log_dir.join(format!("{launch_id}.log"))
+    }
+
+    fn report(sink: &StatusSink, launch_id: &str, status: LaunchStatus, reason: String) {
+        let _ = sink.send(StatusReport {
+            launch_id: launch_id.to_string(),
+            status,
+            reason,
+        });
+    }
+}
+
+#[async_trait::async_trait]
+impl Executor for LocalExecutor {
+    fn backend(&self) -> &'static str {
+        "local"
+    }
+
+    async fn start(&self, job: &TrainingJob) -> Result<String, ExecutorError> {
+        let (program, args) = job
+            .argv
+            .split_first()
+            .ok_or_else(|| ExecutorError("the entry point's command is empty".into()))?;
+        let log = std::fs::File::create(self.log_path(&job.launch_id))
+            .map_err(|err| ExecutorError(format!("cannot create the log file: {err}")))?;
+        let stderr = log
+            .try_clone()
+            .map_err(|err| ExecutorError(format!("cannot share the log file: {err}")))?;
+        // As many GPUs as the profile asks for; none for a CPU profile.
+        let gpus = (0..job.profile.gpus())
+            .map(|index| index.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .current_dir(&job.directory)
+            .env("MLFLOW_TRACKING_URI", &self.tracking_uri)
+            .env("MLFLOW_RUN_ID", &job.run_id)
+            .env("MLFLOW_EXPERIMENT_ID", &job.experiment_id)
+            .env("CUDA_VISIBLE_DEVICES", gpus)
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(stderr))
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|err| {
+                ExecutorError(format!(
+                    "cannot start {program:?} in {}: {err}",
+                    job.directory.display()
+                ))
+            })?;
+        let pid = child.id().unwrap_or_default() as i32;
+        let (ended_tx, ended) = watch::channel(false);
+        let cancelled = Arc::new(AtomicBool::new(false));
+        self.running.lock().expect("running map").insert(
+            job.launch_id.clone(),
+            Running {
+                pgid: pid,
+                ended,
+                cancelled: cancelled.clone(),
+            },
+        );
+        Self::report(
+            &self.sink,
+            &job.launch_id,
+            LaunchStatus::Running,
+            format!("process {pid}"),
+        );
+
+        let sink = self.sink.clone();
+        let running = self.running.clone();
+        let launch_id = job.launch_id.clone();
+        let deadline = job
+            .profile
+            .max_runtime_secs
+            .map(|seconds| Duration::from_secs(seconds as u64));
+        tokio::spawn(async move {
+            let outcome = match deadline {
+                Some(deadline) => tokio::time::timeout(deadline, child.wait()).await,
+                None => Ok(child.wait().await),
+            };
+            let (status, reason) = match outcome {
+                _ if cancelled.load(Ordering::SeqCst) => {
+                    (LaunchStatus::Cancelled, "cancelled".into())
+                }
+                Ok(Ok(exit)) if exit.success() => {
+                    (LaunchStatus::Succeeded, "exited with code 0".into())
+                }
+                Ok(Ok(exit)) => match exit.code() {
+                    Some(code) => (LaunchStatus::Failed, format!("exited with code {code}")),
+                    None => {
+                        use std::os::unix::process::ExitStatusExt;
+                        let signal = exit.signal().unwrap_or_default();
+                        (LaunchStatus::Failed, format!("killed by signal {signal}"))
+                    }
+                },
+                Ok(Err(err)) => (
+                    LaunchStatus::Failed,
+                    format!("lost track of the process: {err}"),
+                ),
+                Err(_) => {
+                    terminate_group(pid).await;
+                    let _ = child.wait().await;
+                    (
+                        LaunchStatus::Failed,
+                        "DeadlineExceeded: ran longer than the profile's max_runtime_secs".into(),
+                    )
+                }
+            };
+            Self::report(&sink, &launch_id, status, reason);
+            running.lock().expect("running map").remove(&launch_id);
+            let _ = ended_tx.send(true);
+        });
+        Ok(pid.to_string())
+    }
+
+    async fn cancel(&self, launch_id: &str, _pid: &str) -> Result<(), ExecutorError> {
+        let running = self
+            .running
+            .lock()
+            .expect("running map")
+            .get(launch_id)
+            .cloned();
+        // Not running here: it has ended already, or a restart lost it.
+        let Some(running) = running else {
+            return Ok(());
+        };
+        running.cancelled.store(true, Ordering::SeqCst);
+        terminate_group(running.pgid).await;
+        Ok(())
+    }
+
+    async fn logs(&self, launch_id: &str, _pid: &str) -> Result<LogStream, ExecutorError> {
+        let path = self.log_path(launch_id);
+        let ended = self
+            .running
+            .lock()
+            .expect("running map")
+            .get(launch_id)
+            .map(|running| running.ended.clone());
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(futures::stream::empty().boxed());
+            }
+            Err(err) => return Err(ExecutorError(format!("cannot open the log: {err}"))),
+        };
+        Ok(tail(file, ended).boxed())
+    }
+}
+
+/// SIGTERM to the group, SIGKILL to what is left after the grace period.
+async fn terminate_group(pgid: i32) {
+    let group = Pid::from_raw(pgid);
+    if killpg(group, Signal::SIGTERM).is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + TERMINATION_GRACE;
+    while tokio::time::Instant::now() < deadline {
+        // Signal 0 only asks whether any member is still alive.
+        if killpg(group, None).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+}
+
+/// The file's content, then what is appended, until the process has ended
+/// and everything is read.
+fn tail(
+    file: tokio::fs::File,
+    ended: Option<watch::Receiver<bool>>,
+) -> impl futures::Stream<Item = Result<String, ExecutorError>> {
+    async_stream::stream! {
+        let mut file = file;
+        let mut position = 0u64;
+        let mut buffer = Vec::new();
+        loop {
+            let finished = ended.as_ref().is_none_or(|ended| *ended.borrow());
+            buffer.clear();
+            if let Err(err) = file.seek(std::io::SeekFrom::Start(position)).await {
+                yield Err(ExecutorError(format!("reading the log: {err}")));
+                break;
+            }
+            match file.read_to_end(&mut buffer).await {
+                Ok(0) if finished => break,
+                Ok(0) => tokio::time::sleep(LOG_POLL).await,
+                Ok(read) => {
+                    // Hold back a trailing partial UTF-8 sequence for the next
+                    // read, unless nothing more will come.
+                    let complete = match std::str::from_utf8(&buffer) {
+                        Err(err) if err.error_len().is_none() && !finished => err.valid_up_to(),
+                        _ => read,
+                    };
+                    if complete == 0 {
+                        tokio::time::sleep(LOG_POLL).await;
+                        continue;
+                    }
+                    position += complete as u64;
+                    yield Ok(String::from_utf8_lossy(&buffer[..complete]).into_owned());
+                }
+                Err(err) => {
+                    yield Err(ExecutorError(format!("reading the log: {err}")));
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,463 @@
+//! Launching training: the order of steps and the records. Every step is
+//! written down before the next begins, so a failure anywhere leaves a launch
+//! that says what happened, and nothing half-started.
+//!
+//! 1. record the launch (`Submitted`);
+//! 2. create the MLflow run with its params and tags;
+//! 3. hand it to the executor (`Pending`/`Running`), or mark launch and run failed;
+//! 4. follow the executor's status reports to the end, finishing the MLflow
+//!    run if the training code did not.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use app::error::AppError;
+use app::model::{FieldErrors, Launch, LaunchCatalog, LaunchRequest, LaunchStatus, User};
+use tokio::sync::{mpsc, watch};
+
+use crate::catalog::Catalog;
+use crate::error::Result;
+use crate::executor::{Executor, LogStream, StatusReport, TrainingJob};
+use crate::mlflow::MlflowClient;
+use crate::mlflow::Tag;
+use crate::store::{NewLaunch, Store, now_ms};
+
+const MAX_NAME_LENGTH: usize = 250;
+
+pub struct Launcher {
+    store: Store,
+    mlflow: MlflowClient,
+    catalog: Arc<Catalog>,
+    executor: Arc<dyn Executor>,
+    /// Bumped whenever a launch changes, so live pages wake up at once.
+    changes: watch::Sender<u64>,
+}
+
+/// The outcome of a submitted form.
+#[derive(Debug)]
+pub enum Submitted {
+    /// Recorded (perhaps earlier, for the same form); it may have failed.
+    Launched(Launch),
+    /// Nothing was recorded; an error per field.
+    Invalid(FieldErrors),
+}
+
+/// A form that passed validation.
+struct Checked {
+    values: BTreeMap<String, String>,
+    argv: Vec<String>,
+}
+
+impl Launcher {
+    pub fn new(
+        store: Store,
+        mlflow: MlflowClient,
+        catalog: Arc<Catalog>,
+        executor: Arc<dyn Executor>,
+    ) -> Self {
+        Self {
+            store,
+            mlflow,
+            catalog,
+            executor,
+            changes: watch::channel(0).0,
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.executor.backend()
+    }
+
+    pub fn catalog(&self) -> LaunchCatalog {
+        LaunchCatalog {
+            backend: self.backend().into(),
+            projects: self.catalog.project_specs(),
+            profiles: self.catalog.profile_specs(),
+        }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Applies executor reports as they come, until every sender is gone.
+    pub fn follow(self: &Arc<Self>, mut reports: mpsc::UnboundedReceiver<StatusReport>) {
+        let launcher = self.clone();
+        tokio::spawn(async move {
+            while let Some(report) = reports.recv().await {
+                if let Err(err) = launcher.apply(&report).await {
+                    tracing::error!(launch = %report.launch_id, error = %err, "recording a launch status");
+                }
+            }
+        });
+    }
+
+    /// Field errors, or nothing: what the form shows before anything starts.
+    pub fn check(&self, request: &LaunchRequest) -> FieldErrors {
+        self.checked(request).err().unwrap_or_default()
+    }
+
+    fn checked(&self, request: &LaunchRequest) -> Result<Checked, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let valid_token = !request.submission.is_empty()
+            && request.submission.len() <= 64
+            && request
+                .submission
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !valid_token {
+            errors.insert(
+                "submission".into(),
+                "this form is out of date; reload the page".into(),
+            );
+        }
+        let mut checked = None;
+        match self.catalog.project(&request.project) {
+            None => {
+                errors.insert(
+                    "project".into(),
+                    format!("no project named {:?}", request.project),
+                );
+            }
+            Some(project) => match project.mlproject.entry_point(&request.entry_point) {
+                None => {
+                    errors.insert(
+                        "entry_point".into(),
+                        format!(
+                            "{:?} has no entry point {:?}",
+                            request.project, request.entry_point
+                        ),
+                    );
+                }
+                Some(entry) => match entry.resolve(&request.params) {
+                    Ok(values) => {
+                        checked = Some(Checked {
+                            argv: entry.argv(&values),
+                            values,
+                        })
+                    }
+                    Err(param_errors) => errors.extend(
+                        param_errors
+                            .into_iter()
+                            .map(|(name, message)| (format!("param.{name}"), message)),
+                    ),
+                },
+            },
+        }
+        if self.catalog.profile(&request.profile).is_none() {
+            let message = if request.profile.is_empty() {
+                "choose a hardware profile".to_string()
+            } else {
+                format!("no hardware profile named {:?}", request.profile)
+            };
+            errors.insert("profile".into(), message);
+        }
+        let new_experiment = request.new_experiment.trim();
+        if new_experiment.is_empty() {
+            let id = request.experiment_id.trim();
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+                errors.insert(
+                    "experiment".into(),
+                    "choose an experiment or name a new one".into(),
+                );
+            }
+        } else if new_experiment.chars().count() > MAX_NAME_LENGTH {
+            errors.insert(
+                "experiment".into(),
+                format!("at most {MAX_NAME_LENGTH} characters"),
+            );
+        }
+        if request.run_name.trim().chars().count() > MAX_NAME_LENGTH {
+            errors.insert(
+                "run_name".into(),
+                format!("at most {MAX_NAME_LENGTH} characters"),
+            );
+        }
+        match checked {
+            Some(checked) if errors.is_empty() => Ok(checked),
+            _ => Err(errors),
+        }
+    }
+
+    pub async fn submit(&self, user: &User, request: &LaunchRequest) -> Result<Submitted> {
+        let checked = match self.checked(request) {
+            Ok(checked) => checked,
+            Err(errors) => return Ok(Submitted::Invalid(errors)),
+        };
+        let run_name = match request.run_name.trim() {
+            "" => format!("{}-{}", request.project, request.entry_point),
+            name => name.to_string(),
+        };
+        let (launch, new) = self
+            .store
+            .insert_launch(&NewLaunch {
+                submission: request.submission.clone(),
+                project: request.project.clone(),
+                entry_point: request.entry_point.clone(),
+                params: checked.values.clone(),
+                profile: request.profile.clone(),
+                backend: self.backend().into(),
+                run_name: run_name.clone(),
+                launched_by: user.name.clone(),
+            })
+            .await?;
+        if !new {
+            return Ok(Submitted::Launched(launch));
+        }
+        self.store
+            .record_event(
+                &user.name,
+                "launch",
+                &format!("launch:{}", launch.id),
+                &format!(
+                    "{} {} on {}",
+                    launch.project, launch.entry_point, launch.profile
+                ),
+            )
+            .await?;
+        self.bump();
+        let launch = self
+            .prepare_and_start(user, request, &launch, checked, &run_name)
+            .await?;
+        Ok(Submitted::Launched(launch))
+    }
+
+    async fn prepare_and_start(
+        &self,
+        user: &User,
+        request: &LaunchRequest,
+        launch: &Launch,
+        checked: Checked,
+        run_name: &str,
+    ) -> Result<Launch> {
+        let experiment_id = match request.new_experiment.trim() {
+            "" => Ok(request.experiment_id.trim().to_string()),
+            name => self.mlflow.ensure_experiment(name).await,
+        };
+        let experiment_id = match experiment_id {
+            Ok(id) => id,
+            Err(err) => {
+                return self
+                    .fail(launch, None, &format!("creating the experiment: {err}"))
+                    .await;
+            }
+        };
+        let tags = [
+            ("mlflow.source.type", "PROJECT"),
+            ("mlflow.source.name", launch.project.as_str()),
+            ("mlflow.project.entryPoint", launch.entry_point.as_str()),
+            ("mlflow.project.backend", self.backend()),
+            ("mlflow.user", user.name.as_str()),
+            ("slipway.launch_id", launch.id.as_str()),
+            ("slipway.profile", launch.profile.as_str()),
+        ]
+        .map(|(key, value)| Tag {
+            key: key.into(),
+            value: value.into(),
+        });
+        let run = match self
+            .mlflow
+            .create_run(&experiment_id, run_name, now_ms(), &tags)
+            .await
+        {
+            Ok(run) => run,
+            Err(err) => {
+                return self
+                    .fail(launch, None, &format!("creating the MLflow run: {err}"))
+                    .await;
+            }
+        };
+        self.store
+            .set_launch_run(&launch.id, &experiment_id, &run.run_id)
+            .await?;
+        let params: Vec<_> = checked.values.into_iter().collect();
+        if let Err(err) = self.mlflow.log_params(&run.run_id, &params).await {
+            return self
+                .fail(
+                    launch,
+                    Some(&run.run_id),
+                    &format!("logging the parameters: {err}"),
+                )
+                .await;
+        }
+        let project = self.catalog.project(&launch.project).expect("checked");
+        let profile = self.catalog.profile(&launch.profile).expect("checked");
+        let job = TrainingJob {
+            launch_id: launch.id.clone(),
+            run_id: run.run_id.clone(),
+            experiment_id,
+            project: project.name.clone(),
+            entry_point: launch.entry_point.clone(),
+            directory: project.directory.clone(),
+            image: project.image.clone(),
+            argv: checked.argv,
+            profile: profile.clone(),
+        };
+        match self.executor.start(&job).await {
+            Ok(executor_ref) => {
+                self.store
+                    .set_launch_executor_ref(&launch.id, &executor_ref)
+                    .await?;
+                self.transition(
+                    &launch.id,
+                    LaunchStatus::Pending,
+                    &format!("started on {}", self.backend()),
+                )
+                .await?;
+                Ok(self.store.launch(&launch.id).await?.expect("recorded"))
+            }
+            Err(err) => self.fail(launch, Some(&run.run_id), &err.0).await,
+        }
+    }
+
+    /// Marks the launch failed and its MLflow run (if any) FAILED, with why.
+    async fn fail(&self, launch: &Launch, run_id: Option<&str>, reason: &str) -> Result<Launch> {
+        tracing::warn!(launch = %launch.id, reason, "launch failed");
+        self.transition(&launch.id, LaunchStatus::Failed, reason)
+            .await?;
+        if let Some(run_id) = run_id {
+            self.end_mlflow_run(run_id, LaunchStatus::Failed, reason)
+                .await;
+        }
+        Ok(self.store.launch(&launch.id).await?.expect("recorded"))
+    }
+
+    async fn apply(&self, report: &StatusReport) -> Result<()> {
+        let Some((launch, changed)) = self
+            .transition(&report.launch_id, report.status, &report.reason)
+            .await?
+        else {
+            tracing::debug!(launch = %report.launch_id, "status for an unknown launch");
+            return Ok(());
+        };
+        if changed
+            && launch.status.is_terminal()
+            && let Some(run_id) = &launch.run_id
+        {
+            self.end_mlflow_run(run_id, launch.status, &launch.reason)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Moves the launch forward: never back from running to pending, never
+    /// out of an end state.
+    async fn transition(
+        &self,
+        id: &str,
+        status: LaunchStatus,
+        reason: &str,
+    ) -> Result<Option<(Launch, bool)>> {
+        let outcome = self.store.update_launch_status(id, status, reason).await?;
+        if matches!(outcome, Some((_, true))) {
+            self.bump();
+        }
+        Ok(outcome)
+    }
+
+    /// Writes the end to the MLflow run unless the training code already did.
+    async fn end_mlflow_run(&self, run_id: &str, status: LaunchStatus, reason: &str) {
+        let mlflow_status = match status {
+            LaunchStatus::Succeeded => "FINISHED",
+            LaunchStatus::Cancelled => "KILLED",
+            _ => "FAILED",
+        };
+        let still_open = match self.mlflow.get_run(run_id).await {
+            Ok(run) => matches!(run.info.status.as_str(), "RUNNING" | "SCHEDULED"),
+            Err(err) => {
+                tracing::warn!(run_id, error = %err, "reading the run to finish it");
+                true
+            }
+        };
+        if !still_open {
+            return;
+        }
+        if status != LaunchStatus::Succeeded
+            && let Err(err) = self
+                .mlflow
+                .set_run_tag(run_id, "slipway.end_reason", reason)
+                .await
+        {
+            tracing::warn!(run_id, error = %err, "tagging the run with its end");
+        }
+        if let Err(err) = self.mlflow.end_run(run_id, mlflow_status, now_ms()).await {
+            tracing::warn!(run_id, error = %err, "finishing the MLflow run");
+        }
+    }
+
+    pub async fn cancel(&self, user: &User, id: &str) -> Result<Launch, AppError> {
+        let launch = self.launch(id).await?;
+        if launch.status.is_terminal() {
+            return Err(AppError::InvalidInput(format!(
+                "this launch has already ended ({})",
+                launch.status.as_str()
+            )));
+        }
+        if let Some(executor_ref) = &launch.executor_ref {
+            self.executor
+                .cancel(&launch.id, executor_ref)
+                .await
+                .map_err(|err| AppError::Unavailable(err.0))?;
+        }
+        let reason = format!("cancelled by {}", user.name);
+        self.apply(&StatusReport {
+            launch_id: launch.id.clone(),
+            status: LaunchStatus::Cancelled,
+            reason: reason.clone(),
+        })
+        .await?;
+        self.store
+            .record_event(
+                &user.name,
+                "cancel",
+                &format!("launch:{}", launch.id),
+                &reason,
+            )
+            .await?;
+        self.launch(id).await
+    }
+
+    pub async fn launch(&self, id: &str) -> Result<Launch, AppError> {
+        self.store
+            .launch(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no launch {id:?}")))
+    }
+
+    pub async fn recent(&self, limit: i64) -> Result<Vec<Launch>> {
+        self.store.recent_launches(limit).await
+    }
+
+    pub async fn logs(&self, launch: &Launch) -> Result<LogStream, AppError> {
+        match &launch.executor_ref {
+            Some(executor_ref) => self
+                .executor
+                .logs(&launch.id, executor_ref)
+                .await
+                .map_err(|err| AppError::Unavailable(err.0)),
+            None => Ok(Box::pin(futures::stream::empty())),
+        }
+    }
+
+    /// Local trainings do not survive a restart of Slipway: those it finds
+    /// unfinished are closed with that reason instead of staying "running".
+    pub async fn settle_orphans(&self) -> Result<()> {
+        if self.backend() != "local" {
+            // Kubernetes Jobs outlive Slipway; the watch reports their state.
+            return Ok(());
+        }
+        for launch in self.store.unfinished_launches("local").await? {
+            self.apply(&StatusReport {
+                launch_id: launch.id.clone(),
+                status: LaunchStatus::Failed,
+                reason: "Slipway restarted while this training ran; its outcome is unknown".into(),
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn bump(&self) {
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+}
