@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use app::error::AppError;
-use app::model::{FieldErrors, Launch, LaunchCatalog, LaunchRequest, LaunchStatus, User};
+use app::model::{
+    FieldErrors, Launch, LaunchCatalog, LaunchRequest, LaunchStatus, User, launch_fields,
+};
 use tokio::sync::{mpsc, watch};
 
 use crate::catalog::Catalog;
@@ -92,9 +94,12 @@ impl Launcher {
         });
     }
 
-    /// Field errors, or nothing: what the form shows before anything starts.
+    /// The errors a form sent back shows next to its fields. The form
+    /// always gets a fresh submission token, so that one is not checked.
     pub fn check(&self, request: &LaunchRequest) -> FieldErrors {
-        self.checked(request).err().unwrap_or_default()
+        let mut errors = self.checked(request).err().unwrap_or_default();
+        errors.remove(launch_fields::SUBMISSION);
+        errors
     }
 
     fn checked(&self, request: &LaunchRequest) -> Result<Checked, FieldErrors> {

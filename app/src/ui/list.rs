@@ -48,9 +48,18 @@ pub fn SearchForm(
 #[component]
 pub fn Results(loading_text: &'static str, children: ChildrenFn) -> impl IntoView {
     let loading = RwSignal::new(false);
+    // Only the browser shows "busy". On the server the Transition's effect
+    // may run on another thread while this attribute renders, and a write
+    // there makes the render's read fail (leptos then reports the signal as
+    // disposed); the server only ever renders the finished state anyway.
+    let set_loading = SignalSetter::map(move |pending| {
+        if cfg!(feature = "hydrate") {
+            loading.set(pending);
+        }
+    });
     view! {
         <div class="results" aria-busy=move || loading.get().to_string()>
-            <Transition fallback=move || view! { <p class="loading">{loading_text}</p> } set_pending=loading.write_only()>
+            <Transition fallback=move || view! { <p class="loading">{loading_text}</p> } set_pending=set_loading>
                 <ErrorBoundary fallback=|errors| view! { <ErrorList errors/> }>{children()}</ErrorBoundary>
             </Transition>
         </div>

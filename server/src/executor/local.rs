@@ -34,7 +34,7 @@ pub struct LocalExecutor {
 struct Running {
     pgid: i32,
     ended: watch::Receiver<bool>,
-    /// Set by cancel, so the exit reads as cancelled rather than failed.
+    /// Set by cancel, so the exit is not reported as a failure.
     cancelled: Arc<AtomicBool>,
 }
 
@@ -134,9 +134,6 @@ impl Executor for LocalExecutor {
                 None => Ok(child.wait().await),
             };
             let (status, reason) = match outcome {
-                _ if cancelled.load(Ordering::SeqCst) => {
-                    (LaunchStatus::Cancelled, "cancelled".into())
-                }
                 Ok(Ok(exit)) if exit.success() => {
                     (LaunchStatus::Succeeded, "exited with code 0".into())
                 }
@@ -161,7 +158,10 @@ impl Executor for LocalExecutor {
                     )
                 }
             };
-            Self::report(&sink, &launch_id, status, reason);
+            // A cancelled launch is recorded by whoever cancelled it, with who.
+            if !cancelled.load(Ordering::SeqCst) {
+                Self::report(&sink, &launch_id, status, reason);
+            }
             running.lock().expect("running map").remove(&launch_id);
             let _ = ended_tx.send(true);
         });

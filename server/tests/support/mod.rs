@@ -95,6 +95,23 @@ impl MlflowRest {
         body["experiment_id"].as_str().unwrap().to_string()
     }
 
+    /// A run as MLflow's `runs/get` returns it.
+    pub async fn get_run(&self, run_id: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}/api/2.0/mlflow/runs/get", self.base))
+            .query(&[("run_id", run_id)])
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "runs/get {run_id}: {}",
+            response.status()
+        );
+        response.json::<Value>().await.unwrap()["run"].clone()
+    }
+
     pub async fn delete_experiment(&self, id: &str) {
         self.post("experiments/delete", json!({"experiment_id": id}))
             .await;
@@ -319,4 +336,19 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf()
+}
+
+/// `key → value` of a run's `data.params` or `data.tags`.
+pub fn run_pairs(run: &Value, list: &str) -> std::collections::BTreeMap<String, String> {
+    run["data"][list]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|pair| {
+            (
+                pair["key"].as_str().unwrap().to_string(),
+                pair["value"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
 }

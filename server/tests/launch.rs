@@ -1,0 +1,405 @@
+//! Launching training on the local executor against a real MLflow: the order
+//! of steps, what lands in MLflow, and every way it can go wrong.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::model::{Launch, LaunchRequest, LaunchStatus, User};
+use server::catalog::Catalog;
+use server::executor::local::LocalExecutor;
+use server::launch::{Launcher, Submitted};
+use server::mlflow::MlflowClient;
+use server::store::Store;
+use support::{MlflowRest, free_port, mlflow_url, run_pairs, unique};
+
+const CATALOG: &str = r#"
+[[profile]]
+name = "cpu"
+cpu = { request = "100m", limit = "1" }
+
+[[profile]]
+name = "gpu-2"
+gpu = { request = 2 }
+
+[[profile]]
+name = "brief"
+max_runtime_secs = 1
+
+[[project]]
+name = "trainer"
+directory = "trainer"
+"#;
+
+struct Harness {
+    launcher: Arc<Launcher>,
+    store: Store,
+    _data: tempfile::TempDir,
+}
+
+async fn harness(mlflow: &str) -> Harness {
+    let data = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let catalog = Catalog::parse(CATALOG, &fixtures).unwrap();
+    let store = Store::connect(&format!("sqlite://{}/s.db?mode=rwc", data.path().display()))
+        .await
+        .unwrap();
+    let client = MlflowClient::new(
+        &mlflow.parse().unwrap(),
+        server::config::MlflowAuth::None,
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let (sink, reports) = tokio::sync::mpsc::unbounded_channel();
+    let executor =
+        LocalExecutor::new(data.path().join("launches"), mlflow.to_string(), sink).unwrap();
+    let launcher = Arc::new(Launcher::new(
+        store.clone(),
+        client,
+        Arc::new(catalog),
+        Arc::new(executor),
+    ));
+    launcher.follow(reports);
+    Harness {
+        launcher,
+        store,
+        _data: data,
+    }
+}
+
+fn tester() -> User {
+    User {
+        name: "tester".into(),
+        authenticated: true,
+    }
+}
+
+fn request(params: &[(&str, &str)], profile: &str, new_experiment: &str) -> LaunchRequest {
+    LaunchRequest {
+        submission: uuid::Uuid::new_v4().to_string(),
+        project: "trainer".into(),
+        entry_point: "main".into(),
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        experiment_id: String::new(),
+        new_experiment: new_experiment.into(),
+        profile: profile.into(),
+        run_name: String::new(),
+    }
+}
+
+async fn launched(harness: &Harness, request: &LaunchRequest) -> Launch {
+    match harness.launcher.submit(&tester(), request).await.unwrap() {
+        Submitted::Launched(launch) => launch,
+        Submitted::Invalid(errors) => panic!("refused: {errors:?}"),
+    }
+}
+
+/// Waits for the launch to reach `status` (the training's own pace, not a timing assertion).
+async fn wait_for(harness: &Harness, id: &str, status: LaunchStatus) -> Launch {
+    for _ in 0..600 {
+        let launch = harness.store.launch(id).await.unwrap().unwrap();
+        if launch.status == status {
+            return launch;
+        }
+        assert!(
+            !launch.status.is_terminal(),
+            "ended {:?} ({}) while waiting for {status:?}",
+            launch.status,
+            launch.reason
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("launch {id} never reached {status:?}");
+}
+
+async fn log_text(harness: &Harness, launch: &Launch) -> String {
+    use futures::StreamExt;
+    let stream = harness.launcher.logs(launch).await.unwrap();
+    stream
+        .map(|chunk| chunk.unwrap())
+        .collect::<Vec<_>>()
+        .await
+        .concat()
+}
+
+#[tokio::test]
+async fn a_launch_runs_to_the_end_and_its_mlflow_run_holds_params_tags_and_metrics() {
+    let harness = harness(&mlflow_url()).await;
+    let experiment = unique("launch");
+    let mut form = request(
+        &[("alpha", "0.5"), ("note", "it's \"quoted\"; echo $HOME")],
+        "cpu",
+        &experiment,
+    );
+    form.run_name = "first try".into();
+    let launch = launched(&harness, &form).await;
+    assert!(
+        matches!(launch.status, LaunchStatus::Pending | LaunchStatus::Running),
+        "{launch:?}"
+    );
+    let run_id = launch
+        .run_id
+        .clone()
+        .expect("the run is created before the start");
+    let launch = wait_for(&harness, &launch.id, LaunchStatus::Succeeded).await;
+    assert_eq!(launch.reason, "exited with code 0");
+    assert!(launch.finished_ms.is_some());
+
+    let rest = MlflowRest::new(&mlflow_url());
+    let run = rest.get_run(&run_id).await;
+    assert_eq!(run["info"]["status"], "FINISHED");
+    assert_eq!(run["info"]["run_name"], "first try");
+    let params = run_pairs(&run, "params");
+    assert_eq!(
+        params,
+        BTreeMap::from([
+            ("alpha".into(), "0.5".into()),
+            ("exit_code".into(), "0".into()),
+            ("note".into(), "it's \"quoted\"; echo $HOME".into()),
+            ("sleep".into(), "0".into()),
+        ])
+    );
+    let tags = run_pairs(&run, "tags");
+    assert_eq!(tags["mlflow.source.type"], "PROJECT");
+    assert_eq!(tags["mlflow.source.name"], "trainer");
+    assert_eq!(tags["mlflow.project.entryPoint"], "main");
+    assert_eq!(tags["mlflow.project.backend"], "local");
+    assert_eq!(tags["mlflow.user"], "tester");
+    assert_eq!(tags["slipway.launch_id"], launch.id);
+    assert_eq!(tags["slipway.profile"], "cpu");
+    let metrics = run["data"]["metrics"].as_array().unwrap();
+    assert_eq!(metrics[0]["key"], "alpha_squared");
+    assert_eq!(metrics[0]["value"], 0.25);
+
+    let logs = log_text(&harness, &launch).await;
+    // The value reached the program as one argument, untouched by any shell.
+    assert!(
+        logs.contains("note=it's \"quoted\"; echo $HOME\n"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(&format!("MLFLOW_RUN_ID={run_id}\n")),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(&format!(
+            "MLFLOW_EXPERIMENT_ID={}\n",
+            run["info"]["experiment_id"].as_str().unwrap()
+        )),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("CUDA_VISIBLE_DEVICES=\n"),
+        "a CPU profile hides GPUs: {logs}"
+    );
+    assert!(logs.contains("logged\n"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_gpu_profile_exposes_as_many_gpus_as_it_asks_for() {
+    let harness = harness(&mlflow_url()).await;
+    let launch = launched(
+        &harness,
+        &request(&[("alpha", "1")], "gpu-2", &unique("gpu")),
+    )
+    .await;
+    let launch = wait_for(&harness, &launch.id, LaunchStatus::Succeeded).await;
+    let logs = log_text(&harness, &launch).await;
+    assert!(logs.contains("CUDA_VISIBLE_DEVICES=0,1\n"), "{logs}");
+}
+
+#[tokio::test]
+async fn an_invalid_form_gets_an_error_per_field_and_records_nothing() {
+    let harness = harness(&mlflow_url()).await;
+    let mut form = request(
+        &[("alpha", "abc"), ("exit_code", "1.5"), ("gamma", "1")],
+        "huge",
+        "",
+    );
+    form.experiment_id = String::new();
+    let Submitted::Invalid(errors) = harness.launcher.submit(&tester(), &form).await.unwrap()
+    else {
+        panic!("launched an invalid form");
+    };
+    assert_eq!(errors["param.alpha"], "\"abc\" is not a number");
+    assert_eq!(errors["param.exit_code"], "\"1.5\" is not a whole number");
+    assert!(errors["param.gamma"].contains("not a parameter"));
+    assert_eq!(errors["profile"], "no hardware profile named \"huge\"");
+    assert_eq!(
+        errors["experiment"],
+        "choose an experiment or name a new one"
+    );
+    assert_eq!(errors.len(), 5, "{errors:?}");
+    assert!(harness.store.recent_launches(10).await.unwrap().is_empty());
+
+    form.project = "nope".into();
+    form.submission = "not a token!".into();
+    let errors = harness.launcher.check(&form);
+    assert!(errors["project"].contains("no project named \"nope\""));
+    assert!(
+        !errors.contains_key("submission"),
+        "the redisplayed form gets a new token"
+    );
+    let Submitted::Invalid(errors) = harness.launcher.submit(&tester(), &form).await.unwrap()
+    else {
+        panic!("launched with a bad token");
+    };
+    assert!(errors["submission"].contains("reload"));
+}
+
+#[tokio::test]
+async fn the_same_form_sent_twice_at_once_is_one_launch() {
+    let harness = harness(&mlflow_url()).await;
+    let form = request(&[("alpha", "2")], "cpu", &unique("twice"));
+    let user = tester();
+    let (first, second) = tokio::join!(
+        harness.launcher.submit(&user, &form),
+        harness.launcher.submit(&user, &form)
+    );
+    let id = |submitted| match submitted {
+        Submitted::Launched(launch) => launch.id,
+        Submitted::Invalid(errors) => panic!("{errors:?}"),
+    };
+    assert_eq!(id(first.unwrap()), id(second.unwrap()));
+    assert_eq!(harness.store.recent_launches(10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_start_the_executor_refuses_fails_launch_and_run_with_the_reason() {
+    let harness = harness(&mlflow_url()).await;
+    let mut form = request(&[], "cpu", &unique("refused"));
+    form.entry_point = "missing".into();
+    let launch = launched(&harness, &form).await;
+    assert_eq!(launch.status, LaunchStatus::Failed);
+    assert!(
+        launch
+            .reason
+            .contains("cannot start \"slipway-no-such-program\""),
+        "{}",
+        launch.reason
+    );
+    let run = MlflowRest::new(&mlflow_url())
+        .get_run(launch.run_id.as_deref().unwrap())
+        .await;
+    assert_eq!(run["info"]["status"], "FAILED");
+    assert_eq!(run_pairs(&run, "tags")["slipway.end_reason"], launch.reason);
+}
+
+#[tokio::test]
+async fn a_training_that_crashes_fails_and_slipway_ends_its_run() {
+    let harness = harness(&mlflow_url()).await;
+    let launch = launched(
+        &harness,
+        &request(
+            &[("alpha", "1"), ("exit_code", "3")],
+            "cpu",
+            &unique("crash"),
+        ),
+    )
+    .await;
+    let launch = wait_for(&harness, &launch.id, LaunchStatus::Failed).await;
+    assert_eq!(launch.reason, "exited with code 3");
+    let run = MlflowRest::new(&mlflow_url())
+        .get_run(launch.run_id.as_deref().unwrap())
+        .await;
+    assert_eq!(
+        run["info"]["status"], "FAILED",
+        "the code never touched MLflow; Slipway ended the run"
+    );
+}
+
+#[tokio::test]
+async fn cancel_stops_the_whole_process_group_and_kills_the_run() {
+    let harness = harness(&mlflow_url()).await;
+    let launch = launched(
+        &harness,
+        &request(
+            &[("alpha", "1"), ("sleep", "120")],
+            "cpu",
+            &unique("cancel"),
+        ),
+    )
+    .await;
+    let launch = wait_for(&harness, &launch.id, LaunchStatus::Running).await;
+    let pgid: i32 = launch.executor_ref.as_deref().unwrap().parse().unwrap();
+    // Wait until the child `sleep` runs, so there is a group to stop.
+    for _ in 0..100 {
+        if std::fs::read_to_string(format!("/proc/{pgid}/task/{pgid}/children"))
+            .is_ok_and(|c| !c.trim().is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cancelled = harness
+        .launcher
+        .cancel(&tester(), &launch.id)
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, LaunchStatus::Cancelled);
+    assert_eq!(cancelled.reason, "cancelled by tester");
+    let alive = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None);
+    assert!(alive.is_err(), "the group, child included, is gone");
+    let run = MlflowRest::new(&mlflow_url())
+        .get_run(launch.run_id.as_deref().unwrap())
+        .await;
+    assert_eq!(run["info"]["status"], "KILLED");
+    let again = harness
+        .launcher
+        .cancel(&tester(), &launch.id)
+        .await
+        .unwrap_err();
+    assert!(again.to_string().contains("already ended"), "{again}");
+}
+
+#[tokio::test]
+async fn the_profiles_runtime_limit_stops_a_training_that_runs_over() {
+    let harness = harness(&mlflow_url()).await;
+    let launch = launched(
+        &harness,
+        &request(
+            &[("alpha", "1"), ("sleep", "60")],
+            "brief",
+            &unique("deadline"),
+        ),
+    )
+    .await;
+    let launch = wait_for(&harness, &launch.id, LaunchStatus::Failed).await;
+    assert!(
+        launch.reason.starts_with("DeadlineExceeded"),
+        "{}",
+        launch.reason
+    );
+}
+
+#[tokio::test]
+async fn with_mlflow_down_the_launch_is_recorded_as_failed_with_why() {
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let harness = harness(&down).await;
+    let launch = launched(&harness, &request(&[("alpha", "1")], "cpu", "anything")).await;
+    assert_eq!(launch.status, LaunchStatus::Failed);
+    assert!(
+        launch
+            .reason
+            .starts_with("creating the experiment: cannot reach MLflow"),
+        "{}",
+        launch.reason
+    );
+    assert_eq!(launch.run_id, None);
+    let mut form = request(&[("alpha", "1")], "cpu", "");
+    form.experiment_id = "0".into();
+    let launch = launched(&harness, &form).await;
+    assert!(
+        launch
+            .reason
+            .starts_with("creating the MLflow run: cannot reach MLflow"),
+        "{}",
+        launch.reason
+    );
+}
