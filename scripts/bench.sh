@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# `make bench`: the runs page against an experiment of 10,000 runs — Slipway's
-# server-side render next to the raw runs/search call, and time until the
-# table is visible in Chromium for Slipway and for MLflow's own UI, all on
-# the same MLflow server. Release build. Figures only; nothing here passes
-# or fails a build.
+# `make bench`, release builds, figures only (nothing here passes or fails):
+# 1. the runs page against an experiment of 10,000 runs: Slipway's
+#    server-side render next to the raw runs/search call, and time until the
+#    table is visible in Chromium for Slipway and for MLflow's own UI;
+# 2. launching (server/examples/launch_bench.rs): submit → Job created or
+#    process started, and status change → launch page.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SLIPWAY_ROOT"
@@ -48,3 +49,11 @@ BENCH_MLFLOW_URL="http://127.0.0.1:$mlflow_port" \
 BENCH_SLIPWAY_URL="http://127.0.0.1:$slipway_port" \
 BENCH_EXPERIMENT=bench-10k-runs \
   node end2end/bench/runs-page.mjs
+
+# Launching: submit → Job created (simulated API server) / process started,
+# and status change → launch page, against a fresh MLflow of its own.
+stop_mlflow
+launch_port=$(free_port)
+start_mlflow "$work/launch-mlflow" "$launch_port"
+cargo build --release -p server --example launch_bench
+BENCH_MLFLOW_URL="http://127.0.0.1:$launch_port" target/release/examples/launch_bench

@@ -36,6 +36,8 @@ SLIPWAY_LISTEN="$listen" \
 SLIPWAY_MLFLOW_URI="http://127.0.0.1:$mlflow_port" \
 SLIPWAY_DATA_DIR="$data_dir" \
 SLIPWAY_SITE_ROOT="$SLIPWAY_ROOT/target/site" \
+SLIPWAY_CATALOG="${SLIPWAY_CATALOG:-$SLIPWAY_ROOT/deploy/demo/catalog.toml}" \
+PATH="$SLIPWAY_VENV/bin:$PATH" \
   target/debug/slipway &
 slipway_pid=$!
 wait "$slipway_pid"

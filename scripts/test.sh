@@ -21,6 +21,8 @@ mlflow_port=$(free_port)
 start_mlflow "$work/mlflow" "$mlflow_port"
 export SLIPWAY_TEST_POSTGRES_URL="$POSTGRES_URL"
 export SLIPWAY_TEST_MLFLOW_URL="http://127.0.0.1:$mlflow_port"
+# Launch tests run real trainings: `python` with mlflow comes from the venv.
+export PATH="$SLIPWAY_VENV/bin:$PATH"
 
 log "unit and integration tests"
 cargo test -p app --features ssr

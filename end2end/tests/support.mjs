@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 export const mlflowUrl = required('SLIPWAY_TEST_MLFLOW_URL');
@@ -26,6 +27,8 @@ export async function startSlipway() {
       SLIPWAY_MLFLOW_URI: mlflowUrl,
       SLIPWAY_DATA_DIR: dataDir,
       SLIPWAY_SITE_ROOT: required('SLIPWAY_SITE_ROOT'),
+      // The demo's catalog: its profiles and the diabetes project.
+      SLIPWAY_CATALOG: fileURLToPath(new URL('../../deploy/demo/catalog.toml', import.meta.url)),
     },
     stdio: ['ignore', 'inherit', 'inherit'],
   });

@@ -90,7 +90,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
     })
 }
 
-fn leptos_options(config: &Config) -> LeptosOptions {
+pub fn leptos_options(config: &Config) -> LeptosOptions {
     LeptosOptions::builder()
         .output_name("slipway")
         .site_root(config.site_root.display().to_string())

@@ -391,6 +391,27 @@ fn StatusBadge(status: LaunchStatus) -> impl IntoView {
     view! { <span class=format!("status status-{}", status.as_str()) data-status=status.as_str()>{status.as_str()}</span> }
 }
 
+/// The form, filled in as this launch was.
+fn relaunch_href(launch: &Launch) -> String {
+    let request = LaunchRequest {
+        project: launch.project.clone(),
+        entry_point: launch.entry_point.clone(),
+        params: launch.params.clone(),
+        experiment_id: launch.experiment_id.clone().unwrap_or_default(),
+        profile: launch.profile.clone(),
+        ..LaunchRequest::default()
+    };
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            request
+                .to_pairs()
+                .into_iter()
+                .filter(|(_, value)| !value.is_empty()),
+        )
+        .finish();
+    format!("/launch?{query}")
+}
+
 fn duration_text(launch: &Launch) -> String {
     match launch.finished_ms {
         Some(finished) => format_duration_secs((finished - launch.created_ms) / 1000),
@@ -399,10 +420,13 @@ fn duration_text(launch: &Launch) -> String {
 }
 
 fn format_duration_secs(seconds: i64) -> String {
-    match seconds {
-        s if s < 60 => format!("{s} s"),
-        s if s < 3600 => format!("{} min {} s", s / 60, s % 60),
-        s => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    let (hours, minutes, seconds) = (seconds / 3600, (seconds % 3600) / 60, seconds % 60);
+    match (hours, minutes, seconds) {
+        (0, 0, s) => format!("{s} s"),
+        (0, m, 0) => format!("{m} min"),
+        (0, m, s) => format!("{m} min {s} s"),
+        (h, 0, _) => format!("{h} h"),
+        (h, m, _) => format!("{h} h {m} min"),
     }
 }
 
@@ -472,6 +496,7 @@ fn LaunchDetail(
             .map(|err| err.to_string())
     };
     let title = format!("{} · {}", launch.project, launch.entry_point);
+    let relaunch = relaunch_href(&launch);
     view! {
         <header class="page-header">
             <h1>{title}</h1>
@@ -480,7 +505,10 @@ fn LaunchDetail(
             </span>
         </header>
         <p class="reason" data-reason>{reason}</p>
-        <Show when=move || !status().is_terminal()>{cancel_form.clone()}</Show>
+        <div class="actions">
+            <Show when=move || !status().is_terminal()>{cancel_form.clone()}</Show>
+            <a href=relaunch>"Launch again with these values"</a>
+        </div>
         {move || cancel_error().map(|error| view! { <p class="field-error" role="alert">{error}</p> })}
         <div class="launch-facts">
             <table class="data facts">
@@ -577,5 +605,19 @@ fn follow_launch(id: Memo<String>, live: RwSignal<Option<LaunchUpdate>>, logs: R
             let live_source = send_wrapper::SendWrapper::new((source, handlers));
             on_cleanup(move || live_source.0.close());
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_duration_secs;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(format_duration_secs(42), "42 s");
+        assert_eq!(format_duration_secs(1800), "30 min");
+        assert_eq!(format_duration_secs(95), "1 min 35 s");
+        assert_eq!(format_duration_secs(14_400), "4 h");
+        assert_eq!(format_duration_secs(5_460), "1 h 31 min");
     }
 }

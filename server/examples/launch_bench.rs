@@ -1,0 +1,433 @@
+//! `make bench` (launch part): how long a launch takes from submit until the
+//! Job is created (Kubernetes executor, API server simulated over kube's
+//! mock-able transport) or the process has started (local executor), with
+//! the real MLflow calls; and how long a status change takes to reach a
+//! launch page's event stream over HTTP. Prints figures; asserts nothing.
+//!
+//! Needs BENCH_MLFLOW_URL. BENCH_LAUNCHES sets the sample size (default 200).
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use app::model::{LaunchRequest, LaunchStatus, User};
+use bytes::Bytes;
+use clap::Parser;
+use futures::StreamExt;
+use http::{Request, Response};
+use http_body_util::{StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
+use serde_json::{Value, json};
+use server::catalog::Catalog;
+use server::config::{Config, MlflowAuth};
+use server::control::Slipway;
+use server::executor::Executor;
+use server::executor::kubernetes::{JobSettings, KubernetesExecutor};
+use server::executor::local::LocalExecutor;
+use server::http::{AppState, router};
+use server::launch::{Launcher, Submitted};
+use server::metrics::Metrics;
+use server::mlflow::MlflowClient;
+use server::store::Store;
+use tokio::sync::mpsc;
+
+type WatchFeed = Arc<Mutex<Option<mpsc::UnboundedSender<Result<Frame<Bytes>, Infallible>>>>>;
+
+#[tokio::main]
+async fn main() {
+    let mlflow_url = std::env::var("BENCH_MLFLOW_URL").expect("BENCH_MLFLOW_URL");
+    let launches: usize = std::env::var("BENCH_LAUNCHES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    let work = tempfile::tempdir().unwrap();
+    let project = work.path().join("bench-project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("MLproject"),
+        "docker_env:\n  image: registry.example.com/bench:1\nentry_points:\n  \
+         main:\n    parameters: {alpha: float, l1_ratio: {type: float, default: 0.1}}\n    command: \"true {alpha} {l1_ratio}\"\n  \
+         timed:\n    parameters: {delay: float}\n    command: \"python3 timed_exit.py {delay}\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("timed_exit.py"),
+        "import sys, time\ntime.sleep(float(sys.argv[1]))\nprint(time.time_ns(), flush=True)\n",
+    )
+    .unwrap();
+    let catalog = Arc::new(
+        Catalog::parse(
+            "[[profile]]\nname = \"gpu-1\"\ncpu = { request = \"4\", limit = \"8\" }\ngpu = { request = 1 }\n\n\
+             [[project]]\nname = \"bench\"\ndirectory = \"bench-project\"\n",
+            work.path(),
+        )
+        .unwrap(),
+    );
+    let mlflow = MlflowClient::new(
+        &mlflow_url.parse().unwrap(),
+        MlflowAuth::None,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let experiment_id = mlflow
+        .ensure_experiment("slipway-launch-bench")
+        .await
+        .unwrap();
+    println!("launch benchmark: {launches} launches per executor, MLflow at {mlflow_url}");
+
+    // Kubernetes executor over a simulated API server.
+    let feed: WatchFeed = Arc::default();
+    let client = kube::Client::new(api_server(feed.clone()), "bench");
+    let kube = Arc::new(KubernetesExecutor::new(
+        client,
+        JobSettings {
+            namespace: "bench".into(),
+            tracking_uri: mlflow_url.clone(),
+            ttl_seconds_after_finished: 600,
+            service_account: None,
+        },
+    ));
+    let (sink, reports) = mpsc::unbounded_channel();
+    let watching = kube.clone();
+    tokio::spawn(async move { watching.watch_status(sink).await });
+    let (kube_launcher, kube_url) = serve(
+        work.path().join("kube"),
+        &mlflow,
+        catalog.clone(),
+        kube,
+        reports,
+    )
+    .await;
+    let request = |entry: &str, params: &[(&str, &str)]| LaunchRequest {
+        submission: uuid::Uuid::new_v4().to_string(),
+        project: "bench".into(),
+        entry_point: entry.into(),
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        experiment_id: experiment_id.clone(),
+        new_experiment: String::new(),
+        profile: "gpu-1".into(),
+        run_name: String::new(),
+    };
+    let user = User {
+        name: "bench".into(),
+        authenticated: true,
+    };
+
+    let mut submit = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..launches {
+        let started = Instant::now();
+        let launch = submitted(
+            kube_launcher
+                .submit(&user, &request("main", &[("alpha", "0.5")]))
+                .await
+                .unwrap(),
+        );
+        submit.push(started.elapsed());
+        assert_eq!(launch.status, LaunchStatus::Pending, "{}", launch.reason);
+        ids.push(launch.id);
+    }
+    report(
+        "kubernetes: submit → Job created (incl. MLflow run + params)",
+        &mut submit,
+    );
+
+    let mut visible = Vec::new();
+    for id in ids.iter().take(launches.min(50)) {
+        let mut events = EventStream::open(&format!("{kube_url}/api/launches/{id}/events")).await;
+        events.until_status(|status| status == "Pending").await;
+        let job = json!({"type": "MODIFIED", "object": job_object(id)});
+        let sent = Instant::now();
+        send_watch_event(&feed, &job);
+        events.until_status(|status| status == "Succeeded").await;
+        visible.push(sent.elapsed());
+    }
+    report(
+        "kubernetes: Job event from the API server → status on the launch page's stream",
+        &mut visible,
+    );
+
+    // Local executor: real processes.
+    let (sink, reports) = mpsc::unbounded_channel();
+    let local =
+        Arc::new(LocalExecutor::new(work.path().join("logs"), mlflow_url.clone(), sink).unwrap());
+    let (local_launcher, local_url) = serve(
+        work.path().join("local"),
+        &mlflow,
+        catalog.clone(),
+        local,
+        reports,
+    )
+    .await;
+    let mut submit = Vec::new();
+    for _ in 0..launches {
+        let started = Instant::now();
+        let launch = submitted(
+            local_launcher
+                .submit(&user, &request("main", &[("alpha", "0.5")]))
+                .await
+                .unwrap(),
+        );
+        submit.push(started.elapsed());
+        assert!(
+            matches!(
+                launch.status,
+                LaunchStatus::Pending | LaunchStatus::Running | LaunchStatus::Succeeded
+            ),
+            "{}",
+            launch.reason
+        );
+    }
+    report(
+        "local: submit → process started (incl. MLflow run + params)",
+        &mut submit,
+    );
+
+    let mut visible = Vec::new();
+    for _ in 0..launches.min(30) {
+        let launch = submitted(
+            local_launcher
+                .submit(&user, &request("timed", &[("delay", "0.3")]))
+                .await
+                .unwrap(),
+        );
+        let mut events =
+            EventStream::open(&format!("{local_url}/api/launches/{}/events", launch.id)).await;
+        let (exit_printed_ns, received_ns) = events.until_exit_and_success().await;
+        visible.push(Duration::from_nanos(
+            received_ns.saturating_sub(exit_printed_ns),
+        ));
+    }
+    report(
+        "local: process exit (last output) → status on the launch page's stream",
+        &mut visible,
+    );
+}
+
+fn submitted(outcome: Submitted) -> app::model::Launch {
+    match outcome {
+        Submitted::Launched(launch) => launch,
+        Submitted::Invalid(errors) => panic!("invalid: {errors:?}"),
+    }
+}
+
+async fn serve(
+    data: std::path::PathBuf,
+    mlflow: &MlflowClient,
+    catalog: Arc<Catalog>,
+    executor: Arc<dyn Executor>,
+    reports: mpsc::UnboundedReceiver<server::executor::StatusReport>,
+) -> (Arc<Launcher>, String) {
+    std::fs::create_dir_all(&data).unwrap();
+    let store = Store::connect(&format!("sqlite://{}/s.db?mode=rwc", data.display()))
+        .await
+        .unwrap();
+    let launcher = Arc::new(Launcher::new(
+        store.clone(),
+        mlflow.clone(),
+        catalog,
+        executor,
+    ));
+    launcher.follow(reports);
+    let config = Config::try_parse_from(["slipway", "--data-dir", data.to_str().unwrap()]).unwrap();
+    let state = AppState {
+        leptos_options: server::leptos_options(&config),
+        slipway: Arc::new(Slipway {
+            mlflow: mlflow.clone(),
+            store,
+            launcher: launcher.clone(),
+        }),
+        metrics: Metrics::new(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    (launcher, url)
+}
+
+/// Answers like an API server: creates Jobs, lists nothing, and streams
+/// watch events the benchmark feeds in.
+fn api_server(
+    feed: WatchFeed,
+) -> impl tower::Service<
+    Request<kube::client::Body>,
+    Response = Response<BoxBody<Bytes, Infallible>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Send
++ Clone {
+    tower::service_fn(move |request: Request<kube::client::Body>| {
+        let feed = feed.clone();
+        async move {
+            let watch = request
+                .uri()
+                .query()
+                .unwrap_or_default()
+                .contains("watch=true");
+            let path = request.uri().path().to_string();
+            let body: BoxBody<Bytes, Infallible> = if request.method() == http::Method::POST {
+                let sent = request.into_body().collect_bytes().await.unwrap();
+                let mut job: Value = serde_json::from_slice(&sent).unwrap();
+                job["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+                job["metadata"]["resourceVersion"] = json!("2");
+                return Ok(Response::builder()
+                    .status(201)
+                    .body(full(serde_json::to_vec(&job).unwrap()))
+                    .unwrap());
+            } else if !watch {
+                let kind = if path.ends_with("/jobs") {
+                    "JobList"
+                } else {
+                    "PodList"
+                };
+                full(serde_json::to_vec(&json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": []})).unwrap())
+            } else {
+                let (sender, receiver) = mpsc::unbounded_channel();
+                if path.ends_with("/jobs") {
+                    *feed.lock().unwrap() = Some(sender);
+                } else {
+                    // Pods: an open, quiet watch.
+                    std::mem::forget(sender);
+                }
+                BoxBody::new(StreamBody::new(
+                    tokio_stream::wrappers::UnboundedReceiverStream::new(receiver),
+                ))
+            };
+            Ok(Response::builder().status(200).body(body).unwrap())
+        }
+    })
+}
+
+fn full(bytes: Vec<u8>) -> BoxBody<Bytes, Infallible> {
+    BoxBody::new(http_body_util::Full::new(Bytes::from(bytes)))
+}
+
+fn send_watch_event(feed: &WatchFeed, event: &Value) {
+    let line = format!("{event}\n");
+    let sender = feed
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the watcher is watching");
+    sender.send(Ok(Frame::data(Bytes::from(line)))).unwrap();
+}
+
+fn job_object(launch_id: &str) -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": format!("bench-{}", &launch_id[..12]), "namespace": "bench", "resourceVersion": "3",
+                     "labels": {"slipway.dev/launch-id": launch_id, "app.kubernetes.io/managed-by": "slipway"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "training", "image": "img"}]}}},
+        "status": {"conditions": [{"type": "Complete", "status": "True"}]}
+    })
+}
+
+/// A launch page's server-sent events, read as the browser would.
+struct EventStream {
+    chunks: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    buffer: String,
+}
+
+impl EventStream {
+    async fn open(url: &str) -> Self {
+        let response = reqwest::get(url).await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "{url}: {}",
+            response.status()
+        );
+        Self {
+            chunks: response.bytes_stream().boxed(),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event as (name, data).
+    async fn next(&mut self) -> (String, String) {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::new();
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event: ") {
+                        name = value.to_string();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push(value.strip_prefix(' ').unwrap_or(value).to_string());
+                    }
+                }
+                if !name.is_empty() {
+                    return (name, data.join("\n"));
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.chunks.next())
+                .await
+                .expect("an event within 30 s")
+                .expect("the stream is open")
+                .unwrap();
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    async fn until_status(&mut self, wanted: impl Fn(&str) -> bool) {
+        loop {
+            let (name, data) = self.next().await;
+            if name == "status" {
+                let update: Value = serde_json::from_str(&data).unwrap();
+                if wanted(update["status"].as_str().unwrap()) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The exit time the process printed, and when `Succeeded` arrived.
+    async fn until_exit_and_success(&mut self) -> (u64, u64) {
+        let mut printed = None;
+        loop {
+            let (name, data) = self.next().await;
+            if name == "log"
+                && let Some(ns) = data
+                    .lines()
+                    .find_map(|line| line.trim().parse::<u64>().ok())
+            {
+                printed = Some(ns);
+            }
+            if name == "status" && data.contains("\"Succeeded\"") {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64;
+                // The log may trail the status; read it to the end.
+                while printed.is_none() {
+                    let (name, data) = self.next().await;
+                    if name == "log" {
+                        printed = data
+                            .lines()
+                            .find_map(|line| line.trim().parse::<u64>().ok());
+                    }
+                }
+                return (printed.unwrap(), now);
+            }
+        }
+    }
+}
+
+fn report(what: &str, samples: &mut [Duration]) {
+    samples.sort();
+    let at =
+        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{what}: n={} p50 {:.1} ms · p90 {:.1} ms · p99 {:.1} ms · max {:.1} ms",
+        samples.len(),
+        ms(at(0.5)),
+        ms(at(0.9)),
+        ms(at(0.99)),
+        ms(*samples.last().unwrap())
+    );
+}
