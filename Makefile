@@ -21,6 +21,6 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy -p app --features hydrate --target wasm32-unknown-unknown -- -D warnings
 
-# The runs page against 10,000 runs, next to MLflow's API and UI (figures only).
+# The runs page against 10,000 runs next to MLflow's API and UI, and launch latency (figures only).
 bench:
 	@scripts/bench.sh

@@ -209,7 +209,7 @@ async fn main() {
 
 fn submitted(outcome: Submitted) -> app::model::Launch {
     match outcome {
-        Submitted::Launched(launch) => launch,
+        Submitted::Launched(launch) => *launch,
         Submitted::Invalid(errors) => panic!("invalid: {errors:?}"),
     }
 }

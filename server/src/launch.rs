@@ -39,7 +39,7 @@ pub struct Launcher {
 #[derive(Debug)]
 pub enum Submitted {
     /// Recorded (perhaps earlier, for the same form); it may have failed.
-    Launched(Launch),
+    Launched(Box<Launch>),
     /// Nothing was recorded; an error per field.
     Invalid(FieldErrors),
 }
@@ -207,7 +207,7 @@ impl Launcher {
             })
             .await?;
         if !new {
-            return Ok(Submitted::Launched(launch));
+            return Ok(Submitted::Launched(Box::new(launch)));
         }
         self.store
             .record_event(
@@ -224,7 +224,7 @@ impl Launcher {
         let launch = self
             .prepare_and_start(user, request, &launch, checked, &run_name)
             .await?;
-        Ok(Submitted::Launched(launch))
+        Ok(Submitted::Launched(Box::new(launch)))
     }
 
     async fn prepare_and_start(

@@ -95,7 +95,7 @@ fn request(params: &[(&str, &str)], profile: &str, new_experiment: &str) -> Laun
 
 async fn launched(harness: &Harness, request: &LaunchRequest) -> Launch {
     match harness.launcher.submit(&tester(), request).await.unwrap() {
-        Submitted::Launched(launch) => launch,
+        Submitted::Launched(launch) => *launch,
         Submitted::Invalid(errors) => panic!("refused: {errors:?}"),
     }
 }

@@ -568,7 +568,8 @@ fn follow_launch(id: Memo<String>, live: RwSignal<Option<LaunchUpdate>>, logs: R
                     .unwrap_or_default()
             };
             let closer = source.clone();
-            let handlers: Vec<(&str, Closure<dyn Fn(web_sys::Event)>)> = vec![
+            type Handler = Closure<dyn Fn(web_sys::Event)>;
+            let handlers: Vec<(&str, Handler)> = vec![
                 ("reset", Closure::new(move |_| logs.set(String::new()))),
                 (
                     "status",
