@@ -2,6 +2,7 @@
 //! plus the unauthenticated operations endpoints (`/healthz`, `/readyz`,
 //! `/metrics`) that probes and scrapers call without credentials.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +19,6 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use serde_json::json;
 use tower_http::trace::TraceLayer;
 
-use std::convert::Infallible;
-
 use app::error::AppError;
 use app::model::{LaunchRequest, LaunchUpdate, User};
 use axum::Extension;
@@ -27,6 +26,7 @@ use axum::extract::{Path, RawForm};
 use axum::response::Redirect;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
+use tokio::time::Instant;
 
 use crate::auth;
 use crate::control::Slipway;
@@ -144,8 +144,17 @@ impl FromRef<AppState> for Arc<Metrics> {
 async fn submit_launch(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
+    headers: axum::http::HeaderMap,
     RawForm(body): RawForm,
 ) -> Response {
+    if !same_origin(&headers) {
+        tracing::warn!(origin = ?headers.get(header::ORIGIN), "launch form posted from another site");
+        return (
+            StatusCode::FORBIDDEN,
+            "This form must be sent from Slipway's own pages.",
+        )
+            .into_response();
+    }
     let request = LaunchRequest::from_pairs(url::form_urlencoded::parse(&body));
     match state.slipway.launcher.submit(&user, &request).await {
         Ok(Submitted::Launched(launch)) => {
@@ -183,6 +192,12 @@ async fn launch_events(
         let mut shown: Option<LaunchUpdate> = None;
         let mut logs: Option<LogStream> = None;
         let mut logs_done = false;
+        // Whether the open log stream has given anything yet. A pod that has
+        // not started, or a process not yet spawned, gives an empty stream:
+        // that one is tried again later instead of ending the logs.
+        let mut log_output = false;
+        let mut reopen_at: Option<Instant> = None;
+        let mut opened_after_end = false;
         let mut launch = launch;
         loop {
             let update = launch.update();
@@ -190,7 +205,10 @@ async fn launch_events(
                 yield Ok(json_event("status", &update));
                 shown = Some(update);
             }
-            if logs.is_none() && !logs_done && launch.executor_ref.is_some() {
+            let may_open = reopen_at.is_none_or(|at| Instant::now() >= at);
+            if logs.is_none() && !logs_done && may_open && launch.executor_ref.is_some() {
+                opened_after_end = launch.status.is_terminal();
+                log_output = false;
                 match launcher.logs(&launch).await {
                     Ok(stream) => logs = Some(stream),
                     Err(err) => {
@@ -213,7 +231,11 @@ async fn launch_events(
                 _ = tokio::time::sleep(LAUNCH_RECHECK) => Woke::Changed,
             };
             match woke {
-                Woke::Log(Some(Ok(text))) => yield Ok(Event::default().event("log").data(text)),
+                Woke::Log(Some(Ok(text))) => {
+                    log_output = true;
+                    yield Ok(Event::default().event("log").data(text));
+                    continue;
+                }
                 Woke::Log(Some(Err(err))) => {
                     yield Ok(Event::default().event("log").data(format!("[slipway] {err}\n")));
                     logs = None;
@@ -221,7 +243,11 @@ async fn launch_events(
                 }
                 Woke::Log(None) => {
                     logs = None;
-                    logs_done = true;
+                    if log_output || opened_after_end {
+                        logs_done = true;
+                    } else {
+                        reopen_at = Some(Instant::now() + LAUNCH_RECHECK);
+                    }
                 }
                 Woke::Changed => {}
             }
@@ -257,4 +283,25 @@ fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
         .event(name)
         .json_data(value)
         .expect("plain data serialises")
+}
+
+/// A browser names the page a form came from in `Origin`; a form posted from
+/// another site is refused. Requests without `Origin` (scripts, old
+/// browsers) are let through: the auth gate decides about those.
+fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|origin| url::Url::parse(origin).ok())
+        .map(|url| match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        });
+    matches!((origin_host, host), (Some(origin), Some(host)) if origin == host)
 }

@@ -303,6 +303,13 @@ impl Launcher {
                 self.store
                     .set_launch_executor_ref(&launch.id, &executor_ref)
                     .await?;
+                // Cancelled while it was being set up: stop what just started.
+                let current = self.store.launch(&launch.id).await?;
+                if current.is_some_and(|current| current.status == LaunchStatus::Cancelled)
+                    && let Err(err) = self.executor.cancel(&launch.id, &executor_ref).await
+                {
+                    tracing::warn!(launch = %launch.id, error = %err, "stopping a launch cancelled during set-up");
+                }
                 self.transition(
                     &launch.id,
                     LaunchStatus::Pending,

@@ -579,6 +579,25 @@ async fn the_launch_form_sends_back_errors_then_launches_and_the_events_follow_i
                 .unwrap(),
         )
     };
+    let forged = app
+        .router
+        .clone()
+        .oneshot(
+            Request::post("/launches")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("host", "slipway.internal:3000")
+                .header("origin", "https://evil.example")
+                .body(Body::from(format!("submission={token}&project=trainer&entry_point=main&param.alpha=1&new_experiment=x&profile=cpu")))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        forged.status(),
+        StatusCode::FORBIDDEN,
+        "a form posted from another site is refused"
+    );
+
     let response = post("abc").await.unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let back = response.headers()["location"].to_str().unwrap().to_string();
