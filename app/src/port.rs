@@ -71,8 +71,6 @@ pub trait ControlPlane: Send + Sync + 'static {
     async fn list_launches(&self, user: &User) -> Result<Vec<Launch>, AppError>;
 
     async fn get_launch(&self, user: &User, id: String) -> Result<Launch, AppError>;
-
-    async fn cancel_launch(&self, user: &User, id: String) -> Result<Launch, AppError>;
 }
 
 pub type SharedControlPlane = Arc<dyn ControlPlane>;

@@ -109,10 +109,3 @@ pub async fn get_launch(id: String) -> Result<Launch, AppError> {
     let user = current_user()?;
     control_plane()?.get_launch(&user, id).await
 }
-
-#[server]
-pub async fn cancel_launch(id: String) -> Result<Launch, AppError> {
-    use crate::port::{control_plane, current_user};
-    let user = current_user()?;
-    control_plane()?.cancel_launch(&user, id).await
-}

@@ -339,10 +339,6 @@ impl ControlPlane for Slipway {
     async fn get_launch(&self, _user: &User, id: String) -> Result<Launch, AppError> {
         self.launcher.launch(&id).await
     }
-
-    async fn cancel_launch(&self, user: &User, id: String) -> Result<Launch, AppError> {
-        self.launcher.cancel(user, &id).await
-    }
 }
 
 impl Slipway {

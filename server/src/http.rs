@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router {
 
     let launches = Router::new()
         .route("/launches", post(submit_launch))
+        .route("/launches/{id}/cancel", post(cancel_launch))
         .route("/api/launches/{id}/events", get(launch_events))
         .layer(from_fn(auth::gate));
 
@@ -170,6 +171,35 @@ async fn submit_launch(
         Err(err) => {
             let shown = AppError::from(err);
             (StatusCode::INTERNAL_SERVER_ERROR, shown.to_string()).into_response()
+        }
+    }
+}
+
+/// The cancel button's POST; back to the launch's page either way, with
+/// the reason as a notice when it could not be cancelled.
+async fn cancel_launch(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !same_origin(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "This form must be sent from Slipway's own pages.",
+        )
+            .into_response();
+    }
+    let page = format!(
+        "/launches/{}",
+        url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+    );
+    match state.slipway.launcher.cancel(&user, &id).await {
+        Ok(_) => Redirect::to(&page).into_response(),
+        Err(err) => {
+            let notice: String =
+                url::form_urlencoded::byte_serialize(err.to_string().as_bytes()).collect();
+            Redirect::to(&format!("{page}?notice={notice}")).into_response()
         }
     }
 }

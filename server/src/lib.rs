@@ -11,6 +11,7 @@ pub mod http;
 pub mod launch;
 pub mod metrics;
 pub mod mlflow;
+pub mod serving;
 pub mod store;
 pub mod telemetry;
 

@@ -27,6 +27,42 @@ impl TestApp {
         }
     }
 
+    /// With a catalog holding the test trainer project and a `cpu` profile.
+    async fn with_trainer() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let trainer =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trainer");
+        let catalog = data.path().join("catalog.toml");
+        std::fs::write(
+            &catalog,
+            format!(
+                "[[profile]]\nname = \"cpu\"\ndescription = \"small\"\ncpu = {{ request = \"100m\", limit = \"1\" }}\n\n\
+                 [[project]]\nname = \"trainer\"\ndirectory = {:?}\n",
+                trainer.display().to_string()
+            ),
+        )
+        .unwrap();
+        let mut config = config(&mlflow_url(), data.path());
+        config.catalog = Some(catalog);
+        Self {
+            router: router(build_state(&config).await.unwrap()),
+            _data: data,
+        }
+    }
+
+    async fn post_form(&self, uri: &str, body: String) -> axum::response::Response {
+        self.router
+            .clone()
+            .oneshot(
+                Request::post(uri)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+    }
+
     async fn get(&self, uri: &str) -> (StatusCode, String) {
         let response = self
             .router
@@ -527,24 +563,7 @@ async fn lists_sort_by_the_column_asked_for() {
 /// launches; the events stream follows it to the end.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_launch_form_sends_back_errors_then_launches_and_the_events_follow_it() {
-    let data = tempfile::tempdir().unwrap();
-    let trainer = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trainer");
-    let catalog = data.path().join("catalog.toml");
-    std::fs::write(
-        &catalog,
-        format!(
-            "[[profile]]\nname = \"cpu\"\ndescription = \"small\"\ncpu = {{ request = \"100m\", limit = \"1\" }}\n\n\
-             [[project]]\nname = \"trainer\"\ndirectory = {:?}\n",
-            trainer.display().to_string()
-        ),
-    )
-    .unwrap();
-    let mut config = config(&mlflow_url(), data.path());
-    config.catalog = Some(catalog);
-    let app = TestApp {
-        router: router(build_state(&config).await.unwrap()),
-        _data: data,
-    };
+    let app = TestApp::with_trainer().await;
 
     let (status, form) = app.get("/launch").await;
     assert_eq!(status, StatusCode::OK);
@@ -681,4 +700,47 @@ async fn fast_pages_render_reliably_many_times_over() {
         assert_eq!(status, StatusCode::OK);
         assert!(html.contains("Nothing launched yet"));
     }
+}
+
+/// The cancel button is a plain POST too: it stops the training and comes
+/// back to the launch's page, with a notice when there is nothing to cancel.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cancel_button_stops_a_running_launch_and_explains_a_second_click() {
+    let app = TestApp::with_trainer().await;
+    let body = format!(
+        "submission={}&project=trainer&entry_point=main&param.alpha=1&param.sleep=120&new_experiment={}&profile=cpu",
+        uuid::Uuid::new_v4(),
+        unique("http-cancel")
+    );
+    let launched = app.post_form("/launches", body).await;
+    let page = launched.headers()["location"].to_str().unwrap().to_string();
+    let (_, html) = app.get(&page).await;
+    assert!(
+        html.contains(&format!("action=\"{page}/cancel\"")),
+        "a cancel button while it runs"
+    );
+
+    let cancelled = app
+        .post_form(&format!("{page}/cancel"), String::new())
+        .await;
+    assert_eq!(cancelled.status(), StatusCode::SEE_OTHER);
+    assert_eq!(cancelled.headers()["location"], page.as_str());
+    let (_, html) = app.get(&page).await;
+    assert!(html.contains("data-status=\"cancelled\""), "{html}");
+    assert!(html.contains("cancelled by anonymous"));
+    assert!(
+        !html.contains("/cancel\""),
+        "no cancel button once it has ended"
+    );
+
+    let again = app
+        .post_form(&format!("{page}/cancel"), String::new())
+        .await;
+    let back = again.headers()["location"].to_str().unwrap().to_string();
+    assert!(back.starts_with(&format!("{page}?notice=")), "{back}");
+    let (_, html) = app.get(&back).await;
+    assert!(
+        html.contains("this launch has already ended (cancelled)"),
+        "{html}"
+    );
 }

@@ -18,7 +18,7 @@ use crate::model::{
     EntryPointSpec, FieldErrors, Launch, LaunchForm, LaunchRequest, LaunchStatus, LaunchUpdate,
     ParamKind, ProfileSpec, ProjectSpec,
 };
-use crate::server_fns::{CancelLaunch, check_launch, get_launch, list_launches, load_launch_form};
+use crate::server_fns::{check_launch, get_launch, list_launches, load_launch_form};
 
 pub fn launch_href(id: &str) -> String {
     format!("/launches/{}", segment(id))
@@ -434,11 +434,9 @@ fn format_duration_secs(seconds: i64) -> String {
 pub fn LaunchPage() -> impl IntoView {
     let params = use_params_map();
     let id = Memo::new(move |_| params.with(|params| params.get("id").unwrap_or_default()));
-    let cancel = ServerAction::<CancelLaunch>::new();
-    let launch = Resource::new(
-        move || (id.get(), cancel.version().get()),
-        |(id, _)| get_launch(id),
-    );
+    let query = use_query_map();
+    let notice = Memo::new(move |_| query.with(|query| query.get("notice")));
+    let launch = Resource::new(move || id.get(), get_launch);
     let live = RwSignal::new(None::<LaunchUpdate>);
     let logs = RwSignal::new(String::new());
     follow_launch(id, live, logs);
@@ -449,7 +447,7 @@ pub fn LaunchPage() -> impl IntoView {
             <Results loading_text="Loading the launch…">
                 {move || Suspend::new(async move {
                     let launch = launch.await?;
-                    Ok::<_, AppError>(view! { <LaunchDetail launch live logs cancel/> })
+                    Ok::<_, AppError>(view! { <LaunchDetail launch live logs notice/> })
                 })}
             </Results>
         </section>
@@ -461,7 +459,7 @@ fn LaunchDetail(
     launch: Launch,
     live: RwSignal<Option<LaunchUpdate>>,
     logs: RwSignal<String>,
-    cancel: ServerAction<CancelLaunch>,
+    notice: Memo<Option<String>>,
 ) -> impl IntoView {
     let initial = launch.update();
     let current = Memo::new(move |_| {
@@ -478,22 +476,15 @@ fn LaunchDetail(
         .iter()
         .map(|(name, value)| view! { <tr><th scope="row">{name.clone()}</th><td><code>{value.clone()}</code></td></tr> })
         .collect_view();
-    let id = launch.id.clone();
+    // A plain POST, like the launch form: it works before hydration, and
+    // the answer is this page again (with a notice if it failed).
+    let cancel_action = format!("{}/cancel", launch_href(&launch.id));
     let cancel_form = move || {
-        let id = id.clone();
         view! {
-            <ActionForm action=cancel attr:class="cancel">
-                <input type="hidden" name="id" value=id/>
+            <form method="post" action=cancel_action.clone() class="cancel">
                 <button type="submit" class="danger">"Cancel"</button>
-            </ActionForm>
+            </form>
         }
-    };
-    let cancel_error = move || {
-        cancel
-            .value()
-            .get()
-            .and_then(Result::err)
-            .map(|err| err.to_string())
     };
     let title = format!("{} · {}", launch.project, launch.entry_point);
     let relaunch = relaunch_href(&launch);
@@ -509,7 +500,7 @@ fn LaunchDetail(
             <Show when=move || !status().is_terminal()>{cancel_form.clone()}</Show>
             <a href=relaunch>"Launch again with these values"</a>
         </div>
-        {move || cancel_error().map(|error| view! { <p class="field-error" role="alert">{error}</p> })}
+        {move || notice.get().map(|notice| view! { <p class="field-error" role="alert">{notice}</p> })}
         <div class="launch-facts">
             <table class="data facts">
                 <tbody>

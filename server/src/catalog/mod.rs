@@ -23,6 +23,194 @@ struct CatalogFile {
     profiles: Vec<HardwareProfile>,
     #[serde(default, rename = "project")]
     projects: Vec<ProjectEntry>,
+    #[serde(default, rename = "deployment")]
+    deployments: Vec<DeploymentBinding>,
+}
+
+/// Which registered model is served, where, and how it gets there.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentBinding {
+    /// The registered model's name in MLflow.
+    pub model: String,
+    pub target: ServingTarget,
+    /// The serving object's name; default: the model's name as a DNS label.
+    pub name: Option<String>,
+    /// Required for cluster targets.
+    pub namespace: Option<String>,
+    #[serde(default = "one")]
+    pub replicas: i32,
+    pub cpu: Option<RequestLimit>,
+    pub memory: Option<RequestLimit>,
+    /// Secret with the bucket credentials the serving runtime reads the model with.
+    pub storage_secret: Option<String>,
+    /// How MLflow marks the version to serve.
+    #[serde(default)]
+    pub production: ProductionMarker,
+    /// The alias, when `production = "alias"`.
+    #[serde(default = "default_alias")]
+    pub alias: String,
+    /// From MLflow's artifact URIs to what the serving runtime can read.
+    #[serde(default)]
+    pub artifact_map: Vec<UriMapping>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServingTarget {
+    /// SeldonDeployment (Seldon Core v1), MLflow server implementation.
+    Seldon,
+    /// `mlflow models serve` on this machine (the embedded default).
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProductionMarker {
+    /// The version in stage `Production` (transitions archive the previous one).
+    #[default]
+    Stage,
+    /// The version the alias points at (MLflow ≥ 2.9).
+    Alias,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UriMapping {
+    /// A prefix of MLflow's URI, e.g. `mlflow-artifacts:/`.
+    pub from: String,
+    /// What replaces it, e.g. `s3://mlflow-artifacts/`.
+    pub to: String,
+}
+
+fn one() -> i32 {
+    1
+}
+
+fn default_alias() -> String {
+    "production".into()
+}
+
+/// Schemes a serving runtime in a cluster can read a model from.
+const BUCKET_SCHEMES: &[&str] = &[
+    "s3://",
+    "gs://",
+    "pvc://",
+    "https://",
+    "http://",
+    "azureblob://",
+    "hdfs://",
+];
+
+impl DeploymentBinding {
+    /// The serving object's name.
+    pub fn object_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| dns_name(&self.model))
+    }
+
+    /// Where the serving runtime reads the model: MLflow's storage URI
+    /// through the first matching mapping. A URI the runtime cannot read
+    /// (`mlflow-artifacts:`, `models:`, `runs:`) without a mapping is an error.
+    pub fn storage_uri(&self, mlflow_uri: &str) -> Result<String, String> {
+        let mapped = self
+            .artifact_map
+            .iter()
+            .find(|mapping| mlflow_uri.starts_with(&mapping.from))
+            .map(|mapping| format!("{}{}", mapping.to, &mlflow_uri[mapping.from.len()..]));
+        match mapped {
+            Some(uri) => Ok(uri),
+            None if self.target == ServingTarget::Local => Ok(mlflow_uri.to_string()),
+            None if BUCKET_SCHEMES
+                .iter()
+                .any(|scheme| mlflow_uri.starts_with(scheme)) =>
+            {
+                Ok(mlflow_uri.to_string())
+            }
+            None => Err(format!(
+                "{mlflow_uri} is not readable by the serving runtime; add an artifact_map entry for model {:?} \
+                 that maps it to the bucket MLflow stores artifacts in",
+                self.model
+            )),
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.model.trim().is_empty() {
+            problems.push("`model` is empty".into());
+        }
+        if !is_dns_label(&self.object_name()) {
+            problems.push(format!(
+                "name {:?} is not a DNS label (set `name`)",
+                self.object_name()
+            ));
+        }
+        match (self.target, &self.namespace) {
+            (ServingTarget::Seldon, None) => {
+                problems.push("a seldon target needs a `namespace`".into())
+            }
+            (ServingTarget::Seldon, Some(namespace)) if !is_dns_label(namespace) => {
+                problems.push(format!("namespace {namespace:?} is not a DNS label"))
+            }
+            _ => {}
+        }
+        if self.replicas < 0 {
+            problems.push("replicas must not be negative".into());
+        }
+        problems.extend(quantity_problems(&[
+            ("cpu", &self.cpu),
+            ("memory", &self.memory),
+        ]));
+        if self.production == ProductionMarker::Alias
+            && (self.alias.is_empty() || self.alias == "latest" || is_version_alias(&self.alias))
+        {
+            problems.push(format!(
+                "alias {:?} is reserved by MLflow or empty",
+                self.alias
+            ));
+        }
+        for mapping in &self.artifact_map {
+            if !BUCKET_SCHEMES
+                .iter()
+                .any(|scheme| mapping.to.starts_with(scheme))
+            {
+                problems.push(format!(
+                    "artifact_map target {:?} is not a bucket URI ({})",
+                    mapping.to,
+                    BUCKET_SCHEMES.join(", ")
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// `v1`, `v2`, …: MLflow reserves these alias names.
+fn is_version_alias(alias: &str) -> bool {
+    alias
+        .strip_prefix('v')
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A model name as a DNS label: lower case, `-` for anything else.
+pub fn dns_name(text: &str) -> String {
+    let name: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut name = name
+        .split('-')
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    name.truncate(63);
+    name.trim_end_matches('-').to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -95,6 +283,7 @@ pub struct Project {
 pub struct Catalog {
     pub profiles: Vec<HardwareProfile>,
     pub projects: Vec<Project>,
+    pub deployments: Vec<DeploymentBinding>,
 }
 
 impl Catalog {
@@ -147,10 +336,23 @@ impl Catalog {
                 Err(err) => problems.push(format!("project {:?}: {err}", entry.name)),
             }
         }
+        let mut models = HashSet::new();
+        for binding in &file.deployments {
+            if !models.insert(binding.model.as_str()) {
+                problems.push(format!("model {:?} has two deployments", binding.model));
+            }
+            problems.extend(
+                binding
+                    .problems()
+                    .into_iter()
+                    .map(|problem| format!("deployment of {:?}: {problem}", binding.model)),
+            );
+        }
         if problems.is_empty() {
             Ok(Self {
                 profiles: file.profiles,
                 projects,
+                deployments: file.deployments,
             })
         } else {
             Err(problems)
@@ -224,26 +426,10 @@ impl HardwareProfile {
                     .into(),
             );
         }
-        for (resource, pair) in [("cpu", &self.cpu), ("memory", &self.memory)] {
-            let Some(pair) = pair else { continue };
-            let parsed = |text: &Option<String>, which: &str, problems: &mut Vec<String>| {
-                let text = text.as_ref()?;
-                quantity::parse(text)
-                    .map_err(|err| problems.push(format!("{resource} {which}: {err}")))
-                    .ok()
-            };
-            let request = parsed(&pair.request, "request", &mut problems);
-            let limit = parsed(&pair.limit, "limit", &mut problems);
-            if let (Some(request), Some(limit)) = (request, limit)
-                && request > limit
-            {
-                problems.push(format!(
-                    "{resource} request {} is above its limit {}",
-                    pair.request.as_deref().unwrap_or_default(),
-                    pair.limit.as_deref().unwrap_or_default()
-                ));
-            }
-        }
+        problems.extend(quantity_problems(&[
+            ("cpu", &self.cpu),
+            ("memory", &self.memory),
+        ]));
         if let Some(gpu) = &self.gpu
             && let Some(limit) = gpu.limit
             && limit != gpu.request
@@ -314,6 +500,32 @@ impl Toleration {
             None => condition,
         }
     }
+}
+
+/// Bad quantities, and requests above their limits.
+fn quantity_problems(pairs: &[(&str, &Option<RequestLimit>)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (resource, pair) in pairs {
+        let Some(pair) = pair else { continue };
+        let parsed = |text: &Option<String>, which: &str, problems: &mut Vec<String>| {
+            let text = text.as_ref()?;
+            quantity::parse(text)
+                .map_err(|err| problems.push(format!("{resource} {which}: {err}")))
+                .ok()
+        };
+        let request = parsed(&pair.request, "request", &mut problems);
+        let limit = parsed(&pair.limit, "limit", &mut problems);
+        if let (Some(request), Some(limit)) = (request, limit)
+            && request > limit
+        {
+            problems.push(format!(
+                "{resource} request {} is above its limit {}",
+                pair.request.as_deref().unwrap_or_default(),
+                pair.limit.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    problems
 }
 
 /// RFC 1123 label: what Kubernetes accepts in names and label values.

@@ -1,0 +1,416 @@
+//! Serving objects without a cluster: SeldonDeployments rendered for several
+//! bindings validate against the real CRD's schema (unknown fields failing),
+//! and applying them goes through kube's client over a mock transport that
+//! answers as an API server does.
+
+mod support;
+
+use std::path::Path;
+
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use serde_json::{Value, json};
+use server::catalog::{Catalog, DeploymentBinding};
+use server::serving::seldon::{self, SeldonTarget};
+use server::serving::{ServingState, ServingStatus};
+use support::crd::CrdSchema;
+use tower_test::mock;
+
+const BINDINGS: &str = r#"
+[[deployment]]
+model = "Diabetes Regressor"
+target = "seldon"
+namespace = "models"
+replicas = 2
+cpu = { request = "500m", limit = "2" }
+memory = { request = "1Gi", limit = "4Gi" }
+storage_secret = "mlflow-s3"
+artifact_map = [{ from = "mlflow-artifacts:/", to = "s3://mlflow-artifacts/" }]
+
+[[deployment]]
+model = "iris"
+name = "iris-classifier"
+target = "seldon"
+namespace = "serving"
+production = "alias"
+alias = "champion"
+
+[[deployment]]
+model = "scaled-down"
+target = "seldon"
+namespace = "models"
+replicas = 0
+cpu = { limit = "1" }
+artifact_map = [{ from = "mlflow-artifacts:/", to = "gs://team-models/mlflow/" }]
+
+[[deployment]]
+model = "laptop"
+target = "local"
+"#;
+
+fn bindings() -> Vec<DeploymentBinding> {
+    Catalog::parse(BINDINGS, Path::new("."))
+        .unwrap()
+        .deployments
+}
+
+fn seldon_crd() -> CrdSchema {
+    CrdSchema::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/crds/seldondeployments.machinelearning.seldon.io.yaml"),
+        "v1",
+    )
+}
+
+const MLFLOW_URI: &str = "mlflow-artifacts:/3/models/m-4f1e2d/artifacts";
+
+#[test]
+fn seldon_deployments_for_each_binding_validate_against_the_crd() {
+    let crd = seldon_crd();
+    let bindings: Vec<_> = bindings()
+        .into_iter()
+        .filter(|b| b.target == server::catalog::ServingTarget::Seldon)
+        .collect();
+    assert_eq!(bindings.len(), 3);
+    for binding in &bindings {
+        let uri = binding
+            .storage_uri(MLFLOW_URI)
+            .unwrap_or_else(|_| "s3://bucket/model".into());
+        let object = serde_json::to_value(seldon::render(binding, "7", &uri)).unwrap();
+        assert_eq!(
+            crd.violations(&object),
+            Vec::<String>::new(),
+            "{}",
+            binding.model
+        );
+        assert_eq!(object["apiVersion"], "machinelearning.seldon.io/v1");
+        assert_eq!(object["kind"], "SeldonDeployment");
+        let graph = &object["spec"]["predictors"][0]["graph"];
+        // The CRD has no enum for this; a typo would pass the schema.
+        assert_eq!(graph["implementation"], "MLFLOW_SERVER");
+        assert_eq!(graph["modelUri"], uri.as_str());
+        let container =
+            &object["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0];
+        assert_eq!(
+            container["name"], graph["name"],
+            "probes and resources attach to the graph's container by name"
+        );
+        assert!(
+            container["readinessProbe"]["initialDelaySeconds"]
+                .as_i64()
+                .unwrap()
+                >= 60
+        );
+        assert!(
+            container["livenessProbe"]["initialDelaySeconds"]
+                .as_i64()
+                .unwrap()
+                >= container["readinessProbe"]["initialDelaySeconds"]
+                    .as_i64()
+                    .unwrap()
+        );
+        assert_eq!(
+            object["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "slipway"
+        );
+        assert_eq!(
+            object["metadata"]["labels"]["slipway.dev/model-version"],
+            "7"
+        );
+        assert_eq!(
+            object["metadata"]["annotations"]["slipway.dev/registered-model"],
+            binding.model.as_str()
+        );
+    }
+    let first = serde_json::to_value(seldon::render(&bindings[0], "7", "s3://x")).unwrap();
+    assert_eq!(first["metadata"]["name"], "diabetes-regressor");
+    assert_eq!(first["metadata"]["namespace"], "models");
+    assert_eq!(first["spec"]["predictors"][0]["replicas"], 2);
+    assert_eq!(
+        first["spec"]["predictors"][0]["graph"]["envSecretRefName"],
+        "mlflow-s3"
+    );
+    let resources =
+        &first["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0]["resources"];
+    assert_eq!(
+        resources,
+        &json!({"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}})
+    );
+    let second = serde_json::to_value(seldon::render(&bindings[1], "1", "s3://x")).unwrap();
+    assert_eq!(second["metadata"]["name"], "iris-classifier");
+    assert!(
+        second["spec"]["predictors"][0]["graph"]
+            .get("envSecretRefName")
+            .is_none()
+    );
+}
+
+#[test]
+fn the_schema_check_catches_unknown_fields_and_wrong_types() {
+    let crd = seldon_crd();
+    let binding = &bindings()[0];
+    let mut object = serde_json::to_value(seldon::render(binding, "7", "s3://x")).unwrap();
+    object["spec"]["predictors"][0]["graph"]["modelURI"] = json!("s3://typo");
+    object["spec"]["predictors"][0]["replicas"] = json!("2");
+    object["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0]["readinessProbe"]
+        ["tcpSocket"]["port"] = json!(8000);
+    let violations = crd.violations(&object);
+    assert!(
+        violations.contains(&".spec.predictors[0].graph.modelURI: unknown field".to_string()),
+        "{violations:?}"
+    );
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.starts_with(".spec.predictors[0].replicas: expected an integer")),
+        "{violations:?}"
+    );
+    assert_eq!(
+        violations.len(),
+        2,
+        "an int port is fine (int-or-string): {violations:?}"
+    );
+    object["spec"]["predictors"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("name");
+    assert!(
+        crd.violations(&object)
+            .iter()
+            .any(|v| v.contains("missing required field \"name\""))
+    );
+}
+
+#[test]
+fn mlflow_uris_map_to_what_the_runtime_reads() {
+    let bindings = bindings();
+    assert_eq!(
+        bindings[0].storage_uri(MLFLOW_URI).unwrap(),
+        "s3://mlflow-artifacts/3/models/m-4f1e2d/artifacts"
+    );
+    assert_eq!(
+        bindings[2].storage_uri(MLFLOW_URI).unwrap(),
+        "gs://team-models/mlflow/3/models/m-4f1e2d/artifacts"
+    );
+    let unmapped = bindings[1].storage_uri(MLFLOW_URI).unwrap_err();
+    assert!(
+        unmapped.contains("add an artifact_map entry for model \"iris\""),
+        "{unmapped}"
+    );
+    assert_eq!(
+        bindings[1].storage_uri("s3://already/a/bucket").unwrap(),
+        "s3://already/a/bucket"
+    );
+    assert_eq!(
+        bindings[3].storage_uri(MLFLOW_URI).unwrap(),
+        MLFLOW_URI,
+        "the local target reads through MLflow"
+    );
+}
+
+#[test]
+fn bad_bindings_are_refused_at_start_up() {
+    let problems = Catalog::parse(
+        r#"
+[[deployment]]
+model = "a"
+target = "seldon"
+
+[[deployment]]
+model = "a"
+target = "local"
+production = "alias"
+alias = "v3"
+replicas = -1
+artifact_map = [{ from = "mlflow-artifacts:/", to = "/mnt/models" }]
+"#,
+        Path::new("."),
+    )
+    .unwrap_err()
+    .join("\n");
+    for expected in [
+        "a seldon target needs a `namespace`",
+        "model \"a\" has two deployments",
+        "alias \"v3\" is reserved",
+        "replicas must not be negative",
+        "artifact_map target \"/mnt/models\" is not a bucket URI",
+    ] {
+        assert!(
+            problems.contains(expected),
+            "missing {expected:?} in:\n{problems}"
+        );
+    }
+    let unknown = Catalog::parse(
+        "[[deployment]]\nmodel = \"a\"\ntarget = \"kubeflow\"\n",
+        Path::new("."),
+    )
+    .unwrap_err();
+    assert!(
+        unknown[0].contains("unknown variant `kubeflow`"),
+        "{unknown:?}"
+    );
+}
+
+#[test]
+fn status_reads_seldons_state_description_and_address() {
+    let creating = seldon::status(&json!({"spec": {}}));
+    assert_eq!(
+        creating,
+        ServingStatus {
+            state: ServingState::Creating,
+            message: String::new(),
+            address: None
+        }
+    );
+    let available = seldon::status(
+        &json!({"status": {"state": "Available", "address": {"url": "http://diabetes-regressor-default.models.svc.cluster.local:8000/api/v1.0/predictions"}}}),
+    );
+    assert_eq!(available.state, ServingState::Available);
+    assert_eq!(
+        available.address.as_deref(),
+        Some(
+            "http://diabetes-regressor-default.models.svc.cluster.local:8000/api/v1.0/predictions"
+        )
+    );
+    let failed = seldon::status(
+        &json!({"status": {"state": "Failed", "description": "Cannot find secret mlflow-s3"}}),
+    );
+    assert_eq!(
+        failed,
+        ServingStatus {
+            state: ServingState::Failed,
+            message: "Cannot find secret mlflow-s3".into(),
+            address: None
+        }
+    );
+}
+
+type Handle = mock::Handle<Request<Body>, Response<Body>>;
+
+fn target() -> (SeldonTarget, Handle) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (
+        SeldonTarget::new(kube::Client::new(service, "default")),
+        handle,
+    )
+}
+
+fn respond(code: StatusCode, body: Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap()
+}
+
+fn status_body(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code})
+}
+
+#[tokio::test]
+async fn apply_is_server_side_as_slipway_with_strict_validation_and_explains_refusals() {
+    let binding = bindings()[0].clone();
+    let object = seldon::render(
+        &binding,
+        "7",
+        "s3://mlflow-artifacts/3/models/m-4f1e2d/artifacts",
+    );
+    let answers = [
+        (StatusCode::OK, None),
+        (
+            StatusCode::CONFLICT,
+            Some((
+                "Conflict",
+                "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using machinelearning.seldon.io/v1: .spec.predictors",
+                "another field manager holds fields",
+            )),
+        ),
+        (
+            StatusCode::NOT_FOUND,
+            Some((
+                "NotFound",
+                "the server could not find the requested resource",
+                "SeldonDeployment CRD not installed in the cluster",
+            )),
+        ),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some((
+                "Invalid",
+                "SeldonDeployment.machinelearning.seldon.io \"diabetes-regressor\" is invalid: spec.predictors[0].replicas: Invalid value: \"string\"",
+                "refused the SeldonDeployment as invalid",
+            )),
+        ),
+        (
+            StatusCode::FORBIDDEN,
+            Some((
+                "Forbidden",
+                "seldondeployments.machinelearning.seldon.io \"diabetes-regressor\" is forbidden",
+                "may not manage SeldonDeployments in namespace models",
+            )),
+        ),
+    ];
+    for (code, refusal) in answers {
+        let (target, mut handle) = target();
+        let sent_object = object.clone();
+        let applied = tokio::spawn(async move { target.apply(&sent_object).await });
+        let (request, send) = handle.next_request().await.unwrap();
+        assert_eq!(request.method(), Method::PATCH);
+        assert_eq!(
+            request.uri().path(),
+            "/apis/machinelearning.seldon.io/v1/namespaces/models/seldondeployments/diabetes-regressor"
+        );
+        let query = request.uri().query().unwrap().to_string();
+        for part in [
+            "fieldManager=slipway",
+            "force=true",
+            "fieldValidation=Strict",
+        ] {
+            assert!(query.contains(part), "{part} missing from {query}");
+        }
+        assert_eq!(
+            request.headers()["content-type"],
+            "application/apply-patch+yaml"
+        );
+        let body: Value =
+            serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::to_value(&object).unwrap(),
+            "the rendered object, as is"
+        );
+        match refusal {
+            None => {
+                let mut answer = body.clone();
+                answer["metadata"]["uid"] = json!("1c9a");
+                answer["metadata"]["resourceVersion"] = json!("42");
+                answer["status"] = json!({"state": "Creating", "description": ""});
+                send.send_response(respond(code, answer));
+                let status = applied.await.unwrap().unwrap();
+                assert_eq!(status.state, ServingState::Creating);
+            }
+            Some((reason, message, explained)) => {
+                send.send_response(respond(code, status_body(code.as_u16(), reason, message)));
+                let err = applied.await.unwrap().unwrap_err().to_string();
+                assert!(err.contains(explained), "{code}: {err}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_missing_object_reads_as_none_so_the_reconciler_recreates_it() {
+    let (target, mut handle) = target();
+    let read = tokio::spawn(async move { target.get("models", "diabetes-regressor").await });
+    let (request, send) = handle.next_request().await.unwrap();
+    assert_eq!(request.method(), Method::GET);
+    send.send_response(respond(
+        StatusCode::NOT_FOUND,
+        status_body(
+            404,
+            "NotFound",
+            "seldondeployments.machinelearning.seldon.io \"diabetes-regressor\" not found",
+        ),
+    ));
+    assert_eq!(read.await.unwrap().unwrap(), None);
+}
