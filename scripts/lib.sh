@@ -29,12 +29,17 @@ wait_http() {
 # Starts a lean MLflow server (one worker, no job runner) in the background,
 # in a process group of its own so that stop_mlflow ends its workers too.
 # Sets MLFLOW_PID. Logs go to DIR/mlflow.log.
+# Fernet key MLflow encrypts webhook secrets with. Fixed, so secrets survive
+# restarts of these local, throwaway servers; a real deployment sets its own.
+LOCAL_WEBHOOK_ENCRYPTION_KEY=H_TCKsz0U4OIeynnvJJYsMDaO7XoWv-yRygcwkkNHHM=
+
 start_mlflow() {
   local dir=$1 port=$2
   mkdir -p "$dir/artifacts"
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
   MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https \
   MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true \
+  MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY="$LOCAL_WEBHOOK_ENCRYPTION_KEY" \
     setsid "$SLIPWAY_VENV/bin/mlflow" server \
       --backend-store-uri "sqlite:///$dir/mlflow.db" \
       --artifacts-destination "$dir/artifacts" \

@@ -241,6 +241,7 @@ async fn serve(
             launcher: launcher.clone(),
         }),
         metrics: Metrics::new(),
+        webhooks: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

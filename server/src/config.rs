@@ -85,6 +85,15 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_JOB_TTL_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(i32).range(0..))]
     pub job_ttl_secs: i32,
 
+    /// Slipway's address as MLflow reaches it (for the webhook MLflow calls).
+    #[arg(long, env = "SLIPWAY_PUBLIC_URL")]
+    pub public_url: Option<Url>,
+
+    /// Shared secret of MLflow's webhook deliveries. With --public-url set,
+    /// Slipway registers its webhook with MLflow at start-up.
+    #[arg(long, env = "SLIPWAY_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
     /// Service account training pods run as. Default: the namespace's default.
     #[arg(long, env = "SLIPWAY_JOB_SERVICE_ACCOUNT")]
     pub job_service_account: Option<String>,
@@ -161,6 +170,15 @@ impl Config {
                 "SLIPWAY_MLFLOW_URI must be http:// or https://, not {}",
                 self.mlflow_uri
             )));
+        }
+        if self
+            .webhook_secret
+            .as_ref()
+            .is_some_and(|secret| secret.len() < 16)
+        {
+            return Err(Error::Config(
+                "SLIPWAY_WEBHOOK_SECRET must be at least 16 characters".into(),
+            ));
         }
         let database_url = self.database_url();
         if !(database_url.starts_with("sqlite:")

@@ -33,6 +33,7 @@ use crate::control::Slipway;
 use crate::executor::{ExecutorError, LogStream};
 use crate::launch::Submitted;
 use crate::metrics::{self, Metrics};
+use crate::webhook::{Rejection, Verifier};
 
 const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -41,6 +42,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub slipway: Arc<Slipway>,
     pub metrics: Arc<Metrics>,
+    /// Set when MLflow webhooks are configured (`SLIPWAY_WEBHOOK_SECRET`).
+    pub webhooks: Option<Verifier>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -71,7 +74,9 @@ pub fn router(state: AppState) -> Router {
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(render_metrics));
+        .route("/metrics", get(render_metrics))
+        // MLflow calls this; the HMAC signature authenticates it, not the gate.
+        .route("/webhooks/mlflow", post(receive_webhook));
 
     ui.merge(launches)
         .merge(ops)
@@ -334,4 +339,44 @@ fn same_origin(headers: &axum::http::HeaderMap) -> bool {
             None => url.host_str().unwrap_or_default().to_string(),
         });
     matches!((origin_host, host), (Some(origin), Some(host)) if origin == host)
+}
+
+/// MLflow's webhook deliveries. Refused ones get 400 or 401 and a log line,
+/// nothing else; accepted ones are recorded (their ids catch replays).
+async fn receive_webhook(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(verifier) = &state.webhooks else {
+        return (StatusCode::NOT_FOUND, "webhooks are not configured").into_response();
+    };
+    let now_secs = crate::store::now_ms() / 1000;
+    let delivery = match verifier.verify(&headers, &body, now_secs) {
+        Ok(delivery) => delivery,
+        Err(rejection) => return refuse(rejection),
+    };
+    match state.slipway.store.record_delivery(&delivery).await {
+        Ok(true) => {
+            tracing::info!(
+                delivery = %delivery.id,
+                entity = %delivery.entity,
+                action = %delivery.action,
+                model = %delivery.model,
+                "MLflow webhook accepted"
+            );
+            (StatusCode::OK, "accepted").into_response()
+        }
+        Ok(false) => refuse(Rejection::Replayed(delivery.id)),
+        // MLflow retries on 5xx with the same id: nothing is lost.
+        Err(err) => {
+            let shown = AppError::from(err);
+            (StatusCode::SERVICE_UNAVAILABLE, shown.to_string()).into_response()
+        }
+    }
+}
+
+fn refuse(rejection: Rejection) -> Response {
+    tracing::warn!(reason = %rejection, "MLflow webhook refused");
+    (rejection.status(), rejection.to_string()).into_response()
 }

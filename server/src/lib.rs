@@ -14,6 +14,7 @@ pub mod mlflow;
 pub mod serving;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ use crate::launch::Launcher;
 use crate::metrics::Metrics;
 use crate::mlflow::MlflowClient;
 use crate::store::Store;
+use crate::webhook::Verifier;
 
 /// Everything the server needs, built from the configuration. MLflow need
 /// not be up: Slipway starts anyway and reports it on `/readyz` and in the UI.
@@ -80,6 +82,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
     ));
     launcher.follow(reports);
     launcher.settle_orphans().await?;
+    register_webhook(config, mlflow.clone());
     Ok(AppState {
         leptos_options: leptos_options(config),
         slipway: Arc::new(Slipway {
@@ -88,7 +91,37 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
             launcher,
         }),
         metrics: Metrics::new(),
+        webhooks: config.webhook_secret.as_deref().map(Verifier::new),
     })
+}
+
+/// Registers Slipway's webhook with MLflow when both the public URL and the
+/// secret are configured, retrying until MLflow answers.
+pub fn register_webhook(config: &Config, mlflow: MlflowClient) {
+    let (Some(public_url), Some(secret)) = (&config.public_url, &config.webhook_secret) else {
+        return;
+    };
+    let url = public_url
+        .join("webhooks/mlflow")
+        .expect("a path joins any http URL")
+        .to_string();
+    let secret = secret.clone();
+    tokio::spawn(async move {
+        let mut wait = std::time::Duration::from_secs(1);
+        loop {
+            match webhook::register(&mlflow, &url, &secret).await {
+                Ok(id) => {
+                    tracing::info!(webhook = %id, %url, "MLflow webhook registered");
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "registering the MLflow webhook; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(60));
+                }
+            }
+        }
+    });
 }
 
 pub fn leptos_options(config: &Config) -> LeptosOptions {

@@ -393,6 +393,44 @@ impl MlflowClient {
             .map(|_| ())
     }
 
+    /// Every webhook MLflow has (3.3+), across pages.
+    pub async fn list_webhooks(&self) -> Result<Vec<Webhook>, MlflowError> {
+        let mut webhooks = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![("max_results", "100".to_string())];
+            if let Some(token) = &token {
+                query.push(("page_token", token.clone()));
+            }
+            let url = self.endpoint("api/2.0/mlflow/webhooks");
+            let page: WebhookPage = self
+                .read("webhooks", || self.http.get(url.clone()).query(&query))
+                .await?;
+            webhooks.extend(page.webhooks);
+            match page.next_page_token {
+                Some(next) => token = Some(next),
+                None => return Ok(webhooks),
+            }
+        }
+    }
+
+    /// Returns the new webhook's id.
+    pub async fn create_webhook(&self, body: &serde_json::Value) -> Result<String, MlflowError> {
+        let created: WebhookResponse = self.write("webhooks", body).await?;
+        Ok(created.webhook.webhook_id)
+    }
+
+    pub async fn update_webhook(
+        &self,
+        id: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), MlflowError> {
+        let url = self.endpoint(&format!("api/2.0/mlflow/webhooks/{}", url_segment(id)));
+        self.call::<serde_json::Value>("webhooks/update", self.http.patch(url).json(body))
+            .await
+            .map(|_| ())
+    }
+
     /// A change: sent once, never retried, so it cannot happen twice.
     async fn write<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,

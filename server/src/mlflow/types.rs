@@ -263,3 +263,25 @@ mod tests {
         assert_eq!(page.next_page_token.as_deref(), Some("abc"));
     }
 }
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Webhook {
+    pub webhook_id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct WebhookPage {
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookResponse {
+    pub webhook: Webhook,
+}
