@@ -414,3 +414,78 @@ async fn a_missing_object_reads_as_none_so_the_reconciler_recreates_it() {
     ));
     assert_eq!(read.await.unwrap().unwrap(), None);
 }
+
+/// Promotion as MLflow records it, read back as the desired state: by stage
+/// (the previous Production version archived) and by alias, from one page
+/// of registered models.
+#[tokio::test(flavor = "multi_thread")]
+async fn promotions_in_mlflow_become_the_desired_versions() {
+    use server::serving::desired::desired_versions;
+    let rest = support::MlflowRest::new(&support::mlflow_url());
+    let client = server::mlflow::MlflowClient::new(
+        &support::mlflow_url().parse().unwrap(),
+        server::config::MlflowAuth::None,
+        std::time::Duration::from_secs(20),
+    )
+    .unwrap();
+    let experiment = rest
+        .create_experiment(&support::unique("promote"), &[])
+        .await;
+    let by_stage = support::unique("by-stage");
+    let by_alias = support::unique("by-alias");
+    let mut versions = Vec::new();
+    for model in [&by_stage, &by_alias] {
+        rest.create_registered_model(model).await;
+        for _ in 0..3 {
+            let run = rest.create_run(&experiment, "r", &[], &[], &[]).await;
+            versions.push(rest.register_version(model, &experiment, &run).await.0);
+        }
+    }
+    assert_eq!(versions, ["1", "2", "3", "1", "2", "3"]);
+    let bindings = Catalog::parse(
+        &format!(
+            "[[deployment]]\nmodel = \"{by_stage}\"\ntarget = \"local\"\n\n\
+             [[deployment]]\nmodel = \"{by_alias}\"\ntarget = \"local\"\nproduction = \"alias\"\nalias = \"champion\"\n\n\
+             [[deployment]]\nmodel = \"no-such-model-{by_stage}\"\ntarget = \"local\"\n"
+        ),
+        Path::new("."),
+    )
+    .unwrap()
+    .deployments;
+    let desired = |models: &[server::mlflow::RegisteredModel]| desired_versions(&bindings, models);
+
+    let models = client.all_registered_models().await.unwrap();
+    assert!(
+        desired(&models).values().all(Option::is_none),
+        "nothing promoted yet"
+    );
+
+    client
+        .transition_to_production(&by_stage, "2")
+        .await
+        .unwrap();
+    client.set_alias(&by_alias, "champion", "3").await.unwrap();
+    let models = client.all_registered_models().await.unwrap();
+    let now = desired(&models);
+    assert_eq!(now[&by_stage].as_deref(), Some("2"));
+    assert_eq!(now[&by_alias].as_deref(), Some("3"));
+    assert_eq!(now[&format!("no-such-model-{by_stage}")], None);
+
+    client
+        .transition_to_production(&by_stage, "3")
+        .await
+        .unwrap();
+    client.set_alias(&by_alias, "champion", "1").await.unwrap();
+    let now = desired(&client.all_registered_models().await.unwrap());
+    assert_eq!(now[&by_stage].as_deref(), Some("3"));
+    assert_eq!(
+        now[&by_alias].as_deref(),
+        Some("1"),
+        "moving an alias is another set"
+    );
+    let previous = client.get_model_version(&by_stage, "2").await.unwrap();
+    assert_eq!(
+        previous.current_stage, "Archived",
+        "the previous Production version is archived"
+    );
+}

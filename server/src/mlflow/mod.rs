@@ -20,6 +20,8 @@ const READ_ATTEMPTS: u32 = 3;
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 const METRIC_HISTORY_PAGE_SIZE: u32 = 10_000;
+/// MLflow's maximum for `registered-models/search`.
+const REGISTERED_MODELS_PAGE: u32 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MlflowError {
@@ -391,6 +393,59 @@ impl MlflowClient {
         self.write::<_, serde_json::Value>("runs/update", &body)
             .await
             .map(|_| ())
+    }
+
+    /// Makes `version` the Production one by stage, archiving the previous
+    /// Production version(s).
+    pub async fn transition_to_production(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<(), MlflowError> {
+        let body = serde_json::json!({
+            "name": model,
+            "version": version,
+            "stage": "Production",
+            "archive_existing_versions": true,
+        });
+        self.write::<_, serde_json::Value>("model-versions/transition-stage", &body)
+            .await
+            .map(|_| ())
+    }
+
+    /// Points `alias` at `version` (moving it if it pointed elsewhere).
+    pub async fn set_alias(
+        &self,
+        model: &str,
+        alias: &str,
+        version: &str,
+    ) -> Result<(), MlflowError> {
+        let body = serde_json::json!({"name": model, "alias": alias, "version": version});
+        self.write::<_, serde_json::Value>("registered-models/alias", &body)
+            .await
+            .map(|_| ())
+    }
+
+    /// Every registered model with its latest version per stage and its
+    /// aliases: MLflow's largest page holds 1,000, so one request usually.
+    pub async fn all_registered_models(&self) -> Result<Vec<RegisteredModel>, MlflowError> {
+        let mut models = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .search_registered_models(
+                    None,
+                    "name ASC",
+                    REGISTERED_MODELS_PAGE,
+                    token.as_deref(),
+                )
+                .await?;
+            models.extend(page.registered_models);
+            match page.next_page_token {
+                Some(next) => token = Some(next),
+                None => return Ok(models),
+            }
+        }
     }
 
     /// Every webhook MLflow has (3.3+), across pages.
