@@ -460,3 +460,40 @@ impl Launch {
         }
     }
 }
+
+/// A bound model's deployment as the UI shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentView {
+    pub model: String,
+    /// `seldon` or `local`.
+    pub target: String,
+    pub namespace: Option<String>,
+    /// "stage Production" or "alias @production".
+    pub marker: String,
+    /// What MLflow says should serve.
+    pub desired_version: Option<String>,
+    /// What the target serves now.
+    pub serving_version: Option<String>,
+    /// `Creating`, `Available` or `Failed`.
+    pub state: String,
+    pub message: String,
+    pub address: Option<String>,
+    pub last_change_ms: Option<i64>,
+}
+
+/// One change of what serves a model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentEvent {
+    pub id: String,
+    pub model: String,
+    pub version: Option<String>,
+    pub previous_version: Option<String>,
+    /// promote, rollback, webhook, poll, drift, startup.
+    pub cause: String,
+    pub actor: String,
+    pub started_ms: i64,
+    pub ready_ms: Option<i64>,
+    /// pending, serving, failed, removed.
+    pub outcome: String,
+    pub message: String,
+}

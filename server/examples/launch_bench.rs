@@ -233,12 +233,23 @@ async fn serve(
     ));
     launcher.follow(reports);
     let config = Config::try_parse_from(["slipway", "--data-dir", data.to_str().unwrap()]).unwrap();
+    // No bindings: the reconciler stays idle.
+    let (reconciler, _) = server::serving::reconciler::Reconciler::new(
+        mlflow.clone(),
+        store.clone(),
+        Vec::new(),
+        Arc::new(
+            server::serving::local::LocalServing::new(mlflow.url(), data.join("serving")).unwrap(),
+        ),
+        None,
+    );
     let state = AppState {
         leptos_options: server::leptos_options(&config),
         slipway: Arc::new(Slipway {
             mlflow: mlflow.clone(),
             store,
             launcher: launcher.clone(),
+            reconciler,
         }),
         metrics: Metrics::new(),
         webhooks: None,

@@ -85,6 +85,11 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_JOB_TTL_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(i32).range(0..))]
     pub job_ttl_secs: i32,
 
+    /// Seconds between reconcile passes that look for changes no webhook
+    /// reports (stage transitions, objects edited in the cluster).
+    #[arg(long, env = "SLIPWAY_RECONCILE_POLL_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub reconcile_poll_secs: u64,
+
     /// Slipway's address as MLflow reaches it (for the webhook MLflow calls).
     #[arg(long, env = "SLIPWAY_PUBLIC_URL")]
     pub public_url: Option<Url>,

@@ -17,6 +17,7 @@ use app::port::ControlPlane;
 
 use crate::launch::Launcher;
 use crate::mlflow::{self, MlflowClient, MlflowError, SearchExperiments, SearchRuns};
+use crate::serving::reconciler::Reconciler;
 use crate::store::Store;
 
 /// MLflow's largest page of model versions; a model has rarely more.
@@ -29,6 +30,7 @@ pub struct Slipway {
     pub mlflow: MlflowClient,
     pub store: Store,
     pub launcher: Arc<Launcher>,
+    pub reconciler: Arc<Reconciler>,
 }
 
 /// Launches the list page shows.

@@ -358,6 +358,12 @@ async fn receive_webhook(
     };
     match state.slipway.store.record_delivery(&delivery).await {
         Ok(true) => {
+            state
+                .slipway
+                .reconciler
+                .trigger(crate::serving::reconciler::Trigger::new(
+                    "webhook", "mlflow",
+                ));
             tracing::info!(
                 delivery = %delivery.id,
                 entity = %delivery.entity,

@@ -11,6 +11,7 @@ pub mod http;
 pub mod launch;
 pub mod metrics;
 pub mod mlflow;
+pub mod process;
 pub mod serving;
 pub mod store;
 pub mod telemetry;
@@ -31,6 +32,9 @@ use crate::http::AppState;
 use crate::launch::Launcher;
 use crate::metrics::Metrics;
 use crate::mlflow::MlflowClient;
+use crate::serving::local::LocalServing;
+use crate::serving::reconciler::Reconciler;
+use crate::serving::seldon::SeldonTarget;
 use crate::store::Store;
 use crate::webhook::Verifier;
 
@@ -50,15 +54,18 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         None => Catalog::default(),
     };
     let (sink, reports) = tokio::sync::mpsc::unbounded_channel();
-    let executor: Arc<dyn Executor> = match config.executor {
-        ExecutorKind::Local => Arc::new(LocalExecutor::new(
+    let kube_client = match config.executor {
+        ExecutorKind::Kubernetes => Some(kube::Client::try_default().await?),
+        ExecutorKind::Local => None,
+    };
+    let executor: Arc<dyn Executor> = match &kube_client {
+        None => Arc::new(LocalExecutor::new(
             config.data_dir.join("launches"),
             config.job_tracking_uri(),
             sink,
         )?),
-        ExecutorKind::Kubernetes => {
+        Some(client) => {
             catalog.check_images()?;
-            let client = kube::Client::try_default().await?;
             let settings = JobSettings {
                 namespace: config
                     .kube_namespace
@@ -68,12 +75,27 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
                 ttl_seconds_after_finished: config.job_ttl_secs,
                 service_account: config.job_service_account.clone(),
             };
-            let executor = Arc::new(KubernetesExecutor::new(client, settings));
+            let executor = Arc::new(KubernetesExecutor::new(client.clone(), settings));
             let watching = executor.clone();
             tokio::spawn(async move { watching.watch_status(sink).await });
             executor
         }
     };
+    let local_serving = Arc::new(LocalServing::new(
+        mlflow.url(),
+        config.data_dir.join("serving"),
+    )?);
+    let (reconciler, triggers) = Reconciler::new(
+        mlflow.clone(),
+        store.clone(),
+        catalog.deployments.clone(),
+        local_serving,
+        kube_client.map(SeldonTarget::new),
+    );
+    reconciler.run(
+        triggers,
+        std::time::Duration::from_secs(config.reconcile_poll_secs),
+    );
     let launcher = Arc::new(Launcher::new(
         store.clone(),
         mlflow.clone(),
@@ -89,6 +111,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
             mlflow,
             store,
             launcher,
+            reconciler,
         }),
         metrics: Metrics::new(),
         webhooks: config.webhook_secret.as_deref().map(Verifier::new),

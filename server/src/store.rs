@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::collections::BTreeMap;
 
-use app::model::{Launch, LaunchStatus};
+use app::model::{DeploymentEvent, Launch, LaunchStatus};
 use sqlx::any::{AnyPoolOptions, AnyRow, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
@@ -300,6 +300,82 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get("n")?)
+    }
+}
+
+impl Store {
+    /// Starts a deployment event (`pending`); returns its id.
+    pub async fn begin_deployment(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        previous_version: Option<&str>,
+        cause: &str,
+        actor: &str,
+    ) -> Result<String> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        sqlx::query(
+            "INSERT INTO deployment_events (id, model, version, previous_version, cause, actor, started_ms, outcome, message) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', '')",
+        )
+        .bind(&id)
+        .bind(model)
+        .bind(version)
+        .bind(previous_version)
+        .bind(cause)
+        .bind(actor)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Ends a deployment event: `serving` (ready now), `failed` or `removed`.
+    pub async fn finish_deployment(&self, id: &str, outcome: &str, message: &str) -> Result<()> {
+        let ready = (outcome == "serving").then(now_ms);
+        sqlx::query(
+            "UPDATE deployment_events SET outcome = $1, message = $2, ready_ms = $3 WHERE id = $4",
+        )
+        .bind(outcome)
+        .bind(message)
+        .bind(ready)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Newest first.
+    pub async fn deployment_history(
+        &self,
+        model: &str,
+        limit: i64,
+    ) -> Result<Vec<DeploymentEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, model, version, previous_version, cause, actor, started_ms, ready_ms, outcome, message \
+             FROM deployment_events WHERE model = $1 ORDER BY started_ms DESC, id DESC LIMIT $2",
+        )
+        .bind(model)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DeploymentEvent {
+                    id: row.try_get("id")?,
+                    model: row.try_get("model")?,
+                    version: row.try_get("version")?,
+                    previous_version: row.try_get("previous_version")?,
+                    cause: row.try_get("cause")?,
+                    actor: row.try_get("actor")?,
+                    started_ms: row.try_get("started_ms")?,
+                    ready_ms: row.try_get("ready_ms")?,
+                    outcome: row.try_get("outcome")?,
+                    message: row.try_get("message")?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(Error::from)
     }
 }
 

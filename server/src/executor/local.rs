@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use app::model::LaunchStatus;
 use futures::StreamExt;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
@@ -203,21 +201,8 @@ impl Executor for LocalExecutor {
     }
 }
 
-/// SIGTERM to the group, SIGKILL to what is left after the grace period.
 async fn terminate_group(pgid: i32) {
-    let group = Pid::from_raw(pgid);
-    if killpg(group, Signal::SIGTERM).is_err() {
-        return;
-    }
-    let deadline = tokio::time::Instant::now() + TERMINATION_GRACE;
-    while tokio::time::Instant::now() < deadline {
-        // Signal 0 only asks whether any member is still alive.
-        if killpg(group, None).is_err() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = killpg(group, Signal::SIGKILL);
+    crate::process::terminate_group(pgid, TERMINATION_GRACE).await;
 }
 
 /// The file's content, then what is appended, until the process has ended

@@ -2,6 +2,8 @@
 //! status reads. Rendering is pure; applying goes through the cluster's API.
 
 pub mod desired;
+pub mod local;
+pub mod reconciler;
 pub mod seldon;
 
 use serde::{Deserialize, Serialize};

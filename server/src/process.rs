@@ -1,0 +1,31 @@
+//! Child processes in their own process group (local trainings, local model
+//! servers), so stopping one stops everything it started.
+
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// SIGTERM to the group; SIGKILL to whatever is left after `grace`.
+pub async fn terminate_group(pgid: i32, grace: Duration) {
+    let group = Pid::from_raw(pgid);
+    if killpg(group, Signal::SIGTERM).is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline {
+        // Signal 0 only asks whether any member is still alive.
+        if killpg(group, None).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

@@ -1,0 +1,249 @@
+//! The local serving target (the embedded default): `mlflow models serve`
+//! per bound model, on its own port, ready when `/ping` answers. A new
+//! version replaces the old one without a gap: the new server starts, and
+//! only once it is ready does it take over and the old one stop.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{ServingState, ServingStatus};
+
+/// Seldon-like patience: installing nothing (`--env-manager local`), MLflow
+/// still needs 10–20 s to load and answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+const PING_EVERY: Duration = Duration::from_millis(250);
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalServer {
+    pub version: String,
+    pub port: u16,
+    pgid: i32,
+}
+
+impl LocalServer {
+    pub fn address(&self) -> String {
+        format!("http://127.0.0.1:{}/invocations", self.port)
+    }
+}
+
+#[derive(Default)]
+struct ModelServers {
+    /// The one answering requests.
+    current: Option<LocalServer>,
+    /// Starting, to replace `current` once ready.
+    starting: Option<String>,
+    /// Why the last start failed, while nothing newer is starting.
+    failure: Option<(String, String)>,
+}
+
+pub struct LocalServing {
+    tracking_uri: String,
+    log_dir: PathBuf,
+    models: Arc<Mutex<HashMap<String, ModelServers>>>,
+    http: reqwest::Client,
+}
+
+impl LocalServing {
+    pub fn new(tracking_uri: String, log_dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&log_dir)?;
+        Ok(Self {
+            tracking_uri,
+            log_dir,
+            models: Arc::default(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("a plain HTTP client"),
+        })
+    }
+
+    /// What serves this model now, and its status.
+    pub fn status(&self, model: &str) -> (Option<LocalServer>, ServingStatus) {
+        let models = self.models.lock().expect("serving map");
+        let Some(servers) = models.get(model) else {
+            return (None, not_deployed());
+        };
+        let current = servers.current.clone();
+        let status = match (&servers.starting, &servers.failure, &current) {
+            (Some(version), _, _) => ServingStatus {
+                state: ServingState::Creating,
+                message: format!("starting version {version}"),
+                address: current.as_ref().map(LocalServer::address),
+            },
+            (None, Some((version, why)), _) => ServingStatus {
+                state: ServingState::Failed,
+                message: format!("version {version} did not start: {why}"),
+                address: current.as_ref().map(LocalServer::address),
+            },
+            (None, None, Some(server)) => ServingStatus {
+                state: ServingState::Available,
+                message: format!("version {} on port {}", server.version, server.port),
+                address: Some(server.address()),
+            },
+            (None, None, None) => not_deployed(),
+        };
+        (current, status)
+    }
+
+    /// The version serving or starting, so a converge does not start twice.
+    pub fn wanted_version(&self, model: &str) -> Option<String> {
+        let models = self.models.lock().expect("serving map");
+        let servers = models.get(model)?;
+        servers.starting.clone().or_else(|| {
+            servers
+                .current
+                .as_ref()
+                .map(|server| server.version.clone())
+        })
+    }
+
+    /// Starts `version` and, once it answers, makes it current and stops the
+    /// previous server. Returns when the new one is ready (or failed);
+    /// callers run it in the background.
+    pub async fn deploy(&self, model: &str, version: &str) -> Result<LocalServer, String> {
+        {
+            let mut models = self.models.lock().expect("serving map");
+            let servers = models.entry(model.to_string()).or_default();
+            servers.starting = Some(version.to_string());
+            servers.failure = None;
+        }
+        let outcome = self.start_and_wait(model, version).await;
+        let previous = {
+            let mut models = self.models.lock().expect("serving map");
+            let servers = models.entry(model.to_string()).or_default();
+            if servers.starting.as_deref() == Some(version) {
+                servers.starting = None;
+            }
+            match &outcome {
+                Ok(server) => servers.current.replace(server.clone()),
+                Err(why) => {
+                    servers.failure = Some((version.to_string(), why.clone()));
+                    None
+                }
+            }
+        };
+        if let Some(previous) = previous {
+            stop(previous.pgid).await;
+        }
+        outcome
+    }
+
+    /// Stops whatever serves the model (nothing in production any more).
+    pub async fn undeploy(&self, model: &str) {
+        let current = self
+            .models
+            .lock()
+            .expect("serving map")
+            .remove(model)
+            .and_then(|servers| servers.current);
+        if let Some(server) = current {
+            stop(server.pgid).await;
+        }
+    }
+
+    /// Stops every server, e.g. when Slipway shuts down.
+    pub async fn stop_all(&self) {
+        let servers: Vec<_> = self
+            .models
+            .lock()
+            .expect("serving map")
+            .drain()
+            .filter_map(|(_, servers)| servers.current)
+            .collect();
+        for server in servers {
+            stop(server.pgid).await;
+        }
+    }
+
+    async fn start_and_wait(&self, model: &str, version: &str) -> Result<LocalServer, String> {
+        let port = crate::process::free_port().map_err(|err| format!("no free port: {err}"))?;
+        let log_path = self.log_dir.join(format!(
+            "{}-v{version}.log",
+            crate::catalog::dns_name(model)
+        ));
+        let log = std::fs::File::create(&log_path)
+            .map_err(|err| format!("cannot create {}: {err}", log_path.display()))?;
+        let stderr = log.try_clone().map_err(|err| err.to_string())?;
+        let model_uri = format!("models:/{model}/{version}");
+        let mut child = tokio::process::Command::new("mlflow")
+            .args([
+                "models",
+                "serve",
+                "-m",
+                &model_uri,
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+            ])
+            .arg(port.to_string())
+            .env("MLFLOW_TRACKING_URI", &self.tracking_uri)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(stderr))
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|err| {
+                format!(
+                    "cannot start `mlflow models serve`: {err} (is MLflow's bin directory on PATH?)"
+                )
+            })?;
+        let pgid = child.id().unwrap_or_default() as i32;
+        let ping = format!("http://127.0.0.1:{port}/ping");
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(exit)) = child.try_wait() {
+                return Err(format!(
+                    "the server exited ({exit}): {}",
+                    last_lines(&log_path)
+                ));
+            }
+            if let Ok(response) = self.http.get(&ping).send().await
+                && response.status().is_success()
+            {
+                // Reaped later by stop(); the task keeps the child from being a zombie.
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                });
+                return Ok(LocalServer {
+                    version: version.to_string(),
+                    port,
+                    pgid,
+                });
+            }
+            if tokio::time::Instant::now() > deadline {
+                stop(pgid).await;
+                return Err(format!(
+                    "no answer on /ping within {} s: {}",
+                    READY_TIMEOUT.as_secs(),
+                    last_lines(&log_path)
+                ));
+            }
+            tokio::time::sleep(PING_EVERY).await;
+        }
+    }
+}
+
+fn not_deployed() -> ServingStatus {
+    ServingStatus {
+        state: ServingState::Creating,
+        message: "nothing deployed yet".into(),
+        address: None,
+    }
+}
+
+fn last_lines(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(5).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+async fn stop(pgid: i32) {
+    crate::process::terminate_group(pgid, STOP_GRACE).await;
+}

@@ -1,0 +1,459 @@
+//! The reconciler: level-triggered and idempotent. Desired state: the
+//! Production version of each bound model, read from MLflow in one request.
+//! Actual state: what the target serves. Each pass converges the two, so a
+//! crash at any point is repaired by the next pass from MLflow and the
+//! target alone. Passes run on Slipway's own promotions (at once), on MLflow
+//! webhooks, and on a poll for what webhooks do not report (stage changes).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use app::error::AppError;
+use app::model::{DeploymentView, User};
+use tokio::sync::{mpsc, watch};
+
+use super::desired::desired_versions;
+use super::local::LocalServing;
+use super::seldon::{self, SeldonTarget, VERSION_LABEL};
+use super::{ServingState, ServingStatus};
+use crate::catalog::{DeploymentBinding, ProductionMarker, ServingTarget};
+use crate::error::Result;
+use crate::mlflow::MlflowClient;
+use crate::store::Store;
+
+/// Why a pass runs, and for whom it is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    /// promote, rollback, webhook, poll, startup.
+    pub cause: String,
+    pub actor: String,
+    /// A promotion of this model asks to retry even a version that failed.
+    pub retry_model: Option<String>,
+}
+
+impl Trigger {
+    pub fn new(cause: &str, actor: &str) -> Self {
+        Self {
+            cause: cause.into(),
+            actor: actor.into(),
+            retry_model: None,
+        }
+    }
+}
+
+pub struct Reconciler {
+    mlflow: MlflowClient,
+    store: Store,
+    bindings: Vec<DeploymentBinding>,
+    local: Arc<LocalServing>,
+    seldon: Option<SeldonTarget>,
+    triggers: mpsc::UnboundedSender<Trigger>,
+    /// Desired version per model as of the last pass.
+    desired: Mutex<BTreeMap<String, Option<String>>>,
+    /// Cluster objects' status as of the last pass.
+    cluster: Mutex<HashMap<String, (Option<String>, ServingStatus)>>,
+    /// A version that failed to start, not retried until promoted again.
+    failed: Arc<Mutex<HashMap<String, String>>>,
+    /// Promotions made through Slipway, by model: (version, cause, actor).
+    /// Whichever pass first deploys that version records it as theirs, even
+    /// a poll that saw MLflow's change before the promotion's own trigger.
+    intents: Mutex<HashMap<String, (String, String, String)>>,
+    changes: watch::Sender<u64>,
+}
+
+impl Reconciler {
+    pub fn new(
+        mlflow: MlflowClient,
+        store: Store,
+        bindings: Vec<DeploymentBinding>,
+        local: Arc<LocalServing>,
+        seldon: Option<SeldonTarget>,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Trigger>) {
+        let (triggers, receiver) = mpsc::unbounded_channel();
+        let reconciler = Arc::new(Self {
+            mlflow,
+            store,
+            bindings,
+            local,
+            seldon,
+            triggers,
+            desired: Mutex::default(),
+            cluster: Mutex::default(),
+            failed: Arc::default(),
+            intents: Mutex::default(),
+            changes: watch::channel(0).0,
+        });
+        (reconciler, receiver)
+    }
+
+    /// Runs passes on triggers and every `poll_every`, until Slipway stops.
+    /// Triggers that pile up during a pass are served by one next pass.
+    pub fn run(
+        self: &Arc<Self>,
+        mut triggers: mpsc::UnboundedReceiver<Trigger>,
+        poll_every: Duration,
+    ) {
+        if self.bindings.is_empty() {
+            return;
+        }
+        let reconciler = self.clone();
+        tokio::spawn(async move {
+            let mut poll = tokio::time::interval(poll_every);
+            poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut first = true;
+            loop {
+                let mut trigger = tokio::select! {
+                    Some(trigger) = triggers.recv() => trigger,
+                    _ = poll.tick() => Trigger::new(if first { "startup" } else { "poll" }, "slipway"),
+                    else => return,
+                };
+                first = false;
+                // Coalesce: one pass answers every trigger already queued.
+                while let Ok(next) = triggers.try_recv() {
+                    if next.cause != "poll" {
+                        trigger = Trigger {
+                            retry_model: next.retry_model.or(trigger.retry_model),
+                            ..next
+                        };
+                    }
+                }
+                if let Err(err) = reconciler.pass(&trigger).await {
+                    tracing::warn!(error = %err, cause = %trigger.cause, "reconcile pass");
+                }
+            }
+        });
+    }
+
+    pub fn trigger(&self, trigger: Trigger) {
+        let _ = self.triggers.send(trigger);
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    pub fn bindings(&self) -> &[DeploymentBinding] {
+        &self.bindings
+    }
+
+    /// One pass: read the desired versions, converge every binding.
+    pub async fn pass(&self, trigger: &Trigger) -> Result<()> {
+        let models = self.mlflow.all_registered_models().await?;
+        let desired = desired_versions(&self.bindings, &models);
+        *self.desired.lock().expect("desired") = desired.clone();
+        for binding in &self.bindings {
+            let version = desired.get(&binding.model).cloned().flatten();
+            if trigger.retry_model.as_deref() == Some(binding.model.as_str()) {
+                self.failed.lock().expect("failed").remove(&binding.model);
+            }
+            let outcome = match binding.target {
+                ServingTarget::Local => self.converge_local(binding, version, trigger).await,
+                ServingTarget::Seldon => self.converge_seldon(binding, version, trigger).await,
+            };
+            if let Err(err) = outcome {
+                tracing::warn!(model = %binding.model, error = %err, "converging");
+            }
+        }
+        self.bump();
+        Ok(())
+    }
+
+    async fn converge_local(
+        &self,
+        binding: &DeploymentBinding,
+        version: Option<String>,
+        trigger: &Trigger,
+    ) -> Result<()> {
+        let model = &binding.model;
+        let wanted = self.local.wanted_version(model);
+        let failed = self.failed.lock().expect("failed").get(model).cloned();
+        if version == wanted || (version.is_some() && version == failed) {
+            return Ok(());
+        }
+        let previous = self.local.status(model).0.map(|server| server.version);
+        let (cause, actor) = self.attribution(model, version.as_deref(), trigger);
+        let Some(version) = version else {
+            let id = self
+                .store
+                .begin_deployment(model, None, previous.as_deref(), &cause, &actor)
+                .await?;
+            self.local.undeploy(model).await;
+            self.store
+                .finish_deployment(&id, "removed", "nothing is in production")
+                .await?;
+            return Ok(());
+        };
+        let id = self
+            .store
+            .begin_deployment(model, Some(&version), previous.as_deref(), &cause, &actor)
+            .await?;
+        let local = self.local.clone();
+        let store = self.store.clone();
+        let changes = self.changes.clone();
+        let model = model.clone();
+        let failed = self.failed.clone();
+        tokio::spawn(async move {
+            let (outcome, message) = match local.deploy(&model, &version).await {
+                Ok(server) => ("serving", format!("ready on {}", server.address())),
+                Err(why) => {
+                    failed
+                        .lock()
+                        .expect("failed")
+                        .insert(model.clone(), version.clone());
+                    ("failed", why)
+                }
+            };
+            if let Err(err) = store.finish_deployment(&id, outcome, &message).await {
+                tracing::error!(error = %err, "recording a deployment's end");
+            }
+            changes.send_modify(|generation| *generation += 1);
+        });
+        Ok(())
+    }
+
+    async fn converge_seldon(
+        &self,
+        binding: &DeploymentBinding,
+        version: Option<String>,
+        trigger: &Trigger,
+    ) -> Result<()> {
+        let Some(target) = &self.seldon else {
+            self.set_cluster(
+                binding,
+                None,
+                failed_status(
+                    "Slipway runs without a cluster (SLIPWAY_EXECUTOR=kubernetes enables it)",
+                ),
+            );
+            return Ok(());
+        };
+        let namespace = binding.namespace.clone().unwrap_or_default();
+        let name = binding.object_name();
+        let actual = match target.get(&namespace, &name).await {
+            Ok(actual) => actual,
+            Err(err) => {
+                self.set_cluster(binding, None, failed_status(&err.0));
+                return Ok(());
+            }
+        };
+        let serving = actual.as_ref().and_then(|(_, object)| {
+            object["metadata"]["labels"][VERSION_LABEL]
+                .as_str()
+                .map(str::to_string)
+        });
+        let Some(version) = version else {
+            self.set_cluster(
+                binding,
+                serving,
+                failed_status("no version is in production in MLflow"),
+            );
+            return Ok(());
+        };
+        let download = self
+            .mlflow
+            .model_version_download_uri(&binding.model, &version)
+            .await?;
+        let uri = match binding.storage_uri(&download) {
+            Ok(uri) => uri,
+            Err(why) => {
+                self.set_cluster(binding, serving, failed_status(&why));
+                return Ok(());
+            }
+        };
+        let object = seldon::render(binding, &version, &uri);
+        // Level-triggered: apply every pass. An object deleted or edited by
+        // someone else is put back; only real changes are recorded.
+        let (cause, actor) = self.attribution(&binding.model, Some(&version), trigger);
+        let cause = match &actual {
+            None if serving.is_none() && cause == "poll" => "drift".to_string(),
+            _ => cause,
+        };
+        let changed = serving.as_deref() != Some(version.as_str());
+        let event = if changed {
+            Some(
+                self.store
+                    .begin_deployment(
+                        &binding.model,
+                        Some(&version),
+                        serving.as_deref(),
+                        &cause,
+                        &actor,
+                    )
+                    .await?,
+            )
+        } else {
+            None
+        };
+        match target.apply(&object).await {
+            Ok(status) => {
+                if let Some(id) = &event {
+                    self.store
+                        .finish_deployment(id, "serving", "applied")
+                        .await?;
+                }
+                self.set_cluster(binding, Some(version), status);
+            }
+            Err(err) => {
+                if let Some(id) = &event {
+                    self.store.finish_deployment(id, "failed", &err.0).await?;
+                }
+                self.set_cluster(binding, serving, failed_status(&err.0));
+            }
+        }
+        Ok(())
+    }
+
+    /// Who a change is recorded for: the promotion through Slipway that asked
+    /// for this version, if any, else the pass's own trigger.
+    fn attribution(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        trigger: &Trigger,
+    ) -> (String, String) {
+        let mut intents = self.intents.lock().expect("intents");
+        match intents.get(model) {
+            Some((wanted, cause, actor)) if Some(wanted.as_str()) == version => {
+                let attributed = (cause.clone(), actor.clone());
+                intents.remove(model);
+                attributed
+            }
+            _ => (trigger.cause.clone(), trigger.actor.clone()),
+        }
+    }
+
+    fn set_cluster(
+        &self,
+        binding: &DeploymentBinding,
+        version: Option<String>,
+        status: ServingStatus,
+    ) {
+        self.cluster
+            .lock()
+            .expect("cluster")
+            .insert(binding.model.clone(), (version, status));
+    }
+
+    /// Makes `version` Production in MLflow (stage or alias, as bound),
+    /// records who did it, and converges at once.
+    pub async fn promote(
+        &self,
+        user: &User,
+        model: &str,
+        version: &str,
+        cause: &str,
+    ) -> Result<(), AppError> {
+        let binding = self.binding(model)?;
+        let before = self
+            .desired
+            .lock()
+            .expect("desired")
+            .get(model)
+            .cloned()
+            .flatten();
+        self.intents.lock().expect("intents").insert(
+            model.into(),
+            (version.into(), cause.into(), user.name.clone()),
+        );
+        match binding.production {
+            ProductionMarker::Stage => self.mlflow.transition_to_production(model, version).await?,
+            ProductionMarker::Alias => {
+                self.mlflow
+                    .set_alias(model, &binding.alias, version)
+                    .await?
+            }
+        }
+        let detail = format!(
+            "{} → v{version}",
+            before.map_or("nothing".to_string(), |v| format!("v{v}"))
+        );
+        self.store
+            .record_event(&user.name, cause, &format!("model:{model}"), &detail)
+            .await?;
+        self.trigger(Trigger {
+            cause: cause.into(),
+            actor: user.name.clone(),
+            retry_model: Some(model.into()),
+        });
+        Ok(())
+    }
+
+    /// Makes the version that served before the current one Production again.
+    pub async fn rollback(&self, user: &User, model: &str) -> Result<String, AppError> {
+        self.binding(model)?;
+        let current = self.view(model)?.serving_version;
+        let history = self.store.deployment_history(model, 200).await?;
+        let previous = history
+            .iter()
+            .filter(|event| event.outcome == "serving")
+            .filter_map(|event| event.version.clone())
+            .find(|version| Some(version) != current.as_ref())
+            .ok_or_else(|| {
+                AppError::InvalidInput(format!("{model} has no earlier version to roll back to"))
+            })?;
+        self.promote(user, model, &previous, "rollback").await?;
+        Ok(previous)
+    }
+
+    fn binding(&self, model: &str) -> Result<&DeploymentBinding, AppError> {
+        self.bindings
+            .iter()
+            .find(|binding| binding.model == model)
+            .ok_or_else(|| AppError::NotFound(format!("{model} has no deployment binding")))
+    }
+
+    pub fn view(&self, model: &str) -> Result<DeploymentView, AppError> {
+        let binding = self.binding(model)?;
+        let desired = self
+            .desired
+            .lock()
+            .expect("desired")
+            .get(model)
+            .cloned()
+            .flatten();
+        let (serving, status) = match binding.target {
+            ServingTarget::Local => {
+                let (server, status) = self.local.status(model);
+                (server.map(|server| server.version), status)
+            }
+            ServingTarget::Seldon => self
+                .cluster
+                .lock()
+                .expect("cluster")
+                .get(model)
+                .cloned()
+                .unwrap_or((None, failed_status("not reconciled yet"))),
+        };
+        Ok(DeploymentView {
+            model: model.into(),
+            target: match binding.target {
+                ServingTarget::Local => "local".into(),
+                ServingTarget::Seldon => "seldon".into(),
+            },
+            namespace: binding.namespace.clone(),
+            marker: match binding.production {
+                ProductionMarker::Stage => "stage Production".into(),
+                ProductionMarker::Alias => format!("alias @{}", binding.alias),
+            },
+            desired_version: desired,
+            serving_version: serving,
+            state: format!("{:?}", status.state),
+            message: status.message,
+            address: status.address,
+            last_change_ms: None,
+        })
+    }
+
+    fn bump(&self) {
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+}
+
+fn failed_status(message: &str) -> ServingStatus {
+    ServingStatus {
+        state: ServingState::Failed,
+        message: message.into(),
+        address: None,
+    }
+}

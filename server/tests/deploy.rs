@@ -1,0 +1,253 @@
+//! Promotion to serving on the embedded default, against a real MLflow and
+//! real `mlflow models serve` processes: promote, replace without a gap,
+//! roll back, pick up a stage change made elsewhere, and converge after a
+//! restart from MLflow alone.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::model::{DeploymentView, User};
+use server::catalog::Catalog;
+use server::mlflow::MlflowClient;
+use server::serving::local::LocalServing;
+use server::serving::reconciler::{Reconciler, Trigger};
+use server::store::Store;
+use support::{MlflowRest, mlflow_url, unique};
+
+fn register(model: &str, experiment: &str, scale: f64) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/register_model.py");
+    let output = std::process::Command::new("python")
+        .arg(script)
+        .args([&mlflow_url(), model, experiment, &scale.to_string()])
+        .output()
+        .expect("python with mlflow on PATH (make test puts the venv first)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // MLflow prints links to the run first; the version is the last line.
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+struct Setup {
+    reconciler: Arc<Reconciler>,
+    store: Store,
+    local: Arc<LocalServing>,
+}
+
+async fn setup(data: &Path, model: &str) -> Setup {
+    let bindings = Catalog::parse(
+        &format!("[[deployment]]\nmodel = \"{model}\"\ntarget = \"local\"\n"),
+        Path::new("."),
+    )
+    .unwrap()
+    .deployments;
+    let store = Store::connect(&format!("sqlite://{}/s.db?mode=rwc", data.display()))
+        .await
+        .unwrap();
+    let mlflow = MlflowClient::new(
+        &mlflow_url().parse().unwrap(),
+        server::config::MlflowAuth::None,
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let local = Arc::new(LocalServing::new(mlflow.url(), data.join("serving")).unwrap());
+    let (reconciler, triggers) =
+        Reconciler::new(mlflow, store.clone(), bindings, local.clone(), None);
+    reconciler.run(triggers, Duration::from_secs(1));
+    Setup {
+        reconciler,
+        store,
+        local,
+    }
+}
+
+/// Waits until `version` serves and is ready (the servers' own pace).
+async fn serving(reconciler: &Reconciler, model: &str, version: &str) -> DeploymentView {
+    for _ in 0..1200 {
+        let view = reconciler.view(model).unwrap();
+        if view.serving_version.as_deref() == Some(version) && view.state == "Available" {
+            return view;
+        }
+        assert_ne!(view.state, "Failed", "{view:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "version {version} of {model} never served: {:?}",
+        reconciler.view(model)
+    );
+}
+
+async fn predict(address: &str) -> Result<f64, String> {
+    let response = reqwest::Client::new()
+        .post(address)
+        .json(&serde_json::json!({"inputs": [[1.0, 2.0]]}))
+        .send()
+        .await
+        .map_err(|err| err.to_string())?;
+    let body: serde_json::Value = response.json().await.map_err(|err| err.to_string())?;
+    // Rounded: a linear regression answers 2.9999999999999947 for 3.
+    let prediction = body["predictions"][0].as_f64().ok_or(format!("{body}"))?;
+    Ok((prediction * 1000.0).round() / 1000.0)
+}
+
+fn user() -> User {
+    User {
+        name: "promoter".into(),
+        authenticated: true,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
+    let model = unique("served");
+    let experiment = unique("served");
+    assert_eq!(register(&model, &experiment, 1.0), "1");
+    assert_eq!(register(&model, &experiment, 10.0), "2");
+    assert_eq!(register(&model, &experiment, 100.0), "3");
+    let data = tempfile::tempdir().unwrap();
+    let setup = setup(data.path(), &model).await;
+    let reconciler = &setup.reconciler;
+
+    reconciler
+        .promote(&user(), &model, "1", "promote")
+        .await
+        .unwrap();
+    let v1 = serving(reconciler, &model, "1").await;
+    let v1_address = v1.address.clone().unwrap();
+    assert_eq!(predict(&v1_address).await.unwrap(), 3.0);
+
+    // Replaced without a gap: the old server answers until the new one is ready.
+    reconciler
+        .promote(&user(), &model, "2", "promote")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = reconciler.view(&model).unwrap();
+    assert_eq!(during.state, "Creating", "{during:?}");
+    assert_eq!(during.serving_version.as_deref(), Some("1"));
+    assert_eq!(
+        predict(&v1_address).await.unwrap(),
+        3.0,
+        "v1 still serves while v2 starts"
+    );
+    let v2 = serving(reconciler, &model, "2").await;
+    assert_eq!(predict(v2.address.as_deref().unwrap()).await.unwrap(), 30.0);
+    // The old server stops right after the new one takes over.
+    let mut stopped = false;
+    for _ in 0..100 {
+        if predict(&v1_address).await.is_err() {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stopped, "the old server is stopped once the new one serves");
+
+    let back_to = reconciler.rollback(&user(), &model).await.unwrap();
+    assert_eq!(back_to, "1");
+    let rolled = serving(reconciler, &model, "1").await;
+    assert_eq!(
+        predict(rolled.address.as_deref().unwrap()).await.unwrap(),
+        3.0
+    );
+
+    // A stage transition made with MLflow's own API: no webhook for that, the poll finds it.
+    MlflowRest::new(&mlflow_url()).post(
+        "model-versions/transition-stage",
+        serde_json::json!({"name": model, "version": "3", "stage": "Production", "archive_existing_versions": true}),
+    ).await;
+    let v3 = serving(reconciler, &model, "3").await;
+    assert_eq!(
+        predict(v3.address.as_deref().unwrap()).await.unwrap(),
+        300.0
+    );
+
+    // The in-memory state flips first; the record of it follows.
+    let mut history = setup.store.deployment_history(&model, 10).await.unwrap();
+    for _ in 0..50 {
+        if history.iter().all(|event| event.outcome != "pending") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        history = setup.store.deployment_history(&model, 10).await.unwrap();
+    }
+    let summary: Vec<_> = history
+        .iter()
+        .rev()
+        .map(|event| {
+            (
+                event.version.clone().unwrap_or_default(),
+                event.cause.as_str(),
+                event.actor.as_str(),
+                event.outcome.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("1".to_string(), "promote", "promoter", "serving"),
+            ("2".to_string(), "promote", "promoter", "serving"),
+            ("1".to_string(), "rollback", "promoter", "serving"),
+            ("3".to_string(), "poll", "slipway", "serving"),
+        ]
+    );
+    assert!(history.iter().all(|event| {
+        event
+            .ready_ms
+            .is_some_and(|ready| ready >= event.started_ms)
+    }));
+    let audit = setup
+        .store
+        .recent_events(Some(&format!("model:{model}")), 10)
+        .await
+        .unwrap();
+    let actions: Vec<_> = audit
+        .iter()
+        .rev()
+        .map(|event| (event.action.as_str(), event.detail.as_str()))
+        .collect();
+    assert_eq!(actions[0], ("promote", "nothing → v1"));
+    assert_eq!(actions[2].0, "rollback");
+    setup.local.stop_all().await;
+}
+
+/// Slipway stopped after MLflow's transition and before the deployment:
+/// started again, it deploys from what MLflow says, with no click.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_restart_it_converges_from_mlflow_alone() {
+    let model = unique("restarted");
+    assert_eq!(register(&model, &unique("restarted"), 2.0), "1");
+    // The promotion happened; the Slipway that would have deployed it did not survive.
+    MlflowClient::new(
+        &mlflow_url().parse().unwrap(),
+        server::config::MlflowAuth::None,
+        Duration::from_secs(20),
+    )
+    .unwrap()
+    .transition_to_production(&model, "1")
+    .await
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let setup = setup(data.path(), &model).await;
+    let view = serving(&setup.reconciler, &model, "1").await;
+    assert_eq!(
+        predict(view.address.as_deref().unwrap()).await.unwrap(),
+        6.0
+    );
+    let history = setup.store.deployment_history(&model, 10).await.unwrap();
+    assert_eq!(history[0].cause, "startup");
+    setup.reconciler.trigger(Trigger::new("poll", "slipway"));
+    setup.local.stop_all().await;
+}
