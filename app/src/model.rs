@@ -497,3 +497,37 @@ pub struct DeploymentEvent {
     pub outcome: String,
     pub message: String,
 }
+
+/// A deployment's page: its state, history and what Try it starts with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentDetail {
+    pub view: DeploymentView,
+    pub history: Vec<DeploymentEvent>,
+    /// A request body for the model, from its serving input example.
+    pub example_input: Option<String>,
+}
+
+/// One side of the promotion confirmation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionSummary {
+    pub version: String,
+    pub run_id: String,
+    pub stage: String,
+    pub metrics: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromotionPreview {
+    pub model: String,
+    pub marker: String,
+    pub current: Option<VersionSummary>,
+    pub candidate: VersionSummary,
+}
+
+/// A prediction made from the Try it panel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    pub status: u16,
+    pub body: String,
+    pub latency_ms: f64,
+}

@@ -9,9 +9,9 @@ use leptos::prelude::use_context;
 
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ArtifactOwner, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm,
-    LaunchRequest, ListQuery, MetricHistory, ModelDetail, ModelsPage, RunDetail, RunQuery,
-    RunsPage, User, VersionDetail,
+    ArtifactEntry, ArtifactOwner, DeploymentDetail, DeploymentView, Experiment, ExperimentPage,
+    FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery, MetricHistory, ModelDetail,
+    ModelsPage, Prediction, PromotionPreview, RunDetail, RunQuery, RunsPage, User, VersionDetail,
 };
 
 #[async_trait::async_trait]
@@ -71,6 +71,30 @@ pub trait ControlPlane: Send + Sync + 'static {
     async fn list_launches(&self, user: &User) -> Result<Vec<Launch>, AppError>;
 
     async fn get_launch(&self, user: &User, id: String) -> Result<Launch, AppError>;
+
+    async fn list_deployments(&self, user: &User) -> Result<Vec<DeploymentView>, AppError>;
+
+    async fn get_deployment(
+        &self,
+        user: &User,
+        model: String,
+    ) -> Result<DeploymentDetail, AppError>;
+
+    /// The Production version now and `version`, side by side, before a promotion.
+    async fn promotion_preview(
+        &self,
+        user: &User,
+        model: String,
+        version: String,
+    ) -> Result<PromotionPreview, AppError>;
+
+    /// Sends `input` to what serves the model; the answer and how long it took.
+    async fn try_prediction(
+        &self,
+        user: &User,
+        model: String,
+        input: String,
+    ) -> Result<Prediction, AppError>;
 }
 
 pub type SharedControlPlane = Arc<dyn ControlPlane>;

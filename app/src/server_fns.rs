@@ -4,9 +4,10 @@ use leptos::prelude::*;
 
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ArtifactOwner, ChartAxis, Experiment, ExperimentPage, FieldErrors, Launch,
-    LaunchForm, LaunchRequest, ListQuery, MetricChart, ModelDetail, ModelsPage, RunDetail,
-    RunQuery, RunsPage, VersionDetail,
+    ArtifactEntry, ArtifactOwner, ChartAxis, DeploymentDetail, DeploymentView, Experiment,
+    ExperimentPage, FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery, MetricChart,
+    ModelDetail, ModelsPage, Prediction, PromotionPreview, RunDetail, RunQuery, RunsPage,
+    VersionDetail,
 };
 
 #[server]
@@ -108,4 +109,37 @@ pub async fn get_launch(id: String) -> Result<Launch, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.get_launch(&user, id).await
+}
+
+#[server]
+pub async fn list_deployments() -> Result<Vec<DeploymentView>, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.list_deployments(&user).await
+}
+
+#[server]
+pub async fn get_deployment(model: String) -> Result<DeploymentDetail, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.get_deployment(&user, model).await
+}
+
+#[server]
+pub async fn preview_promotion(
+    model: String,
+    version: String,
+) -> Result<PromotionPreview, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?
+        .promotion_preview(&user, model, version)
+        .await
+}
+
+#[server]
+pub async fn try_prediction(model: String, input: String) -> Result<Prediction, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.try_prediction(&user, model, input).await
 }

@@ -15,8 +15,10 @@ export function uniqueName(prefix) {
   return `${prefix}-${Math.random().toString(36).slice(2, 10)}`;
 }
 
-/** Starts Slipway and Chromium; `stop()` ends both. */
-export async function startSlipway() {
+export const demoCatalog = fileURLToPath(new URL('../../deploy/demo/catalog.toml', import.meta.url));
+
+/** Starts Slipway and Chromium; `stop()` ends both. `env` adds settings. */
+export async function startSlipway(env = () => ({})) {
   const dataDir = mkdtempSync(join(tmpdir(), 'slipway-e2e-'));
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
@@ -28,7 +30,8 @@ export async function startSlipway() {
       SLIPWAY_DATA_DIR: dataDir,
       SLIPWAY_SITE_ROOT: required('SLIPWAY_SITE_ROOT'),
       // The demo's catalog: its profiles and the diabetes project.
-      SLIPWAY_CATALOG: fileURLToPath(new URL('../../deploy/demo/catalog.toml', import.meta.url)),
+      SLIPWAY_CATALOG: demoCatalog,
+      ...env(baseUrl),
     },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -54,7 +57,10 @@ export async function startSlipway() {
     },
     async stop() {
       await browser.close();
+      // Slipway stops its model servers on the way out; let it finish first.
+      const exited = new Promise((resolve) => slipway.once('exit', resolve));
       slipway.kill('SIGTERM');
+      await exited;
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

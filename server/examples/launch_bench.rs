@@ -250,6 +250,7 @@ async fn serve(
             store,
             launcher: launcher.clone(),
             reconciler,
+            predictions: reqwest::Client::new(),
         }),
         metrics: Metrics::new(),
         webhooks: None,

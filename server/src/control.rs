@@ -9,10 +9,13 @@ use futures::{StreamExt, TryStreamExt};
 use app::error::AppError;
 use app::model::{ArtifactEntry, ArtifactOwner, MetricHistory, RunDetail};
 use app::model::{
+    DeploymentDetail, DeploymentView, FieldErrors, Launch, LaunchForm, LaunchRequest, Prediction,
+    PromotionPreview, VersionSummary,
+};
+use app::model::{
     Experiment, ExperimentPage, ListQuery, MAX_PAGE_SIZE, ModelDetail, ModelSummary,
     ModelVersionInfo, ModelsPage, RunQuery, RunRow, RunsPage, User, VersionDetail,
 };
-use app::model::{FieldErrors, Launch, LaunchForm, LaunchRequest};
 use app::port::ControlPlane;
 
 use crate::launch::Launcher;
@@ -31,6 +34,41 @@ pub struct Slipway {
     pub store: Store,
     pub launcher: Arc<Launcher>,
     pub reconciler: Arc<Reconciler>,
+    /// For Try it: requests to the serving endpoints.
+    pub predictions: reqwest::Client,
+}
+
+/// Deployment events a deployment's page shows.
+const DEPLOYMENT_HISTORY_SHOWN: i64 = 50;
+
+impl Slipway {
+    /// A version with the latest metrics of the run it came from.
+    async fn version_summary(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<VersionSummary, AppError> {
+        let found = self.mlflow.get_model_version(model, version).await?;
+        let metrics = if found.run_id.is_empty() {
+            Vec::new()
+        } else {
+            let run = self.mlflow.get_run(&found.run_id).await?;
+            let mut metrics: Vec<_> = run
+                .data
+                .metrics
+                .into_iter()
+                .map(|metric| (metric.key, metric.value))
+                .collect();
+            metrics.sort_by(|a, b| a.0.cmp(&b.0));
+            metrics
+        };
+        Ok(VersionSummary {
+            version: found.version,
+            run_id: found.run_id,
+            stage: found.current_stage,
+            metrics,
+        })
+    }
 }
 
 /// Launches the list page shows.
@@ -340,6 +378,99 @@ impl ControlPlane for Slipway {
 
     async fn get_launch(&self, _user: &User, id: String) -> Result<Launch, AppError> {
         self.launcher.launch(&id).await
+    }
+
+    async fn list_deployments(&self, _user: &User) -> Result<Vec<DeploymentView>, AppError> {
+        self.reconciler
+            .bindings()
+            .iter()
+            .map(|binding| self.reconciler.view(&binding.model))
+            .collect()
+    }
+
+    async fn get_deployment(
+        &self,
+        _user: &User,
+        model: String,
+    ) -> Result<DeploymentDetail, AppError> {
+        let view = self.reconciler.view(&model)?;
+        let history = self
+            .store
+            .deployment_history(&model, DEPLOYMENT_HISTORY_SHOWN)
+            .await?;
+        let example_version = view
+            .serving_version
+            .clone()
+            .or(view.desired_version.clone());
+        let example_input = match example_version {
+            Some(version) => {
+                let uri = self
+                    .mlflow
+                    .model_version_download_uri(&model, &version)
+                    .await?;
+                self.mlflow
+                    .read_artifact_text(&uri, "serving_input_example.json")
+                    .await?
+            }
+            None => None,
+        };
+        Ok(DeploymentDetail {
+            view,
+            history,
+            example_input,
+        })
+    }
+
+    async fn promotion_preview(
+        &self,
+        _user: &User,
+        model: String,
+        version: String,
+    ) -> Result<PromotionPreview, AppError> {
+        let view = self.reconciler.view(&model)?;
+        let current = match &view.desired_version {
+            Some(current) if *current != version => {
+                Some(self.version_summary(&model, current).await?)
+            }
+            _ => None,
+        };
+        Ok(PromotionPreview {
+            candidate: self.version_summary(&model, &version).await?,
+            current,
+            marker: view.marker,
+            model,
+        })
+    }
+
+    async fn try_prediction(
+        &self,
+        _user: &User,
+        model: String,
+        input: String,
+    ) -> Result<Prediction, AppError> {
+        let body: serde_json::Value = serde_json::from_str(&input)
+            .map_err(|err| AppError::InvalidInput(format!("the request is not JSON: {err}")))?;
+        let view = self.reconciler.view(&model)?;
+        let address = view
+            .address
+            .ok_or_else(|| AppError::InvalidInput(format!("{model} is not serving yet")))?;
+        let started = std::time::Instant::now();
+        let response = self
+            .predictions
+            .post(&address)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|err| AppError::Unavailable(format!("{address} did not answer: {err}")))?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|err| {
+            AppError::Unavailable(format!("reading the answer of {address}: {err}"))
+        })?;
+        Ok(Prediction {
+            status,
+            body: text,
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
     }
 }
 

@@ -68,6 +68,8 @@ pub fn router(state: AppState) -> Router {
     let launches = Router::new()
         .route("/launches", post(submit_launch))
         .route("/launches/{id}/cancel", post(cancel_launch))
+        .route("/deployments/{model}/promote", post(promote))
+        .route("/deployments/{model}/rollback", post(rollback))
         .route("/api/launches/{id}/events", get(launch_events))
         .layer(from_fn(auth::gate));
 
@@ -202,6 +204,77 @@ async fn cancel_launch(
     match state.slipway.launcher.cancel(&user, &id).await {
         Ok(_) => Redirect::to(&page).into_response(),
         Err(err) => {
+            let notice: String =
+                url::form_urlencoded::byte_serialize(err.to_string().as_bytes()).collect();
+            Redirect::to(&format!("{page}?notice={notice}")).into_response()
+        }
+    }
+}
+
+/// The promotion's confirm button: makes the version Production in MLflow and
+/// deploys it at once; back to the deployment's page, with a notice on error.
+async fn promote(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    headers: axum::http::HeaderMap,
+    Path(model): Path<String>,
+    RawForm(body): RawForm,
+) -> Response {
+    if !same_origin(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "This form must be sent from Slipway's own pages.",
+        )
+            .into_response();
+    }
+    let version = url::form_urlencoded::parse(&body)
+        .find(|(key, _)| key == "version")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    let outcome = if version.is_empty() {
+        Err(AppError::InvalidInput("choose a version to promote".into()))
+    } else {
+        state
+            .slipway
+            .reconciler
+            .promote(&user, &model, &version, "promote")
+            .await
+    };
+    back_to_deployment(&model, outcome.err())
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    headers: axum::http::HeaderMap,
+    Path(model): Path<String>,
+) -> Response {
+    if !same_origin(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "This form must be sent from Slipway's own pages.",
+        )
+            .into_response();
+    }
+    let outcome = state.slipway.reconciler.rollback(&user, &model).await;
+    back_to_deployment(&model, outcome.err())
+}
+
+/// What a path segment must escape: everything but unreserved characters.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+fn back_to_deployment(model: &str, error: Option<AppError>) -> Response {
+    let page = format!(
+        "/deployments/{}",
+        percent_encoding::utf8_percent_encode(model, PATH_SEGMENT)
+    );
+    match error {
+        None => Redirect::to(&page).into_response(),
+        Some(err) => {
             let notice: String =
                 url::form_urlencoded::byte_serialize(err.to_string().as_bytes()).collect();
             Redirect::to(&format!("{page}?notice={notice}")).into_response()

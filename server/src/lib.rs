@@ -112,6 +112,10 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
             store,
             launcher,
             reconciler,
+            predictions: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .map_err(|err| Error::Config(format!("HTTP client: {err}")))?,
         }),
         metrics: Metrics::new(),
         webhooks: config.webhook_secret.as_deref().map(Verifier::new),

@@ -17,6 +17,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(config: Config) -> server::error::Result<()> {
     let state = build_state(&config).await?;
+    let slipway = state.slipway.clone();
     let app = http::router(state);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(
@@ -28,6 +29,7 @@ async fn run(config: Config) -> server::error::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    slipway.reconciler.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,3 +1,4 @@
+mod deployments;
 mod experiments;
 mod launch;
 mod list;
@@ -13,6 +14,7 @@ use leptos_router::{
     path,
 };
 
+use deployments::{DeploymentPage, DeploymentsPage, PromotePage};
 use experiments::ExperimentsPage;
 use launch::{LaunchFormPage, LaunchPage, LaunchesPage};
 use models::{ModelPage, ModelsPage, VersionPage};
@@ -55,6 +57,7 @@ pub fn App() -> impl IntoView {
                     <a href="/experiments">"Experiments"</a>
                     <a href="/models">"Models"</a>
                     <a href="/launches">"Launches"</a>
+                    <a href="/deployments">"Deployments"</a>
                     <a href="/launch">"Launch"</a>
                 </nav>
             </header>
@@ -68,6 +71,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/models") view=ModelsPage/>
                     <Route path=path!("/models/:name") view=ModelPage/>
                     <Route path=path!("/models/:name/versions/:version") view=VersionPage/>
+                    <Route path=path!("/deployments") view=DeploymentsPage/>
+                    <Route path=path!("/deployments/:model") view=DeploymentPage/>
+                    <Route path=path!("/deployments/:model/promote") view=PromotePage/>
                     <Route path=path!("/launch") view=LaunchFormPage/>
                     <Route path=path!("/launches") view=LaunchesPage/>
                     <Route path=path!("/launches/:id") view=LaunchPage/>

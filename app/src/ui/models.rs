@@ -202,8 +202,14 @@ pub fn VersionPage() -> impl IntoView {
 #[component]
 fn VersionView(detail: VersionDetail) -> impl IntoView {
     let version = detail.version;
+    let promote = super::deployments::promote_href(&version.model, &version.version);
+    let deployment = super::deployments::deployment_href(&version.model);
     view! {
-        <header class="page-header"><h1>{format!("{} v{}", version.model, version.version)}</h1></header>
+        <header class="page-header">
+            <h1>{format!("{} v{}", version.model, version.version)}</h1>
+            <a class="button primary" href=promote>"Promote to production…"</a>
+        </header>
+        <p class="source"><a href=deployment>"Deployment of this model"</a></p>
         {(!version.description.is_empty()).then(|| view! { <p class="description">{version.description.clone()}</p> })}
         <dl class="facts">
             <dt>"Stage"</dt><dd><span class=stage_class(&version.stage)>{version.stage.clone()}</span></dd>

@@ -448,6 +448,36 @@ impl MlflowClient {
         }
     }
 
+    /// A small text artifact under `uri` (a `mlflow-artifacts:` URI, read
+    /// through MLflow's artifact proxy); `None` when it is not there.
+    pub async fn read_artifact_text(
+        &self,
+        uri: &str,
+        path: &str,
+    ) -> Result<Option<String>, MlflowError> {
+        let Some(location) = uri.strip_prefix("mlflow-artifacts:/") else {
+            return Ok(None);
+        };
+        let url = self.endpoint(&format!(
+            "api/2.0/mlflow-artifacts/artifacts/{}/{path}",
+            location.trim_matches('/')
+        ));
+        let response = self
+            .authorize(self.http.get(url))
+            .send()
+            .await
+            .map_err(|err| self.unreachable(&err))?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = self.check_status(response).await?;
+        let text = response
+            .text()
+            .await
+            .map_err(|err| self.unreachable(&err))?;
+        Ok(Some(text))
+    }
+
     /// Every webhook MLflow has (3.3+), across pages.
     pub async fn list_webhooks(&self) -> Result<Vec<Webhook>, MlflowError> {
         let mut webhooks = Vec::new();

@@ -125,6 +125,11 @@ impl Reconciler {
         });
     }
 
+    /// Stops the local model servers: they are Slipway's children.
+    pub async fn shutdown(&self) {
+        self.local.stop_all().await;
+    }
+
     pub fn trigger(&self, trigger: Trigger) {
         let _ = self.triggers.send(trigger);
     }

@@ -1,0 +1,386 @@
+//! Deployments: every bound model (`/deployments`), one model's live status,
+//! history and Try it panel (`/deployments/{model}`), and the promotion's
+//! confirm step (`/deployments/{model}/promote?version=N`).
+//!
+//! Promote and rollback are plain POST forms, like the launch form: they work
+//! before hydration and come back to the deployment's page.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::Form;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use super::format_millis;
+use super::list::{Results, segment};
+use super::models::{model_href, version_href};
+use super::run::run_href;
+use crate::error::AppError;
+use crate::model::{
+    DeploymentDetail, DeploymentEvent, DeploymentView, Prediction, PromotionPreview, VersionSummary,
+};
+use crate::server_fns::{get_deployment, list_deployments, preview_promotion, try_prediction};
+
+pub fn deployment_href(model: &str) -> String {
+    format!("/deployments/{}", segment(model))
+}
+
+pub fn promote_href(model: &str, version: &str) -> String {
+    format!(
+        "{}/promote?version={}",
+        deployment_href(model),
+        segment(version)
+    )
+}
+
+/// While a deployment is changing, pages re-read it this often.
+#[cfg(feature = "hydrate")]
+const REFRESH_MS: u64 = 1000;
+
+/// Calls `refetch` every second in the browser, so status is live.
+#[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+fn keep_fresh(refetch: impl Fn() + 'static) {
+    #[cfg(feature = "hydrate")]
+    {
+        let handle =
+            set_interval_with_handle(refetch, std::time::Duration::from_millis(REFRESH_MS));
+        if let Ok(handle) = handle {
+            on_cleanup(move || handle.clear());
+        }
+    }
+}
+
+#[component]
+pub fn DeploymentsPage() -> impl IntoView {
+    let deployments = Resource::new(|| (), |_| list_deployments());
+    keep_fresh(move || deployments.refetch());
+    view! {
+        <Title text="Deployments"/>
+        <section class="page">
+            <header class="page-header">
+                <h1>"Deployments"</h1>
+            </header>
+            <Results loading_text="Loading deployments…">
+                {move || Suspend::new(async move {
+                    let deployments = deployments.await?;
+                    Ok::<_, AppError>(view! { <DeploymentTable deployments/> })
+                })}
+            </Results>
+        </section>
+    }
+}
+
+#[component]
+fn DeploymentTable(deployments: Vec<DeploymentView>) -> impl IntoView {
+    if deployments.is_empty() {
+        return view! {
+            <p class="empty">
+                "No models are bound to a serving target. An admin binds them with [[deployment]] entries in the catalog (SLIPWAY_CATALOG)."
+            </p>
+        }
+        .into_any();
+    }
+    let rows = deployments
+        .into_iter()
+        .map(|deployment| {
+            view! {
+                <tr data-model=deployment.model.clone()>
+                    <td class="name"><a href=deployment_href(&deployment.model)>{deployment.model.clone()}</a></td>
+                    <td>{target_text(&deployment)}</td>
+                    <td>{deployment.marker.clone()}</td>
+                    <td class="number" data-serving>{version_text(&deployment.serving_version)}</td>
+                    <td><StateBadge state=deployment.state.clone()/></td>
+                    <td class="address">{deployment.address.clone().unwrap_or_default()}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table class="data">
+            <thead>
+                <tr>
+                    <th scope="col">"Model"</th>
+                    <th scope="col">"Target"</th>
+                    <th scope="col">"Production is"</th>
+                    <th scope="col">"Serving"</th>
+                    <th scope="col">"Status"</th>
+                    <th scope="col">"Address"</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+    .into_any()
+}
+
+fn target_text(deployment: &DeploymentView) -> String {
+    match &deployment.namespace {
+        Some(namespace) => format!("{} in {namespace}", deployment.target),
+        None => deployment.target.clone(),
+    }
+}
+
+fn version_text(version: &Option<String>) -> String {
+    version
+        .as_ref()
+        .map_or("—".to_string(), |version| format!("v{version}"))
+}
+
+#[component]
+fn StateBadge(state: String) -> impl IntoView {
+    let class = format!("status state-{}", state.to_lowercase());
+    view! { <span class=class data-state=state.clone()>{state.clone()}</span> }
+}
+
+#[component]
+pub fn DeploymentPage() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let model = Memo::new(move |_| params.with(|params| params.get("model").unwrap_or_default()));
+    let notice = Memo::new(move |_| query.with(|query| query.get("notice")));
+    let input = Memo::new(move |_| query.with(|query| query.get("input")));
+    let detail = Resource::new(move || model.get(), get_deployment);
+    keep_fresh(move || detail.refetch());
+    let prediction = Resource::new(
+        move || (model.get(), input.get()),
+        |(model, input)| async move {
+            match input {
+                Some(input) => try_prediction(model, input).await.map(Some),
+                None => Ok(None),
+            }
+        },
+    );
+    view! {
+        <Title text="Deployment"/>
+        <section class="page">
+            {move || notice.get().map(|notice| view! { <p class="form-errors" role="alert">{notice}</p> })}
+            <Results loading_text="Loading the deployment…">
+                {move || Suspend::new(async move {
+                    let detail = detail.await?;
+                    Ok::<_, AppError>(view! { <DeploymentBody detail/> })
+                })}
+            </Results>
+            <TryIt model input prediction/>
+        </section>
+    }
+}
+
+#[component]
+fn DeploymentBody(detail: DeploymentDetail) -> impl IntoView {
+    let view_ = detail.view;
+    let rollback_action = format!("{}/rollback", deployment_href(&view_.model));
+    let can_roll_back = detail.history.iter().any(|event| {
+        event.outcome == "serving"
+            && event.version.is_some()
+            && event.version != view_.serving_version
+    });
+    view! {
+        <header class="page-header">
+            <h1>{view_.model.clone()}</h1>
+            <span class="live-status" aria-live="polite"><StateBadge state=view_.state.clone()/></span>
+        </header>
+        <p class="reason">{view_.message.clone()}</p>
+        <div class="actions">
+            <a href=model_href(&view_.model)>"Versions in the registry"</a>
+            {can_roll_back.then(|| view! {
+                <form method="post" action=rollback_action class="inline">
+                    <button type="submit" class="danger">"Roll back to the previous version"</button>
+                </form>
+            })}
+        </div>
+        <table class="data facts">
+            <tbody>
+                <tr><th scope="row">"Serving"</th><td data-serving>{version_text(&view_.serving_version)}</td></tr>
+                <tr><th scope="row">"Production in MLflow"</th><td>{format!("{} ({})", version_text(&view_.desired_version), view_.marker)}</td></tr>
+                <tr><th scope="row">"Target"</th><td>{target_text(&view_)}</td></tr>
+                <tr><th scope="row">"Address"</th><td><code data-address>{view_.address.clone().unwrap_or_default()}</code></td></tr>
+            </tbody>
+        </table>
+        <h2>"History"</h2>
+        <History model=view_.model.clone() events=detail.history/>
+        {detail.example_input.map(|example| {
+            let href = format!("{}?input={}", deployment_href(&view_.model), segment(&example));
+            view! { <p><a href=href class="use-example">"Try it with the model's input example"</a></p> }
+        })}
+    }
+}
+
+#[component]
+fn History(model: String, events: Vec<DeploymentEvent>) -> impl IntoView {
+    if events.is_empty() {
+        return view! { <p class="empty">"Nothing deployed yet."</p> }.into_any();
+    }
+    let rows = events
+        .into_iter()
+        .map(|event| {
+            let time_to_ready = event
+                .ready_ms
+                .map(|ready| format!("{:.1} s", (ready - event.started_ms) as f64 / 1000.0))
+                .unwrap_or_else(|| "—".into());
+            let version = event.version.clone().map(|version| {
+                view! { <a href=version_href(&model, &version)>{format!("v{version}")}</a> }
+            });
+            view! {
+                <tr data-cause=event.cause.clone()>
+                    <td>{format_millis(Some(event.started_ms))}</td>
+                    <td>{version}</td>
+                    <td>{version_text(&event.previous_version)}</td>
+                    <td>{event.cause.clone()}</td>
+                    <td>{event.actor.clone()}</td>
+                    <td data-outcome=event.outcome.clone()>{event.outcome.clone()}</td>
+                    <td class="number">{time_to_ready}</td>
+                    <td class="description">{event.message.clone()}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table class="data history">
+            <thead>
+                <tr>
+                    <th scope="col">"When"</th>
+                    <th scope="col">"Version"</th>
+                    <th scope="col">"Before"</th>
+                    <th scope="col">"Trigger"</th>
+                    <th scope="col">"Who"</th>
+                    <th scope="col">"Outcome"</th>
+                    <th scope="col">"Time to ready"</th>
+                    <th scope="col">"Detail"</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+    .into_any()
+}
+
+/// A GET form, so it works before hydration: the request body rides in the
+/// URL (`?input=`), the page sends it to the model and shows the answer.
+#[component]
+fn TryIt(
+    model: Memo<String>,
+    input: Memo<Option<String>>,
+    prediction: Resource<Result<Option<Prediction>, AppError>>,
+) -> impl IntoView {
+    let action = move || deployment_href(&model.get());
+    view! {
+        <section class="try-it">
+            <h2>"Try it"</h2>
+            <Form method="GET" action=action attr:class="try-form">
+                <label for="input">"Request body (JSON, as /invocations takes it)"</label>
+                <textarea id="input" name="input" rows="6" prop:value=move || input.get().unwrap_or_default()
+                    placeholder=r#"{"dataframe_split": {"columns": [...], "data": [[...]]}}"#></textarea>
+                <button type="submit">"Send"</button>
+            </Form>
+            <Transition fallback=|| view! { <p class="loading">"Asking the model…"</p> }>
+                {move || Suspend::new(async move {
+                    let answer = match prediction.await {
+                        Ok(Some(prediction)) => view! {
+                            <div class="prediction" data-status=prediction.status>
+                                <p>{format!("HTTP {} in {:.1} ms", prediction.status, prediction.latency_ms)}</p>
+                                <pre>{prediction.body}</pre>
+                            </div>
+                        }
+                        .into_any(),
+                        Ok(None) => view! { <p class="muted">"Send a request to see the model's answer."</p> }.into_any(),
+                        Err(err) => view! { <p class="field-error" role="alert">{err.to_string()}</p> }.into_any(),
+                    };
+                    answer
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+pub fn PromotePage() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let model = Memo::new(move |_| params.with(|params| params.get("model").unwrap_or_default()));
+    let version = Memo::new(move |_| query.with(|query| query.get("version").unwrap_or_default()));
+    let preview = Resource::new(
+        move || (model.get(), version.get()),
+        |(model, version)| preview_promotion(model, version),
+    );
+    view! {
+        <Title text="Promote"/>
+        <section class="page">
+            <Results loading_text="Comparing versions…">
+                {move || Suspend::new(async move {
+                    let preview = preview.await?;
+                    Ok::<_, AppError>(view! { <Confirm preview/> })
+                })}
+            </Results>
+        </section>
+    }
+}
+
+#[component]
+fn Confirm(preview: PromotionPreview) -> impl IntoView {
+    let action = format!("{}/promote", deployment_href(&preview.model));
+    let keys: Vec<String> = {
+        let mut keys: Vec<String> = preview
+            .candidate
+            .metrics
+            .iter()
+            .chain(
+                preview
+                    .current
+                    .iter()
+                    .flat_map(|current| current.metrics.iter()),
+            )
+            .map(|(key, _)| key.clone())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    };
+    let value = |summary: &Option<&VersionSummary>, key: &str| {
+        summary
+            .and_then(|summary| summary.metrics.iter().find(|(name, _)| name == key))
+            .map_or("—".to_string(), |(_, value)| format!("{value:.4}"))
+    };
+    let current = preview.current.as_ref();
+    let candidate = Some(&preview.candidate);
+    let rows = keys
+        .iter()
+        .map(|key| {
+            view! {
+                <tr>
+                    <th scope="row">{key.clone()}</th>
+                    <td class="metric">{value(&current, key)}</td>
+                    <td class="metric">{value(&candidate, key)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let run_link = |summary: Option<&VersionSummary>| {
+        summary
+            .filter(|summary| !summary.run_id.is_empty())
+            .map(|summary| {
+                view! { <a href=run_href(&summary.run_id)>"run"</a> }
+            })
+    };
+    let title = format!(
+        "Promote {} v{} to production?",
+        preview.model, preview.candidate.version
+    );
+    view! {
+        <header class="page-header"><h1>{title}</h1></header>
+        <p class="reason">{format!("Production is marked by {}; Slipway deploys it as soon as you confirm.", preview.marker)}</p>
+        <table class="data compare confirm">
+            <thead>
+                <tr>
+                    <th scope="col">"Metric"</th>
+                    <th scope="col">{current.map_or("Now: nothing".to_string(), |c| format!("Now: v{} ({})", c.version, c.stage))} " " {run_link(current)}</th>
+                    <th scope="col">{format!("New: v{} ({})", preview.candidate.version, preview.candidate.stage)} " " {run_link(candidate)}</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+        <form method="post" action=action class="actions">
+            <input type="hidden" name="version" value=preview.candidate.version.clone()/>
+            <button type="submit" class="primary">"Confirm: promote and deploy"</button>
+            <a href=deployment_href(&preview.model)>"Cancel"</a>
+        </form>
+    }
+}

@@ -1,0 +1,133 @@
+// Promotion on the embedded default, in Chromium: promote from a version's
+// page through the confirm step, watch it serve, ask it for a prediction,
+// promote the next version, roll back; a stage set with MLflow's own Python
+// client is picked up by the poll, an alias by the webhook.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { demoCatalog, eventually, mlflowUrl, startSlipway, uniqueName } from './support.mjs';
+
+const registerScript = fileURLToPath(new URL('../../server/tests/fixtures/register_model.py', import.meta.url));
+const byStage = uniqueName('e2e-staged');
+const byAlias = uniqueName('e2e-aliased');
+const experiment = uniqueName('e2e-deploy');
+let app;
+let hooked;
+
+/** A new version of a real scikit-learn model; predicts (x1 + x2) * scale. */
+function register(model, scale) {
+  const output = execFileSync('python', [registerScript, mlflowUrl, model, experiment, String(scale)], { encoding: 'utf8' });
+  return output.trim().split('\n').pop().trim();
+}
+
+function python(code) {
+  execFileSync('python', ['-c', code], { env: { ...process.env, MLFLOW_TRACKING_URI: mlflowUrl }, stdio: 'ignore' });
+}
+
+function catalogWith(bindings) {
+  const dir = mkdtempSync(join(tmpdir(), 'slipway-e2e-catalog-'));
+  const path = join(dir, 'catalog.toml');
+  // The demo's profiles and project stay (relative paths from its directory).
+  const demo = readFileSync(demoCatalog, 'utf8')
+    .split('\n[[deployment]]')[0]
+    .replace('directory = "projects/diabetes"', `directory = "${join(demoCatalog, '..', 'projects', 'diabetes')}"`);
+  writeFileSync(path, `${demo}\n${bindings}`);
+  return path;
+}
+
+before(async () => {
+  assert.equal(register(byStage, 1), '1');
+  assert.equal(register(byStage, 10), '2');
+  assert.equal(register(byAlias, 100), '1');
+  app = await startSlipway(() => ({
+    SLIPWAY_CATALOG: catalogWith(`[[deployment]]\nmodel = "${byStage}"\ntarget = "local"\n`),
+    SLIPWAY_RECONCILE_POLL_SECS: '2',
+  }));
+  // A second Slipway that only webhooks can wake: its poll is an hour.
+  hooked = await startSlipway((baseUrl) => ({
+    SLIPWAY_CATALOG: catalogWith(`[[deployment]]\nmodel = "${byAlias}"\ntarget = "local"\nproduction = "alias"\n`),
+    SLIPWAY_RECONCILE_POLL_SECS: '3600',
+    SLIPWAY_PUBLIC_URL: baseUrl,
+    SLIPWAY_WEBHOOK_SECRET: 'an-e2e-webhook-secret-long-enough',
+  }));
+});
+
+after(async () => {
+  await app?.stop();
+  await hooked?.stop();
+});
+
+async function promoteFromVersionPage(version) {
+  const page = await app.open(`/models/${byStage}/versions/${version}`);
+  await page.getByRole('link', { name: 'Promote to production…' }).click();
+  await page.getByRole('heading', { name: `Promote ${byStage} v${version} to production?` }).waitFor();
+  assert.match(page.url(), new RegExp(`/deployments/${byStage}/promote\\?version=${version}$`));
+  assert.ok(await page.locator('table.confirm').getByText('scale').isVisible(), 'key metrics side by side');
+  await page.getByRole('button', { name: 'Confirm: promote and deploy' }).click();
+  await page.locator('section.try-it').waitFor();
+  await page.waitForSelector('body[data-hydrated="true"]');
+  assert.match(page.url(), new RegExp(`/deployments/${byStage}$`));
+  return page;
+}
+
+async function servingVersion(page, version) {
+  // The page re-reads the deployment every second: no reload.
+  await page.locator(`[data-serving]:text-is("v${version}")`).waitFor({ timeout: 120_000 });
+  await page.locator('.live-status [data-state="Available"]').waitFor({ timeout: 120_000 });
+}
+
+async function tryIt(page) {
+  await page.locator('textarea[name="input"]').fill('{"inputs": [[1.0, 2.0]]}');
+  await page.getByRole('button', { name: 'Send' }).click();
+  const answer = page.locator('.prediction pre');
+  await answer.waitFor({ timeout: 30_000 });
+  assert.equal(await page.locator('.prediction').getAttribute('data-status'), '200');
+  const { predictions } = JSON.parse(await answer.textContent());
+  return Math.round(predictions[0] * 1000) / 1000;
+}
+
+test('promote, predict, promote again, roll back, and follow changes made in MLflow', async () => {
+  let page = await promoteFromVersionPage('1');
+  await servingVersion(page, '1');
+  assert.equal(await tryIt(page), 3, 'v1 answers (1 + 2) × 1');
+  await page.close();
+
+  page = await promoteFromVersionPage('2');
+  await servingVersion(page, '2');
+  assert.equal(await tryIt(page), 30, 'v2 answers (1 + 2) × 10');
+
+  await page.getByRole('button', { name: 'Roll back to the previous version' }).click();
+  await servingVersion(page, '1');
+  assert.equal(await tryIt(page), 3, 'rolled back to v1');
+  const causes = await page.locator('table.history tbody tr').evaluateAll((rows) => rows.map((row) => row.dataset.cause));
+  assert.deepEqual(causes, ['rollback', 'promote', 'promote']);
+
+  // MLflow's own Python client moves the stage: no webhook exists for that; the poll finds it.
+  python(`from mlflow import MlflowClient; MlflowClient().transition_model_version_stage("${byStage}", "2", "Production", archive_existing_versions=True)`);
+  await servingVersion(page, '2');
+  await eventually(async () => {
+    const latest = await page.locator('table.history tbody tr').first().getAttribute('data-cause');
+    assert.equal(latest, 'poll');
+  });
+  await page.close();
+});
+
+test('an alias set with MLflow\'s client arrives by webhook and is served', async () => {
+  const page = await hooked.open(`/deployments/${byAlias}`);
+  assert.equal(await page.locator('[data-serving]').textContent(), '—');
+  // MLflow caches its webhook list for up to a minute, so a delivery can go
+  // to an earlier registration: set the alias again until one arrives. The
+  // poll of this Slipway is an hour; only a webhook can have woken it.
+  const served = page.locator('[data-serving]:text-is("v1")');
+  for (let attempt = 0; attempt < 15 && !(await served.isVisible()); attempt += 1) {
+    python(`from mlflow import MlflowClient; MlflowClient().set_registered_model_alias("${byAlias}", "production", "1")`);
+    await served.waitFor({ timeout: 10_000 }).catch(() => {});
+  }
+  await page.locator('.live-status [data-state="Available"]').waitFor({ timeout: 120_000 });
+  assert.equal(await page.locator('table.history tbody tr').first().getAttribute('data-cause'), 'webhook');
+  await page.close();
+});
