@@ -381,11 +381,14 @@ impl ControlPlane for Slipway {
     }
 
     async fn list_deployments(&self, _user: &User) -> Result<Vec<DeploymentView>, AppError> {
-        self.reconciler
-            .bindings()
-            .iter()
-            .map(|binding| self.reconciler.view(&binding.model))
-            .collect()
+        let mut views = Vec::new();
+        for binding in self.reconciler.bindings() {
+            let mut view = self.reconciler.view(&binding.model)?;
+            let latest = self.store.deployment_history(&binding.model, 1).await?;
+            view.last_change_ms = latest.first().map(|event| event.started_ms);
+            views.push(view);
+        }
+        Ok(views)
     }
 
     async fn get_deployment(

@@ -707,18 +707,23 @@ async fn the_watch_reports_scheduling_trouble_then_the_jobs_end() {
     );
 }
 
-/// The Role in deploy/ grants exactly the verbs the executor's calls use.
+/// The Roles in deploy/ grant exactly the verbs the executor's and the
+/// reconciler's calls use.
 #[test]
-fn the_role_in_deploy_grants_what_the_executor_calls_and_no_more() {
+fn the_roles_in_deploy_grant_what_slipway_calls_and_no_more() {
     let text =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac.yaml"))
             .unwrap();
-    let role = serde_yaml::Deserializer::from_str(&text)
+    let roles: Vec<_> = serde_yaml::Deserializer::from_str(&text)
         .map(|document| serde_yaml::Value::deserialize(document).unwrap())
-        .find(|document| document["kind"] == "Role")
-        .expect("a Role");
+        .filter(|document| document["kind"] == "Role")
+        .collect();
+    assert_eq!(roles.len(), 2, "training and serving");
     let mut granted = BTreeMap::new();
-    for rule in role["rules"].as_sequence().unwrap() {
+    for rule in roles
+        .iter()
+        .flat_map(|role| role["rules"].as_sequence().unwrap())
+    {
         for resource in rule["resources"].as_sequence().unwrap() {
             let verbs: Vec<String> = rule["verbs"]
                 .as_sequence()
@@ -741,6 +746,11 @@ fn the_role_in_deploy_grants_what_the_executor_calls_and_no_more() {
             ["list", "watch"].map(String::from).to_vec(),
         ),
         ("pods/log".to_string(), vec!["get".to_string()]),
+        // The reconciler: get_opt and server-side apply.
+        (
+            "seldondeployments".to_string(),
+            ["get", "patch"].map(String::from).to_vec(),
+        ),
     ]);
     assert_eq!(granted, expected);
 }

@@ -90,6 +90,7 @@ fn DeploymentTable(deployments: Vec<DeploymentView>) -> impl IntoView {
                     <td class="number" data-serving>{version_text(&deployment.serving_version)}</td>
                     <td><StateBadge state=deployment.state.clone()/></td>
                     <td class="address">{deployment.address.clone().unwrap_or_default()}</td>
+                    <td>{format_millis(deployment.last_change_ms)}</td>
                 </tr>
             }
         })
@@ -104,6 +105,7 @@ fn DeploymentTable(deployments: Vec<DeploymentView>) -> impl IntoView {
                     <th scope="col">"Serving"</th>
                     <th scope="col">"Status"</th>
                     <th scope="col">"Address"</th>
+                    <th scope="col">"Last change"</th>
                 </tr>
             </thead>
             <tbody>{rows}</tbody>
