@@ -4,7 +4,9 @@
 #    server-side render next to the raw runs/search call, and time until the
 #    table is visible in Chromium for Slipway and for MLflow's own UI;
 # 2. launching (server/examples/launch_bench.rs): submit → Job created or
-#    process started, and status change → launch page.
+#    process started, and status change → launch page;
+# 3. serving (server/examples/serving_bench.rs): promote → SeldonDeployment
+#    applied and → local model ready, webhook → reconcile, poll over 1,000 models.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SLIPWAY_ROOT"
@@ -57,3 +59,8 @@ launch_port=$(free_port)
 start_mlflow "$work/launch-mlflow" "$launch_port"
 cargo build --release -p server --example launch_bench
 BENCH_MLFLOW_URL="http://127.0.0.1:$launch_port" target/release/examples/launch_bench
+
+# Serving: promote → applied / ready, webhook → pass, and a poll pass over
+# 1,000 registered models, on the same fresh MLflow.
+cargo build --release -p server --example serving_bench
+PATH="$SLIPWAY_VENV/bin:$PATH" BENCH_MLFLOW_URL="http://127.0.0.1:$launch_port" target/release/examples/serving_bench

@@ -59,7 +59,8 @@ pub struct Reconciler {
     /// Whichever pass first deploys that version records it as theirs, even
     /// a poll that saw MLflow's change before the promotion's own trigger.
     intents: Mutex<HashMap<String, (String, String, String)>>,
-    changes: watch::Sender<u64>,
+    /// Counts passes as they start (for waiting on one, and for benchmarks).
+    passes: watch::Sender<u64>,
 }
 
 impl Reconciler {
@@ -82,7 +83,7 @@ impl Reconciler {
             cluster: Mutex::default(),
             failed: Arc::default(),
             intents: Mutex::default(),
-            changes: watch::channel(0).0,
+            passes: watch::channel(0).0,
         });
         (reconciler, receiver)
     }
@@ -134,8 +135,9 @@ impl Reconciler {
         let _ = self.triggers.send(trigger);
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
+    /// Wakes when a pass starts.
+    pub fn subscribe_passes(&self) -> watch::Receiver<u64> {
+        self.passes.subscribe()
     }
 
     pub fn bindings(&self) -> &[DeploymentBinding] {
@@ -144,6 +146,7 @@ impl Reconciler {
 
     /// One pass: read the desired versions, converge every binding.
     pub async fn pass(&self, trigger: &Trigger) -> Result<()> {
+        self.passes.send_modify(|count| *count += 1);
         let models = self.mlflow.all_registered_models().await?;
         let desired = desired_versions(&self.bindings, &models);
         *self.desired.lock().expect("desired") = desired.clone();
@@ -160,7 +163,6 @@ impl Reconciler {
                 tracing::warn!(model = %binding.model, error = %err, "converging");
             }
         }
-        self.bump();
         Ok(())
     }
 
@@ -195,7 +197,6 @@ impl Reconciler {
             .await?;
         let local = self.local.clone();
         let store = self.store.clone();
-        let changes = self.changes.clone();
         let model = model.clone();
         let failed = self.failed.clone();
         tokio::spawn(async move {
@@ -212,7 +213,6 @@ impl Reconciler {
             if let Err(err) = store.finish_deployment(&id, outcome, &message).await {
                 tracing::error!(error = %err, "recording a deployment's end");
             }
-            changes.send_modify(|generation| *generation += 1);
         });
         Ok(())
     }
@@ -448,10 +448,6 @@ impl Reconciler {
             address: status.address,
             last_change_ms: None,
         })
-    }
-
-    fn bump(&self) {
-        self.changes.send_modify(|generation| *generation += 1);
     }
 }
 

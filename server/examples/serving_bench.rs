@@ -1,0 +1,347 @@
+//! `make bench` (serving part): promote → SeldonDeployment applied (API
+//! server simulated behind kube's client) and → local model ready, with the
+//! real MLflow calls; webhook received → reconcile pass started; and one
+//! poll pass over 1,000 registered models: MLflow requests and Slipway's CPU.
+//! Prints figures; asserts nothing.
+//!
+//! Needs BENCH_MLFLOW_URL (a fresh MLflow: it registers 1,000 models) and
+//! `mlflow` and `python` with scikit-learn on PATH for the local target.
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use app::model::User;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{Full, combinators::BoxBody};
+use serde_json::{Value, json};
+use server::catalog::Catalog;
+use server::config::MlflowAuth;
+use server::mlflow::MlflowClient;
+use server::serving::local::LocalServing;
+use server::serving::reconciler::{Reconciler, Trigger};
+use server::serving::seldon::SeldonTarget;
+use server::store::Store;
+use tokio::sync::mpsc;
+
+const MODELS: usize = 1000;
+
+#[tokio::main]
+async fn main() {
+    let mlflow_url = std::env::var("BENCH_MLFLOW_URL").expect("BENCH_MLFLOW_URL");
+    let mlflow = MlflowClient::new(
+        &mlflow_url.parse().unwrap(),
+        MlflowAuth::None,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let rest = |path: &str, body: Value| {
+        let http = http.clone();
+        let url = format!("{mlflow_url}/api/2.0/mlflow/{path}");
+        async move {
+            let response = http.post(url).json(&body).send().await.unwrap();
+            assert!(
+                response.status().is_success(),
+                "{}",
+                response.text().await.unwrap()
+            );
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let work = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/s.db?mode=rwc", work.path().display()))
+        .await
+        .unwrap();
+    let user = User {
+        name: "bench".into(),
+        authenticated: true,
+    };
+    println!("serving benchmark, MLflow at {mlflow_url}");
+
+    // 1,000 registered models, the first with two versions in the cluster binding.
+    let existing = mlflow.all_registered_models().await.unwrap().len();
+    for index in existing..MODELS {
+        rest(
+            "registered-models/create",
+            json!({"name": format!("bench-model-{index:04}")}),
+        )
+        .await;
+    }
+    let experiment = mlflow.ensure_experiment("serving-bench").await.unwrap();
+    for _ in 0..2 {
+        let run = mlflow.create_run(&experiment, "r", 0, &[]).await.unwrap();
+        let logged = rest(
+            "logged-models",
+            json!({"experiment_id": experiment, "name": "model", "source_run_id": run.run_id}),
+        )
+        .await;
+        let model_id = logged["model"]["info"]["model_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        rest("model-versions/create", json!({"name": "bench-model-0000", "source": format!("models:/{model_id}"), "run_id": run.run_id, "model_id": model_id})).await;
+    }
+
+    // One poll pass over 1,000 bound models (nothing in production: nothing to do but read).
+    let every: String = (0..MODELS)
+        .map(|index| {
+            format!("[[deployment]]\nmodel = \"bench-model-{index:04}\"\ntarget = \"local\"\n\n")
+        })
+        .collect();
+    let bindings = Catalog::parse(&every, Path::new(".")).unwrap().deployments;
+    let local = Arc::new(LocalServing::new(mlflow.url(), work.path().join("serving")).unwrap());
+    let (reconciler, _triggers) =
+        Reconciler::new(mlflow.clone(), store.clone(), bindings, local.clone(), None);
+    let counting = CountingMlflow::start(&mlflow_url).await;
+    let counted = MlflowClient::new(
+        &counting.url.parse().unwrap(),
+        MlflowAuth::None,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let every_bound = Catalog::parse(&every, Path::new(".")).unwrap().deployments;
+    let (counted_reconciler, _) =
+        Reconciler::new(counted, store.clone(), every_bound, local.clone(), None);
+    let mut cpu = Vec::new();
+    let mut wall = Vec::new();
+    let mut requests = Vec::new();
+    for _ in 0..30 {
+        let before_requests = counting.count();
+        let cpu_before = thread_cpu();
+        let started = Instant::now();
+        counted_reconciler
+            .pass(&Trigger::new("poll", "slipway"))
+            .await
+            .unwrap();
+        wall.push(started.elapsed());
+        cpu.push(thread_cpu() - cpu_before);
+        requests.push(counting.count() - before_requests);
+    }
+    report("poll pass over 1,000 models: wall time", &mut wall);
+    report("poll pass over 1,000 models: Slipway CPU", &mut cpu);
+    requests.sort();
+    println!(
+        "poll pass over 1,000 models: MLflow requests per pass: min {} max {}",
+        requests[0],
+        requests[requests.len() - 1]
+    );
+    drop(reconciler);
+
+    // Promote → SeldonDeployment applied, against a simulated API server.
+    let (applied_tx, mut applied) = mpsc::unbounded_channel::<Instant>();
+    let client = kube::Client::new(api_server(applied_tx), "models");
+    let seldon_binding = Catalog::parse(
+        "[[deployment]]\nmodel = \"bench-model-0000\"\ntarget = \"seldon\"\nnamespace = \"models\"\n\
+         artifact_map = [{ from = \"mlflow-artifacts:/\", to = \"s3://bucket/\" }]\n",
+        Path::new("."),
+    )
+    .unwrap()
+    .deployments;
+    let (seldon, triggers) = Reconciler::new(
+        mlflow.clone(),
+        store.clone(),
+        seldon_binding,
+        local.clone(),
+        Some(SeldonTarget::new(client)),
+    );
+    seldon.run(triggers, Duration::from_secs(3600));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while applied.try_recv().is_ok() {}
+    let mut promote = Vec::new();
+    for round in 0..100 {
+        let version = if round % 2 == 0 { "1" } else { "2" };
+        let started = Instant::now();
+        seldon
+            .promote(&user, "bench-model-0000", version, "promote")
+            .await
+            .unwrap();
+        let at = tokio::time::timeout(Duration::from_secs(10), applied.recv())
+            .await
+            .expect("applied")
+            .unwrap();
+        promote.push(at - started);
+        while applied.try_recv().is_ok() {}
+    }
+    report(
+        "promote → SeldonDeployment applied (incl. MLflow transition, audit, read, download URI)",
+        &mut promote,
+    );
+
+    // Webhook received → reconcile pass started, in process.
+    let mut passes = seldon.subscribe_passes();
+    let mut woke = Vec::new();
+    for _ in 0..100 {
+        passes.borrow_and_update();
+        let started = Instant::now();
+        seldon.trigger(Trigger::new("webhook", "mlflow"));
+        passes.changed().await.unwrap();
+        woke.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    report("webhook accepted → reconcile pass started", &mut woke);
+
+    // Promote → local model ready: real `mlflow models serve`.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/register_model.py");
+    let mut registered = Vec::new();
+    for scale in [1.0, 2.0] {
+        let output = std::process::Command::new("python")
+            .arg(&script)
+            .args([
+                &mlflow_url,
+                "bench-served",
+                "serving-bench",
+                &scale.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        registered.push(stdout.lines().last().unwrap().trim().to_string());
+    }
+    let bound = Catalog::parse(
+        "[[deployment]]\nmodel = \"bench-served\"\ntarget = \"local\"\n",
+        Path::new("."),
+    )
+    .unwrap()
+    .deployments;
+    let (served, triggers) =
+        Reconciler::new(mlflow.clone(), store.clone(), bound, local.clone(), None);
+    served.run(triggers, Duration::from_secs(3600));
+    let mut ready = Vec::new();
+    for round in 0..4 {
+        let version = registered[round % 2].clone();
+        let started = Instant::now();
+        served
+            .promote(&user, "bench-served", &version, "promote")
+            .await
+            .unwrap();
+        loop {
+            let view = served.view("bench-served").unwrap();
+            if view.serving_version.as_deref() == Some(version.as_str())
+                && view.state == "Available"
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ready.push(started.elapsed());
+    }
+    report(
+        "promote → local model ready (mlflow models serve answering /ping)",
+        &mut ready,
+    );
+    local.stop_all().await;
+}
+
+fn thread_cpu() -> Duration {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD).unwrap();
+    let time =
+        |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+    time(usage.user_time()) + time(usage.system_time())
+}
+
+/// A pass-through to MLflow that counts requests.
+struct CountingMlflow {
+    url: String,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingMlflow {
+    async fn start(target: &str) -> Self {
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let target = target.trim_end_matches('/').to_string();
+        let counter = count.clone();
+        let client = reqwest::Client::new();
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let target = target.clone();
+            let client = client.clone();
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                let uri = request
+                    .uri()
+                    .path_and_query()
+                    .map(|pq| pq.to_string())
+                    .unwrap_or_default();
+                let method = request.method().clone();
+                let body = axum::body::to_bytes(request.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                let response = client
+                    .request(method, format!("{target}{uri}"))
+                    .body(body)
+                    .header("content-type", "application/json")
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                (status, response.bytes().await.unwrap())
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, count }
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// GET → 404 (not there yet, or whatever), PATCH → applied; reports when a PATCH lands.
+fn api_server(
+    applied: mpsc::UnboundedSender<Instant>,
+) -> impl tower::Service<
+    Request<kube::client::Body>,
+    Response = Response<BoxBody<Bytes, Infallible>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Send
++ Clone {
+    tower::service_fn(move |request: Request<kube::client::Body>| {
+        let applied = applied.clone();
+        async move {
+            let body = if request.method() == http::Method::PATCH {
+                let _ = applied.send(Instant::now());
+                let sent = request.into_body().collect_bytes().await.unwrap();
+                let mut object: Value = serde_json::from_slice(&sent).unwrap();
+                object["metadata"]["uid"] = json!("b");
+                object["metadata"]["resourceVersion"] = json!("2");
+                object["status"] = json!({"state": "Available"});
+                return Ok(Response::builder()
+                    .status(200)
+                    .body(full(serde_json::to_vec(&object).unwrap()))
+                    .unwrap());
+            } else {
+                full(serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})).unwrap())
+            };
+            Ok(Response::builder().status(404).body(body).unwrap())
+        }
+    })
+}
+
+fn full(bytes: Vec<u8>) -> BoxBody<Bytes, Infallible> {
+    BoxBody::new(Full::new(Bytes::from(bytes)))
+}
+
+fn report(what: &str, samples: &mut [Duration]) {
+    samples.sort();
+    let at =
+        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{what}: n={} p50 {:.1} ms · p90 {:.1} ms · p99 {:.1} ms · max {:.1} ms",
+        samples.len(),
+        ms(at(0.5)),
+        ms(at(0.9)),
+        ms(at(0.99)),
+        ms(*samples.last().unwrap())
+    );
+}
