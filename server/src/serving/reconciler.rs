@@ -361,13 +361,14 @@ impl Reconciler {
             model.into(),
             (version.into(), cause.into(), user.name.clone()),
         );
-        match binding.production {
-            ProductionMarker::Stage => self.mlflow.transition_to_production(model, version).await?,
-            ProductionMarker::Alias => {
-                self.mlflow
-                    .set_alias(model, &binding.alias, version)
-                    .await?
-            }
+        let marked = match binding.production {
+            ProductionMarker::Stage => self.mlflow.transition_to_production(model, version).await,
+            ProductionMarker::Alias => self.mlflow.set_alias(model, &binding.alias, version).await,
+        };
+        if let Err(err) = marked {
+            // Nothing changed in MLflow: nothing to attribute.
+            self.intents.lock().expect("intents").remove(model);
+            return Err(err.into());
         }
         let detail = format!(
             "{} → v{version}",
