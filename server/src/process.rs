@@ -23,6 +23,12 @@ pub async fn terminate_group(pgid: i32, grace: Duration) {
     let _ = killpg(group, Signal::SIGKILL);
 }
 
+/// Whether any process of the group is still alive.
+pub fn group_alive(pgid: i32) -> bool {
+    // Signal 0 only asks.
+    killpg(Pid::from_raw(pgid), None).is_ok()
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

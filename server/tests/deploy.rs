@@ -224,9 +224,10 @@ async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
 }
 
 /// Slipway stopped after MLflow's transition and before the deployment:
-/// started again, it deploys from what MLflow says, with no click.
+/// started again, it deploys from what MLflow says, with no click. And a
+/// model server killed behind its back is started again (drift).
 #[tokio::test(flavor = "multi_thread")]
-async fn after_a_restart_it_converges_from_mlflow_alone() {
+async fn after_a_restart_it_converges_from_mlflow_alone_and_repairs_a_killed_server() {
     let model = unique("restarted");
     assert_eq!(register(&model, &unique("restarted"), 2.0), "1");
     // The promotion happened; the Slipway that would have deployed it did not survive.
@@ -248,6 +249,30 @@ async fn after_a_restart_it_converges_from_mlflow_alone() {
     );
     let history = setup.store.deployment_history(&model, 10).await.unwrap();
     assert_eq!(history[0].cause, "startup");
+
+    // Someone kills the model server: the next pass notices and starts it again.
+    let server = setup.local.status(&model).0.unwrap();
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(server.pgid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     setup.reconciler.trigger(Trigger::new("poll", "slipway"));
+    let mut restarted = None;
+    for _ in 0..1200 {
+        let (current, _) = setup.local.status(&model);
+        if let Some(current) = current.filter(|current| current.pgid != server.pgid) {
+            restarted = Some(current);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let restarted = restarted.expect("the killed server was started again");
+    assert_eq!(predict(&restarted.address()).await.unwrap(), 6.0);
+    let history = setup.store.deployment_history(&model, 10).await.unwrap();
+    assert_eq!(
+        (history[0].cause.as_str(), history[0].version.as_deref()),
+        ("drift", Some("1"))
+    );
     setup.local.stop_all().await;
 }

@@ -112,6 +112,9 @@ impl MlflowClient {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
+            // MLflow's server (uvicorn) closes idle connections after 5 s; a
+            // pooled one it is closing fails a write, which is never retried.
+            .pool_idle_timeout(Duration::from_secs(4))
             .user_agent(concat!("slipway/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self { base, http, auth })

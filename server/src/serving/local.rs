@@ -21,7 +21,8 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 pub struct LocalServer {
     pub version: String,
     pub port: u16,
-    pgid: i32,
+    /// The server's process group.
+    pub pgid: i32,
 }
 
 impl LocalServer {
@@ -89,16 +90,29 @@ impl LocalServing {
         (current, status)
     }
 
-    /// The version serving or starting, so a converge does not start twice.
-    pub fn wanted_version(&self, model: &str) -> Option<String> {
-        let models = self.models.lock().expect("serving map");
-        let servers = models.get(model)?;
-        servers.starting.clone().or_else(|| {
+    /// The version serving or starting, so a converge does not start twice,
+    /// and whether the serving one had died: such a server is forgotten here
+    /// (drift), so the converge starts it again.
+    pub fn wanted_version(&self, model: &str) -> (Option<String>, bool) {
+        let mut models = self.models.lock().expect("serving map");
+        let Some(servers) = models.get_mut(model) else {
+            return (None, false);
+        };
+        let died = servers
+            .current
+            .as_ref()
+            .is_some_and(|server| !crate::process::group_alive(server.pgid));
+        if died {
+            let gone = servers.current.take().expect("checked");
+            tracing::warn!(model, version = %gone.version, "the local model server died; starting it again");
+        }
+        let wanted = servers.starting.clone().or_else(|| {
             servers
                 .current
                 .as_ref()
                 .map(|server| server.version.clone())
-        })
+        });
+        (wanted, died)
     }
 
     /// Starts `version` and, once it answers, makes it current and stops the

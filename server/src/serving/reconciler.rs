@@ -173,13 +173,17 @@ impl Reconciler {
         trigger: &Trigger,
     ) -> Result<()> {
         let model = &binding.model;
-        let wanted = self.local.wanted_version(model);
+        let (wanted, died) = self.local.wanted_version(model);
         let failed = self.failed.lock().expect("failed").get(model).cloned();
         if version == wanted || (version.is_some() && version == failed) {
             return Ok(());
         }
         let previous = self.local.status(model).0.map(|server| server.version);
-        let (cause, actor) = self.attribution(model, version.as_deref(), trigger);
+        let (cause, actor) = if died {
+            ("drift".to_string(), "slipway".to_string())
+        } else {
+            self.attribution(model, version.as_deref(), trigger)
+        };
         let Some(version) = version else {
             let id = self
                 .store
