@@ -65,12 +65,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(from_fn(auth::gate));
 
-    let launches = Router::new()
+    let forms = Router::new()
         .route("/launches", post(submit_launch))
         .route("/launches/{id}/cancel", post(cancel_launch))
         .route("/deployments/{model}/promote", post(promote))
         .route("/deployments/{model}/rollback", post(rollback))
         .route("/api/launches/{id}/events", get(launch_events))
+        .layer(from_fn(forms_from_this_site))
         .layer(from_fn(auth::gate));
 
     let ops = Router::new()
@@ -80,7 +81,7 @@ pub fn router(state: AppState) -> Router {
         // MLflow calls this; the HMAC signature authenticates it, not the gate.
         .route("/webhooks/mlflow", post(receive_webhook));
 
-    ui.merge(launches)
+    ui.merge(forms)
         .merge(ops)
         .layer(from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -152,17 +153,8 @@ impl FromRef<AppState> for Arc<Metrics> {
 async fn submit_launch(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
-    headers: axum::http::HeaderMap,
     RawForm(body): RawForm,
 ) -> Response {
-    if !same_origin(&headers) {
-        tracing::warn!(origin = ?headers.get(header::ORIGIN), "launch form posted from another site");
-        return (
-            StatusCode::FORBIDDEN,
-            "This form must be sent from Slipway's own pages.",
-        )
-            .into_response();
-    }
     let request = LaunchRequest::from_pairs(url::form_urlencoded::parse(&body));
     match state.slipway.launcher.submit(&user, &request).await {
         Ok(Submitted::Launched(launch)) => {
@@ -187,16 +179,8 @@ async fn submit_launch(
 async fn cancel_launch(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
-    headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return (
-            StatusCode::FORBIDDEN,
-            "This form must be sent from Slipway's own pages.",
-        )
-            .into_response();
-    }
     let page = format!(
         "/launches/{}",
         url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
@@ -216,17 +200,9 @@ async fn cancel_launch(
 async fn promote(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
-    headers: axum::http::HeaderMap,
     Path(model): Path<String>,
     RawForm(body): RawForm,
 ) -> Response {
-    if !same_origin(&headers) {
-        return (
-            StatusCode::FORBIDDEN,
-            "This form must be sent from Slipway's own pages.",
-        )
-            .into_response();
-    }
     let version = url::form_urlencoded::parse(&body)
         .find(|(key, _)| key == "version")
         .map(|(_, value)| value.into_owned())
@@ -246,16 +222,8 @@ async fn promote(
 async fn rollback(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
-    headers: axum::http::HeaderMap,
     Path(model): Path<String>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return (
-            StatusCode::FORBIDDEN,
-            "This form must be sent from Slipway's own pages.",
-        )
-            .into_response();
-    }
     let outcome = state.slipway.reconciler.rollback(&user, &model).await;
     back_to_deployment(&model, outcome.err())
 }
@@ -391,6 +359,20 @@ fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
         .event(name)
         .json_data(value)
         .expect("plain data serialises")
+}
+
+/// Every POST form (launch, cancel, promote, rollback) must come from
+/// Slipway's own pages.
+async fn forms_from_this_site(request: Request, next: axum::middleware::Next) -> Response {
+    if request.method() == axum::http::Method::POST && !same_origin(request.headers()) {
+        tracing::warn!(origin = ?request.headers().get(header::ORIGIN), path = request.uri().path(), "form posted from another site");
+        return (
+            StatusCode::FORBIDDEN,
+            "This form must be sent from Slipway's own pages.",
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// A browser names the page a form came from in `Origin`; a form posted from
