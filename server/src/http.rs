@@ -181,18 +181,8 @@ async fn cancel_launch(
     Extension(user): Extension<User>,
     Path(id): Path<String>,
 ) -> Response {
-    let page = format!(
-        "/launches/{}",
-        url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
-    );
-    match state.slipway.launcher.cancel(&user, &id).await {
-        Ok(_) => Redirect::to(&page).into_response(),
-        Err(err) => {
-            let notice: String =
-                url::form_urlencoded::byte_serialize(err.to_string().as_bytes()).collect();
-            Redirect::to(&format!("{page}?notice={notice}")).into_response()
-        }
-    }
+    let outcome = state.slipway.launcher.cancel(&user, &id).await;
+    back_to(format!("/launches/{}", path_segment(&id)), outcome.err())
 }
 
 /// The promotion's confirm button: makes the version Production in MLflow and
@@ -216,7 +206,10 @@ async fn promote(
             .promote(&user, &model, &version, "promote")
             .await
     };
-    back_to_deployment(&model, outcome.err())
+    back_to(
+        format!("/deployments/{}", path_segment(&model)),
+        outcome.err(),
+    )
 }
 
 async fn rollback(
@@ -225,7 +218,10 @@ async fn rollback(
     Path(model): Path<String>,
 ) -> Response {
     let outcome = state.slipway.reconciler.rollback(&user, &model).await;
-    back_to_deployment(&model, outcome.err())
+    back_to(
+        format!("/deployments/{}", path_segment(&model)),
+        outcome.err(),
+    )
 }
 
 /// What a path segment must escape: everything but unreserved characters.
@@ -235,11 +231,12 @@ const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANU
     .remove(b'.')
     .remove(b'~');
 
-fn back_to_deployment(model: &str, error: Option<AppError>) -> Response {
-    let page = format!(
-        "/deployments/{}",
-        percent_encoding::utf8_percent_encode(model, PATH_SEGMENT)
-    );
+fn path_segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, PATH_SEGMENT).to_string()
+}
+
+/// Back to `page`, with the error (if any) as its `notice`.
+fn back_to(page: String, error: Option<AppError>) -> Response {
     match error {
         None => Redirect::to(&page).into_response(),
         Some(err) => {

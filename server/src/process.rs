@@ -1,6 +1,8 @@
 //! Child processes in their own process group (local trainings, local model
 //! servers), so stopping one stops everything it started.
 
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -34,4 +36,23 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// Starts `command` in a process group of its own, stdout and stderr into
+/// `log` (created), stdin closed. Returns the child and its group id.
+pub fn spawn_logged(
+    command: &mut tokio::process::Command,
+    log: &Path,
+) -> std::io::Result<(tokio::process::Child, i32)> {
+    let out = std::fs::File::create(log)?;
+    let err = out.try_clone()?;
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .process_group(0)
+        .kill_on_drop(false)
+        .spawn()?;
+    let pgid = child.id().unwrap_or_default() as i32;
+    Ok((child, pgid))
 }

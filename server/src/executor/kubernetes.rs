@@ -142,21 +142,7 @@ pub fn render_job(job: &TrainingJob, settings: &JobSettings) -> Result<Job, Exec
 /// `<project>-<launch id prefix>`, DNS-1123 safe and at most 63 characters,
 /// so the pods' generated names fit too.
 pub fn job_name(project: &str, launch_id: &str) -> String {
-    let mut stem: String = project
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    stem = stem
-        .split('-')
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join("-");
+    let mut stem = crate::catalog::dns_name(project);
     stem.truncate(40);
     let stem = stem.trim_end_matches('-');
     let suffix: String = launch_id

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,37 +70,28 @@ impl Executor for LocalExecutor {
             .argv
             .split_first()
             .ok_or_else(|| ExecutorError("the entry point's command is empty".into()))?;
-        let log = std::fs::File::create(self.log_path(&job.launch_id))
-            .map_err(|err| ExecutorError(format!("cannot create the log file: {err}")))?;
-        let stderr = log
-            .try_clone()
-            .map_err(|err| ExecutorError(format!("cannot share the log file: {err}")))?;
         // As many GPUs as the profile asks for; none for a CPU profile.
         let gpus = (0..job.profile.gpus())
             .map(|index| index.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let mut child = tokio::process::Command::new(program)
-            .args(args)
-            .current_dir(&job.directory)
-            .env("MLFLOW_TRACKING_URI", &self.tracking_uri)
-            .env("MLFLOW_RUN_ID", &job.run_id)
-            .env("MLFLOW_EXPERIMENT_ID", &job.experiment_id)
-            .env("CUDA_VISIBLE_DEVICES", gpus)
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(stderr))
-            .process_group(0)
-            .kill_on_drop(false)
-            .spawn()
-            .map_err(|err| {
-                ExecutorError(format!(
-                    "cannot start {program:?} in {}: {err}",
-                    job.directory.display()
-                ))
-            })?;
-        let pid = child.id().unwrap_or_default() as i32;
+        let (mut child, pid) = crate::process::spawn_logged(
+            tokio::process::Command::new(program)
+                .args(args)
+                .current_dir(&job.directory)
+                .env("MLFLOW_TRACKING_URI", &self.tracking_uri)
+                .env("MLFLOW_RUN_ID", &job.run_id)
+                .env("MLFLOW_EXPERIMENT_ID", &job.experiment_id)
+                .env("CUDA_VISIBLE_DEVICES", gpus)
+                .env("PYTHONUNBUFFERED", "1"),
+            &self.log_path(&job.launch_id),
+        )
+        .map_err(|err| {
+            ExecutorError(format!(
+                "cannot start {program:?} in {}: {err}",
+                job.directory.display()
+            ))
+        })?;
         let (ended_tx, ended) = watch::channel(false);
         let cancelled = Arc::new(AtomicBool::new(false));
         self.running.lock().expect("running map").insert(

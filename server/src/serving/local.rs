@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -179,36 +178,29 @@ impl LocalServing {
             "{}-v{version}.log",
             crate::catalog::dns_name(model)
         ));
-        let log = std::fs::File::create(&log_path)
-            .map_err(|err| format!("cannot create {}: {err}", log_path.display()))?;
-        let stderr = log.try_clone().map_err(|err| err.to_string())?;
         let model_uri = format!("models:/{model}/{version}");
-        let mut child = tokio::process::Command::new("mlflow")
-            .args([
-                "models",
-                "serve",
-                "-m",
-                &model_uri,
-                "--env-manager",
-                "local",
-                "-h",
-                "127.0.0.1",
-                "-p",
-            ])
-            .arg(port.to_string())
-            .env("MLFLOW_TRACKING_URI", &self.tracking_uri)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(stderr))
-            .process_group(0)
-            .kill_on_drop(false)
-            .spawn()
-            .map_err(|err| {
-                format!(
-                    "cannot start `mlflow models serve`: {err} (is MLflow's bin directory on PATH?)"
-                )
-            })?;
-        let pgid = child.id().unwrap_or_default() as i32;
+        let (mut child, pgid) = crate::process::spawn_logged(
+            tokio::process::Command::new("mlflow")
+                .args([
+                    "models",
+                    "serve",
+                    "-m",
+                    &model_uri,
+                    "--env-manager",
+                    "local",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                ])
+                .arg(port.to_string())
+                .env("MLFLOW_TRACKING_URI", &self.tracking_uri),
+            &log_path,
+        )
+        .map_err(|err| {
+            format!(
+                "cannot start `mlflow models serve`: {err} (is MLflow's bin directory on PATH?)"
+            )
+        })?;
         let ping = format!("http://127.0.0.1:{port}/ping");
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         loop {

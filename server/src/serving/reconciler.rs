@@ -354,13 +354,7 @@ impl Reconciler {
         cause: &str,
     ) -> Result<(), AppError> {
         let binding = self.binding(model)?;
-        let before = self
-            .desired
-            .lock()
-            .expect("desired")
-            .get(model)
-            .cloned()
-            .flatten();
+        let before = self.desired_version(model);
         self.intents.lock().expect("intents").insert(
             model.into(),
             (version.into(), cause.into(), user.name.clone()),
@@ -406,6 +400,16 @@ impl Reconciler {
         Ok(previous)
     }
 
+    /// What MLflow said should serve, as of the last pass.
+    fn desired_version(&self, model: &str) -> Option<String> {
+        self.desired
+            .lock()
+            .expect("desired")
+            .get(model)
+            .cloned()
+            .flatten()
+    }
+
     fn binding(&self, model: &str) -> Result<&DeploymentBinding, AppError> {
         self.bindings
             .iter()
@@ -415,13 +419,7 @@ impl Reconciler {
 
     pub fn view(&self, model: &str) -> Result<DeploymentView, AppError> {
         let binding = self.binding(model)?;
-        let desired = self
-            .desired
-            .lock()
-            .expect("desired")
-            .get(model)
-            .cloned()
-            .flatten();
+        let desired = self.desired_version(model);
         let (serving, status) = match binding.target {
             ServingTarget::Local => {
                 let (server, status) = self.local.status(model);
