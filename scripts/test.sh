@@ -3,24 +3,30 @@
 # servers, and runs the unit, integration and browser tests against them.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/kube.sh"
 cd "$SLIPWAY_ROOT"
 
 scripts/bootstrap.sh --test
+install_kube
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/slipway-test.XXXXXX")
 cleanup() {
+  stop_kube
   stop_mlflow
   [ -z "${POSTGRES_STOP+x}" ] || "${POSTGRES_STOP[@]}" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-log "starting PostgreSQL and MLflow for the tests"
+log "starting PostgreSQL, MLflow and a Kubernetes API server for the tests"
 start_postgres "$work/postgres" "$(free_port)"
+start_kube "$work/kube"
 mlflow_port=$(free_port)
 start_mlflow "$work/mlflow" "$mlflow_port"
 export SLIPWAY_TEST_POSTGRES_URL="$POSTGRES_URL"
 export SLIPWAY_TEST_MLFLOW_URL="http://127.0.0.1:$mlflow_port"
+export SLIPWAY_TEST_KUBE_ADMIN="$KUBE_ADMIN_CONFIG"
+export SLIPWAY_TEST_KUBE_AUDIT="$KUBE_AUDIT_LOG"
 # Launch tests run real trainings: `python` with mlflow comes from the venv.
 export PATH="$SLIPWAY_VENV/bin:$PATH"
 

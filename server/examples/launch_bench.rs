@@ -219,7 +219,7 @@ async fn serve(
     mlflow: &MlflowClient,
     catalog: Arc<Catalog>,
     executor: Arc<dyn Executor>,
-    reports: mpsc::UnboundedReceiver<server::executor::StatusReport>,
+    reports: mpsc::UnboundedReceiver<server::executor::ExecutorEvent>,
 ) -> (Arc<Launcher>, String) {
     std::fs::create_dir_all(&data).unwrap();
     let store = Store::connect(&format!("sqlite://{}/s.db?mode=rwc", data.display()))

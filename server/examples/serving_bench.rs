@@ -156,7 +156,10 @@ async fn main() {
         store.clone(),
         seldon_binding,
         local.clone(),
-        Some(SeldonTarget::new(client)),
+        Some(SeldonTarget::new(
+            client,
+            server::config::UnboundObjects::Delete,
+        )),
     );
     seldon.run(triggers, Duration::from_secs(3600));
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -77,6 +77,11 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_JOB_TRACKING_URI")]
     pub job_tracking_uri: Option<Url>,
 
+    /// Kubeconfig file for the cluster. Default: $KUBECONFIG, ~/.kube/config,
+    /// or the pod's service account.
+    #[arg(long, env = "SLIPWAY_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
     /// Namespace for training Jobs. Default: the kubeconfig's or the pod's.
     #[arg(long, env = "SLIPWAY_KUBE_NAMESPACE")]
     pub kube_namespace: Option<String>,
@@ -89,6 +94,11 @@ pub struct Config {
     /// reports (stage transitions, objects edited in the cluster).
     #[arg(long, env = "SLIPWAY_RECONCILE_POLL_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub reconcile_poll_secs: u64,
+
+    /// What happens to a cluster object Slipway created for a deployment
+    /// binding once the binding is gone from the catalog.
+    #[arg(long, env = "SLIPWAY_UNBOUND_OBJECTS", value_enum, default_value_t = UnboundObjects::Delete)]
+    pub unbound_objects: UnboundObjects,
 
     /// Slipway's address as MLflow reaches it (for the webhook MLflow calls).
     #[arg(long, env = "SLIPWAY_PUBLIC_URL")]
@@ -117,6 +127,15 @@ pub enum Executor {
     Local,
     /// Training as Kubernetes Jobs (kubeconfig or in-cluster credentials).
     Kubernetes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UnboundObjects {
+    /// Deleted: nothing is left serving that no binding explains.
+    Delete,
+    /// Left serving, marked with the annotation `slipway.dev/unbound`, and
+    /// no longer managed.
+    Keep,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -271,6 +271,14 @@ async fn launch_events(
         let mut log_output = false;
         let mut reopen_at: Option<Instant> = None;
         let mut opened_after_end = false;
+        // Bytes of log already sent: a reopened stream starts from the
+        // beginning again, and that much of it is skipped.
+        let mut delivered = 0usize;
+        let mut skip = 0usize;
+        // A log source that fails (a node that does not answer, a pod
+        // between restarts) is retried while the training runs; each
+        // distinct error is shown once.
+        let mut last_error: Option<String> = None;
         let mut launch = launch;
         loop {
             let update = launch.update();
@@ -282,11 +290,17 @@ async fn launch_events(
             if logs.is_none() && !logs_done && may_open && launch.executor_ref.is_some() {
                 opened_after_end = launch.status.is_terminal();
                 log_output = false;
+                skip = delivered;
                 match launcher.logs(&launch).await {
                     Ok(stream) => logs = Some(stream),
                     Err(err) => {
-                        yield Ok(Event::default().event("log").data(format!("[slipway] no logs: {err}\n")));
-                        logs_done = true;
+                        let err = err.to_string();
+                        if last_error.as_ref() != Some(&err) {
+                            yield Ok(Event::default().event("log").data(format!("[slipway] no logs yet: {err}\n")));
+                            last_error = Some(err);
+                        }
+                        logs_done = opened_after_end;
+                        reopen_at = Some(Instant::now() + LOG_RETRY);
                     }
                 }
             }
@@ -306,13 +320,22 @@ async fn launch_events(
             match woke {
                 Woke::Log(Some(Ok(text))) => {
                     log_output = true;
-                    yield Ok(Event::default().event("log").data(text));
+                    let fresh = unseen_part(&text, &mut skip);
+                    if !fresh.is_empty() {
+                        delivered += fresh.len();
+                        yield Ok(Event::default().event("log").data(fresh));
+                    }
                     continue;
                 }
                 Woke::Log(Some(Err(err))) => {
-                    yield Ok(Event::default().event("log").data(format!("[slipway] {err}\n")));
+                    let err = err.to_string();
+                    if last_error.as_ref() != Some(&err) {
+                        yield Ok(Event::default().event("log").data(format!("[slipway] {err}; retrying\n")));
+                        last_error = Some(err);
+                    }
                     logs = None;
-                    logs_done = true;
+                    logs_done = launch.status.is_terminal();
+                    reopen_at = Some(Instant::now() + LOG_RETRY);
                 }
                 Woke::Log(None) => {
                     logs = None;
@@ -338,6 +361,18 @@ async fn launch_events(
 
 /// How often a live launch page re-reads the launch even without news.
 const LAUNCH_RECHECK: Duration = Duration::from_secs(1);
+/// How long a failed log source rests before it is asked again.
+const LOG_RETRY: Duration = Duration::from_secs(3);
+
+/// The part of `text` past the first `skip` bytes still to skip (a
+/// reopened log repeats what was sent before).
+fn unseen_part(text: &str, skip: &mut usize) -> String {
+    let cut = (*skip).min(text.len());
+    *skip -= cut;
+    // The repeated prefix is the same text, so `cut` falls on a character
+    // boundary unless the source changed under us; then send it whole.
+    text.get(cut..).unwrap_or(text).to_string()
+}
 
 enum Woke {
     Changed,

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::executor::{Executor, LogStream, StatusReport, TrainingJob};
+use crate::executor::{Executor, ExecutorEvent, LogStream, StatusReport, TrainingJob};
 use crate::mlflow::MlflowClient;
 use crate::mlflow::Tag;
 use crate::store::{NewLaunch, Store, now_ms};
@@ -82,16 +82,98 @@ impl Launcher {
         self.changes.subscribe()
     }
 
-    /// Applies executor reports as they come, until every sender is gone.
-    pub fn follow(self: &Arc<Self>, mut reports: mpsc::UnboundedReceiver<StatusReport>) {
+    /// Applies what the executor sees as it comes, until every sender is gone.
+    pub fn follow(self: &Arc<Self>, mut events: mpsc::UnboundedReceiver<ExecutorEvent>) {
         let launcher = self.clone();
         tokio::spawn(async move {
-            while let Some(report) = reports.recv().await {
-                if let Err(err) = launcher.apply(&report).await {
-                    tracing::error!(launch = %report.launch_id, error = %err, "recording a launch status");
+            while let Some(event) = events.recv().await {
+                if let Err(err) = launcher.observe(event).await {
+                    tracing::error!(error = %err, "recording what the executor saw");
                 }
             }
         });
+    }
+
+    async fn observe(&self, event: ExecutorEvent) -> Result<()> {
+        match event {
+            ExecutorEvent::Status(report) => self.apply(&report).await.map(drop),
+            ExecutorEvent::Gone { launch_id, reason } => self.end_gone(&launch_id, &reason).await,
+            ExecutorEvent::Lost { launch_id, reason } => {
+                let ended = self
+                    .apply(&StatusReport {
+                        launch_id: launch_id.clone(),
+                        status: LaunchStatus::Failed,
+                        reason,
+                    })
+                    .await?;
+                if ended
+                    && let Some(launch) = self.store.launch(&launch_id).await?
+                    && let Some(executor_ref) = &launch.executor_ref
+                    && let Err(err) = self.executor.cancel(&launch_id, executor_ref).await
+                {
+                    tracing::warn!(launch = %launch_id, error = %err, "stopping a training that lost its pod");
+                }
+                Ok(())
+            }
+            ExecutorEvent::Listed { present, reason } => {
+                for launch in self.store.unfinished_launches(self.backend()).await? {
+                    let Some(executor_ref) = &launch.executor_ref else {
+                        continue;
+                    };
+                    if present.contains(&launch.id) {
+                        continue;
+                    }
+                    // The listing may predate a Job created since: ask again.
+                    match self.executor.is_present(&launch.id, executor_ref).await {
+                        Ok(false) => self.end_gone(&launch.id, &reason).await?,
+                        Ok(true) => {}
+                        Err(err) => {
+                            tracing::warn!(launch = %launch.id, error = %err, "checking a launch's training")
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A training that is gone without a word of its end: the MLflow run
+    /// says whether the code finished it.
+    async fn end_gone(&self, launch_id: &str, reason: &str) -> Result<()> {
+        let Some(launch) = self.store.launch(launch_id).await? else {
+            return Ok(());
+        };
+        if launch.status.is_terminal() {
+            return Ok(());
+        }
+        let run_status = match &launch.run_id {
+            Some(run_id) => match self.mlflow.get_run(run_id).await {
+                Ok(run) => Some(run.info.status),
+                Err(err) => {
+                    tracing::warn!(launch = %launch_id, error = %err, "reading the run of a launch that is gone");
+                    None
+                }
+            },
+            None => None,
+        };
+        let (status, reason) = match run_status.as_deref() {
+            Some("FINISHED") => (
+                LaunchStatus::Succeeded,
+                format!("{reason}; the MLflow run had finished"),
+            ),
+            Some("KILLED") => (
+                LaunchStatus::Cancelled,
+                format!("{reason}; the MLflow run was killed"),
+            ),
+            _ => (LaunchStatus::Failed, reason.to_string()),
+        };
+        self.apply(&StatusReport {
+            launch_id: launch_id.into(),
+            status,
+            reason,
+        })
+        .await?;
+        Ok(())
     }
 
     /// The errors a form sent back shows next to its fields. The form
@@ -310,12 +392,13 @@ impl Launcher {
                 {
                     tracing::warn!(launch = %launch.id, error = %err, "stopping a launch cancelled during set-up");
                 }
-                self.transition(
-                    &launch.id,
-                    LaunchStatus::Pending,
-                    &format!("started on {}", self.backend()),
-                )
-                .await?;
+                if self
+                    .store
+                    .mark_launch_started(&launch.id, &format!("started on {}", self.backend()))
+                    .await?
+                {
+                    self.bump();
+                }
                 Ok(self.store.launch(&launch.id).await?.expect("recorded"))
             }
             Err(err) => self.fail(launch, Some(&run.run_id), &err.0).await,
@@ -334,22 +417,22 @@ impl Launcher {
         Ok(self.store.launch(&launch.id).await?.expect("recorded"))
     }
 
-    async fn apply(&self, report: &StatusReport) -> Result<()> {
+    /// Records a status; returns whether it ended the launch just now.
+    async fn apply(&self, report: &StatusReport) -> Result<bool> {
         let Some((launch, changed)) = self
             .transition(&report.launch_id, report.status, &report.reason)
             .await?
         else {
+            // Another Slipway's launch in the same namespace, or a forgotten one.
             tracing::debug!(launch = %report.launch_id, "status for an unknown launch");
-            return Ok(());
+            return Ok(false);
         };
-        if changed
-            && launch.status.is_terminal()
-            && let Some(run_id) = &launch.run_id
-        {
+        let ended = changed && launch.status.is_terminal();
+        if ended && let Some(run_id) = &launch.run_id {
             self.end_mlflow_run(run_id, launch.status, &launch.reason)
                 .await;
         }
-        Ok(())
+        Ok(ended)
     }
 
     /// Moves the launch forward: never back from running to pending, never
@@ -451,20 +534,19 @@ impl Launcher {
         }
     }
 
-    /// Local trainings do not survive a restart of Slipway: those it finds
-    /// unfinished are closed with that reason instead of staying "running".
-    pub async fn settle_orphans(&self) -> Result<()> {
-        if self.backend() != "local" {
-            // Kubernetes Jobs outlive Slipway; the watch reports their state.
-            return Ok(());
-        }
-        for launch in self.store.unfinished_launches("local").await? {
-            self.apply(&StatusReport {
-                launch_id: launch.id.clone(),
-                status: LaunchStatus::Failed,
-                reason: "Slipway restarted while this training ran; its outcome is unknown".into(),
-            })
-            .await?;
+    /// Launches a restart interrupted before their training was started
+    /// are closed with that reason; those that were started are settled by
+    /// the executor's first listing (`ExecutorEvent::Listed`).
+    pub async fn settle_interrupted(&self) -> Result<()> {
+        for launch in self.store.unfinished_launches(self.backend()).await? {
+            if launch.executor_ref.is_none() {
+                self.fail(
+                    &launch,
+                    launch.run_id.as_deref(),
+                    "Slipway restarted while it was starting this training",
+                )
+                .await?;
+            }
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod error;
@@ -55,7 +56,11 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
     };
     let (sink, reports) = tokio::sync::mpsc::unbounded_channel();
     let kube_client = match config.executor {
-        ExecutorKind::Kubernetes => Some(kube::Client::try_default().await?),
+        ExecutorKind::Kubernetes => {
+            let client = cluster::connect(config.kubeconfig.as_deref()).await?;
+            cluster::check_version(&client).await?;
+            Some(client)
+        }
         ExecutorKind::Local => None,
     };
     let executor: Arc<dyn Executor> = match &kube_client {
@@ -76,6 +81,10 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
                 service_account: config.job_service_account.clone(),
             };
             let executor = Arc::new(KubernetesExecutor::new(client.clone(), settings));
+            let refused = executor.dry_run_profiles(&catalog).await;
+            if !refused.is_empty() {
+                return Err(Error::Config(format!("catalog: {}", refused.join("; "))));
+            }
             let watching = executor.clone();
             tokio::spawn(async move { watching.watch_status(sink).await });
             executor
@@ -90,7 +99,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         store.clone(),
         catalog.deployments.clone(),
         local_serving,
-        kube_client.map(SeldonTarget::new),
+        kube_client.map(|client| SeldonTarget::new(client, config.unbound_objects)),
     );
     reconciler.run(
         triggers,
@@ -103,7 +112,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         executor,
     ));
     launcher.follow(reports);
-    launcher.settle_orphans().await?;
+    launcher.settle_interrupted().await?;
     register_webhook(config, mlflow.clone());
     Ok(AppState {
         leptos_options: leptos_options(config),

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use app::model::LaunchStatus;
 use futures::StreamExt;
@@ -12,7 +11,6 @@ use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::client::Body;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use server::catalog::Catalog;
 use server::executor::kubernetes::{
@@ -620,137 +618,4 @@ async fn logs_come_from_the_launchs_pod_followed() {
         lines.await.unwrap(),
         ["epoch 1/2: rmse=60.1\n", "epoch 2/2: rmse=55.0\n"]
     );
-}
-
-#[tokio::test]
-async fn the_watch_reports_scheduling_trouble_then_the_jobs_end() {
-    let (executor, mut handle) = mock_executor();
-    let (sink, mut reports) = tokio::sync::mpsc::unbounded_channel();
-    let watching = tokio::spawn(async move { executor.watch_status(sink).await });
-
-    let unschedulable = pod_json(json!({
-        "phase": "Pending",
-        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                        "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]
-    }));
-    let running = pod_json(json!({
-        "phase": "Running",
-        "containerStatuses": [{"name": "training", "image": "img", "imageID": "", "ready": true, "restartCount": 0,
-            "state": {"running": {"startedAt": "2026-11-26T09:00:00Z"}}}]
-    }));
-    let complete = job_json(json!([{"type": "Complete", "status": "True"}]));
-    // Both watchers list, then watch; answer each by what it asks for.
-    let server = tokio::spawn(async move {
-        let mut served = 0;
-        while let Some((request, send)) = handle.next_request().await {
-            let path = request.uri().path().to_string();
-            let query = request.uri().query().unwrap_or_default().to_string();
-            assert!(
-                query.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dslipway"),
-                "{query}"
-            );
-            let watching = query.contains("watch=true");
-            let body = match (path.as_str(), watching) {
-                ("/api/v1/namespaces/ml/pods", false) => serde_json::to_vec(&json!({
-                    "apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "101"}, "items": [unschedulable]
-                })).unwrap(),
-                ("/api/v1/namespaces/ml/pods", true) => {
-                    format!("{}\n", json!({"type": "MODIFIED", "object": running})).into_bytes()
-                }
-                ("/apis/batch/v1/namespaces/ml/jobs", false) => serde_json::to_vec(&json!({
-                    "apiVersion": "batch/v1", "kind": "JobList", "metadata": {"resourceVersion": "100"}, "items": []
-                })).unwrap(),
-                ("/apis/batch/v1/namespaces/ml/jobs", true) => {
-                    format!("{}\n", json!({"type": "MODIFIED", "object": complete})).into_bytes()
-                }
-                other => panic!("unexpected request {other:?}"),
-            };
-            served += 1;
-            send.send_response(
-                Response::builder()
-                    .status(200)
-                    .body(Body::from(body))
-                    .unwrap(),
-            );
-            if served >= 4 {
-                break;
-            }
-        }
-        handle
-    });
-
-    let mut seen = Vec::new();
-    while seen.len() < 3 {
-        let report = tokio::time::timeout(Duration::from_secs(10), reports.recv())
-            .await
-            .expect("a report in time")
-            .unwrap();
-        seen.push((report.status, report.reason));
-    }
-    watching.abort();
-    let _handle = server.await.unwrap();
-    let pending = (
-        LaunchStatus::Pending,
-        "Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.".to_string(),
-    );
-    let running = (LaunchStatus::Running, String::new());
-    let succeeded = (LaunchStatus::Succeeded, "Job complete".to_string());
-    assert!(
-        seen.contains(&pending) && seen.contains(&running) && seen.contains(&succeeded),
-        "{seen:?}"
-    );
-    let position =
-        |wanted: &(LaunchStatus, String)| seen.iter().position(|seen| seen == wanted).unwrap();
-    assert!(
-        position(&pending) < position(&running),
-        "the pod's own order is kept: {seen:?}"
-    );
-}
-
-/// The Roles in deploy/ grant exactly the verbs the executor's and the
-/// reconciler's calls use.
-#[test]
-fn the_roles_in_deploy_grant_what_slipway_calls_and_no_more() {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac.yaml"))
-            .unwrap();
-    let roles: Vec<_> = serde_yaml::Deserializer::from_str(&text)
-        .map(|document| serde_yaml::Value::deserialize(document).unwrap())
-        .filter(|document| document["kind"] == "Role")
-        .collect();
-    assert_eq!(roles.len(), 2, "training and serving");
-    let mut granted = BTreeMap::new();
-    for rule in roles
-        .iter()
-        .flat_map(|role| role["rules"].as_sequence().unwrap())
-    {
-        for resource in rule["resources"].as_sequence().unwrap() {
-            let verbs: Vec<String> = rule["verbs"]
-                .as_sequence()
-                .unwrap()
-                .iter()
-                .map(|verb| verb.as_str().unwrap().to_string())
-                .collect();
-            granted.insert(resource.as_str().unwrap().to_string(), verbs);
-        }
-    }
-    let expected = BTreeMap::from([
-        (
-            "jobs".to_string(),
-            ["create", "list", "watch", "delete"]
-                .map(String::from)
-                .to_vec(),
-        ),
-        (
-            "pods".to_string(),
-            ["list", "watch"].map(String::from).to_vec(),
-        ),
-        ("pods/log".to_string(), vec!["get".to_string()]),
-        // The reconciler: get_opt and server-side apply.
-        (
-            "seldondeployments".to_string(),
-            ["get", "patch"].map(String::from).to_vec(),
-        ),
-    ]);
-    assert_eq!(granted, expected);
 }

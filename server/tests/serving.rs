@@ -290,7 +290,10 @@ type Handle = mock::Handle<Request<Body>, Response<Body>>;
 fn target() -> (SeldonTarget, Handle) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     (
-        SeldonTarget::new(kube::Client::new(service, "default")),
+        SeldonTarget::new(
+            kube::Client::new(service, "default"),
+            server::config::UnboundObjects::Delete,
+        ),
         handle,
     )
 }
@@ -386,8 +389,20 @@ async fn apply_is_server_side_as_slipway_with_strict_validation_and_explains_ref
                 answer["metadata"]["resourceVersion"] = json!("42");
                 answer["status"] = json!({"state": "Creating", "description": ""});
                 send.send_response(respond(code, answer));
-                let status = applied.await.unwrap().unwrap();
-                assert_eq!(status.state, ServingState::Creating);
+                let applied = applied.await.unwrap().unwrap();
+                assert_eq!(applied.status.state, ServingState::Creating);
+                // The version comes back from the object's metadata.
+                assert_eq!(
+                    applied.version,
+                    object
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .unwrap()
+                        .get(seldon::VERSION_LABEL)
+                        .cloned()
+                );
+                assert_eq!(applied.generation, None);
             }
             Some((reason, message, explained)) => {
                 send.send_response(respond(code, status_body(code.as_u16(), reason, message)));

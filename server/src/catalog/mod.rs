@@ -53,6 +53,20 @@ pub struct DeploymentBinding {
     /// From MLflow's artifact URIs to what the serving runtime can read.
     #[serde(default)]
     pub artifact_map: Vec<UriMapping>,
+    /// What serving does while MLflow marks no version Production.
+    #[serde(default)]
+    pub no_production: NoProduction,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoProduction {
+    /// Keep serving what serves, and say so: taking a model out of
+    /// production in MLflow does not stop its traffic by accident.
+    #[default]
+    Keep,
+    /// Stop serving: the model server stops, the cluster object is deleted.
+    Remove,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -444,9 +458,37 @@ impl HardwareProfile {
         {
             problems.push("max_runtime_secs must be positive".into());
         }
+        if let Some(gpu) = &self.gpu
+            && !is_extended_resource_name(self.gpu_resource())
+        {
+            problems.push(format!(
+                "GPU resource {:?} is not an extended resource name: it needs a domain, like {DEFAULT_GPU_RESOURCE:?}",
+                gpu.resource.as_deref().unwrap_or_default()
+            ));
+        }
+        for (key, value) in &self.node_selector {
+            if !is_qualified_name(key) {
+                problems.push(format!(
+                    "node selector key {key:?} is not a label key ([prefix/]name)"
+                ));
+            }
+            if !is_label_value(value) {
+                problems.push(format!(
+                    "node selector value {value:?} is not a label value: at most 63 letters, \
+                     digits, '-', '_' or '.', beginning and ending with a letter or digit"
+                ));
+            }
+        }
         for toleration in &self.tolerations {
             match toleration.operator.as_deref() {
-                None | Some("Equal") | Some("Exists") => {}
+                None | Some("Equal") => {}
+                Some("Exists") if toleration.value.as_deref().is_some_and(|v| !v.is_empty()) => {
+                    problems.push(format!(
+                        "toleration {:?} with operator Exists must not have a value",
+                        toleration.key.as_deref().unwrap_or_default()
+                    ))
+                }
+                Some("Exists") => {}
                 Some(other) => problems.push(format!(
                     "toleration operator {other:?} is neither Equal nor Exists"
                 )),
@@ -454,6 +496,19 @@ impl HardwareProfile {
             match toleration.effect.as_deref() {
                 None | Some("NoSchedule") | Some("PreferNoSchedule") | Some("NoExecute") => {}
                 Some(other) => problems.push(format!("toleration effect {other:?} is unknown")),
+            }
+            if toleration.toleration_seconds.is_some()
+                && toleration.effect.as_deref() != Some("NoExecute")
+            {
+                problems.push(format!(
+                    "toleration {:?}: toleration_seconds needs effect NoExecute",
+                    toleration.key.as_deref().unwrap_or_default()
+                ));
+            }
+            if let Some(key) = &toleration.key
+                && !is_qualified_name(key)
+            {
+                problems.push(format!("toleration key {key:?} is not a label key"));
             }
         }
         problems
@@ -526,6 +581,39 @@ fn quantity_problems(pairs: &[(&str, &Option<RequestLimit>)]) -> Vec<String> {
         }
     }
     problems
+}
+
+/// A label value: empty, or up to 63 of `[A-Za-z0-9._-]` with alphanumeric ends.
+pub fn is_label_value(text: &str) -> bool {
+    text.is_empty()
+        || (text.len() <= 63
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && text.ends_with(|c: char| c.is_ascii_alphanumeric()))
+}
+
+/// A label key: `[DNS-subdomain/]name`, the name a non-empty label value.
+pub fn is_qualified_name(text: &str) -> bool {
+    let (prefix, name) = match text.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, text),
+    };
+    !name.is_empty() && is_label_value(name) && prefix.is_none_or(is_dns_subdomain)
+}
+
+/// An extended resource (a GPU, say): a label key with a domain outside
+/// `kubernetes.io`.
+pub fn is_extended_resource_name(text: &str) -> bool {
+    is_qualified_name(text)
+        && text
+            .split_once('/')
+            .is_some_and(|(domain, _)| !domain.ends_with("kubernetes.io"))
+}
+
+fn is_dns_subdomain(text: &str) -> bool {
+    text.len() <= 253 && text.split('.').all(is_dns_label)
 }
 
 /// RFC 1123 label: what Kubernetes accepts in names and label values.
@@ -607,6 +695,44 @@ directory = "nowhere"
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
         assert_eq!(problems.len(), 8, "{all}");
+    }
+
+    /// The four profiles a real API server refused with 422 although the
+    /// start-up check had passed them.
+    #[test]
+    fn what_the_api_server_refuses_is_refused_at_start_up() {
+        let text = r#"
+[[profile]]
+name = "exists-with-value"
+tolerations = [{ key = "gpu", operator = "Exists", value = "yes", effect = "NoSchedule" }]
+
+[[profile]]
+name = "bad-selector"
+node_selector = { "pool" = "batch pool!" }
+
+[[profile]]
+name = "gpu-without-domain"
+gpu = { request = 1, limit = 1, resource = "gpu" }
+
+[[profile]]
+name = "seconds-on-noschedule"
+tolerations = [{ key = "gpu", operator = "Exists", effect = "NoSchedule", toleration_seconds = 60 }]
+"#;
+        let problems = Catalog::parse(text, Path::new(".")).unwrap_err();
+        let all = problems.join("\n");
+        for expected in [
+            "profile \"exists-with-value\": toleration \"gpu\" with operator Exists must not have a value",
+            "profile \"bad-selector\": node selector value \"batch pool!\" is not a label value",
+            "profile \"gpu-without-domain\": GPU resource \"gpu\" is not an extended resource name",
+            "profile \"seconds-on-noschedule\": toleration \"gpu\": toleration_seconds needs effect NoExecute",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+        assert_eq!(problems.len(), 4, "{all}");
+        assert!(is_extended_resource_name("nvidia.com/gpu"));
+        assert!(!is_extended_resource_name("kubernetes.io/gpu"));
+        assert!(is_label_value("") && is_label_value("a.b_c-1") && !is_label_value("-a"));
+        assert!(is_qualified_name("slipway.dev/pool") && !is_qualified_name("a/b/c"));
     }
 
     #[test]

@@ -2,21 +2,27 @@
 //! through the API, followed by watching the Jobs and Pods Slipway labelled,
 //! logs streamed from the pod, cancelled by deleting the Job.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Duration;
 
 use app::model::LaunchStatus;
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, Pod, PodSpec, PodTemplateSpec, ResourceRequirements, Toleration,
+    Container, EnvVar, Event, Pod, PodSpec, PodTemplateSpec, ResourceRequirements, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use tokio::time::Instant;
 
-use super::{Executor, ExecutorError, LogStream, StatusReport, StatusSink, TrainingJob};
+use super::{
+    Executor, ExecutorError, ExecutorEvent, LogStream, StatusReport, StatusSink, TrainingJob,
+};
+use crate::catalog::Catalog;
+use crate::serving::seldon::FIELD_MANAGER;
 
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "slipway");
 pub const LAUNCH_LABEL: &str = "slipway.dev/launch-id";
@@ -197,35 +203,107 @@ impl KubernetesExecutor {
         Api::namespaced(self.client.clone(), &self.settings.namespace)
     }
 
-    /// Follows every Job and Pod Slipway created and reports status changes
-    /// until the stream ends. A watch, not a poll: the API server pushes.
+    fn events(&self) -> Api<Event> {
+        Api::namespaced(self.client.clone(), &self.settings.namespace)
+    }
+
+    /// Follows every Job and Pod Slipway created, and the Job controller's
+    /// `FailedCreate` events, until the receiver is gone. Watches, not polls:
+    /// the API server pushes. Each watch starts with a full listing (and
+    /// starts over after a gap), so a Job deleted while nobody watched is
+    /// reported too.
     pub async fn watch_status(&self, sink: StatusSink) {
         let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
-        let config = watcher::Config::default().labels(&selector);
-        let jobs = watcher::watcher(self.jobs(), config.clone())
-            .applied_objects()
-            .map_ok(|job| job_report(&job));
-        let pods = watcher::watcher(self.pods(), config)
-            .applied_objects()
-            .map_ok(|pod| pod_report(&pod));
-        let mut reports = std::pin::pin!(futures::stream::select(jobs, pods));
-        let mut last: HashMap<String, (LaunchStatus, String)> = HashMap::new();
-        while let Some(report) = reports.next().await {
-            match report {
-                Ok(Some(report)) => {
-                    let current = (report.status, report.reason.clone());
-                    if last.get(&report.launch_id) != Some(&current) {
-                        last.insert(report.launch_id.clone(), current);
-                        if sink.send(report).is_err() {
-                            return;
-                        }
+        let labelled = watcher::Config::default().labels(&selector);
+        let jobs = watcher::watcher(self.jobs(), labelled.clone())
+            .default_backoff()
+            .map_ok(|event| Seen::Job(Box::new(event)));
+        let pods = watcher::watcher(self.pods(), labelled)
+            .default_backoff()
+            .map_ok(|event| Seen::Pod(Box::new(event)));
+        let failed_creates =
+            watcher::Config::default().fields("involvedObject.kind=Job,reason=FailedCreate");
+        let events = watcher::watcher(self.events(), failed_creates)
+            .default_backoff()
+            .map_ok(|event| Seen::Event(Box::new(event)));
+        let mut seen = std::pin::pin!(futures::stream::select_all([
+            jobs.boxed(),
+            pods.boxed(),
+            events.boxed()
+        ]));
+        let mut tracker = Tracker::default();
+        loop {
+            let next_loss = tracker.next_loss_check();
+            let outcome = tokio::select! {
+                item = seen.next() => match item {
+                    Some(Ok(event)) => tracker.observe(event),
+                    Some(Err(err)) => {
+                        // The watcher starts over by itself (with back-off).
+                        tracing::warn!(error = %err, "watching training Jobs");
+                        Vec::new()
                     }
+                    None => return,
+                },
+                _ = sleep_until(next_loss) => tracker.confirmed_losses(Instant::now()),
+            };
+            for event in outcome {
+                if sink.send(event).is_err() {
+                    return;
                 }
-                Ok(None) => {}
-                // The watcher retries by itself; the error is only logged.
-                Err(err) => tracing::warn!(error = %err, "watching training Jobs"),
             }
         }
+    }
+
+    /// Asks the API server whether it would accept each profile's Job,
+    /// creating nothing (`dryRun=All`): validation and admission that a
+    /// start-up check of the catalog cannot see. One problem per refused
+    /// profile, in the API server's words. An unreachable cluster refuses
+    /// nothing (each launch then says why it failed).
+    pub async fn dry_run_profiles(&self, catalog: &Catalog) -> Vec<String> {
+        let image = catalog
+            .projects
+            .iter()
+            .find_map(|project| project.image.clone())
+            .unwrap_or_else(|| "registry.invalid/slipway-dry-run:0".into());
+        let params = PostParams {
+            dry_run: true,
+            ..post_params()
+        };
+        let mut problems = Vec::new();
+        for profile in &catalog.profiles {
+            let probe = TrainingJob {
+                launch_id: format!("dry-run-{}", profile.name),
+                run_id: "dry-run".into(),
+                experiment_id: "0".into(),
+                project: "slipway-dry-run".into(),
+                entry_point: "main".into(),
+                directory: Default::default(),
+                image: Some(image.clone()),
+                argv: vec!["true".into()],
+                profile: profile.clone(),
+            };
+            let job = match render_job(&probe, &self.settings) {
+                Ok(job) => job,
+                Err(err) => {
+                    problems.push(format!("profile {}: {err}", profile.name));
+                    continue;
+                }
+            };
+            match self.jobs().create(&params, &job).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if matches!(status.code, 400 | 403 | 422) => {
+                    problems.push(format!(
+                        "profile {}: the Kubernetes API server refuses its Job: {}",
+                        profile.name, status.message
+                    ));
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot dry-run the profiles' Jobs");
+                    break;
+                }
+            }
+        }
+        problems
     }
 
     async fn pod_of(&self, launch_id: &str) -> Result<Option<Pod>, ExecutorError> {
@@ -248,7 +326,7 @@ impl Executor for KubernetesExecutor {
         let manifest = render_job(job, &self.settings)?;
         let created = self
             .jobs()
-            .create(&PostParams::default(), &manifest)
+            .create(&post_params(), &manifest)
             .await
             .map_err(|err| explain(err, "create the training Job"))?;
         Ok(created.metadata.name.unwrap_or_default())
@@ -295,6 +373,216 @@ impl Executor for KubernetesExecutor {
             })
             .boxed())
     }
+
+    async fn is_present(&self, _launch_id: &str, job_name: &str) -> Result<bool, ExecutorError> {
+        match self.jobs().get_opt(job_name).await {
+            Ok(job) => Ok(job.is_some()),
+            Err(err) => Err(explain(err, "read the training Job")),
+        }
+    }
+}
+
+/// Every write names Slipway as its field manager, so `managedFields` say
+/// who set what.
+fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// One item from the three watches.
+enum Seen {
+    Job(Box<watcher::Event<Job>>),
+    Pod(Box<watcher::Event<Pod>>),
+    Event(Box<watcher::Event<Event>>),
+}
+
+/// A pod that went away before its training ended is reported as lost only
+/// after this long: when a Job fails (its deadline, say) the Job controller
+/// deletes the pods first and writes the Job's verdict just after, and that
+/// verdict is the one to keep.
+const LOSS_GRACE: Duration = Duration::from_secs(2);
+
+/// What the watches have seen so far, turned into executor events.
+#[derive(Default)]
+struct Tracker {
+    /// The last status reported per launch: only changes are sent.
+    last: HashMap<String, (LaunchStatus, String)>,
+    /// Launch of each Job seen, by Job name (events name the Job only).
+    launch_of_job: HashMap<String, String>,
+    /// `FailedCreate` messages for Jobs not seen yet.
+    early_events: HashMap<String, String>,
+    /// Launches whose Job has ended or gone: their pods' ends say nothing new.
+    ended: HashSet<String>,
+    /// Launches present in a Job listing under way.
+    listing: Option<BTreeSet<String>>,
+    /// Pods gone before their training ended: launch → (when to report, why).
+    losses: HashMap<String, (Instant, String)>,
+}
+
+impl Tracker {
+    fn observe(&mut self, seen: Seen) -> Vec<ExecutorEvent> {
+        match seen {
+            Seen::Job(event) => self.observe_job(*event),
+            Seen::Pod(event) => self.observe_pod(*event),
+            Seen::Event(event) => match *event {
+                watcher::Event::Apply(event) | watcher::Event::InitApply(event) => {
+                    self.observe_failed_create(&event)
+                }
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    fn observe_job(&mut self, event: watcher::Event<Job>) -> Vec<ExecutorEvent> {
+        match event {
+            watcher::Event::Init => {
+                self.listing = Some(BTreeSet::new());
+                Vec::new()
+            }
+            watcher::Event::InitApply(job) => {
+                if let (Some(listing), Some(launch_id)) = (&mut self.listing, launch_of(&job)) {
+                    listing.insert(launch_id);
+                }
+                self.job_seen(&job)
+            }
+            watcher::Event::InitDone => match self.listing.take() {
+                Some(present) => vec![ExecutorEvent::Listed {
+                    present,
+                    reason: "its Job no longer exists: deleted, or removed after it ended, \
+                             while Slipway was not watching"
+                        .into(),
+                }],
+                None => Vec::new(),
+            },
+            watcher::Event::Apply(job) => self.job_seen(&job),
+            watcher::Event::Delete(job) => {
+                let Some(launch_id) = launch_of(&job) else {
+                    return Vec::new();
+                };
+                let mut events = self.job_seen(&job);
+                if events.is_empty() && !self.ended.contains(&launch_id) {
+                    events.push(ExecutorEvent::Gone {
+                        launch_id: launch_id.clone(),
+                        reason: format!(
+                            "its Job {} was deleted outside Slipway",
+                            job.metadata.name.as_deref().unwrap_or_default()
+                        ),
+                    });
+                }
+                self.ended.insert(launch_id.clone());
+                self.losses.remove(&launch_id);
+                events
+            }
+        }
+    }
+
+    fn job_seen(&mut self, job: &Job) -> Vec<ExecutorEvent> {
+        let (Some(launch_id), Some(name)) = (launch_of(job), job.metadata.name.clone()) else {
+            return Vec::new();
+        };
+        self.launch_of_job.insert(name.clone(), launch_id.clone());
+        let mut events = Vec::new();
+        if let Some(message) = self.early_events.remove(&name) {
+            events.extend(self.status(StatusReport {
+                launch_id: launch_id.clone(),
+                status: LaunchStatus::Pending,
+                reason: message,
+            }));
+        }
+        if let Some(report) = job_report(job) {
+            self.ended.insert(launch_id.clone());
+            self.losses.remove(&launch_id);
+            events.extend(self.status(report));
+        }
+        events
+    }
+
+    fn observe_pod(&mut self, event: watcher::Event<Pod>) -> Vec<ExecutorEvent> {
+        let (pod, deleted) = match event {
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => (pod, false),
+            watcher::Event::Delete(pod) => (pod, true),
+            watcher::Event::Init | watcher::Event::InitDone => return Vec::new(),
+        };
+        let Some(report) = pod_report(&pod) else {
+            return Vec::new();
+        };
+        let going = deleted || pod.metadata.deletion_timestamp.is_some();
+        if going && !report.status.is_terminal() {
+            if !self.ended.contains(&report.launch_id) {
+                let reason = format!(
+                    "its pod {} was deleted before the training ended (evicted, preempted or \
+                     removed by hand); Slipway stopped the Job so that no second attempt logs \
+                     into the same MLflow run",
+                    pod.metadata.name.as_deref().unwrap_or_default()
+                );
+                self.losses
+                    .entry(report.launch_id)
+                    .or_insert((Instant::now() + LOSS_GRACE, reason));
+            }
+            return Vec::new();
+        }
+        self.status(report)
+    }
+
+    fn observe_failed_create(&mut self, event: &Event) -> Vec<ExecutorEvent> {
+        let Some(job_name) = event.involved_object.name.clone() else {
+            return Vec::new();
+        };
+        let message = join_reason(event.reason.as_deref(), event.message.as_deref());
+        match self.launch_of_job.get(&job_name).cloned() {
+            Some(launch_id) => self.status(StatusReport {
+                launch_id,
+                status: LaunchStatus::Pending,
+                reason: message,
+            }),
+            None => {
+                self.early_events.insert(job_name, message);
+                Vec::new()
+            }
+        }
+    }
+
+    fn status(&mut self, report: StatusReport) -> Vec<ExecutorEvent> {
+        let current = (report.status, report.reason.clone());
+        if self.last.get(&report.launch_id) == Some(&current) {
+            return Vec::new();
+        }
+        self.last.insert(report.launch_id.clone(), current);
+        vec![ExecutorEvent::Status(report)]
+    }
+
+    fn next_loss_check(&self) -> Option<Instant> {
+        self.losses.values().map(|(at, _)| *at).min()
+    }
+
+    fn confirmed_losses(&mut self, now: Instant) -> Vec<ExecutorEvent> {
+        let due: Vec<String> = self
+            .losses
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(launch_id, _)| launch_id.clone())
+            .collect();
+        due.into_iter()
+            .filter_map(|launch_id| {
+                let (_, reason) = self.losses.remove(&launch_id)?;
+                self.ended.insert(launch_id.clone());
+                Some(ExecutorEvent::Lost { launch_id, reason })
+            })
+            .collect()
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn launch_of<K: kube::Resource>(object: &K) -> Option<String> {
+    object.meta().labels.as_ref()?.get(LAUNCH_LABEL).cloned()
 }
 
 /// The Job's own verdict: finished or failed, with Kubernetes' reason.
@@ -329,46 +617,60 @@ pub fn pod_report(pod: &Pod) -> Option<StatusReport> {
         .as_ref()
         .and_then(|statuses| statuses.iter().find(|status| status.name == CONTAINER));
     let state = container.and_then(|container| container.state.as_ref());
-    let (status, reason) = if let Some(waiting) = state.and_then(|state| state.waiting.as_ref()) {
-        (
-            LaunchStatus::Pending,
-            join_reason(waiting.reason.as_deref(), waiting.message.as_deref()),
-        )
-    } else if let Some(terminated) = state.and_then(|state| state.terminated.as_ref()) {
-        if terminated.exit_code == 0 {
-            (
-                LaunchStatus::Succeeded,
-                "the training exited with code 0".to_string(),
-            )
-        } else {
-            let how = terminated.reason.as_deref().unwrap_or("Error");
+    let phase = status.phase.as_deref().unwrap_or_default();
+    let (status, reason) =
+        if let Some(terminated) = state.and_then(|state| state.terminated.as_ref()) {
+            if terminated.exit_code == 0 {
+                (
+                    LaunchStatus::Succeeded,
+                    "the training exited with code 0".to_string(),
+                )
+            } else {
+                let how = terminated.reason.as_deref().unwrap_or("Error");
+                (
+                    LaunchStatus::Failed,
+                    format!(
+                        "{how}: the training exited with code {}",
+                        terminated.exit_code
+                    ),
+                )
+            }
+        } else if phase == "Failed" {
+            // Evicted pods end without container statuses: the pod says why.
+            let reason = join_reason(status.reason.as_deref(), status.message.as_deref());
             (
                 LaunchStatus::Failed,
-                format!(
-                    "{how}: the training exited with code {}",
-                    terminated.exit_code
-                ),
+                if reason.is_empty() {
+                    "the pod failed".to_string()
+                } else {
+                    reason
+                },
             )
-        }
-    } else if state.and_then(|state| state.running.as_ref()).is_some() {
-        (LaunchStatus::Running, String::new())
-    } else {
-        let unscheduled = status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|condition| condition.type_ == "PodScheduled" && condition.status == "False");
-        match unscheduled {
-            Some(condition) => (
+        } else if phase == "Succeeded" {
+            (LaunchStatus::Succeeded, "the pod succeeded".to_string())
+        } else if let Some(waiting) = state.and_then(|state| state.waiting.as_ref()) {
+            (
                 LaunchStatus::Pending,
-                join_reason(condition.reason.as_deref(), condition.message.as_deref()),
-            ),
-            None => (
-                LaunchStatus::Pending,
-                status.phase.clone().unwrap_or_default(),
-            ),
-        }
-    };
+                join_reason(waiting.reason.as_deref(), waiting.message.as_deref()),
+            )
+        } else if state.and_then(|state| state.running.as_ref()).is_some() {
+            (LaunchStatus::Running, String::new())
+        } else {
+            let unscheduled =
+                status.conditions.iter().flatten().find(|condition| {
+                    condition.type_ == "PodScheduled" && condition.status == "False"
+                });
+            match unscheduled {
+                Some(condition) => (
+                    LaunchStatus::Pending,
+                    join_reason(condition.reason.as_deref(), condition.message.as_deref()),
+                ),
+                None => (
+                    LaunchStatus::Pending,
+                    status.phase.clone().unwrap_or_default(),
+                ),
+            }
+        };
     Some(StatusReport {
         launch_id,
         status,
@@ -385,9 +687,10 @@ fn join_reason(reason: Option<&str>, message: Option<&str>) -> String {
     }
 }
 
-/// A Kubernetes error in words a user can act on.
+/// A Kubernetes error in words a user can act on; logged, since a refusal
+/// may reach no page at all.
 pub fn explain(err: kube::Error, doing: &str) -> ExecutorError {
-    ExecutorError(match err {
+    let explained = ExecutorError(match err {
         kube::Error::Api(status) => match status.code {
             401 => format!(
                 "Kubernetes refused Slipway's credentials to {doing}: {}",
@@ -412,5 +715,7 @@ pub fn explain(err: kube::Error, doing: &str) -> ExecutorError {
             ),
         },
         other => format!("cannot reach Kubernetes to {doing}: {other}"),
-    })
+    });
+    tracing::warn!(error = %explained, "Kubernetes refused or failed");
+    explained
 }

@@ -13,7 +13,9 @@ use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
-use super::{Executor, ExecutorError, LogStream, StatusReport, StatusSink, TrainingJob};
+use super::{
+    Executor, ExecutorError, ExecutorEvent, LogStream, StatusReport, StatusSink, TrainingJob,
+};
 
 /// How long a cancelled training gets to exit after SIGTERM before SIGKILL.
 const TERMINATION_GRACE: Duration = Duration::from_secs(5);
@@ -38,6 +40,12 @@ struct Running {
 impl LocalExecutor {
     pub fn new(log_dir: PathBuf, tracking_uri: String, sink: StatusSink) -> std::io::Result<Self> {
         std::fs::create_dir_all(&log_dir)?;
+        // Trainings are children of the Slipway that started them: a new one
+        // has none yet, so whatever an earlier one left unfinished is over.
+        let _ = sink.send(ExecutorEvent::Listed {
+            present: Default::default(),
+            reason: "Slipway restarted while this training ran".into(),
+        });
         Ok(Self {
             log_dir,
             tracking_uri,
@@ -51,11 +59,11 @@ impl LocalExecutor {
     }
 
     fn report(sink: &StatusSink, launch_id: &str, status: LaunchStatus, reason: String) {
-        let _ = sink.send(StatusReport {
+        let _ = sink.send(ExecutorEvent::Status(StatusReport {
             launch_id: launch_id.to_string(),
             status,
             reason,
-        });
+        }));
     }
 }
 
@@ -188,6 +196,14 @@ impl Executor for LocalExecutor {
             Err(err) => return Err(ExecutorError(format!("cannot open the log: {err}"))),
         };
         Ok(tail(file, ended).boxed())
+    }
+
+    async fn is_present(&self, launch_id: &str, _pid: &str) -> Result<bool, ExecutorError> {
+        Ok(self
+            .running
+            .lock()
+            .expect("running map")
+            .contains_key(launch_id))
     }
 }
 

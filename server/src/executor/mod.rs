@@ -6,6 +6,7 @@
 pub mod kubernetes;
 pub mod local;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use app::model::LaunchStatus;
@@ -38,7 +39,35 @@ pub struct StatusReport {
     pub reason: String,
 }
 
-pub type StatusSink = mpsc::UnboundedSender<StatusReport>;
+/// What an executor saw. Executors report facts; the launcher decides what
+/// they mean for the launches it owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecutorEvent {
+    Status(StatusReport),
+    /// The training's Job no longer exists (deleted outside Slipway, or
+    /// collected after it finished): the launch ends unless it has, as the
+    /// MLflow run's own status says.
+    Gone {
+        launch_id: String,
+        reason: String,
+    },
+    /// The training lost its pod while it ran (deleted, preempted). A Job
+    /// would start a replacement logging into the same MLflow run, so the
+    /// launch fails and what remains of it is stopped.
+    Lost {
+        launch_id: String,
+        reason: String,
+    },
+    /// A complete listing of the launches that still have a training here
+    /// (at start-up, and whenever a watch starts over). Unfinished launches
+    /// that are not listed, and are confirmed missing, end with `reason`.
+    Listed {
+        present: BTreeSet<String>,
+        reason: String,
+    },
+}
+
+pub type StatusSink = mpsc::UnboundedSender<ExecutorEvent>;
 
 /// Why an executor could not do what was asked, in words for the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,4 +88,8 @@ pub trait Executor: Send + Sync + 'static {
 
     /// The output so far, then new output as it comes, until the training ends.
     async fn logs(&self, launch_id: &str, executor_ref: &str) -> Result<LogStream, ExecutorError>;
+
+    /// Whether the training still exists, asked of the source itself (a
+    /// listing may predate it).
+    async fn is_present(&self, launch_id: &str, executor_ref: &str) -> Result<bool, ExecutorError>;
 }

@@ -15,12 +15,15 @@ use tokio::sync::{mpsc, watch};
 
 use super::desired::desired_versions;
 use super::local::LocalServing;
-use super::seldon::{self, SeldonTarget, VERSION_LABEL};
+use super::seldon::{self, Observed, SeldonTarget};
 use super::{ServingState, ServingStatus};
-use crate::catalog::{DeploymentBinding, ProductionMarker, ServingTarget};
+use crate::catalog::{DeploymentBinding, NoProduction, ProductionMarker, ServingTarget};
+use crate::config::UnboundObjects;
 use crate::error::Result;
 use crate::mlflow::MlflowClient;
-use crate::store::Store;
+use crate::store::{ServingObject, Store};
+
+const SELDON: &str = "seldon";
 
 /// Why a pass runs, and for whom it is recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +98,9 @@ impl Reconciler {
         mut triggers: mpsc::UnboundedReceiver<Trigger>,
         poll_every: Duration,
     ) {
-        if self.bindings.is_empty() {
+        // With a cluster, passes run even with no bindings: objects of
+        // bindings that were removed are still to be cleaned up.
+        if self.bindings.is_empty() && self.seldon.is_none() {
             return;
         }
         let reconciler = self.clone();
@@ -147,6 +152,12 @@ impl Reconciler {
     /// One pass: read the desired versions, converge every binding.
     pub async fn pass(&self, trigger: &Trigger) -> Result<()> {
         self.passes.send_modify(|count| *count += 1);
+        if let Err(err) = self.sweep_unbound().await {
+            tracing::warn!(error = %err, "removing what unbound models left in the cluster");
+        }
+        if self.bindings.is_empty() {
+            return Ok(());
+        }
         let models = self.mlflow.all_registered_models().await?;
         let desired = desired_versions(&self.bindings, &models);
         *self.desired.lock().expect("desired") = desired.clone();
@@ -185,6 +196,10 @@ impl Reconciler {
             self.attribution(model, version.as_deref(), trigger)
         };
         let Some(version) = version else {
+            if binding.no_production == NoProduction::Keep {
+                // What serves keeps serving; the view says why.
+                return Ok(());
+            }
             let id = self
                 .store
                 .begin_deployment(model, None, previous.as_deref(), &cause, &actor)
@@ -237,77 +252,236 @@ impl Reconciler {
             );
             return Ok(());
         };
-        let namespace = binding.namespace.clone().unwrap_or_default();
-        let name = binding.object_name();
-        let actual = match target.get(&namespace, &name).await {
+        let model = &binding.model;
+        let object = seldon_object(binding);
+        let actual = match target.get(&object.namespace, &object.name).await {
             Ok(actual) => actual,
             Err(err) => {
                 self.set_cluster(binding, None, failed_status(&err.0));
                 return Ok(());
             }
         };
-        let serving = actual.as_ref().and_then(|(_, object)| {
-            object["metadata"]["labels"][VERSION_LABEL]
-                .as_str()
-                .map(str::to_string)
-        });
+        let serving = actual.as_ref().and_then(|actual| actual.version.clone());
         let Some(version) = version else {
-            self.set_cluster(
-                binding,
-                serving,
-                failed_status("no version is in production in MLflow"),
-            );
-            return Ok(());
+            return self
+                .no_production_on_cluster(binding, &object, actual, trigger)
+                .await;
         };
         let download = self
             .mlflow
-            .model_version_download_uri(&binding.model, &version)
+            .model_version_download_uri(model, &version)
             .await?;
-        let uri = match binding.storage_uri(&download) {
-            Ok(uri) => uri,
+        let rendered = match binding.storage_uri(&download) {
+            Ok(uri) => seldon::render(binding, &version, &uri),
             Err(why) => {
+                self.record_failure(model, &version, serving.as_deref(), trigger, &why)
+                    .await?;
                 self.set_cluster(binding, serving, failed_status(&why));
                 return Ok(());
             }
         };
-        let object = seldon::render(binding, &version, &uri);
-        // Level-triggered: apply every pass. An object deleted or edited by
-        // someone else is put back; only real changes are recorded.
-        let (cause, actor) = self.attribution(&binding.model, Some(&version), trigger);
-        let cause = match &actual {
-            None if serving.is_none() && cause == "poll" => "drift".to_string(),
-            _ => cause,
+        // Written before the first apply, so that an object whose binding
+        // goes away can always be found again.
+        let created_before = !self.store.remember_serving_object(&object).await?;
+        // Level-triggered: apply every pass, so an object deleted or edited
+        // by someone else is put back. Only real changes are recorded.
+        let change = match &actual {
+            None if created_before => Some(("drift".to_string(), "slipway".to_string())),
+            None => Some(self.attribution(model, Some(&version), trigger)),
+            Some(_) if serving.as_deref() != Some(version.as_str()) => {
+                Some(self.attribution(model, Some(&version), trigger))
+            }
+            Some(_) => None,
         };
-        let changed = serving.as_deref() != Some(version.as_str());
-        let event = if changed {
-            Some(
+        let already_failed = self.failed.lock().expect("failed").get(model) == Some(&version);
+        let event = match &change {
+            Some((cause, actor)) if !already_failed => Some(
                 self.store
-                    .begin_deployment(
-                        &binding.model,
-                        Some(&version),
-                        serving.as_deref(),
-                        &cause,
-                        &actor,
-                    )
+                    .begin_deployment(model, Some(&version), serving.as_deref(), cause, actor)
                     .await?,
-            )
-        } else {
-            None
+            ),
+            _ => None,
         };
-        match target.apply(&object).await {
-            Ok(status) => {
-                if let Some(id) = &event {
+        match target.apply(&rendered).await {
+            Ok(applied) => {
+                self.failed.lock().expect("failed").remove(model);
+                let edited = actual.as_ref().is_some_and(|actual| {
+                    change.is_none() && actual.generation != applied.generation
+                });
+                let message = match &actual {
+                    None if created_before => "put back: deleted outside Slipway",
+                    _ if edited => "put back: edited outside Slipway",
+                    _ => "applied",
+                };
+                let event = match (event, &change) {
+                    (Some(id), _) => Some(id),
+                    // A change that failed before and went through now, or
+                    // an edit undone: recorded once, as it happened.
+                    (None, Some((cause, actor))) => Some(
+                        self.store
+                            .begin_deployment(
+                                model,
+                                Some(&version),
+                                serving.as_deref(),
+                                cause,
+                                actor,
+                            )
+                            .await?,
+                    ),
+                    (None, None) if edited => Some(
+                        self.store
+                            .begin_deployment(
+                                model,
+                                Some(&version),
+                                serving.as_deref(),
+                                "drift",
+                                "slipway",
+                            )
+                            .await?,
+                    ),
+                    (None, None) => None,
+                };
+                if let Some(id) = event {
                     self.store
-                        .finish_deployment(id, "serving", "applied")
+                        .finish_deployment(&id, "serving", message)
                         .await?;
                 }
-                self.set_cluster(binding, Some(version), status);
+                self.set_cluster(binding, Some(version), applied.status);
             }
             Err(err) => {
-                if let Some(id) = &event {
-                    self.store.finish_deployment(id, "failed", &err.0).await?;
+                match event {
+                    Some(id) => {
+                        self.store.finish_deployment(&id, "failed", &err.0).await?;
+                        self.failed
+                            .lock()
+                            .expect("failed")
+                            .insert(model.clone(), version);
+                    }
+                    None => {
+                        self.record_failure(model, &version, serving.as_deref(), trigger, &err.0)
+                            .await?
+                    }
                 }
                 self.set_cluster(binding, serving, failed_status(&err.0));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `version` cannot be deployed, once: while the same
+    /// version keeps failing, passes retry without adding rows.
+    async fn record_failure(
+        &self,
+        model: &str,
+        version: &str,
+        serving: Option<&str>,
+        trigger: &Trigger,
+        why: &str,
+    ) -> Result<()> {
+        if self
+            .failed
+            .lock()
+            .expect("failed")
+            .get(model)
+            .map(String::as_str)
+            == Some(version)
+        {
+            return Ok(());
+        }
+        let (cause, actor) = self.attribution(model, Some(version), trigger);
+        let id = self
+            .store
+            .begin_deployment(model, Some(version), serving, &cause, &actor)
+            .await?;
+        self.store.finish_deployment(&id, "failed", why).await?;
+        self.failed
+            .lock()
+            .expect("failed")
+            .insert(model.into(), version.into());
+        Ok(())
+    }
+
+    /// Nothing is Production in MLflow: the binding says whether what
+    /// serves keeps serving (the default) or is removed.
+    async fn no_production_on_cluster(
+        &self,
+        binding: &DeploymentBinding,
+        object: &ServingObject,
+        actual: Option<Observed>,
+        trigger: &Trigger,
+    ) -> Result<()> {
+        let Some(target) = &self.seldon else {
+            return Ok(());
+        };
+        let serving = actual.as_ref().and_then(|actual| actual.version.clone());
+        match (binding.no_production, actual) {
+            (NoProduction::Keep, Some(actual)) => {
+                let status = ServingStatus {
+                    message: no_production_message(serving.as_deref()),
+                    ..actual.status
+                };
+                self.set_cluster(binding, serving, status);
+            }
+            (_, None) => {
+                self.set_cluster(binding, None, failed_status(&no_production_message(None)))
+            }
+            (NoProduction::Remove, Some(_)) => {
+                let (cause, actor) = self.attribution(&binding.model, None, trigger);
+                let id = self
+                    .store
+                    .begin_deployment(&binding.model, None, serving.as_deref(), &cause, &actor)
+                    .await?;
+                match target.delete(&object.namespace, &object.name).await {
+                    Ok(()) => {
+                        self.store
+                            .finish_deployment(&id, "removed", "nothing is in production")
+                            .await?;
+                        self.store.forget_serving_object(object).await?;
+                        self.set_cluster(
+                            binding,
+                            None,
+                            failed_status(&no_production_message(None)),
+                        );
+                    }
+                    Err(err) => {
+                        self.store.finish_deployment(&id, "failed", &err.0).await?;
+                        self.set_cluster(binding, serving, failed_status(&err.0));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Cluster objects Slipway created for bindings that are gone: deleted,
+    /// or left serving and marked, as configured.
+    async fn sweep_unbound(&self) -> Result<()> {
+        let Some(target) = &self.seldon else {
+            return Ok(());
+        };
+        let bound: Vec<ServingObject> = self
+            .bindings
+            .iter()
+            .filter(|binding| binding.target == ServingTarget::Seldon)
+            .map(seldon_object)
+            .collect();
+        for object in self.store.serving_objects().await? {
+            if object.target != SELDON || bound.contains(&object) {
+                continue;
+            }
+            let outcome = match target.unbound() {
+                UnboundObjects::Delete => target.delete(&object.namespace, &object.name).await,
+                UnboundObjects::Keep => target.mark_unbound(&object.namespace, &object.name).await,
+            };
+            // A failure is logged by the target and tried again next pass.
+            if outcome.is_ok() {
+                let what = match target.unbound() {
+                    UnboundObjects::Delete => "deleted",
+                    UnboundObjects::Keep => "left serving and marked",
+                };
+                tracing::info!(model = %object.model, namespace = %object.namespace, name = %object.name,
+                    "the binding is gone: its SeldonDeployment was {what}");
+                self.store.forget_serving_object(&object).await?;
             }
         }
         Ok(())
@@ -419,8 +593,9 @@ impl Reconciler {
 
     pub fn view(&self, model: &str) -> Result<DeploymentView, AppError> {
         let binding = self.binding(model)?;
-        let desired = self.desired_version(model);
-        let (serving, status) = match binding.target {
+        let known = self.desired.lock().expect("desired").get(model).cloned();
+        let desired = known.clone().flatten();
+        let (serving, mut status) = match binding.target {
             ServingTarget::Local => {
                 let (server, status) = self.local.status(model);
                 (server.map(|server| server.version), status)
@@ -433,6 +608,9 @@ impl Reconciler {
                 .cloned()
                 .unwrap_or((None, failed_status("not reconciled yet"))),
         };
+        if known == Some(None) {
+            status.message = no_production_message(serving.as_deref());
+        }
         Ok(DeploymentView {
             model: model.into(),
             target: match binding.target {
@@ -451,6 +629,24 @@ impl Reconciler {
             address: status.address,
             last_change_ms: None,
         })
+    }
+}
+
+fn seldon_object(binding: &DeploymentBinding) -> ServingObject {
+    ServingObject {
+        target: SELDON.into(),
+        namespace: binding.namespace.clone().unwrap_or_default(),
+        name: binding.object_name(),
+        model: binding.model.clone(),
+    }
+}
+
+fn no_production_message(serving: Option<&str>) -> String {
+    match serving {
+        Some(version) => {
+            format!("no version is in production in MLflow; v{version} keeps serving until one is")
+        }
+        None => "no version is in production in MLflow".into(),
     }
 }
 

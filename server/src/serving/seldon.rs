@@ -12,7 +12,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{
-    ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, ValidationDirective,
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+    ValidationDirective,
 };
 use kube::{Api, Client};
 use serde::Serialize;
@@ -20,6 +21,7 @@ use serde_json::Value;
 
 use super::{ServingState, ServingStatus};
 use crate::catalog::DeploymentBinding;
+use crate::config::UnboundObjects;
 use crate::executor::kubernetes::MANAGED_BY;
 
 pub const FIELD_MANAGER: &str = "slipway";
@@ -27,6 +29,8 @@ pub const MODEL_LABEL: &str = "slipway.dev/model";
 pub const VERSION_LABEL: &str = "slipway.dev/model-version";
 /// The registered model's exact name (label values cannot hold every name).
 pub const MODEL_ANNOTATION: &str = "slipway.dev/registered-model";
+/// On an object whose binding is gone and that was left serving: since when.
+pub const UNBOUND_ANNOTATION: &str = "slipway.dev/unbound";
 const GRAPH_NODE: &str = "model";
 /// Seldon's MLflow server installs the model's environment before it
 /// listens; probes that start early kill it in a loop.
@@ -166,11 +170,17 @@ pub struct ApplyError(pub String);
 
 pub struct SeldonTarget {
     client: Client,
+    unbound: UnboundObjects,
 }
 
 impl SeldonTarget {
-    pub fn new(client: Client) -> Self {
-        Self { client }
+    pub fn new(client: Client, unbound: UnboundObjects) -> Self {
+        Self { client, unbound }
+    }
+
+    /// What happens to an object whose binding is gone.
+    pub fn unbound(&self) -> UnboundObjects {
+        self.unbound
     }
 
     fn api(&self, namespace: &str) -> Api<DynamicObject> {
@@ -180,8 +190,8 @@ impl SeldonTarget {
     /// Server-side apply as field manager `slipway`, forcing ownership of
     /// the fields it sets (Slipway owns these objects: an edit by someone
     /// else is drift and is corrected), with strict field validation so a
-    /// field the CRD does not know fails instead of vanishing.
-    pub async fn apply(&self, object: &SeldonDeployment) -> Result<ServingStatus, ApplyError> {
+    /// field the CRD does not know fails instead of vanishing (1.25+).
+    pub async fn apply(&self, object: &SeldonDeployment) -> Result<Observed, ApplyError> {
         let name = object.metadata.name.clone().unwrap_or_default();
         let namespace = object.metadata.namespace.clone().unwrap_or_default();
         let params = PatchParams {
@@ -194,18 +204,73 @@ impl SeldonTarget {
             .api(&namespace)
             .patch(&name, &params, &Patch::Apply(object))
             .await
-            .map_err(|err| explain(err, &namespace))?;
-        Ok(status(&applied.data))
+            .map_err(|err| explain(err, "apply", &namespace, &name))?;
+        Ok(Observed::from(&applied))
     }
 
-    pub async fn get(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<(ServingStatus, Value)>, ApplyError> {
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<Observed>, ApplyError> {
         match self.api(namespace).get_opt(name).await {
-            Ok(found) => Ok(found.map(|object| (status(&object.data), object.data))),
-            Err(err) => Err(explain(err, namespace)),
+            Ok(found) => Ok(found.as_ref().map(Observed::from)),
+            Err(err) => Err(explain(err, "read", namespace, name)),
+        }
+    }
+
+    /// Deletes the object; one already gone is no error.
+    pub async fn delete(&self, namespace: &str, name: &str) -> Result<(), ApplyError> {
+        match self
+            .api(namespace)
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(err) => Err(explain(err, "delete", namespace, name)),
+        }
+    }
+
+    /// Leaves the object serving and says on it that no binding manages it
+    /// any more; one already gone is no error.
+    pub async fn mark_unbound(&self, namespace: &str, name: &str) -> Result<(), ApplyError> {
+        let patch = serde_json::json!({
+            "metadata": {"annotations": {UNBOUND_ANNOTATION: chrono::Utc::now().to_rfc3339()}}
+        });
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match self
+            .api(namespace)
+            .patch(name, &params, &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(err) => Err(explain(err, "mark", namespace, name)),
+        }
+    }
+}
+
+/// A SeldonDeployment as the cluster has it: the version its label names
+/// (labels live in `metadata`, not in the object's data), its spec's
+/// generation, and Seldon's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub version: Option<String>,
+    pub generation: Option<i64>,
+    pub status: ServingStatus,
+}
+
+impl From<&DynamicObject> for Observed {
+    fn from(object: &DynamicObject) -> Self {
+        Self {
+            version: object
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(VERSION_LABEL))
+                .cloned(),
+            generation: object.metadata.generation,
+            status: status(&object.data),
         }
     }
 }
@@ -241,8 +306,10 @@ pub fn status(object: &Value) -> ServingStatus {
     }
 }
 
-fn explain(err: kube::Error, namespace: &str) -> ApplyError {
-    ApplyError(match err {
+/// A refusal in words for the user, logged too: a pass in the background
+/// may be the only one to see it.
+fn explain(err: kube::Error, doing: &str, namespace: &str, name: &str) -> ApplyError {
+    let explained = ApplyError(match err {
         kube::Error::Api(status) => match status.code {
             // A path under an API group the server does not serve.
             404 if status.message.contains("could not find the requested resource") => {
@@ -258,5 +325,7 @@ fn explain(err: kube::Error, namespace: &str) -> ApplyError {
             code => format!("Kubernetes answered {code}: {}", status.message),
         },
         other => format!("cannot reach Kubernetes: {other}"),
-    })
+    });
+    tracing::warn!(%namespace, %name, error = %explained, "cannot {doing} a SeldonDeployment");
+    explained
 }

@@ -2,6 +2,7 @@
 //! API for arranging data the way users would.
 #![allow(dead_code)] // each test binary uses its own part of this
 
+pub mod cluster;
 pub mod crd;
 
 use std::path::PathBuf;

@@ -1,0 +1,947 @@
+//! Every cluster path against a real Kubernetes API server (1.20.2, from
+//! scripts/kube.sh): Slipway runs as the binary with the ServiceAccount
+//! `deploy/rbac.yaml` ships, never as admin. The admin client plays what
+//! the test cluster lacks: the kubelet (pod states), Seldon's operator
+//! (deployment states), and people deleting and editing things.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use app::model::{DeploymentDetail, Launch, LaunchStatus};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use leptos::server_fn::ServerFn;
+use serde_json::{Value, json};
+use support::cluster::{Slipway, SlipwaySettings, TestNamespace, eventually};
+use support::{MlflowRest, mlflow_url, repo_root, unique};
+
+const TRAINING_IMAGE: &str = "registry.example.com/slipway/diabetes:1.0";
+
+/// The demo catalog's profiles and project as they are, with an image for
+/// the project (Jobs need one) and `deployments` in place of the demo's
+/// local bindings.
+fn catalog(dir: &Path, deployments: &str) -> PathBuf {
+    let demo = std::fs::read_to_string(repo_root().join("deploy/demo/catalog.toml")).unwrap();
+    let profiles_and_projects: String = demo
+        .lines()
+        .take_while(|line| *line != "[[deployment]]")
+        .map(|line| {
+            if line.trim() == r#"directory = "projects/diabetes""# {
+                format!(
+                    "directory = {:?}\nimage = {TRAINING_IMAGE:?}",
+                    repo_root()
+                        .join("deploy/demo/projects/diabetes")
+                        .display()
+                        .to_string()
+                )
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(profiles_and_projects.contains(TRAINING_IMAGE));
+    let path = dir.join("catalog.toml");
+    std::fs::write(&path, format!("{profiles_and_projects}\n{deployments}")).unwrap();
+    path
+}
+
+struct Setup {
+    namespace: TestNamespace,
+    data: tempfile::TempDir,
+    catalog: PathBuf,
+}
+
+impl Setup {
+    async fn new(prefix: &str, deployments: impl FnOnce(&str) -> String) -> Self {
+        let namespace = TestNamespace::new(prefix).await;
+        let data = tempfile::tempdir().unwrap();
+        let catalog = catalog(data.path(), &deployments(&namespace.name));
+        Self {
+            namespace,
+            data,
+            catalog,
+        }
+    }
+
+    fn settings(&self) -> SlipwaySettings<'_> {
+        SlipwaySettings {
+            namespace: &self.namespace,
+            catalog: &self.catalog,
+            data_dir: self.data.path(),
+            mlflow_url: Box::leak(mlflow_url().into_boxed_str()),
+            extra_env: Vec::new(),
+        }
+    }
+
+    async fn slipway(&self) -> Slipway {
+        Slipway::start(self.settings()).await
+    }
+}
+
+/// Submits the launch form for the demo project's `main`; returns the id.
+async fn launch(slipway: &Slipway, profile: &str) -> String {
+    let submission = unique("form");
+    let experiment = unique("cluster");
+    let location = slipway
+        .post_form(
+            "/launches",
+            &[
+                ("submission", &submission),
+                ("project", "diabetes"),
+                ("entry_point", "main"),
+                ("param.alpha", "0.3"),
+                ("param.l1_ratio", "0.7"),
+                ("new_experiment", &experiment),
+                ("profile", profile),
+                ("run_name", profile),
+            ],
+        )
+        .await;
+    let id = location
+        .strip_prefix("/launches/")
+        .unwrap_or_else(|| panic!("the launch went to {location}"))
+        .to_string();
+    let launch = get_launch(slipway, &id).await;
+    assert_ne!(
+        launch.status,
+        LaunchStatus::Failed,
+        "the launch failed at once: {}",
+        launch.reason
+    );
+    id
+}
+
+async fn get_launch(slipway: &Slipway, id: &str) -> Launch {
+    slipway
+        .server_fn(app::server_fns::GetLaunch::PATH, &[("id", id)])
+        .await
+}
+
+/// Waits until the launch satisfies `wanted`; panics with its last state.
+async fn wait_launch(
+    slipway: &Slipway,
+    id: &str,
+    within: Duration,
+    wanted: impl Fn(&Launch) -> bool,
+) -> Launch {
+    let deadline = Instant::now() + within;
+    loop {
+        let launch = get_launch(slipway, id).await;
+        if wanted(&launch) {
+            return launch;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "launch {id} is still {:?} ({}) after {within:?}\n{}",
+            launch.status,
+            launch.reason,
+            slipway.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn of_launch(id: &str) -> ListParams {
+    ListParams::default().labels(&format!("slipway.dev/launch-id={id}"))
+}
+
+async fn job_of(namespace: &TestNamespace, id: &str) -> Option<Job> {
+    namespace
+        .api::<Job>()
+        .list(&of_launch(id))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .next()
+}
+
+/// The launch's pod once the scheduler has bound it to the GPU node.
+async fn bound_pod(namespace: &TestNamespace, id: &str, within: Duration) -> String {
+    let pods = namespace.api::<Pod>();
+    eventually(within, || async {
+        let pod = pods
+            .list(&of_launch(id))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .next()?;
+        let bound = pod.spec.as_ref()?.node_name.as_deref() == Some("gpu-node-1");
+        bound.then(|| pod.metadata.name.clone().unwrap())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no pod of launch {id} was bound within {within:?}"))
+}
+
+fn container_status(state: Value) -> Value {
+    json!([{
+        "name": "training", "ready": false, "restartCount": 0,
+        "image": TRAINING_IMAGE, "imageID": "", "state": state,
+    }])
+}
+
+/// The kubelet's report: the training container runs.
+async fn pod_runs(namespace: &TestNamespace, pod: &str) {
+    namespace
+        .patch_status::<Pod>(
+            pod,
+            json!({
+                "phase": "Running",
+                "containerStatuses": container_status(json!({"running": {"startedAt": "2026-11-30T00:00:00Z"}})),
+            }),
+        )
+        .await;
+}
+
+/// The kubelet's report: the training container exited with `code`.
+async fn pod_exits(namespace: &TestNamespace, pod: &str, code: i32) {
+    namespace
+        .patch_status::<Pod>(
+            pod,
+            json!({
+                "phase": if code == 0 { "Succeeded" } else { "Failed" },
+                "containerStatuses": container_status(json!({"terminated": {
+                    "exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" },
+                    "startedAt": "2026-11-30T00:00:00Z", "finishedAt": "2026-11-30T00:01:00Z",
+                }})),
+            }),
+        )
+        .await;
+}
+
+/// The launch's MLflow run once its status is `status` (Slipway writes the
+/// end to MLflow just after it records it).
+async fn run_of(launch: &Launch, status: &str) -> Value {
+    let mlflow = MlflowRest::new(&mlflow_url());
+    let run_id = launch.run_id.as_deref().unwrap();
+    let mut run = Value::Null;
+    for _ in 0..100 {
+        run = mlflow.get_run(run_id).await;
+        if run["info"]["status"] == status {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("run {run_id} is not {status}: {run}");
+}
+
+const A_WHILE: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn launches_on_each_demo_profile_follow_their_pods_to_the_end() {
+    let setup = Setup::new("launch", |_| String::new()).await;
+    let slipway = setup.slipway().await;
+    let namespace = &setup.namespace;
+    assert!(
+        slipway
+            .log()
+            .contains("ignores strict field validation (1.25+)"),
+        "Slipway warns what Kubernetes 1.20 lacks:\n{}",
+        slipway.log()
+    );
+
+    // cpu-small: created by Slipway's own field manager, scheduled, run, done.
+    let small = launch(&slipway, "cpu-small").await;
+    let job = job_of(namespace, &small)
+        .await
+        .expect("a Job for the launch");
+    let spec_managers: Vec<_> = job
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|fields| {
+            fields
+                .fields_v1
+                .as_ref()
+                .is_some_and(|owned| owned.0.get("f:spec").is_some())
+        })
+        .filter_map(|fields| fields.manager.clone())
+        .collect();
+    assert_eq!(spec_managers, ["slipway"], "who wrote the Job's spec");
+    let pod = bound_pod(namespace, &small, A_WHILE).await;
+    pod_runs(namespace, &pod).await;
+    wait_launch(&slipway, &small, A_WHILE, |launch| {
+        launch.status == LaunchStatus::Running
+    })
+    .await;
+    // The launch page's stream: the logs cannot be read (no kubelet here),
+    // which is said once, and the stream goes on to the training's end.
+    let mut events = slipway
+        .events(&format!("/api/launches/{small}/events"))
+        .await;
+    let refused = events
+        .until(A_WHILE, |(name, data)| {
+            name == "log" && data.starts_with("[slipway] no logs yet")
+        })
+        .await;
+    assert!(
+        refused.1.contains("read the training's logs"),
+        "{refused:?}"
+    );
+    pod_exits(namespace, &pod, 0).await;
+    let rest = events.until_end(A_WHILE).await;
+    assert!(
+        rest.iter()
+            .any(|(name, data)| name == "status" && data.contains("\"Succeeded\"")),
+        "{rest:?}"
+    );
+    let repeated = rest
+        .iter()
+        .filter(|(_, data)| data.contains("read the training's logs"))
+        .count();
+    assert_eq!(repeated, 0, "the same error is not repeated: {rest:?}");
+    let done = get_launch(&slipway, &small).await;
+    assert_eq!(done.status, LaunchStatus::Succeeded);
+    run_of(&done, "FINISHED").await;
+
+    // gpu-1 names a PriorityClass the cluster lacks: the Job controller
+    // cannot create the pod, and the launch says why. (Only this test
+    // touches that cluster-wide class; an earlier run may have left it.)
+    let priority_classes = Api::<PriorityClass>::all(namespace.admin.clone());
+    if priority_classes
+        .delete("training", &DeleteParams::default())
+        .await
+        .is_ok()
+    {
+        // Admission reads classes from a cache: let it notice.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let gpu = launch(&slipway, "gpu-1").await;
+    let waiting = wait_launch(&slipway, &gpu, A_WHILE, |launch| {
+        launch.reason.starts_with("FailedCreate")
+    })
+    .await;
+    assert_eq!(waiting.status, LaunchStatus::Pending);
+    assert!(
+        waiting
+            .reason
+            .contains("no PriorityClass with name training was found"),
+        "{}",
+        waiting.reason
+    );
+    // A cluster admin adds it; the Job controller's next try creates the pod.
+    let created = priority_classes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "training"}, "value": 1000, "description": "training Jobs"}),
+            )
+            .unwrap(),
+        )
+        .await;
+    created.expect("creating the PriorityClass");
+    // The Job controller retries after a back-off that grows to minutes;
+    // any change to the Job makes it try again at once.
+    let gpu_job = job_of(namespace, &gpu).await.unwrap();
+    namespace
+        .api::<Job>()
+        .patch(
+            gpu_job.metadata.name.as_deref().unwrap(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"test/retry": "now"}}})),
+        )
+        .await
+        .unwrap();
+    let gpu_pod = bound_pod(namespace, &gpu, A_WHILE).await;
+    pod_exits(namespace, &gpu_pod, 1).await;
+    let failed = wait_launch(&slipway, &gpu, A_WHILE, |launch| {
+        launch.status == LaunchStatus::Failed
+    })
+    .await;
+    assert_eq!(failed.reason, "Error: the training exited with code 1");
+    run_of(&failed, "FAILED").await;
+
+    // cpu-large wants the batch pool, which no node is in: unschedulable,
+    // in the scheduler's words, until someone cancels it.
+    let large = launch(&slipway, "cpu-large").await;
+    let unschedulable = wait_launch(&slipway, &large, A_WHILE, |launch| {
+        launch.reason.starts_with("Unschedulable")
+    })
+    .await;
+    assert!(
+        // 1.20's words; newer schedulers say "node affinity/selector".
+        unschedulable.reason.starts_with(
+            "Unschedulable: 0/1 nodes are available: 1 node(s) didn't match Pod's node affinity"
+        ),
+        "{}",
+        unschedulable.reason
+    );
+    let back = slipway
+        .post_form(&format!("/launches/{large}/cancel"), &[])
+        .await;
+    assert_eq!(back, format!("/launches/{large}"));
+    let cancelled = get_launch(&slipway, &large).await;
+    assert_eq!(cancelled.status, LaunchStatus::Cancelled);
+    assert!(
+        eventually(A_WHILE, || async {
+            job_of(namespace, &large).await.is_none().then_some(())
+        })
+        .await
+        .is_some(),
+        "cancel deletes the Job"
+    );
+    run_of(&cancelled, "KILLED").await;
+
+    // An evicted pod ends without container statuses; the pod says why.
+    let evicted = launch(&slipway, "cpu-small").await;
+    let pod = bound_pod(namespace, &evicted, A_WHILE).await;
+    pod_runs(namespace, &pod).await;
+    namespace
+        .patch_status::<Pod>(
+            &pod,
+            json!({"phase": "Failed", "reason": "Evicted",
+                   "message": "The node was low on resource: memory.", "containerStatuses": null}),
+        )
+        .await;
+    let gone = wait_launch(&slipway, &evicted, A_WHILE, |launch| {
+        launch.status.is_terminal()
+    })
+    .await;
+    assert_eq!(
+        (gone.status, gone.reason.as_str()),
+        (
+            LaunchStatus::Failed,
+            "Evicted: The node was low on resource: memory."
+        )
+    );
+    namespace.release_node().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_or_pod_deleted_outside_slipway_ends_its_launch() {
+    let setup = Setup::new("deleted", |_| String::new()).await;
+    let slipway = setup.slipway().await;
+    let namespace = &setup.namespace;
+
+    let job_deleted = launch(&slipway, "cpu-small").await;
+    let pod = bound_pod(namespace, &job_deleted, A_WHILE).await;
+    pod_runs(namespace, &pod).await;
+    wait_launch(&slipway, &job_deleted, A_WHILE, |launch| {
+        launch.status == LaunchStatus::Running
+    })
+    .await;
+    let job = job_of(namespace, &job_deleted).await.unwrap();
+    namespace
+        .api::<Job>()
+        .delete(
+            job.metadata.name.as_deref().unwrap(),
+            &DeleteParams::background(),
+        )
+        .await
+        .unwrap();
+    let deleted_at = Instant::now();
+    let ended = wait_launch(&slipway, &job_deleted, Duration::from_secs(5), |launch| {
+        launch.status.is_terminal()
+    })
+    .await;
+    let took = deleted_at.elapsed();
+    assert_eq!(ended.status, LaunchStatus::Failed);
+    assert!(
+        ended.reason.contains("was deleted outside Slipway"),
+        "{}",
+        ended.reason
+    );
+    eprintln!("Job deleted → launch ended in {took:?}");
+    let run = run_of(&ended, "FAILED").await;
+    assert!(
+        support::run_pairs(&run, "tags")["slipway.end_reason"].contains("deleted outside Slipway")
+    );
+
+    // A pod deleted under a running Job: on 1.20 the Job controller would
+    // start a second attempt in the same MLflow run. Slipway ends the
+    // launch and stops the Job instead.
+    let pod_deleted = launch(&slipway, "cpu-small").await;
+    let pod = bound_pod(namespace, &pod_deleted, A_WHILE).await;
+    pod_runs(namespace, &pod).await;
+    wait_launch(&slipway, &pod_deleted, A_WHILE, |launch| {
+        launch.status == LaunchStatus::Running
+    })
+    .await;
+    namespace
+        .api::<Pod>()
+        .delete(&pod, &DeleteParams::default())
+        .await
+        .unwrap();
+    let lost = wait_launch(&slipway, &pod_deleted, Duration::from_secs(10), |launch| {
+        launch.status.is_terminal()
+    })
+    .await;
+    assert_eq!(lost.status, LaunchStatus::Failed);
+    assert!(
+        lost.reason.contains(&format!("its pod {pod} was deleted")),
+        "{}",
+        lost.reason
+    );
+    assert!(
+        eventually(A_WHILE, || async {
+            job_of(namespace, &pod_deleted)
+                .await
+                .is_none()
+                .then_some(())
+        })
+        .await
+        .is_some(),
+        "Slipway deletes the Job, so no replacement pod runs"
+    );
+    namespace.release_node().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_reattaches_running_launches_and_settles_the_gone_ones() {
+    let setup = Setup::new("restart", |_| String::new()).await;
+    let namespace = &setup.namespace;
+    let first = setup.slipway().await;
+    let survives = launch(&first, "cpu-small").await;
+    let deleted = launch(&first, "cpu-small").await;
+    let finished = launch(&first, "cpu-small").await;
+    let mut pods = Vec::new();
+    for id in [&survives, &deleted, &finished] {
+        pods.push(bound_pod(namespace, id, A_WHILE).await);
+    }
+    let finished_run = get_launch(&first, &finished).await.run_id.unwrap();
+    first.crash().await;
+
+    // While no Slipway watches: one training starts running, one Job is
+    // deleted, one Job is deleted after its code finished the MLflow run.
+    pod_runs(namespace, &pods[0]).await;
+    for id in [&deleted, &finished] {
+        let job = job_of(namespace, id).await.unwrap();
+        namespace
+            .api::<Job>()
+            .delete(
+                job.metadata.name.as_deref().unwrap(),
+                &DeleteParams::background(),
+            )
+            .await
+            .unwrap();
+    }
+    MlflowRest::new(&mlflow_url())
+        .post(
+            "runs/update",
+            json!({"run_id": finished_run, "status": "FINISHED"}),
+        )
+        .await;
+
+    let second = setup.slipway().await;
+    let running = wait_launch(&second, &survives, A_WHILE, |launch| {
+        launch.status == LaunchStatus::Running
+    })
+    .await;
+    assert_eq!(
+        running.executor_ref,
+        get_launch(&second, &survives).await.executor_ref
+    );
+    let gone = wait_launch(&second, &deleted, A_WHILE, |launch| {
+        launch.status.is_terminal()
+    })
+    .await;
+    assert_eq!(gone.status, LaunchStatus::Failed);
+    assert!(
+        gone.reason.starts_with("its Job no longer exists"),
+        "{}",
+        gone.reason
+    );
+    let done = wait_launch(&second, &finished, A_WHILE, |launch| {
+        launch.status.is_terminal()
+    })
+    .await;
+    assert_eq!(done.status, LaunchStatus::Succeeded, "{}", done.reason);
+    assert!(done.reason.ends_with("the MLflow run had finished"));
+
+    pod_exits(namespace, &pods[0], 0).await;
+    wait_launch(&second, &survives, A_WHILE, |launch| {
+        launch.status == LaunchStatus::Succeeded
+    })
+    .await;
+    namespace.release_node().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_profile_the_api_server_would_refuse_keeps_slipway_from_starting() {
+    let namespace = TestNamespace::new("dryrun").await;
+    let data = tempfile::tempdir().unwrap();
+    // Passes every check Slipway makes itself; only the API server knows
+    // that a toleration without a key must use operator Exists.
+    let catalog = data.path().join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        "[[profile]]\nname = \"any-taint\"\ntolerations = [{ effect = \"NoSchedule\" }]\n",
+    )
+    .unwrap();
+    let mlflow = mlflow_url();
+    let outcome = Slipway::try_start(SlipwaySettings {
+        namespace: &namespace,
+        catalog: &catalog,
+        data_dir: data.path(),
+        mlflow_url: &mlflow,
+        extra_env: Vec::new(),
+    })
+    .await;
+    let log = match outcome {
+        Ok(slipway) => panic!("Slipway started:\n{}", slipway.log()),
+        Err(log) => log,
+    };
+    assert!(
+        log.contains("profile any-taint: the Kubernetes API server refuses its Job")
+            && log.contains("spec.template.spec.tolerations[0].operator"),
+        "{log}"
+    );
+}
+
+fn seldon_api(namespace: &TestNamespace) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("machinelearning.seldon.io", "v1", "SeldonDeployment"),
+        "seldondeployments",
+    );
+    Api::namespaced_with(namespace.admin.clone(), &namespace.name, &resource)
+}
+
+async fn deployment(slipway: &Slipway, model: &str) -> DeploymentDetail {
+    slipway
+        .server_fn(app::server_fns::GetDeployment::PATH, &[("model", model)])
+        .await
+}
+
+/// A registered model with `count` versions, stored the MLflow 3 way.
+async fn registered_model(count: usize) -> (String, Vec<String>) {
+    let mlflow = MlflowRest::new(&mlflow_url());
+    let model = unique("served");
+    mlflow.create_registered_model(&model).await;
+    let experiment = mlflow.create_experiment(&unique("served"), &[]).await;
+    let mut versions = Vec::new();
+    for index in 0..count {
+        let run = mlflow
+            .create_run(&experiment, &format!("v{index}"), &[], &[], &[])
+            .await;
+        versions.push(mlflow.register_version(&model, &experiment, &run).await.0);
+    }
+    (model, versions)
+}
+
+fn seldon_binding(model: &str, namespace: &str) -> String {
+    format!(
+        "[[deployment]]\nmodel = {model:?}\ntarget = \"seldon\"\nnamespace = {namespace:?}\n\
+         replicas = 1\nstorage_secret = \"mlflow-bucket\"\n\
+         artifact_map = [{{ from = \"mlflow-artifacts:/\", to = \"s3://mlflow-artifacts/\" }}]\n"
+    )
+}
+
+async fn version_label(namespace: &TestNamespace, name: &str) -> Option<String> {
+    let object = seldon_api(namespace).get_opt(name).await.unwrap()?;
+    object
+        .metadata
+        .labels?
+        .get("slipway.dev/model-version")
+        .cloned()
+}
+
+/// Waits until the SeldonDeployment serves `version` (None: until it is gone).
+async fn wait_served(namespace: &TestNamespace, name: &str, version: Option<&str>) {
+    let reached = eventually(A_WHILE, || async {
+        (version_label(namespace, name).await.as_deref() == version).then_some(())
+    })
+    .await;
+    assert!(
+        reached.is_some(),
+        "{name} should serve {version:?}, serves {:?}",
+        version_label(namespace, name).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn promote_rollback_and_drift_on_a_real_api_server_as_the_shipped_service_account() {
+    let (model, versions) = registered_model(2).await;
+    let setup = Setup::new("serve", |namespace| seldon_binding(&model, namespace)).await;
+    let namespace = &setup.namespace;
+    let slipway = setup.slipway().await;
+    let name = server::catalog::dns_name(&model);
+
+    // Nothing in production yet: nothing is created, and the page says so.
+    let before = eventually(A_WHILE, || async {
+        let detail = deployment(&slipway, &model).await;
+        detail
+            .view
+            .message
+            .contains("no version is in production")
+            .then_some(detail)
+    })
+    .await
+    .expect("the first pass reports the model");
+    assert_eq!(before.view.serving_version, None);
+    assert!(
+        seldon_api(namespace)
+            .get_opt(&name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let promote = |version: &str| {
+        let version = version.to_string();
+        let slipway = &slipway;
+        let model = &model;
+        async move {
+            slipway
+                .post_form(
+                    &format!("/deployments/{model}/promote"),
+                    &[("version", &version)],
+                )
+                .await
+        }
+    };
+    let started = Instant::now();
+    promote(&versions[0]).await;
+    wait_served(namespace, &name, Some(&versions[0])).await;
+    eprintln!(
+        "promote → SeldonDeployment on the API server: {:?}",
+        started.elapsed()
+    );
+    let object = seldon_api(namespace).get(&name).await.unwrap();
+    assert_eq!(
+        object.data["spec"]["predictors"][0]["graph"]["modelUri"]
+            .as_str()
+            .unwrap()
+            .split("/models/")
+            .next()
+            .unwrap()
+            .split('/')
+            .take(3)
+            .collect::<Vec<_>>(),
+        ["s3:", "", "mlflow-artifacts"]
+    );
+    let managers: Vec<_> = object
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|fields| fields.manager.clone())
+        .collect();
+    assert_eq!(managers, ["slipway"]);
+
+    // Seldon's operator reports it ready; the page reads it back.
+    seldon_api(namespace)
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"state": "Available",
+                "address": {"url": format!("http://{name}-default.{}.svc:8000/api/v1.0/predictions", namespace.name)}}})),
+        )
+        .await
+        .unwrap();
+    let ready = eventually(A_WHILE, || async {
+        let detail = deployment(&slipway, &model).await;
+        (detail.view.state == "Available").then_some(detail)
+    })
+    .await
+    .expect("the view reads Seldon's state");
+    assert_eq!(
+        ready.view.serving_version.as_deref(),
+        Some(versions[0].as_str())
+    );
+    assert_eq!(ready.history.len(), 1);
+
+    // Nothing changes: passes every second add no history.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let quiet = deployment(&slipway, &model).await;
+    assert_eq!(quiet.history.len(), 1, "{:#?}", quiet.history);
+
+    promote(&versions[1]).await;
+    wait_served(namespace, &name, Some(&versions[1])).await;
+    let back = slipway
+        .post_form(&format!("/deployments/{model}/rollback"), &[])
+        .await;
+    assert_eq!(back, format!("/deployments/{model}"));
+    wait_served(namespace, &name, Some(&versions[0])).await;
+
+    // Someone edits the object: put back, and recorded as drift.
+    let mut edited = seldon_api(namespace).get(&name).await.unwrap();
+    edited.data["spec"]["predictors"][0]["replicas"] = json!(5);
+    edited.metadata.managed_fields = None;
+    seldon_api(namespace)
+        .replace(&name, &PostParams::default(), &edited)
+        .await
+        .unwrap();
+    let put_back = eventually(A_WHILE, || async {
+        let object = seldon_api(namespace).get(&name).await.ok()?;
+        (object.data["spec"]["predictors"][0]["replicas"] == 1).then_some(())
+    })
+    .await;
+    assert!(put_back.is_some(), "the edit is undone");
+    // Someone deletes it: recreated, and recorded as drift.
+    seldon_api(namespace)
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_served(namespace, &name, Some(&versions[0])).await;
+
+    let history = match eventually(A_WHILE, || async {
+        let detail = deployment(&slipway, &model).await;
+        (detail.history.len() == 5).then_some(detail.history)
+    })
+    .await
+    {
+        Some(history) => history,
+        None => deployment(&slipway, &model).await.history,
+    };
+    let rows: Vec<_> = history
+        .iter()
+        .rev()
+        .map(|event| {
+            (
+                event.cause.as_str(),
+                event.actor.as_str(),
+                event.version.clone(),
+                event.previous_version.clone(),
+                event.outcome.as_str(),
+                event.message.as_str(),
+            )
+        })
+        .collect();
+    let v = |index: usize| Some(versions[index].clone());
+    let user = "anonymous";
+    assert_eq!(
+        rows,
+        [
+            ("promote", user, v(0), None, "serving", "applied"),
+            ("promote", user, v(1), v(0), "serving", "applied"),
+            ("rollback", user, v(0), v(1), "serving", "applied"),
+            (
+                "drift",
+                "slipway",
+                v(0),
+                v(0),
+                "serving",
+                "put back: edited outside Slipway"
+            ),
+            // Nothing served while it was gone.
+            (
+                "drift",
+                "slipway",
+                v(0),
+                None,
+                "serving",
+                "put back: deleted outside Slipway"
+            ),
+        ]
+    );
+
+    // Taken out of production in MLflow: it keeps serving, and says so.
+    MlflowRest::new(&mlflow_url())
+        .transition_stage(&model, &versions[0], "Archived")
+        .await;
+    let kept = eventually(A_WHILE, || async {
+        let detail = deployment(&slipway, &model).await;
+        detail
+            .view
+            .message
+            .contains("no version is in production")
+            .then_some(detail)
+    })
+    .await
+    .expect("the view says nothing is in production");
+    assert_eq!(
+        kept.view.serving_version.as_deref(),
+        Some(versions[0].as_str())
+    );
+    assert!(
+        kept.view
+            .message
+            .contains(&format!("v{} keeps serving", versions[0]))
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(version_label(namespace, &name).await, v(0));
+    assert_eq!(deployment(&slipway, &model).await.history.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_binding_takes_its_seldon_deployment_with_it() {
+    let (model, versions) = registered_model(1).await;
+    MlflowRest::new(&mlflow_url())
+        .transition_stage(&model, &versions[0], "Production")
+        .await;
+    let setup = Setup::new("unbind", |namespace| seldon_binding(&model, namespace)).await;
+    let namespace = &setup.namespace;
+    let name = server::catalog::dns_name(&model);
+    let slipway = setup.slipway().await;
+    wait_served(namespace, &name, Some(&versions[0])).await;
+    drop(slipway);
+
+    // The admin removes the binding from the catalog and restarts Slipway.
+    assert_eq!(catalog(setup.data.path(), ""), setup.catalog);
+    let _slipway = setup.slipway().await;
+    wait_served(namespace, &name, None).await;
+    assert!(
+        seldon_api(namespace)
+            .get_opt(&name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apply_the_cluster_refuses_is_recorded_once_not_on_every_pass() {
+    let (model, versions) = registered_model(1).await;
+    MlflowRest::new(&mlflow_url())
+        .transition_stage(&model, &versions[0], "Production")
+        .await;
+    // Slipway may read SeldonDeployments in this namespace but not write them.
+    let readonly = unique("readonly");
+    let setup = Setup::new("refused", |_| seldon_binding(&model, &readonly)).await;
+    let admin = &setup.namespace.admin;
+    support::cluster::create_namespace(admin, &readonly).await;
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "read-seldon"},
+        "rules": [{"apiGroups": ["machinelearning.seldon.io"], "resources": ["seldondeployments"], "verbs": ["get"]}],
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(admin.clone(), &readonly)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "read-seldon"},
+        "subjects": [{"kind": "ServiceAccount", "name": "slipway", "namespace": setup.namespace.name}],
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-seldon"},
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), &readonly)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let slipway = setup.slipway().await;
+    let failed = eventually(A_WHILE, || async {
+        let detail = deployment(&slipway, &model).await;
+        let refused = detail
+            .view
+            .message
+            .contains("may not manage SeldonDeployments");
+        (refused && !detail.history.is_empty()).then_some(detail)
+    })
+    .await
+    .expect("the refusal is shown");
+    assert_eq!(failed.view.state, "Failed");
+    assert!(
+        failed.view.message.contains("forbidden"),
+        "{}",
+        failed.view.message
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let history = deployment(&slipway, &model).await.history;
+    assert_eq!(history.len(), 1, "{history:#?}");
+    assert_eq!(history[0].outcome, "failed");
+    assert!(
+        slipway.log().contains("cannot apply a SeldonDeployment"),
+        "the refusal is logged"
+    );
+}
