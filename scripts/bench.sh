@@ -3,18 +3,22 @@
 # 1. the runs page against an experiment of 10,000 runs: Slipway's
 #    server-side render next to the raw runs/search call, and time until the
 #    table is visible in Chromium for Slipway and for MLflow's own UI;
-# 2. launching (server/examples/launch_bench.rs): submit → Job created or
-#    process started, and status change → launch page;
+# 2. launching (server/examples/launch_bench.rs): submit → Job created (on a
+#    simulated and on a real API server) or process started, and status
+#    change → launch page;
 # 3. serving (server/examples/serving_bench.rs): promote → SeldonDeployment
-#    applied and → local model ready, webhook → reconcile, poll over 1,000 models.
+#    applied (simulated) and present (real API server), → local model ready,
+#    webhook → reconcile, poll over 1,000 models.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/kube.sh"
 cd "$SLIPWAY_ROOT"
 
 RUNS=10000
 bench_dir="$SLIPWAY_CACHE/bench-mlflow"
 
 scripts/bootstrap.sh --test
+install_kube
 
 if [ ! -f "$bench_dir/seeded-$RUNS" ]; then
   log "creating an experiment of $RUNS runs in $bench_dir (about 3 minutes, once)"
@@ -30,6 +34,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/slipway-bench.XXXXXX")
 slipway_pid=
 cleanup() {
   [ -z "$slipway_pid" ] || kill -TERM "$slipway_pid" 2>/dev/null || true
+  stop_kube
   stop_mlflow
   rm -rf "$work"
 }
@@ -52,11 +57,15 @@ BENCH_SLIPWAY_URL="http://127.0.0.1:$slipway_port" \
 BENCH_EXPERIMENT=bench-10k-runs \
   node end2end/bench/runs-page.mjs
 
-# Launching: submit → Job created (simulated API server) / process started,
-# and status change → launch page, against a fresh MLflow of its own.
+# Launching: submit → Job created (simulated and real API server) / process
+# started, and status change → launch page, against a fresh MLflow of its
+# own. Slipway talks to the real API server as deploy/rbac.yaml's account.
 stop_mlflow
 launch_port=$(free_port)
 start_mlflow "$work/launch-mlflow" "$launch_port"
+start_kube "$work/kube"
+kube_service_account_config slipway-bench "$work/slipway.kubeconfig"
+export BENCH_KUBECONFIG="$work/slipway.kubeconfig" BENCH_KUBE_ADMIN="$KUBE_ADMIN_CONFIG" BENCH_KUBE_NAMESPACE=slipway-bench
 cargo build --release -p server --example launch_bench
 BENCH_MLFLOW_URL="http://127.0.0.1:$launch_port" target/release/examples/launch_bench
 

@@ -209,6 +209,10 @@ kube_crd_established() {
     -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}')" = True ]
 }
 
+kube_prints() { # command...: succeeds when it prints something
+  [ -n "$("$@" 2>/dev/null)" ]
+}
+
 kube_bg() { # log, command...
   local log=$1; shift
   setsid "$@" >"$log" 2>&1 </dev/null &
@@ -236,4 +240,28 @@ stop_kube() {
     kill -KILL -- "-$pid" 2>/dev/null || true
   done
   KUBE_PIDS=()
+}
+
+# Namespace NS with deploy/rbac.yaml applied, as a cluster admin would, and
+# a kubeconfig at OUT for its ServiceAccount `slipway` (its token Secret).
+kube_service_account_config() {
+  local namespace=$1 out=$2 secret token server
+  local kubectl=("$KUBE_BIN/kubectl" --kubeconfig "$KUBE_ADMIN_CONFIG")
+  "${kubectl[@]}" create namespace "$namespace" >/dev/null
+  "${kubectl[@]}" -n "$namespace" apply -f "$SLIPWAY_ROOT/deploy/rbac.yaml" >/dev/null
+  kube_wait 30 "the slipway ServiceAccount's token" \
+    kube_prints "${kubectl[@]}" -n "$namespace" get sa slipway -o 'jsonpath={.secrets[0].name}'
+  secret=$("${kubectl[@]}" -n "$namespace" get sa slipway -o 'jsonpath={.secrets[0].name}')
+  [ -n "$secret" ] || die "no token Secret for $namespace/slipway"
+  token=$("${kubectl[@]}" -n "$namespace" get secret "$secret" -o 'jsonpath={.data.token}' | base64 -d)
+  server=$("${kubectl[@]}" config view -o 'jsonpath={.clusters[0].cluster.server}')
+  cat >"$out" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: "$server", certificate-authority: "$(dirname "$KUBE_ADMIN_CONFIG")/pki/ca.crt"}}]
+users: [{name: slipway, user: {token: "$token"}}]
+contexts: [{name: test, context: {cluster: test, user: slipway, namespace: $namespace}}]
+current-context: test
+KUBECONFIG
+  chmod 600 "$out"
 }

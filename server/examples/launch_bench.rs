@@ -1,10 +1,13 @@
 //! `make bench` (launch part): how long a launch takes from submit until the
-//! Job is created (Kubernetes executor, API server simulated over kube's
-//! mock-able transport) or the process has started (local executor), with
-//! the real MLflow calls; and how long a status change takes to reach a
-//! launch page's event stream over HTTP. Prints figures; asserts nothing.
+//! Job is created (Kubernetes executor: API server simulated over kube's
+//! mock-able transport, and a real one) or the process has started (local
+//! executor), with the real MLflow calls; and how long a status change takes
+//! to reach a launch page's event stream over HTTP. Prints figures; asserts
+//! nothing.
 //!
-//! Needs BENCH_MLFLOW_URL. BENCH_LAUNCHES sets the sample size (default 200).
+//! Needs BENCH_MLFLOW_URL, and for the real API server BENCH_KUBECONFIG (the
+//! ServiceAccount's), BENCH_KUBE_ADMIN (plays the kubelet) and
+//! BENCH_KUBE_NAMESPACE. BENCH_LAUNCHES sets the sample size (default 200).
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -58,6 +61,7 @@ async fn main() {
     let catalog = Arc::new(
         Catalog::parse(
             "[[profile]]\nname = \"gpu-1\"\ncpu = { request = \"4\", limit = \"8\" }\ngpu = { request = 1 }\n\n\
+             [[profile]]\nname = \"tiny\"\ncpu = { request = \"10m\" }\nmemory = { request = \"16Mi\" }\n\n\
              [[project]]\nname = \"bench\"\ndirectory = \"bench-project\"\n",
             work.path(),
         )
@@ -98,7 +102,7 @@ async fn main() {
         reports,
     )
     .await;
-    let request = |entry: &str, params: &[(&str, &str)]| LaunchRequest {
+    let request = |entry: &str, params: &[(&str, &str)], profile: &str| LaunchRequest {
         submission: uuid::Uuid::new_v4().to_string(),
         project: "bench".into(),
         entry_point: entry.into(),
@@ -108,7 +112,7 @@ async fn main() {
             .collect(),
         experiment_id: experiment_id.clone(),
         new_experiment: String::new(),
-        profile: "gpu-1".into(),
+        profile: profile.into(),
         run_name: String::new(),
     };
     let user = User {
@@ -122,7 +126,7 @@ async fn main() {
         let started = Instant::now();
         let launch = submitted(
             kube_launcher
-                .submit(&user, &request("main", &[("alpha", "0.5")]))
+                .submit(&user, &request("main", &[("alpha", "0.5")], "gpu-1"))
                 .await
                 .unwrap(),
         );
@@ -150,6 +154,100 @@ async fn main() {
         &mut visible,
     );
 
+    // Kubernetes executor against a real API server (1.20.2, no kubelet:
+    // the admin client reports the pod's end as a kubelet would), as the
+    // ServiceAccount deploy/rbac.yaml ships.
+    let namespace = std::env::var("BENCH_KUBE_NAMESPACE").expect("BENCH_KUBE_NAMESPACE");
+    let account = server::cluster::connect(Some(
+        std::env::var("BENCH_KUBECONFIG")
+            .expect("BENCH_KUBECONFIG")
+            .as_ref(),
+    ))
+    .await
+    .unwrap();
+    let admin = server::cluster::connect(Some(
+        std::env::var("BENCH_KUBE_ADMIN")
+            .expect("BENCH_KUBE_ADMIN")
+            .as_ref(),
+    ))
+    .await
+    .unwrap();
+    let real = Arc::new(KubernetesExecutor::new(
+        account,
+        JobSettings {
+            namespace: namespace.clone(),
+            tracking_uri: mlflow_url.clone(),
+            ttl_seconds_after_finished: 600,
+            service_account: None,
+        },
+    ));
+    let (sink, reports) = mpsc::unbounded_channel();
+    let watching = real.clone();
+    tokio::spawn(async move { watching.watch_status(sink).await });
+    let (real_launcher, real_url) = serve(
+        work.path().join("real"),
+        &mlflow,
+        catalog.clone(),
+        real,
+        reports,
+    )
+    .await;
+    let real_launches = launches.min(100);
+    let mut submit = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..real_launches {
+        let started = Instant::now();
+        let launch = submitted(
+            real_launcher
+                .submit(&user, &request("main", &[("alpha", "0.5")], "tiny"))
+                .await
+                .unwrap(),
+        );
+        submit.push(started.elapsed());
+        assert_eq!(launch.status, LaunchStatus::Pending, "{}", launch.reason);
+        ids.push(launch.id);
+    }
+    report(
+        "kubernetes, real API server 1.20: submit → Job created (incl. MLflow run + params)",
+        &mut submit,
+    );
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(admin, &namespace);
+    let mut visible = Vec::new();
+    for id in ids.iter().take(20) {
+        let pod = loop {
+            let listed = pods
+                .list(
+                    &kube::api::ListParams::default()
+                        .labels(&format!("slipway.dev/launch-id={id}")),
+                )
+                .await
+                .unwrap();
+            if let Some(pod) = listed.items.into_iter().next() {
+                break pod.metadata.name.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut events = EventStream::open(&format!("{real_url}/api/launches/{id}/events")).await;
+        events.until_status(|status| status == "Pending").await;
+        let exited = json!({"status": {"phase": "Succeeded", "containerStatuses": [{
+            "name": "training", "ready": false, "restartCount": 0, "image": "img", "imageID": "",
+            "state": {"terminated": {"exitCode": 0, "startedAt": "2026-11-30T00:00:00Z", "finishedAt": "2026-11-30T00:00:01Z"}}}]}});
+        let sent = Instant::now();
+        pods.patch_status(
+            &pod,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&exited),
+        )
+        .await
+        .unwrap();
+        events.until_status(|status| status == "Succeeded").await;
+        visible.push(sent.elapsed());
+    }
+    report(
+        "kubernetes, real API server 1.20: pod's end reported → status on the launch page's stream",
+        &mut visible,
+    );
+
     // Local executor: real processes.
     let (sink, reports) = mpsc::unbounded_channel();
     let local =
@@ -167,7 +265,7 @@ async fn main() {
         let started = Instant::now();
         let launch = submitted(
             local_launcher
-                .submit(&user, &request("main", &[("alpha", "0.5")]))
+                .submit(&user, &request("main", &[("alpha", "0.5")], "gpu-1"))
                 .await
                 .unwrap(),
         );
@@ -190,7 +288,7 @@ async fn main() {
     for _ in 0..launches.min(30) {
         let launch = submitted(
             local_launcher
-                .submit(&user, &request("timed", &[("delay", "0.3")]))
+                .submit(&user, &request("timed", &[("delay", "0.3")], "gpu-1"))
                 .await
                 .unwrap(),
         );

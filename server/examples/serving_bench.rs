@@ -1,10 +1,12 @@
 //! `make bench` (serving part): promote → SeldonDeployment applied (API
-//! server simulated behind kube's client) and → local model ready, with the
-//! real MLflow calls; webhook received → reconcile pass started; and one
-//! poll pass over 1,000 registered models: MLflow requests and Slipway's CPU.
-//! Prints figures; asserts nothing.
+//! server simulated behind kube's client) and present on a real API server,
+//! and → local model ready, with the real MLflow calls; webhook received →
+//! reconcile pass started; and one poll pass over 1,000 registered models:
+//! MLflow requests and Slipway's CPU. Prints figures; asserts nothing.
 //!
-//! Needs BENCH_MLFLOW_URL (a fresh MLflow: it registers 1,000 models) and
+//! Needs BENCH_MLFLOW_URL (a fresh MLflow: it registers 1,000 models),
+//! BENCH_KUBECONFIG (the ServiceAccount's), BENCH_KUBE_ADMIN (watches the
+//! object appear) and BENCH_KUBE_NAMESPACE for the real API server, and
 //! `mlflow` and `python` with scikit-learn on PATH for the local target.
 
 use std::convert::Infallible;
@@ -182,6 +184,93 @@ async fn main() {
     report(
         "promote → SeldonDeployment applied (incl. MLflow transition, audit, read, download URI)",
         &mut promote,
+    );
+
+    // Promote → SeldonDeployment present on a real API server, applied as
+    // the ServiceAccount deploy/rbac.yaml ships; an admin watch sees it.
+    let namespace = std::env::var("BENCH_KUBE_NAMESPACE").expect("BENCH_KUBE_NAMESPACE");
+    let account = server::cluster::connect(Some(
+        std::env::var("BENCH_KUBECONFIG")
+            .expect("BENCH_KUBECONFIG")
+            .as_ref(),
+    ))
+    .await
+    .unwrap();
+    let admin = server::cluster::connect(Some(
+        std::env::var("BENCH_KUBE_ADMIN")
+            .expect("BENCH_KUBE_ADMIN")
+            .as_ref(),
+    ))
+    .await
+    .unwrap();
+    let real_binding = Catalog::parse(
+        &format!(
+            "[[deployment]]\nmodel = \"bench-model-0000\"\ntarget = \"seldon\"\nnamespace = \"{namespace}\"\n\
+             artifact_map = [{{ from = \"mlflow-artifacts:/\", to = \"s3://bucket/\" }}]\n"
+        ),
+        Path::new("."),
+    )
+    .unwrap()
+    .deployments;
+    // A store of its own: the simulated run above recorded an object in
+    // namespace `models` that this Slipway would rightly try to clean up.
+    let real_store = Store::connect(&format!(
+        "sqlite://{}/real.db?mode=rwc",
+        work.path().display()
+    ))
+    .await
+    .unwrap();
+    let (real, triggers) = Reconciler::new(
+        mlflow.clone(),
+        real_store,
+        real_binding,
+        local.clone(),
+        Some(SeldonTarget::new(
+            account,
+            server::config::UnboundObjects::Delete,
+        )),
+    );
+    real.run(triggers, Duration::from_secs(3600));
+    let (served_tx, mut served) = mpsc::unbounded_channel::<(String, Instant)>();
+    let watched: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(admin, &namespace, &server::serving::seldon::api_resource());
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, watcher};
+        let mut objects =
+            std::pin::pin!(watcher::watcher(watched, Default::default()).applied_objects());
+        while let Some(Ok(object)) = objects.next().await {
+            let version = object
+                .metadata
+                .labels
+                .and_then(|labels| labels.get(server::serving::seldon::VERSION_LABEL).cloned())
+                .unwrap_or_default();
+            let _ = served_tx.send((version, Instant::now()));
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut present = Vec::new();
+    for round in 0..100 {
+        let version = if round % 2 == 0 { "1" } else { "2" };
+        while served.try_recv().is_ok() {}
+        let started = Instant::now();
+        real.promote(&user, "bench-model-0000", version, "promote")
+            .await
+            .unwrap();
+        let at = loop {
+            let (seen, at) = tokio::time::timeout(Duration::from_secs(10), served.recv())
+                .await
+                .expect("the object within 10 s")
+                .unwrap();
+            if seen == version {
+                break at;
+            }
+        };
+        present.push(at - started);
+    }
+    report(
+        "promote → SeldonDeployment present on a real API server 1.20 (same steps; watched by an admin)",
+        &mut present,
     );
 
     // Webhook received → reconcile pass started, in process.

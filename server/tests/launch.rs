@@ -36,15 +36,28 @@ directory = "trainer"
 
 struct Harness {
     launcher: Arc<Launcher>,
+    executor: Arc<LocalExecutor>,
     store: Store,
     _data: tempfile::TempDir,
 }
 
 async fn harness(mlflow: &str) -> Harness {
     let data = tempfile::tempdir().unwrap();
+    let (launcher, executor, store) = start_launcher(mlflow, data.path()).await;
+    Harness {
+        launcher,
+        executor,
+        store,
+        _data: data,
+    }
+}
+
+/// A launcher on `data`'s database and log directory, as a Slipway that
+/// starts there would build it.
+async fn start_launcher(mlflow: &str, data: &Path) -> (Arc<Launcher>, Arc<LocalExecutor>, Store) {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let catalog = Catalog::parse(CATALOG, &fixtures).unwrap();
-    let store = Store::connect(&format!("sqlite://{}/s.db?mode=rwc", data.path().display()))
+    let store = Store::connect(&format!("sqlite://{}/s.db?mode=rwc", data.display()))
         .await
         .unwrap();
     let client = MlflowClient::new(
@@ -55,19 +68,16 @@ async fn harness(mlflow: &str) -> Harness {
     .unwrap();
     let (sink, reports) = tokio::sync::mpsc::unbounded_channel();
     let executor =
-        LocalExecutor::new(data.path().join("launches"), mlflow.to_string(), sink).unwrap();
+        Arc::new(LocalExecutor::new(data.join("launches"), mlflow.to_string(), sink).unwrap());
     let launcher = Arc::new(Launcher::new(
         store.clone(),
         client,
         Arc::new(catalog),
-        Arc::new(executor),
+        executor.clone(),
     ));
     launcher.follow(reports);
-    Harness {
-        launcher,
-        store,
-        _data: data,
-    }
+    launcher.settle_interrupted().await.unwrap();
+    (launcher, executor, store)
 }
 
 fn tester() -> User {
@@ -402,4 +412,73 @@ async fn with_mlflow_down_the_launch_is_recorded_as_failed_with_why() {
         "{}",
         launch.reason
     );
+}
+
+/// A restarted Slipway has no children: the trainings an earlier one left
+/// unfinished are over, and MLflow says whether their code finished them.
+#[tokio::test]
+async fn a_restart_settles_the_trainings_an_earlier_slipway_left_running() {
+    let first = harness(&mlflow_url()).await;
+    let experiment = unique("restart");
+    let abandoned = launched(
+        &first,
+        &request(&[("alpha", "1"), ("sleep", "60")], "cpu", &experiment),
+    )
+    .await;
+    let finished = launched(
+        &first,
+        &request(&[("alpha", "1"), ("sleep", "60")], "cpu", &experiment),
+    )
+    .await;
+    wait_for(&first, &abandoned.id, LaunchStatus::Running).await;
+    wait_for(&first, &finished.id, LaunchStatus::Running).await;
+    // Its code ended this one's run before Slipway went away.
+    MlflowRest::new(&mlflow_url())
+        .post(
+            "runs/update",
+            serde_json::json!({"run_id": finished.run_id, "status": "FINISHED"}),
+        )
+        .await;
+
+    let (second, _, store) = start_launcher(&mlflow_url(), first._data.path()).await;
+    let mut settled = Vec::new();
+    for id in [&abandoned.id, &finished.id] {
+        let mut launch = store.launch(id).await.unwrap().unwrap();
+        for _ in 0..100 {
+            if launch.status.is_terminal() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            launch = store.launch(id).await.unwrap().unwrap();
+        }
+        settled.push((launch.status, launch.reason));
+    }
+    assert_eq!(
+        settled,
+        [
+            (
+                LaunchStatus::Failed,
+                "Slipway restarted while this training ran".to_string()
+            ),
+            (
+                LaunchStatus::Succeeded,
+                "Slipway restarted while this training ran; the MLflow run had finished"
+                    .to_string()
+            ),
+        ]
+    );
+    drop(second);
+    // The processes are still the first executor's children: stop them.
+    use server::executor::Executor;
+    for launch in [&abandoned, &finished] {
+        let pid = store
+            .launch(&launch.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .executor_ref
+            .unwrap();
+        first.executor.cancel(&launch.id, &pid).await.unwrap();
+        assert!(!first.executor.is_present(&launch.id, &pid).await.unwrap());
+    }
 }

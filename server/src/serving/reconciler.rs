@@ -56,7 +56,10 @@ pub struct Reconciler {
     desired: Mutex<BTreeMap<String, Option<String>>>,
     /// Cluster objects' status as of the last pass.
     cluster: Mutex<HashMap<String, (Option<String>, ServingStatus)>>,
-    /// A version that failed to start, not retried until promoted again.
+    /// The version of each model whose deployment failed and was recorded:
+    /// a local server is not started again until promoted again; a cluster
+    /// object is applied again every pass, but the failure is not recorded
+    /// again.
     failed: Arc<Mutex<HashMap<String, String>>>,
     /// Promotions made through Slipway, by model: (version, cause, actor).
     /// Whichever pass first deploys that version records it as theirs, even
@@ -294,7 +297,7 @@ impl Reconciler {
             Some(_) => None,
         };
         let already_failed = self.failed.lock().expect("failed").get(model) == Some(&version);
-        let event = match &change {
+        let pending = match &change {
             Some((cause, actor)) if !already_failed => Some(
                 self.store
                     .begin_deployment(model, Some(&version), serving.as_deref(), cause, actor)
@@ -305,51 +308,51 @@ impl Reconciler {
         match target.apply(&rendered).await {
             Ok(applied) => {
                 self.failed.lock().expect("failed").remove(model);
-                let edited = actual.as_ref().is_some_and(|actual| {
-                    change.is_none() && actual.generation != applied.generation
-                });
+                let edited = change.is_none()
+                    && actual
+                        .as_ref()
+                        .is_some_and(|actual| actual.generation != applied.generation);
                 let message = match &actual {
                     None if created_before => "put back: deleted outside Slipway",
                     _ if edited => "put back: edited outside Slipway",
                     _ => "applied",
                 };
-                let event = match (event, &change) {
-                    (Some(id), _) => Some(id),
-                    // A change that failed before and went through now, or
-                    // an edit undone: recorded once, as it happened.
-                    (None, Some((cause, actor))) => Some(
+                let previous = serving.as_deref();
+                match (pending, &change) {
+                    (Some(id), _) => {
                         self.store
-                            .begin_deployment(
-                                model,
-                                Some(&version),
-                                serving.as_deref(),
-                                cause,
-                                actor,
-                            )
-                            .await?,
-                    ),
-                    (None, None) if edited => Some(
-                        self.store
-                            .begin_deployment(
-                                model,
-                                Some(&version),
-                                serving.as_deref(),
-                                "drift",
-                                "slipway",
-                            )
-                            .await?,
-                    ),
-                    (None, None) => None,
-                };
-                if let Some(id) = event {
-                    self.store
-                        .finish_deployment(&id, "serving", message)
-                        .await?;
+                            .finish_deployment(&id, "serving", message)
+                            .await?
+                    }
+                    // A change that had failed before and went through now.
+                    (None, Some((cause, actor))) => {
+                        self.record(
+                            model,
+                            &version,
+                            previous,
+                            (cause, actor),
+                            "serving",
+                            message,
+                        )
+                        .await?
+                    }
+                    (None, None) if edited => {
+                        self.record(
+                            model,
+                            &version,
+                            previous,
+                            ("drift", "slipway"),
+                            "serving",
+                            message,
+                        )
+                        .await?
+                    }
+                    (None, None) => {}
                 }
                 self.set_cluster(binding, Some(version), applied.status);
             }
             Err(err) => {
-                match event {
+                match pending {
                     Some(id) => {
                         self.store.finish_deployment(&id, "failed", &err.0).await?;
                         self.failed
@@ -389,16 +392,30 @@ impl Reconciler {
             return Ok(());
         }
         let (cause, actor) = self.attribution(model, Some(version), trigger);
-        let id = self
-            .store
-            .begin_deployment(model, Some(version), serving, &cause, &actor)
+        self.record(model, version, serving, (&cause, &actor), "failed", why)
             .await?;
-        self.store.finish_deployment(&id, "failed", why).await?;
         self.failed
             .lock()
             .expect("failed")
             .insert(model.into(), version.into());
         Ok(())
+    }
+
+    /// A change that is over as soon as it is known: one finished row.
+    async fn record(
+        &self,
+        model: &str,
+        version: &str,
+        previous: Option<&str>,
+        (cause, actor): (&str, &str),
+        outcome: &str,
+        message: &str,
+    ) -> Result<()> {
+        let id = self
+            .store
+            .begin_deployment(model, Some(version), previous, cause, actor)
+            .await?;
+        self.store.finish_deployment(&id, outcome, message).await
     }
 
     /// Nothing is Production in MLflow: the binding says whether what
@@ -595,10 +612,15 @@ impl Reconciler {
         let binding = self.binding(model)?;
         let known = self.desired.lock().expect("desired").get(model).cloned();
         let desired = known.clone().flatten();
-        let (serving, mut status) = match binding.target {
+        let (serving, status) = match binding.target {
             ServingTarget::Local => {
-                let (server, status) = self.local.status(model);
-                (server.map(|server| server.version), status)
+                let (server, mut status) = self.local.status(model);
+                let serving = server.map(|server| server.version);
+                // The cluster path says this itself, in its pass.
+                if known == Some(None) {
+                    status.message = no_production_message(serving.as_deref());
+                }
+                (serving, status)
             }
             ServingTarget::Seldon => self
                 .cluster
@@ -608,9 +630,6 @@ impl Reconciler {
                 .cloned()
                 .unwrap_or((None, failed_status("not reconciled yet"))),
         };
-        if known == Some(None) {
-            status.message = no_production_message(serving.as_deref());
-        }
         Ok(DeploymentView {
             model: model.into(),
             target: match binding.target {
