@@ -120,20 +120,10 @@ async fn main() {
         authenticated: true,
     };
 
-    let mut submit = Vec::new();
-    let mut ids = Vec::new();
-    for _ in 0..launches {
-        let started = Instant::now();
-        let launch = submitted(
-            kube_launcher
-                .submit(&user, &request("main", &[("alpha", "0.5")], "gpu-1"))
-                .await
-                .unwrap(),
-        );
-        submit.push(started.elapsed());
-        assert_eq!(launch.status, LaunchStatus::Pending, "{}", launch.reason);
-        ids.push(launch.id);
-    }
+    let (mut submit, ids) = submit_many(&kube_launcher, &user, launches, || {
+        request("main", &[("alpha", "0.5")], "gpu-1")
+    })
+    .await;
     report(
         "kubernetes: submit → Job created (incl. MLflow run + params)",
         &mut submit,
@@ -193,20 +183,10 @@ async fn main() {
     )
     .await;
     let real_launches = launches.min(100);
-    let mut submit = Vec::new();
-    let mut ids = Vec::new();
-    for _ in 0..real_launches {
-        let started = Instant::now();
-        let launch = submitted(
-            real_launcher
-                .submit(&user, &request("main", &[("alpha", "0.5")], "tiny"))
-                .await
-                .unwrap(),
-        );
-        submit.push(started.elapsed());
-        assert_eq!(launch.status, LaunchStatus::Pending, "{}", launch.reason);
-        ids.push(launch.id);
-    }
+    let (mut submit, ids) = submit_many(&real_launcher, &user, real_launches, || {
+        request("main", &[("alpha", "0.5")], "tiny")
+    })
+    .await;
     report(
         "kubernetes, real API server 1.20: submit → Job created (incl. MLflow run + params)",
         &mut submit,
@@ -303,6 +283,26 @@ async fn main() {
         "local: process exit (last output) → status on the launch page's stream",
         &mut visible,
     );
+}
+
+/// Submits `count` launches one after the other; their submit times and
+/// ids. A Kubernetes launch is `pending` once its Job is created.
+async fn submit_many(
+    launcher: &Launcher,
+    user: &User,
+    count: usize,
+    request: impl Fn() -> LaunchRequest,
+) -> (Vec<Duration>, Vec<String>) {
+    let mut times = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let started = Instant::now();
+        let launch = submitted(launcher.submit(user, &request()).await.unwrap());
+        times.push(started.elapsed());
+        assert_eq!(launch.status, LaunchStatus::Pending, "{}", launch.reason);
+        ids.push(launch.id);
+    }
+    (times, ids)
 }
 
 fn submitted(outcome: Submitted) -> app::model::Launch {

@@ -473,3 +473,19 @@ fn refuse(rejection: Rejection) -> Response {
     tracing::warn!(reason = %rejection, "MLflow webhook refused");
     (rejection.status(), rejection.to_string()).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::unseen_part;
+
+    #[test]
+    fn a_reopened_log_skips_what_was_sent_before() {
+        // 5 bytes were sent before the stream broke; it starts over.
+        let mut skip = 5;
+        assert_eq!(unseen_part("épo", &mut skip), "");
+        assert_eq!(skip, 1);
+        assert_eq!(unseen_part("ch 1\nepoch 2\n", &mut skip), "h 1\nepoch 2\n");
+        assert_eq!(skip, 0);
+        assert_eq!(unseen_part("epoch 3\n", &mut skip), "epoch 3\n");
+    }
+}

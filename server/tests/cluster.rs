@@ -24,9 +24,9 @@ use support::{MlflowRest, mlflow_url, repo_root, unique};
 const TRAINING_IMAGE: &str = "registry.example.com/slipway/diabetes:1.0";
 
 /// The demo catalog's profiles and project as they are, with an image for
-/// the project (Jobs need one) and `deployments` in place of the demo's
-/// local bindings.
-fn catalog(dir: &Path, deployments: &str) -> PathBuf {
+/// the project (Jobs need one) and `extra` (bindings, profiles) in place of
+/// the demo's local bindings.
+fn catalog(dir: &Path, extra: &str) -> PathBuf {
     let demo = std::fs::read_to_string(repo_root().join("deploy/demo/catalog.toml")).unwrap();
     let profiles_and_projects: String = demo
         .lines()
@@ -48,7 +48,7 @@ fn catalog(dir: &Path, deployments: &str) -> PathBuf {
         .join("\n");
     assert!(profiles_and_projects.contains(TRAINING_IMAGE));
     let path = dir.join("catalog.toml");
-    std::fs::write(&path, format!("{profiles_and_projects}\n{deployments}")).unwrap();
+    std::fs::write(&path, format!("{profiles_and_projects}\n{extra}")).unwrap();
     path
 }
 
@@ -59,10 +59,10 @@ struct Setup {
 }
 
 impl Setup {
-    async fn new(prefix: &str, deployments: impl FnOnce(&str) -> String) -> Self {
+    async fn new(prefix: &str, extra: impl FnOnce(&str) -> String) -> Self {
         let namespace = TestNamespace::new(prefix).await;
         let data = tempfile::tempdir().unwrap();
-        let catalog = catalog(data.path(), &deployments(&namespace.name));
+        let catalog = catalog(data.path(), &extra(&namespace.name));
         Self {
             namespace,
             data,
@@ -122,6 +122,11 @@ async fn get_launch(slipway: &Slipway, id: &str) -> Launch {
     slipway
         .server_fn(app::server_fns::GetLaunch::PATH, &[("id", id)])
         .await
+}
+
+/// Waits until the launch has ended.
+async fn ended(slipway: &Slipway, id: &str, within: Duration) -> Launch {
+    wait_launch(slipway, id, within, |launch| launch.status.is_terminal()).await
 }
 
 /// Waits until the launch satisfies `wanted`; panics with its last state.
@@ -402,10 +407,7 @@ async fn launches_on_each_demo_profile_follow_their_pods_to_the_end() {
                    "message": "The node was low on resource: memory.", "containerStatuses": null}),
         )
         .await;
-    let gone = wait_launch(&slipway, &evicted, A_WHILE, |launch| {
-        launch.status.is_terminal()
-    })
-    .await;
+    let gone = ended(&slipway, &evicted, A_WHILE).await;
     assert_eq!(
         (gone.status, gone.reason.as_str()),
         (
@@ -439,19 +441,16 @@ async fn a_job_or_pod_deleted_outside_slipway_ends_its_launch() {
         .await
         .unwrap();
     let deleted_at = Instant::now();
-    let ended = wait_launch(&slipway, &job_deleted, Duration::from_secs(5), |launch| {
-        launch.status.is_terminal()
-    })
-    .await;
+    let outcome = ended(&slipway, &job_deleted, Duration::from_secs(5)).await;
     let took = deleted_at.elapsed();
-    assert_eq!(ended.status, LaunchStatus::Failed);
+    assert_eq!(outcome.status, LaunchStatus::Failed);
     assert!(
-        ended.reason.contains("was deleted outside Slipway"),
+        outcome.reason.contains("was deleted outside Slipway"),
         "{}",
-        ended.reason
+        outcome.reason
     );
     eprintln!("Job deleted → launch ended in {took:?}");
-    let run = run_of(&ended, "FAILED").await;
+    let run = run_of(&outcome, "FAILED").await;
     assert!(
         support::run_pairs(&run, "tags")["slipway.end_reason"].contains("deleted outside Slipway")
     );
@@ -471,10 +470,7 @@ async fn a_job_or_pod_deleted_outside_slipway_ends_its_launch() {
         .delete(&pod, &DeleteParams::default())
         .await
         .unwrap();
-    let lost = wait_launch(&slipway, &pod_deleted, Duration::from_secs(10), |launch| {
-        launch.status.is_terminal()
-    })
-    .await;
+    let lost = ended(&slipway, &pod_deleted, Duration::from_secs(10)).await;
     assert_eq!(lost.status, LaunchStatus::Failed);
     assert!(
         lost.reason.contains(&format!("its pod {pod} was deleted")),
@@ -491,6 +487,30 @@ async fn a_job_or_pod_deleted_outside_slipway_ends_its_launch() {
         .await
         .is_some(),
         "Slipway deletes the Job, so no replacement pod runs"
+    );
+    namespace.release_node().await;
+}
+
+/// When a Job runs past its deadline the Job controller deletes its pod and
+/// only then writes the Job's verdict: the launch ends with the verdict,
+/// not as a lost pod.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_past_its_deadline_ends_with_the_job_controllers_verdict() {
+    let setup = Setup::new("deadline", |_| {
+        "[[profile]]\nname = \"brief\"\nmax_runtime_secs = 2\n".to_string()
+    })
+    .await;
+    let slipway = setup.slipway().await;
+    let namespace = &setup.namespace;
+    let brief = launch(&slipway, "brief").await;
+    let pod = bound_pod(namespace, &brief, A_WHILE).await;
+    pod_runs(namespace, &pod).await;
+    let outcome = ended(&slipway, &brief, A_WHILE).await;
+    assert_eq!(outcome.status, LaunchStatus::Failed);
+    assert!(
+        outcome.reason.starts_with("DeadlineExceeded"),
+        "{}",
+        outcome.reason
     );
     namespace.release_node().await;
 }
@@ -540,20 +560,14 @@ async fn a_restart_reattaches_running_launches_and_settles_the_gone_ones() {
         running.executor_ref,
         get_launch(&second, &survives).await.executor_ref
     );
-    let gone = wait_launch(&second, &deleted, A_WHILE, |launch| {
-        launch.status.is_terminal()
-    })
-    .await;
+    let gone = ended(&second, &deleted, A_WHILE).await;
     assert_eq!(gone.status, LaunchStatus::Failed);
     assert!(
         gone.reason.starts_with("its Job no longer exists"),
         "{}",
         gone.reason
     );
-    let done = wait_launch(&second, &finished, A_WHILE, |launch| {
-        launch.status.is_terminal()
-    })
-    .await;
+    let done = ended(&second, &finished, A_WHILE).await;
     assert_eq!(done.status, LaunchStatus::Succeeded, "{}", done.reason);
     assert!(done.reason.ends_with("the MLflow run had finished"));
 
@@ -863,29 +877,106 @@ async fn promote_rollback_and_drift_on_a_real_api_server_as_the_shipped_service_
     assert_eq!(deployment(&slipway, &model).await.history.len(), 5);
 }
 
+/// Bindings leave the catalog: with SLIPWAY_UNBOUND_OBJECTS=keep the object
+/// stays serving, marked and no longer managed; by default it is deleted.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_removed_binding_takes_its_seldon_deployment_with_it() {
+async fn a_removed_binding_takes_its_seldon_deployment_with_it_or_leaves_it_marked() {
+    let mlflow = MlflowRest::new(&mlflow_url());
+    let (kept, kept_versions) = registered_model(1).await;
+    let (deleted, deleted_versions) = registered_model(1).await;
+    mlflow
+        .transition_stage(&kept, &kept_versions[0], "Production")
+        .await;
+    mlflow
+        .transition_stage(&deleted, &deleted_versions[0], "Production")
+        .await;
+    let setup = Setup::new("unbind", |namespace| {
+        seldon_binding(&kept, namespace) + &seldon_binding(&deleted, namespace)
+    })
+    .await;
+    let namespace = &setup.namespace;
+    let (kept_name, deleted_name) = (
+        server::catalog::dns_name(&kept),
+        server::catalog::dns_name(&deleted),
+    );
+    let slipway = setup.slipway().await;
+    wait_served(namespace, &kept_name, Some(&kept_versions[0])).await;
+    wait_served(namespace, &deleted_name, Some(&deleted_versions[0])).await;
+    drop(slipway);
+
+    // The admin removes the first binding and restarts Slipway, keeping
+    // what unbound bindings leave.
+    catalog(
+        setup.data.path(),
+        &seldon_binding(&deleted, &namespace.name),
+    );
+    let mut settings = setup.settings();
+    settings
+        .extra_env
+        .push(("SLIPWAY_UNBOUND_OBJECTS", "keep".into()));
+    let slipway = Slipway::start(settings).await;
+    let marked = eventually(A_WHILE, || async {
+        let object = seldon_api(namespace).get(&kept_name).await.ok()?;
+        object
+            .metadata
+            .annotations?
+            .contains_key("slipway.dev/unbound")
+            .then_some(())
+    })
+    .await;
+    assert!(marked.is_some(), "the kept object is marked");
+    assert_eq!(
+        version_label(namespace, &kept_name).await,
+        Some(kept_versions[0].clone())
+    );
+    drop(slipway);
+
+    // Then the second, with the default: deleted. The kept one is no
+    // longer Slipway's to touch.
+    assert_eq!(catalog(setup.data.path(), ""), setup.catalog);
+    let _slipway = setup.slipway().await;
+    wait_served(namespace, &deleted_name, None).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        version_label(namespace, &kept_name).await,
+        Some(kept_versions[0].clone())
+    );
+}
+
+/// A binding that says `no_production = "remove"`: archiving the version
+/// in MLflow takes the SeldonDeployment away, recorded as `removed`.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_no_production_remove_an_archived_model_stops_serving() {
     let (model, versions) = registered_model(1).await;
-    MlflowRest::new(&mlflow_url())
+    let mlflow = MlflowRest::new(&mlflow_url());
+    mlflow
         .transition_stage(&model, &versions[0], "Production")
         .await;
-    let setup = Setup::new("unbind", |namespace| seldon_binding(&model, namespace)).await;
+    let setup = Setup::new("remove", |namespace| {
+        seldon_binding(&model, namespace) + "no_production = \"remove\"\n"
+    })
+    .await;
     let namespace = &setup.namespace;
     let name = server::catalog::dns_name(&model);
     let slipway = setup.slipway().await;
     wait_served(namespace, &name, Some(&versions[0])).await;
-    drop(slipway);
-
-    // The admin removes the binding from the catalog and restarts Slipway.
-    assert_eq!(catalog(setup.data.path(), ""), setup.catalog);
-    let _slipway = setup.slipway().await;
+    mlflow
+        .transition_stage(&model, &versions[0], "Archived")
+        .await;
     wait_served(namespace, &name, None).await;
-    assert!(
-        seldon_api(namespace)
-            .get_opt(&name)
-            .await
-            .unwrap()
-            .is_none()
+    let history = eventually(A_WHILE, || async {
+        let history = deployment(&slipway, &model).await.history;
+        (history.len() == 2 && history[0].outcome != "pending").then_some(history)
+    })
+    .await
+    .expect("the removal is recorded");
+    assert_eq!(
+        (
+            history[0].version.as_deref(),
+            history[0].previous_version.as_deref(),
+            history[0].outcome.as_str()
+        ),
+        (None, Some(versions[0].as_str()), "removed")
     );
 }
 

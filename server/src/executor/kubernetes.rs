@@ -458,21 +458,23 @@ impl Tracker {
             },
             watcher::Event::Apply(job) => self.job_seen(&job),
             watcher::Event::Delete(job) => {
-                let Some(launch_id) = launch_of(&job) else {
+                let (Some(launch_id), Some(name)) = (launch_of(&job), job.metadata.name.clone())
+                else {
                     return Vec::new();
                 };
+                // A Job that had ended says so; one that had not is gone.
                 let mut events = self.job_seen(&job);
-                if events.is_empty() && !self.ended.contains(&launch_id) {
+                if !self.ended.contains(&launch_id) {
                     events.push(ExecutorEvent::Gone {
                         launch_id: launch_id.clone(),
-                        reason: format!(
-                            "its Job {} was deleted outside Slipway",
-                            job.metadata.name.as_deref().unwrap_or_default()
-                        ),
+                        reason: format!("its Job {name} was deleted outside Slipway"),
                     });
                 }
                 self.ended.insert(launch_id.clone());
                 self.losses.remove(&launch_id);
+                // Nothing more will be said of this Job.
+                self.last.remove(&launch_id);
+                self.launch_of_job.remove(&name);
                 events
             }
         }

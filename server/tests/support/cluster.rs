@@ -286,13 +286,7 @@ impl Slipway {
     /// A form POST as the browser sends it; returns the `Location` it
     /// redirects to.
     pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> String {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .form(fields)
-            .send()
-            .await
-            .unwrap();
+        let response = self.post(path, fields).await;
         assert_eq!(
             response.status(),
             reqwest::StatusCode::SEE_OTHER,
@@ -304,17 +298,20 @@ impl Slipway {
 
     /// Calls a server function the way the hydrated UI does.
     pub async fn server_fn<T: DeserializeOwned>(&self, path: &str, fields: &[(&str, &str)]) -> T {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .form(fields)
-            .send()
-            .await
-            .unwrap();
+        let response = self.post(path, fields).await;
         let status = response.status();
         let body = response.text().await.unwrap();
         assert!(status.is_success(), "{path} answered {status}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|err| panic!("{path}: {err}: {body}"))
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// A server-sent events stream, read as the browser's EventSource does.
