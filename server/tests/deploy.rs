@@ -274,5 +274,31 @@ async fn after_a_restart_it_converges_from_mlflow_alone_and_repairs_a_killed_ser
         (history[0].cause.as_str(), history[0].version.as_deref()),
         ("drift", Some("1"))
     );
+
+    // Taken out of production in MLflow: by default what serves keeps
+    // serving, and the view says so (the same rule as on a cluster).
+    MlflowRest::new(&mlflow_url())
+        .transition_stage(&model, "1", "Archived")
+        .await;
+    let mut kept = None;
+    for _ in 0..100 {
+        let view = setup.reconciler.view(&model).unwrap();
+        if view.desired_version.is_none() {
+            kept = Some(view);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kept = kept.expect("a pass saw the archived version");
+    assert_eq!(kept.serving_version.as_deref(), Some("1"));
+    assert_eq!(
+        kept.message,
+        "no version is in production in MLflow; v1 keeps serving until one is"
+    );
+    setup.reconciler.trigger(Trigger::new("poll", "slipway"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(predict(&restarted.address()).await.unwrap(), 6.0);
+    let after = setup.store.deployment_history(&model, 10).await.unwrap();
+    assert_eq!(after.len(), history.len(), "nothing was undeployed");
     setup.local.stop_all().await;
 }
