@@ -39,12 +39,12 @@ pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client> {
 /// supports, and warns where a feature Slipway relies on is missing. An
 /// unreachable server is only a warning: Slipway starts anyway and shows
 /// the cluster's errors where they matter.
-pub async fn check_version(client: &Client) -> Result<Option<(u32, u32)>> {
+pub async fn check_version(client: &Client) -> Result<()> {
     let info = match client.apiserver_version().await {
         Ok(info) => info,
         Err(err) => {
             tracing::warn!(error = %err, "cannot ask the Kubernetes API server its version");
-            return Ok(None);
+            return Ok(());
         }
     };
     let version = parse_version(&info.major, &info.minor).ok_or_else(|| {
@@ -57,7 +57,7 @@ pub async fn check_version(client: &Client) -> Result<Option<(u32, u32)>> {
         tracing::warn!(kubernetes = %info.git_version, "{warning}");
     }
     tracing::info!(kubernetes = %info.git_version, "connected to the cluster");
-    Ok(Some(version))
+    Ok(())
 }
 
 /// What a server of this version lacks, in words for the log; an error

@@ -220,7 +220,7 @@ async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
         .collect();
     assert_eq!(actions[0], ("promote", "nothing → v1"));
     assert_eq!(actions[2].0, "rollback");
-    setup.local.stop_all().await;
+    setup.reconciler.shutdown().await;
 }
 
 /// Slipway stopped after MLflow's transition and before the deployment:
@@ -300,5 +300,18 @@ async fn after_a_restart_it_converges_from_mlflow_alone_and_repairs_a_killed_ser
     assert_eq!(predict(&restarted.address()).await.unwrap(), 6.0);
     let after = setup.store.deployment_history(&model, 10).await.unwrap();
     assert_eq!(after.len(), history.len(), "nothing was undeployed");
-    setup.local.stop_all().await;
+
+    // Slipway stops: its model servers stop with it, and no pass that was
+    // still to come starts one again.
+    setup.reconciler.shutdown().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &format!("models:/{model}/")])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "model servers outlived Slipway: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ struct ModelServers {
     current: Option<LocalServer>,
     /// Starting, to replace `current` once ready.
     starting: Option<String>,
+    /// The starting server's process group, once spawned.
+    starting_pgid: Option<i32>,
     /// Why the last start failed, while nothing newer is starting.
     failure: Option<(String, String)>,
 }
@@ -45,6 +48,9 @@ pub struct LocalServing {
     log_dir: PathBuf,
     models: Arc<Mutex<HashMap<String, ModelServers>>>,
     http: reqwest::Client,
+    /// Set by `stop_all`: nothing starts any more, and a server that is
+    /// still starting is stopped, so none outlives Slipway.
+    stopping: AtomicBool,
 }
 
 impl LocalServing {
@@ -58,7 +64,12 @@ impl LocalServing {
                 .timeout(Duration::from_secs(2))
                 .build()
                 .expect("a plain HTTP client"),
+            stopping: AtomicBool::new(false),
         })
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// What serves this model now, and its status.
@@ -120,6 +131,9 @@ impl LocalServing {
     pub async fn deploy(&self, model: &str, version: &str) -> Result<LocalServer, String> {
         {
             let mut models = self.models.lock().expect("serving map");
+            if self.is_stopping() {
+                return Err("Slipway is stopping".into());
+            }
             let servers = models.entry(model.to_string()).or_default();
             servers.starting = Some(version.to_string());
             servers.failure = None;
@@ -127,9 +141,18 @@ impl LocalServing {
         let outcome = self.start_and_wait(model, version).await;
         let previous = {
             let mut models = self.models.lock().expect("serving map");
+            if self.is_stopping() {
+                // stop_all has taken the map; this server is its to stop too.
+                drop(models);
+                if let Ok(server) = &outcome {
+                    stop(server.pgid).await;
+                }
+                return Err("Slipway is stopping".into());
+            }
             let servers = models.entry(model.to_string()).or_default();
             if servers.starting.as_deref() == Some(version) {
                 servers.starting = None;
+                servers.starting_pgid = None;
             }
             match &outcome {
                 Ok(server) => servers.current.replace(server.clone()),
@@ -158,17 +181,25 @@ impl LocalServing {
         }
     }
 
-    /// Stops every server, e.g. when Slipway shuts down.
+    /// Stops every server, those still starting too, and starts none after:
+    /// Slipway shuts down.
     pub async fn stop_all(&self) {
-        let servers: Vec<_> = self
-            .models
-            .lock()
-            .expect("serving map")
-            .drain()
-            .filter_map(|(_, servers)| servers.current)
-            .collect();
-        for server in servers {
-            stop(server.pgid).await;
+        let groups: Vec<i32> = {
+            let mut models = self.models.lock().expect("serving map");
+            self.stopping.store(true, Ordering::SeqCst);
+            models
+                .drain()
+                .flat_map(|(_, servers)| {
+                    servers
+                        .current
+                        .map(|server| server.pgid)
+                        .into_iter()
+                        .chain(servers.starting_pgid)
+                })
+                .collect()
+        };
+        for pgid in groups {
+            stop(pgid).await;
         }
     }
 
@@ -201,6 +232,20 @@ impl LocalServing {
                 "cannot start `mlflow models serve`: {err} (is MLflow's bin directory on PATH?)"
             )
         })?;
+        // Registered under the same lock stop_all takes, so a server is
+        // either seen by it or sees that Slipway is stopping.
+        let stopping = {
+            let mut models = self.models.lock().expect("serving map");
+            let stopping = self.is_stopping();
+            if !stopping {
+                models.entry(model.to_string()).or_default().starting_pgid = Some(pgid);
+            }
+            stopping
+        };
+        if stopping {
+            stop(pgid).await;
+            return Err("Slipway is stopping".into());
+        }
         let ping = format!("http://127.0.0.1:{port}/ping");
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         loop {

@@ -67,6 +67,8 @@ pub struct Reconciler {
     intents: Mutex<HashMap<String, (String, String, String)>>,
     /// Counts passes as they start (for waiting on one, and for benchmarks).
     passes: watch::Sender<u64>,
+    /// Set on shutdown: no pass starts after it.
+    stopped: watch::Sender<bool>,
 }
 
 impl Reconciler {
@@ -90,6 +92,7 @@ impl Reconciler {
             failed: Arc::default(),
             intents: Mutex::default(),
             passes: watch::channel(0).0,
+            stopped: watch::channel(false).0,
         });
         (reconciler, receiver)
     }
@@ -107,12 +110,14 @@ impl Reconciler {
             return;
         }
         let reconciler = self.clone();
+        let mut stopped = self.stopped.subscribe();
         tokio::spawn(async move {
             let mut poll = tokio::time::interval(poll_every);
             poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut first = true;
             loop {
                 let mut trigger = tokio::select! {
+                    _ = stopped.wait_for(|stopped| *stopped) => return,
                     Some(trigger) = triggers.recv() => trigger,
                     _ = poll.tick() => Trigger::new(if first { "startup" } else { "poll" }, "slipway"),
                     else => return,
@@ -134,8 +139,11 @@ impl Reconciler {
         });
     }
 
-    /// Stops the local model servers: they are Slipway's children.
+    /// Stops passing, then stops the local model servers (those starting
+    /// too): they are Slipway's children. Cluster objects stay: they serve
+    /// without Slipway.
     pub async fn shutdown(&self) {
+        self.stopped.send_replace(true);
         self.local.stop_all().await;
     }
 
@@ -187,6 +195,10 @@ impl Reconciler {
         trigger: &Trigger,
     ) -> Result<()> {
         let model = &binding.model;
+        if self.local.is_stopping() {
+            // A pass that was under way when Slipway began to stop.
+            return Ok(());
+        }
         let (wanted, died) = self.local.wanted_version(model);
         let failed = self.failed.lock().expect("failed").get(model).cloned();
         if version == wanted || (version.is_some() && version == failed) {
