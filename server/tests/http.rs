@@ -200,6 +200,43 @@ async fn probes_and_metrics() {
     assert!(metrics.contains("status=\"404\""), "{metrics}");
 }
 
+/// Made-up methods and paths cannot grow `/metrics`: routes are patterns,
+/// and methods outside HTTP's own collapse into `other`.
+#[tokio::test(flavor = "multi_thread")]
+async fn random_methods_and_paths_keep_the_metrics_the_same_size() {
+    let app = TestApp::new(&mlflow_url()).await;
+    let send = |method: String, path: String| {
+        let router = app.router.clone();
+        async move {
+            router
+                .oneshot(
+                    Request::builder()
+                        .method(method.as_str())
+                        .uri(path)
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    send("FROB0".into(), "/nowhere-0".into()).await;
+    // The first read of /metrics counts itself too.
+    app.get("/metrics").await;
+    let before = app.get("/metrics").await.1;
+    for index in 1..300 {
+        send(format!("FROB{index}"), format!("/nowhere-{index}")).await;
+    }
+    let after = app.get("/metrics").await.1;
+    assert_eq!(after.lines().count(), before.lines().count(), "{after}");
+    assert!(
+        after.contains(
+            "slipway_http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"} 300"
+        ),
+        "{after}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_mlflow_outage_is_explained_and_recovered_from_without_a_restart() {
     let port = free_port();
