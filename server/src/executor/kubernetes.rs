@@ -233,7 +233,7 @@ impl KubernetesExecutor {
         ]));
         let mut tracker = Tracker::default();
         loop {
-            let next_loss = tracker.next_loss_check();
+            let next_due = tracker.next_due();
             let outcome = tokio::select! {
                 item = seen.next() => match item {
                     Some(Ok(event)) => tracker.observe(event),
@@ -244,7 +244,7 @@ impl KubernetesExecutor {
                     }
                     None => return,
                 },
-                _ = sleep_until(next_loss) => tracker.confirmed_losses(Instant::now()),
+                _ = sleep_until(next_due) => tracker.due(Instant::now()),
             };
             for event in outcome {
                 if sink.send(event).is_err() {
@@ -398,11 +398,21 @@ enum Seen {
     Event(Box<watcher::Event<Event>>),
 }
 
-/// A pod that went away before its training ended is reported as lost only
-/// after this long: when a Job fails (its deadline, say) the Job controller
-/// deletes the pods first and writes the Job's verdict just after, and that
-/// verdict is the one to keep.
+/// Pods and Jobs come through separate watches, and the first end a launch
+/// records is the one it keeps. The most telling end should come first:
+/// - a Job's verdict waits this long for its pod's own end (an exit code
+///   says more than `BackoffLimitExceeded`);
+const VERDICT_GRACE: Duration = Duration::from_secs(1);
+/// - a pod gone before its training ended waits this long for the Job's
+///   verdict: when a Job runs past its deadline the Job controller deletes
+///   the pod first and writes `DeadlineExceeded` just after.
 const LOSS_GRACE: Duration = Duration::from_secs(2);
+
+/// An end held back for a grace period.
+enum Deferred {
+    Verdict(StatusReport),
+    Loss(String),
+}
 
 /// What the watches have seen so far, turned into executor events.
 #[derive(Default)]
@@ -417,8 +427,8 @@ struct Tracker {
     ended: HashSet<String>,
     /// Launches present in a Job listing under way.
     listing: Option<BTreeSet<String>>,
-    /// Pods gone before their training ended: launch → (when to report, why).
-    losses: HashMap<String, (Instant, String)>,
+    /// Ends held back: launch → (when to report, what).
+    deferred: HashMap<String, (Instant, Deferred)>,
 }
 
 impl Tracker {
@@ -462,16 +472,21 @@ impl Tracker {
                 else {
                     return Vec::new();
                 };
-                // A Job that had ended says so; one that had not is gone.
-                let mut events = self.job_seen(&job);
-                if !self.ended.contains(&launch_id) {
-                    events.push(ExecutorEvent::Gone {
+                // A Job that had ended says so at once; one that had not is gone.
+                let held = match self.deferred.remove(&launch_id) {
+                    Some((_, Deferred::Verdict(report))) => Some(report),
+                    _ => None,
+                };
+                let mut events = Vec::new();
+                match job_report(&job).or(held) {
+                    Some(verdict) => events.extend(self.status(verdict)),
+                    None if !self.ended.contains(&launch_id) => events.push(ExecutorEvent::Gone {
                         launch_id: launch_id.clone(),
                         reason: format!("its Job {name} was deleted outside Slipway"),
-                    });
+                    }),
+                    None => {}
                 }
                 self.ended.insert(launch_id.clone());
-                self.losses.remove(&launch_id);
                 // Nothing more will be said of this Job.
                 self.last.remove(&launch_id);
                 self.launch_of_job.remove(&name);
@@ -493,10 +508,14 @@ impl Tracker {
                 reason: message,
             }));
         }
-        if let Some(report) = job_report(job) {
-            self.ended.insert(launch_id.clone());
-            self.losses.remove(&launch_id);
-            events.extend(self.status(report));
+        if let Some(report) = job_report(job)
+            && self.ended.insert(launch_id.clone())
+        {
+            // Replaces a pending loss: the verdict says more.
+            self.deferred.insert(
+                launch_id,
+                (Instant::now() + VERDICT_GRACE, Deferred::Verdict(report)),
+            );
         }
         events
     }
@@ -519,11 +538,15 @@ impl Tracker {
                      into the same MLflow run",
                     pod.metadata.name.as_deref().unwrap_or_default()
                 );
-                self.losses
+                self.deferred
                     .entry(report.launch_id)
-                    .or_insert((Instant::now() + LOSS_GRACE, reason));
+                    .or_insert((Instant::now() + LOSS_GRACE, Deferred::Loss(reason)));
             }
             return Vec::new();
+        }
+        if report.status.is_terminal() {
+            // The pod's own end: whatever was held back says less.
+            self.deferred.remove(&report.launch_id);
         }
         self.status(report)
     }
@@ -555,24 +578,30 @@ impl Tracker {
         vec![ExecutorEvent::Status(report)]
     }
 
-    fn next_loss_check(&self) -> Option<Instant> {
-        self.losses.values().map(|(at, _)| *at).min()
+    fn next_due(&self) -> Option<Instant> {
+        self.deferred.values().map(|(at, _)| *at).min()
     }
 
-    fn confirmed_losses(&mut self, now: Instant) -> Vec<ExecutorEvent> {
+    /// The held-back ends whose grace is over.
+    fn due(&mut self, now: Instant) -> Vec<ExecutorEvent> {
         let due: Vec<String> = self
-            .losses
+            .deferred
             .iter()
             .filter(|(_, (at, _))| *at <= now)
             .map(|(launch_id, _)| launch_id.clone())
             .collect();
-        due.into_iter()
-            .filter_map(|launch_id| {
-                let (_, reason) = self.losses.remove(&launch_id)?;
-                self.ended.insert(launch_id.clone());
-                Some(ExecutorEvent::Lost { launch_id, reason })
-            })
-            .collect()
+        let mut events = Vec::new();
+        for launch_id in due {
+            match self.deferred.remove(&launch_id) {
+                Some((_, Deferred::Verdict(report))) => events.extend(self.status(report)),
+                Some((_, Deferred::Loss(reason))) => {
+                    self.ended.insert(launch_id.clone());
+                    events.push(ExecutorEvent::Lost { launch_id, reason });
+                }
+                None => {}
+            }
+        }
+        events
     }
 }
 
