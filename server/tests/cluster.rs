@@ -75,7 +75,7 @@ impl Setup {
             namespace: &self.namespace,
             catalog: &self.catalog,
             data_dir: self.data.path(),
-            mlflow_url: Box::leak(mlflow_url().into_boxed_str()),
+            mlflow_url: mlflow_url(),
             extra_env: Vec::new(),
         }
     }
@@ -591,12 +591,11 @@ async fn a_profile_the_api_server_would_refuse_keeps_slipway_from_starting() {
         "[[profile]]\nname = \"any-taint\"\ntolerations = [{ effect = \"NoSchedule\" }]\n",
     )
     .unwrap();
-    let mlflow = mlflow_url();
     let outcome = Slipway::try_start(SlipwaySettings {
         namespace: &namespace,
         catalog: &catalog,
         data_dir: data.path(),
-        mlflow_url: &mlflow,
+        mlflow_url: mlflow_url(),
         extra_env: Vec::new(),
     })
     .await;

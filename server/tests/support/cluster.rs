@@ -200,7 +200,7 @@ pub struct SlipwaySettings<'a> {
     pub namespace: &'a TestNamespace,
     pub catalog: &'a Path,
     pub data_dir: &'a Path,
-    pub mlflow_url: &'a str,
+    pub mlflow_url: String,
     pub extra_env: Vec<(&'a str, String)>,
 }
 
@@ -224,7 +224,7 @@ impl Slipway {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info,server=debug")
             .env("SLIPWAY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("SLIPWAY_MLFLOW_URI", settings.mlflow_url)
+            .env("SLIPWAY_MLFLOW_URI", &settings.mlflow_url)
             .env("SLIPWAY_DATA_DIR", settings.data_dir)
             .env("SLIPWAY_EXECUTOR", "kubernetes")
             .env("SLIPWAY_KUBECONFIG", &settings.namespace.kubeconfig)
