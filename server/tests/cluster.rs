@@ -624,6 +624,30 @@ async fn deployment(slipway: &Slipway, model: &str) -> DeploymentDetail {
         .await
 }
 
+/// The deployment once `wanted` holds; panics with how it last looked.
+async fn deployment_when(
+    slipway: &Slipway,
+    model: &str,
+    wanted: impl Fn(&DeploymentDetail) -> bool,
+) -> DeploymentDetail {
+    let found = eventually(A_WHILE, || async {
+        let detail = deployment(slipway, model).await;
+        wanted(&detail).then_some(detail)
+    })
+    .await;
+    match found {
+        Some(detail) => detail,
+        None => panic!(
+            "{model} never got there: {:#?}",
+            deployment(slipway, model).await
+        ),
+    }
+}
+
+fn says_nothing_is_in_production(detail: &DeploymentDetail) -> bool {
+    detail.view.message.contains("no version is in production")
+}
+
 /// A registered model with `count` versions, stored the MLflow 3 way.
 async fn registered_model(count: usize) -> (String, Vec<String>) {
     let mlflow = MlflowRest::new(&mlflow_url());
@@ -679,16 +703,7 @@ async fn promote_rollback_and_drift_on_a_real_api_server_as_the_shipped_service_
     let name = server::catalog::dns_name(&model);
 
     // Nothing in production yet: nothing is created, and the page says so.
-    let before = eventually(A_WHILE, || async {
-        let detail = deployment(&slipway, &model).await;
-        detail
-            .view
-            .message
-            .contains("no version is in production")
-            .then_some(detail)
-    })
-    .await
-    .expect("the first pass reports the model");
+    let before = deployment_when(&slipway, &model, says_nothing_is_in_production).await;
     assert_eq!(before.view.serving_version, None);
     assert!(
         seldon_api(namespace)
@@ -750,12 +765,7 @@ async fn promote_rollback_and_drift_on_a_real_api_server_as_the_shipped_service_
         )
         .await
         .unwrap();
-    let ready = eventually(A_WHILE, || async {
-        let detail = deployment(&slipway, &model).await;
-        (detail.view.state == "Available").then_some(detail)
-    })
-    .await
-    .expect("the view reads Seldon's state");
+    let ready = deployment_when(&slipway, &model, |detail| detail.view.state == "Available").await;
     assert_eq!(
         ready.view.serving_version.as_deref(),
         Some(versions[0].as_str())
@@ -797,15 +807,9 @@ async fn promote_rollback_and_drift_on_a_real_api_server_as_the_shipped_service_
     tokio::time::sleep(Duration::from_millis(200)).await;
     wait_served(namespace, &name, Some(&versions[0])).await;
 
-    let history = match eventually(A_WHILE, || async {
-        let detail = deployment(&slipway, &model).await;
-        (detail.history.len() == 5).then_some(detail.history)
-    })
-    .await
-    {
-        Some(history) => history,
-        None => deployment(&slipway, &model).await.history,
-    };
+    let history = deployment_when(&slipway, &model, |detail| detail.history.len() == 5)
+        .await
+        .history;
     let rows: Vec<_> = history
         .iter()
         .rev()
@@ -852,16 +856,7 @@ async fn promote_rollback_and_drift_on_a_real_api_server_as_the_shipped_service_
     MlflowRest::new(&mlflow_url())
         .transition_stage(&model, &versions[0], "Archived")
         .await;
-    let kept = eventually(A_WHILE, || async {
-        let detail = deployment(&slipway, &model).await;
-        detail
-            .view
-            .message
-            .contains("no version is in production")
-            .then_some(detail)
-    })
-    .await
-    .expect("the view says nothing is in production");
+    let kept = deployment_when(&slipway, &model, says_nothing_is_in_production).await;
     assert_eq!(
         kept.view.serving_version.as_deref(),
         Some(versions[0].as_str())
@@ -963,12 +958,11 @@ async fn with_no_production_remove_an_archived_model_stops_serving() {
         .transition_stage(&model, &versions[0], "Archived")
         .await;
     wait_served(namespace, &name, None).await;
-    let history = eventually(A_WHILE, || async {
-        let history = deployment(&slipway, &model).await.history;
-        (history.len() == 2 && history[0].outcome != "pending").then_some(history)
+    let history = deployment_when(&slipway, &model, |detail| {
+        detail.history.len() == 2 && detail.history[0].outcome != "pending"
     })
     .await
-    .expect("the removal is recorded");
+    .history;
     assert_eq!(
         (
             history[0].version.as_deref(),
@@ -1010,16 +1004,14 @@ async fn an_apply_the_cluster_refuses_is_recorded_once_not_on_every_pass() {
         .await
         .unwrap();
     let slipway = setup.slipway().await;
-    let failed = eventually(A_WHILE, || async {
-        let detail = deployment(&slipway, &model).await;
-        let refused = detail
+    let failed = deployment_when(&slipway, &model, |detail| {
+        detail
             .view
             .message
-            .contains("may not manage SeldonDeployments");
-        (refused && !detail.history.is_empty()).then_some(detail)
+            .contains("may not manage SeldonDeployments")
+            && !detail.history.is_empty()
     })
-    .await
-    .expect("the refusal is shown");
+    .await;
     assert_eq!(failed.view.state, "Failed");
     assert!(
         failed.view.message.contains("forbidden"),
