@@ -9,6 +9,8 @@
 //! ServiceAccount's), BENCH_KUBE_ADMIN (plays the kubelet) and
 //! BENCH_KUBE_NAMESPACE. BENCH_LAUNCHES sets the sample size (default 200).
 
+mod support;
+
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -32,6 +34,7 @@ use server::launch::{Launcher, Submitted};
 use server::metrics::Metrics;
 use server::mlflow::MlflowClient;
 use server::store::Store;
+use support::{BenchCluster, report};
 use tokio::sync::mpsc;
 
 type WatchFeed = Arc<Mutex<Option<mpsc::UnboundedSender<Result<Frame<Bytes>, Infallible>>>>>;
@@ -147,21 +150,11 @@ async fn main() {
     // Kubernetes executor against a real API server (1.20.2, no kubelet:
     // the admin client reports the pod's end as a kubelet would), as the
     // ServiceAccount deploy/rbac.yaml ships.
-    let namespace = std::env::var("BENCH_KUBE_NAMESPACE").expect("BENCH_KUBE_NAMESPACE");
-    let account = server::cluster::connect(Some(
-        std::env::var("BENCH_KUBECONFIG")
-            .expect("BENCH_KUBECONFIG")
-            .as_ref(),
-    ))
-    .await
-    .unwrap();
-    let admin = server::cluster::connect(Some(
-        std::env::var("BENCH_KUBE_ADMIN")
-            .expect("BENCH_KUBE_ADMIN")
-            .as_ref(),
-    ))
-    .await
-    .unwrap();
+    let BenchCluster {
+        account,
+        admin,
+        namespace,
+    } = BenchCluster::from_env().await;
     let real = Arc::new(KubernetesExecutor::new(
         account,
         JobSettings {
@@ -529,19 +522,4 @@ impl EventStream {
             }
         }
     }
-}
-
-fn report(what: &str, samples: &mut [Duration]) {
-    samples.sort();
-    let at =
-        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "{what}: n={} p50 {:.1} ms · p90 {:.1} ms · p99 {:.1} ms · max {:.1} ms",
-        samples.len(),
-        ms(at(0.5)),
-        ms(at(0.9)),
-        ms(at(0.99)),
-        ms(*samples.last().unwrap())
-    );
 }

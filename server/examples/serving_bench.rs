@@ -9,6 +9,8 @@
 //! object appear) and BENCH_KUBE_NAMESPACE for the real API server, and
 //! `mlflow` and `python` with scikit-learn on PATH for the local target.
 
+mod support;
+
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use server::serving::local::LocalServing;
 use server::serving::reconciler::{Reconciler, Trigger};
 use server::serving::seldon::SeldonTarget;
 use server::store::Store;
+use support::{BenchCluster, report};
 use tokio::sync::mpsc;
 
 const MODELS: usize = 1000;
@@ -188,21 +191,11 @@ async fn main() {
 
     // Promote → SeldonDeployment present on a real API server, applied as
     // the ServiceAccount deploy/rbac.yaml ships; an admin watch sees it.
-    let namespace = std::env::var("BENCH_KUBE_NAMESPACE").expect("BENCH_KUBE_NAMESPACE");
-    let account = server::cluster::connect(Some(
-        std::env::var("BENCH_KUBECONFIG")
-            .expect("BENCH_KUBECONFIG")
-            .as_ref(),
-    ))
-    .await
-    .unwrap();
-    let admin = server::cluster::connect(Some(
-        std::env::var("BENCH_KUBE_ADMIN")
-            .expect("BENCH_KUBE_ADMIN")
-            .as_ref(),
-    ))
-    .await
-    .unwrap();
+    let BenchCluster {
+        account,
+        admin,
+        namespace,
+    } = BenchCluster::from_env().await;
     let real_binding = Catalog::parse(
         &format!(
             "[[deployment]]\nmodel = \"bench-model-0000\"\ntarget = \"seldon\"\nnamespace = \"{namespace}\"\n\
@@ -437,19 +430,4 @@ fn api_server(
 
 fn full(bytes: Vec<u8>) -> BoxBody<Bytes, Infallible> {
     BoxBody::new(Full::new(Bytes::from(bytes)))
-}
-
-fn report(what: &str, samples: &mut [Duration]) {
-    samples.sort();
-    let at =
-        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "{what}: n={} p50 {:.1} ms · p90 {:.1} ms · p99 {:.1} ms · max {:.1} ms",
-        samples.len(),
-        ms(at(0.5)),
-        ms(at(0.9)),
-        ms(at(0.99)),
-        ms(*samples.last().unwrap())
-    );
 }

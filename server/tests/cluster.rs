@@ -168,6 +168,19 @@ async fn job_of(namespace: &TestNamespace, id: &str) -> Option<Job> {
         .next()
 }
 
+/// Deletes the launch's Job as someone with kubectl would.
+async fn delete_job_of(namespace: &TestNamespace, id: &str) {
+    let job = job_of(namespace, id).await.expect("a Job for the launch");
+    namespace
+        .api::<Job>()
+        .delete(
+            job.metadata.name.as_deref().unwrap(),
+            &DeleteParams::background(),
+        )
+        .await
+        .unwrap();
+}
+
 /// The launch's pod once the scheduler has bound it to the GPU node.
 async fn bound_pod(namespace: &TestNamespace, id: &str, within: Duration) -> String {
     let pods = namespace.api::<Pod>();
@@ -431,15 +444,7 @@ async fn a_job_or_pod_deleted_outside_slipway_ends_its_launch() {
         launch.status == LaunchStatus::Running
     })
     .await;
-    let job = job_of(namespace, &job_deleted).await.unwrap();
-    namespace
-        .api::<Job>()
-        .delete(
-            job.metadata.name.as_deref().unwrap(),
-            &DeleteParams::background(),
-        )
-        .await
-        .unwrap();
+    delete_job_of(namespace, &job_deleted).await;
     let deleted_at = Instant::now();
     let outcome = ended(&slipway, &job_deleted, Duration::from_secs(5)).await;
     let took = deleted_at.elapsed();
@@ -534,15 +539,7 @@ async fn a_restart_reattaches_running_launches_and_settles_the_gone_ones() {
     // deleted, one Job is deleted after its code finished the MLflow run.
     pod_runs(namespace, &pods[0]).await;
     for id in [&deleted, &finished] {
-        let job = job_of(namespace, id).await.unwrap();
-        namespace
-            .api::<Job>()
-            .delete(
-                job.metadata.name.as_deref().unwrap(),
-                &DeleteParams::background(),
-            )
-            .await
-            .unwrap();
+        delete_job_of(namespace, id).await;
     }
     MlflowRest::new(&mlflow_url())
         .post(
@@ -923,6 +920,15 @@ async fn a_removed_binding_takes_its_seldon_deployment_with_it_or_leaves_it_mark
         version_label(namespace, &kept_name).await,
         Some(kept_versions[0].clone())
     );
+    // Stopped only once it has let go of the object, as its log says.
+    let let_go = eventually(A_WHILE, || async {
+        slipway
+            .log()
+            .contains("its SeldonDeployment was left serving and marked")
+            .then_some(())
+    })
+    .await;
+    assert!(let_go.is_some(), "{}", slipway.log());
     drop(slipway);
 
     // Then the second, with the default: deleted. The kept one is no

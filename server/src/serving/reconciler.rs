@@ -508,9 +508,9 @@ impl Reconciler {
                     UnboundObjects::Delete => "deleted",
                     UnboundObjects::Keep => "left serving and marked",
                 };
+                self.store.forget_serving_object(&object).await?;
                 tracing::info!(model = %object.model, namespace = %object.namespace, name = %object.name,
                     "the binding is gone: its SeldonDeployment was {what}");
-                self.store.forget_serving_object(&object).await?;
             }
         }
         Ok(())
