@@ -31,6 +31,14 @@ start_mlflow "$data_dir/mlflow" "$mlflow_port"
 log "building Slipway"
 cargo leptos build
 
+# Demo only: one account per role, all with the same published password.
+demo_password=slipway-demo
+for role in viewer trainer deployer approver admin; do
+  printf '%s\n' "$demo_password" \
+    | SLIPWAY_DATA_DIR="$data_dir" target/debug/slipway users add "$role" --role "$role" --exists-ok >/dev/null
+done
+log "demo accounts viewer, trainer, deployer, approver and admin; password: $demo_password"
+
 log "Slipway on http://$listen — Ctrl-C stops Slipway and MLflow"
 SLIPWAY_LISTEN="$listen" \
 SLIPWAY_MLFLOW_URI="http://127.0.0.1:$mlflow_port" \

@@ -28,6 +28,9 @@ pub enum AppError {
     Unavailable(String),
     #[error("Sign-in required")]
     Unauthenticated,
+    /// Signed in, but the role does not allow it; says which role would.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("Internal error (reference {reference}); the server log has the details")]
     Internal { reference: String },
     #[error("{0}")]
@@ -39,5 +42,11 @@ impl FromServerFnError for AppError {
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         AppError::ServerFn(value)
+    }
+}
+
+impl From<crate::access::Denied> for AppError {
+    fn from(denied: crate::access::Denied) -> Self {
+        AppError::Forbidden(denied.0)
     }
 }

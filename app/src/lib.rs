@@ -1,6 +1,7 @@
 //! Slipway's UI: pages, the server functions behind them, and the types and
 //! port they share with the control plane in the `server` crate.
 
+pub mod access;
 #[cfg(feature = "ssr")]
 pub mod charts;
 pub mod error;

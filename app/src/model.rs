@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Who is making a request. The auth gate in the server decides this for every
-/// request; until login exists everyone is `anonymous`.
+/// request from its session; without one the caller is `anonymous`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub name: String,
     pub authenticated: bool,
+    /// What the user may do beyond reading (`access::authorize` decides).
+    pub grants: Vec<crate::access::Grant>,
 }
 
 impl User {
@@ -18,7 +20,13 @@ impl User {
         Self {
             name: "anonymous".into(),
             authenticated: false,
+            grants: Vec::new(),
         }
+    }
+
+    /// Whether `action` would be allowed (the server decides again on the request).
+    pub fn may(&self, action: crate::access::Action<'_>) -> bool {
+        crate::access::authorize(self, action).is_ok()
     }
 }
 

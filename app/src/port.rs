@@ -103,9 +103,17 @@ pub fn control_plane() -> Result<SharedControlPlane, AppError> {
     use_context::<SharedControlPlane>().ok_or_else(|| missing_context("control plane"))
 }
 
-/// The user the server's auth gate put on this request. Fails closed: a request
-/// that did not pass the gate has no user and is refused.
+/// The signed-in user the server's auth gate put on this request. Fails
+/// closed: a request that did not pass the gate, or passed it without a
+/// session (the sign-in page), has no user and is refused.
 pub fn current_user() -> Result<User, AppError> {
+    Some(request_user()?)
+        .filter(|user| user.authenticated)
+        .ok_or(AppError::Unauthenticated)
+}
+
+/// Whoever the gate decided this request comes from, `anonymous` included.
+pub fn request_user() -> Result<User, AppError> {
     let parts = use_context::<http::request::Parts>().ok_or_else(|| missing_context("request"))?;
     parts
         .extensions

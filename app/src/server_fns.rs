@@ -6,9 +6,16 @@ use crate::error::AppError;
 use crate::model::{
     ArtifactEntry, ArtifactOwner, ChartAxis, DeploymentDetail, DeploymentView, Experiment,
     ExperimentPage, FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery, MetricChart,
-    ModelDetail, ModelsPage, Prediction, PromotionPreview, RunDetail, RunQuery, RunsPage,
+    ModelDetail, ModelsPage, Prediction, PromotionPreview, RunDetail, RunQuery, RunsPage, User,
     VersionDetail,
 };
+
+/// Who is signed in (`anonymous` on the sign-in page), so pages show only
+/// what the user may do.
+#[server]
+pub async fn who_am_i() -> Result<User, AppError> {
+    crate::port::request_user()
+}
 
 #[server]
 pub async fn search_experiments(query: ListQuery) -> Result<ExperimentPage, AppError> {

@@ -62,7 +62,7 @@ after(async () => {
 });
 
 async function promoteFromVersionPage(version) {
-  const page = await app.open(`/models/${byStage}/versions/${version}`);
+  const page = await app.open(`/models/${byStage}/versions/${version}`, { as: 'deployer' });
   await page.getByRole('link', { name: 'Promote to production…' }).click();
   await page.getByRole('heading', { name: `Promote ${byStage} v${version} to production?` }).waitFor();
   assert.match(page.url(), new RegExp(`/deployments/${byStage}/promote\\?version=${version}$`));
@@ -117,7 +117,7 @@ test('promote, predict, promote again, roll back, and follow changes made in MLf
 });
 
 test('an alias set with MLflow\'s client arrives by webhook and is served', async () => {
-  const page = await hooked.open(`/deployments/${byAlias}`);
+  const page = await hooked.open(`/deployments/${byAlias}`, { as: 'deployer' });
   assert.equal(await page.locator('[data-serving]').textContent(), '—');
   // MLflow caches its webhook list for up to a minute, so a delivery can go
   // to an earlier registration: set the alias again until one arrives. The

@@ -16,7 +16,7 @@ after(() => app?.stop());
 
 test('launch the demo training from the form and watch it finish', async () => {
   const experiment = uniqueName('e2e-launch');
-  const page = await app.open('/launch');
+  const page = await app.open('/launch', { as: 'trainer' });
   await page.getByRole('link', { name: 'main' }).click();
   await page.waitForURL(/entry_point=main/);
   await page.locator('input[name="param.alpha"]').fill('abc');
@@ -30,7 +30,7 @@ test('launch the demo training from the form and watch it finish', async () => {
   assert.equal(await error.textContent(), '"abc" is not a number');
   assert.equal(await page.locator('input[name="param.alpha"]').inputValue(), 'abc', 'the value typed is kept');
   assert.equal(await page.locator('input[name="new_experiment"]').inputValue(), experiment);
-  const listed = await app.open('/launches');
+  const listed = await app.open('/launches', { as: 'trainer' });
   assert.ok(await listed.getByText('Nothing launched yet').isVisible(), 'nothing was launched');
   await listed.close();
 
@@ -71,7 +71,7 @@ test('launch the demo training from the form and watch it finish', async () => {
   assert.equal(models.models?.length, 1, 'one logged model from the run');
   assert.equal(models.models[0].info.name, 'model');
 
-  const list = await app.open('/launches');
+  const list = await app.open('/launches', { as: 'trainer' });
   const row = list.locator('tbody tr').first();
   assert.match(await row.textContent(), /diabetes · main/);
   assert.equal(await row.locator('[data-status]').getAttribute('data-status'), 'succeeded');

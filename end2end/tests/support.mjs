@@ -1,7 +1,7 @@
 // Shared by the browser tests: a Slipway of their own on a free port, against
 // the real MLflow that `make test` started, and Debian's Chromium.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,22 +17,35 @@ export function uniqueName(prefix) {
 
 export const demoCatalog = fileURLToPath(new URL('../../deploy/demo/catalog.toml', import.meta.url));
 
+/** One account per role, named after it, as `make run` makes them. */
+export const roles = ['viewer', 'trainer', 'deployer', 'approver', 'admin'];
+export const password = 'correct horse battery';
+
 /** Starts Slipway and Chromium; `stop()` ends both. `env` adds settings. */
 export async function startSlipway(env = () => ({})) {
   const dataDir = mkdtempSync(join(tmpdir(), 'slipway-e2e-'));
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
+  const settings = {
+    ...process.env,
+    SLIPWAY_LISTEN: `127.0.0.1:${port}`,
+    SLIPWAY_MLFLOW_URI: mlflowUrl,
+    SLIPWAY_DATA_DIR: dataDir,
+    SLIPWAY_SITE_ROOT: required('SLIPWAY_SITE_ROOT'),
+    // The demo's catalog: its profiles and the diabetes project.
+    SLIPWAY_CATALOG: demoCatalog,
+    ...env(baseUrl),
+  };
+  for (const role of roles) {
+    const added = spawnSync(required('SLIPWAY_BIN'), ['users', 'add', role, '--role', role], {
+      env: settings,
+      input: `${password}\n`,
+      encoding: 'utf8',
+    });
+    assert.equal(added.status, 0, `users add ${role}: ${added.stdout}${added.stderr}`);
+  }
   const slipway = spawn(required('SLIPWAY_BIN'), [], {
-    env: {
-      ...process.env,
-      SLIPWAY_LISTEN: `127.0.0.1:${port}`,
-      SLIPWAY_MLFLOW_URI: mlflowUrl,
-      SLIPWAY_DATA_DIR: dataDir,
-      SLIPWAY_SITE_ROOT: required('SLIPWAY_SITE_ROOT'),
-      // The demo's catalog: its profiles and the diabetes project.
-      SLIPWAY_CATALOG: demoCatalog,
-      ...env(baseUrl),
-    },
+    env: settings,
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   await waitUntilReady(slipway, `${baseUrl}/readyz`, 60_000);
@@ -43,11 +56,27 @@ export async function startSlipway(env = () => ({})) {
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
     ],
   });
+  // One browser profile per account, signed in through the sign-in page.
+  const sessions = new Map();
+  async function signedIn(user) {
+    if (!sessions.has(user)) {
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      await signIn(page, baseUrl, user);
+      await page.close();
+      sessions.set(user, context);
+    }
+    return sessions.get(user);
+  }
   return {
     baseUrl,
-    /** A new tab on `path`, once the app has hydrated without script errors. */
-    async open(path) {
-      const page = await browser.newPage();
+    browser,
+    /**
+     * A new tab on `path` as `as` (an account named after its role), once
+     * the app has hydrated without script errors.
+     */
+    async open(path, { as = 'admin' } = {}) {
+      const page = await (await signedIn(as)).newPage();
       const errors = [];
       page.on('pageerror', (error) => errors.push(error.message));
       await page.goto(`${baseUrl}${path}`);
@@ -64,6 +93,14 @@ export async function startSlipway(env = () => ({})) {
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Fills in and sends the sign-in form, as a person would. */
+export async function signIn(page, baseUrl, user, secret = password) {
+  await page.goto(`${baseUrl}/login`);
+  await page.fill('#name', user);
+  await page.fill('#password', secret);
+  await Promise.all([page.waitForNavigation(), page.click('form.login-form button[type="submit"]')]);
 }
 
 /** MLflow's own REST API, as a user's script would call it. */

@@ -97,7 +97,7 @@ async fn main() {
     let (sink, reports) = mpsc::unbounded_channel();
     let watching = kube.clone();
     tokio::spawn(async move { watching.watch_status(sink).await });
-    let (kube_launcher, kube_url) = serve(
+    let (kube_launcher, kube_url, kube_cookie) = serve(
         work.path().join("kube"),
         &mlflow,
         catalog.clone(),
@@ -121,6 +121,7 @@ async fn main() {
     let user = User {
         name: "bench".into(),
         authenticated: true,
+        grants: vec![app::access::Grant::global(app::access::Role::Trainer)],
     };
 
     let (mut submit, ids) = submit_many(&kube_launcher, &user, launches, || {
@@ -134,7 +135,11 @@ async fn main() {
 
     let mut visible = Vec::new();
     for id in ids.iter().take(launches.min(50)) {
-        let mut events = EventStream::open(&format!("{kube_url}/api/launches/{id}/events")).await;
+        let mut events = EventStream::open(
+            &format!("{kube_url}/api/launches/{id}/events"),
+            &kube_cookie,
+        )
+        .await;
         events.until_status(|status| status == "Pending").await;
         let pod = json!({"type": "MODIFIED", "object": finished_pod(id)});
         let sent = Instant::now();
@@ -167,7 +172,7 @@ async fn main() {
     let (sink, reports) = mpsc::unbounded_channel();
     let watching = real.clone();
     tokio::spawn(async move { watching.watch_status(sink).await });
-    let (real_launcher, real_url) = serve(
+    let (real_launcher, real_url, real_cookie) = serve(
         work.path().join("real"),
         &mlflow,
         catalog.clone(),
@@ -200,7 +205,11 @@ async fn main() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let mut events = EventStream::open(&format!("{real_url}/api/launches/{id}/events")).await;
+        let mut events = EventStream::open(
+            &format!("{real_url}/api/launches/{id}/events"),
+            &real_cookie,
+        )
+        .await;
         events.until_status(|status| status == "Pending").await;
         let exited = json!({"status": {"phase": "Succeeded", "containerStatuses": [{
             "name": "training", "ready": false, "restartCount": 0, "image": "img", "imageID": "",
@@ -223,9 +232,15 @@ async fn main() {
 
     // Local executor: real processes.
     let (sink, reports) = mpsc::unbounded_channel();
-    let local =
-        Arc::new(LocalExecutor::new(work.path().join("logs"), mlflow_url.clone(), sink).unwrap());
-    let (local_launcher, local_url) = serve(
+    let local = Arc::new(
+        LocalExecutor::new(
+            work.path().join("logs"),
+            server::process::ChildEnv::new(&mlflow_url, &server::config::MlflowAuth::None, &[]),
+            sink,
+        )
+        .unwrap(),
+    );
+    let (local_launcher, local_url, local_cookie) = serve(
         work.path().join("local"),
         &mlflow,
         catalog.clone(),
@@ -265,8 +280,11 @@ async fn main() {
                 .await
                 .unwrap(),
         );
-        let mut events =
-            EventStream::open(&format!("{local_url}/api/launches/{}/events", launch.id)).await;
+        let mut events = EventStream::open(
+            &format!("{local_url}/api/launches/{}/events", launch.id),
+            &local_cookie,
+        )
+        .await;
         let (exit_printed_ns, received_ns) = events.until_exit_and_success().await;
         visible.push(Duration::from_nanos(
             received_ns.saturating_sub(exit_printed_ns),
@@ -311,7 +329,7 @@ async fn serve(
     catalog: Arc<Catalog>,
     executor: Arc<dyn Executor>,
     reports: mpsc::UnboundedReceiver<server::executor::ExecutorEvent>,
-) -> (Arc<Launcher>, String) {
+) -> (Arc<Launcher>, String, String) {
     std::fs::create_dir_all(&data).unwrap();
     let store = Store::connect(&format!("sqlite://{}/s.db?mode=rwc", data.display()))
         .await
@@ -330,11 +348,41 @@ async fn serve(
         store.clone(),
         Vec::new(),
         Arc::new(
-            server::serving::local::LocalServing::new(mlflow.url(), data.join("serving")).unwrap(),
+            server::serving::local::LocalServing::new(
+                server::process::ChildEnv::new(
+                    &mlflow.url(),
+                    &server::config::MlflowAuth::None,
+                    &[],
+                ),
+                data.join("serving"),
+            )
+            .unwrap(),
         ),
         None,
     );
+    // The launch pages' events need a session, as in a browser.
+    let auth = Arc::new(server::auth::Auth::new(
+        store.clone(),
+        config.auth_settings(),
+    ));
+    store
+        .create_account(&server::store::Account {
+            name: "bench".into(),
+            password_hash: None,
+            grants: vec![app::access::Grant::global(app::access::Role::Trainer)],
+            source: server::store::AccountSource::Local,
+            disabled: false,
+            created_ms: 0,
+        })
+        .await
+        .unwrap();
+    let cookie = format!(
+        "{}={}",
+        server::auth::SESSION_COOKIE,
+        auth.open_session("bench").await.unwrap()
+    );
     let state = AppState {
+        auth,
         leptos_options: server::leptos_options(&config),
         slipway: Arc::new(Slipway {
             mlflow: mlflow.clone(),
@@ -349,7 +397,7 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-    (launcher, url)
+    (launcher, url, cookie)
 }
 
 /// Answers like an API server: creates Jobs, lists nothing, and streams
@@ -439,8 +487,13 @@ struct EventStream {
 }
 
 impl EventStream {
-    async fn open(url: &str) -> Self {
-        let response = reqwest::get(url).await.unwrap();
+    async fn open(url: &str, cookie: &str) -> Self {
+        let response = reqwest::Client::new()
+            .get(url)
+            .header(reqwest::header::COOKIE, cookie)
+            .send()
+            .await
+            .unwrap();
         assert!(
             response.status().is_success(),
             "{url}: {}",

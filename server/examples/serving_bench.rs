@@ -64,6 +64,7 @@ async fn main() {
     let user = User {
         name: "bench".into(),
         authenticated: true,
+        grants: vec![app::access::Grant::global(app::access::Role::Deployer)],
     };
     println!("serving benchmark, MLflow at {mlflow_url}");
 
@@ -98,7 +99,13 @@ async fn main() {
         })
         .collect();
     let bindings = Catalog::parse(&every, Path::new(".")).unwrap().deployments;
-    let local = Arc::new(LocalServing::new(mlflow.url(), work.path().join("serving")).unwrap());
+    let local = Arc::new(
+        LocalServing::new(
+            server::process::ChildEnv::new(&mlflow.url(), &server::config::MlflowAuth::None, &[]),
+            work.path().join("serving"),
+        )
+        .unwrap(),
+    );
     let (reconciler, _triggers) =
         Reconciler::new(mlflow.clone(), store.clone(), bindings, local.clone(), None);
     let mut cpu = Vec::new();
@@ -174,7 +181,7 @@ async fn main() {
         let version = if round % 2 == 0 { "1" } else { "2" };
         let started = Instant::now();
         seldon
-            .promote(&user, "bench-model-0000", version, "promote")
+            .promote(&user, "bench-model-0000", version)
             .await
             .unwrap();
         let at = tokio::time::timeout(Duration::from_secs(10), applied.recv())
@@ -247,7 +254,7 @@ async fn main() {
         let version = if round % 2 == 0 { "1" } else { "2" };
         while served.try_recv().is_ok() {}
         let started = Instant::now();
-        real.promote(&user, "bench-model-0000", version, "promote")
+        real.promote(&user, "bench-model-0000", version)
             .await
             .unwrap();
         let at = loop {
@@ -320,7 +327,7 @@ async fn main() {
         let version = registered[round % 2].clone();
         let started = Instant::now();
         served
-            .promote(&user, "bench-served", &version, "promote")
+            .promote(&user, "bench-served", &version)
             .await
             .unwrap();
         loop {

@@ -10,12 +10,8 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Parser)]
-#[command(
-    name = "slipway",
-    version,
-    about = "Control plane for shipping ML models"
-)]
+#[derive(Clone, Parser)]
+#[command(name = "slipway")]
 pub struct Config {
     /// Address the web UI and API listen on.
     #[arg(long, env = "SLIPWAY_LISTEN", default_value = "127.0.0.1:3000")]
@@ -77,6 +73,38 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_JOB_TRACKING_URI")]
     pub job_tracking_uri: Option<Url>,
 
+    /// MLflow user for training code and model servers (a separate, less
+    /// privileged account: Slipway's own credentials never reach user code).
+    #[arg(
+        long,
+        env = "SLIPWAY_JOB_MLFLOW_USERNAME",
+        requires = "job_mlflow_password"
+    )]
+    pub job_mlflow_username: Option<String>,
+
+    #[arg(
+        long,
+        env = "SLIPWAY_JOB_MLFLOW_PASSWORD",
+        hide_env_values = true,
+        requires = "job_mlflow_username"
+    )]
+    pub job_mlflow_password: Option<String>,
+
+    /// Bearer token for training code and model servers (instead of a user).
+    #[arg(
+        long,
+        env = "SLIPWAY_JOB_MLFLOW_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "job_mlflow_username"
+    )]
+    pub job_mlflow_token: Option<String>,
+
+    /// More variables local trainings and model servers inherit from
+    /// Slipway's environment, beyond PATH, HOME, LANG, LC_*, TZ, TMPDIR,
+    /// USER, LOGNAME and LD_LIBRARY_PATH (comma-separated names).
+    #[arg(long, env = "SLIPWAY_CHILD_ENV_ALLOW", value_delimiter = ',')]
+    pub child_env_allow: Vec<String>,
+
     /// Kubeconfig file for the cluster. Default: $KUBECONFIG, ~/.kube/config,
     /// or the pod's service account.
     #[arg(long, env = "SLIPWAY_KUBECONFIG")]
@@ -112,6 +140,20 @@ pub struct Config {
     /// Service account training pods run as. Default: the namespace's default.
     #[arg(long, env = "SLIPWAY_JOB_SERVICE_ACCOUNT")]
     pub job_service_account: Option<String>,
+
+    /// The URL people open Slipway at. State-changing requests must come
+    /// from this origin, and the session cookie is `Secure` when it is
+    /// https. Default: the origin each request names in its `Host`.
+    #[arg(long, env = "SLIPWAY_EXTERNAL_URL")]
+    pub external_url: Option<Url>,
+
+    /// Minutes a session may go unused before it ends.
+    #[arg(long, env = "SLIPWAY_SESSION_IDLE_MINUTES", default_value_t = 720, value_parser = clap::value_parser!(u64).range(1..=43_200))]
+    pub session_idle_minutes: u64,
+
+    /// Hours after sign-in a session ends, used or not.
+    #[arg(long, env = "SLIPWAY_SESSION_MAX_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=8_760))]
+    pub session_max_hours: u64,
 
     #[arg(long, env = "SLIPWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -162,6 +204,8 @@ impl Config {
         })
     }
 
+    /// Slipway's own MLflow credentials: the flags, or the `user:password@`
+    /// of the MLflow URI.
     pub fn mlflow_auth(&self) -> MlflowAuth {
         match (
             &self.mlflow_username,
@@ -173,14 +217,58 @@ impl Config {
                 password: password.clone(),
             },
             (_, _, Some(token)) => MlflowAuth::Bearer(token.clone()),
-            _ => MlflowAuth::None,
+            _ => credentials_in(&self.mlflow_uri),
         }
     }
 
-    /// The tracking URI training code gets.
+    /// MLflow's URI without any credentials in it: what is shown, logged
+    /// and connected to (the credentials go in a header).
+    pub fn mlflow_base(&self) -> Url {
+        without_credentials(&self.mlflow_uri)
+    }
+
+    /// The credentials training code and model servers get: the job flags,
+    /// or the `user:password@` of --job-tracking-uri. Never Slipway's own.
+    fn job_mlflow_auth(&self) -> MlflowAuth {
+        match (
+            &self.job_mlflow_username,
+            &self.job_mlflow_password,
+            &self.job_mlflow_token,
+        ) {
+            (Some(username), Some(password), _) => MlflowAuth::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+            (_, _, Some(token)) => MlflowAuth::Bearer(token.clone()),
+            _ => self
+                .job_tracking_uri
+                .as_ref()
+                .map_or(MlflowAuth::None, credentials_in),
+        }
+    }
+
+    /// The environment of local trainings and model servers.
+    pub fn child_env(&self) -> crate::process::ChildEnv {
+        crate::process::ChildEnv::new(
+            &self.job_tracking_uri(),
+            &self.job_mlflow_auth(),
+            &self.child_env_allow,
+        )
+    }
+
+    /// The tracking URI training code gets, without credentials (those
+    /// come in MLFLOW_TRACKING_USERNAME/PASSWORD).
     pub fn job_tracking_uri(&self) -> String {
-        let uri = self.job_tracking_uri.as_ref().unwrap_or(&self.mlflow_uri);
+        let uri = without_credentials(self.job_tracking_uri.as_ref().unwrap_or(&self.mlflow_uri));
         uri.as_str().trim_end_matches('/').to_string()
+    }
+
+    pub fn auth_settings(&self) -> crate::auth::AuthSettings {
+        crate::auth::AuthSettings {
+            idle: Duration::from_secs(self.session_idle_minutes * 60),
+            absolute: Duration::from_secs(self.session_max_hours * 3600),
+            external_url: self.external_url.clone(),
+        }
     }
 
     pub fn mlflow_timeout(&self) -> Duration {
@@ -204,6 +292,13 @@ impl Config {
                 "SLIPWAY_WEBHOOK_SECRET must be at least 16 characters".into(),
             ));
         }
+        if let Some(url) = &self.external_url
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            return Err(Error::Config(format!(
+                "SLIPWAY_EXTERNAL_URL must be http:// or https://, not {url}"
+            )));
+        }
         let database_url = self.database_url();
         if !(database_url.starts_with("sqlite:")
             || database_url.starts_with("postgres://")
@@ -214,6 +309,48 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+fn without_credentials(url: &Url) -> Url {
+    let mut url = url.clone();
+    // These fail only for URLs that cannot carry credentials anyway.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url
+}
+
+fn credentials_in(url: &Url) -> MlflowAuth {
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    match url.password() {
+        Some(password) if !url.username().is_empty() => MlflowAuth::Basic {
+            username: decode(url.username()),
+            password: decode(password),
+        },
+        _ => MlflowAuth::None,
+    }
+}
+
+// Written out so that secrets (passwords, tokens, the database URL, MLflow
+// URIs with credentials) cannot appear: a new field is left out until
+// someone decides it is safe to show.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("mlflow_uri", &self.mlflow_base().as_str())
+            .field("mlflow_username", &self.mlflow_username)
+            .field("data_dir", &self.data_dir)
+            .field("executor", &self.executor)
+            .field("catalog", &self.catalog)
+            .field("job_tracking_uri", &self.job_tracking_uri())
+            .field("kube_namespace", &self.kube_namespace)
+            .field("external_url", &self.external_url.as_ref().map(Url::as_str))
+            .finish_non_exhaustive()
     }
 }
 
@@ -260,6 +397,34 @@ mod tests {
         );
         let config = parse(&["--mlflow-token", "t"]).unwrap();
         assert_eq!(config.mlflow_auth(), MlflowAuth::Bearer("t".into()));
+    }
+
+    #[test]
+    fn credentials_in_the_mlflow_uri_become_basic_auth_and_leave_the_uri() {
+        let config = parse(&[
+            "--mlflow-uri",
+            "http://svc:p%40ss-word@mlflow:5000/",
+            "--database-url",
+            "postgres://slipway:db-password@db/slipway",
+            "--webhook-secret",
+            "a-webhook-secret-of-length",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.mlflow_auth(),
+            MlflowAuth::Basic {
+                username: "svc".into(),
+                password: "p@ss-word".into()
+            }
+        );
+        assert_eq!(config.mlflow_base().as_str(), "http://mlflow:5000/");
+        assert_eq!(config.job_tracking_uri(), "http://mlflow:5000");
+        // Slipway's credentials are not the training code's.
+        assert_eq!(config.child_env().get("MLFLOW_TRACKING_PASSWORD"), None);
+        let shown = format!("{config:?}");
+        for secret in ["ss-word", "db-password", "a-webhook-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 
     #[test]

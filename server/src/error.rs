@@ -20,6 +20,15 @@ pub enum Error {
     Internal(String),
     #[error("Kubernetes client: {0}")]
     Kube(#[from] kube::Error),
+    /// `app::access::authorize` refused; says why.
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+impl From<app::access::Denied> for Error {
+    fn from(denied: app::access::Denied) -> Self {
+        Error::Forbidden(denied.0)
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -29,6 +38,7 @@ impl Error {
         match self {
             Error::Mlflow(err) => err.to_app_error(),
             Error::Config(message) => AppError::InvalidInput(message.clone()),
+            Error::Forbidden(reason) => AppError::Forbidden(reason.clone()),
             internal => {
                 let reference = error_reference();
                 tracing::error!(%reference, error = %internal, "internal error");

@@ -11,7 +11,7 @@ use app::{App, shell};
 use axum::Router;
 use axum::extract::{FromRef, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use leptos::prelude::{LeptosOptions, provide_context};
@@ -28,7 +28,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
-use crate::auth;
+use crate::auth::{self, Auth, LoginRefused};
 use crate::control::Slipway;
 use crate::executor::{ExecutorError, LogStream};
 use crate::launch::Submitted;
@@ -40,6 +40,7 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 pub struct AppState {
     pub leptos_options: LeptosOptions,
+    pub auth: Arc<Auth>,
     pub slipway: Arc<Slipway>,
     pub metrics: Arc<Metrics>,
     /// Set when MLflow webhooks are configured (`SLIPWAY_WEBHOOK_SECRET`).
@@ -62,17 +63,25 @@ pub fn router(state: AppState) -> Router {
             move || provide_context(control_plane.clone()),
             move || shell(leptos_options.clone()),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(from_fn(auth::gate));
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell));
 
     let forms = Router::new()
+        // A real redirect (a router-side one answers 200), so it works without JavaScript.
+        .route("/", get(|| async { Redirect::to("/experiments") }))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
         .route("/launches", post(submit_launch))
         .route("/launches/{id}/cancel", post(cancel_launch))
         .route("/deployments/{model}/promote", post(promote))
         .route("/deployments/{model}/rollback", post(rollback))
-        .route("/api/launches/{id}/events", get(launch_events))
-        .layer(from_fn(forms_from_this_site))
-        .layer(from_fn(auth::gate));
+        .route("/api/launches/{id}/events", get(launch_events));
+
+    // Everything people use passes the same two checks; the operations
+    // endpoints below do not (probes, scrapers and MLflow have no session).
+    let people = ui
+        .merge(forms)
+        .layer(from_fn_with_state(state.auth.clone(), auth::gate))
+        .layer(from_fn_with_state(state.auth.clone(), auth::same_site));
 
     let ops = Router::new()
         .route("/healthz", get(healthz))
@@ -81,7 +90,7 @@ pub fn router(state: AppState) -> Router {
         // MLflow calls this; the HMAC signature authenticates it, not the gate.
         .route("/webhooks/mlflow", post(receive_webhook));
 
-    ui.merge(forms)
+    people
         .merge(ops)
         .layer(from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -146,6 +155,76 @@ impl FromRef<AppState> for Arc<Metrics> {
     }
 }
 
+/// The sign-in form's POST: a new session (any earlier one on this browser
+/// ends), then the page asked for; a refusal goes back to the form.
+async fn login(State(state): State<AppState>, request: Request) -> Response {
+    let address = auth::peer_address(&request);
+    let previous = auth::session_token(request.headers());
+    let Ok(body) = axum::body::to_bytes(request.into_body(), 16 * 1024).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.").into_response();
+    };
+    let field = |name: &str| {
+        url::form_urlencoded::parse(&body)
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    };
+    let (name, password, next) = (
+        field("name").unwrap_or_default(),
+        field("password").unwrap_or_default(),
+        field("next"),
+    );
+    let target = auth::local_target(next.as_deref());
+    let name = name.trim();
+    let outcome = if name.is_empty() || password.is_empty() {
+        Ok(Err(LoginRefused::Invalid))
+    } else {
+        state.auth.login(name, &password, address).await
+    };
+    match outcome {
+        Ok(Ok(token)) => {
+            if let Some(previous) = previous
+                && let Err(err) = state.auth.logout(&previous).await
+            {
+                tracing::warn!(error = %err, "ending the session a sign-in replaces");
+            }
+            let mut response = Redirect::to(&target).into_response();
+            response
+                .headers_mut()
+                .insert(header::SET_COOKIE, state.auth.session_cookie(&token));
+            response
+        }
+        Ok(Err(refused)) => {
+            let reason = match refused {
+                LoginRefused::Invalid => "invalid",
+                LoginRefused::Throttled(_) => "throttled",
+            };
+            let query = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("error", reason)
+                .append_pair("next", &target)
+                .finish();
+            Redirect::to(&format!("/login?{query}")).into_response()
+        }
+        Err(err) => {
+            let shown = AppError::from(err);
+            (StatusCode::SERVICE_UNAVAILABLE, shown.to_string()).into_response()
+        }
+    }
+}
+
+async fn logout(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = auth::session_token(&headers)
+        && let Err(err) = state.auth.logout(&token).await
+    {
+        let shown = AppError::from(err);
+        return (StatusCode::SERVICE_UNAVAILABLE, shown.to_string()).into_response();
+    }
+    let mut response = Redirect::to("/login?signed_out=1").into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, state.auth.cleared_cookie());
+    response
+}
+
 /// The launch form's POST. A plain form, so it works the same before and
 /// after hydration: launched (or launched before, by the same form) goes to
 /// the launch's page; invalid goes back to the form with the values and
@@ -169,8 +248,22 @@ async fn submit_launch(
         }
         Err(err) => {
             let shown = AppError::from(err);
-            (StatusCode::INTERNAL_SERVER_ERROR, shown.to_string()).into_response()
+            (status_of(&shown), shown.to_string()).into_response()
         }
+    }
+}
+
+/// The HTTP status that goes with an error shown to a user.
+pub fn status_of(error: &AppError) -> StatusCode {
+    match error {
+        AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
+        AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+        AppError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        AppError::NotFound(_) => StatusCode::NOT_FOUND,
+        AppError::MlflowUnreachable { .. } | AppError::Mlflow { .. } | AppError::Unavailable(_) => {
+            StatusCode::BAD_GATEWAY
+        }
+        AppError::Internal { .. } | AppError::ServerFn(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -203,7 +296,7 @@ async fn promote(
         state
             .slipway
             .reconciler
-            .promote(&user, &model, &version, "promote")
+            .promote(&user, &model, &version)
             .await
     };
     back_to(
@@ -239,6 +332,11 @@ fn path_segment(text: &str) -> String {
 fn back_to(page: String, error: Option<AppError>) -> Response {
     match error {
         None => Redirect::to(&page).into_response(),
+        // The page hides what the role does not allow, so this is a stale
+        // page or a hand-made request: a plain refusal.
+        Some(err @ (AppError::Forbidden(_) | AppError::Unauthenticated)) => {
+            (status_of(&err), err.to_string()).into_response()
+        }
         Some(err) => {
             let notice: String =
                 url::form_urlencoded::byte_serialize(err.to_string().as_bytes()).collect();
@@ -391,41 +489,6 @@ fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
         .event(name)
         .json_data(value)
         .expect("plain data serialises")
-}
-
-/// Every POST form (launch, cancel, promote, rollback) must come from
-/// Slipway's own pages.
-async fn forms_from_this_site(request: Request, next: axum::middleware::Next) -> Response {
-    if request.method() == axum::http::Method::POST && !same_origin(request.headers()) {
-        tracing::warn!(origin = ?request.headers().get(header::ORIGIN), path = request.uri().path(), "form posted from another site");
-        return (
-            StatusCode::FORBIDDEN,
-            "This form must be sent from Slipway's own pages.",
-        )
-            .into_response();
-    }
-    next.run(request).await
-}
-
-/// A browser names the page a form came from in `Origin`; a form posted from
-/// another site is refused. Requests without `Origin` (scripts, old
-/// browsers) are let through: the auth gate decides about those.
-fn same_origin(headers: &axum::http::HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return true;
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok());
-    let origin_host = origin
-        .to_str()
-        .ok()
-        .and_then(|origin| url::Url::parse(origin).ok())
-        .map(|url| match url.port() {
-            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
-            None => url.host_str().unwrap_or_default().to_string(),
-        });
-    matches!((origin_host, host), (Some(origin), Some(host)) if origin == host)
 }
 
 /// MLflow's webhook deliveries. Refused ones get 400 or 401 and a log line,

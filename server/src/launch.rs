@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use app::access::{Action, authorize};
 use app::error::AppError;
 use app::model::{
     FieldErrors, Launch, LaunchCatalog, LaunchRequest, LaunchStatus, User, launch_fields,
@@ -267,6 +268,12 @@ impl Launcher {
     }
 
     pub async fn submit(&self, user: &User, request: &LaunchRequest) -> Result<Submitted> {
+        authorize(
+            user,
+            Action::Launch {
+                project: &request.project,
+            },
+        )?;
         let checked = match self.checked(request) {
             Ok(checked) => checked,
             Err(errors) => return Ok(Submitted::Invalid(errors)),
@@ -482,6 +489,13 @@ impl Launcher {
 
     pub async fn cancel(&self, user: &User, id: &str) -> Result<Launch, AppError> {
         let launch = self.launch(id).await?;
+        authorize(
+            user,
+            Action::Cancel {
+                project: &launch.project,
+                launched_by: &launch.launched_by,
+            },
+        )?;
         if launch.status.is_terminal() {
             return Err(AppError::InvalidInput(format!(
                 "this launch has already ended ({})",

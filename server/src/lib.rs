@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod control;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 use leptos::prelude::LeptosOptions;
 
+use crate::auth::Auth;
 use crate::catalog::Catalog;
 use crate::config::{Config, Executor as ExecutorKind};
 use crate::control::Slipway;
@@ -45,7 +47,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
     config.validate()?;
     let store = Store::connect(&config.database_url()).await?;
     let mlflow = MlflowClient::new(
-        &config.mlflow_uri,
+        &config.mlflow_base(),
         config.mlflow_auth(),
         config.mlflow_timeout(),
     )
@@ -66,7 +68,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
     let executor: Arc<dyn Executor> = match &kube_client {
         None => Arc::new(LocalExecutor::new(
             config.data_dir.join("launches"),
-            config.job_tracking_uri(),
+            config.child_env(),
             sink,
         )?),
         Some(client) => {
@@ -91,7 +93,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         }
     };
     let local_serving = Arc::new(LocalServing::new(
-        mlflow.url(),
+        config.child_env(),
         config.data_dir.join("serving"),
     )?);
     let (reconciler, triggers) = Reconciler::new(
@@ -114,7 +116,10 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
     launcher.follow(reports);
     launcher.settle_interrupted().await?;
     register_webhook(config, mlflow.clone());
+    let auth = Arc::new(Auth::new(store.clone(), config.auth_settings()));
+    sweep_sessions(auth.clone());
     Ok(AppState {
+        auth,
         leptos_options: leptos_options(config),
         slipway: Arc::new(Slipway {
             mlflow,
@@ -129,6 +134,21 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         metrics: Metrics::new(),
         webhooks: config.webhook_secret.as_deref().map(Verifier::new),
     })
+}
+
+/// Deletes expired sessions once an hour.
+fn sweep_sessions(auth: Arc<Auth>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            match auth.sweep_sessions().await {
+                Ok(0) => {}
+                Ok(ended) => tracing::info!(ended, "expired sessions deleted"),
+                Err(err) => tracing::warn!(error = %err, "deleting expired sessions"),
+            }
+        }
+    });
 }
 
 /// Registers Slipway's webhook with MLflow when both the public URL and the

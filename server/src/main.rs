@@ -1,12 +1,21 @@
+use std::net::SocketAddr;
+
 use clap::Parser;
+use server::cli::{Cli, Command};
 use server::config::Config;
-use server::{build_state, http, telemetry};
+use server::{build_state, cli, http, telemetry};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = Config::parse();
+    let Cli { config, command } = Cli::parse();
     telemetry::init(config.log_format);
-    match run(config).await {
+    let outcome = match command {
+        None => serve(config).await,
+        Some(Command::Users(command)) => cli::users(&config, command, std::io::stdin().lock())
+            .await
+            .map(|report| println!("{report}")),
+    };
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err}");
@@ -15,20 +24,24 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(config: Config) -> server::error::Result<()> {
+async fn serve(config: Config) -> server::error::Result<()> {
     let state = build_state(&config).await?;
     let slipway = state.slipway.clone();
     let app = http::router(state);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(
         listen = %config.listen,
-        mlflow = %config.mlflow_uri,
+        mlflow = %config.mlflow_base(),
         "Slipway is serving on http://{}",
         listener.local_addr()?
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // The peer's address counts failed sign-ins per address.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     slipway.reconciler.shutdown().await;
     tracing::info!("stopped");
     Ok(())

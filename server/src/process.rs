@@ -56,3 +56,108 @@ pub fn spawn_logged(
     let pgid = child.id().unwrap_or_default() as i32;
     Ok((child, pgid))
 }
+
+/// Variables a child inherits from Slipway's own environment. Nothing else
+/// of it (the database URL, the webhook secret, Slipway's MLflow password)
+/// reaches training code or model servers.
+const INHERITED: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "USER",
+    "LOGNAME",
+    "LD_LIBRARY_PATH",
+];
+
+/// The whole environment of a child process: the allow-list above (and
+/// what the operator adds to it), MLflow's address, and the MLflow
+/// credentials meant for training code and model servers.
+#[derive(Clone)]
+pub struct ChildEnv {
+    vars: Vec<(String, String)>,
+}
+
+impl ChildEnv {
+    pub fn new(
+        tracking_uri: &str,
+        credentials: &crate::config::MlflowAuth,
+        also_inherit: &[String],
+    ) -> Self {
+        use crate::config::MlflowAuth;
+        let mut vars: Vec<(String, String)> = INHERITED
+            .iter()
+            .map(|name| name.to_string())
+            .chain(also_inherit.iter().cloned())
+            .filter_map(|name| std::env::var(&name).ok().map(|value| (name, value)))
+            .collect();
+        vars.push(("MLFLOW_TRACKING_URI".into(), tracking_uri.into()));
+        match credentials {
+            MlflowAuth::None => {}
+            MlflowAuth::Basic { username, password } => {
+                vars.push(("MLFLOW_TRACKING_USERNAME".into(), username.clone()));
+                vars.push(("MLFLOW_TRACKING_PASSWORD".into(), password.clone()));
+            }
+            MlflowAuth::Bearer(token) => {
+                vars.push(("MLFLOW_TRACKING_TOKEN".into(), token.clone()));
+            }
+        }
+        Self { vars }
+    }
+
+    pub fn tracking_uri(&self) -> &str {
+        self.get("MLFLOW_TRACKING_URI").unwrap_or_default()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Replaces the command's whole environment with this one.
+    pub fn apply<'a>(
+        &self,
+        command: &'a mut tokio::process::Command,
+    ) -> &'a mut tokio::process::Command {
+        command.env_clear().envs(self.vars.iter().cloned())
+    }
+}
+
+// Names only: values include credentials.
+impl std::fmt::Debug for ChildEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.vars.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MlflowAuth;
+
+    #[test]
+    fn a_child_gets_the_allow_list_and_mlflow_only() {
+        let env = ChildEnv::new(
+            "http://mlflow:5000",
+            &MlflowAuth::Basic {
+                username: "trainer-bot".into(),
+                password: "s3cret-for-jobs".into(),
+            },
+            &["CARGO".to_string()],
+        );
+        assert_eq!(env.tracking_uri(), "http://mlflow:5000");
+        assert_eq!(env.get("MLFLOW_TRACKING_PASSWORD"), Some("s3cret-for-jobs"));
+        assert!(env.get("PATH").is_some());
+        // cargo sets CARGO for tests: an operator's addition is inherited.
+        assert!(env.get("CARGO").is_some());
+        assert!(env.get("CARGO_PKG_NAME").is_none(), "nothing off the list");
+        assert!(!format!("{env:?}").contains("s3cret"), "{env:?}");
+    }
+}

@@ -12,6 +12,10 @@ use sqlx::{AnyPool, Row};
 
 use crate::error::{Error, Result};
 
+mod accounts;
+
+pub use accounts::{Account, AccountSource, SessionRecord};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Clone)]

@@ -18,7 +18,8 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use leptos::server_fn::ServerFn;
 use serde_json::{Value, json};
-use support::cluster::{Slipway, SlipwaySettings, TestNamespace, eventually};
+use support::binary::{Slipway, SlipwaySettings};
+use support::cluster::{TestNamespace, eventually};
 use support::{MlflowRest, mlflow_url, repo_root, unique};
 
 const TRAINING_IMAGE: &str = "registry.example.com/slipway/diabetes:1.0";
@@ -72,7 +73,7 @@ impl Setup {
 
     fn settings(&self) -> SlipwaySettings<'_> {
         SlipwaySettings {
-            namespace: &self.namespace,
+            namespace: Some(&self.namespace),
             catalog: &self.catalog,
             data_dir: self.data.path(),
             mlflow_url: mlflow_url(),
@@ -589,7 +590,7 @@ async fn a_profile_the_api_server_would_refuse_keeps_slipway_from_starting() {
     )
     .unwrap();
     let outcome = Slipway::try_start(SlipwaySettings {
-        namespace: &namespace,
+        namespace: Some(&namespace),
         catalog: &catalog,
         data_dir: data.path(),
         mlflow_url: mlflow_url(),
@@ -822,7 +823,7 @@ async fn promote_rollback_and_drift_on_a_real_api_server_as_the_shipped_service_
         })
         .collect();
     let v = |index: usize| Some(versions[index].clone());
-    let user = "anonymous";
+    let user = "operator";
     assert_eq!(
         rows,
         [

@@ -61,7 +61,13 @@ async fn setup(data: &Path, model: &str) -> Setup {
         Duration::from_secs(20),
     )
     .unwrap();
-    let local = Arc::new(LocalServing::new(mlflow.url(), data.join("serving")).unwrap());
+    let local = Arc::new(
+        LocalServing::new(
+            server::process::ChildEnv::new(&mlflow.url(), &server::config::MlflowAuth::None, &[]),
+            data.join("serving"),
+        )
+        .unwrap(),
+    );
     let (reconciler, triggers) =
         Reconciler::new(mlflow, store.clone(), bindings, local.clone(), None);
     reconciler.run(triggers, Duration::from_secs(1));
@@ -105,6 +111,7 @@ fn user() -> User {
     User {
         name: "promoter".into(),
         authenticated: true,
+        grants: vec![app::access::Grant::global(app::access::Role::Deployer)],
     }
 }
 
@@ -119,19 +126,13 @@ async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
     let setup = setup(data.path(), &model).await;
     let reconciler = &setup.reconciler;
 
-    reconciler
-        .promote(&user(), &model, "1", "promote")
-        .await
-        .unwrap();
+    reconciler.promote(&user(), &model, "1").await.unwrap();
     let v1 = serving(reconciler, &model, "1").await;
     let v1_address = v1.address.clone().unwrap();
     assert_eq!(predict(&v1_address).await.unwrap(), 3.0);
 
     // Replaced without a gap: the old server answers until the new one is ready.
-    reconciler
-        .promote(&user(), &model, "2", "promote")
-        .await
-        .unwrap();
+    reconciler.promote(&user(), &model, "2").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let during = reconciler.view(&model).unwrap();
     assert_eq!(during.state, "Creating", "{during:?}");

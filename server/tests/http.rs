@@ -3,28 +3,58 @@
 
 mod support;
 
+use app::access::Role;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use server::{build_state, http::router};
-use support::{MlflowRest, OwnMlflow, config, free_port, mlflow_url, unique};
+use support::{MlflowRest, OwnMlflow, config, free_port, mlflow_url, sign_in, unique};
 use tower::ServiceExt;
 
 struct TestApp {
     router: Router,
+    /// An admin's session: every page and form needs one.
+    cookie: String,
     _data: tempfile::TempDir,
 }
 
 impl TestApp {
     async fn new(mlflow_url: &str) -> Self {
         let data = tempfile::tempdir().unwrap();
-        let state = build_state(&config(mlflow_url, data.path())).await.unwrap();
+        Self::start(config(mlflow_url, data.path()), data).await
+    }
+
+    async fn start(config: server::config::Config, data: tempfile::TempDir) -> Self {
+        let state = build_state(&config).await.unwrap();
+        let store = state.slipway.store.clone();
+        let router = router(state);
+        let cookie = sign_in(&router, &store, "tester", Role::Admin).await;
         Self {
-            router: router(state),
+            router,
+            cookie,
             _data: data,
         }
+    }
+
+    /// As a browser on Slipway's own pages sends it.
+    async fn send(
+        &self,
+        request: axum::http::request::Builder,
+        body: Body,
+    ) -> axum::response::Response {
+        self.router
+            .clone()
+            .oneshot(
+                request
+                    .header("cookie", &self.cookie)
+                    .header("sec-fetch-site", "same-origin")
+                    .body(body)
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
     }
 
     /// With a catalog holding the test trainer project and a `cpu` profile.
@@ -44,32 +74,19 @@ impl TestApp {
         .unwrap();
         let mut config = config(&mlflow_url(), data.path());
         config.catalog = Some(catalog);
-        Self {
-            router: router(build_state(&config).await.unwrap()),
-            _data: data,
-        }
+        Self::start(config, data).await
     }
 
     async fn post_form(&self, uri: &str, body: String) -> axum::response::Response {
-        self.router
-            .clone()
-            .oneshot(
-                Request::post(uri)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(Body::from(body))
-                    .unwrap(),
-            )
-            .await
-            .unwrap()
+        self.send(
+            Request::post(uri).header("content-type", "application/x-www-form-urlencoded"),
+            Body::from(body),
+        )
+        .await
     }
 
     async fn get(&self, uri: &str) -> (StatusCode, String) {
-        let response = self
-            .router
-            .clone()
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let response = self.send(Request::get(uri), Body::empty()).await;
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8(body.to_vec()).unwrap())
@@ -206,19 +223,10 @@ async fn probes_and_metrics() {
 async fn random_methods_and_paths_keep_the_metrics_the_same_size() {
     let app = TestApp::new(&mlflow_url()).await;
     let send = |method: String, path: String| {
-        let router = app.router.clone();
-        async move {
-            router
-                .oneshot(
-                    Request::builder()
-                        .method(method.as_str())
-                        .uri(path)
-                        .body(Body::empty())
-                        .unwrap(),
-                )
-                .await
-                .unwrap()
-        }
+        app.send(
+            Request::builder().method(method.as_str()).uri(path),
+            Body::empty(),
+        )
     };
     send("FROB0".into(), "/nowhere-0".into()).await;
     // The first read of /metrics counts itself too.
@@ -628,12 +636,7 @@ async fn the_launch_form_sends_back_errors_then_launches_and_the_events_follow_i
             .append_pair("profile", "cpu")
             .append_pair("run_name", "")
             .finish();
-        app.router.clone().oneshot(
-            Request::post("/launches")
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(Body::from(body))
-                .unwrap(),
-        )
+        app.post_form("/launches", body)
     };
     let forged = app
         .router
@@ -641,6 +644,7 @@ async fn the_launch_form_sends_back_errors_then_launches_and_the_events_follow_i
         .oneshot(
             Request::post("/launches")
                 .header("content-type", "application/x-www-form-urlencoded")
+                .header("cookie", &app.cookie)
                 .header("host", "slipway.internal:3000")
                 .header("origin", "https://evil.example")
                 .body(Body::from(format!("submission={token}&project=trainer&entry_point=main&param.alpha=1&new_experiment=x&profile=cpu")))
@@ -654,7 +658,7 @@ async fn the_launch_form_sends_back_errors_then_launches_and_the_events_follow_i
         "a form posted from another site is refused"
     );
 
-    let response = post("abc").await.unwrap();
+    let response = post("abc").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let back = response.headers()["location"].to_str().unwrap().to_string();
     assert!(
@@ -680,14 +684,14 @@ async fn the_launch_form_sends_back_errors_then_launches_and_the_events_follow_i
         "an invalid form records nothing"
     );
 
-    let response = post("0.5").await.unwrap();
+    let response = post("0.5").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let page = response.headers()["location"].to_str().unwrap().to_string();
     let id = page
         .strip_prefix("/launches/")
         .expect("to the launch's page")
         .to_string();
-    let again = post("0.5").await.unwrap();
+    let again = post("0.5").await;
     assert_eq!(
         again.headers()["location"],
         page.as_str(),
@@ -764,7 +768,7 @@ async fn the_cancel_button_stops_a_running_launch_and_explains_a_second_click() 
     assert_eq!(cancelled.headers()["location"], page.as_str());
     let (_, html) = app.get(&page).await;
     assert!(html.contains("data-status=\"cancelled\""), "{html}");
-    assert!(html.contains("cancelled by anonymous"));
+    assert!(html.contains("cancelled by tester"));
     assert!(
         !html.contains("/cancel\""),
         "no cancel button once it has ended"

@@ -67,8 +67,14 @@ async fn start_launcher(mlflow: &str, data: &Path) -> (Arc<Launcher>, Arc<LocalE
     )
     .unwrap();
     let (sink, reports) = tokio::sync::mpsc::unbounded_channel();
-    let executor =
-        Arc::new(LocalExecutor::new(data.join("launches"), mlflow.to_string(), sink).unwrap());
+    let executor = Arc::new(
+        LocalExecutor::new(
+            data.join("launches"),
+            server::process::ChildEnv::new(mlflow, &server::config::MlflowAuth::None, &[]),
+            sink,
+        )
+        .unwrap(),
+    );
     let launcher = Arc::new(Launcher::new(
         store.clone(),
         client,
@@ -84,6 +90,7 @@ fn tester() -> User {
     User {
         name: "tester".into(),
         authenticated: true,
+        grants: vec![app::access::Grant::global(app::access::Role::Admin)],
     }
 }
 

@@ -10,10 +10,11 @@ use leptos_meta::Title;
 use leptos_router::components::Form;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::format_millis;
 use super::list::{Results, segment};
 use super::models::{model_href, version_href};
 use super::run::run_href;
+use super::{NotAllowed, format_millis, use_me};
+use crate::access::{Action, authorize};
 use crate::error::AppError;
 use crate::model::{
     DeploymentDetail, DeploymentEvent, DeploymentView, Prediction, PromotionPreview, VersionSummary,
@@ -141,6 +142,7 @@ pub fn DeploymentPage() -> impl IntoView {
     let notice = Memo::new(move |_| query.with(|query| query.get("notice")));
     let input = Memo::new(move |_| query.with(|query| query.get("input")));
     let detail = Resource::new(move || model.get(), get_deployment);
+    let me = use_me();
     keep_fresh(move || detail.refetch());
     let prediction = Resource::new(
         move || (model.get(), input.get()),
@@ -158,7 +160,9 @@ pub fn DeploymentPage() -> impl IntoView {
             <Results loading_text="Loading the deployment…">
                 {move || Suspend::new(async move {
                     let detail = detail.await?;
-                    Ok::<_, AppError>(view! { <DeploymentBody detail/> })
+                    let user = me.await?;
+                    let may_roll_back = user.may(Action::Rollback { model: &detail.view.model });
+                    Ok::<_, AppError>(view! { <DeploymentBody detail may_roll_back/> })
                 })}
             </Results>
             <TryIt model input prediction/>
@@ -167,14 +171,15 @@ pub fn DeploymentPage() -> impl IntoView {
 }
 
 #[component]
-fn DeploymentBody(detail: DeploymentDetail) -> impl IntoView {
+fn DeploymentBody(detail: DeploymentDetail, may_roll_back: bool) -> impl IntoView {
     let view_ = detail.view;
     let rollback_action = format!("{}/rollback", deployment_href(&view_.model));
-    let can_roll_back = detail.history.iter().any(|event| {
-        event.outcome == "serving"
-            && event.version.is_some()
-            && event.version != view_.serving_version
-    });
+    let can_roll_back = may_roll_back
+        && detail.history.iter().any(|event| {
+            event.outcome == "serving"
+                && event.version.is_some()
+                && event.version != view_.serving_version
+        });
     view! {
         <header class="page-header">
             <h1>{view_.model.clone()}</h1>
@@ -303,13 +308,16 @@ pub fn PromotePage() -> impl IntoView {
         move || (model.get(), version.get()),
         |(model, version)| preview_promotion(model, version),
     );
+    let me = use_me();
     view! {
         <Title text="Promote"/>
         <section class="page">
             <Results loading_text="Comparing versions…">
                 {move || Suspend::new(async move {
                     let preview = preview.await?;
-                    Ok::<_, AppError>(view! { <Confirm preview/> })
+                    let user = me.await?;
+                    let allowed = authorize(&user, Action::Promote { model: &preview.model }).map_err(|denied| denied.0);
+                    Ok::<_, AppError>(view! { <Confirm preview allowed/> })
                 })}
             </Results>
         </section>
@@ -317,7 +325,7 @@ pub fn PromotePage() -> impl IntoView {
 }
 
 #[component]
-fn Confirm(preview: PromotionPreview) -> impl IntoView {
+fn Confirm(preview: PromotionPreview, allowed: Result<(), String>) -> impl IntoView {
     let action = format!("{}/promote", deployment_href(&preview.model));
     let keys: Vec<String> = {
         let mut keys: Vec<String> = preview
@@ -379,10 +387,16 @@ fn Confirm(preview: PromotionPreview) -> impl IntoView {
             </thead>
             <tbody>{rows}</tbody>
         </table>
-        <form method="post" action=action class="actions">
-            <input type="hidden" name="version" value=preview.candidate.version.clone()/>
-            <button type="submit" class="primary">"Confirm: promote and deploy"</button>
-            <a href=deployment_href(&preview.model)>"Cancel"</a>
-        </form>
+        {match allowed {
+            Ok(()) => view! {
+                <form method="post" action=action class="actions">
+                    <input type="hidden" name="version" value=preview.candidate.version.clone()/>
+                    <button type="submit" class="primary">"Confirm: promote and deploy"</button>
+                    <a href=deployment_href(&preview.model)>"Cancel"</a>
+                </form>
+            }
+            .into_any(),
+            Err(reason) => view! { <NotAllowed reason/> }.into_any(),
+        }}
     }
 }

@@ -9,14 +9,15 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::format_millis;
 use super::list::{Results, segment};
 use super::run::run_href;
+use super::{NotAllowed, format_millis, use_me};
+use crate::access::{Action, Role, authorize, holds_anywhere};
 use crate::error::AppError;
 use crate::model::launch_fields::*;
 use crate::model::{
     EntryPointSpec, FieldErrors, Launch, LaunchForm, LaunchRequest, LaunchStatus, LaunchUpdate,
-    ParamKind, ProfileSpec, ProjectSpec,
+    ParamKind, ProfileSpec, ProjectSpec, User,
 };
 use crate::server_fns::{check_launch, get_launch, list_launches, load_launch_form};
 
@@ -38,6 +39,7 @@ pub fn LaunchFormPage() -> impl IntoView {
     let request = Memo::new(move |_| query.with(|query| LaunchRequest::from_pairs(query)));
     let check = Memo::new(move |_| query.with(|query| query.get_str("check") == Some("1")));
     let form = Resource::new(|| (), |_| load_launch_form());
+    let me = use_me();
     let errors = Resource::new(
         move || (check.get(), request.get()),
         |(check, request)| async move {
@@ -59,8 +61,9 @@ pub fn LaunchFormPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     let form = form.await?;
                     let errors = errors.await?;
+                    let user = me.await?;
                     let request = request.get_untracked();
-                    Ok::<_, AppError>(view! { <LaunchFormBody form request errors/> })
+                    Ok::<_, AppError>(view! { <LaunchFormBody form request errors user/> })
                 })}
             </Results>
         </section>
@@ -68,7 +71,12 @@ pub fn LaunchFormPage() -> impl IntoView {
 }
 
 #[component]
-fn LaunchFormBody(form: LaunchForm, request: LaunchRequest, errors: FieldErrors) -> impl IntoView {
+fn LaunchFormBody(
+    form: LaunchForm,
+    request: LaunchRequest,
+    errors: FieldErrors,
+    user: User,
+) -> impl IntoView {
     if form.catalog.projects.is_empty() {
         return view! {
             <p class="empty">
@@ -94,6 +102,14 @@ fn LaunchFormBody(form: LaunchForm, request: LaunchRequest, errors: FieldErrors)
         .cloned()
         .expect("MLproject files have entry points");
     let chooser = project_chooser(&form.catalog.projects, &project.name, &entry_point.name);
+    if let Err(denied) = authorize(
+        &user,
+        Action::Launch {
+            project: &project.name,
+        },
+    ) {
+        return view! { {chooser} <NotAllowed reason=denied.0/> }.into_any();
+    }
     let form_error = errors
         .get(SUBMISSION)
         .or(errors.get(PROJECT))
@@ -327,12 +343,18 @@ fn Field(
 #[component]
 pub fn LaunchesPage() -> impl IntoView {
     let launches = Resource::new(|| (), |_| list_launches());
+    let me = use_me();
     view! {
         <Title text="Launches"/>
         <section class="page">
             <header class="page-header">
                 <h1>"Launches"</h1>
-                <a class="button primary" href="/launch">"Launch training"</a>
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        let may_launch = me.await.is_ok_and(|user| holds_anywhere(&user, Role::Trainer));
+                        may_launch.then(|| view! { <a class="button primary" href="/launch">"Launch training"</a> })
+                    })}
+                </Suspense>
             </header>
             <Results loading_text="Loading launches…">
                 {move || Suspend::new(async move {
@@ -347,8 +369,7 @@ pub fn LaunchesPage() -> impl IntoView {
 #[component]
 fn LaunchTable(launches: Vec<Launch>) -> impl IntoView {
     if launches.is_empty() {
-        return view! { <p class="empty">"Nothing launched yet. " <a href="/launch">"Launch a training"</a></p> }
-            .into_any();
+        return view! { <p class="empty">"Nothing launched yet."</p> }.into_any();
     }
     let rows = launches
         .into_iter()
@@ -437,6 +458,7 @@ pub fn LaunchPage() -> impl IntoView {
     let query = use_query_map();
     let notice = Memo::new(move |_| query.with(|query| query.get("notice")));
     let launch = Resource::new(move || id.get(), get_launch);
+    let me = use_me();
     let live = RwSignal::new(None::<LaunchUpdate>);
     let logs = RwSignal::new(String::new());
     follow_launch(id, live, logs);
@@ -447,7 +469,12 @@ pub fn LaunchPage() -> impl IntoView {
             <Results loading_text="Loading the launch…">
                 {move || Suspend::new(async move {
                     let launch = launch.await?;
-                    Ok::<_, AppError>(view! { <LaunchDetail launch live logs notice/> })
+                    let user = me.await?;
+                    let may_cancel = user.may(Action::Cancel {
+                        project: &launch.project,
+                        launched_by: &launch.launched_by,
+                    });
+                    Ok::<_, AppError>(view! { <LaunchDetail launch live logs notice may_cancel/> })
                 })}
             </Results>
         </section>
@@ -460,6 +487,7 @@ fn LaunchDetail(
     live: RwSignal<Option<LaunchUpdate>>,
     logs: RwSignal<String>,
     notice: Memo<Option<String>>,
+    may_cancel: bool,
 ) -> impl IntoView {
     let initial = launch.update();
     let current = Memo::new(move |_| {
@@ -497,7 +525,7 @@ fn LaunchDetail(
         </header>
         <p class="reason" data-reason>{reason}</p>
         <div class="actions">
-            <Show when=move || !status().is_terminal()>{cancel_form.clone()}</Show>
+            <Show when=move || may_cancel && !status().is_terminal()>{cancel_form.clone()}</Show>
             <a href=relaunch>"Launch again with these values"</a>
         </div>
         {move || notice.get().map(|notice| view! { <p class="field-error" role="alert">{notice}</p> })}

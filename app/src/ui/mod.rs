@@ -2,6 +2,7 @@ mod deployments;
 mod experiments;
 mod launch;
 mod list;
+mod login;
 mod models;
 pub mod paging;
 mod run;
@@ -10,13 +11,18 @@ mod runs;
 use leptos::prelude::*;
 use leptos_meta::{Link, MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
-    components::{Redirect, Route, Router, Routes},
+    components::{Route, Router, Routes},
     path,
 };
 
+use crate::access::{Role, describe_grants, holds_anywhere};
+use crate::error::AppError;
+use crate::model::User;
+use crate::server_fns::who_am_i;
 use deployments::{DeploymentPage, DeploymentsPage, PromotePage};
 use experiments::ExperimentsPage;
 use launch::{LaunchFormPage, LaunchPage, LaunchesPage};
+use login::LoginPage;
 use models::{ModelPage, ModelsPage, VersionPage};
 use run::{ComparePage, RunPage};
 use runs::ExperimentRunsPage;
@@ -45,6 +51,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     mark_hydrated();
+    provide_context(Me(Resource::new_blocking(|| (), |_| who_am_i())));
 
     view! {
         <Stylesheet id="slipway" href="/pkg/slipway.css"/>
@@ -52,18 +59,16 @@ pub fn App() -> impl IntoView {
         <Title formatter=|page: String| format!("{page} · Slipway")/>
         <Router>
             <header class="topbar">
-                <a class="brand" href="/">"Slipway"</a>
-                <nav>
-                    <a href="/experiments">"Experiments"</a>
-                    <a href="/models">"Models"</a>
-                    <a href="/launches">"Launches"</a>
-                    <a href="/deployments">"Deployments"</a>
-                    <a href="/launch">"Launch"</a>
-                </nav>
+                <a class="brand" href="/experiments">"Slipway"</a>
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        use_me().await.ok().filter(|user| user.authenticated).map(|user| view! { <TopNav user/> })
+                    })}
+                </Suspense>
             </header>
             <main>
                 <Routes fallback=NotFound>
-                    <Route path=path!("/") view=|| view! { <Redirect path="/experiments"/> }/>
+                    <Route path=path!("/login") view=LoginPage/>
                     <Route path=path!("/experiments") view=ExperimentsPage/>
                     <Route path=path!("/experiments/:id") view=ExperimentRunsPage/>
                     <Route path=path!("/runs/:id") view=RunPage/>
@@ -80,6 +85,41 @@ pub fn App() -> impl IntoView {
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+/// What a page shows in place of an action the user may not take.
+#[component]
+pub fn NotAllowed(reason: String) -> impl IntoView {
+    view! { <p class="not-allowed" data-not-allowed>{reason}</p> }
+}
+
+/// The signed-in user, read once per page load; pages await it to show
+/// only what the user may do (the server decides again on every request).
+#[derive(Clone, Copy)]
+struct Me(Resource<Result<User, AppError>>);
+
+pub fn use_me() -> Resource<Result<User, AppError>> {
+    expect_context::<Me>().0
+}
+
+#[component]
+fn TopNav(user: User) -> impl IntoView {
+    let may_launch = holds_anywhere(&user, Role::Trainer);
+    view! {
+        <nav>
+            <a href="/experiments">"Experiments"</a>
+            <a href="/models">"Models"</a>
+            <a href="/launches">"Launches"</a>
+            <a href="/deployments">"Deployments"</a>
+            {may_launch.then(|| view! { <a href="/launch">"Launch"</a> })}
+        </nav>
+        <div class="who">
+            <span data-user=user.name.clone() title=describe_grants(&user)>{user.name.clone()}</span>
+            <form method="post" action="/logout" class="inline">
+                <button type="submit" class="link">"Sign out"</button>
+            </form>
+        </div>
     }
 }
 

@@ -1,4 +1,6 @@
 use leptos::prelude::*;
+
+use crate::access::Action;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
@@ -184,6 +186,7 @@ pub fn VersionPage() -> impl IntoView {
         move || key.get(),
         |(name, version)| get_model_version(name, version),
     );
+    let me = super::use_me();
     view! {
         <Title text=move || { let (name, version) = key.get(); format!("{name} v{version}") }/>
         <section class="page">
@@ -193,21 +196,26 @@ pub fn VersionPage() -> impl IntoView {
                 <a href=move || model_href(&key.get().0)>{move || key.get().0}</a>
             </nav>
             <Results loading_text="Loading the version…">
-                {move || Suspend::new(async move { detail.await.map(|detail| view! { <VersionView detail/> }) })}
+                {move || Suspend::new(async move {
+                    let detail = detail.await?;
+                    let user = me.await?;
+                    let may_promote = user.may(Action::Promote { model: &detail.version.model });
+                    Ok::<_, AppError>(view! { <VersionView detail may_promote/> })
+                })}
             </Results>
         </section>
     }
 }
 
 #[component]
-fn VersionView(detail: VersionDetail) -> impl IntoView {
+fn VersionView(detail: VersionDetail, may_promote: bool) -> impl IntoView {
     let version = detail.version;
     let promote = super::deployments::promote_href(&version.model, &version.version);
     let deployment = super::deployments::deployment_href(&version.model);
     view! {
         <header class="page-header">
             <h1>{format!("{} v{}", version.model, version.version)}</h1>
-            <a class="button primary" href=promote>"Promote to production…"</a>
+            {may_promote.then(|| view! { <a class="button primary" href=promote>"Promote to production…"</a> })}
         </header>
         <p class="source"><a href=deployment>"Deployment of this model"</a></p>
         {(!version.description.is_empty()).then(|| view! { <p class="description">{version.description.clone()}</p> })}

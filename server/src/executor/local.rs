@@ -2,6 +2,7 @@
 //! runs in its own process group with its output in a log file; cancel
 //! signals the whole group; the exit code decides the status.
 
+use crate::process::ChildEnv;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +24,7 @@ const LOG_POLL: Duration = Duration::from_millis(200);
 
 pub struct LocalExecutor {
     log_dir: PathBuf,
-    tracking_uri: String,
+    env: ChildEnv,
     sink: StatusSink,
     /// Process group of each running launch, and whether it has ended.
     running: Arc<Mutex<HashMap<String, Running>>>,
@@ -38,7 +39,7 @@ struct Running {
 }
 
 impl LocalExecutor {
-    pub fn new(log_dir: PathBuf, tracking_uri: String, sink: StatusSink) -> std::io::Result<Self> {
+    pub fn new(log_dir: PathBuf, env: ChildEnv, sink: StatusSink) -> std::io::Result<Self> {
         std::fs::create_dir_all(&log_dir)?;
         // Trainings are children of the Slipway that started them: a new one
         // has none yet, so whatever an earlier one left unfinished is over.
@@ -48,7 +49,7 @@ impl LocalExecutor {
         });
         Ok(Self {
             log_dir,
-            tracking_uri,
+            env,
             sink,
             running: Arc::default(),
         })
@@ -84,10 +85,10 @@ impl Executor for LocalExecutor {
             .collect::<Vec<_>>()
             .join(",");
         let (mut child, pid) = crate::process::spawn_logged(
-            tokio::process::Command::new(program)
+            self.env
+                .apply(&mut tokio::process::Command::new(program))
                 .args(args)
                 .current_dir(&job.directory)
-                .env("MLFLOW_TRACKING_URI", &self.tracking_uri)
                 .env("MLFLOW_RUN_ID", &job.run_id)
                 .env("MLFLOW_EXPERIMENT_ID", &job.experiment_id)
                 .env("CUDA_VISIBLE_DEVICES", gpus)

@@ -3,6 +3,7 @@
 //! version replaces the old one without a gap: the new server starts, and
 //! only once it is ready does it take over and the old one stop.
 
+use crate::process::ChildEnv;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +45,7 @@ struct ModelServers {
 }
 
 pub struct LocalServing {
-    tracking_uri: String,
+    env: ChildEnv,
     log_dir: PathBuf,
     models: Arc<Mutex<HashMap<String, ModelServers>>>,
     http: reqwest::Client,
@@ -54,10 +55,10 @@ pub struct LocalServing {
 }
 
 impl LocalServing {
-    pub fn new(tracking_uri: String, log_dir: PathBuf) -> std::io::Result<Self> {
+    pub fn new(env: ChildEnv, log_dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&log_dir)?;
         Ok(Self {
-            tracking_uri,
+            env,
             log_dir,
             models: Arc::default(),
             http: reqwest::Client::builder()
@@ -211,7 +212,8 @@ impl LocalServing {
         ));
         let model_uri = format!("models:/{model}/{version}");
         let (mut child, pgid) = crate::process::spawn_logged(
-            tokio::process::Command::new("mlflow")
+            self.env
+                .apply(&mut tokio::process::Command::new("mlflow"))
                 .args([
                     "models",
                     "serve",
@@ -223,8 +225,7 @@ impl LocalServing {
                     "127.0.0.1",
                     "-p",
                 ])
-                .arg(port.to_string())
-                .env("MLFLOW_TRACKING_URI", &self.tracking_uri),
+                .arg(port.to_string()),
             &log_path,
         )
         .map_err(|err| {

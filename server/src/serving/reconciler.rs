@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use app::access::{Action, authorize};
 use app::error::AppError;
 use app::model::{DeploymentView, User};
 use tokio::sync::{mpsc, watch};
@@ -549,7 +550,14 @@ impl Reconciler {
 
     /// Makes `version` Production in MLflow (stage or alias, as bound),
     /// records who did it, and converges at once.
-    pub async fn promote(
+    pub async fn promote(&self, user: &User, model: &str, version: &str) -> Result<(), AppError> {
+        authorize(user, Action::Promote { model })?;
+        self.mark_production(user, model, version, "promote").await
+    }
+
+    /// Makes `version` the Production one in MLflow and deploys it; the
+    /// caller has decided that `user` may.
+    async fn mark_production(
         &self,
         user: &User,
         model: &str,
@@ -588,6 +596,7 @@ impl Reconciler {
 
     /// Makes the version that served before the current one Production again.
     pub async fn rollback(&self, user: &User, model: &str) -> Result<String, AppError> {
+        authorize(user, Action::Rollback { model })?;
         self.binding(model)?;
         let current = self.view(model)?.serving_version;
         let history = self.store.deployment_history(model, 200).await?;
@@ -599,7 +608,8 @@ impl Reconciler {
             .ok_or_else(|| {
                 AppError::InvalidInput(format!("{model} has no earlier version to roll back to"))
             })?;
-        self.promote(user, model, &previous, "rollback").await?;
+        self.mark_production(user, model, &previous, "rollback")
+            .await?;
         Ok(previous)
     }
 

@@ -2,6 +2,7 @@
 //! API for arranging data the way users would.
 #![allow(dead_code)] // each test binary uses its own part of this
 
+pub mod binary;
 pub mod cluster;
 pub mod crd;
 
@@ -96,6 +97,19 @@ impl MlflowRest {
             .post("experiments/create", json!({"name": name, "tags": tags}))
             .await;
         body["experiment_id"].as_str().unwrap().to_string()
+    }
+
+    /// A GET of MLflow's REST API: its status and body.
+    pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}/api/2.0/mlflow/{path}", self.base))
+            .query(query)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// A run as MLflow's `runs/get` returns it.
@@ -354,4 +368,49 @@ pub fn run_pairs(run: &Value, list: &str) -> std::collections::BTreeMap<String, 
             )
         })
         .collect()
+}
+
+pub const TEST_PASSWORD: &str = "correct horse battery";
+
+/// Creates a local account with `role` and signs in through `/login` as a
+/// browser would; returns the `Cookie` header value of its session.
+pub async fn sign_in(
+    router: &axum::Router,
+    store: &server::store::Store,
+    name: &str,
+    role: app::access::Role,
+) -> String {
+    use tower::ServiceExt;
+    let hash = tokio::task::spawn_blocking(|| server::auth::password::hash(TEST_PASSWORD))
+        .await
+        .unwrap();
+    store
+        .create_account(&server::store::Account {
+            name: name.into(),
+            password_hash: Some(hash),
+            grants: vec![app::access::Grant::global(role)],
+            source: server::store::AccountSource::Local,
+            disabled: false,
+            created_ms: 0,
+        })
+        .await
+        .unwrap();
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("name", name)
+        .append_pair("password", TEST_PASSWORD)
+        .finish();
+    let response = router
+        .clone()
+        .oneshot(
+            axum::http::Request::post("/login")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("sec-fetch-site", "same-origin")
+                .body(axum::body::Body::from(body))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), axum::http::StatusCode::SEE_OTHER);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
 }

@@ -1,0 +1,66 @@
+//! Password hashes: argon2id with the crate's default cost, as PHC strings.
+
+use std::sync::OnceLock;
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+
+/// Shorter passwords are refused when an account is created or changed.
+pub const MIN_LENGTH: usize = 12;
+
+pub fn check_strength(password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_LENGTH {
+        return Err(format!("a password needs at least {MIN_LENGTH} characters"));
+    }
+    Ok(())
+}
+
+pub fn hash(password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 with default parameters hashes any password")
+        .to_string()
+}
+
+/// Whether `password` matches `stored`. Without a stored hash (an unknown
+/// or single sign-on account) a dummy hash is checked, so the answer takes
+/// as long either way and timing does not tell which names exist.
+pub fn verify(password: &str, stored: Option<&str>) -> bool {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    let dummy = DUMMY.get_or_init(|| hash("not a password anyone has"));
+    let (candidate, real) = match stored {
+        Some(stored) => (stored, true),
+        None => (dummy.as_str(), false),
+    };
+    let Ok(parsed) = PasswordHash::new(candidate) else {
+        tracing::error!("an account's password hash is not a PHC string");
+        return false;
+    };
+    let matches = Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
+    matches && real
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_verifies_its_password_only() {
+        let stored = hash("correct horse battery");
+        assert!(stored.starts_with("$argon2id$"));
+        assert!(verify("correct horse battery", Some(&stored)));
+        assert!(!verify("correct horse batterY", Some(&stored)));
+        assert!(!verify("correct horse battery", None));
+        assert_ne!(stored, hash("correct horse battery"), "salted");
+    }
+
+    #[test]
+    fn short_passwords_are_refused() {
+        assert!(check_strength("short").is_err());
+        assert!(check_strength("slipway-demo").is_ok());
+    }
+}

@@ -1,0 +1,466 @@
+//! Every route and server function, tried as anonymous, as each role and
+//! from another site (with and without `Origin`), against the exact set of
+//! callers that may use it. Refused requests change nothing: MLflow and the
+//! database are checked after them.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use app::access::Role;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::json;
+use server::store::Store;
+use server::{build_state, http::router};
+use support::{MlflowRest, config, mlflow_url, sign_in, unique};
+use tower::ServiceExt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Anonymous,
+    Signed(Role),
+    /// An admin's browser, on another site's page.
+    CrossSite(CrossSite),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CrossSite {
+    /// A modern browser: `Sec-Fetch-Site: cross-site` and the other `Origin`.
+    FetchMetadata,
+    /// An older browser: only the other site's `Origin`.
+    ForeignOrigin,
+    /// Neither header (a script, a proxy that strips them): refused too.
+    NoHeaders,
+}
+
+const CROSS_SITE: [Caller; 3] = [
+    Caller::CrossSite(CrossSite::FetchMetadata),
+    Caller::CrossSite(CrossSite::ForeignOrigin),
+    Caller::CrossSite(CrossSite::NoHeaders),
+];
+
+fn everyone() -> Vec<Caller> {
+    let mut callers = vec![Caller::Anonymous];
+    callers.extend(Role::ALL.map(Caller::Signed));
+    callers.extend(CROSS_SITE);
+    callers
+}
+
+struct Site {
+    router: Router,
+    store: Store,
+    sessions: BTreeMap<Role, String>,
+    _data: tempfile::TempDir,
+}
+
+impl Site {
+    async fn send(
+        &self,
+        caller: Caller,
+        method: Method,
+        uri: &str,
+        body: &str,
+    ) -> axum::response::Response {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", "slipway.test")
+            .header("content-type", "application/x-www-form-urlencoded");
+        match caller {
+            Caller::Anonymous => request = request.header("sec-fetch-site", "same-origin"),
+            Caller::Signed(role) => {
+                request = request
+                    .header("cookie", &self.sessions[&role])
+                    .header("sec-fetch-site", "same-origin")
+            }
+            Caller::CrossSite(kind) => {
+                request = request.header("cookie", &self.sessions[&Role::Admin]);
+                request = match kind {
+                    CrossSite::FetchMetadata => request
+                        .header("sec-fetch-site", "cross-site")
+                        .header("origin", "https://evil.example"),
+                    CrossSite::ForeignOrigin => request.header("origin", "https://evil.example"),
+                    CrossSite::NoHeaders => request,
+                };
+            }
+        }
+        self.router
+            .clone()
+            .oneshot(request.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+fn location(response: &axum::response::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .map(|value| value.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// The callers a request let through, by what it answered: a refusal is
+/// 401, 403 or the redirect to the sign-in page.
+fn refused(response: &axum::response::Response) -> bool {
+    matches!(
+        response.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    ) || location(response).starts_with("/login")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_admits_exactly_the_callers_it_should() {
+    let mlflow = MlflowRest::new(&mlflow_url());
+    let model = unique("access-model");
+    let experiment = mlflow.create_experiment(&unique("access"), &[]).await;
+    let run = mlflow.create_run(&experiment, "r", &[], &[], &[]).await;
+    mlflow.create_registered_model(&model).await;
+    let (version, _) = mlflow.register_version(&model, &experiment, &run).await;
+
+    let data = tempfile::tempdir().unwrap();
+    let trainer = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trainer");
+    let catalog = data.path().join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        format!(
+            "[[profile]]\nname = \"cpu\"\ndescription = \"small\"\ncpu = {{ request = \"100m\", limit = \"1\" }}\n\n\
+             [[project]]\nname = \"trainer\"\ndirectory = {:?}\n\n\
+             [[deployment]]\nmodel = {model:?}\ntarget = \"local\"\n",
+            trainer.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut config = config(&mlflow_url(), data.path());
+    config.catalog = Some(catalog);
+    // No pass of its own during the test: what changes, a request changed.
+    config.reconcile_poll_secs = 3600;
+    let state = build_state(&config).await.unwrap();
+    let store = state.slipway.store.clone();
+    let router = router(state);
+    let mut sessions = BTreeMap::new();
+    for role in Role::ALL {
+        sessions.insert(role, sign_in(&router, &store, role.as_str(), role).await);
+    }
+    let site = Site {
+        router,
+        store,
+        sessions,
+        _data: data,
+    };
+
+    // A launch of the trainer's to look at (and later to cancel).
+    let launch_form = |experiment: &str, sleep: &str| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("submission", &uuid::Uuid::new_v4().to_string())
+            .append_pair("project", "trainer")
+            .append_pair("entry_point", "main")
+            .append_pair("param.alpha", "1")
+            .append_pair("param.sleep", sleep)
+            .append_pair("new_experiment", experiment)
+            .append_pair("profile", "cpu")
+            .finish()
+    };
+    let launched = site
+        .send(
+            Caller::Signed(Role::Trainer),
+            Method::POST,
+            "/launches",
+            &launch_form(&unique("access-run"), "120"),
+        )
+        .await;
+    let own_launch = location(&launched)
+        .strip_prefix("/launches/")
+        .expect("launched")
+        .to_string();
+
+    // Pages: the sign-in page for anonymous (except the sign-in page itself),
+    // the page for every role. Every route the app has is tried.
+    let mut values = BTreeMap::new();
+    values.insert("id", experiment.clone());
+    values.insert("name", model.clone());
+    values.insert("version", version.clone());
+    values.insert("model", model.clone());
+    let pages: Vec<String> = leptos_axum::generate_route_list(app::App)
+        .iter()
+        .map(|route| route.path().to_string())
+        .collect();
+    assert!(pages.len() >= 14, "{pages:?}");
+    for page in &pages {
+        let mut uri = page
+            .split('/')
+            .map(
+                |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) => values
+                        .get(name)
+                        .unwrap_or_else(|| panic!("no value for {{{name}}} in {page}: add one"))
+                        .clone(),
+                    None => segment.to_string(),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join("/");
+        if page.starts_with("/runs/") {
+            uri = format!("/runs/{run}");
+        }
+        if page.starts_with("/launches/") {
+            uri = format!("/launches/{own_launch}");
+        }
+        for caller in everyone() {
+            let response = site.send(caller, Method::GET, &uri, "").await;
+            let status = response.status();
+            let redirect = location(&response);
+            // Read to the end: the whole page renders, not just its status.
+            let html = response.into_body().collect().await.unwrap().to_bytes();
+            if caller == Caller::Anonymous && page != "/login" {
+                let next: String = url::form_urlencoded::byte_serialize(uri.as_bytes()).collect();
+                assert_eq!(status, StatusCode::SEE_OTHER, "GET {uri}");
+                assert_eq!(redirect, format!("/login?next={next}"), "GET {uri}");
+            } else {
+                assert_eq!(status, StatusCode::OK, "GET {uri} as {caller:?}");
+                let html = String::from_utf8_lossy(&html);
+                assert!(html.contains("</html>"), "GET {uri} as {caller:?}");
+            }
+        }
+    }
+
+    for caller in everyone() {
+        let response = site.send(caller, Method::GET, "/", "").await;
+        let expected = if caller == Caller::Anonymous {
+            "/login?next=%2F"
+        } else {
+            "/experiments"
+        };
+        assert_eq!(location(&response), expected, "GET / as {caller:?}");
+    }
+
+    // Server functions: 401 without a session, refused from another site,
+    // let through for every role (the answer itself may be an error about
+    // the empty arguments; it is not a refusal).
+    let functions: Vec<(&str, Method)> = leptos::server_fn::axum::server_fn_paths().collect();
+    assert!(functions.len() >= 18, "{functions:?}");
+    for (path, method) in &functions {
+        for caller in everyone() {
+            let response = site.send(caller, method.clone(), path, "").await;
+            let let_through = !refused(&response);
+            let expected = matches!(caller, Caller::Signed(_))
+                || (*method == Method::GET && matches!(caller, Caller::CrossSite(_)));
+            assert_eq!(
+                let_through,
+                expected,
+                "{method} {path} as {caller:?}: {}",
+                response.status()
+            );
+            if caller == Caller::Anonymous {
+                assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+            }
+        }
+    }
+
+    // The live events of a launch: read access.
+    let events = format!("/api/launches/{own_launch}/events");
+    for caller in everyone() {
+        let response = site.send(caller, Method::GET, &events, "").await;
+        let expected = if caller == Caller::Anonymous {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(response.status(), expected, "events as {caller:?}");
+    }
+
+    // Launch: trainers and up. Each refused attempt names a new experiment,
+    // which must not exist in MLflow afterwards, and adds no launch.
+    let launches_before = site.store.recent_launches(1000).await.unwrap().len();
+    let mut allowed = Vec::new();
+    for caller in everyone() {
+        let experiment_name = unique("access-launch");
+        let response = site
+            .send(
+                caller,
+                Method::POST,
+                "/launches",
+                &launch_form(&experiment_name, "0"),
+            )
+            .await;
+        if refused(&response) {
+            let (status, _) = mlflow
+                .get(
+                    "experiments/get-by-name",
+                    &[("experiment_name", &experiment_name)],
+                )
+                .await;
+            assert_eq!(
+                status, 404,
+                "a refused launch made no experiment ({caller:?})"
+            );
+        } else {
+            assert!(
+                location(&response).starts_with("/launches/"),
+                "{caller:?}: {}",
+                location(&response)
+            );
+            allowed.push(caller);
+        }
+    }
+    assert_eq!(
+        allowed,
+        [Role::Trainer, Role::Deployer, Role::Approver, Role::Admin].map(Caller::Signed),
+        "who may launch"
+    );
+    assert_eq!(
+        site.store.recent_launches(1000).await.unwrap().len(),
+        launches_before + allowed.len(),
+        "refused launches recorded nothing"
+    );
+
+    // Cancel: the trainer their own, an admin anyone's; nobody else. One
+    // launch is cancelled by its trainer, the other by an admin.
+    let other_launch = location(
+        &site
+            .send(
+                Caller::Signed(Role::Trainer),
+                Method::POST,
+                "/launches",
+                &launch_form(&unique("access-run"), "120"),
+            )
+            .await,
+    )
+    .strip_prefix("/launches/")
+    .unwrap()
+    .to_string();
+    for (launch, permitted) in [(&own_launch, Role::Trainer), (&other_launch, Role::Admin)] {
+        let cancel = format!("/launches/{launch}/cancel");
+        let may_cancel = [Caller::Signed(Role::Trainer), Caller::Signed(Role::Admin)];
+        for caller in everyone()
+            .into_iter()
+            .filter(|caller| !may_cancel.contains(caller))
+        {
+            let response = site.send(caller, Method::POST, &cancel, "").await;
+            assert!(
+                refused(&response),
+                "cancel as {caller:?}: {}",
+                response.status()
+            );
+            let status = site.store.launch(launch).await.unwrap().unwrap().status;
+            assert!(
+                !status.is_terminal(),
+                "a refused cancel left it running ({caller:?})"
+            );
+        }
+        let response = site
+            .send(Caller::Signed(permitted), Method::POST, &cancel, "")
+            .await;
+        assert_eq!(
+            location(&response),
+            format!("/launches/{launch}"),
+            "{permitted:?} cancels"
+        );
+        let status = site.store.launch(launch).await.unwrap().unwrap().status;
+        assert_eq!(status, app::model::LaunchStatus::Cancelled);
+    }
+
+    // Promote and roll back: deployers and up. A refused promotion leaves
+    // MLflow's stage and the audit log as they were.
+    let stage = || async {
+        let (_, body) = mlflow
+            .get(
+                "model-versions/get",
+                &[("name", &model), ("version", &version)],
+            )
+            .await;
+        body["model_version"]["current_stage"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let promote = format!("/deployments/{model}/promote");
+    let rollback = format!("/deployments/{model}/rollback");
+    let form = format!("version={version}");
+    let audit_before = site
+        .store
+        .recent_events(Some(&format!("model:{model}")), 100)
+        .await
+        .unwrap();
+    let mut allowed = Vec::new();
+    // Those expected to be refused go first, while nothing is in production.
+    let mut callers = everyone();
+    callers.sort_by_key(|caller| matches!(caller, Caller::Signed(role) if *role >= Role::Deployer));
+    for caller in callers {
+        let response = site.send(caller, Method::POST, &promote, &form).await;
+        if refused(&response) {
+            assert_eq!(
+                stage().await,
+                "None",
+                "a refused promotion changed nothing ({caller:?})"
+            );
+            let audit = site
+                .store
+                .recent_events(Some(&format!("model:{model}")), 100)
+                .await
+                .unwrap();
+            assert_eq!(audit, audit_before, "nor the audit log ({caller:?})");
+        } else {
+            assert_eq!(
+                location(&response),
+                format!("/deployments/{model}"),
+                "{caller:?}"
+            );
+            allowed.push(caller);
+        }
+    }
+    let deployers = [Role::Deployer, Role::Approver, Role::Admin].map(Caller::Signed);
+    assert_eq!(allowed, deployers, "who may promote");
+    assert_eq!(stage().await, "Production");
+    let mut allowed = Vec::new();
+    for caller in everyone() {
+        let response = site.send(caller, Method::POST, &rollback, "").await;
+        if !refused(&response) {
+            // Allowed, though there is nothing earlier to go back to.
+            assert!(
+                location(&response).starts_with(&format!("/deployments/{model}?notice=")),
+                "{caller:?}"
+            );
+            allowed.push(caller);
+        }
+    }
+    assert_eq!(allowed, deployers, "who may roll back");
+
+    // Signing in and out: anyone on Slipway's own pages, nobody from another site.
+    for caller in CROSS_SITE {
+        for path in ["/login", "/logout"] {
+            let response = site
+                .send(caller, Method::POST, path, "name=admin&password=x")
+                .await;
+            assert_eq!(
+                response.status(),
+                StatusCode::FORBIDDEN,
+                "{path} as {caller:?}"
+            );
+        }
+    }
+
+    // Probes, metrics and the webhook need no session and are never redirected.
+    for caller in everyone() {
+        for path in ["/healthz", "/metrics"] {
+            let response = site.send(caller, Method::GET, path, "").await;
+            assert_eq!(response.status(), StatusCode::OK, "{path} as {caller:?}");
+        }
+        let response = site
+            .send(
+                caller,
+                Method::POST,
+                "/webhooks/mlflow",
+                &json!({}).to_string(),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::NOT_FOUND,
+            "webhooks are not configured here"
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! The `slipway` binary, run as an operator runs it: SLIPWAY_* variables,
+//! an admin account made with `slipway users add`, a data directory that
+//! survives restarts; with a namespace, on the Kubernetes executor as that
+//! namespace's ServiceAccount, without one on the local executor.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::cluster::TestNamespace;
+use super::free_port;
+
+/// The Slipway binary, as an operator runs it: SLIPWAY_* variables, the
+/// ServiceAccount's kubeconfig, a data directory that survives restarts.
+/// Killed when dropped.
+pub struct Slipway {
+    child: tokio::process::Child,
+    pub url: String,
+    log: PathBuf,
+    http: reqwest::Client,
+    /// The session of the `operator` admin account, made with the CLI.
+    cookie: String,
+}
+
+pub struct SlipwaySettings<'a> {
+    /// `None`: the local executor.
+    pub namespace: Option<&'a TestNamespace>,
+    pub catalog: &'a Path,
+    pub data_dir: &'a Path,
+    pub mlflow_url: String,
+    pub extra_env: Vec<(&'a str, String)>,
+}
+
+impl Slipway {
+    pub async fn start(settings: SlipwaySettings<'_>) -> Self {
+        match Self::try_start(settings).await {
+            Ok(slipway) => slipway,
+            Err(log) => panic!("Slipway did not start:\n{log}"),
+        }
+    }
+
+    /// Started and answering, or what it wrote before it exited.
+    pub async fn try_start(settings: SlipwaySettings<'_>) -> Result<Self, String> {
+        let port = free_port();
+        let log = settings.data_dir.join(format!("slipway-{port}.log"));
+        std::fs::create_dir_all(settings.data_dir).unwrap();
+        let output = std::fs::File::create(&log).unwrap();
+        let environment = |command: &mut tokio::process::Command| {
+            command
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("SLIPWAY_MLFLOW_URI", &settings.mlflow_url)
+                .env("SLIPWAY_DATA_DIR", settings.data_dir)
+                .envs(settings.extra_env.iter().cloned());
+        };
+        // An operator's first step: an admin account, its password on stdin.
+        let mut add_user = tokio::process::Command::new(env!("CARGO_BIN_EXE_slipway"));
+        environment(&mut add_user);
+        add_user
+            .args(["users", "add", "operator", "--role", "admin", "--exists-ok"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut adding = add_user.spawn().unwrap();
+        {
+            use tokio::io::AsyncWriteExt;
+            let mut stdin = adding.stdin.take().unwrap();
+            stdin
+                .write_all(format!("{}\n", super::TEST_PASSWORD).as_bytes())
+                .await
+                .unwrap();
+        }
+        let added = adding.wait_with_output().await.unwrap();
+        if !added.status.success() {
+            return Err(format!(
+                "slipway users add: {}{}",
+                String::from_utf8_lossy(&added.stdout),
+                String::from_utf8_lossy(&added.stderr)
+            ));
+        }
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_slipway"));
+        environment(&mut command);
+        command
+            .env("RUST_LOG", "info,server=debug")
+            .env("SLIPWAY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SLIPWAY_CATALOG", settings.catalog)
+            .env("SLIPWAY_RECONCILE_POLL_SECS", "1")
+            .env("SLIPWAY_SITE_ROOT", settings.data_dir.join("site"))
+            .envs(settings.extra_env.iter().cloned())
+            .stdout(output.try_clone().unwrap())
+            .stderr(output)
+            .kill_on_drop(true);
+        if let Some(namespace) = settings.namespace {
+            command
+                .env("SLIPWAY_EXECUTOR", "kubernetes")
+                .env("SLIPWAY_KUBECONFIG", &namespace.kubeconfig)
+                .env("SLIPWAY_KUBE_NAMESPACE", &namespace.name);
+        }
+        let mut child = command.spawn().unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Err(format!(
+                    "exited with {status}:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ));
+            }
+            if http
+                .get(format!("{url}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|response| response.status().is_success())
+            {
+                let signed_in = http
+                    .post(format!("{url}/login"))
+                    .header("sec-fetch-site", "same-origin")
+                    .form(&[("name", "operator"), ("password", super::TEST_PASSWORD)])
+                    .send()
+                    .await
+                    .unwrap();
+                let cookie = signed_in
+                    .headers()
+                    .get("set-cookie")
+                    .and_then(|cookie| cookie.to_str().ok())
+                    .and_then(|cookie| cookie.split(';').next())
+                    .ok_or_else(|| format!("sign-in answered {}", signed_in.status()))?
+                    .to_string();
+                return Ok(Self {
+                    child,
+                    url,
+                    log,
+                    http,
+                    cookie,
+                });
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Slipway did not answer within 60 s:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL, as a crash would: nothing of Slipway's shutdown runs.
+    pub async fn crash(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A form POST as the browser sends it; returns the `Location` it
+    /// redirects to.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> String {
+        let response = self.post(path, fields).await;
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::SEE_OTHER,
+            "POST {path}: {}",
+            response.text().await.unwrap_or_default()
+        );
+        response.headers()["location"].to_str().unwrap().to_string()
+    }
+
+    /// Calls a server function the way the hydrated UI does.
+    pub async fn server_fn<T: DeserializeOwned>(&self, path: &str, fields: &[(&str, &str)]) -> T {
+        let response = self.post(path, fields).await;
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert!(status.is_success(), "{path} answered {status}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|err| panic!("{path}: {err}: {body}"))
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .header("cookie", &self.cookie)
+            .header("sec-fetch-site", "same-origin")
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A server-sent events stream, read as the browser's EventSource does.
+    pub async fn events(&self, path: &str) -> EventStream {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .header("cookie", &self.cookie)
+            .timeout(Duration::from_secs(600))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        EventStream {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+pub struct EventStream {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The next (event name, data); None when the stream has ended.
+    pub async fn next(&mut self) -> Option<(String, String)> {
+        use futures::StreamExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim().to_string();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push(value.strip_prefix(' ').unwrap_or(value).to_string());
+                    }
+                }
+                if data.is_empty() && name == "message" {
+                    continue; // a keep-alive comment
+                }
+                return Some((name, data.join("\n")));
+            }
+            let chunk = self.body.next().await?.ok()?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Reads until an event matches; panics with what came instead.
+    pub async fn until(
+        &mut self,
+        within: Duration,
+        wanted: impl Fn(&(String, String)) -> bool,
+    ) -> (String, String) {
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(within, async {
+            while let Some(event) = self.next().await {
+                if wanted(&event) {
+                    return Some(event);
+                }
+                seen.push(event);
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(event)) => event,
+            _ => panic!("no such event within {within:?}; saw {seen:?}"),
+        }
+    }
+
+    /// Everything until the `end` event (excluded).
+    pub async fn until_end(&mut self, within: Duration) -> Vec<(String, String)> {
+        let mut seen = Vec::new();
+        let ended = tokio::time::timeout(within, async {
+            while let Some(event) = self.next().await {
+                if event.0 == "end" {
+                    return true;
+                }
+                seen.push(event);
+            }
+            false
+        })
+        .await;
+        assert_eq!(
+            ended,
+            Ok(true),
+            "the stream did not end with `end`: {seen:?}"
+        );
+        seen
+    }
+}
