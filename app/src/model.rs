@@ -507,12 +507,16 @@ pub struct DeploymentEvent {
 }
 
 /// A deployment's page: its state, history and what Try it starts with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentDetail {
     pub view: DeploymentView,
     pub history: Vec<DeploymentEvent>,
     /// A request body for the model, from its serving input example.
     pub example_input: Option<String>,
+    /// Whether a promotion needs an approver (four eyes).
+    pub requires_approval: bool,
+    /// Promotion requests still waiting for a decision.
+    pub pending_requests: Vec<PromotionRequest>,
 }
 
 /// One side of the promotion confirmation.
@@ -522,6 +526,11 @@ pub struct VersionSummary {
     pub run_id: String,
     pub stage: String,
     pub metrics: Vec<(String, f64)>,
+    #[serde(default)]
+    pub params: Vec<(String, String)>,
+    /// The model's signature (inputs and outputs) from its MLmodel file.
+    #[serde(default)]
+    pub signature: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -530,6 +539,70 @@ pub struct PromotionPreview {
     pub marker: String,
     pub current: Option<VersionSummary>,
     pub candidate: VersionSummary,
+    /// Whether confirming asks an approver instead of promoting.
+    #[serde(default)]
+    pub requires_approval: bool,
+}
+
+/// Where a promotion request is. Written before each side effect, so a
+/// crash leaves `approving` (decided, promotion not confirmed) to explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestState {
+    Pending,
+    Approving,
+    Approved,
+    Rejected,
+    /// Another version was promoted after it was asked for.
+    Stale,
+    /// Approved, but the promotion itself failed (see `outcome`).
+    Failed,
+}
+
+impl RequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approving => "approving",
+            RequestState::Approved => "approved",
+            RequestState::Rejected => "rejected",
+            RequestState::Stale => "stale",
+            RequestState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            RequestState::Pending,
+            RequestState::Approving,
+            RequestState::Approved,
+            RequestState::Rejected,
+            RequestState::Stale,
+            RequestState::Failed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
+    }
+}
+
+/// A deployer's request to promote a version, with the evidence as it was
+/// when they asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromotionRequest {
+    pub id: String,
+    pub model: String,
+    pub version: String,
+    pub reason: String,
+    pub requested_by: String,
+    pub requested_ms: i64,
+    /// What was in production when it was asked for.
+    pub base_version: Option<String>,
+    pub evidence: PromotionPreview,
+    pub state: RequestState,
+    pub decided_by: Option<String>,
+    pub decided_ms: Option<i64>,
+    pub comment: String,
+    /// What happened when it was carried out (or why it could not be).
+    pub outcome: String,
 }
 
 /// A prediction made from the Try it panel.

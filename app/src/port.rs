@@ -11,7 +11,8 @@ use crate::error::AppError;
 use crate::model::{
     ArtifactEntry, ArtifactOwner, DeploymentDetail, DeploymentView, Experiment, ExperimentPage,
     FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery, MetricHistory, ModelDetail,
-    ModelsPage, Prediction, PromotionPreview, RunDetail, RunQuery, RunsPage, User, VersionDetail,
+    ModelsPage, Prediction, PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage,
+    User, VersionDetail,
 };
 
 #[async_trait::async_trait]
@@ -87,6 +88,16 @@ pub trait ControlPlane: Send + Sync + 'static {
         model: String,
         version: String,
     ) -> Result<PromotionPreview, AppError>;
+
+    /// Newest first: pending ones and recent decisions.
+    async fn list_promotion_requests(&self, user: &User)
+    -> Result<Vec<PromotionRequest>, AppError>;
+
+    async fn get_promotion_request(
+        &self,
+        user: &User,
+        id: String,
+    ) -> Result<PromotionRequest, AppError>;
 
     /// Sends `input` to what serves the model; the answer and how long it took.
     async fn try_prediction(

@@ -6,8 +6,8 @@ use crate::error::AppError;
 use crate::model::{
     ArtifactEntry, ArtifactOwner, ChartAxis, DeploymentDetail, DeploymentView, Experiment,
     ExperimentPage, FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery, MetricChart,
-    ModelDetail, ModelsPage, Prediction, PromotionPreview, RunDetail, RunQuery, RunsPage, User,
-    VersionDetail,
+    ModelDetail, ModelsPage, Prediction, PromotionPreview, PromotionRequest, RunDetail, RunQuery,
+    RunsPage, User, VersionDetail,
 };
 
 /// Who is signed in (`anonymous` on the sign-in page), so pages show only
@@ -149,4 +149,18 @@ pub async fn try_prediction(model: String, input: String) -> Result<Prediction, 
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.try_prediction(&user, model, input).await
+}
+
+#[server]
+pub async fn list_promotion_requests() -> Result<Vec<PromotionRequest>, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.list_promotion_requests(&user).await
+}
+
+#[server]
+pub async fn get_promotion_request(id: String) -> Result<PromotionRequest, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.get_promotion_request(&user, id).await
 }

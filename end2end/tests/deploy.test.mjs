@@ -14,6 +14,7 @@ import { demoCatalog, eventually, mlflowUrl, startSlipway, uniqueName } from './
 const registerScript = fileURLToPath(new URL('../../server/tests/fixtures/register_model.py', import.meta.url));
 const byStage = uniqueName('e2e-staged');
 const byAlias = uniqueName('e2e-aliased');
+const guarded = uniqueName('e2e-guarded');
 const experiment = uniqueName('e2e-deploy');
 let app;
 let hooked;
@@ -43,8 +44,13 @@ before(async () => {
   assert.equal(register(byStage, 1), '1');
   assert.equal(register(byStage, 10), '2');
   assert.equal(register(byAlias, 100), '1');
+  assert.equal(register(guarded, 1), '1');
+  assert.equal(register(guarded, 10), '2');
   app = await startSlipway(() => ({
-    SLIPWAY_CATALOG: catalogWith(`[[deployment]]\nmodel = "${byStage}"\ntarget = "local"\n`),
+    SLIPWAY_CATALOG: catalogWith(
+      `[[deployment]]\nmodel = "${byStage}"\ntarget = "local"\n\n`
+      + `[[deployment]]\nmodel = "${guarded}"\ntarget = "local"\nrequires_approval = true\n`,
+    ),
     SLIPWAY_RECONCILE_POLL_SECS: '2',
   }));
   // A second Slipway that only webhooks can wake: its poll is an hour.
@@ -130,4 +136,66 @@ test('an alias set with MLflow\'s client arrives by webhook and is served', asyn
   await page.locator('.live-status [data-state="Available"]').waitFor({ timeout: 120_000 });
   assert.equal(await page.locator('table.history tbody tr').first().getAttribute('data-cause'), 'webhook');
   await page.close();
+});
+
+/** A deployer asks from the version's page; returns the request's page. */
+async function requestPromotion(version, reason) {
+  const page = await app.open(`/models/${guarded}/versions/${version}`, { as: 'deployer' });
+  await page.getByRole('link', { name: 'Promote to production…' }).click();
+  await page.getByRole('heading', { name: `Promote ${guarded} v${version} to production?` }).waitFor();
+  assert.ok(await page.locator('table.evidence').getByText('scale').first().isVisible(), 'the evidence');
+  await page.locator('textarea[name="reason"]').fill(reason);
+  await page.getByRole('button', { name: 'Request approval' }).click();
+  await page.waitForURL(/\/approvals\/[0-9a-f]+$/);
+  await page.waitForSelector('body[data-hydrated="true"]');
+  return page;
+}
+
+async function stageOf(version) {
+  const response = await fetch(`${mlflowUrl}/api/2.0/mlflow/model-versions/get?name=${guarded}&version=${version}`);
+  return (await response.json()).model_version.current_stage;
+}
+
+test('four eyes: a deployer asks, cannot approve; an approver approves and it serves; a rejection changes nothing', async () => {
+  const asked = await requestPromotion('1', 'first release');
+  const requestPath = new URL(asked.url()).pathname;
+  assert.equal(await asked.locator('[data-request-state]').first().textContent(), 'pending');
+  assert.equal(await asked.getByRole('button', { name: 'Approve and deploy' }).count(), 0, 'no approve button for the requester');
+  assert.equal(
+    await asked.locator('[data-not-allowed]').textContent(),
+    'You asked for this promotion; someone else has to approve it.',
+  );
+  assert.equal(await stageOf('1'), 'None', 'asking changed nothing in MLflow');
+  await asked.close();
+
+  const review = await app.open('/approvals', { as: 'approver' });
+  await review.locator(`a[href="${requestPath}"]`).click();
+  await review.getByRole('heading', { name: `Promote ${guarded} v1?` }).waitFor();
+  assert.equal(await review.locator('[data-requested-by]').textContent(), 'deployer');
+  await review.locator('textarea[name="comment"]').fill('metrics look fine');
+  await review.getByRole('button', { name: 'Approve and deploy' }).click();
+  await review.locator('[data-request-state="approved"]').first().waitFor();
+  assert.equal(await review.locator('[data-decided-by]').textContent(), 'approver');
+  await review.close();
+
+  const deployment = await app.open(`/deployments/${guarded}`, { as: 'approver' });
+  await deployment.locator('[data-serving]:text-is("v1")').waitFor({ timeout: 120_000 });
+  await deployment.locator('.live-status [data-state="Available"]').waitFor({ timeout: 120_000 });
+  assert.equal(await tryIt(deployment), 3, 'the approved version answers');
+  await deployment.close();
+
+  const second = await requestPromotion('2', 'bigger scale');
+  const secondPath = new URL(second.url()).pathname;
+  await second.close();
+  const rejecting = await app.open(secondPath, { as: 'approver' });
+  await rejecting.locator('textarea[name="comment"]').fill('not this quarter');
+  await rejecting.getByRole('button', { name: 'Reject' }).click();
+  await rejecting.locator('[data-request-state="rejected"]').first().waitFor();
+  await rejecting.close();
+  assert.equal(await stageOf('2'), 'None', 'a rejected request changes nothing in MLflow');
+  assert.equal(await stageOf('1'), 'Production');
+  const still = await app.open(`/deployments/${guarded}`, { as: 'viewer' });
+  assert.equal(await still.locator('[data-serving]').textContent(), 'v1');
+  assert.equal(await still.getByRole('button', { name: 'Roll back to the previous version' }).count(), 0, 'a viewer cannot roll back');
+  await still.close();
 });

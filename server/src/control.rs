@@ -10,7 +10,7 @@ use app::error::AppError;
 use app::model::{ArtifactEntry, ArtifactOwner, MetricHistory, RunDetail};
 use app::model::{
     DeploymentDetail, DeploymentView, FieldErrors, Launch, LaunchForm, LaunchRequest, Prediction,
-    PromotionPreview, VersionSummary,
+    PromotionPreview, PromotionRequest, VersionSummary,
 };
 use app::model::{
     Experiment, ExperimentPage, ListQuery, MAX_PAGE_SIZE, ModelDetail, ModelSummary,
@@ -49,8 +49,8 @@ impl Slipway {
         version: &str,
     ) -> Result<VersionSummary, AppError> {
         let found = self.mlflow.get_model_version(model, version).await?;
-        let metrics = if found.run_id.is_empty() {
-            Vec::new()
+        let (metrics, params) = if found.run_id.is_empty() {
+            (Vec::new(), Vec::new())
         } else {
             let run = self.mlflow.get_run(&found.run_id).await?;
             let mut metrics: Vec<_> = run
@@ -60,15 +60,47 @@ impl Slipway {
                 .map(|metric| (metric.key, metric.value))
                 .collect();
             metrics.sort_by(|a, b| a.0.cmp(&b.0));
-            metrics
+            let mut params: Vec<_> = run
+                .data
+                .params
+                .into_iter()
+                .map(|param| (param.key, param.value))
+                .collect();
+            params.sort();
+            (metrics, params)
         };
+        let uri = self
+            .mlflow
+            .model_version_download_uri(model, version)
+            .await?;
+        let signature = self
+            .mlflow
+            .read_artifact_text(&uri, "MLmodel")
+            .await?
+            .and_then(|text| signature_of(&text));
         Ok(VersionSummary {
             version: found.version,
             run_id: found.run_id,
             stage: found.current_stage,
             metrics,
+            params,
+            signature,
         })
     }
+}
+
+/// The `signature` of an MLmodel file, as `inputs: …` and `outputs: …` lines.
+fn signature_of(mlmodel: &str) -> Option<String> {
+    let parsed: serde_yaml::Value = serde_yaml::from_str(mlmodel).ok()?;
+    let signature = parsed.get("signature")?;
+    let part = |name: &str| {
+        signature
+            .get(name)
+            .and_then(|value| value.as_str())
+            .map(|value| format!("{name}: {value}"))
+    };
+    let lines: Vec<String> = ["inputs", "outputs"].into_iter().filter_map(part).collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
 /// Launches the list page shows.
@@ -418,6 +450,11 @@ impl ControlPlane for Slipway {
             None => None,
         };
         Ok(DeploymentDetail {
+            requires_approval: self.reconciler.requires_approval(&model)?,
+            pending_requests: self
+                .store
+                .promotion_requests(Some(&model), true, 50)
+                .await?,
             view,
             history,
             example_input,
@@ -441,8 +478,24 @@ impl ControlPlane for Slipway {
             candidate: self.version_summary(&model, &version).await?,
             current,
             marker: view.marker,
+            requires_approval: self.reconciler.requires_approval(&model)?,
             model,
         })
+    }
+
+    async fn list_promotion_requests(
+        &self,
+        _user: &User,
+    ) -> Result<Vec<PromotionRequest>, AppError> {
+        Ok(self.store.promotion_requests(None, false, 200).await?)
+    }
+
+    async fn get_promotion_request(
+        &self,
+        _user: &User,
+        id: String,
+    ) -> Result<PromotionRequest, AppError> {
+        self.request(&id).await
     }
 
     async fn try_prediction(

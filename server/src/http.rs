@@ -28,6 +28,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
+use crate::approvals::Promoted;
 use crate::auth::{self, Auth, LoginRefused};
 use crate::control::Slipway;
 use crate::executor::{ExecutorError, LogStream};
@@ -74,6 +75,8 @@ pub fn router(state: AppState) -> Router {
         .route("/launches/{id}/cancel", post(cancel_launch))
         .route("/deployments/{model}/promote", post(promote))
         .route("/deployments/{model}/rollback", post(rollback))
+        .route("/approvals/{id}/approve", post(approve))
+        .route("/approvals/{id}/reject", post(reject))
         .route("/api/launches/{id}/events", get(launch_events));
 
     // Everything people use passes the same two checks; the operations
@@ -163,17 +166,16 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
     let Ok(body) = axum::body::to_bytes(request.into_body(), 16 * 1024).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.").into_response();
     };
-    let field = |name: &str| {
-        url::form_urlencoded::parse(&body)
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.into_owned())
-    };
     let (name, password, next) = (
-        field("name").unwrap_or_default(),
-        field("password").unwrap_or_default(),
-        field("next"),
+        form_field(&body, "name"),
+        form_field(&body, "password"),
+        form_field(&body, "next"),
     );
-    let target = auth::local_target(next.as_deref());
+    let target = auth::local_target(
+        Some(&next)
+            .filter(|next| !next.is_empty())
+            .map(String::as_str),
+    );
     let name = name.trim();
     let outcome = if name.is_empty() || password.is_empty() {
         Ok(Err(LoginRefused::Invalid))
@@ -286,23 +288,54 @@ async fn promote(
     Path(model): Path<String>,
     RawForm(body): RawForm,
 ) -> Response {
-    let version = url::form_urlencoded::parse(&body)
-        .find(|(key, _)| key == "version")
+    let version = form_field(&body, "version");
+    let reason = form_field(&body, "reason");
+    let page = format!("/deployments/{}", path_segment(&model));
+    match state
+        .slipway
+        .promote_or_request(&user, &model, &version, &reason)
+        .await
+    {
+        Ok(Promoted::Now) => back_to(page, None),
+        Ok(Promoted::Requested(id)) => back_to(format!("/approvals/{id}"), None),
+        // Back to the confirm step, which keeps the version.
+        Err(err @ AppError::InvalidInput(_)) => back_to(
+            format!("{page}/promote?version={}", path_segment(&version)),
+            Some(err),
+        ),
+        Err(err) => back_to(page, Some(err)),
+    }
+}
+
+/// An approver's decision on a promotion request; back to the request's page.
+async fn approve(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+    RawForm(body): RawForm,
+) -> Response {
+    let comment = form_field(&body, "comment");
+    let outcome = state.slipway.approve(&user, &id, &comment).await;
+    back_to(format!("/approvals/{}", path_segment(&id)), outcome.err())
+}
+
+async fn reject(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+    RawForm(body): RawForm,
+) -> Response {
+    let comment = form_field(&body, "comment");
+    let outcome = state.slipway.reject(&user, &id, &comment).await;
+    back_to(format!("/approvals/{}", path_segment(&id)), outcome.err())
+}
+
+/// One field of a urlencoded form; empty when missing.
+fn form_field(body: &[u8], name: &str) -> String {
+    url::form_urlencoded::parse(body)
+        .find(|(key, _)| key == name)
         .map(|(_, value)| value.into_owned())
-        .unwrap_or_default();
-    let outcome = if version.is_empty() {
-        Err(AppError::InvalidInput("choose a version to promote".into()))
-    } else {
-        state
-            .slipway
-            .reconciler
-            .promote(&user, &model, &version)
-            .await
-    };
-    back_to(
-        format!("/deployments/{}", path_segment(&model)),
-        outcome.err(),
-    )
+        .unwrap_or_default()
 }
 
 async fn rollback(
@@ -340,7 +373,8 @@ fn back_to(page: String, error: Option<AppError>) -> Response {
         Some(err) => {
             let notice: String =
                 url::form_urlencoded::byte_serialize(err.to_string().as_bytes()).collect();
-            Redirect::to(&format!("{page}?notice={notice}")).into_response()
+            let joint = if page.contains('?') { '&' } else { '?' };
+            Redirect::to(&format!("{page}{joint}notice={notice}")).into_response()
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Slipway's server: the axum binary and the control plane behind the UI's
 //! server functions.
 
+pub mod approvals;
 pub mod auth;
 pub mod catalog;
 pub mod cli;

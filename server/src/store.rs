@@ -13,6 +13,7 @@ use sqlx::{AnyPool, Row};
 use crate::error::{Error, Result};
 
 mod accounts;
+mod requests;
 
 pub use accounts::{Account, AccountSource, SessionRecord};
 
@@ -31,6 +32,8 @@ pub struct AuditEvent {
     pub action: String,
     pub subject: String,
     pub detail: String,
+    /// `done`, `failed: …`, or `pending` while (or if never) carried out.
+    pub outcome: String,
 }
 
 impl Store {
@@ -60,12 +63,49 @@ impl Store {
         Ok(())
     }
 
+    /// An action that is complete as it is recorded (a sign-in, an account change).
     pub async fn record_event(
         &self,
         actor: &str,
         action: &str,
         subject: &str,
         detail: &str,
+    ) -> Result<AuditEvent> {
+        self.insert_event(actor, action, subject, detail, "done")
+            .await
+    }
+
+    /// Records an action before it is carried out; `complete_event` adds
+    /// its outcome. Returns the entry's id.
+    pub async fn begin_event(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<String> {
+        Ok(self
+            .insert_event(actor, action, subject, detail, "pending")
+            .await?
+            .id)
+    }
+
+    pub async fn complete_event(&self, id: &str, outcome: &str) -> Result<()> {
+        sqlx::query("UPDATE audit_events SET outcome = $1 WHERE id = $2")
+            .bind(outcome)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_event(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail: &str,
+        outcome: &str,
     ) -> Result<AuditEvent> {
         let event = AuditEvent {
             id: uuid::Uuid::new_v4().to_string(),
@@ -74,9 +114,10 @@ impl Store {
             action: action.into(),
             subject: subject.into(),
             detail: detail.into(),
+            outcome: outcome.into(),
         };
         sqlx::query(
-            "INSERT INTO audit_events (id, at_ms, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO audit_events (id, at_ms, actor, action, subject, detail, outcome)              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&event.id)
         .bind(event.at_ms)
@@ -84,6 +125,7 @@ impl Store {
         .bind(&event.action)
         .bind(&event.subject)
         .bind(&event.detail)
+        .bind(&event.outcome)
         .execute(&self.pool)
         .await?;
         Ok(event)
@@ -96,7 +138,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<AuditEvent>> {
         let rows = sqlx::query(
-            "SELECT id, at_ms, actor, action, subject, detail FROM audit_events \
+            "SELECT id, at_ms, actor, action, subject, detail, outcome FROM audit_events \
              WHERE ($1 IS NULL OR subject = $1) ORDER BY at_ms DESC, id DESC LIMIT $2",
         )
         .bind(subject)
@@ -112,6 +154,7 @@ impl Store {
                     action: row.try_get("action")?,
                     subject: row.try_get("subject")?,
                     detail: row.try_get("detail")?,
+                    outcome: row.try_get("outcome")?,
                 })
             })
             .collect::<std::result::Result<_, sqlx::Error>>()

@@ -8,109 +8,11 @@ mod support;
 use std::collections::BTreeMap;
 
 use app::access::Role;
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::json;
-use server::store::Store;
-use server::{build_state, http::router};
-use support::{MlflowRest, config, mlflow_url, sign_in, unique};
-use tower::ServiceExt;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Caller {
-    Anonymous,
-    Signed(Role),
-    /// An admin's browser, on another site's page.
-    CrossSite(CrossSite),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CrossSite {
-    /// A modern browser: `Sec-Fetch-Site: cross-site` and the other `Origin`.
-    FetchMetadata,
-    /// An older browser: only the other site's `Origin`.
-    ForeignOrigin,
-    /// Neither header (a script, a proxy that strips them): refused too.
-    NoHeaders,
-}
-
-const CROSS_SITE: [Caller; 3] = [
-    Caller::CrossSite(CrossSite::FetchMetadata),
-    Caller::CrossSite(CrossSite::ForeignOrigin),
-    Caller::CrossSite(CrossSite::NoHeaders),
-];
-
-fn everyone() -> Vec<Caller> {
-    let mut callers = vec![Caller::Anonymous];
-    callers.extend(Role::ALL.map(Caller::Signed));
-    callers.extend(CROSS_SITE);
-    callers
-}
-
-struct Site {
-    router: Router,
-    store: Store,
-    sessions: BTreeMap<Role, String>,
-    _data: tempfile::TempDir,
-}
-
-impl Site {
-    async fn send(
-        &self,
-        caller: Caller,
-        method: Method,
-        uri: &str,
-        body: &str,
-    ) -> axum::response::Response {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("host", "slipway.test")
-            .header("content-type", "application/x-www-form-urlencoded");
-        match caller {
-            Caller::Anonymous => request = request.header("sec-fetch-site", "same-origin"),
-            Caller::Signed(role) => {
-                request = request
-                    .header("cookie", &self.sessions[&role])
-                    .header("sec-fetch-site", "same-origin")
-            }
-            Caller::CrossSite(kind) => {
-                request = request.header("cookie", &self.sessions[&Role::Admin]);
-                request = match kind {
-                    CrossSite::FetchMetadata => request
-                        .header("sec-fetch-site", "cross-site")
-                        .header("origin", "https://evil.example"),
-                    CrossSite::ForeignOrigin => request.header("origin", "https://evil.example"),
-                    CrossSite::NoHeaders => request,
-                };
-            }
-        }
-        self.router
-            .clone()
-            .oneshot(request.body(Body::from(body.to_string())).unwrap())
-            .await
-            .unwrap()
-    }
-}
-
-fn location(response: &axum::response::Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .map(|value| value.to_str().unwrap().to_string())
-        .unwrap_or_default()
-}
-
-/// The callers a request let through, by what it answered: a refusal is
-/// 401, 403 or the redirect to the sign-in page.
-fn refused(response: &axum::response::Response) -> bool {
-    matches!(
-        response.status(),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-    ) || location(response).starts_with("/login")
-}
+use support::site::{CROSS_SITE, Caller, Site, everyone, location, refused};
+use support::{MlflowRest, config, mlflow_url, unique};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_admits_exactly_the_callers_it_should() {
@@ -120,6 +22,9 @@ async fn every_route_admits_exactly_the_callers_it_should() {
     let run = mlflow.create_run(&experiment, "r", &[], &[], &[]).await;
     mlflow.create_registered_model(&model).await;
     let (version, _) = mlflow.register_version(&model, &experiment, &run).await;
+    let guarded = unique("access-guarded");
+    mlflow.create_registered_model(&guarded).await;
+    mlflow.register_version(&guarded, &experiment, &run).await;
 
     let data = tempfile::tempdir().unwrap();
     let trainer = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trainer");
@@ -129,7 +34,8 @@ async fn every_route_admits_exactly_the_callers_it_should() {
         format!(
             "[[profile]]\nname = \"cpu\"\ndescription = \"small\"\ncpu = {{ request = \"100m\", limit = \"1\" }}\n\n\
              [[project]]\nname = \"trainer\"\ndirectory = {:?}\n\n\
-             [[deployment]]\nmodel = {model:?}\ntarget = \"local\"\n",
+             [[deployment]]\nmodel = {model:?}\ntarget = \"local\"\n\n\
+             [[deployment]]\nmodel = {guarded:?}\ntarget = \"local\"\nrequires_approval = true\n",
             trainer.display().to_string()
         ),
     )
@@ -138,19 +44,7 @@ async fn every_route_admits_exactly_the_callers_it_should() {
     config.catalog = Some(catalog);
     // No pass of its own during the test: what changes, a request changed.
     config.reconcile_poll_secs = 3600;
-    let state = build_state(&config).await.unwrap();
-    let store = state.slipway.store.clone();
-    let router = router(state);
-    let mut sessions = BTreeMap::new();
-    for role in Role::ALL {
-        sessions.insert(role, sign_in(&router, &store, role.as_str(), role).await);
-    }
-    let site = Site {
-        router,
-        store,
-        sessions,
-        _data: data,
-    };
+    let site = Site::start(config, data).await;
 
     // A launch of the trainer's to look at (and later to cancel).
     let launch_form = |experiment: &str, sleep: &str| {
@@ -428,6 +322,89 @@ async fn every_route_admits_exactly_the_callers_it_should() {
         }
     }
     assert_eq!(allowed, deployers, "who may roll back");
+
+    // Four eyes: a deployer asks; approvers and admins (never the one who
+    // asked) decide. A refused decision leaves the request pending and
+    // MLflow as it was.
+    let requested = site
+        .post(
+            Role::Deployer,
+            &format!("/deployments/{guarded}/promote"),
+            &[("version", "1"), ("reason", "better")],
+        )
+        .await;
+    let request_page = location(&requested);
+    let request_id = request_page
+        .strip_prefix("/approvals/")
+        .unwrap_or_else(|| panic!("to the request: {request_page}"))
+        .to_string();
+    let guarded_stage = || async {
+        let (_, body) = mlflow
+            .get(
+                "model-versions/get",
+                &[("name", &guarded), ("version", "1")],
+            )
+            .await;
+        body["model_version"]["current_stage"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    // Rejecting first, with no comment: those allowed get "say why" and
+    // decide nothing, so the request is still pending for the approve round.
+    for (decision, body) in [("reject", "comment="), ("approve", "comment=looked+at+it")] {
+        let path = format!("{request_page}/{decision}");
+        let mut callers = everyone();
+        callers.sort_by_key(
+            |caller| matches!(caller, Caller::Signed(role) if *role >= Role::Approver),
+        );
+        let mut allowed = Vec::new();
+        for caller in callers {
+            let response = site.send(caller, Method::POST, &path, body).await;
+            if refused(&response) {
+                let request = site
+                    .store
+                    .promotion_request(&request_id)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    request.state,
+                    app::model::RequestState::Pending,
+                    "{decision} as {caller:?}"
+                );
+                assert_eq!(guarded_stage().await, "None", "{decision} as {caller:?}");
+            } else {
+                allowed.push(caller);
+            }
+        }
+        let deciders = [Role::Approver, Role::Admin].map(Caller::Signed);
+        assert_eq!(allowed, deciders, "who may {decision}");
+    }
+    let request = site
+        .store
+        .promotion_request(&request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(request.state, app::model::RequestState::Approved);
+    assert_eq!(request.decided_by.as_deref(), Some("approver"));
+    assert_eq!(guarded_stage().await, "Production");
+    // Asking again for what is in production goes nowhere, for anyone.
+    for role in Role::ALL {
+        let response = site
+            .post(
+                role,
+                &format!("/deployments/{guarded}/promote"),
+                &[("version", "1")],
+            )
+            .await;
+        let back = location(&response);
+        assert!(
+            refused(&response) || back.contains("notice="),
+            "{role:?}: {back}"
+        );
+    }
 
     // Signing in and out: anyone on Slipway's own pages, nobody from another site.
     for caller in CROSS_SITE {

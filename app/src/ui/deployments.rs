@@ -10,6 +10,7 @@ use leptos_meta::Title;
 use leptos_router::components::Form;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
+use super::approvals::RequestTable;
 use super::list::{Results, segment};
 use super::models::{model_href, version_href};
 use super::run::run_href;
@@ -202,6 +203,10 @@ fn DeploymentBody(detail: DeploymentDetail, may_roll_back: bool) -> impl IntoVie
                 <tr><th scope="row">"Address"</th><td><code data-address>{view_.address.clone().unwrap_or_default()}</code></td></tr>
             </tbody>
         </table>
+        {(!detail.pending_requests.is_empty()).then(|| view! {
+            <h2>"Waiting for approval"</h2>
+            <RequestTable requests=detail.pending_requests.clone()/>
+        })}
         <h2>"History"</h2>
         <History model=view_.model.clone() events=detail.history/>
         {detail.example_input.map(|example| {
@@ -327,38 +332,112 @@ pub fn PromotePage() -> impl IntoView {
 #[component]
 fn Confirm(preview: PromotionPreview, allowed: Result<(), String>) -> impl IntoView {
     let action = format!("{}/promote", deployment_href(&preview.model));
-    let keys: Vec<String> = {
-        let mut keys: Vec<String> = preview
+    let title = format!(
+        "Promote {} v{} to production?",
+        preview.model, preview.candidate.version
+    );
+    let explanation = if preview.requires_approval {
+        format!(
+            "Production is marked by {}. This model needs a second person: your request goes to an \
+             approver with this comparison, and is deployed as soon as they approve it.",
+            preview.marker
+        )
+    } else {
+        format!(
+            "Production is marked by {}; Slipway deploys it as soon as you confirm.",
+            preview.marker
+        )
+    };
+    let (button, reason_label) = if preview.requires_approval {
+        (
+            "Request approval",
+            "Why this version (the approver reads it)",
+        )
+    } else {
+        ("Confirm: promote and deploy", "Why (kept in the audit log)")
+    };
+    let version = preview.candidate.version.clone();
+    let cancel = deployment_href(&preview.model);
+    view! {
+        <header class="page-header"><h1>{title}</h1></header>
+        <p class="reason">{explanation}</p>
+        <Evidence preview/>
+        {match allowed {
+            Ok(()) => view! {
+                <form method="post" action=action class="promote-form">
+                    <input type="hidden" name="version" value=version/>
+                    <label for="reason">{reason_label}</label>
+                    <textarea id="reason" name="reason" rows="3"></textarea>
+                    <div class="actions">
+                        <button type="submit" class="primary">{button}</button>
+                        <a href=cancel>"Cancel"</a>
+                    </div>
+                </form>
+            }
+            .into_any(),
+            Err(reason) => view! { <NotAllowed reason/> }.into_any(),
+        }}
+    }
+}
+
+/// The candidate against what is in production: metrics, parameters,
+/// signature and runs. Shown before a promotion, and frozen in a request.
+#[component]
+pub fn Evidence(preview: PromotionPreview) -> impl IntoView {
+    let current = preview.current.as_ref();
+    let candidate = Some(&preview.candidate);
+    let metric_keys = sorted_keys(
+        preview
             .candidate
             .metrics
             .iter()
-            .chain(
-                preview
-                    .current
-                    .iter()
-                    .flat_map(|current| current.metrics.iter()),
-            )
-            .map(|(key, _)| key.clone())
-            .collect();
-        keys.sort();
-        keys.dedup();
-        keys
-    };
-    let value = |summary: &Option<&VersionSummary>, key: &str| {
+            .chain(current.iter().flat_map(|current| current.metrics.iter()))
+            .map(|(key, _)| key.clone()),
+    );
+    let param_keys = sorted_keys(
+        preview
+            .candidate
+            .params
+            .iter()
+            .chain(current.iter().flat_map(|current| current.params.iter()))
+            .map(|(key, _)| key.clone()),
+    );
+    let metric = |summary: &Option<&VersionSummary>, key: &str| {
         summary
             .and_then(|summary| summary.metrics.iter().find(|(name, _)| name == key))
             .map_or("—".to_string(), |(_, value)| format!("{value:.4}"))
     };
-    let current = preview.current.as_ref();
-    let candidate = Some(&preview.candidate);
-    let rows = keys
+    let param = |summary: &Option<&VersionSummary>, key: &str| {
+        summary
+            .and_then(|summary| summary.params.iter().find(|(name, _)| name == key))
+            .map_or("—".to_string(), |(_, value)| value.clone())
+    };
+    let metric_rows = metric_keys
         .iter()
         .map(|key| {
             view! {
                 <tr>
                     <th scope="row">{key.clone()}</th>
-                    <td class="metric">{value(&current, key)}</td>
-                    <td class="metric">{value(&candidate, key)}</td>
+                    <td class="metric">{metric(&current, key)}</td>
+                    <td class="metric">{metric(&candidate, key)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let param_rows = param_keys
+        .iter()
+        .map(|key| {
+            let (before, after) = (param(&current, key), param(&candidate, key));
+            let class = if current.is_some() && before != after {
+                "differs"
+            } else {
+                ""
+            };
+            view! {
+                <tr class=class>
+                    <th scope="row">{key.clone()}</th>
+                    <td>{before}</td>
+                    <td>{after}</td>
                 </tr>
             }
         })
@@ -370,33 +449,46 @@ fn Confirm(preview: PromotionPreview, allowed: Result<(), String>) -> impl IntoV
                 view! { <a href=run_href(&summary.run_id)>"run"</a> }
             })
     };
-    let title = format!(
-        "Promote {} v{} to production?",
-        preview.model, preview.candidate.version
+    let signature = |summary: Option<&VersionSummary>| {
+        summary
+            .and_then(|summary| summary.signature.clone())
+            .unwrap_or_else(|| "—".to_string())
+    };
+    let now_heading = current.map_or("Now: nothing".to_string(), |c| {
+        format!("Now: v{} ({})", c.version, c.stage)
+    });
+    let new_heading = format!(
+        "New: v{} ({})",
+        preview.candidate.version, preview.candidate.stage
     );
     view! {
-        <header class="page-header"><h1>{title}</h1></header>
-        <p class="reason">{format!("Production is marked by {}; Slipway deploys it as soon as you confirm.", preview.marker)}</p>
-        <table class="data compare confirm">
+        <table class="data compare confirm evidence">
             <thead>
                 <tr>
                     <th scope="col">"Metric"</th>
-                    <th scope="col">{current.map_or("Now: nothing".to_string(), |c| format!("Now: v{} ({})", c.version, c.stage))} " " {run_link(current)}</th>
-                    <th scope="col">{format!("New: v{} ({})", preview.candidate.version, preview.candidate.stage)} " " {run_link(candidate)}</th>
+                    <th scope="col">{now_heading.clone()} " " {run_link(current)}</th>
+                    <th scope="col">{new_heading.clone()} " " {run_link(candidate)}</th>
                 </tr>
             </thead>
-            <tbody>{rows}</tbody>
+            <tbody>{metric_rows}</tbody>
+            <thead>
+                <tr><th scope="col">"Parameter"</th><th scope="col"></th><th scope="col"></th></tr>
+            </thead>
+            <tbody>{param_rows}</tbody>
+            <tbody>
+                <tr class="signature">
+                    <th scope="row">"Signature"</th>
+                    <td><pre>{signature(current)}</pre></td>
+                    <td><pre>{signature(candidate)}</pre></td>
+                </tr>
+            </tbody>
         </table>
-        {match allowed {
-            Ok(()) => view! {
-                <form method="post" action=action class="actions">
-                    <input type="hidden" name="version" value=preview.candidate.version.clone()/>
-                    <button type="submit" class="primary">"Confirm: promote and deploy"</button>
-                    <a href=deployment_href(&preview.model)>"Cancel"</a>
-                </form>
-            }
-            .into_any(),
-            Err(reason) => view! { <NotAllowed reason/> }.into_any(),
-        }}
     }
+}
+
+fn sorted_keys(keys: impl Iterator<Item = String>) -> Vec<String> {
+    let mut keys: Vec<String> = keys.collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }

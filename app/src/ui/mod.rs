@@ -1,3 +1,4 @@
+mod approvals;
 mod deployments;
 mod experiments;
 mod launch;
@@ -19,6 +20,7 @@ use crate::access::{Role, describe_grants, holds_anywhere};
 use crate::error::AppError;
 use crate::model::User;
 use crate::server_fns::who_am_i;
+use approvals::{ApprovalPage, ApprovalsPage};
 use deployments::{DeploymentPage, DeploymentsPage, PromotePage};
 use experiments::ExperimentsPage;
 use launch::{LaunchFormPage, LaunchPage, LaunchesPage};
@@ -79,6 +81,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/deployments") view=DeploymentsPage/>
                     <Route path=path!("/deployments/:model") view=DeploymentPage/>
                     <Route path=path!("/deployments/:model/promote") view=PromotePage/>
+                    <Route path=path!("/approvals") view=ApprovalsPage/>
+                    <Route path=path!("/approvals/:id") view=ApprovalPage/>
                     <Route path=path!("/launch") view=LaunchFormPage/>
                     <Route path=path!("/launches") view=LaunchesPage/>
                     <Route path=path!("/launches/:id") view=LaunchPage/>
@@ -112,6 +116,7 @@ fn TopNav(user: User) -> impl IntoView {
             <a href="/models">"Models"</a>
             <a href="/launches">"Launches"</a>
             <a href="/deployments">"Deployments"</a>
+            <a href="/approvals">"Approvals"</a>
             {may_launch.then(|| view! { <a href="/launch">"Launch"</a> })}
         </nav>
         <div class="who">

@@ -56,6 +56,10 @@ pub struct DeploymentBinding {
     /// What serving does while MLflow marks no version Production.
     #[serde(default)]
     pub no_production: NoProduction,
+    /// Four eyes: a deployer's "Promote" asks for an approver's approval
+    /// instead of promoting.
+    #[serde(default)]
+    pub requires_approval: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -550,9 +550,46 @@ impl Reconciler {
 
     /// Makes `version` Production in MLflow (stage or alias, as bound),
     /// records who did it, and converges at once.
+    /// A deployer's promotion, where the binding needs no approval.
     pub async fn promote(&self, user: &User, model: &str, version: &str) -> Result<(), AppError> {
         authorize(user, Action::Promote { model })?;
+        if self.binding(model)?.requires_approval {
+            return Err(AppError::Forbidden(format!(
+                "{model} needs an approver: ask for a promotion instead"
+            )));
+        }
         self.mark_production(user, model, version, "promote").await
+    }
+
+    /// Carries out an approved request, as its approver.
+    pub async fn promote_approved(
+        &self,
+        approver: &User,
+        request: &app::model::PromotionRequest,
+    ) -> Result<(), AppError> {
+        authorize(
+            approver,
+            Action::Approve {
+                model: &request.model,
+                requested_by: &request.requested_by,
+            },
+        )?;
+        self.mark_production(approver, &request.model, &request.version, "approval")
+            .await
+    }
+
+    pub fn requires_approval(&self, model: &str) -> Result<bool, AppError> {
+        Ok(self.binding(model)?.requires_approval)
+    }
+
+    /// The version MLflow marks Production for `model` right now (not as
+    /// of the last pass).
+    pub async fn production_version(&self, model: &str) -> Result<Option<String>, AppError> {
+        let binding = self.binding(model)?;
+        let found = self.mlflow.get_registered_model(model).await?;
+        Ok(desired_versions(std::slice::from_ref(binding), &[found])
+            .remove(model)
+            .flatten())
     }
 
     /// Makes `version` the Production one in MLflow and deploys it; the
@@ -566,6 +603,16 @@ impl Reconciler {
     ) -> Result<(), AppError> {
         let binding = self.binding(model)?;
         let before = self.desired_version(model);
+        let detail = format!(
+            "{} → v{version}",
+            before.map_or("nothing".to_string(), |v| format!("v{v}"))
+        );
+        // Recorded before MLflow is asked, completed after: a crash in
+        // between leaves a `pending` entry that says what was attempted.
+        let audit = self
+            .store
+            .begin_event(&user.name, cause, &format!("model:{model}"), &detail)
+            .await?;
         self.intents.lock().expect("intents").insert(
             model.into(),
             (version.into(), cause.into(), user.name.clone()),
@@ -577,15 +624,13 @@ impl Reconciler {
         if let Err(err) = marked {
             // Nothing changed in MLflow: nothing to attribute.
             self.intents.lock().expect("intents").remove(model);
-            return Err(err.into());
+            let err = AppError::from(err);
+            self.store
+                .complete_event(&audit, &format!("failed: {err}"))
+                .await?;
+            return Err(err);
         }
-        let detail = format!(
-            "{} → v{version}",
-            before.map_or("nothing".to_string(), |v| format!("v{v}"))
-        );
-        self.store
-            .record_event(&user.name, cause, &format!("model:{model}"), &detail)
-            .await?;
+        self.store.complete_event(&audit, "done").await?;
         self.trigger(Trigger {
             cause: cause.into(),
             actor: user.name.clone(),

@@ -1,0 +1,266 @@
+//! Four-eyes promotions end to end in process, with a real MLflow: the
+//! request freezes its evidence; the requester cannot approve; a rejection
+//! changes nothing; approval promotes at once; a request overtaken by
+//! another promotion is stale; two approvals at once promote once; every
+//! step is in the audit log with its outcome.
+
+mod support;
+
+use app::access::Role;
+use app::model::RequestState;
+use support::site::{Site, location};
+use support::{MlflowRest, config, mlflow_url, unique};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
+    let mlflow = MlflowRest::new(&mlflow_url());
+    let model = unique("four-eyes");
+    let experiment = mlflow.create_experiment(&unique("four-eyes"), &[]).await;
+    mlflow.create_registered_model(&model).await;
+    let mut versions = Vec::new();
+    for (alpha, rmse) in [("0.1", 0.9), ("0.2", 0.7), ("0.3", 0.5)] {
+        let run = mlflow
+            .create_run(
+                &experiment,
+                "r",
+                &[("alpha", alpha)],
+                &[("rmse", &[rmse])],
+                &[],
+            )
+            .await;
+        versions.push(mlflow.register_version(&model, &experiment, &run).await.0);
+    }
+    let data = tempfile::tempdir().unwrap();
+    let catalog = data.path().join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        format!(
+            "[[deployment]]\nmodel = {model:?}\ntarget = \"local\"\nrequires_approval = true\n"
+        ),
+    )
+    .unwrap();
+    let mut config = config(&mlflow_url(), data.path());
+    config.catalog = Some(catalog);
+    config.reconcile_poll_secs = 3600;
+    let site = Site::start(config, data).await;
+    let stage = |version: &str| {
+        let (mlflow, model, version) = (&mlflow, model.clone(), version.to_string());
+        async move {
+            let (_, body) = mlflow
+                .get(
+                    "model-versions/get",
+                    &[("name", &model), ("version", &version)],
+                )
+                .await;
+            body["model_version"]["current_stage"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+    let promote = format!("/deployments/{model}/promote");
+    // No reason, no request.
+    let back = location(&ask(&site, &promote, &versions[0], " ").await);
+    assert!(back.contains("promote?version=1&notice="), "{back}");
+    assert!(
+        site.store
+            .promotion_requests(Some(&model), false, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // v1 is asked for; the evidence is frozen with it.
+    let page = location(&ask(&site, &promote, &versions[0], "first model").await);
+    let id = page
+        .strip_prefix("/approvals/")
+        .expect("to the request")
+        .to_string();
+    let request = site.slipway.request(&id).await.unwrap();
+    assert_eq!(request.state, RequestState::Pending);
+    assert_eq!(request.requested_by, "deployer");
+    assert_eq!(request.base_version, None);
+    assert_eq!(
+        request.evidence.candidate.metrics,
+        vec![("rmse".to_string(), 0.9)]
+    );
+    assert_eq!(
+        request.evidence.candidate.params,
+        vec![("alpha".to_string(), "0.1".to_string())]
+    );
+    assert_eq!(stage("1").await, "None", "asking changes nothing in MLflow");
+
+    // The requester holds no approver role here, and an admin who asked
+    // could not approve either: nobody approves their own request.
+    let own = site
+        .post(
+            Role::Deployer,
+            &format!("{page}/approve"),
+            &[("comment", "me")],
+        )
+        .await;
+    assert_eq!(own.status(), 403);
+    let html = page_text(&site, Role::Approver, &page).await;
+    assert!(
+        html.contains("Approve and deploy") && html.contains("first model"),
+        "{html}"
+    );
+    let html = page_text(&site, Role::Deployer, &page).await;
+    assert!(
+        !html.contains("Approve and deploy"),
+        "the requester sees no decision buttons"
+    );
+
+    let approved = site
+        .post(
+            Role::Approver,
+            &format!("{page}/approve"),
+            &[("comment", "ok")],
+        )
+        .await;
+    assert_eq!(location(&approved), page, "approved, back to the request");
+    let request = site.slipway.request(&id).await.unwrap();
+    assert_eq!(request.state, RequestState::Approved);
+    assert_eq!(request.decided_by.as_deref(), Some("approver"));
+    assert_eq!(stage("1").await, "Production", "approving promotes at once");
+
+    // v2 and v3 are asked for; v3 is rejected with a reason, which changes nothing.
+    let second = location(&ask(&site, &promote, &versions[1], "lower rmse").await);
+    let third = location(&ask(&site, &promote, &versions[2], "lowest rmse").await);
+    let third_id = third.strip_prefix("/approvals/").unwrap();
+    let request = site.slipway.request(third_id).await.unwrap();
+    assert_eq!(request.base_version.as_deref(), Some("1"));
+    assert_eq!(
+        request
+            .evidence
+            .current
+            .as_ref()
+            .map(|current| current.version.as_str()),
+        Some("1"),
+        "compared with what is in production"
+    );
+    let back = location(
+        &site
+            .post(Role::Admin, &format!("{third}/reject"), &[("comment", "")])
+            .await,
+    );
+    assert!(
+        back.contains("notice="),
+        "a rejection needs a reason: {back}"
+    );
+    let rejected = site
+        .post(
+            Role::Admin,
+            &format!("{third}/reject"),
+            &[("comment", "not yet")],
+        )
+        .await;
+    assert_eq!(location(&rejected), third);
+    assert_eq!(
+        site.slipway.request(third_id).await.unwrap().state,
+        RequestState::Rejected
+    );
+    assert_eq!(stage("3").await, "None");
+    assert_eq!(stage("1").await, "Production");
+
+    // Two approvals of v2 at once: one promotes, the other is told.
+    let (by_approver, by_admin) = (format!("{second}/approve"), format!("{second}/approve"));
+    let (first_try, second_try) = tokio::join!(
+        site.post(Role::Approver, &by_approver, &[("comment", "a")]),
+        site.post(Role::Admin, &by_admin, &[("comment", "b")]),
+    );
+    let notices = [location(&first_try), location(&second_try)]
+        .iter()
+        .filter(|back| back.contains("notice="))
+        .count();
+    assert_eq!(notices, 1, "exactly one approval went through");
+    assert_eq!(stage("2").await, "Production");
+
+    // v3 asked for again; then someone moves production back to v1 in
+    // MLflow itself: the request was made against v2 and is now stale.
+    let fourth = location(&ask(&site, &promote, &versions[2], "retry").await);
+    mlflow.transition_stage(&model, "2", "Archived").await;
+    mlflow.transition_stage(&model, "1", "Production").await;
+    let stale = site
+        .post(
+            Role::Approver,
+            &format!("{fourth}/approve"),
+            &[("comment", "go")],
+        )
+        .await;
+    let back = location(&stale);
+    assert!(back.contains("notice=") && back.contains("stale"), "{back}");
+    let fourth_id = fourth.strip_prefix("/approvals/").unwrap();
+    assert_eq!(
+        site.slipway.request(fourth_id).await.unwrap().state,
+        RequestState::Stale
+    );
+    assert_eq!(stage("3").await, "None", "a stale request promotes nothing");
+
+    // The audit log has each step, each with its outcome.
+    let audit = site
+        .store
+        .recent_events(Some(&format!("model:{model}")), 100)
+        .await
+        .unwrap();
+    let steps: Vec<(String, String, String)> = audit
+        .iter()
+        .rev()
+        .map(|event| {
+            (
+                event.actor.clone(),
+                event.action.clone(),
+                event.outcome.clone(),
+            )
+        })
+        .collect();
+    let step = |actor: &str, action: &str, outcome: &str| {
+        (actor.to_string(), action.to_string(), outcome.to_string())
+    };
+    assert_eq!(steps[0].1, "promotion-request");
+    assert!(
+        steps.contains(&step("approver", "approve", "done")),
+        "{steps:?}"
+    );
+    assert!(
+        steps.contains(&step("approver", "approval", "done")),
+        "{steps:?}"
+    );
+    assert!(
+        steps.contains(&step("admin", "reject", "done")),
+        "{steps:?}"
+    );
+    assert!(
+        steps.iter().any(|(_, action, outcome)| action == "approve"
+            && outcome.starts_with("failed: decided by someone else")),
+        "the losing approval is recorded: {steps:?}"
+    );
+    assert!(
+        steps.iter().all(|(_, _, outcome)| outcome != "pending"),
+        "every step completed: {steps:?}"
+    );
+    site.slipway.reconciler.shutdown().await;
+}
+
+async fn page_text(site: &Site, role: Role, path: &str) -> String {
+    use http_body_util::BodyExt;
+    let response = site
+        .send(
+            support::site::Caller::Signed(role),
+            axum::http::Method::GET,
+            path,
+            "",
+        )
+        .await;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+async fn ask(site: &Site, promote: &str, version: &str, reason: &str) -> axum::response::Response {
+    site.post(
+        Role::Deployer,
+        promote,
+        &[("version", version), ("reason", reason)],
+    )
+    .await
+}
