@@ -612,3 +612,79 @@ pub struct Prediction {
     pub body: String,
     pub latency_ms: f64,
 }
+
+/// What the audit log page and its exports filter by; empty means any.
+/// Dates are `YYYY-MM-DD` (UTC), `to` included.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    pub actor: String,
+    pub action: String,
+    pub model: String,
+    pub from: String,
+    pub to: String,
+}
+
+impl AuditQuery {
+    pub const FIELDS: [&'static str; 5] = ["actor", "action", "model", "from", "to"];
+
+    pub fn from_pairs<K: AsRef<str>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let mut query = Self::default();
+        for (key, value) in pairs {
+            let value = value.into().trim().to_string();
+            match key.as_ref() {
+                "actor" => query.actor = value,
+                "action" => query.action = value,
+                "model" => query.model = value,
+                "from" => query.from = value,
+                "to" => query.to = value,
+                _ => {}
+            }
+        }
+        query
+    }
+
+    /// The non-empty fields, for a URL.
+    pub fn to_query_string(&self) -> String {
+        let values = [&self.actor, &self.action, &self.model, &self.from, &self.to];
+        let mut serializer = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in Self::FIELDS.iter().zip(values) {
+            if !value.is_empty() {
+                serializer.append_pair(name, value);
+            }
+        }
+        serializer.finish()
+    }
+}
+
+/// The audit page shows at most this many entries; the exports more.
+pub const AUDIT_PAGE_LIMIT: i64 = 500;
+pub const AUDIT_EXPORT_LIMIT: i64 = 100_000;
+
+/// Every kind of entry the audit log holds.
+pub const AUDIT_ACTIONS: [&str; 10] = [
+    "login",
+    "account",
+    "launch",
+    "cancel",
+    "promote",
+    "rollback",
+    "promotion-request",
+    "approve",
+    "reject",
+    "approval",
+];
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    /// `model:…`, `launch:…` or `user:…`.
+    pub subject: String,
+    pub detail: String,
+    /// `done`, `failed: …`, or `pending` (begun, never reported back).
+    pub outcome: String,
+}

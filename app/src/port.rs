@@ -9,10 +9,10 @@ use leptos::prelude::use_context;
 
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ArtifactOwner, DeploymentDetail, DeploymentView, Experiment, ExperimentPage,
-    FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery, MetricHistory, ModelDetail,
-    ModelsPage, Prediction, PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage,
-    User, VersionDetail,
+    ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, DeploymentDetail, DeploymentView,
+    Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery,
+    MetricHistory, ModelDetail, ModelsPage, Prediction, PromotionPreview, PromotionRequest,
+    RunDetail, RunQuery, RunsPage, User, VersionDetail,
 };
 
 #[async_trait::async_trait]
@@ -98,6 +98,14 @@ pub trait ControlPlane: Send + Sync + 'static {
         user: &User,
         id: String,
     ) -> Result<PromotionRequest, AppError>;
+
+    /// The audit log, newest first, as filtered; at most `limit` entries.
+    async fn search_audit(
+        &self,
+        user: &User,
+        query: AuditQuery,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, AppError>;
 
     /// Sends `input` to what serves the model; the answer and how long it took.
     async fn try_prediction(

@@ -4,10 +4,10 @@ use leptos::prelude::*;
 
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ArtifactOwner, ChartAxis, DeploymentDetail, DeploymentView, Experiment,
-    ExperimentPage, FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery, MetricChart,
-    ModelDetail, ModelsPage, Prediction, PromotionPreview, PromotionRequest, RunDetail, RunQuery,
-    RunsPage, User, VersionDetail,
+    ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, ChartAxis, DeploymentDetail,
+    DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm, LaunchRequest,
+    ListQuery, MetricChart, ModelDetail, ModelsPage, Prediction, PromotionPreview,
+    PromotionRequest, RunDetail, RunQuery, RunsPage, User, VersionDetail,
 };
 
 /// Who is signed in (`anonymous` on the sign-in page), so pages show only
@@ -163,4 +163,14 @@ pub async fn get_promotion_request(id: String) -> Result<PromotionRequest, AppEr
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.get_promotion_request(&user, id).await
+}
+
+/// The audit page's entries (the exports have their own routes).
+#[server]
+pub async fn search_audit(query: AuditQuery) -> Result<Vec<AuditEntry>, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?
+        .search_audit(&user, query, crate::model::AUDIT_PAGE_LIMIT)
+        .await
 }

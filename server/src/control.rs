@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 
 use app::error::AppError;
-use app::model::{ArtifactEntry, ArtifactOwner, MetricHistory, RunDetail};
+use app::model::{ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, MetricHistory, RunDetail};
 use app::model::{
     DeploymentDetail, DeploymentView, FieldErrors, Launch, LaunchForm, LaunchRequest, Prediction,
     PromotionPreview, PromotionRequest, VersionSummary,
@@ -496,6 +496,60 @@ impl ControlPlane for Slipway {
         id: String,
     ) -> Result<PromotionRequest, AppError> {
         self.request(&id).await
+    }
+
+    async fn search_audit(
+        &self,
+        _user: &User,
+        query: AuditQuery,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, AppError> {
+        let day = |text: &str, field: &str| -> Result<Option<i64>, AppError> {
+            if text.is_empty() {
+                return Ok(None);
+            }
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map(|date| {
+                    Some(
+                        date.and_time(chrono::NaiveTime::MIN)
+                            .and_utc()
+                            .timestamp_millis(),
+                    )
+                })
+                .map_err(|_| {
+                    AppError::InvalidInput(format!("{field}: {text:?} is not a date (YYYY-MM-DD)"))
+                })
+        };
+        const DAY_MS: i64 = 86_400_000;
+        let from_ms = day(&query.from, "from")?.unwrap_or(i64::MIN);
+        let until_ms = day(&query.to, "to")?.map_or(i64::MAX, |to| to + DAY_MS);
+        let subject = if query.model.is_empty() {
+            String::new()
+        } else {
+            format!("model:{}", query.model)
+        };
+        let events = self
+            .store
+            .search_events(
+                &query.actor,
+                &query.action,
+                &subject,
+                from_ms,
+                until_ms,
+                limit,
+            )
+            .await?;
+        Ok(events
+            .into_iter()
+            .map(|event| AuditEntry {
+                at_ms: event.at_ms,
+                actor: event.actor,
+                action: event.action,
+                subject: event.subject,
+                detail: event.detail,
+                outcome: event.outcome,
+            })
+            .collect())
     }
 
     async fn try_prediction(

@@ -20,7 +20,8 @@ use serde_json::json;
 use tower_http::trace::TraceLayer;
 
 use app::error::AppError;
-use app::model::{LaunchRequest, LaunchUpdate, User};
+use app::model::{AUDIT_EXPORT_LIMIT, AuditEntry, AuditQuery, LaunchRequest, LaunchUpdate, User};
+use app::port::ControlPlane;
 use axum::Extension;
 use axum::extract::{Path, RawForm};
 use axum::response::Redirect;
@@ -75,6 +76,8 @@ pub fn router(state: AppState) -> Router {
         .route("/launches/{id}/cancel", post(cancel_launch))
         .route("/deployments/{model}/promote", post(promote))
         .route("/deployments/{model}/rollback", post(rollback))
+        .route("/audit.csv", get(export_audit_csv))
+        .route("/audit.json", get(export_audit_json))
         .route("/approvals/{id}/approve", post(approve))
         .route("/approvals/{id}/reject", post(reject))
         .route("/api/launches/{id}/events", get(launch_events));
@@ -330,6 +333,94 @@ async fn reject(
     back_to(format!("/approvals/{}", path_segment(&id)), outcome.err())
 }
 
+/// The audit log as the page's filters select it, as CSV or JSON.
+async fn export_audit(
+    state: &AppState,
+    user: &User,
+    query: Option<&str>,
+) -> Result<Vec<AuditEntry>, Response> {
+    let query = AuditQuery::from_pairs(url::form_urlencoded::parse(
+        query.unwrap_or_default().as_bytes(),
+    ));
+    state
+        .slipway
+        .search_audit(user, query, AUDIT_EXPORT_LIMIT)
+        .await
+        .map_err(|err| (status_of(&err), err.to_string()).into_response())
+}
+
+async fn export_audit_csv(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    uri: axum::http::Uri,
+) -> Response {
+    let entries = match export_audit(&state, &user, uri.query()).await {
+        Ok(entries) => entries,
+        Err(response) => return response,
+    };
+    let mut csv = String::from("time,actor,action,subject,detail,outcome\r\n");
+    for entry in entries {
+        let time = chrono::DateTime::from_timestamp_millis(entry.at_ms)
+            .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default();
+        let cells = [
+            time,
+            entry.actor,
+            entry.action,
+            entry.subject,
+            entry.detail,
+            entry.outcome,
+        ];
+        let row: Vec<String> = cells.iter().map(|cell| csv_cell(cell)).collect();
+        csv.push_str(&row.join(","));
+        csv.push_str("\r\n");
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"slipway-audit.csv\"",
+            ),
+        ],
+        csv,
+    )
+        .into_response()
+}
+
+async fn export_audit_json(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    uri: axum::http::Uri,
+) -> Response {
+    match export_audit(&state, &user, uri.query()).await {
+        Ok(entries) => (
+            [(
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"slipway-audit.json\"",
+            )],
+            axum::Json(entries),
+        )
+            .into_response(),
+        Err(response) => response,
+    }
+}
+
+/// One CSV cell: quoted when it must be, and never read as a formula by a
+/// spreadsheet (a leading `=`, `+`, `-` or `@` gets a `'` in front).
+fn csv_cell(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
 /// One field of a urlencoded form; empty when missing.
 fn form_field(body: &[u8], name: &str) -> String {
     url::form_urlencoded::parse(body)
@@ -574,6 +665,18 @@ fn refuse(rejection: Rejection) -> Response {
 #[cfg(test)]
 mod tests {
     use super::unseen_part;
+
+    #[test]
+    fn csv_cells_are_quoted_and_never_formulas() {
+        assert_eq!(super::csv_cell("plain"), "plain");
+        assert_eq!(super::csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(super::csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(
+            super::csv_cell("=HYPERLINK(\"x\")"),
+            "\"'=HYPERLINK(\"\"x\"\")\""
+        );
+        assert_eq!(super::csv_cell("-1"), "'-1");
+    }
 
     #[test]
     fn a_reopened_log_skips_what_was_sent_before() {

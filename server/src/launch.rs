@@ -298,8 +298,9 @@ impl Launcher {
         if !new {
             return Ok(Submitted::Launched(Box::new(launch)));
         }
-        self.store
-            .record_event(
+        let audit = self
+            .store
+            .begin_event(
                 &user.name,
                 "launch",
                 &format!("launch:{}", launch.id),
@@ -310,9 +311,23 @@ impl Launcher {
             )
             .await?;
         self.bump();
-        let launch = self
+        let launch = match self
             .prepare_and_start(user, request, &launch, checked, &run_name)
-            .await?;
+            .await
+        {
+            Ok(launch) => launch,
+            Err(err) => {
+                self.store
+                    .complete_event(&audit, &format!("failed: {err}"))
+                    .await?;
+                return Err(err);
+            }
+        };
+        let outcome = match launch.status {
+            LaunchStatus::Failed => format!("failed: {}", launch.reason),
+            status => format!("done: {}", status.as_str()),
+        };
+        self.store.complete_event(&audit, &outcome).await?;
         Ok(Submitted::Launched(Box::new(launch)))
     }
 
@@ -502,27 +517,31 @@ impl Launcher {
                 launch.status.as_str()
             )));
         }
-        if let Some(executor_ref) = &launch.executor_ref {
-            self.executor
-                .cancel(&launch.id, executor_ref)
-                .await
-                .map_err(|err| AppError::Unavailable(err.0))?;
-        }
         let reason = format!("cancelled by {}", user.name);
-        self.apply(&StatusReport {
-            launch_id: launch.id.clone(),
-            status: LaunchStatus::Cancelled,
-            reason: reason.clone(),
-        })
-        .await?;
-        self.store
-            .record_event(
+        let audit = self
+            .store
+            .begin_event(
                 &user.name,
                 "cancel",
                 &format!("launch:{}", launch.id),
                 &reason,
             )
             .await?;
+        if let Some(executor_ref) = &launch.executor_ref
+            && let Err(err) = self.executor.cancel(&launch.id, executor_ref).await
+        {
+            self.store
+                .complete_event(&audit, &format!("failed: {}", err.0))
+                .await?;
+            return Err(AppError::Unavailable(err.0));
+        }
+        self.apply(&StatusReport {
+            launch_id: launch.id.clone(),
+            status: LaunchStatus::Cancelled,
+            reason: reason.clone(),
+        })
+        .await?;
+        self.store.complete_event(&audit, "done").await?;
         self.launch(id).await
     }
 

@@ -131,6 +131,33 @@ impl Store {
         Ok(event)
     }
 
+    /// Entries matching `query` (dates already turned into a time range),
+    /// newest first.
+    pub async fn search_events(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        from_ms: i64,
+        until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, at_ms, actor, action, subject, detail, outcome FROM audit_events \
+             WHERE ($1 = '' OR actor = $1) AND ($2 = '' OR action = $2) AND ($3 = '' OR subject = $3) \
+             AND at_ms >= $4 AND at_ms < $5 ORDER BY at_ms DESC, id DESC LIMIT $6",
+        )
+        .bind(actor)
+        .bind(action)
+        .bind(subject)
+        .bind(from_ms)
+        .bind(until_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
     /// Newest first.
     pub async fn recent_events(
         &self,
@@ -145,21 +172,20 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(AuditEvent {
-                    id: row.try_get("id")?,
-                    at_ms: row.try_get("at_ms")?,
-                    actor: row.try_get("actor")?,
-                    action: row.try_get("action")?,
-                    subject: row.try_get("subject")?,
-                    detail: row.try_get("detail")?,
-                    outcome: row.try_get("outcome")?,
-                })
-            })
-            .collect::<std::result::Result<_, sqlx::Error>>()
-            .map_err(Error::from)
+        rows.iter().map(event_from_row).collect()
     }
+}
+
+fn event_from_row(row: &AnyRow) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: row.try_get("id")?,
+        at_ms: row.try_get("at_ms")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        subject: row.try_get("subject")?,
+        detail: row.try_get("detail")?,
+        outcome: row.try_get("outcome")?,
+    })
 }
 
 const LAUNCH_COLUMNS: &str = "id, project, entry_point, params, profile, backend, experiment_id, run_id, \

@@ -239,7 +239,69 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
         steps.iter().all(|(_, _, outcome)| outcome != "pending"),
         "every step completed: {steps:?}"
     );
+
+    // The same log, filtered and exported, as any signed-in user reads it.
+    let json = page_text(
+        &site,
+        Role::Viewer,
+        &format!("/audit.json?model={model}&action=reject"),
+    )
+    .await;
+    let entries: Vec<app::model::AuditEntry> = serde_json::from_str(&json).unwrap();
+    assert_eq!(entries.len(), 1, "{json}");
+    assert_eq!(
+        (entries[0].actor.as_str(), entries[0].outcome.as_str()),
+        ("admin", "done")
+    );
+    assert!(entries[0].detail.ends_with("not yet"), "{:?}", entries[0]);
+    let csv = page_text(
+        &site,
+        Role::Viewer,
+        &format!("/audit.csv?model={model}&actor=approver"),
+    )
+    .await;
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("time,actor,action,subject,detail,outcome")
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert!(
+        !rows.is_empty()
+            && rows
+                .iter()
+                .all(|row| row.split(',').nth(1) == Some("approver")),
+        "{csv}"
+    );
+    let html = page_text(
+        &site,
+        Role::Viewer,
+        &format!("/audit?model={model}&action=promotion-request"),
+    )
+    .await;
+    assert_eq!(
+        html.matches("data-action=\"promotion-request\"").count(),
+        4,
+        "{html}"
+    );
+    let (status, _) = page_status(&site, &format!("/audit.json?from=yesterday")).await;
+    assert_eq!(status, 400, "a bad date is explained, not ignored");
     site.slipway.reconciler.shutdown().await;
+}
+
+async fn page_status(site: &Site, path: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let response = site
+        .send(
+            support::site::Caller::Signed(Role::Viewer),
+            axum::http::Method::GET,
+            path,
+            "",
+        )
+        .await;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 async fn page_text(site: &Site, role: Role, path: &str) -> String {

@@ -207,6 +207,8 @@ fn DeploymentBody(detail: DeploymentDetail, may_roll_back: bool) -> impl IntoVie
             <h2>"Waiting for approval"</h2>
             <RequestTable requests=detail.pending_requests.clone()/>
         })}
+        <h2>"Live versions"</h2>
+        <LiveVersions events=detail.history.clone()/>
         <h2>"History"</h2>
         <History model=view_.model.clone() events=detail.history/>
         {detail.example_input.map(|example| {
@@ -214,6 +216,54 @@ fn DeploymentBody(detail: DeploymentDetail, may_roll_back: bool) -> impl IntoVie
             view! { <p><a href=href class="use-example">"Try it with the model's input example"</a></p> }
         })}
     }
+}
+
+/// Which version served when: each version that came to serve, from then
+/// until the next one did (the history is newest first).
+#[component]
+fn LiveVersions(events: Vec<DeploymentEvent>) -> impl IntoView {
+    let mut served: Vec<&DeploymentEvent> = events
+        .iter()
+        .filter(|event| event.outcome == "serving" && event.version.is_some())
+        .collect();
+    served.reverse();
+    if served.is_empty() {
+        return view! { <p class="empty">"No version has served yet."</p> }.into_any();
+    }
+    let rows = served
+        .iter()
+        .enumerate()
+        .map(|(index, event)| {
+            let since = event.ready_ms.unwrap_or(event.started_ms);
+            let until = served
+                .get(index + 1)
+                .map(|next| format_millis(Some(next.ready_ms.unwrap_or(next.started_ms))))
+                .unwrap_or_else(|| "now".to_string());
+            view! {
+                <tr>
+                    <td>{version_text(&event.version)}</td>
+                    <td>{format_millis(Some(since))}</td>
+                    <td>{until}</td>
+                    <td>{format!("{} by {}", event.cause, event.actor)}</td>
+                </tr>
+            }
+        })
+        .rev()
+        .collect_view();
+    view! {
+        <table class="data live-versions">
+            <thead>
+                <tr>
+                    <th scope="col">"Version"</th>
+                    <th scope="col">"From"</th>
+                    <th scope="col">"Until"</th>
+                    <th scope="col">"Because of"</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+    .into_any()
 }
 
 #[component]

@@ -1,4 +1,5 @@
 mod approvals;
+mod audit;
 mod deployments;
 mod experiments;
 mod launch;
@@ -21,6 +22,7 @@ use crate::error::AppError;
 use crate::model::User;
 use crate::server_fns::who_am_i;
 use approvals::{ApprovalPage, ApprovalsPage};
+use audit::AuditPage;
 use deployments::{DeploymentPage, DeploymentsPage, PromotePage};
 use experiments::ExperimentsPage;
 use launch::{LaunchFormPage, LaunchPage, LaunchesPage};
@@ -82,6 +84,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/deployments/:model") view=DeploymentPage/>
                     <Route path=path!("/deployments/:model/promote") view=PromotePage/>
                     <Route path=path!("/approvals") view=ApprovalsPage/>
+                    <Route path=path!("/audit") view=AuditPage/>
                     <Route path=path!("/approvals/:id") view=ApprovalPage/>
                     <Route path=path!("/launch") view=LaunchFormPage/>
                     <Route path=path!("/launches") view=LaunchesPage/>
@@ -117,6 +120,7 @@ fn TopNav(user: User) -> impl IntoView {
             <a href="/launches">"Launches"</a>
             <a href="/deployments">"Deployments"</a>
             <a href="/approvals">"Approvals"</a>
+            <a href="/audit">"Audit"</a>
             {may_launch.then(|| view! { <a href="/launch">"Launch"</a> })}
         </nav>
         <div class="who">
