@@ -284,7 +284,7 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
         4,
         "{html}"
     );
-    let (status, _) = page_status(&site, &format!("/audit.json?from=yesterday")).await;
+    let (status, _) = page_status(&site, "/audit.json?from=yesterday").await;
     assert_eq!(status, 400, "a bad date is explained, not ignored");
     site.slipway.reconciler.shutdown().await;
 }
