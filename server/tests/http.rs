@@ -785,3 +785,75 @@ async fn the_cancel_button_stops_a_running_launch_and_explains_a_second_click() 
         "{html}"
     );
 }
+
+/// Wrong passwords: each refused alike, audited without the password, and
+/// after five the account is held even with the right one.
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_sign_ins_are_audited_and_then_held() {
+    let data = tempfile::tempdir().unwrap();
+    let state = build_state(&config(&mlflow_url(), data.path()))
+        .await
+        .unwrap();
+    let store = state.slipway.store.clone();
+    let router = router(state);
+    sign_in(&router, &store, "mallory-target", Role::Viewer).await;
+    let attempt = |password: &'static str| {
+        let router = router.clone();
+        async move {
+            let response = router
+                .oneshot(
+                    Request::post("/login")
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .header("sec-fetch-site", "same-origin")
+                        .body(Body::from(format!(
+                            "name=mallory-target&password={password}&next=%2Fmodels"
+                        )))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert!(
+                response.headers().get("set-cookie").is_none(),
+                "refused: no session"
+            );
+            response.headers()["location"].to_str().unwrap().to_string()
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            attempt("guess-one-two").await,
+            "/login?error=invalid&next=%2Fmodels"
+        );
+    }
+    assert_eq!(
+        attempt("correct horse battery").await,
+        "/login?error=throttled&next=%2Fmodels",
+        "held, even with the right password"
+    );
+    let audit = store
+        .recent_events(Some("user:mallory-target"), 20)
+        .await
+        .unwrap();
+    let outcomes: Vec<&str> = audit.iter().map(|event| event.detail.as_str()).collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|detail| detail.starts_with("failed"))
+            .count(),
+        5,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|detail| detail.starts_with("refused"))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .all(|event| !event.detail.contains("guess-one-two"))
+    );
+}
