@@ -99,6 +99,9 @@ pub trait ControlPlane: Send + Sync + 'static {
         id: String,
     ) -> Result<PromotionRequest, AppError>;
 
+    /// The single sign-on provider's name, if it is configured.
+    fn single_sign_on(&self) -> Option<String>;
+
     /// The audit log, newest first, as filtered; at most `limit` entries.
     async fn search_audit(
         &self,

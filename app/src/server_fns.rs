@@ -174,3 +174,9 @@ pub async fn search_audit(query: AuditQuery) -> Result<Vec<AuditEntry>, AppError
         .search_audit(&user, query, crate::model::AUDIT_PAGE_LIMIT)
         .await
 }
+
+/// What the sign-in page offers; answered without a session.
+#[server(endpoint = "login_options")]
+pub async fn login_options() -> Result<Option<String>, AppError> {
+    Ok(crate::port::control_plane()?.single_sign_on())
+}

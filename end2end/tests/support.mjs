@@ -149,7 +149,7 @@ async function waitUntilReady(process, url, timeoutMs) {
   throw new Error(`${url} not ready after ${timeoutMs} ms: ${last}`);
 }
 
-function freePort() {
+export function freePort() {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.listen(0, '127.0.0.1', () => {

@@ -364,6 +364,7 @@ async fn serve(
     let auth = Arc::new(server::auth::Auth::new(
         store.clone(),
         config.auth_settings(),
+        None,
     ));
     store
         .create_account(&server::store::Account {
@@ -390,6 +391,7 @@ async fn serve(
             launcher: launcher.clone(),
             reconciler,
             predictions: reqwest::Client::new(),
+            single_sign_on: None,
         }),
         metrics: Metrics::new(),
         webhooks: None,

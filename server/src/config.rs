@@ -155,6 +155,42 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_SESSION_MAX_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=8_760))]
     pub session_max_hours: u64,
 
+    /// OpenID Connect provider for single sign-on (its issuer URL, exactly
+    /// as its discovery document states it). Needs --external-url.
+    #[arg(long, env = "SLIPWAY_OIDC_ISSUER", requires_all = ["oidc_client_id", "external_url"])]
+    pub oidc_issuer: Option<String>,
+
+    #[arg(long, env = "SLIPWAY_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+
+    #[arg(long, env = "SLIPWAY_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+
+    #[arg(
+        long,
+        env = "SLIPWAY_OIDC_SCOPES",
+        value_delimiter = ',',
+        default_value = "openid,profile,email"
+    )]
+    pub oidc_scopes: Vec<String>,
+
+    /// The ID token claim that lists the user's groups.
+    #[arg(long, env = "SLIPWAY_OIDC_GROUPS_CLAIM", default_value = "groups")]
+    pub oidc_groups_claim: String,
+
+    /// The ID token claim that names the account (`sub` when missing).
+    #[arg(
+        long,
+        env = "SLIPWAY_OIDC_USERNAME_CLAIM",
+        default_value = "preferred_username"
+    )]
+    pub oidc_username_claim: String,
+
+    /// Groups to roles: `group=role` or `group=role:pattern,pattern`,
+    /// separated by `;`. A user whose groups map to no role cannot sign in.
+    #[arg(long, env = "SLIPWAY_OIDC_ROLE_MAP", value_delimiter = ';')]
+    pub oidc_role_map: Vec<crate::auth::oidc::GroupRole>,
+
     #[arg(long, env = "SLIPWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
@@ -269,6 +305,24 @@ impl Config {
             absolute: Duration::from_secs(self.session_max_hours * 3600),
             external_url: self.external_url.clone(),
         }
+    }
+
+    /// Single sign-on, when an issuer is configured.
+    pub fn oidc_settings(&self) -> Option<crate::auth::oidc::OidcSettings> {
+        let issuer = self.oidc_issuer.clone()?;
+        let external = self.external_url.as_ref()?;
+        Some(crate::auth::oidc::OidcSettings {
+            issuer,
+            client_id: self.oidc_client_id.clone().unwrap_or_default(),
+            client_secret: self.oidc_client_secret.clone(),
+            scopes: self.oidc_scopes.clone(),
+            groups_claim: self.oidc_groups_claim.clone(),
+            username_claim: self.oidc_username_claim.clone(),
+            role_map: self.oidc_role_map.clone(),
+            redirect_url: external
+                .join("login/oidc/callback")
+                .expect("a path joins an http URL"),
+        })
     }
 
     pub fn mlflow_timeout(&self) -> Duration {

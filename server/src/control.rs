@@ -36,6 +36,8 @@ pub struct Slipway {
     pub reconciler: Arc<Reconciler>,
     /// For Try it: requests to the serving endpoints.
     pub predictions: reqwest::Client,
+    /// The single sign-on provider's name, when there is one.
+    pub single_sign_on: Option<String>,
 }
 
 /// Deployment events a deployment's page shows.
@@ -496,6 +498,10 @@ impl ControlPlane for Slipway {
         id: String,
     ) -> Result<PromotionRequest, AppError> {
         self.request(&id).await
+    }
+
+    fn single_sign_on(&self) -> Option<String> {
+        self.single_sign_on.clone()
     }
 
     async fn search_audit(

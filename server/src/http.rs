@@ -72,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(|| async { Redirect::to("/experiments") }))
         .route("/login", post(login))
         .route("/logout", post(logout))
+        .route("/login/oidc", get(begin_sso))
+        .route("/login/oidc/callback", get(finish_sso))
         .route("/launches", post(submit_launch))
         .route("/launches/{id}/cancel", post(cancel_launch))
         .route("/deployments/{model}/promote", post(promote))
@@ -214,6 +216,60 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, shown.to_string()).into_response()
         }
     }
+}
+
+/// Off to the single sign-on provider.
+async fn begin_sso(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
+    let query = uri.query().unwrap_or_default();
+    let next = form_field(query.as_bytes(), "next");
+    match state.auth.begin_sso(&next).await {
+        Ok((url, cookie)) => {
+            let mut response = Redirect::to(url.as_str()).into_response();
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+            response
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "single sign-on could not start");
+            Redirect::to("/login?error=sso").into_response()
+        }
+    }
+}
+
+/// Back from the provider: a session, or the sign-in page with an error
+/// (the details go to the log, not into the URL).
+async fn finish_sso(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let query = uri.query().unwrap_or_default().as_bytes();
+    let (code, sso_state, error) = (
+        form_field(query, "code"),
+        form_field(query, "state"),
+        form_field(query, "error"),
+    );
+    let outcome = if !error.is_empty() {
+        Err(format!("the provider answered {error}"))
+    } else {
+        state.auth.finish_sso(&headers, &code, &sso_state).await
+    };
+    let mut response = match outcome {
+        Ok((token, next)) => {
+            let mut response = Redirect::to(&auth::local_target(Some(&next))).into_response();
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, state.auth.session_cookie(&token));
+            response
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "single sign-on failed");
+            Redirect::to("/login?error=sso").into_response()
+        }
+    };
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, state.auth.cleared_sso_cookie());
+    response
 }
 
 async fn logout(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {

@@ -117,8 +117,13 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
     launcher.follow(reports);
     launcher.settle_interrupted().await?;
     register_webhook(config, mlflow.clone());
-    let auth = Arc::new(Auth::new(store.clone(), config.auth_settings()));
+    let auth = Arc::new(Auth::new(
+        store.clone(),
+        config.auth_settings(),
+        config.oidc_settings().map(auth::oidc::Oidc::new),
+    ));
     sweep_sessions(auth.clone());
+    let single_sign_on = auth.single_sign_on();
     Ok(AppState {
         auth,
         leptos_options: leptos_options(config),
@@ -127,6 +132,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
             store,
             launcher,
             reconciler,
+            single_sign_on,
             predictions: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
                 .build()

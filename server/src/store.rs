@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 mod accounts;
 mod requests;
 
-pub use accounts::{Account, AccountSource, SessionRecord};
+pub use accounts::{Account, AccountSource, OidcFlow, SessionRecord};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

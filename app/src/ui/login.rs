@@ -6,9 +6,12 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
+use crate::server_fns::login_options;
+
 #[component]
 pub fn LoginPage() -> impl IntoView {
     let query = use_query_map();
+    let sso = Resource::new_blocking(|| (), |_| login_options());
     let next = move || query.with(|query| query.get("next").unwrap_or_else(|| "/".into()));
     let message = move || {
         query.with(|query| {
@@ -17,6 +20,10 @@ pub fn LoginPage() -> impl IntoView {
             }
             match query.get("error").as_deref() {
                 Some("invalid") => Some(("form-errors", "Wrong name or password.")),
+                Some("sso") => Some((
+                    "form-errors",
+                    "Single sign-on failed; the server log says why.",
+                )),
                 Some("throttled") => Some((
                     "form-errors",
                     "Too many failed sign-ins; wait a few minutes and try again.",
@@ -39,6 +46,18 @@ pub fn LoginPage() -> impl IntoView {
                 <input id="password" name="password" type="password" autocomplete="current-password" required/>
                 <button type="submit" class="primary">"Sign in"</button>
             </form>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    sso.await.ok().flatten().map(|provider| {
+                        let href = format!("/login/oidc?next={}", super::list::segment(&next()));
+                        view! {
+                            <p class="sso">
+                                <a class="button" href=href rel="external">{format!("Sign in with {provider}")}</a>
+                            </p>
+                        }
+                    })
+                })}
+            </Suspense>
         </section>
     }
 }

@@ -9,6 +9,7 @@
 //! - What a signed-in user may do is decided in `app::access::authorize`.
 
 pub mod limiter;
+pub mod oidc;
 pub mod password;
 
 use std::net::{IpAddr, SocketAddr};
@@ -29,6 +30,7 @@ use crate::store::{Account, Store, now_ms};
 use limiter::LoginLimiter;
 
 pub const SESSION_COOKIE: &str = "slipway_session";
+const OIDC_COOKIE: &str = "slipway_oidc";
 /// A session's last-seen time is written at most this often.
 const TOUCH_EVERY_MS: i64 = 60_000;
 
@@ -36,6 +38,7 @@ pub struct Auth {
     store: Store,
     settings: AuthSettings,
     limiter: LoginLimiter,
+    pub oidc: Option<oidc::Oidc>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,12 +62,100 @@ pub enum LoginRefused {
 }
 
 impl Auth {
-    pub fn new(store: Store, settings: AuthSettings) -> Self {
+    pub fn new(store: Store, settings: AuthSettings, oidc: Option<oidc::Oidc>) -> Self {
         Self {
             store,
             settings,
             limiter: LoginLimiter::default(),
+            oidc,
         }
+    }
+
+    /// The single sign-on provider's name, when there is one.
+    pub fn single_sign_on(&self) -> Option<String> {
+        self.oidc.as_ref().map(oidc::Oidc::provider)
+    }
+
+    /// Starts a single sign-on: the provider's URL, and the cookie that
+    /// binds the login to this browser.
+    pub async fn begin_sso(&self, next: &str) -> std::result::Result<(Url, HeaderValue), String> {
+        let oidc = self
+            .oidc
+            .as_ref()
+            .ok_or("single sign-on is not configured")?;
+        let (url, state) = oidc.begin(&self.store, local_target(Some(next))).await?;
+        let cookie = HeaderValue::from_str(&format!(
+            "{OIDC_COOKIE}={state}; Path=/login/oidc; HttpOnly; SameSite=Lax; Max-Age=600{}",
+            self.secure_attribute()
+        ))
+        .map_err(|err| err.to_string())?;
+        Ok((url, cookie))
+    }
+
+    /// Finishes a single sign-on: the account as the provider describes it
+    /// now, and a new session; returns the token and where to go.
+    pub async fn finish_sso(
+        &self,
+        headers: &HeaderMap,
+        code: &str,
+        state: &str,
+    ) -> std::result::Result<(String, String), String> {
+        let oidc = self
+            .oidc
+            .as_ref()
+            .ok_or("single sign-on is not configured")?;
+        // The state must come back to the browser that started the login.
+        if cookie(headers, OIDC_COOKIE).as_deref() != Some(state) {
+            return Err("the sign-in did not start in this browser".into());
+        }
+        let signed_in = oidc.finish(&self.store, code, state).await?;
+        let name = signed_in.name.clone();
+        crate::cli::check_name(&name).map_err(|err| err.to_string())?;
+        if signed_in.grants.is_empty() {
+            let _ = self
+                .store
+                .record_event(
+                    &name,
+                    "login",
+                    &format!("user:{name}"),
+                    &format!(
+                        "refused: single sign-on groups {:?} grant no role",
+                        signed_in.groups
+                    ),
+                )
+                .await;
+            return Err(format!("{name}'s groups grant no role in Slipway"));
+        }
+        let account = self
+            .store
+            .upsert_sso_account(&name, &signed_in.grants)
+            .await
+            .map_err(|err| err.to_string())?;
+        if account.disabled {
+            return Err(format!("{name}'s account is disabled"));
+        }
+        let token = self
+            .open_session(&name)
+            .await
+            .map_err(|err| err.to_string())?;
+        let grants: Vec<String> = signed_in.grants.iter().map(ToString::to_string).collect();
+        self.store
+            .record_event(
+                &name,
+                "login",
+                &format!("user:{name}"),
+                &format!("signed in through single sign-on as {}", grants.join("; ")),
+            )
+            .await
+            .map_err(|err| err.to_string())?;
+        tracing::info!(user = %name, groups = ?signed_in.groups, "signed in through single sign-on");
+        Ok((token, signed_in.next))
+    }
+
+    pub fn cleared_sso_cookie(&self) -> HeaderValue {
+        HeaderValue::from_static(
+            "slipway_oidc=; Path=/login/oidc; HttpOnly; SameSite=Lax; Max-Age=0",
+        )
     }
 
     /// Checks a local account's password and opens a new session; returns its token.
@@ -217,7 +308,7 @@ fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes())
         .iter()
         .map(|byte| format!("{byte:02x}"))
@@ -226,13 +317,17 @@ fn token_hash(token: &str) -> String {
 
 /// The session token from the request's cookies.
 pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE)
+}
+
+fn cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|cookies| cookies.split(';'))
         .filter_map(|cookie| cookie.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.to_string())
         .filter(|value| !value.is_empty())
 }
@@ -247,7 +342,10 @@ pub fn peer_address(request: &Request) -> Option<IpAddr> {
 
 /// Paths served without a session: the sign-in page and what it needs.
 fn is_public(path: &str) -> bool {
-    path == "/login" || path.starts_with("/pkg/") || path == "/favicon.svg"
+    matches!(
+        path,
+        "/login" | "/login/oidc" | "/login/oidc/callback" | "/api/login_options" | "/favicon.svg"
+    ) || path.starts_with("/pkg/")
 }
 
 pub async fn gate(State(auth): State<Arc<Auth>>, mut request: Request, next: Next) -> Response {

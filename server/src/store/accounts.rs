@@ -261,3 +261,60 @@ fn account_from_row(row: &AnyRow) -> Result<Account> {
         created_ms: row.try_get("created_ms")?,
     })
 }
+
+/// A single sign-on login between the redirect and the callback.
+pub struct OidcFlow {
+    pub pkce_verifier: String,
+    pub nonce: String,
+    pub next: String,
+}
+
+/// How long a login may take at the provider.
+const OIDC_FLOW_MS: i64 = 10 * 60 * 1000;
+
+impl Store {
+    pub async fn start_oidc_flow(&self, state_hash: &str, flow: &OidcFlow) -> Result<()> {
+        let now = now_ms();
+        sqlx::query("DELETE FROM oidc_flows WHERE created_ms < $1")
+            .bind(now - OIDC_FLOW_MS)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO oidc_flows (state_hash, pkce_verifier, nonce, next, created_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(state_hash)
+        .bind(&flow.pkce_verifier)
+        .bind(&flow.nonce)
+        .bind(&flow.next)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The flow, once: it is deleted as it is read.
+    pub async fn take_oidc_flow(&self, state_hash: &str) -> Result<Option<OidcFlow>> {
+        let row = sqlx::query(
+            "SELECT pkce_verifier, nonce, next, created_ms FROM oidc_flows WHERE state_hash = $1",
+        )
+        .bind(state_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let deleted = sqlx::query("DELETE FROM oidc_flows WHERE state_hash = $1")
+            .bind(state_hash)
+            .execute(&self.pool)
+            .await?;
+        let Some(row) = row.filter(|_| deleted.rows_affected() == 1) else {
+            return Ok(None);
+        };
+        let created_ms: i64 = row.try_get("created_ms")?;
+        if now_ms() - created_ms > OIDC_FLOW_MS {
+            return Ok(None);
+        }
+        Ok(Some(OidcFlow {
+            pkce_verifier: row.try_get("pkce_verifier")?,
+            nonce: row.try_get("nonce")?,
+            next: row.try_get("next")?,
+        }))
+    }
+}
