@@ -10,7 +10,9 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use server::{build_state, http::router};
-use support::{MlflowRest, OwnMlflow, config, free_port, mlflow_url, sign_in, unique};
+use support::{
+    MlflowRest, OwnMlflow, config, free_port, mlflow_url, sign_in, trainer_catalog, unique,
+};
 use tower::ServiceExt;
 
 struct TestApp {
@@ -60,18 +62,7 @@ impl TestApp {
     /// With a catalog holding the test trainer project and a `cpu` profile.
     async fn with_trainer() -> Self {
         let data = tempfile::tempdir().unwrap();
-        let trainer =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trainer");
-        let catalog = data.path().join("catalog.toml");
-        std::fs::write(
-            &catalog,
-            format!(
-                "[[profile]]\nname = \"cpu\"\ndescription = \"small\"\ncpu = {{ request = \"100m\", limit = \"1\" }}\n\n\
-                 [[project]]\nname = \"trainer\"\ndirectory = {:?}\n",
-                trainer.display().to_string()
-            ),
-        )
-        .unwrap();
+        let catalog = trainer_catalog(data.path(), "");
         let mut config = config(&mlflow_url(), data.path());
         config.catalog = Some(catalog);
         Self::start(config, data).await

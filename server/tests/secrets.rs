@@ -9,22 +9,12 @@ mod support;
 use std::time::Duration;
 
 use support::binary::{Slipway, SlipwaySettings};
-use support::{mlflow_url, unique};
+use support::{mlflow_url, trainer_catalog, unique};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_secret_reaches_a_training_a_page_the_metrics_or_the_log() {
     let data = tempfile::tempdir().unwrap();
-    let trainer = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trainer");
-    let catalog = data.path().join("catalog.toml");
-    std::fs::write(
-        &catalog,
-        format!(
-            "[[profile]]\nname = \"cpu\"\ndescription = \"small\"\ncpu = {{ request = \"100m\", limit = \"1\" }}\n\n\
-             [[project]]\nname = \"trainer\"\ndirectory = {:?}\n",
-            trainer.display().to_string()
-        ),
-    )
-    .unwrap();
+    let catalog = trainer_catalog(data.path(), "");
     let database_marker = unique("database-file");
     let webhook_secret = unique("webhook-secret");
     let mlflow_password = unique("slipway-mlflow-password");

@@ -415,3 +415,20 @@ pub async fn sign_in(
     let cookie = response.headers()["set-cookie"].to_str().unwrap();
     cookie.split(';').next().unwrap().to_string()
 }
+
+/// A catalog in `dir` with the test trainer project and a `cpu` profile,
+/// then `more` (deployment bindings, say); returns its path.
+pub fn trainer_catalog(dir: &std::path::Path, more: &str) -> PathBuf {
+    let trainer = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trainer");
+    let catalog = dir.join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        format!(
+            "[[profile]]\nname = \"cpu\"\ndescription = \"small\"\ncpu = {{ request = \"100m\", limit = \"1\" }}\n\n\
+             [[project]]\nname = \"trainer\"\ndirectory = {:?}\n\n{more}",
+            trainer.display().to_string()
+        ),
+    )
+    .unwrap();
+    catalog
+}
