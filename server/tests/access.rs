@@ -256,18 +256,6 @@ async fn every_route_admits_exactly_the_callers_it_should() {
 
     // Promote and roll back: deployers and up. A refused promotion leaves
     // MLflow's stage and the audit log as they were.
-    let stage = || async {
-        let (_, body) = mlflow
-            .get(
-                "model-versions/get",
-                &[("name", &model), ("version", &version)],
-            )
-            .await;
-        body["model_version"]["current_stage"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
     let promote = format!("/deployments/{model}/promote");
     let rollback = format!("/deployments/{model}/rollback");
     let form = format!("version={version}");
@@ -284,7 +272,7 @@ async fn every_route_admits_exactly_the_callers_it_should() {
         let response = site.send(caller, Method::POST, &promote, &form).await;
         if refused(&response) {
             assert_eq!(
-                stage().await,
+                mlflow.stage(&model, &version).await,
                 "None",
                 "a refused promotion changed nothing ({caller:?})"
             );
@@ -305,7 +293,7 @@ async fn every_route_admits_exactly_the_callers_it_should() {
     }
     let deployers = [Role::Deployer, Role::Approver, Role::Admin].map(Caller::Signed);
     assert_eq!(allowed, deployers, "who may promote");
-    assert_eq!(stage().await, "Production");
+    assert_eq!(mlflow.stage(&model, &version).await, "Production");
     let mut allowed = Vec::new();
     for caller in everyone() {
         let response = site.send(caller, Method::POST, &rollback, "").await;
@@ -335,18 +323,6 @@ async fn every_route_admits_exactly_the_callers_it_should() {
         .strip_prefix("/approvals/")
         .unwrap_or_else(|| panic!("to the request: {request_page}"))
         .to_string();
-    let guarded_stage = || async {
-        let (_, body) = mlflow
-            .get(
-                "model-versions/get",
-                &[("name", &guarded), ("version", "1")],
-            )
-            .await;
-        body["model_version"]["current_stage"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
     // Rejecting first, with no comment: those allowed get "say why" and
     // decide nothing, so the request is still pending for the approve round.
     for (decision, body) in [("reject", "comment="), ("approve", "comment=looked+at+it")] {
@@ -370,7 +346,11 @@ async fn every_route_admits_exactly_the_callers_it_should() {
                     app::model::RequestState::Pending,
                     "{decision} as {caller:?}"
                 );
-                assert_eq!(guarded_stage().await, "None", "{decision} as {caller:?}");
+                assert_eq!(
+                    mlflow.stage(&guarded, "1").await,
+                    "None",
+                    "{decision} as {caller:?}"
+                );
             } else {
                 allowed.push(caller);
             }
@@ -386,7 +366,7 @@ async fn every_route_admits_exactly_the_callers_it_should() {
         .unwrap();
     assert_eq!(request.state, app::model::RequestState::Approved);
     assert_eq!(request.decided_by.as_deref(), Some("approver"));
-    assert_eq!(guarded_stage().await, "Production");
+    assert_eq!(mlflow.stage(&guarded, "1").await, "Production");
     // Asking again for what is in production goes nowhere, for anyone.
     for role in Role::ALL {
         let response = site

@@ -43,21 +43,6 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
     config.catalog = Some(catalog);
     config.reconcile_poll_secs = 3600;
     let site = Site::start(config, data).await;
-    let stage = |version: &str| {
-        let (mlflow, model, version) = (&mlflow, model.clone(), version.to_string());
-        async move {
-            let (_, body) = mlflow
-                .get(
-                    "model-versions/get",
-                    &[("name", &model), ("version", &version)],
-                )
-                .await;
-            body["model_version"]["current_stage"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        }
-    };
     let promote = format!("/deployments/{model}/promote");
     // No reason, no request.
     let back = location(&ask(&site, &promote, &versions[0], " ").await);
@@ -88,7 +73,11 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
         request.evidence.candidate.params,
         vec![("alpha".to_string(), "0.1".to_string())]
     );
-    assert_eq!(stage("1").await, "None", "asking changes nothing in MLflow");
+    assert_eq!(
+        mlflow.stage(&model, "1").await,
+        "None",
+        "asking changes nothing in MLflow"
+    );
 
     // The requester holds no approver role here, and an admin who asked
     // could not approve either: nobody approves their own request.
@@ -122,7 +111,11 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
     let request = site.slipway.request(&id).await.unwrap();
     assert_eq!(request.state, RequestState::Approved);
     assert_eq!(request.decided_by.as_deref(), Some("approver"));
-    assert_eq!(stage("1").await, "Production", "approving promotes at once");
+    assert_eq!(
+        mlflow.stage(&model, "1").await,
+        "Production",
+        "approving promotes at once"
+    );
 
     // v2 and v3 are asked for; v3 is rejected with a reason, which changes nothing.
     let second = location(&ask(&site, &promote, &versions[1], "lower rmse").await);
@@ -160,8 +153,8 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
         site.slipway.request(third_id).await.unwrap().state,
         RequestState::Rejected
     );
-    assert_eq!(stage("3").await, "None");
-    assert_eq!(stage("1").await, "Production");
+    assert_eq!(mlflow.stage(&model, "3").await, "None");
+    assert_eq!(mlflow.stage(&model, "1").await, "Production");
 
     // Two approvals of v2 at once: one promotes, the other is told.
     let (by_approver, by_admin) = (format!("{second}/approve"), format!("{second}/approve"));
@@ -174,7 +167,7 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
         .filter(|back| back.contains("notice="))
         .count();
     assert_eq!(notices, 1, "exactly one approval went through");
-    assert_eq!(stage("2").await, "Production");
+    assert_eq!(mlflow.stage(&model, "2").await, "Production");
 
     // v3 asked for again; then someone moves production back to v1 in
     // MLflow itself: the request was made against v2 and is now stale.
@@ -195,7 +188,11 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
         site.slipway.request(fourth_id).await.unwrap().state,
         RequestState::Stale
     );
-    assert_eq!(stage("3").await, "None", "a stale request promotes nothing");
+    assert_eq!(
+        mlflow.stage(&model, "3").await,
+        "None",
+        "a stale request promotes nothing"
+    );
 
     // The audit log has each step, each with its outcome.
     let audit = site

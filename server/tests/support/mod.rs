@@ -113,6 +113,20 @@ impl MlflowRest {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// A model version's stage, as MLflow has it now.
+    pub async fn stage(&self, model: &str, version: &str) -> String {
+        let (_, body) = self
+            .get(
+                "model-versions/get",
+                &[("name", model), ("version", version)],
+            )
+            .await;
+        body["model_version"]["current_stage"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// A run as MLflow's `runs/get` returns it.
     pub async fn get_run(&self, run_id: &str) -> Value {
         let response = self
