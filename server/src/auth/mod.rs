@@ -38,7 +38,7 @@ pub struct Auth {
     store: Store,
     settings: AuthSettings,
     limiter: LoginLimiter,
-    pub oidc: Option<oidc::Oidc>,
+    oidc: Option<oidc::Oidc>,
 }
 
 #[derive(Debug, Clone)]
