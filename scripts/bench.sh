@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`, release builds, figures only (nothing here passes or fails):
+# 0. the wasm bundle as shipped (release, wasm-opt), gzipped;
 # 1. the runs page against an experiment of 10,000 runs: Slipway's
 #    server-side render next to the raw runs/search call, and time until the
 #    table is visible in Chromium for Slipway and for MLflow's own UI;
@@ -30,6 +31,9 @@ fi
 log "building Slipway (release)"
 PATH="$SLIPWAY_ROOT/end2end/node_modules/.bin:$PATH" cargo leptos build --release
 
+wasm="$SLIPWAY_ROOT/target/site/pkg/slipway.wasm"
+echo "wasm bundle: $(wc -c < "$wasm") bytes, $(gzip -9 -c "$wasm" | wc -c) gzipped (budget: 500000 gzipped)"
+
 work=$(mktemp -d "${TMPDIR:-/tmp}/slipway-bench.XXXXXX")
 slipway_pid=
 cleanup() {
@@ -43,6 +47,8 @@ trap cleanup EXIT
 mlflow_port=$(free_port)
 start_mlflow "$bench_dir" "$mlflow_port"
 slipway_port=$(free_port)
+bench_password="bench-$(date +%s%N)"
+printf '%s' "$bench_password" | SLIPWAY_DATA_DIR="$work" target/release/slipway users add bench --role viewer
 SLIPWAY_LISTEN="127.0.0.1:$slipway_port" \
 SLIPWAY_MLFLOW_URI="http://127.0.0.1:$mlflow_port" \
 SLIPWAY_DATA_DIR="$work" \
@@ -54,6 +60,7 @@ wait_http "http://127.0.0.1:$slipway_port/readyz" 60 "$slipway_pid"
 
 BENCH_MLFLOW_URL="http://127.0.0.1:$mlflow_port" \
 BENCH_SLIPWAY_URL="http://127.0.0.1:$slipway_port" \
+BENCH_USER=bench BENCH_PASSWORD="$bench_password" \
 BENCH_EXPERIMENT=bench-10k-runs \
   node end2end/bench/runs-page.mjs
 

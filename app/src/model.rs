@@ -605,12 +605,24 @@ pub struct PromotionRequest {
     pub outcome: String,
 }
 
-/// A prediction made from the Try it panel.
+/// A model server's answer to a Try it request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     pub status: u16,
+    /// At most 64 KiB of it; `truncated` says whether there was more.
     pub body: String,
+    pub truncated: bool,
     pub latency_ms: f64,
+}
+
+/// A request sent from the Try it panel, kept briefly so the page the
+/// form's POST leads to can show it; only its sender may read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TryAnswer {
+    pub model: String,
+    pub input: String,
+    /// The answer, or why there was none.
+    pub outcome: Result<Prediction, String>,
 }
 
 /// What the audit log page and its exports filter by; empty means any.

@@ -11,8 +11,8 @@ use crate::error::AppError;
 use crate::model::{
     ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, DeploymentDetail, DeploymentView,
     Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery,
-    MetricHistory, ModelDetail, ModelsPage, Prediction, PromotionPreview, PromotionRequest,
-    RunDetail, RunQuery, RunsPage, User, VersionDetail,
+    MetricHistory, ModelDetail, ModelsPage, PromotionPreview, PromotionRequest, RunDetail,
+    RunQuery, RunsPage, TryAnswer, User, VersionDetail,
 };
 
 #[async_trait::async_trait]
@@ -110,13 +110,8 @@ pub trait ControlPlane: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<AuditEntry>, AppError>;
 
-    /// Sends `input` to what serves the model; the answer and how long it took.
-    async fn try_prediction(
-        &self,
-        user: &User,
-        model: String,
-        input: String,
-    ) -> Result<Prediction, AppError>;
+    /// A Try it request the user sent, with its answer.
+    async fn try_answer(&self, user: &User, id: String) -> Result<TryAnswer, AppError>;
 }
 
 pub type SharedControlPlane = Arc<dyn ControlPlane>;

@@ -6,8 +6,8 @@ use crate::error::AppError;
 use crate::model::{
     ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, ChartAxis, DeploymentDetail,
     DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm, LaunchRequest,
-    ListQuery, MetricChart, ModelDetail, ModelsPage, Prediction, PromotionPreview,
-    PromotionRequest, RunDetail, RunQuery, RunsPage, User, VersionDetail,
+    ListQuery, MetricChart, ModelDetail, ModelsPage, PromotionPreview, PromotionRequest, RunDetail,
+    RunQuery, RunsPage, TryAnswer, User, VersionDetail,
 };
 
 /// Who is signed in (`anonymous` on the sign-in page), so pages show only
@@ -145,10 +145,10 @@ pub async fn preview_promotion(
 }
 
 #[server]
-pub async fn try_prediction(model: String, input: String) -> Result<Prediction, AppError> {
+pub async fn get_try_answer(id: String) -> Result<TryAnswer, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
-    control_plane()?.try_prediction(&user, model, input).await
+    control_plane()?.try_answer(&user, id).await
 }
 
 #[server]

@@ -9,6 +9,7 @@ const experimentName = process.env.BENCH_EXPERIMENT;
 const SERVER_ROUNDS = 15;
 const BROWSER_ROUNDS = 5;
 const PAGE_ROWS = 100;
+const session = await signIn(process.env.BENCH_USER, process.env.BENCH_PASSWORD);
 
 const experiment = await mlflow(`experiments/get-by-name?experiment_name=${encodeURIComponent(experimentName)}`);
 const experimentId = experiment.experiment.experiment_id;
@@ -71,6 +72,9 @@ console.log(`Server-side overheads (target: at most 30 ms): ${serverRows.map((ro
 
 async function timeToVisible(browser, url, locate) {
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  if (url.startsWith(slipwayUrl)) {
+    await context.addCookies([{ name: session.name, value: session.value, url: slipwayUrl }]);
+  }
   const page = await context.newPage();
   const started = performance.now();
   await page.goto(url, { waitUntil: 'commit' });
@@ -90,8 +94,25 @@ async function searchRuns(order) {
   return response.json();
 }
 
+/** Signs in through the login form, as a browser without JavaScript would. */
+async function signIn(name, password) {
+  const response = await fetch(`${slipwayUrl}/login`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: slipwayUrl },
+    body: new URLSearchParams({ name, password, next: '/experiments' }),
+  });
+  const cookie = response.headers.getSetCookie().find((line) => line.startsWith('slipway_session='));
+  assert.ok(cookie, `signing in: ${response.status}`);
+  const [nameValue] = cookie.split(';');
+  const [cookieName, value] = nameValue.split('=');
+  return { name: cookieName, value, header: nameValue };
+}
+
 async function slipwayPage(query) {
-  const response = await fetch(`${slipwayUrl}/experiments/${experimentId}?size=${PAGE_ROWS}${query}`);
+  const response = await fetch(`${slipwayUrl}/experiments/${experimentId}?size=${PAGE_ROWS}${query}`, {
+    headers: { cookie: session.header },
+  });
   assert.ok(response.ok, `Slipway: ${response.status}`);
   return response.text();
 }

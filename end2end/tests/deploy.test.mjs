@@ -86,9 +86,13 @@ async function servingVersion(page, version) {
   await page.locator('.live-status [data-state="Available"]').waitFor({ timeout: 120_000 });
 }
 
+/** Try it is a POST form: the answer comes back on a page of its own (`?answer=`). */
 async function tryIt(page) {
+  const earlier = new URL(page.url()).searchParams.get('answer');
   await page.locator('textarea[name="input"]').fill('{"inputs": [[1.0, 2.0]]}');
   await page.getByRole('button', { name: 'Send' }).click();
+  await page.waitForURL((url) => ![null, earlier].includes(url.searchParams.get('answer')));
+  assert.equal(await page.locator('textarea[name="input"]').inputValue(), '{"inputs": [[1.0, 2.0]]}', 'the body is kept');
   const answer = page.locator('.prediction pre');
   await answer.waitFor({ timeout: 30_000 });
   assert.equal(await page.locator('.prediction').getAttribute('data-status'), '200');

@@ -390,7 +390,7 @@ async fn serve(
             store,
             launcher: launcher.clone(),
             reconciler,
-            predictions: reqwest::Client::new(),
+            try_it: server::serving::try_it::ModelCaller::new().unwrap(),
             single_sign_on: None,
         }),
         metrics: Metrics::new(),

@@ -9,8 +9,8 @@ use futures::{StreamExt, TryStreamExt};
 use app::error::AppError;
 use app::model::{ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, MetricHistory, RunDetail};
 use app::model::{
-    DeploymentDetail, DeploymentView, FieldErrors, Launch, LaunchForm, LaunchRequest, Prediction,
-    PromotionPreview, PromotionRequest, VersionSummary,
+    DeploymentDetail, DeploymentView, FieldErrors, Launch, LaunchForm, LaunchRequest,
+    PromotionPreview, PromotionRequest, TryAnswer, VersionSummary,
 };
 use app::model::{
     Experiment, ExperimentPage, ListQuery, MAX_PAGE_SIZE, ModelDetail, ModelSummary,
@@ -21,6 +21,7 @@ use app::port::ControlPlane;
 use crate::launch::Launcher;
 use crate::mlflow::{self, MlflowClient, MlflowError, SearchExperiments, SearchRuns};
 use crate::serving::reconciler::Reconciler;
+use crate::serving::try_it::{MAX_INPUT_BYTES, ModelCaller};
 use crate::store::Store;
 
 /// MLflow's largest page of model versions; a model has rarely more.
@@ -34,8 +35,8 @@ pub struct Slipway {
     pub store: Store,
     pub launcher: Arc<Launcher>,
     pub reconciler: Arc<Reconciler>,
-    /// For Try it: requests to the serving endpoints.
-    pub predictions: reqwest::Client,
+    /// For Try it: requests to what serves a model.
+    pub try_it: ModelCaller,
     /// The single sign-on provider's name, when there is one.
     pub single_sign_on: Option<String>,
 }
@@ -44,6 +45,40 @@ pub struct Slipway {
 const DEPLOYMENT_HISTORY_SHOWN: i64 = 50;
 
 impl Slipway {
+    /// Sends a Try it request to what serves `model` and keeps it with its
+    /// answer (or why there was none) for the user to read; the answer's id.
+    pub async fn send_try(
+        &self,
+        user: &User,
+        model: &str,
+        input: String,
+    ) -> Result<String, AppError> {
+        if !user.authenticated {
+            return Err(AppError::Unauthenticated);
+        }
+        if input.len() > MAX_INPUT_BYTES {
+            return Err(AppError::InvalidInput(format!(
+                "the request body is larger than {} KiB",
+                MAX_INPUT_BYTES / 1024
+            )));
+        }
+        let view = self.reconciler.view(model)?;
+        let outcome = match (
+            serde_json::from_str::<serde_json::Value>(&input),
+            view.address,
+        ) {
+            (Err(err), _) => Err(format!("The request body is not JSON: {err}.")),
+            (Ok(_), None) => Err(format!("{model} is not serving yet.")),
+            (Ok(body), Some(address)) => self.try_it.ask(&address, &body).await,
+        };
+        let answer = TryAnswer {
+            model: model.to_string(),
+            input,
+            outcome,
+        };
+        Ok(self.store.insert_try_answer(&user.name, &answer).await?)
+    }
+
     /// A version with the latest metrics of the run it came from.
     async fn version_summary(
         &self,
@@ -558,35 +593,13 @@ impl ControlPlane for Slipway {
             .collect())
     }
 
-    async fn try_prediction(
-        &self,
-        _user: &User,
-        model: String,
-        input: String,
-    ) -> Result<Prediction, AppError> {
-        let body: serde_json::Value = serde_json::from_str(&input)
-            .map_err(|err| AppError::InvalidInput(format!("the request is not JSON: {err}")))?;
-        let view = self.reconciler.view(&model)?;
-        let address = view
-            .address
-            .ok_or_else(|| AppError::InvalidInput(format!("{model} is not serving yet")))?;
-        let started = std::time::Instant::now();
-        let response = self
-            .predictions
-            .post(&address)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|err| AppError::Unavailable(format!("{address} did not answer: {err}")))?;
-        let status = response.status().as_u16();
-        let text = response.text().await.map_err(|err| {
-            AppError::Unavailable(format!("reading the answer of {address}: {err}"))
-        })?;
-        Ok(Prediction {
-            status,
-            body: text,
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-        })
+    async fn try_answer(&self, user: &User, id: String) -> Result<TryAnswer, AppError> {
+        self.store
+            .try_answer(&user.name, &id)
+            .await?
+            .ok_or_else(|| {
+                AppError::NotFound("no such Try it answer (they are kept for an hour)".into())
+            })
     }
 }
 

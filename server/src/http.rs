@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/launches/{id}/cancel", post(cancel_launch))
         .route("/deployments/{model}/promote", post(promote))
         .route("/deployments/{model}/rollback", post(rollback))
+        .route("/deployments/{model}/try", post(send_try))
         .route("/audit.csv", get(export_audit_csv))
         .route("/audit.json", get(export_audit_json))
         .route("/approvals/{id}/approve", post(approve))
@@ -483,6 +484,22 @@ fn form_field(body: &[u8], name: &str) -> String {
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.into_owned())
         .unwrap_or_default()
+}
+
+/// The Try it panel's POST: sends the body to what serves the model, then
+/// to the deployment's page, which shows the answer.
+async fn send_try(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    RawForm(body): RawForm,
+) -> Response {
+    let page = format!("/deployments/{}", path_segment(&model));
+    let input = form_field(&body, "input");
+    match state.slipway.send_try(&user, &model, input).await {
+        Ok(answer) => Redirect::to(&format!("{page}?answer={answer}")).into_response(),
+        Err(err) => back_to(page, Some(err)),
+    }
 }
 
 async fn rollback(

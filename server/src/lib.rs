@@ -39,6 +39,7 @@ use crate::mlflow::MlflowClient;
 use crate::serving::local::LocalServing;
 use crate::serving::reconciler::Reconciler;
 use crate::serving::seldon::SeldonTarget;
+use crate::serving::try_it::ModelCaller;
 use crate::store::Store;
 use crate::webhook::Verifier;
 
@@ -122,7 +123,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         config.auth_settings(),
         config.oidc_settings().map(auth::oidc::Oidc::new),
     ));
-    sweep_sessions(auth.clone());
+    sweep_expired(auth.clone(), store.clone());
     let single_sign_on = auth.single_sign_on();
     Ok(AppState {
         auth,
@@ -133,18 +134,18 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
             launcher,
             reconciler,
             single_sign_on,
-            predictions: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()
-                .map_err(|err| Error::Config(format!("HTTP client: {err}")))?,
+            try_it: ModelCaller::new()?,
         }),
         metrics: Metrics::new(),
         webhooks: config.webhook_secret.as_deref().map(Verifier::new),
     })
 }
 
-/// Deletes expired sessions once an hour.
-fn sweep_sessions(auth: Arc<Auth>) {
+/// How long Try it answers are kept.
+const TRY_ANSWERS_KEPT_MS: i64 = 3600 * 1000;
+
+/// Deletes expired sessions and old Try it answers once an hour.
+fn sweep_expired(auth: Arc<Auth>, store: Store) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
@@ -153,6 +154,10 @@ fn sweep_sessions(auth: Arc<Auth>) {
                 Ok(0) => {}
                 Ok(ended) => tracing::info!(ended, "expired sessions deleted"),
                 Err(err) => tracing::warn!(error = %err, "deleting expired sessions"),
+            }
+            let kept_since = store::now_ms() - TRY_ANSWERS_KEPT_MS;
+            if let Err(err) = store.forget_try_answers(kept_since).await {
+                tracing::warn!(error = %err, "deleting old Try it answers");
             }
         }
     });

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 
 mod accounts;
 mod requests;
+mod try_answers;
 
 pub use accounts::{Account, AccountSource, OidcFlow, SessionRecord};
 

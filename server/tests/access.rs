@@ -383,6 +383,42 @@ async fn every_route_admits_exactly_the_callers_it_should() {
         );
     }
 
+    // Try it: any signed-in role, from Slipway's own pages. The answer (here,
+    // why there was none) is kept for its sender alone.
+    let try_it = format!("/deployments/{model}/try");
+    let mut allowed = Vec::new();
+    for caller in everyone() {
+        let response = site
+            .send(caller, Method::POST, &try_it, "input=not+json")
+            .await;
+        if refused(&response) {
+            continue;
+        }
+        let Caller::Signed(role) = caller else {
+            panic!("Try it let {caller:?} through");
+        };
+        let back = location(&response);
+        let id = back
+            .strip_prefix(&format!("/deployments/{model}?answer="))
+            .unwrap_or_else(|| panic!("{back}"));
+        let answer = site.store.try_answer(role.as_str(), id).await.unwrap();
+        let answer = answer.expect("kept for its sender");
+        assert_eq!(answer.input, "not json");
+        let why = answer.outcome.expect_err("not JSON");
+        assert!(why.starts_with("The request body is not JSON"), "{why}");
+        let other = if role == Role::Admin {
+            Role::Viewer
+        } else {
+            Role::Admin
+        };
+        assert_eq!(
+            site.store.try_answer(other.as_str(), id).await.unwrap(),
+            None
+        );
+        allowed.push(caller);
+    }
+    assert_eq!(allowed, Role::ALL.map(Caller::Signed), "who may use Try it");
+
     // Signing in and out: anyone on Slipway's own pages, nobody from another site.
     for caller in CROSS_SITE {
         for path in ["/login", "/logout"] {

@@ -19,7 +19,8 @@ use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use leptos::server_fn::ServerFn;
 use serde_json::{Value, json};
 use support::binary::{Slipway, SlipwaySettings};
-use support::cluster::{TestNamespace, eventually};
+use support::cluster::TestNamespace;
+use support::eventually;
 use support::{MlflowRest, mlflow_url, repo_root, unique};
 
 const TRAINING_IMAGE: &str = "registry.example.com/slipway/diabetes:1.0";

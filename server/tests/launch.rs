@@ -14,7 +14,7 @@ use server::executor::local::LocalExecutor;
 use server::launch::{Launcher, Submitted};
 use server::mlflow::MlflowClient;
 use server::store::Store;
-use support::{MlflowRest, free_port, mlflow_url, run_pairs, unique};
+use support::{MlflowRest, eventually, free_port, mlflow_url, run_pairs, unique};
 
 const CATALOG: &str = r#"
 [[profile]]
@@ -322,12 +322,18 @@ async fn a_training_that_crashes_fails_and_slipway_ends_its_run() {
     .await;
     let launch = wait_for(&harness, &launch.id, LaunchStatus::Failed).await;
     assert_eq!(launch.reason, "exited with code 3");
-    let run = MlflowRest::new(&mlflow_url())
-        .get_run(launch.run_id.as_deref().unwrap())
-        .await;
+    // The launch row is written before MLflow is told, so the run follows it.
+    let run_id = launch.run_id.clone().unwrap();
+    let ended = eventually(Duration::from_secs(10), || async {
+        let run = MlflowRest::new(&mlflow_url()).get_run(&run_id).await;
+        (run["info"]["status"] != "RUNNING").then_some(run)
+    })
+    .await
+    .expect("the code never touched MLflow; Slipway ends the run");
+    assert_eq!(ended["info"]["status"], "FAILED");
     assert_eq!(
-        run["info"]["status"], "FAILED",
-        "the code never touched MLflow; Slipway ended the run"
+        run_pairs(&ended, "tags")["slipway.end_reason"],
+        "exited with code 3"
     );
 }
 

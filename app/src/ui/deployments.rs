@@ -7,7 +7,6 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::components::Form;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::approvals::RequestTable;
@@ -18,9 +17,10 @@ use super::{NotAllowed, format_millis, use_me};
 use crate::access::{Action, authorize};
 use crate::error::AppError;
 use crate::model::{
-    DeploymentDetail, DeploymentEvent, DeploymentView, Prediction, PromotionPreview, VersionSummary,
+    DeploymentDetail, DeploymentEvent, DeploymentView, Prediction, PromotionPreview, TryAnswer,
+    VersionSummary,
 };
-use crate::server_fns::{get_deployment, list_deployments, preview_promotion, try_prediction};
+use crate::server_fns::{get_deployment, get_try_answer, list_deployments, preview_promotion};
 
 pub fn deployment_href(model: &str) -> String {
     format!("/deployments/{}", segment(model))
@@ -141,15 +141,15 @@ pub fn DeploymentPage() -> impl IntoView {
     let query = use_query_map();
     let model = Memo::new(move |_| params.with(|params| params.get("model").unwrap_or_default()));
     let notice = Memo::new(move |_| query.with(|query| query.get("notice")));
-    let input = Memo::new(move |_| query.with(|query| query.get("input")));
+    let answer_id = Memo::new(move |_| query.with(|query| query.get("answer")));
     let detail = Resource::new(move || model.get(), get_deployment);
     let me = use_me();
     keep_fresh(move || detail.refetch());
-    let prediction = Resource::new(
-        move || (model.get(), input.get()),
-        |(model, input)| async move {
-            match input {
-                Some(input) => try_prediction(model, input).await.map(Some),
+    let answer = Resource::new(
+        move || answer_id.get(),
+        |id| async move {
+            match id {
+                Some(id) => get_try_answer(id).await.map(Some),
                 None => Ok(None),
             }
         },
@@ -166,7 +166,7 @@ pub fn DeploymentPage() -> impl IntoView {
                     Ok::<_, AppError>(view! { <DeploymentBody detail may_roll_back/> })
                 })}
             </Results>
-            <TryIt model input prediction/>
+            <TryIt model answer/>
         </section>
     }
 }
@@ -212,8 +212,13 @@ fn DeploymentBody(detail: DeploymentDetail, may_roll_back: bool) -> impl IntoVie
         <h2>"History"</h2>
         <History model=view_.model.clone() events=detail.history/>
         {detail.example_input.map(|example| {
-            let href = format!("{}?input={}", deployment_href(&view_.model), segment(&example));
-            view! { <p><a href=href class="use-example">"Try it with the model's input example"</a></p> }
+            let action = format!("{}/try", deployment_href(&view_.model));
+            view! {
+                <form method="post" action=action class="inline use-example">
+                    <input type="hidden" name="input" value=example/>
+                    <button type="submit">"Try it with the model's input example"</button>
+                </form>
+            }
         })}
     }
 }
@@ -315,41 +320,50 @@ fn History(model: String, events: Vec<DeploymentEvent>) -> impl IntoView {
     .into_any()
 }
 
-/// A GET form, so it works before hydration: the request body rides in the
-/// URL (`?input=`), the page sends it to the model and shows the answer.
+/// A plain POST form, so it works before hydration: the server sends the
+/// body to the model, keeps the answer and comes back here with `?answer=`.
 #[component]
 fn TryIt(
     model: Memo<String>,
-    input: Memo<Option<String>>,
-    prediction: Resource<Result<Option<Prediction>, AppError>>,
+    answer: Resource<Result<Option<TryAnswer>, AppError>>,
 ) -> impl IntoView {
-    let action = move || deployment_href(&model.get());
+    let action = move || format!("{}/try", deployment_href(&model.get()));
     view! {
         <section class="try-it">
             <h2>"Try it"</h2>
-            <Form method="GET" action=action attr:class="try-form">
-                <label for="input">"Request body (JSON, as /invocations takes it)"</label>
-                <textarea id="input" name="input" rows="6" prop:value=move || input.get().unwrap_or_default()
-                    placeholder=r#"{"dataframe_split": {"columns": [...], "data": [[...]]}}"#></textarea>
-                <button type="submit">"Send"</button>
-            </Form>
-            <Transition fallback=|| view! { <p class="loading">"Asking the model…"</p> }>
+            <Transition fallback=|| view! { <p class="loading">"Reading the answer…"</p> }>
                 {move || Suspend::new(async move {
-                    let answer = match prediction.await {
-                        Ok(Some(prediction)) => view! {
-                            <div class="prediction" data-status=prediction.status>
-                                <p>{format!("HTTP {} in {:.1} ms", prediction.status, prediction.latency_ms)}</p>
-                                <pre>{prediction.body}</pre>
-                            </div>
-                        }
-                        .into_any(),
-                        Ok(None) => view! { <p class="muted">"Send a request to see the model's answer."</p> }.into_any(),
-                        Err(err) => view! { <p class="field-error" role="alert">{err.to_string()}</p> }.into_any(),
+                    let (input, shown) = match answer.await {
+                        Ok(Some(answer)) => (answer.input, answer_view(answer.outcome)),
+                        Ok(None) => (String::new(), view! { <p class="muted">"Send a request to see the model's answer."</p> }.into_any()),
+                        Err(err) => (String::new(), view! { <p class="field-error" role="alert">{err.to_string()}</p> }.into_any()),
                     };
-                    answer
+                    view! {
+                        <form method="post" action=action class="try-form">
+                            <label for="input">"Request body (JSON, as /invocations takes it)"</label>
+                            <textarea id="input" name="input" rows="6"
+                                placeholder=r#"{"dataframe_split": {"columns": [...], "data": [[...]]}}"#>{input}</textarea>
+                            <button type="submit">"Send"</button>
+                        </form>
+                        {shown}
+                    }
                 })}
             </Transition>
         </section>
+    }
+}
+
+fn answer_view(outcome: Result<Prediction, String>) -> AnyView {
+    match outcome {
+        Ok(prediction) => view! {
+            <div class="prediction" data-status=prediction.status>
+                <p>{format!("HTTP {} in {:.1} ms", prediction.status, prediction.latency_ms)}</p>
+                <pre>{prediction.body}</pre>
+                {prediction.truncated.then(|| view! { <p class="muted">"Only the first 64 KiB of the answer are shown."</p> })}
+            </div>
+        }
+        .into_any(),
+        Err(why) => view! { <p class="field-error" role="alert">{why}</p> }.into_any(),
     }
 }
 

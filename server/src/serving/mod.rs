@@ -5,6 +5,7 @@ pub mod desired;
 pub mod local;
 pub mod reconciler;
 pub mod seldon;
+pub mod try_it;
 
 use serde::{Deserialize, Serialize};
 

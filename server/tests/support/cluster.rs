@@ -6,7 +6,7 @@
 //! state, Seldon's operator reporting a deployment's.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -16,7 +16,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{repo_root, required_env, unique};
+use super::{eventually, repo_root, required_env, unique};
 
 pub fn admin_kubeconfig() -> PathBuf {
     PathBuf::from(required_env("SLIPWAY_TEST_KUBE_ADMIN"))
@@ -166,22 +166,4 @@ fn token_kubeconfig(token: &str, namespace: &str) -> String {
         "current-context": "test",
     }))
     .unwrap()
-}
-
-/// Calls `check` until it gives something, or `within` has passed.
-pub async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(found) = check().await {
-            return Some(found);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -9,6 +9,7 @@ pub mod site;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use server::config::Config;
@@ -445,4 +446,22 @@ pub fn trainer_catalog(dir: &std::path::Path, more: &str) -> PathBuf {
     )
     .unwrap();
     catalog
+}
+
+/// Calls `check` until it gives something, or `within` has passed.
+pub async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = check().await {
+            return Some(found);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
