@@ -34,13 +34,22 @@ wait_http() {
 LOCAL_WEBHOOK_ENCRYPTION_KEY=H_TCKsz0U4OIeynnvJJYsMDaO7XoWv-yRygcwkkNHHM=
 
 start_mlflow() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 admin_password=${3:-} login=()
   mkdir -p "$dir/artifacts"
+  # With a password, MLflow requires HTTP basic auth; `admin` has it.
+  if [ -n "$admin_password" ]; then
+    printf '[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///%s/basic_auth.db\nadmin_username = admin\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n' \
+      "$dir" >"$dir/basic_auth.ini"
+    login=(--app-name basic-auth)
+  fi
+  MLFLOW_AUTH_CONFIG_PATH="$dir/basic_auth.ini" \
+  MLFLOW_AUTH_ADMIN_PASSWORD="$admin_password" \
+  MLFLOW_FLASK_SERVER_SECRET_KEY="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
   MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https \
   MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true \
   MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY="$LOCAL_WEBHOOK_ENCRYPTION_KEY" \
-    setsid "$SLIPWAY_VENV/bin/mlflow" server \
+    setsid "$SLIPWAY_VENV/bin/mlflow" server "${login[@]}" \
       --backend-store-uri "sqlite:///$dir/mlflow.db" \
       --artifacts-destination "$dir/artifacts" \
       --host 127.0.0.1 --port "$port" --workers 1 \

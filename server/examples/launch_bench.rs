@@ -92,6 +92,7 @@ async fn main() {
             tracking_uri: mlflow_url.clone(),
             ttl_seconds_after_finished: 600,
             service_account: None,
+            mlflow_secret: None,
         },
     ));
     let (sink, reports) = mpsc::unbounded_channel();
@@ -167,6 +168,7 @@ async fn main() {
             tracking_uri: mlflow_url.clone(),
             ttl_seconds_after_finished: 600,
             service_account: None,
+            mlflow_secret: None,
         },
     ));
     let (sink, reports) = mpsc::unbounded_channel();

@@ -99,6 +99,14 @@ pub struct Config {
     )]
     pub job_mlflow_token: Option<String>,
 
+    /// Secret in the Jobs' namespace with MLflow credentials for training
+    /// pods: keys MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or
+    /// MLFLOW_TRACKING_TOKEN. The kubelet reads it, Slipway never does; the
+    /// --job-mlflow-* values are for local processes only and never go into
+    /// a Job.
+    #[arg(long, env = "SLIPWAY_JOB_MLFLOW_SECRET")]
+    pub job_mlflow_secret: Option<String>,
+
     /// More variables local trainings and model servers inherit from
     /// Slipway's environment, beyond PATH, HOME, LANG, LC_*, TZ, TMPDIR,
     /// USER, LOGNAME and LD_LIBRARY_PATH (comma-separated names).

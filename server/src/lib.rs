@@ -83,6 +83,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
                 tracking_uri: config.job_tracking_uri(),
                 ttl_seconds_after_finished: config.job_ttl_secs,
                 service_account: config.job_service_account.clone(),
+                mlflow_secret: config.job_mlflow_secret.clone(),
             };
             let executor = Arc::new(KubernetesExecutor::new(client.clone(), settings));
             let refused = executor.dry_run_profiles(&catalog).await;

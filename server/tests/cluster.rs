@@ -258,7 +258,14 @@ const A_WHILE: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "multi_thread")]
 async fn launches_on_each_demo_profile_follow_their_pods_to_the_end() {
     let setup = Setup::new("launch", |_| String::new()).await;
-    let slipway = setup.slipway().await;
+    let mut settings = setup.settings();
+    // Credentials for local children, and a Secret for training pods.
+    settings.extra_env.extend([
+        ("SLIPWAY_JOB_MLFLOW_USERNAME", "trainer".into()),
+        ("SLIPWAY_JOB_MLFLOW_PASSWORD", "job-password-not-for-jobs".into()),
+        ("SLIPWAY_JOB_MLFLOW_SECRET", "mlflow-training".into()),
+    ]);
+    let slipway = Slipway::start(settings).await;
     let namespace = &setup.namespace;
     assert!(
         slipway
@@ -287,6 +294,12 @@ async fn launches_on_each_demo_profile_follow_their_pods_to_the_end() {
         .filter_map(|fields| fields.manager.clone())
         .collect();
     assert_eq!(spec_managers, ["slipway"], "who wrote the Job's spec");
+    let written = serde_json::to_string(&job).unwrap();
+    assert!(!written.contains("job-password-not-for-jobs"), "{written}");
+    assert!(
+        written.contains(r#"{"name":"MLFLOW_TRACKING_PASSWORD","valueFrom":{"secretKeyRef":{"key":"MLFLOW_TRACKING_PASSWORD","name":"mlflow-training","optional":true}}}"#),
+        "{written}"
+    );
     let pod = bound_pod(namespace, &small, A_WHILE).await;
     pod_runs(namespace, &pod).await;
     wait_launch(&slipway, &small, A_WHILE, |launch| {

@@ -34,6 +34,7 @@ fn settings() -> JobSettings {
         tracking_uri: "http://mlflow.ml.svc:5000".into(),
         ttl_seconds_after_finished: 3600,
         service_account: Some("training".into()),
+        mlflow_secret: Some("mlflow-training".into()),
     }
 }
 
@@ -215,11 +216,23 @@ fn every_demo_profile_renders_its_resources_placement_and_limits() {
             container.args, None,
             "the argv is the whole command; no shell, no entrypoint args"
         );
+        // Values as values; credentials by reference to the Secret's keys.
         let env: BTreeMap<_, _> = container
             .env
             .iter()
             .flatten()
-            .map(|var| (var.name.clone(), var.value.clone().unwrap_or_default()))
+            .map(|var| {
+                let value = match (&var.value, &var.value_from) {
+                    (Some(value), None) => value.clone(),
+                    (None, Some(source)) => {
+                        let secret = source.secret_key_ref.as_ref().unwrap();
+                        assert_eq!(secret.optional, Some(true));
+                        format!("secret {}/{}", secret.name, secret.key)
+                    }
+                    other => panic!("{}: {other:?}", var.name),
+                };
+                (var.name.clone(), value)
+            })
             .collect();
         assert_eq!(
             env,
@@ -227,6 +240,9 @@ fn every_demo_profile_renders_its_resources_placement_and_limits() {
                 ("MLFLOW_TRACKING_URI", "http://mlflow.ml.svc:5000"),
                 ("MLFLOW_RUN_ID", RUN_ID),
                 ("MLFLOW_EXPERIMENT_ID", "7"),
+                ("MLFLOW_TRACKING_USERNAME", "secret mlflow-training/MLFLOW_TRACKING_USERNAME"),
+                ("MLFLOW_TRACKING_PASSWORD", "secret mlflow-training/MLFLOW_TRACKING_PASSWORD"),
+                ("MLFLOW_TRACKING_TOKEN", "secret mlflow-training/MLFLOW_TRACKING_TOKEN"),
             ])
         );
         let resources = container.resources.as_ref().unwrap();

@@ -9,7 +9,8 @@ use app::model::LaunchStatus;
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, Event, Pod, PodSpec, PodTemplateSpec, ResourceRequirements, Toleration,
+    Container, EnvVar, EnvVarSource, Event, Pod, PodSpec, PodTemplateSpec, ResourceRequirements,
+    SecretKeySelector, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -38,7 +39,16 @@ pub struct JobSettings {
     pub tracking_uri: String,
     pub ttl_seconds_after_finished: i32,
     pub service_account: Option<String>,
+    /// Secret the training container takes its MLflow credentials from.
+    pub mlflow_secret: Option<String>,
 }
+
+/// What a training pod may take from the MLflow Secret; each key is optional.
+const MLFLOW_SECRET_KEYS: [&str; 3] = [
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+];
 
 /// The Job for one launch. Pure: everything comes from the arguments.
 pub fn render_job(job: &TrainingJob, settings: &JobSettings) -> Result<Job, ExecutorError> {
@@ -71,7 +81,7 @@ pub fn render_job(job: &TrainingJob, settings: &JobSettings) -> Result<Job, Exec
         requests.insert(profile.gpu_resource().to_string(), gpus.clone());
         limits.insert(profile.gpu_resource().to_string(), gpus);
     }
-    let env = [
+    let mut env: Vec<EnvVar> = [
         ("MLFLOW_TRACKING_URI", settings.tracking_uri.as_str()),
         ("MLFLOW_RUN_ID", job.run_id.as_str()),
         ("MLFLOW_EXPERIMENT_ID", job.experiment_id.as_str()),
@@ -83,6 +93,21 @@ pub fn render_job(job: &TrainingJob, settings: &JobSettings) -> Result<Job, Exec
         ..Default::default()
     })
     .collect();
+    // By reference: a value here would be readable by anyone who may read Jobs.
+    if let Some(secret) = &settings.mlflow_secret {
+        env.extend(MLFLOW_SECRET_KEYS.map(|key| EnvVar {
+            name: key.into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.clone(),
+                    key: key.into(),
+                    optional: Some(true),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+    }
     let tolerations = profile
         .tolerations
         .iter()

@@ -320,16 +320,26 @@ pub struct OwnMlflow {
 
 impl OwnMlflow {
     pub fn start(port: u16) -> Self {
+        Self::start_as(port, "")
+    }
+
+    /// One that requires HTTP basic auth: user `admin` with `admin_password`.
+    pub fn start_with_login(port: u16, admin_password: &str) -> Self {
+        Self::start_as(port, admin_password)
+    }
+
+    fn start_as(port: u16, admin_password: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let lib = repo_root().join("scripts/lib.sh");
         let output = Command::new("bash")
             .args([
                 "-c",
-                "source \"$0\" && start_mlflow \"$1\" \"$2\" && echo \"$MLFLOW_PID\"",
+                "source \"$0\" && start_mlflow \"$1\" \"$2\" \"$3\" && echo \"$MLFLOW_PID\"",
             ])
             .arg(&lib)
             .arg(dir.path())
             .arg(port.to_string())
+            .arg(admin_password)
             .output()
             .unwrap();
         assert!(
