@@ -262,7 +262,10 @@ async fn launches_on_each_demo_profile_follow_their_pods_to_the_end() {
     // Credentials for local children, and a Secret for training pods.
     settings.extra_env.extend([
         ("SLIPWAY_JOB_MLFLOW_USERNAME", "trainer".into()),
-        ("SLIPWAY_JOB_MLFLOW_PASSWORD", "job-password-not-for-jobs".into()),
+        (
+            "SLIPWAY_JOB_MLFLOW_PASSWORD",
+            "job-password-not-for-jobs".into(),
+        ),
         ("SLIPWAY_JOB_MLFLOW_SECRET", "mlflow-training".into()),
     ]);
     let slipway = Slipway::start(settings).await;

@@ -240,9 +240,18 @@ fn every_demo_profile_renders_its_resources_placement_and_limits() {
                 ("MLFLOW_TRACKING_URI", "http://mlflow.ml.svc:5000"),
                 ("MLFLOW_RUN_ID", RUN_ID),
                 ("MLFLOW_EXPERIMENT_ID", "7"),
-                ("MLFLOW_TRACKING_USERNAME", "secret mlflow-training/MLFLOW_TRACKING_USERNAME"),
-                ("MLFLOW_TRACKING_PASSWORD", "secret mlflow-training/MLFLOW_TRACKING_PASSWORD"),
-                ("MLFLOW_TRACKING_TOKEN", "secret mlflow-training/MLFLOW_TRACKING_TOKEN"),
+                (
+                    "MLFLOW_TRACKING_USERNAME",
+                    "secret mlflow-training/MLFLOW_TRACKING_USERNAME"
+                ),
+                (
+                    "MLFLOW_TRACKING_PASSWORD",
+                    "secret mlflow-training/MLFLOW_TRACKING_PASSWORD"
+                ),
+                (
+                    "MLFLOW_TRACKING_TOKEN",
+                    "secret mlflow-training/MLFLOW_TRACKING_TOKEN"
+                ),
             ])
         );
         let resources = container.resources.as_ref().unwrap();

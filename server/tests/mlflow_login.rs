@@ -15,9 +15,7 @@ use futures::FutureExt;
 use server::config::MlflowAuth;
 use server::mlflow::MlflowClient;
 use support::site::Site;
-use support::{
-    MlflowRest, OwnMlflow, config, eventually, free_port, trainer_catalog, unique,
-};
+use support::{MlflowRest, OwnMlflow, config, eventually, free_port, trainer_catalog, unique};
 
 const ADMIN_PASSWORD: &str = "login-test-admin-password";
 
@@ -56,8 +54,8 @@ async fn slipway_its_trainings_and_its_model_servers_sign_in_to_mlflow() {
             password: "not-the-password".into(),
         },
     ] {
-        let client = MlflowClient::new(&mlflow.parse().unwrap(), auth, Duration::from_secs(20))
-            .unwrap();
+        let client =
+            MlflowClient::new(&mlflow.parse().unwrap(), auth, Duration::from_secs(20)).unwrap();
         let err = client
             .get_experiment("0")
             .await

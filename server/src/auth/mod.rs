@@ -344,11 +344,20 @@ pub fn peer_address(request: &Request) -> Option<IpAddr> {
 fn is_public(path: &str) -> bool {
     matches!(
         path,
-        "/login" | "/login/oidc" | "/login/oidc/callback" | "/api/login_options" | "/favicon.svg"
-    ) || path.starts_with("/pkg/")
+        "/login" | "/login/oidc" | "/login/oidc/callback" | "/api/login_options"
+    ) || is_static(path)
+}
+
+/// The same files for everyone: no session is looked up for them.
+fn is_static(path: &str) -> bool {
+    path == "/favicon.svg" || path.starts_with("/pkg/")
 }
 
 pub async fn gate(State(auth): State<Arc<Auth>>, mut request: Request, next: Next) -> Response {
+    if is_static(request.uri().path()) {
+        request.extensions_mut().insert(User::anonymous());
+        return next.run(request).await;
+    }
     let user = match session_token(request.headers()) {
         None => None,
         Some(token) => match auth.user_for(&token).await {
