@@ -4,6 +4,7 @@
 pub mod access;
 #[cfg(feature = "ssr")]
 pub mod charts;
+pub mod codec;
 pub mod error;
 pub mod model;
 #[cfg(feature = "ssr")]

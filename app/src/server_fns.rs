@@ -2,6 +2,7 @@
 
 use leptos::prelude::*;
 
+use crate::codec::JsonText;
 use crate::error::AppError;
 use crate::model::{
     ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, ChartAxis, DeploymentDetail,
@@ -12,33 +13,33 @@ use crate::model::{
 
 /// Who is signed in (`anonymous` on the sign-in page), so pages show only
 /// what the user may do.
-#[server]
+#[server(output = JsonText)]
 pub async fn who_am_i() -> Result<User, AppError> {
     crate::port::request_user()
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn search_experiments(query: ListQuery) -> Result<ExperimentPage, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.search_experiments(&user, query).await
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn get_experiment(experiment_id: String) -> Result<Experiment, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.get_experiment(&user, experiment_id).await
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn search_runs(query: RunQuery) -> Result<RunsPage, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.search_runs(&user, query).await
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn get_run(run_id: String) -> Result<RunDetail, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
@@ -46,7 +47,7 @@ pub async fn get_run(run_id: String) -> Result<RunDetail, AppError> {
 }
 
 /// A chart per metric, each of the runs a line on it.
-#[server]
+#[server(output = JsonText)]
 pub async fn run_charts(
     run_ids: Vec<String>,
     axis: ChartAxis,
@@ -57,7 +58,7 @@ pub async fn run_charts(
     crate::charts::metric_charts(&histories, axis)
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn list_artifacts(
     owner: ArtifactOwner,
     path: Option<String>,
@@ -67,21 +68,21 @@ pub async fn list_artifacts(
     control_plane()?.list_artifacts(&user, owner, path).await
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn search_models(query: ListQuery) -> Result<ModelsPage, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.search_models(&user, query).await
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn get_model(name: String) -> Result<ModelDetail, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.get_model(&user, name).await
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn get_model_version(name: String, version: String) -> Result<VersionDetail, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
@@ -90,49 +91,49 @@ pub async fn get_model_version(name: String, version: String) -> Result<VersionD
         .await
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn load_launch_form() -> Result<LaunchForm, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.launch_form(&user).await
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn check_launch(request: LaunchRequest) -> Result<FieldErrors, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.check_launch(&user, request).await
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn list_launches() -> Result<Vec<Launch>, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.list_launches(&user).await
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn get_launch(id: String) -> Result<Launch, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.get_launch(&user, id).await
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn list_deployments() -> Result<Vec<DeploymentView>, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.list_deployments(&user).await
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn get_deployment(model: String) -> Result<DeploymentDetail, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.get_deployment(&user, model).await
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn preview_promotion(
     model: String,
     version: String,
@@ -144,21 +145,21 @@ pub async fn preview_promotion(
         .await
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn get_try_answer(id: String) -> Result<TryAnswer, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.try_answer(&user, id).await
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn list_promotion_requests() -> Result<Vec<PromotionRequest>, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.list_promotion_requests(&user).await
 }
 
-#[server]
+#[server(output = JsonText)]
 pub async fn get_promotion_request(id: String) -> Result<PromotionRequest, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
@@ -166,7 +167,7 @@ pub async fn get_promotion_request(id: String) -> Result<PromotionRequest, AppEr
 }
 
 /// The audit page's entries (the exports have their own routes).
-#[server]
+#[server(output = JsonText)]
 pub async fn search_audit(query: AuditQuery) -> Result<Vec<AuditEntry>, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
@@ -176,7 +177,7 @@ pub async fn search_audit(query: AuditQuery) -> Result<Vec<AuditEntry>, AppError
 }
 
 /// What the sign-in page offers; answered without a session.
-#[server(endpoint = "login_options")]
+#[server(endpoint = "login_options", output = JsonText)]
 pub async fn login_options() -> Result<Option<String>, AppError> {
     Ok(crate::port::control_plane()?.single_sign_on())
 }

@@ -174,10 +174,58 @@ pub fn ErrorList(errors: ArcRwSignal<Errors>) -> impl IntoView {
 /// Epoch milliseconds as a UTC timestamp; the same text on server and client,
 /// so hydration never disagrees.
 pub fn format_millis(millis: Option<i64>) -> String {
-    millis
-        .and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_else(|| "—".to_string())
+    let Some(millis) = millis else {
+        return "—".to_string();
+    };
+    let minutes = millis.div_euclid(60_000);
+    let (days, minute_of_day) = (minutes.div_euclid(1440), minutes.rem_euclid(1440));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        minute_of_day / 60,
+        minute_of_day % 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`); a date library would cost the wasm bundle 13 KB.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_millis;
+
+    #[test]
+    fn timestamps_read_as_utc_dates_and_minutes() {
+        assert_eq!(format_millis(None), "—");
+        assert_eq!(format_millis(Some(0)), "1970-01-01 00:00 UTC");
+        assert_eq!(format_millis(Some(951_782_400_000)), "2000-02-29 00:00 UTC");
+        assert_eq!(
+            format_millis(Some(1_796_083_199_999)),
+            "2026-11-30 23:59 UTC"
+        );
+        assert_eq!(
+            format_millis(Some(4_107_542_400_000)),
+            "2100-03-01 00:00 UTC"
+        );
+        assert_eq!(format_millis(Some(-1)), "1969-12-31 23:59 UTC");
+    }
 }
 
 /// Chips for the tags users set; MLflow's own `mlflow.*` tags are bookkeeping.
