@@ -34,17 +34,21 @@ wait_http() {
 LOCAL_WEBHOOK_ENCRYPTION_KEY=H_TCKsz0U4OIeynnvJJYsMDaO7XoWv-yRygcwkkNHHM=
 
 start_mlflow() {
-  local dir=$1 port=$2 admin_password=${3:-} login=()
+  local dir=$1 port=$2 admin_password=${3:-} login=() login_env=()
   mkdir -p "$dir/artifacts"
-  # With a password, MLflow requires HTTP basic auth; `admin` has it.
+  # With a password, MLflow requires HTTP basic auth; `admin` has it. (Only
+  # then is the auth config set: MLflow reads it even without the auth app.)
   if [ -n "$admin_password" ]; then
     printf '[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///%s/basic_auth.db\nadmin_username = admin\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n' \
       "$dir" >"$dir/basic_auth.ini"
     login=(--app-name basic-auth)
+    login_env=(
+      MLFLOW_AUTH_CONFIG_PATH="$dir/basic_auth.ini"
+      MLFLOW_AUTH_ADMIN_PASSWORD="$admin_password"
+      MLFLOW_FLASK_SERVER_SECRET_KEY="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    )
   fi
-  MLFLOW_AUTH_CONFIG_PATH="$dir/basic_auth.ini" \
-  MLFLOW_AUTH_ADMIN_PASSWORD="$admin_password" \
-  MLFLOW_FLASK_SERVER_SECRET_KEY="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+  env "${login_env[@]}" \
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
   MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https \
   MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true \

@@ -372,7 +372,7 @@ async fn the_runs_table_filters_and_sorts_with_mlflows_syntax() {
     let (status, html) = app.get(&page).await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains(&format!("<h1>{name}</h1>")), "{html}");
-    assert_eq!(listed_names(&html, "run-").len(), 4);
+    assert_eq!(listed_names(&html, "run-").len(), 4, "{html}");
     assert!(
         html.contains("<td class=\"metric\">0.875</td>"),
         "latest metric values: {html}"
