@@ -1,6 +1,7 @@
-// The browsing walk in the hydrated app, on data made through MLflow's own
-// API: experiments → runs (next page, filter, sort) → a run and its chart →
-// compare two runs → models → a model → a version.
+// The browsing walk, on data made through MLflow's own API: experiments →
+// runs (next page, filter, sort) → a run and its chart → compare two runs →
+// models → a model → a version. Walked with JavaScript and without: every
+// page arrives complete, so a browser that runs no script sees the same.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cellTexts, eventually, mlflow, startSlipway, uniqueName } from './support.mjs';
@@ -30,8 +31,13 @@ before(async () => {
 
 after(() => app?.stop());
 
-test('browse from an experiment to its runs, a run, a comparison, and the registry', async () => {
-  const page = await app.open(`/experiments?q=${experimentName}`);
+for (const javaScript of [true, false]) {
+  test(`browse from an experiment to its runs, a run, a comparison, and the registry ${javaScript ? 'with' : 'without'} JavaScript`,
+    () => browse(javaScript));
+}
+
+async function browse(javaScript) {
+  const page = await app.open(`/experiments?q=${experimentName}`, { javaScript });
   await page.locator('td.name a', { hasText: experimentName }).click();
   await page.waitForURL(/\/experiments\/\d+$/);
   await page.locator('h1', { hasText: experimentName }).waitFor();
@@ -81,8 +87,9 @@ test('browse from an experiment to its runs, a run, a comparison, and the regist
   assert.equal(await page.locator('dd .stage-production').textContent(), 'Production');
   assert.match(await page.locator('dl.facts').textContent(), /@champion/);
   assert.match(await page.locator('dl.facts').textContent(), /mlflow-artifacts:\/.*\/models\/m-/);
+  assert.equal(await page.locator('.loading').count(), 0, 'nothing left loading');
   await page.close();
-});
+}
 
 async function createRun(experimentId, index) {
   const name = `run-${String(index).padStart(2, '0')}`;

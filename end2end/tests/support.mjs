@@ -56,32 +56,37 @@ export async function startSlipway(env = () => ({})) {
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
     ],
   });
-  // One browser profile per account, signed in through the sign-in page.
+  // One browser profile per account (and with or without JavaScript),
+  // signed in through the sign-in page.
   const sessions = new Map();
-  async function signedIn(user) {
-    if (!sessions.has(user)) {
-      const context = await browser.newContext();
+  async function signedIn(user, javaScriptEnabled) {
+    const key = `${user} ${javaScriptEnabled}`;
+    if (!sessions.has(key)) {
+      const context = await browser.newContext({ javaScriptEnabled });
       const page = await context.newPage();
       await signIn(page, baseUrl, user);
       await page.close();
-      sessions.set(user, context);
+      sessions.set(key, context);
     }
-    return sessions.get(user);
+    return sessions.get(key);
   }
   return {
     baseUrl,
     browser,
     /**
      * A new tab on `path` as `as` (an account named after its role), once
-     * the app has hydrated without script errors.
+     * the app has hydrated without script errors; or, with `javaScript:
+     * false`, in a browser that runs no script at all.
      */
-    async open(path, { as = 'admin' } = {}) {
-      const page = await (await signedIn(as)).newPage();
+    async open(path, { as = 'admin', javaScript = true } = {}) {
+      const page = await (await signedIn(as, javaScript)).newPage();
       const errors = [];
       page.on('pageerror', (error) => errors.push(error.message));
       await page.goto(`${baseUrl}${path}`);
-      await page.waitForSelector('body[data-hydrated="true"]', { timeout: 30_000 });
-      assert.deepEqual(errors, [], 'no script errors while hydrating');
+      if (javaScript) {
+        await page.waitForSelector('body[data-hydrated="true"]', { timeout: 30_000 });
+        assert.deepEqual(errors, [], 'no script errors while hydrating');
+      }
       return page;
     },
     async stop() {

@@ -15,7 +15,8 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use leptos::prelude::{LeptosOptions, provide_context};
-use leptos_axum::{LeptosRoutes, generate_route_list};
+use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
+use leptos_router::SsrMode;
 use serde_json::json;
 use tower_http::trace::TraceLayer;
 
@@ -58,10 +59,24 @@ impl FromRef<AppState> for LeptosOptions {
 pub fn router(state: AppState) -> Router {
     let control_plane: SharedControlPlane = state.slipway.clone();
     let leptos_options = state.leptos_options.clone();
+    // Every page is rendered whole before it is sent, not streamed out of
+    // order: the HTML is complete without JavaScript, and islands hydrate
+    // what is already there.
+    let pages = generate_route_list(App)
+        .into_iter()
+        .map(|route| {
+            AxumRouteListing::new(
+                route.path().to_string(),
+                SsrMode::Async,
+                route.methods(),
+                [],
+            )
+        })
+        .collect::<Vec<_>>();
     let ui = Router::new()
         .leptos_routes_with_context(
             &state,
-            generate_route_list(App),
+            pages,
             move || provide_context(control_plane.clone()),
             move || shell(leptos_options.clone()),
         )

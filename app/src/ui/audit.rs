@@ -4,7 +4,6 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::components::Form;
 use leptos_router::hooks::use_query_map;
 
 use super::format_millis;
@@ -59,19 +58,19 @@ fn AuditFilters(filters: Memo<AuditQuery>) -> impl IntoView {
         })
         .collect_view();
     view! {
-        <Form method="GET" action="/audit" attr:class="audit-filters">
-            <label>"Who" <input name="actor" prop:value=value(|f| f.actor.clone())/></label>
+        <form method="get" action="/audit" class="audit-filters">
+            <label>"Who" <input name="actor" value=value(|f| f.actor.clone())/></label>
             <label>"What"
                 <select name="action">
                     <option value="">"anything"</option>
                     {actions}
                 </select>
             </label>
-            <label>"Model" <input name="model" prop:value=value(|f| f.model.clone())/></label>
-            <label>"From" <input type="date" name="from" prop:value=value(|f| f.from.clone())/></label>
-            <label>"To" <input type="date" name="to" prop:value=value(|f| f.to.clone())/></label>
+            <label>"Model" <input name="model" value=value(|f| f.model.clone())/></label>
+            <label>"From" <input type="date" name="from" value=value(|f| f.from.clone())/></label>
+            <label>"To" <input type="date" name="to" value=value(|f| f.to.clone())/></label>
             <button type="submit">"Filter"</button>
-        </Form>
+        </form>
     }
 }
 

@@ -38,13 +38,33 @@ pub fn promote_href(model: &str, version: &str) -> String {
 #[cfg(feature = "hydrate")]
 const REFRESH_MS: u64 = 1000;
 
-/// Calls `refetch` every second in the browser, so status is live.
+/// In the browser, re-reads `load` into `current` every second, one request
+/// at a time (so an old answer never lands after a newer one). A failed read
+/// keeps what is shown.
 #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
-fn keep_fresh(refetch: impl Fn() + 'static) {
+fn keep_fresh<T, Load, Answer>(current: RwSignal<T>, load: Load)
+where
+    T: Send + Sync + 'static,
+    Load: Fn() -> Answer + 'static,
+    Answer: std::future::Future<Output = Result<T, AppError>> + 'static,
+{
     #[cfg(feature = "hydrate")]
     {
+        let in_flight = std::rc::Rc::new(std::cell::Cell::new(false));
+        let refresh = move || {
+            if in_flight.replace(true) {
+                return;
+            }
+            let (in_flight, answer) = (in_flight.clone(), load());
+            leptos::task::spawn_local(async move {
+                if let Ok(value) = answer.await {
+                    current.set(value);
+                }
+                in_flight.set(false);
+            });
+        };
         let handle =
-            set_interval_with_handle(refetch, std::time::Duration::from_millis(REFRESH_MS));
+            set_interval_with_handle(refresh, std::time::Duration::from_millis(REFRESH_MS));
         if let Ok(handle) = handle {
             on_cleanup(move || handle.clear());
         }
@@ -54,7 +74,6 @@ fn keep_fresh(refetch: impl Fn() + 'static) {
 #[component]
 pub fn DeploymentsPage() -> impl IntoView {
     let deployments = Resource::new(|| (), |_| list_deployments());
-    keep_fresh(move || deployments.refetch());
     view! {
         <Title text="Deployments"/>
         <section class="page">
@@ -64,11 +83,19 @@ pub fn DeploymentsPage() -> impl IntoView {
             <Results loading_text="Loading deployments…">
                 {move || Suspend::new(async move {
                     let deployments = deployments.await?;
-                    Ok::<_, AppError>(view! { <DeploymentTable deployments/> })
+                    Ok::<_, AppError>(view! { <LiveDeployments deployments/> })
                 })}
             </Results>
         </section>
     }
+}
+
+/// The table as the server rendered it, then kept current in the browser.
+#[island]
+fn LiveDeployments(deployments: Vec<DeploymentView>) -> impl IntoView {
+    let current = RwSignal::new(deployments);
+    keep_fresh(current, list_deployments);
+    move || view! { <DeploymentTable deployments=current.get()/> }
 }
 
 #[component]
@@ -144,7 +171,6 @@ pub fn DeploymentPage() -> impl IntoView {
     let answer_id = Memo::new(move |_| query.with(|query| query.get("answer")));
     let detail = Resource::new(move || model.get(), get_deployment);
     let me = use_me();
-    keep_fresh(move || detail.refetch());
     let answer = Resource::new(
         move || answer_id.get(),
         |id| async move {
@@ -163,12 +189,22 @@ pub fn DeploymentPage() -> impl IntoView {
                     let detail = detail.await?;
                     let user = me.await?;
                     let may_roll_back = user.may(Action::Rollback { model: &detail.view.model });
-                    Ok::<_, AppError>(view! { <DeploymentBody detail may_roll_back/> })
+                    Ok::<_, AppError>(view! { <LiveDeployment detail may_roll_back/> })
                 })}
             </Results>
             <TryIt model answer/>
         </section>
     }
+}
+
+/// Status, history and the actions that depend on them, as the server
+/// rendered them, then kept current in the browser.
+#[island]
+fn LiveDeployment(detail: DeploymentDetail, may_roll_back: bool) -> impl IntoView {
+    let model = detail.view.model.clone();
+    let current = RwSignal::new(detail);
+    keep_fresh(current, move || get_deployment(model.clone()));
+    move || view! { <DeploymentBody detail=current.get() may_roll_back/> }
 }
 
 #[component]
@@ -331,7 +367,7 @@ fn TryIt(
     view! {
         <section class="try-it">
             <h2>"Try it"</h2>
-            <Transition fallback=|| view! { <p class="loading">"Reading the answer…"</p> }>
+            <Suspense fallback=|| view! { <p class="loading">"Reading the answer…"</p> }>
                 {move || Suspend::new(async move {
                     let (input, shown) = match answer.await {
                         Ok(Some(answer)) => (answer.input, answer_view(answer.outcome)),
@@ -348,7 +384,7 @@ fn TryIt(
                         {shown}
                     }
                 })}
-            </Transition>
+            </Suspense>
         </section>
     }
 }

@@ -459,9 +459,6 @@ pub fn LaunchPage() -> impl IntoView {
     let notice = Memo::new(move |_| query.with(|query| query.get("notice")));
     let launch = Resource::new(move || id.get(), get_launch);
     let me = use_me();
-    let live = RwSignal::new(None::<LaunchUpdate>);
-    let logs = RwSignal::new(String::new());
-    follow_launch(id, live, logs);
 
     view! {
         <Title text="Launch"/>
@@ -474,11 +471,22 @@ pub fn LaunchPage() -> impl IntoView {
                         project: &launch.project,
                         launched_by: &launch.launched_by,
                     });
-                    Ok::<_, AppError>(view! { <LaunchDetail launch live logs notice may_cancel/> })
+                    let notice = notice.get_untracked();
+                    Ok::<_, AppError>(view! { <LiveLaunch launch notice may_cancel/> })
                 })}
             </Results>
         </section>
     }
+}
+
+/// The launch as the server rendered it; in the browser its status and logs
+/// then follow the launch live.
+#[island]
+fn LiveLaunch(launch: Launch, notice: Option<String>, may_cancel: bool) -> impl IntoView {
+    let live = RwSignal::new(None::<LaunchUpdate>);
+    let logs = RwSignal::new(String::new());
+    follow_launch(launch.id.clone(), live, logs);
+    view! { <LaunchDetail launch live logs notice may_cancel/> }.into_any()
 }
 
 #[component]
@@ -486,7 +494,7 @@ fn LaunchDetail(
     launch: Launch,
     live: RwSignal<Option<LaunchUpdate>>,
     logs: RwSignal<String>,
-    notice: Memo<Option<String>>,
+    notice: Option<String>,
     may_cancel: bool,
 ) -> impl IntoView {
     let initial = launch.update();
@@ -528,7 +536,7 @@ fn LaunchDetail(
             <Show when=move || may_cancel && !status().is_terminal()>{cancel_form.clone()}</Show>
             <a href=relaunch>"Launch again with these values"</a>
         </div>
-        {move || notice.get().map(|notice| view! { <p class="field-error" role="alert">{notice}</p> })}
+        {notice.map(|notice| view! { <p class="field-error" role="alert">{notice}</p> })}
         <div class="launch-facts">
             <table class="data facts">
                 <tbody>
@@ -565,7 +573,7 @@ fn LaunchDetail(
 /// Server-sent events keep the status and logs current without a reload.
 /// Browser only: on the server the page shows the launch as it is.
 #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
-fn follow_launch(id: Memo<String>, live: RwSignal<Option<LaunchUpdate>>, logs: RwSignal<String>) {
+fn follow_launch(id: String, live: RwSignal<Option<LaunchUpdate>>, logs: RwSignal<String>) {
     #[cfg(feature = "hydrate")]
     {
         use wasm_bindgen::JsCast;
@@ -575,7 +583,7 @@ fn follow_launch(id: Memo<String>, live: RwSignal<Option<LaunchUpdate>>, logs: R
         const MAX_LOG_CHARS: usize = 200_000;
 
         Effect::new(move |_| {
-            let url = format!("/api/launches/{}/events", segment(&id.get()));
+            let url = format!("/api/launches/{}/events", segment(&id));
             let Ok(source) = web_sys::EventSource::new(&url) else {
                 return;
             };
@@ -621,7 +629,7 @@ fn follow_launch(id: Memo<String>, live: RwSignal<Option<LaunchUpdate>>, logs: R
                 let _ =
                     source.add_event_listener_with_callback(name, handler.as_ref().unchecked_ref());
             }
-            // Closed (and the handlers dropped) when the page goes or the id changes.
+            // Closed (and the handlers dropped) when the page goes.
             let live_source = send_wrapper::SendWrapper::new((source, handlers));
             on_cleanup(move || live_source.0.close());
         });

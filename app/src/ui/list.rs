@@ -2,13 +2,12 @@
 //! results area that stays usable while the next page loads, and the pager.
 
 use leptos::prelude::*;
-use leptos_router::components::Form;
 
 use super::ErrorList;
 use super::paging::ListState;
 use crate::error::AppError;
 
-/// A GET form, so it works before hydration; after, the router handles it.
+/// A plain GET form.
 /// It sets `param` and carries the list's other parameters along, starting
 /// again from the first page.
 #[component]
@@ -30,8 +29,8 @@ pub fn SearchForm(
             .unwrap_or_default()
     };
     view! {
-        <Form method="GET" action=action attr:class="search" attr:role="search">
-            <input type="search" name=param placeholder=placeholder aria-label=placeholder prop:value=value/>
+        <form method="get" action=action class="search" role="search">
+            <input type="search" name=param placeholder=placeholder aria-label=placeholder value=value/>
             {move || {
                 carried()
                     .into_iter()
@@ -39,29 +38,20 @@ pub fn SearchForm(
                     .collect_view()
             }}
             <button type="submit">"Search"</button>
-        </Form>
+        </form>
     }
 }
 
-/// The previous results stay visible, dimmed and marked busy, while the next
-/// ones load; errors show in place of the results.
+/// The page's data, or every error in its place. Pages are rendered whole on
+/// the server (no client-side navigation), so there is no "next page loading"
+/// state to show.
 #[component]
 pub fn Results(loading_text: &'static str, children: ChildrenFn) -> impl IntoView {
-    let loading = RwSignal::new(false);
-    // Only the browser shows "busy". On the server the Transition's effect
-    // may run on another thread while this attribute renders, and a write
-    // there makes the render's read fail (leptos then reports the signal as
-    // disposed); the server only ever renders the finished state anyway.
-    let set_loading = SignalSetter::map(move |pending| {
-        if cfg!(feature = "hydrate") {
-            loading.set(pending);
-        }
-    });
     view! {
-        <div class="results" aria-busy=move || loading.get().to_string()>
-            <Transition fallback=move || view! { <p class="loading">{loading_text}</p> } set_pending=set_loading>
+        <div class="results">
+            <Suspense fallback=move || view! { <p class="loading">{loading_text}</p> }>
                 <ErrorBoundary fallback=|errors| view! { <ErrorList errors/> }>{children()}</ErrorBoundary>
-            </Transition>
+            </Suspense>
         </div>
     }
 }

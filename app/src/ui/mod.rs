@@ -41,7 +41,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
                 <AutoReload options=options.clone()/>
-                <HydrationScripts options/>
+                <HydrationScripts options islands=true/>
                 <MetaTags/>
             </head>
             <body>
@@ -54,7 +54,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    mark_hydrated();
     provide_context(Me(Resource::new_blocking(|| (), |_| who_am_i())));
 
     view! {
@@ -91,6 +90,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/launches/:id") view=LaunchPage/>
                 </Routes>
             </main>
+            <HydratedMark/>
         </Router>
     }
 }
@@ -132,9 +132,11 @@ fn TopNav(user: User) -> impl IntoView {
     }
 }
 
-/// Effects run only in the browser, after hydration: the attribute tells
-/// people and browser tests that the page is live.
-fn mark_hydrated() {
+/// The last island on every page: islands hydrate in document order, so
+/// when its effect runs the live parts above it are live, and the attribute
+/// tells people and browser tests so.
+#[island]
+fn HydratedMark() -> impl IntoView {
     Effect::new(move |_| {
         if let Some(body) = document().body() {
             let _ = body.set_attribute("data-hydrated", "true");

@@ -1,6 +1,5 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::components::Form;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::list::{Pager, Results, SearchForm, SortHeader, segment};
@@ -38,7 +37,7 @@ pub fn ExperimentRunsPage() -> impl IntoView {
         <Title text=move || format!("Experiment {}", experiment_id.get())/>
         <section class="page">
             <nav class="crumbs"><a href="/experiments">"Experiments"</a></nav>
-            <Transition fallback=move || view! { <h1>{move || format!("Experiment {}", experiment_id.get())}</h1> }>
+            <Suspense fallback=move || view! { <h1>{move || format!("Experiment {}", experiment_id.get())}</h1> }>
                 <ErrorBoundary fallback=|errors| view! { <super::ErrorList errors/> }>
                     {move || Suspend::new(async move {
                         experiment.await.map(|experiment| {
@@ -51,7 +50,7 @@ pub fn ExperimentRunsPage() -> impl IntoView {
                         })
                     })}
                 </ErrorBoundary>
-            </Transition>
+            </Suspense>
             <SearchForm state param="filter" placeholder="metrics.auc > 0.9 AND params.optimizer = 'adam'"/>
             <Results loading_text="Loading runs…">
                 {move || Suspend::new(async move {
@@ -127,7 +126,7 @@ fn RunList(page: RunsPage, state: ListState) -> impl IntoView {
         .collect_view();
     view! {
         {chooser}
-        <Form method="GET" action="/compare" attr:class="compare-form">
+        <form method="get" action="/compare" class="compare-form">
             <p class="actions">
                 <button type="submit">"Compare selected"</button>
                 <span class="muted">{format!(" 2 to {MAX_COMPARED} runs")}</span>
@@ -146,7 +145,7 @@ fn RunList(page: RunsPage, state: ListState) -> impl IntoView {
                 <tbody>{rows}</tbody>
             </table>
         </div>
-        </Form>
+        </form>
         <Pager state next_page_token=page.next_page_token/>
     }
     .into_any()
@@ -179,12 +178,12 @@ fn ColumnChooser(
     view! {
         <details class="columns">
             <summary>"Columns"</summary>
-            <Form method="GET" action=state.path.clone()>
+            <form method="get" action=state.path.clone()>
                 {carried.into_iter().map(|(key, value)| view! { <input type="hidden" name=key value=value/> }).collect_view()}
                 <fieldset><legend>"Parameters"</legend>{boxes("params.", param_keys, shown_params)}</fieldset>
                 <fieldset><legend>"Metrics"</legend>{boxes("metrics.", metric_keys, shown_metrics)}</fieldset>
                 <button type="submit">"Show columns"</button>
-            </Form>
+            </form>
         </details>
     }
 }
