@@ -20,6 +20,9 @@ pub enum AppError {
     InvalidInput(String),
     #[error("{0}")]
     NotFound(String),
+    /// The state changed since the person looked (Production moved).
+    #[error("{0}")]
+    Conflict(String),
     /// A service Slipway depends on (an executor, the cluster) refused or failed.
     #[error("{0}")]
     Unavailable(String),

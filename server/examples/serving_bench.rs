@@ -25,7 +25,7 @@ use server::catalog::Catalog;
 use server::config::MlflowAuth;
 use server::mlflow::MlflowClient;
 use server::serving::local::LocalServing;
-use server::serving::reconciler::{Reconciler, Trigger};
+use server::serving::reconciler::{Expected, Reconciler, Trigger};
 use server::serving::seldon::SeldonTarget;
 use server::store::Store;
 use support::{BenchCluster, report};
@@ -181,7 +181,7 @@ async fn main() {
         let version = if round % 2 == 0 { "1" } else { "2" };
         let started = Instant::now();
         seldon
-            .promote(&user, "bench-model-0000", version)
+            .promote(&user, "bench-model-0000", version, Expected::Any)
             .await
             .unwrap();
         let at = tokio::time::timeout(Duration::from_secs(10), applied.recv())
@@ -254,7 +254,7 @@ async fn main() {
         let version = if round % 2 == 0 { "1" } else { "2" };
         while served.try_recv().is_ok() {}
         let started = Instant::now();
-        real.promote(&user, "bench-model-0000", version)
+        real.promote(&user, "bench-model-0000", version, Expected::Any)
             .await
             .unwrap();
         let at = loop {
@@ -327,7 +327,7 @@ async fn main() {
         let version = registered[round % 2].clone();
         let started = Instant::now();
         served
-            .promote(&user, "bench-served", &version)
+            .promote(&user, "bench-served", &version, Expected::Any)
             .await
             .unwrap();
         loop {

@@ -14,6 +14,7 @@ use app::model::{PromotionRequest, RequestState, User};
 use app::port::ControlPlane;
 
 use crate::control::Slipway;
+use crate::serving::reconciler::Expected;
 
 /// What a deployer's "Promote" did.
 #[derive(Debug)]
@@ -34,13 +35,16 @@ impl Slipway {
         model: &str,
         version: &str,
         reason: &str,
+        expected: Expected,
     ) -> Result<Promoted, AppError> {
         authorize(user, Action::Promote { model })?;
         if version.trim().is_empty() {
             return Err(AppError::InvalidInput("choose a version to promote".into()));
         }
         if !self.reconciler.requires_approval(model)? {
-            self.reconciler.promote(user, model, version).await?;
+            self.reconciler
+                .promote(user, model, version, expected)
+                .await?;
             return Ok(Promoted::Now);
         }
         let reason = checked_text(reason, "say why this version should go to production")?;

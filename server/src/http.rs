@@ -36,6 +36,7 @@ use crate::control::Slipway;
 use crate::executor::{ExecutorError, LogStream};
 use crate::launch::Submitted;
 use crate::metrics::{self, Metrics};
+use crate::serving::reconciler::Expected;
 use crate::webhook::{Rejection, Verifier};
 
 const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -337,6 +338,7 @@ pub fn status_of(error: &AppError) -> StatusCode {
         AppError::Forbidden(_) => StatusCode::FORBIDDEN,
         AppError::InvalidInput(_) => StatusCode::BAD_REQUEST,
         AppError::NotFound(_) => StatusCode::NOT_FOUND,
+        AppError::Conflict(_) => StatusCode::CONFLICT,
         AppError::MlflowUnreachable { .. } | AppError::Mlflow { .. } | AppError::Unavailable(_) => {
             StatusCode::BAD_GATEWAY
         }
@@ -368,7 +370,7 @@ async fn promote(
     let page = format!("/deployments/{}", path_segment(&model));
     match state
         .slipway
-        .promote_or_request(&user, &model, &version, &reason)
+        .promote_or_request(&user, &model, &version, &reason, expected_version(&body))
         .await
     {
         Ok(Promoted::Now) => back_to(page, None),
@@ -494,6 +496,16 @@ fn csv_cell(text: &str) -> String {
 }
 
 /// One field of a urlencoded form; empty when missing.
+/// The Production version the person saw when they sent the form
+/// (`expected_version`, empty for "nothing"); any, if the form does not say.
+fn expected_version(body: &[u8]) -> Expected {
+    match url::form_urlencoded::parse(body).find(|(key, _)| key == "expected_version") {
+        None => Expected::Any,
+        Some((_, version)) if version.is_empty() => Expected::Version(None),
+        Some((_, version)) => Expected::Version(Some(version.into_owned())),
+    }
+}
+
 fn form_field(body: &[u8], name: &str) -> String {
     url::form_urlencoded::parse(body)
         .find(|(key, _)| key == name)
@@ -521,8 +533,13 @@ async fn rollback(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
     Path(model): Path<String>,
+    RawForm(body): RawForm,
 ) -> Response {
-    let outcome = state.slipway.reconciler.rollback(&user, &model).await;
+    let outcome = state
+        .slipway
+        .reconciler
+        .rollback(&user, &model, expected_version(&body))
+        .await;
     back_to(
         format!("/deployments/{}", path_segment(&model)),
         outcome.err(),

@@ -110,6 +110,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         triggers,
         std::time::Duration::from_secs(config.reconcile_poll_secs),
     );
+    settle_interrupted_promotions(reconciler.clone());
     let launcher = Arc::new(Launcher::new(
         store.clone(),
         mlflow.clone(),
@@ -140,6 +141,24 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         metrics: Metrics::new(),
         webhooks: config.webhook_secret.as_deref().map(Verifier::new),
     })
+}
+
+/// Settles changes of Production a crash left half done, in the
+/// background: it needs MLflow, which may not be up yet.
+fn settle_interrupted_promotions(reconciler: Arc<Reconciler>) {
+    tokio::spawn(async move {
+        let mut wait = std::time::Duration::from_secs(1);
+        loop {
+            match reconciler.settle_interrupted().await {
+                Ok(_) => return,
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?wait, "settling interrupted promotions");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(60));
+                }
+            }
+        }
+    });
 }
 
 /// How long Try it answers are kept.

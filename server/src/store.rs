@@ -13,16 +13,19 @@ use sqlx::{AnyPool, Row};
 use crate::error::{Error, Result};
 
 mod accounts;
+mod promotions;
 mod requests;
 mod try_answers;
 
 pub use accounts::{Account, AccountSource, OidcFlow, SessionRecord};
+pub use promotions::{ModelLock, NewPromotion, PromotionRecord};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    model_locks: std::sync::Arc<promotions::ModelLocks>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +59,14 @@ impl Store {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let postgres = sqlite_path(url).is_none();
+        Ok(Self {
+            pool,
+            model_locks: std::sync::Arc::new(promotions::ModelLocks::new(
+                postgres,
+                max_connections,
+            )),
+        })
     }
 
     pub async fn ping(&self) -> Result<()> {

@@ -13,7 +13,7 @@ use app::model::{DeploymentView, User};
 use server::catalog::Catalog;
 use server::mlflow::MlflowClient;
 use server::serving::local::LocalServing;
-use server::serving::reconciler::{Reconciler, Trigger};
+use server::serving::reconciler::{Expected, Reconciler, Trigger};
 use server::store::Store;
 use support::{MlflowRest, mlflow_url, unique};
 
@@ -126,13 +126,19 @@ async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
     let setup = setup(data.path(), &model).await;
     let reconciler = &setup.reconciler;
 
-    reconciler.promote(&user(), &model, "1").await.unwrap();
+    reconciler
+        .promote(&user(), &model, "1", Expected::Any)
+        .await
+        .unwrap();
     let v1 = serving(reconciler, &model, "1").await;
     let v1_address = v1.address.clone().unwrap();
     assert_eq!(predict(&v1_address).await.unwrap(), 3.0);
 
     // Replaced without a gap: the old server answers until the new one is ready.
-    reconciler.promote(&user(), &model, "2").await.unwrap();
+    reconciler
+        .promote(&user(), &model, "2", Expected::Any)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let during = reconciler.view(&model).unwrap();
     assert_eq!(during.state, "Creating", "{during:?}");
@@ -155,7 +161,10 @@ async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
     }
     assert!(stopped, "the old server is stopped once the new one serves");
 
-    let back_to = reconciler.rollback(&user(), &model).await.unwrap();
+    let back_to = reconciler
+        .rollback(&user(), &model, Expected::Any)
+        .await
+        .unwrap();
     assert_eq!(back_to, "1");
     let rolled = serving(reconciler, &model, "1").await;
     assert_eq!(

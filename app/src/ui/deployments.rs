@@ -227,6 +227,7 @@ fn DeploymentBody(detail: DeploymentDetail, may_roll_back: bool) -> impl IntoVie
             <a href=model_href(&view_.model)>"Versions in the registry"</a>
             {can_roll_back.then(|| view! {
                 <form method="post" action=rollback_action class="inline">
+                    <input type="hidden" name="expected_version" value=view_.desired_version.clone().unwrap_or_default()/>
                     <button type="submit" class="danger">"Roll back to the previous version"</button>
                 </form>
             })}
@@ -457,6 +458,13 @@ fn Confirm(preview: PromotionPreview, allowed: Result<(), String>) -> impl IntoV
         ("Confirm: promote and deploy", "Why (kept in the audit log)")
     };
     let version = preview.candidate.version.clone();
+    // Sent back with the form: if Production moves before it arrives, the
+    // server refuses it instead of overriding a change this page never showed.
+    let expected = preview
+        .current
+        .as_ref()
+        .map(|current| current.version.clone())
+        .unwrap_or_default();
     let cancel = deployment_href(&preview.model);
     view! {
         <header class="page-header"><h1>{title}</h1></header>
@@ -466,6 +474,7 @@ fn Confirm(preview: PromotionPreview, allowed: Result<(), String>) -> impl IntoV
             Ok(()) => view! {
                 <form method="post" action=action class="promote-form">
                     <input type="hidden" name="version" value=version/>
+                    <input type="hidden" name="expected_version" value=expected/>
                     <label for="reason">{reason_label}</label>
                     <textarea id="reason" name="reason" rows="3"></textarea>
                     <div class="actions">

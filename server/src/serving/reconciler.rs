@@ -22,7 +22,7 @@ use crate::catalog::{DeploymentBinding, NoProduction, ProductionMarker, ServingT
 use crate::config::UnboundObjects;
 use crate::error::Result;
 use crate::mlflow::MlflowClient;
-use crate::store::{ServingObject, Store};
+use crate::store::{NewPromotion, ServingObject, Store};
 
 const SELDON: &str = "seldon";
 
@@ -62,10 +62,6 @@ pub struct Reconciler {
     /// object is applied again every pass, but the failure is not recorded
     /// again.
     failed: Arc<Mutex<HashMap<String, String>>>,
-    /// Promotions made through Slipway, by model: (version, cause, actor).
-    /// Whichever pass first deploys that version records it as theirs, even
-    /// a poll that saw MLflow's change before the promotion's own trigger.
-    intents: Mutex<HashMap<String, (String, String, String)>>,
     /// Counts passes as they start (for waiting on one, and for benchmarks).
     passes: watch::Sender<u64>,
     /// Set on shutdown: no pass starts after it.
@@ -91,7 +87,6 @@ impl Reconciler {
             desired: Mutex::default(),
             cluster: Mutex::default(),
             failed: Arc::default(),
-            intents: Mutex::default(),
             passes: watch::channel(0).0,
             stopped: watch::channel(false).0,
         });
@@ -209,7 +204,7 @@ impl Reconciler {
         let (cause, actor) = if died {
             ("drift".to_string(), "slipway".to_string())
         } else {
-            self.attribution(model, version.as_deref(), trigger)
+            self.attribution(model, version.as_deref(), trigger).await?
         };
         let Some(version) = version else {
             if binding.no_production == NoProduction::Keep {
@@ -303,9 +298,9 @@ impl Reconciler {
         // by someone else is put back. Only real changes are recorded.
         let change = match &actual {
             None if created_before => Some(("drift".to_string(), "slipway".to_string())),
-            None => Some(self.attribution(model, Some(&version), trigger)),
+            None => Some(self.attribution(model, Some(&version), trigger).await?),
             Some(_) if serving.as_deref() != Some(version.as_str()) => {
-                Some(self.attribution(model, Some(&version), trigger))
+                Some(self.attribution(model, Some(&version), trigger).await?)
             }
             Some(_) => None,
         };
@@ -404,7 +399,7 @@ impl Reconciler {
         {
             return Ok(());
         }
-        let (cause, actor) = self.attribution(model, Some(version), trigger);
+        let (cause, actor) = self.attribution(model, Some(version), trigger).await?;
         self.record(model, version, serving, (&cause, &actor), "failed", why)
             .await?;
         self.failed
@@ -456,7 +451,7 @@ impl Reconciler {
                 self.set_cluster(binding, None, failed_status(&no_production_message(None)))
             }
             (NoProduction::Remove, Some(_)) => {
-                let (cause, actor) = self.attribution(&binding.model, None, trigger);
+                let (cause, actor) = self.attribution(&binding.model, None, trigger).await?;
                 let id = self
                     .store
                     .begin_deployment(&binding.model, None, serving.as_deref(), &cause, &actor)
@@ -517,23 +512,22 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Who a change is recorded for: the promotion through Slipway that asked
-    /// for this version, if any, else the pass's own trigger.
-    fn attribution(
+    /// Who a change is recorded for: the change of Production made through
+    /// Slipway that asked for this version, if not yet deployed, else the
+    /// pass's own trigger. Whichever pass first deploys it records it as
+    /// theirs, even a poll that saw MLflow's change before the promotion's
+    /// own trigger.
+    async fn attribution(
         &self,
         model: &str,
         version: Option<&str>,
         trigger: &Trigger,
-    ) -> (String, String) {
-        let mut intents = self.intents.lock().expect("intents");
-        match intents.get(model) {
-            Some((wanted, cause, actor)) if Some(wanted.as_str()) == version => {
-                let attributed = (cause.clone(), actor.clone());
-                intents.remove(model);
-                attributed
-            }
-            _ => (trigger.cause.clone(), trigger.actor.clone()),
-        }
+    ) -> Result<(String, String)> {
+        let claimed = match version {
+            Some(version) => self.store.claim_promotion(model, version).await?,
+            None => None,
+        };
+        Ok(claimed.unwrap_or_else(|| (trigger.cause.clone(), trigger.actor.clone())))
     }
 
     fn set_cluster(
@@ -551,17 +545,25 @@ impl Reconciler {
     /// Makes `version` Production in MLflow (stage or alias, as bound),
     /// records who did it, and converges at once.
     /// A deployer's promotion, where the binding needs no approval.
-    pub async fn promote(&self, user: &User, model: &str, version: &str) -> Result<(), AppError> {
+    pub async fn promote(
+        &self,
+        user: &User,
+        model: &str,
+        version: &str,
+        expected: Expected,
+    ) -> Result<(), AppError> {
         authorize(user, Action::Promote { model })?;
         if self.binding(model)?.requires_approval {
             return Err(AppError::Forbidden(format!(
                 "{model} needs an approver: ask for a promotion instead"
             )));
         }
-        self.mark_production(user, model, version, "promote").await
+        self.mark_production(user, model, version, "promote", expected)
+            .await
     }
 
-    /// Carries out an approved request, as its approver.
+    /// Carries out an approved request, as its approver: only if Production
+    /// is still what it was when the request was made.
     pub async fn promote_approved(
         &self,
         approver: &User,
@@ -574,8 +576,15 @@ impl Reconciler {
                 requested_by: &request.requested_by,
             },
         )?;
-        self.mark_production(approver, &request.model, &request.version, "approval")
-            .await
+        let expected = Expected::Version(request.base_version.clone());
+        self.mark_production(
+            approver,
+            &request.model,
+            &request.version,
+            "approval",
+            expected,
+        )
+        .await
     }
 
     pub fn requires_approval(&self, model: &str) -> Result<bool, AppError> {
@@ -593,44 +602,78 @@ impl Reconciler {
     }
 
     /// Makes `version` the Production one in MLflow and deploys it; the
-    /// caller has decided that `user` may.
+    /// caller has decided that `user` may. Changes of one model go one at a
+    /// time, in order of arrival, each recorded before MLflow is asked and
+    /// completed after; a change that expected another Production version
+    /// than the one it finds is refused.
     async fn mark_production(
         &self,
         user: &User,
         model: &str,
         version: &str,
         cause: &str,
+        expected: Expected,
     ) -> Result<(), AppError> {
         let binding = self.binding(model)?;
-        let before = self.desired_version(model);
-        let detail = format!(
-            "{} → v{version}",
-            before.map_or("nothing".to_string(), |v| format!("v{v}"))
-        );
+        let turn = self.store.lock_model(model).await?;
+        let current = self.production_version(model).await?;
+        let expected_version = match &expected {
+            Expected::Any => None,
+            Expected::Version(version) => Some(version.as_deref()),
+        };
+        let mut promotion = NewPromotion {
+            model,
+            cause,
+            version,
+            previous_version: current.as_deref(),
+            expected_version,
+            actor: &user.name,
+            audit_id: None,
+        };
+        let detail = format!("{} → v{version}", version_words(current.as_deref()));
+        let subject = format!("model:{model}");
+        if let Some(expected) = expected_version
+            && expected != current.as_deref()
+        {
+            let why = format!(
+                "Production is {} now, not {} as when you looked; nothing was changed. Look again, then decide.",
+                version_words(current.as_deref()),
+                version_words(expected)
+            );
+            self.store.refuse_promotion(&promotion, &why).await?;
+            self.store
+                .record_event(
+                    &user.name,
+                    cause,
+                    &subject,
+                    &format!("{detail}: refused, {why}"),
+                )
+                .await?;
+            return Err(AppError::Conflict(why));
+        }
         // Recorded before MLflow is asked, completed after: a crash in
-        // between leaves a `pending` entry that says what was attempted.
+        // between leaves rows that say what was attempted, settled on the
+        // next start.
         let audit = self
             .store
-            .begin_event(&user.name, cause, &format!("model:{model}"), &detail)
+            .begin_event(&user.name, cause, &subject, &detail)
             .await?;
-        self.intents.lock().expect("intents").insert(
-            model.into(),
-            (version.into(), cause.into(), user.name.clone()),
-        );
+        promotion.audit_id = Some(&audit);
+        let id = self.store.begin_promotion(&promotion).await?;
         let marked = match binding.production {
             ProductionMarker::Stage => self.mlflow.transition_to_production(model, version).await,
             ProductionMarker::Alias => self.mlflow.set_alias(model, &binding.alias, version).await,
         };
         if let Err(err) = marked {
-            // Nothing changed in MLflow: nothing to attribute.
-            self.intents.lock().expect("intents").remove(model);
             let err = AppError::from(err);
-            self.store
-                .complete_event(&audit, &format!("failed: {err}"))
-                .await?;
+            let outcome = format!("failed: {err}");
+            self.store.finish_promotion(&id, "failed", &outcome).await?;
+            self.store.complete_event(&audit, &outcome).await?;
             return Err(err);
         }
+        self.store.finish_promotion(&id, "marked", "").await?;
         self.store.complete_event(&audit, "done").await?;
+        drop(turn);
         self.trigger(Trigger {
             cause: cause.into(),
             actor: user.name.clone(),
@@ -639,8 +682,62 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Settles changes a crash left half done: `marked` if MLflow has the
+    /// change, else `interrupted`, each with its audit entry. Each waits for
+    /// its model's turn, so a change still under way elsewhere finishes
+    /// first. The number settled.
+    pub async fn settle_interrupted(&self) -> Result<usize, AppError> {
+        let mut settled = 0;
+        for left in self.store.unfinished_promotions().await? {
+            let _turn = self.store.lock_model(&left.model).await?;
+            // Still `marking` on our turn: whoever wrote it is gone.
+            let still_open = self
+                .store
+                .unfinished_promotions()
+                .await?
+                .iter()
+                .any(|open| open.id == left.id);
+            if !still_open {
+                continue;
+            }
+            let (state, message) = match self.production_version(&left.model).await {
+                Ok(current) if current.as_deref() == Some(left.version.as_str()) => (
+                    "marked",
+                    "finished after a restart: MLflow had made the change",
+                ),
+                Ok(_) => (
+                    "interrupted",
+                    "Slipway stopped before MLflow confirmed the change; MLflow does not have it, nothing changed",
+                ),
+                Err(AppError::NotFound(_)) => (
+                    "interrupted",
+                    "Slipway stopped during the change, and the model is no longer bound",
+                ),
+                Err(err) => return Err(err),
+            };
+            self.store
+                .finish_promotion(&left.id, state, message)
+                .await?;
+            if let Some(audit) = &left.audit_id {
+                let outcome = match state {
+                    "marked" => "done (settled after a restart)".to_string(),
+                    _ => format!("failed: {message}"),
+                };
+                self.store.complete_event(audit, &outcome).await?;
+            }
+            tracing::warn!(model = %left.model, version = %left.version, %state, "settled a change a restart interrupted");
+            settled += 1;
+        }
+        Ok(settled)
+    }
+
     /// Makes the version that served before the current one Production again.
-    pub async fn rollback(&self, user: &User, model: &str) -> Result<String, AppError> {
+    pub async fn rollback(
+        &self,
+        user: &User,
+        model: &str,
+        expected: Expected,
+    ) -> Result<String, AppError> {
         authorize(user, Action::Rollback { model })?;
         self.binding(model)?;
         let current = self.view(model)?.serving_version;
@@ -653,19 +750,9 @@ impl Reconciler {
             .ok_or_else(|| {
                 AppError::InvalidInput(format!("{model} has no earlier version to roll back to"))
             })?;
-        self.mark_production(user, model, &previous, "rollback")
+        self.mark_production(user, model, &previous, "rollback", expected)
             .await?;
         Ok(previous)
-    }
-
-    /// What MLflow said should serve, as of the last pass.
-    fn desired_version(&self, model: &str) -> Option<String> {
-        self.desired
-            .lock()
-            .expect("desired")
-            .get(model)
-            .cloned()
-            .flatten()
     }
 
     fn binding(&self, model: &str) -> Result<&DeploymentBinding, AppError> {
@@ -725,6 +812,19 @@ fn seldon_object(binding: &DeploymentBinding) -> ServingObject {
         name: binding.object_name(),
         model: binding.model.clone(),
     }
+}
+
+/// What a change of Production expects to find there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// Whatever is there (a client that did not say).
+    Any,
+    /// This version, or `None`: nothing in Production.
+    Version(Option<String>),
+}
+
+fn version_words(version: Option<&str>) -> String {
+    version.map_or("nothing".to_string(), |version| format!("v{version}"))
 }
 
 fn no_production_message(serving: Option<&str>) -> String {
