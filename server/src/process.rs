@@ -25,6 +25,11 @@ pub async fn terminate_group(pgid: i32, grace: Duration) {
     let _ = killpg(group, Signal::SIGKILL);
 }
 
+/// SIGKILL to the group at once: for `Drop`, where nothing can wait.
+pub fn kill_group_now(pgid: i32) {
+    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+}
+
 /// Whether any process of the group is still alive.
 pub fn group_alive(pgid: i32) -> bool {
     // Signal 0 only asks.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use app::model::{DeploymentView, User};
 use server::catalog::Catalog;
 use server::mlflow::MlflowClient;
-use server::serving::local::LocalServing;
+use server::serving::local::{LocalServing, NotServing};
 use server::serving::reconciler::{Expected, Reconciler, Trigger};
 use server::store::Store;
 use support::{MlflowRest, mlflow_url, unique};
@@ -324,4 +324,84 @@ async fn after_a_restart_it_converges_from_mlflow_alone_and_repairs_a_killed_ser
         "model servers outlived Slipway: {}",
         String::from_utf8_lossy(&left.stdout)
     );
+}
+
+/// `mlflow models serve` processes serving some version of `model`.
+fn model_servers_of(model: &str) -> usize {
+    let wanted = format!("models:/{model}/");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
+            // The server itself (python … mlflow models serve), not its workers' shells.
+            args.windows(2)
+                .any(|pair| pair == [b"models".as_slice(), b"serve".as_slice()])
+                && String::from_utf8_lossy(cmdline).contains(&wanted)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_newer_start_supersedes_an_older_one_one_server_remains_and_none_outlives_its_owner() {
+    let model = unique("superseded");
+    let experiment = unique("superseded");
+    assert_eq!(register(&model, &experiment, 1.0), "1");
+    assert_eq!(register(&model, &experiment, 10.0), "2");
+    let data = tempfile::tempdir().unwrap();
+    let local = Arc::new(
+        LocalServing::new(
+            server::process::ChildEnv::new(&mlflow_url(), &server::config::MlflowAuth::None, &[]),
+            data.path().join("serving"),
+        )
+        .unwrap(),
+    );
+
+    let older = local.begin(&model, "1").unwrap();
+    let (wanted, _) = local.wanted_version(&model);
+    assert_eq!(
+        wanted.as_deref(),
+        Some("1"),
+        "starting is known before the spawn"
+    );
+    let deploying_older = tokio::spawn({
+        let local = local.clone();
+        async move { local.deploy(older).await }
+    });
+    let spawned = support::eventually(Duration::from_secs(30), || async {
+        (model_servers_of(&model) == 1).then_some(())
+    })
+    .await;
+    assert!(spawned.is_some(), "v1's server process started");
+
+    // v2 is asked for while v1 is still starting.
+    let newer = local.begin(&model, "2").unwrap();
+    let v2 = local.deploy(newer).await.unwrap();
+    assert_eq!(v2.version, "2");
+    assert_eq!(predict(&v2.address()).await.unwrap(), 30.0);
+    let older_outcome = deploying_older.await.unwrap();
+    assert_eq!(
+        older_outcome,
+        Err(NotServing::Superseded(
+            "version 2 was asked for before this one was ready".into()
+        )),
+        "{older_outcome:?}"
+    );
+    assert_eq!(
+        local
+            .status(&model)
+            .0
+            .map(|server| server.version)
+            .as_deref(),
+        Some("2")
+    );
+    assert_eq!(model_servers_of(&model), 1, "only v2's server runs");
+
+    // Dropped without a shutdown (as when a test fails): nothing outlives it.
+    drop(local);
+    let gone = support::eventually(Duration::from_secs(5), || async {
+        (model_servers_of(&model) == 0).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "model servers outlived their LocalServing");
 }

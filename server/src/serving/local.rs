@@ -6,7 +6,7 @@
 use crate::process::ChildEnv;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,12 +36,39 @@ impl LocalServer {
 struct ModelServers {
     /// The one answering requests.
     current: Option<LocalServer>,
-    /// Starting, to replace `current` once ready.
-    starting: Option<String>,
-    /// The starting server's process group, once spawned.
-    starting_pgid: Option<i32>,
+    /// The newest start asked for, to replace `current` once ready. One
+    /// at a time: a newer start supersedes (and stops) an older one.
+    starting: Option<Starting>,
+    /// The newest start's number, so an older one never replaces a newer one.
+    generation: u64,
     /// Why the last start failed, while nothing newer is starting.
     failure: Option<(String, String)>,
+}
+
+struct Starting {
+    generation: u64,
+    version: String,
+    /// The server's process group, once spawned.
+    pgid: Option<i32>,
+}
+
+/// A start asked for with [`LocalServing::begin`], carried out by
+/// [`LocalServing::deploy`].
+#[derive(Debug)]
+pub struct Start {
+    model: String,
+    version: String,
+    generation: u64,
+    /// The older start this one supersedes, to be stopped.
+    superseded: Option<i32>,
+}
+
+/// Why a start did not end up serving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotServing {
+    /// A newer version was asked for before this one was ready; stopped.
+    Superseded(String),
+    Failed(String),
 }
 
 pub struct LocalServing {
@@ -52,6 +79,9 @@ pub struct LocalServing {
     /// Set by `stop_all`: nothing starts any more, and a server that is
     /// still starting is stopped, so none outlives Slipway.
     stopping: AtomicBool,
+    /// Numbers starts across models, so none is ever reused (an undeployed
+    /// model's entry goes, and starts again from the default).
+    starts: AtomicU64,
 }
 
 impl LocalServing {
@@ -66,6 +96,7 @@ impl LocalServing {
                 .build()
                 .expect("a plain HTTP client"),
             stopping: AtomicBool::new(false),
+            starts: AtomicU64::new(0),
         })
     }
 
@@ -81,9 +112,9 @@ impl LocalServing {
         };
         let current = servers.current.clone();
         let status = match (&servers.starting, &servers.failure, &current) {
-            (Some(version), _, _) => ServingStatus {
+            (Some(starting), _, _) => ServingStatus {
                 state: ServingState::Creating,
-                message: format!("starting version {version}"),
+                message: format!("starting version {}", starting.version),
                 address: current.as_ref().map(LocalServer::address),
             },
             (None, Some((version, why)), _) => ServingStatus {
@@ -117,56 +148,110 @@ impl LocalServing {
             let gone = servers.current.take().expect("checked");
             tracing::warn!(model, version = %gone.version, "the local model server died; starting it again");
         }
-        let wanted = servers.starting.clone().or_else(|| {
-            servers
-                .current
-                .as_ref()
-                .map(|server| server.version.clone())
-        });
+        let wanted = servers
+            .starting
+            .as_ref()
+            .map(|starting| starting.version.clone())
+            .or_else(|| {
+                servers
+                    .current
+                    .as_ref()
+                    .map(|server| server.version.clone())
+            });
         (wanted, died)
     }
 
-    /// Starts `version` and, once it answers, makes it current and stops the
-    /// previous server. Returns when the new one is ready (or failed);
-    /// callers run it in the background.
-    pub async fn deploy(&self, model: &str, version: &str) -> Result<LocalServer, String> {
-        {
-            let mut models = self.models.lock().expect("serving map");
-            if self.is_stopping() {
-                return Err("Slipway is stopping".into());
-            }
-            let servers = models.entry(model.to_string()).or_default();
-            servers.starting = Some(version.to_string());
-            servers.failure = None;
+    /// Records that `version` is starting, at once (so the next pass sees
+    /// it), superseding any older start; [`Self::deploy`] then carries it out.
+    pub fn begin(&self, model: &str, version: &str) -> Result<Start, NotServing> {
+        let mut models = self.models.lock().expect("serving map");
+        if self.is_stopping() {
+            return Err(NotServing::Failed("Slipway is stopping".into()));
         }
-        let outcome = self.start_and_wait(model, version).await;
-        let previous = {
+        let servers = models.entry(model.to_string()).or_default();
+        servers.generation = self.starts.fetch_add(1, Ordering::SeqCst) + 1;
+        let superseded = servers.starting.take().and_then(|older| older.pgid);
+        servers.starting = Some(Starting {
+            generation: servers.generation,
+            version: version.to_string(),
+            pgid: None,
+        });
+        servers.failure = None;
+        Ok(Start {
+            model: model.to_string(),
+            version: version.to_string(),
+            generation: servers.generation,
+            superseded,
+        })
+    }
+
+    /// Starts the server and, once it answers, makes it current and stops
+    /// the previous one, unless a newer start has superseded it meanwhile:
+    /// then it is stopped instead. Returns when the server is ready or not
+    /// serving; callers run it in the background.
+    pub async fn deploy(&self, start: Start) -> Result<LocalServer, NotServing> {
+        if let Some(older) = start.superseded {
+            stop(older).await;
+        }
+        let outcome = self.start_and_wait(&start).await;
+        // Decided under the lock, carried out after it: (stop, answer).
+        let (to_stop, answer) = {
             let mut models = self.models.lock().expect("serving map");
-            if self.is_stopping() {
-                // stop_all has taken the map; this server is its to stop too.
-                drop(models);
-                if let Ok(server) = &outcome {
-                    stop(server.pgid).await;
-                }
-                return Err("Slipway is stopping".into());
-            }
-            let servers = models.entry(model.to_string()).or_default();
-            if servers.starting.as_deref() == Some(version) {
+            let servers = models.entry(start.model.clone()).or_default();
+            let newest = servers.generation == start.generation;
+            if newest {
                 servers.starting = None;
-                servers.starting_pgid = None;
             }
-            match &outcome {
-                Ok(server) => servers.current.replace(server.clone()),
-                Err(why) => {
-                    servers.failure = Some((version.to_string(), why.clone()));
-                    None
+            match outcome {
+                // stop_all has taken the map; this server is its to stop too.
+                Ok(server) if self.is_stopping() => (
+                    Some(server.pgid),
+                    Err(NotServing::Failed("Slipway is stopping".into())),
+                ),
+                Ok(server) if newest => (
+                    servers.current.replace(server.clone()).map(|old| old.pgid),
+                    Ok(server),
+                ),
+                Ok(server) => (
+                    Some(server.pgid),
+                    Err(NotServing::Superseded(String::new())),
+                ),
+                Err(NotServing::Failed(why)) if newest => {
+                    servers.failure = Some((start.version.clone(), why.clone()));
+                    (None, Err(NotServing::Failed(why)))
                 }
+                Err(not_serving) => (None, Err(not_serving)),
             }
         };
-        if let Some(previous) = previous {
-            stop(previous.pgid).await;
+        if let Some(pgid) = to_stop {
+            stop(pgid).await;
         }
-        outcome
+        match answer {
+            Err(NotServing::Superseded(_)) => Err(self.superseded(&start)),
+            answer => answer,
+        }
+    }
+
+    fn superseded(&self, start: &Start) -> NotServing {
+        let newer = self
+            .models
+            .lock()
+            .expect("serving map")
+            .get(&start.model)
+            .and_then(|servers| servers.starting.as_ref().map(|newer| newer.version.clone()));
+        NotServing::Superseded(match newer {
+            Some(newer) => format!("version {newer} was asked for before this one was ready"),
+            None => "a newer version was asked for before this one was ready".into(),
+        })
+    }
+
+    /// Whether `start` is still the newest start of its model.
+    fn is_newest(&self, start: &Start) -> bool {
+        self.models
+            .lock()
+            .expect("serving map")
+            .get(&start.model)
+            .is_some_and(|servers| servers.generation == start.generation)
     }
 
     /// Stops whatever serves the model (nothing in production any more).
@@ -195,7 +280,7 @@ impl LocalServing {
                         .current
                         .map(|server| server.pgid)
                         .into_iter()
-                        .chain(servers.starting_pgid)
+                        .chain(servers.starting.and_then(|starting| starting.pgid))
                 })
                 .collect()
         };
@@ -204,8 +289,10 @@ impl LocalServing {
         }
     }
 
-    async fn start_and_wait(&self, model: &str, version: &str) -> Result<LocalServer, String> {
-        let port = crate::process::free_port().map_err(|err| format!("no free port: {err}"))?;
+    async fn start_and_wait(&self, start: &Start) -> Result<LocalServer, NotServing> {
+        let (model, version) = (start.model.as_str(), start.version.as_str());
+        let port = crate::process::free_port()
+            .map_err(|err| NotServing::Failed(format!("no free port: {err}")))?;
         let log_path = self.log_dir.join(format!(
             "{}-v{version}.log",
             crate::catalog::dns_name(model)
@@ -229,32 +316,46 @@ impl LocalServing {
             &log_path,
         )
         .map_err(|err| {
-            format!(
+            NotServing::Failed(format!(
                 "cannot start `mlflow models serve`: {err} (is MLflow's bin directory on PATH?)"
-            )
+            ))
         })?;
-        // Registered under the same lock stop_all takes, so a server is
-        // either seen by it or sees that Slipway is stopping.
-        let stopping = {
+        // Registered under the same lock stop_all and begin take, so a
+        // server is either seen by them or sees that it is not wanted.
+        let registered = {
             let mut models = self.models.lock().expect("serving map");
-            let stopping = self.is_stopping();
-            if !stopping {
-                models.entry(model.to_string()).or_default().starting_pgid = Some(pgid);
+            let starting = models
+                .get_mut(model)
+                .and_then(|servers| servers.starting.as_mut())
+                .filter(|starting| starting.generation == start.generation);
+            match starting {
+                Some(starting) if !self.is_stopping() => {
+                    starting.pgid = Some(pgid);
+                    Ok(())
+                }
+                _ if self.is_stopping() => Err(NotServing::Failed("Slipway is stopping".into())),
+                _ => Err(NotServing::Superseded(String::new())),
             }
-            stopping
         };
-        if stopping {
+        if let Err(not_serving) = registered {
             stop(pgid).await;
-            return Err("Slipway is stopping".into());
+            return Err(match not_serving {
+                NotServing::Superseded(_) => self.superseded(start),
+                failed => failed,
+            });
         }
         let ping = format!("http://127.0.0.1:{port}/ping");
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         loop {
+            if !self.is_newest(start) {
+                // `begin` took it over and stops it; no use waiting.
+                return Err(self.superseded(start));
+            }
             if let Ok(Some(exit)) = child.try_wait() {
-                return Err(format!(
+                return Err(NotServing::Failed(format!(
                     "the server exited ({exit}): {}",
                     last_lines(&log_path)
-                ));
+                )));
             }
             if let Ok(response) = self.http.get(&ping).send().await
                 && response.status().is_success()
@@ -271,20 +372,38 @@ impl LocalServing {
             }
             if tokio::time::Instant::now() > deadline {
                 stop(pgid).await;
-                return Err(format!(
+                return Err(NotServing::Failed(format!(
                     "no answer on /ping within {} s: {}",
                     READY_TIMEOUT.as_secs(),
                     last_lines(&log_path)
-                ));
+                )));
             }
             tokio::time::sleep(PING_EVERY).await;
         }
     }
 }
 
+impl Drop for LocalServing {
+    /// The last resort, when `stop_all` never ran (a panic, a failed test):
+    /// the servers are Slipway's children and must not outlive it.
+    fn drop(&mut self) {
+        let models = self
+            .models
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for servers in models.values() {
+            let current = servers.current.as_ref().map(|server| server.pgid);
+            let starting = servers.starting.as_ref().and_then(|starting| starting.pgid);
+            for pgid in current.into_iter().chain(starting) {
+                crate::process::kill_group_now(pgid);
+            }
+        }
+    }
+}
+
 fn not_deployed() -> ServingStatus {
     ServingStatus {
-        state: ServingState::Creating,
+        state: ServingState::Idle,
         message: "nothing deployed yet".into(),
         address: None,
     }

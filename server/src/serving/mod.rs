@@ -23,4 +23,6 @@ pub enum ServingState {
     Creating,
     Available,
     Failed,
+    /// Nothing to serve: no version in production, and nothing serving.
+    Idle,
 }

@@ -15,7 +15,7 @@ use app::model::{DeploymentView, User};
 use tokio::sync::{mpsc, watch};
 
 use super::desired::desired_versions;
-use super::local::LocalServing;
+use super::local::{LocalServing, NotServing};
 use super::seldon::{self, Observed, SeldonTarget};
 use super::{ServingState, ServingStatus};
 use crate::catalog::{DeploymentBinding, NoProduction, ProductionMarker, ServingTarget};
@@ -225,14 +225,26 @@ impl Reconciler {
             .store
             .begin_deployment(model, Some(&version), previous.as_deref(), &cause, &actor)
             .await?;
+        // Marked starting now, before the server is spawned, so the next
+        // pass sees it and does not start a second one.
+        let start = match self.local.begin(model, &version) {
+            Ok(start) => start,
+            Err(not_serving) => {
+                let why = match not_serving {
+                    NotServing::Superseded(why) | NotServing::Failed(why) => why,
+                };
+                return self.store.finish_deployment(&id, "failed", &why).await;
+            }
+        };
         let local = self.local.clone();
         let store = self.store.clone();
         let model = model.clone();
         let failed = self.failed.clone();
         tokio::spawn(async move {
-            let (outcome, message) = match local.deploy(&model, &version).await {
+            let (outcome, message) = match local.deploy(start).await {
                 Ok(server) => ("serving", format!("ready on {}", server.address())),
-                Err(why) => {
+                Err(NotServing::Superseded(why)) => ("superseded", why),
+                Err(NotServing::Failed(why)) => {
                     failed
                         .lock()
                         .expect("failed")
@@ -447,9 +459,7 @@ impl Reconciler {
                 };
                 self.set_cluster(binding, serving, status);
             }
-            (_, None) => {
-                self.set_cluster(binding, None, failed_status(&no_production_message(None)))
-            }
+            (_, None) => self.set_cluster(binding, None, idle_status()),
             (NoProduction::Remove, Some(_)) => {
                 let (cause, actor) = self.attribution(&binding.model, None, trigger).await?;
                 let id = self
@@ -462,11 +472,7 @@ impl Reconciler {
                             .finish_deployment(&id, "removed", "nothing is in production")
                             .await?;
                         self.store.forget_serving_object(object).await?;
-                        self.set_cluster(
-                            binding,
-                            None,
-                            failed_status(&no_production_message(None)),
-                        );
+                        self.set_cluster(binding, None, idle_status());
                     }
                     Err(err) => {
                         self.store.finish_deployment(&id, "failed", &err.0).await?;
@@ -833,6 +839,15 @@ fn no_production_message(serving: Option<&str>) -> String {
             format!("no version is in production in MLflow; v{version} keeps serving until one is")
         }
         None => "no version is in production in MLflow".into(),
+    }
+}
+
+/// Nothing in production and nothing serving: not a failure.
+fn idle_status() -> ServingStatus {
+    ServingStatus {
+        state: ServingState::Idle,
+        message: no_production_message(None),
+        address: None,
     }
 }
 
