@@ -37,6 +37,27 @@ pub enum AppError {
     ServerFn(ServerFnErrorErr),
 }
 
+impl AppError {
+    /// The HTTP status that goes with this error, shown to a user: on a
+    /// page, in a form's answer, or from an API call.
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::Unauthenticated => 401,
+            AppError::Forbidden(_) => 403,
+            AppError::InvalidInput(_) => 400,
+            AppError::NotFound(_) => 404,
+            AppError::Conflict(_) => 409,
+            // What MLflow says of the request itself holds for this one.
+            AppError::Mlflow { status: 400, .. } => 400,
+            AppError::Mlflow { status: 404, .. } => 404,
+            AppError::MlflowUnreachable { .. }
+            | AppError::Mlflow { .. }
+            | AppError::Unavailable(_) => 502,
+            AppError::Internal { .. } | AppError::ServerFn(_) => 500,
+        }
+    }
+}
+
 impl FromServerFnError for AppError {
     type Encoder = crate::codec::JsonTextEncoding;
 

@@ -333,17 +333,7 @@ async fn submit_launch(
 
 /// The HTTP status that goes with an error shown to a user.
 pub fn status_of(error: &AppError) -> StatusCode {
-    match error {
-        AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
-        AppError::Forbidden(_) => StatusCode::FORBIDDEN,
-        AppError::InvalidInput(_) => StatusCode::BAD_REQUEST,
-        AppError::NotFound(_) => StatusCode::NOT_FOUND,
-        AppError::Conflict(_) => StatusCode::CONFLICT,
-        AppError::MlflowUnreachable { .. } | AppError::Mlflow { .. } | AppError::Unavailable(_) => {
-            StatusCode::BAD_GATEWAY
-        }
-        AppError::Internal { .. } | AppError::ServerFn(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// The cancel button's POST; back to the launch's page either way, with

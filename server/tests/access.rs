@@ -20,6 +20,7 @@ async fn every_route_admits_exactly_the_callers_it_should() {
     let model = unique("access-model");
     let experiment = mlflow.create_experiment(&unique("access"), &[]).await;
     let run = mlflow.create_run(&experiment, "r", &[], &[], &[]).await;
+    let other_run = mlflow.create_run(&experiment, "s", &[], &[], &[]).await;
     mlflow.create_registered_model(&model).await;
     let (version, _) = mlflow.register_version(&model, &experiment, &run).await;
     let guarded = unique("access-guarded");
@@ -97,6 +98,12 @@ async fn every_route_admits_exactly_the_callers_it_should() {
         if page.starts_with("/launches/") {
             uri = format!("/launches/{own_launch}");
         }
+        if page.ends_with("/promote") {
+            uri = format!("{uri}?version={version}");
+        }
+        if page == "/compare" {
+            uri = format!("/compare?runs={run}&runs={other_run}");
+        }
         for caller in everyone() {
             let response = site.send(caller, Method::GET, &uri, "").await;
             let status = response.status();
@@ -108,7 +115,13 @@ async fn every_route_admits_exactly_the_callers_it_should() {
                 assert_eq!(status, StatusCode::SEE_OTHER, "GET {uri}");
                 assert_eq!(redirect, format!("/login?next={next}"), "GET {uri}");
             } else {
-                assert_eq!(status, StatusCode::OK, "GET {uri} as {caller:?}");
+                // No request exists yet: the page says so, with its status.
+                let expected = if page == "/approvals/{id}" {
+                    StatusCode::NOT_FOUND
+                } else {
+                    StatusCode::OK
+                };
+                assert_eq!(status, expected, "GET {uri} as {caller:?}");
                 let html = String::from_utf8_lossy(&html);
                 assert!(html.contains("</html>"), "GET {uri} as {caller:?}");
             }
@@ -323,6 +336,18 @@ async fn every_route_admits_exactly_the_callers_it_should() {
         .strip_prefix("/approvals/")
         .unwrap_or_else(|| panic!("to the request: {request_page}"))
         .to_string();
+    for caller in everyone() {
+        let response = site.send(caller, Method::GET, &request_page, "").await;
+        let expected = match caller {
+            Caller::Anonymous => StatusCode::SEE_OTHER,
+            _ => StatusCode::OK,
+        };
+        assert_eq!(
+            response.status(),
+            expected,
+            "GET {request_page} as {caller:?}"
+        );
+    }
     // Rejecting first, with no comment: those allowed get "say why" and
     // decide nothing, so the request is still pending for the approve round.
     for (decision, body) in [("reject", "comment="), ("approve", "comment=looked+at+it")] {

@@ -170,16 +170,39 @@ async fn a_search_without_matches_says_so() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_a_clear_message() {
     let app = TestApp::new(&mlflow_url()).await;
-    let (_, html) = app.get("/experiments?size=5000").await;
+    let (status, html) = app.get("/experiments?size=5000").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         html.contains("Page size must be a whole number from 1 to 500, not \"5000\""),
         "{html}"
     );
-    let (_, html) = app.get("/experiments?page=not-a-token").await;
+    let (status, html) = app.get("/experiments?page=not-a-token").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         html.contains("answered 400 INVALID_PARAMETER_VALUE"),
         "{html}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_of_things_that_do_not_exist_answer_404() {
+    let app = TestApp::new(&mlflow_url()).await;
+    for page in [
+        "/runs/0123456789abcdef0123456789abcdef",
+        "/experiments/987654321",
+        "/models/no-such-model-here",
+        "/models/no-such-model-here/versions/1",
+        "/deployments/no-such-model-here",
+        "/launches/no-such-launch",
+        "/no/such/page",
+    ] {
+        let (status, html) = app.get(page).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{page}: {html}");
+        assert!(
+            html.contains("role=\"alert\"") || html.contains("Page not found"),
+            "{page}: {html}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -243,7 +266,7 @@ async fn an_mlflow_outage_is_explained_and_recovered_from_without_a_restart() {
     let app = TestApp::new(&url).await;
 
     let (status, html) = app.get("/experiments").await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert!(
         html.contains(&format!("Cannot reach MLflow at {url}: Connection refused")),
         "{html}"

@@ -160,8 +160,22 @@ fn NotFound() -> impl IntoView {
 }
 
 /// What an `ErrorBoundary` shows: every error, in words a user can act on.
+/// The page answers with the first error's status (a missing run is a 404,
+/// MLflow down a 502), which the server can still set: pages are rendered
+/// whole before they are sent.
 #[component]
 pub fn ErrorList(errors: ArcRwSignal<Errors>) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        let status = errors.with_untracked(|errors| {
+            errors
+                .iter()
+                .find_map(|(_, error)| (**error).downcast_ref::<AppError>().map(AppError::status))
+        });
+        if let Some(status) = status.and_then(|status| http::StatusCode::from_u16(status).ok()) {
+            response.set_status(status);
+        }
+    }
     view! {
         <div class="error-panel" role="alert">
             <For
