@@ -155,6 +155,12 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_EXTERNAL_URL")]
     pub external_url: Option<Url>,
 
+    /// Host names (`host` or `host:port`, comma-separated) Slipway answers
+    /// to besides --external-url's; requests naming any other host are
+    /// refused. With neither set: localhost, 127.0.0.1 and [::1].
+    #[arg(long, env = "SLIPWAY_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<crate::auth::hosts::AllowedHost>,
+
     /// Minutes a session may go unused before it ends.
     #[arg(long, env = "SLIPWAY_SESSION_IDLE_MINUTES", default_value_t = 720, value_parser = clap::value_parser!(u64).range(1..=43_200))]
     pub session_idle_minutes: u64,
@@ -312,6 +318,10 @@ impl Config {
             idle: Duration::from_secs(self.session_idle_minutes * 60),
             absolute: Duration::from_secs(self.session_max_hours * 3600),
             external_url: self.external_url.clone(),
+            allowed_hosts: crate::auth::hosts::AllowedHosts::new(
+                &self.allowed_hosts,
+                self.external_url.as_ref(),
+            ),
         }
     }
 
@@ -412,6 +422,7 @@ impl std::fmt::Debug for Config {
             .field("job_tracking_uri", &self.job_tracking_uri())
             .field("kube_namespace", &self.kube_namespace)
             .field("external_url", &self.external_url.as_ref().map(Url::as_str))
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish_non_exhaustive()
     }
 }

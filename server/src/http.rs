@@ -101,12 +101,18 @@ pub fn router(state: AppState) -> Router {
         .route("/approvals/{id}/reject", post(reject))
         .route("/api/launches/{id}/events", get(launch_events));
 
-    // Everything people use passes the same two checks; the operations
-    // endpoints below do not (probes, scrapers and MLflow have no session).
+    // Everything people use passes the same three checks; the operations
+    // endpoints below do not (probes, scrapers and MLflow have no session,
+    // and name the pod's address as their host).
     let people = ui
         .merge(forms)
         .layer(from_fn_with_state(state.auth.clone(), auth::gate))
-        .layer(from_fn_with_state(state.auth.clone(), auth::same_site));
+        .layer(from_fn_with_state(state.auth.clone(), auth::same_site))
+        // Outermost: a request for another host reaches none of the above.
+        .layer(from_fn_with_state(
+            state.auth.clone(),
+            auth::hosts::allowed_host,
+        ));
 
     let ops = Router::new()
         .route("/healthz", get(healthz))

@@ -659,7 +659,7 @@ async fn the_launch_form_sends_back_errors_then_launches_and_the_events_follow_i
             Request::post("/launches")
                 .header("content-type", "application/x-www-form-urlencoded")
                 .header("cookie", &app.cookie)
-                .header("host", "slipway.internal:3000")
+                .header("host", "slipway.test")
                 .header("origin", "https://evil.example")
                 .body(Body::from(format!("submission={token}&project=trainer&entry_point=main&param.alpha=1&new_experiment=x&profile=cpu")))
                 .unwrap(),

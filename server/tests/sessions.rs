@@ -7,16 +7,19 @@ mod support;
 use std::time::Duration;
 
 use app::access::Role;
+use server::auth::hosts::AllowedHosts;
 use server::auth::{Auth, AuthSettings};
 use server::cli::{UsersCommand, users};
 use server::store::Store;
 use support::{TEST_PASSWORD, config, mlflow_url};
 
 async fn auth_with(store: &Store, idle: Duration, absolute: Duration, external: &str) -> Auth {
+    let external_url: url::Url = external.parse().unwrap();
     let settings = AuthSettings {
         idle,
         absolute,
-        external_url: Some(external.parse().unwrap()),
+        allowed_hosts: AllowedHosts::new(&[], Some(&external_url)),
+        external_url: Some(external_url),
     };
     Auth::new(store.clone(), settings, None)
 }

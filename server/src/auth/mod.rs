@@ -8,6 +8,7 @@
 //!   a session only the sign-in page and static files are served.
 //! - What a signed-in user may do is decided in `app::access::authorize`.
 
+pub mod hosts;
 pub mod limiter;
 pub mod oidc;
 pub mod password;
@@ -51,6 +52,8 @@ pub struct AuthSettings {
     /// requests must come from this origin, and cookies are `Secure` when it
     /// is https. Without it the request's own `Host` is the origin.
     pub external_url: Option<Url>,
+    /// The host names requests may name (`--allowed-hosts`, `--external-url`).
+    pub allowed_hosts: hosts::AllowedHosts,
 }
 
 /// Why a sign-in was refused. Deliberately vague to the user: a wrong name

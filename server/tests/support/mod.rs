@@ -57,6 +57,9 @@ pub fn config(mlflow_url: &str, data_dir: &std::path::Path) -> Config {
         data_dir.to_str().unwrap(),
         "--mlflow-timeout-secs",
         "20",
+        // The host in-process requests name (support::site).
+        "--allowed-hosts",
+        "slipway.test",
     ])
     .unwrap()
 }
