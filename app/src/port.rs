@@ -61,6 +61,9 @@ pub trait ControlPlane: Send + Sync + 'static {
 
     async fn launch_form(&self, user: &User) -> Result<LaunchForm, AppError>;
 
+    /// A launch form the user sent that came back with errors.
+    async fn launch_draft(&self, user: &User, id: String) -> Result<LaunchRequest, AppError>;
+
     /// The errors the launch form would get, without launching anything.
     async fn check_launch(
         &self,

@@ -98,11 +98,15 @@ pub async fn load_launch_form() -> Result<LaunchForm, AppError> {
     control_plane()?.launch_form(&user).await
 }
 
+/// A launch form sent back with errors: its values, and the errors.
 #[server(output = JsonText)]
-pub async fn check_launch(request: LaunchRequest) -> Result<FieldErrors, AppError> {
+pub async fn load_launch_draft(id: String) -> Result<(LaunchRequest, FieldErrors), AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
-    control_plane()?.check_launch(&user, request).await
+    let control_plane = control_plane()?;
+    let request = control_plane.launch_draft(&user, id).await?;
+    let errors = control_plane.check_launch(&user, request.clone()).await?;
+    Ok((request, errors))
 }
 
 #[server(output = JsonText)]

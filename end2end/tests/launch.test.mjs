@@ -24,7 +24,7 @@ test('launch the demo training from the form and watch it finish', async () => {
   await page.locator('input[name="profile"][value="cpu-small"]').check();
   await page.getByRole('button', { name: /^Launch on local/ }).click();
 
-  await page.waitForURL(/\/launch\?.*check=1/);
+  await page.waitForURL(/\/launch\?draft=[0-9a-f]{32}$/);
   const error = page.locator('[data-field="param.alpha"] .field-error');
   await error.waitFor();
   assert.equal(await error.textContent(), '"abc" is not a number');

@@ -441,6 +441,17 @@ impl ControlPlane for Slipway {
         Ok(self.launcher.check(&request))
     }
 
+    async fn launch_draft(&self, user: &User, id: String) -> Result<LaunchRequest, AppError> {
+        self.store
+            .launch_draft(&user.name, &id)
+            .await?
+            .ok_or_else(|| {
+                AppError::NotFound(
+                    "no such launch form (sent-back forms are kept for an hour)".into(),
+                )
+            })
+    }
+
     async fn list_launches(&self, _user: &User) -> Result<Vec<Launch>, AppError> {
         Ok(self.launcher.recent(LAUNCHES_LISTED).await?)
     }

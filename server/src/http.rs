@@ -9,9 +9,10 @@ use std::time::Duration;
 use app::port::SharedControlPlane;
 use app::{App, shell};
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRef, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use leptos::prelude::{LeptosOptions, provide_context};
@@ -108,6 +109,8 @@ pub fn router(state: AppState) -> Router {
         .merge(forms)
         .layer(from_fn_with_state(state.auth.clone(), auth::gate))
         .layer(from_fn_with_state(state.auth.clone(), auth::same_site))
+        .layer(from_fn(refuse_large_bodies))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Outermost: a request for another host reaches none of the above.
         .layer(from_fn_with_state(
             state.auth.clone(),
@@ -129,6 +132,32 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %request.method(), route, path = request.uri().path())
         }))
         .with_state(state)
+}
+
+/// The largest body people send: a form, a server function's arguments,
+/// a Try it body (at most 64 KiB, URL-encoded). Larger ones are refused
+/// before any handler reads them.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Says plainly why a body that announces its size is too large (a body
+/// without a length is cut off by `DefaultBodyLimit`).
+async fn refuse_large_bodies(request: Request, next: axum::middleware::Next) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok())
+        .and_then(|length| length.parse::<usize>().ok());
+    if announced.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "Refused: the request is larger than {} KiB; nothing was saved. Shorten what you entered.",
+                MAX_BODY_BYTES / 1024
+            ),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// The process is up and serving.
@@ -311,8 +340,8 @@ async fn logout(State(state): State<AppState>, headers: axum::http::HeaderMap) -
 
 /// The launch form's POST. A plain form, so it works the same before and
 /// after hydration: launched (or launched before, by the same form) goes to
-/// the launch's page; invalid goes back to the form with the values and
-/// `check=1`, where the page shows each field's error.
+/// the launch's page; invalid goes back to the form as a draft kept on the
+/// server (`/launch?draft=…`), where the page shows each field's error.
 async fn submit_launch(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -323,13 +352,19 @@ async fn submit_launch(
         Ok(Submitted::Launched(launch)) => {
             Redirect::to(&format!("/launches/{}", launch.id)).into_response()
         }
-        Ok(Submitted::Invalid(_)) => {
-            let query = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(request.to_pairs())
-                .append_pair("check", "1")
-                .finish();
-            Redirect::to(&format!("/launch?{query}")).into_response()
-        }
+        // The values stay on the server: a URL of them could be megabytes.
+        Ok(Submitted::Invalid(_)) => match state
+            .slipway
+            .store
+            .insert_launch_draft(&user.name, &request)
+            .await
+        {
+            Ok(draft) => Redirect::to(&format!("/launch?draft={draft}")).into_response(),
+            Err(err) => {
+                let shown = AppError::from(err);
+                (status_of(&shown), shown.to_string()).into_response()
+            }
+        },
         Err(err) => {
             let shown = AppError::from(err);
             (status_of(&shown), shown.to_string()).into_response()

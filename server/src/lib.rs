@@ -164,7 +164,8 @@ fn settle_interrupted_promotions(reconciler: Arc<Reconciler>) {
 /// How long Try it answers are kept.
 const TRY_ANSWERS_KEPT_MS: i64 = 3600 * 1000;
 
-/// Deletes expired sessions and old Try it answers once an hour.
+/// Deletes expired sessions, old Try it answers and old launch drafts
+/// once an hour.
 fn sweep_expired(auth: Arc<Auth>, store: Store) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -178,6 +179,9 @@ fn sweep_expired(auth: Arc<Auth>, store: Store) {
             let kept_since = store::now_ms() - TRY_ANSWERS_KEPT_MS;
             if let Err(err) = store.forget_try_answers(kept_since).await {
                 tracing::warn!(error = %err, "deleting old Try it answers");
+            }
+            if let Err(err) = store.forget_launch_drafts(kept_since).await {
+                tracing::warn!(error = %err, "deleting old launch drafts");
             }
         }
     });

@@ -13,6 +13,7 @@ use sqlx::{AnyPool, Row};
 use crate::error::{Error, Result};
 
 mod accounts;
+mod launch_drafts;
 mod promotions;
 mod requests;
 mod try_answers;

@@ -66,6 +66,30 @@ async fn every_route_admits_exactly_the_callers_it_should() {
         .expect("launched")
         .to_string();
 
+    // A form sent back with errors is kept for its sender alone.
+    let sent_back = site
+        .send(
+            Caller::Signed(Role::Trainer),
+            Method::POST,
+            "/launches",
+            &launch_form(&unique("access-run"), "not-a-number"),
+        )
+        .await;
+    let draft = location(&sent_back);
+    assert!(draft.starts_with("/launch?draft="), "{draft}");
+    for (role, expected) in [
+        (Role::Trainer, StatusCode::OK),
+        (Role::Admin, StatusCode::NOT_FOUND),
+    ] {
+        let response = site
+            .send(Caller::Signed(role), Method::GET, &draft, "")
+            .await;
+        assert_eq!(response.status(), expected, "GET {draft} as {role:?}");
+        let html = response.into_body().collect().await.unwrap().to_bytes();
+        let shows_value = String::from_utf8_lossy(&html).contains("value=\"not-a-number\"");
+        assert_eq!(shows_value, role == Role::Trainer, "{role:?}");
+    }
+
     // Pages: the sign-in page for anonymous (except the sign-in page itself),
     // the page for every role. Every route the app has is tried.
     let mut values = BTreeMap::new();

@@ -1,9 +1,9 @@
 //! Launching training: the form (`/launch`), the list (`/launches`) and one
 //! launch with live status and logs (`/launches/{id}`).
 //!
-//! The form is a plain POST to `/launches`, so it works the same before and
-//! after hydration. Sent back with errors, it arrives here as a URL holding
-//! the values and `check=1`; the page asks the server for the errors again.
+//! The form is a plain POST to `/launches`, so it works without JavaScript.
+//! Sent back with errors, it arrives here as `?draft=…`: the values kept on
+//! the server, which the page loads with their errors.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -19,7 +19,7 @@ use crate::model::{
     EntryPointSpec, FieldErrors, Launch, LaunchForm, LaunchRequest, LaunchStatus, LaunchUpdate,
     ParamKind, ProfileSpec, ProjectSpec, User,
 };
-use crate::server_fns::{check_launch, get_launch, list_launches, load_launch_form};
+use crate::server_fns::{get_launch, list_launches, load_launch_draft, load_launch_form};
 
 pub fn launch_href(id: &str) -> String {
     format!("/launches/{}", segment(id))
@@ -36,17 +36,18 @@ fn form_href(project: &str, entry_point: &str) -> String {
 #[component]
 pub fn LaunchFormPage() -> impl IntoView {
     let query = use_query_map();
+    // Values in the URL fill the form ("launch again"); a form sent back
+    // with errors comes as a draft kept on the server, with its errors.
     let request = Memo::new(move |_| query.with(|query| LaunchRequest::from_pairs(query)));
-    let check = Memo::new(move |_| query.with(|query| query.get_str("check") == Some("1")));
+    let draft = Memo::new(move |_| query.with(|query| query.get("draft")));
     let form = Resource::new(|| (), |_| load_launch_form());
     let me = use_me();
-    let errors = Resource::new(
-        move || (check.get(), request.get()),
-        |(check, request)| async move {
-            if check {
-                check_launch(request).await
-            } else {
-                Ok(FieldErrors::new())
+    let sent_back = Resource::new(
+        move || draft.get(),
+        |draft| async move {
+            match draft {
+                Some(id) => load_launch_draft(id).await.map(Some),
+                None => Ok(None),
             }
         },
     );
@@ -60,9 +61,10 @@ pub fn LaunchFormPage() -> impl IntoView {
             <Results loading_text="Loading the catalog…">
                 {move || Suspend::new(async move {
                     let form = form.await?;
-                    let errors = errors.await?;
                     let user = me.await?;
-                    let request = request.get_untracked();
+                    let (request, errors) = sent_back
+                        .await?
+                        .unwrap_or_else(|| (request.get_untracked(), FieldErrors::new()));
                     Ok::<_, AppError>(view! { <LaunchFormBody form request errors user/> })
                 })}
             </Results>
