@@ -394,6 +394,7 @@ async fn serve(
             reconciler,
             try_it: server::serving::try_it::ModelCaller::new().unwrap(),
             single_sign_on: None,
+            example_inputs: Default::default(),
         }),
         metrics: Metrics::new(),
         webhooks: None,

@@ -39,7 +39,16 @@ pub struct Slipway {
     pub try_it: ModelCaller,
     /// The single sign-on provider's name, when there is one.
     pub single_sign_on: Option<String>,
+    pub example_inputs: ExampleInputs,
 }
+
+/// Each model version's input example, read from MLflow once (a version's
+/// artifacts never change): a deployment's page, re-read every second,
+/// costs MLflow nothing, and still shows while MLflow is down.
+#[derive(Default)]
+pub struct ExampleInputs(
+    std::sync::Mutex<std::collections::HashMap<(String, String), Option<String>>>,
+);
 
 /// Deployment events a deployment's page shows.
 const DEPLOYMENT_HISTORY_SHOWN: i64 = 50;
@@ -486,15 +495,7 @@ impl ControlPlane for Slipway {
             .clone()
             .or(view.desired_version.clone());
         let example_input = match example_version {
-            Some(version) => {
-                let uri = self
-                    .mlflow
-                    .model_version_download_uri(&model, &version)
-                    .await?;
-                self.mlflow
-                    .read_artifact_text(&uri, "serving_input_example.json")
-                    .await?
-            }
+            Some(version) => self.example_input(&model, &version).await,
             None => None,
         };
         Ok(DeploymentDetail {
@@ -615,6 +616,44 @@ impl ControlPlane for Slipway {
 }
 
 impl Slipway {
+    /// The version's input example, if it has one; `None` while MLflow
+    /// cannot say (asked again next time).
+    async fn example_input(&self, model: &str, version: &str) -> Option<String> {
+        let key = (model.to_string(), version.to_string());
+        if let Some(known) = self
+            .example_inputs
+            .0
+            .lock()
+            .expect("example inputs")
+            .get(&key)
+        {
+            return known.clone();
+        }
+        let read = async {
+            let uri = self
+                .mlflow
+                .model_version_download_uri(model, version)
+                .await?;
+            self.mlflow
+                .read_artifact_text(&uri, "serving_input_example.json")
+                .await
+        };
+        match read.await {
+            Ok(example) => {
+                self.example_inputs
+                    .0
+                    .lock()
+                    .expect("example inputs")
+                    .insert(key, example.clone());
+                example
+            }
+            Err(err) => {
+                tracing::debug!(%model, %version, error = %err, "reading the input example");
+                None
+            }
+        }
+    }
+
     async fn all_versions(&self, filter: &str) -> Result<Vec<mlflow::ModelVersion>, MlflowError> {
         let mut versions = Vec::new();
         let mut page_token: Option<String> = None;

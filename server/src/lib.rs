@@ -137,6 +137,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
             reconciler,
             single_sign_on,
             try_it: ModelCaller::new()?,
+            example_inputs: Default::default(),
         }),
         metrics: Metrics::new(),
         webhooks: config.webhook_secret.as_deref().map(Verifier::new),
@@ -161,11 +162,17 @@ fn settle_interrupted_promotions(reconciler: Arc<Reconciler>) {
     });
 }
 
+/// A deployment event still pending after this long was left by a Slipway
+/// that stopped (a start takes at most 3 minutes); another replica's change
+/// under way is younger.
+const STALE_DEPLOYMENT_MS: i64 = 10 * 60 * 1000;
+
 /// How long Try it answers are kept.
 const TRY_ANSWERS_KEPT_MS: i64 = 3600 * 1000;
 
-/// Deletes expired sessions, old Try it answers and old launch drafts
-/// once an hour.
+/// Once an hour (the first time at start-up): deletes expired sessions,
+/// old Try it answers and old launch drafts, and ends deployment events a
+/// stopped Slipway left pending.
 fn sweep_expired(auth: Arc<Auth>, store: Store) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -182,6 +189,10 @@ fn sweep_expired(auth: Arc<Auth>, store: Store) {
             }
             if let Err(err) = store.forget_launch_drafts(kept_since).await {
                 tracing::warn!(error = %err, "deleting old launch drafts");
+            }
+            let stale_since = store::now_ms() - STALE_DEPLOYMENT_MS;
+            if let Err(err) = store.settle_stale_deployments(stale_since).await {
+                tracing::warn!(error = %err, "ending deployment events a stop left pending");
             }
         }
     });

@@ -507,6 +507,21 @@ impl Store {
         Ok(())
     }
 
+    /// Ends deployment events still `pending` that began before
+    /// `started_before`: their deployer stopped (a crash, a restart) before
+    /// it could say how they ended. The number ended.
+    pub async fn settle_stale_deployments(&self, started_before: i64) -> Result<u64> {
+        let settled = sqlx::query(
+            "UPDATE deployment_events SET outcome = 'interrupted', \
+             message = 'Slipway stopped before this change finished; the status above is what serves now' \
+             WHERE outcome = 'pending' AND started_ms < $1",
+        )
+        .bind(started_before)
+        .execute(&self.pool)
+        .await?;
+        Ok(settled.rows_affected())
+    }
+
     /// Newest first.
     pub async fn deployment_history(
         &self,

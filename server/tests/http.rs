@@ -284,6 +284,47 @@ async fn an_mlflow_outage_is_explained_and_recovered_from_without_a_restart() {
     assert_eq!(listed_names(&html, "Default"), vec!["Default"], "{html}");
 }
 
+/// While MLflow is down, a deployment's page still shows what Slipway
+/// knows (the status and history it keeps), with MLflow's last word.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_page_shows_what_slipway_knows_while_mlflow_is_down() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mlflow = OwnMlflow::start(port);
+    let rest = MlflowRest::new(&url);
+    let model = unique("outage-model");
+    let experiment = rest.create_experiment(&unique("outage"), &[]).await;
+    let run = rest.create_run(&experiment, "r", &[], &[], &[]).await;
+    rest.create_registered_model(&model).await;
+    let (version, _) = rest.register_version(&model, &experiment, &run).await;
+    rest.transition_stage(&model, &version, "Production").await;
+
+    let data = tempfile::tempdir().unwrap();
+    let catalog = data.path().join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        format!("[[deployment]]\nmodel = {model:?}\ntarget = \"seldon\"\nnamespace = \"models\"\n"),
+    )
+    .unwrap();
+    let mut config = config(&url, data.path());
+    config.catalog = Some(catalog);
+    let app = TestApp::start(config, data).await;
+    let page = format!("/deployments/{model}");
+    let production = format!("v{version} (stage Production)");
+    let seen = support::eventually(std::time::Duration::from_secs(30), || async {
+        let (status, html) = app.get(&page).await;
+        (status == StatusCode::OK && html.contains(&production)).then_some(())
+    })
+    .await;
+    assert!(seen.is_some(), "the first pass read Production from MLflow");
+
+    drop(mlflow);
+    let (status, html) = app.get(&page).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains(&format!("<h1>{model}</h1>")), "{html}");
+    assert!(html.contains(&production), "MLflow's last word: {html}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_registry_pages_show_stages_aliases_and_storage() {
     let rest = MlflowRest::new(&mlflow_url());

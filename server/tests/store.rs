@@ -43,6 +43,36 @@ async fn records_and_lists_events_newest_first(url: &str) {
     );
 }
 
+/// Deployment events a stopped Slipway left pending are ended as
+/// `interrupted`; one younger than the cut-off (another replica's change
+/// under way) is left alone.
+async fn ends_deployment_events_a_stop_left_pending(url: &str) {
+    let store = Store::connect(url).await.unwrap();
+    let model = unique("model");
+    let left = store
+        .begin_deployment(&model, Some("2"), Some("1"), "promote", "alice")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let cut_off = server::store::now_ms();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let under_way = store
+        .begin_deployment(&model, Some("3"), Some("2"), "promote", "bob")
+        .await
+        .unwrap();
+    assert!(store.settle_stale_deployments(cut_off).await.unwrap() >= 1);
+    let history = store.deployment_history(&model, 10).await.unwrap();
+    let outcome = |id: &str| {
+        history
+            .iter()
+            .find(|event| event.id == id)
+            .map(|event| event.outcome.clone())
+            .unwrap()
+    };
+    assert_eq!(outcome(&left), "interrupted");
+    assert_eq!(outcome(&under_way), "pending");
+}
+
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,11 +81,13 @@ async fn sqlite() {
         dir.path().join("nested/dir/slipway.db").display()
     );
     records_and_lists_events_newest_first(&url).await;
+    ends_deployment_events_a_stop_left_pending(&url).await;
 }
 
 #[tokio::test]
 async fn postgres() {
     records_and_lists_events_newest_first(&postgres_url()).await;
+    ends_deployment_events_a_stop_left_pending(&postgres_url()).await;
 }
 
 #[tokio::test]
