@@ -46,10 +46,16 @@ pub struct Config {
     )]
     pub mlflow_token: Option<String>,
 
-    /// Seconds to wait for one MLflow request. MLflow's first request to a
+    /// Seconds background work (reconciling, launching, promoting) waits for
+    /// one MLflow request, retries included. MLflow's first request to a
     /// fresh worker takes 2–3 s, so keep this well above that.
     #[arg(long, env = "SLIPWAY_MLFLOW_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub mlflow_timeout_secs: u64,
+
+    /// Seconds a page waits for MLflow, retries included, before it says
+    /// that MLflow is not answering.
+    #[arg(long, env = "SLIPWAY_PAGE_DEADLINE_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub page_deadline_secs: u64,
 
     /// Where Slipway keeps its own files (the default SQLite database).
     #[arg(long, env = "SLIPWAY_DATA_DIR", default_value = "slipway-data")]
@@ -345,6 +351,10 @@ impl Config {
 
     pub fn mlflow_timeout(&self) -> Duration {
         Duration::from_secs(self.mlflow_timeout_secs)
+    }
+
+    pub fn page_deadline(&self) -> Duration {
+        Duration::from_secs(self.page_deadline_secs)
     }
 
     /// Checks what clap's types cannot.

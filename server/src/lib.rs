@@ -48,12 +48,13 @@ use crate::webhook::Verifier;
 pub async fn build_state(config: &Config) -> Result<AppState> {
     config.validate()?;
     let store = Store::connect(&config.database_url()).await?;
-    let mlflow = MlflowClient::new(
-        &config.mlflow_base(),
-        config.mlflow_auth(),
-        config.mlflow_timeout(),
-    )
-    .map_err(|err| Error::Config(format!("MLflow client: {err}")))?;
+    let mlflow_client = |deadline| {
+        MlflowClient::new(&config.mlflow_base(), config.mlflow_auth(), deadline)
+            .map_err(|err| Error::Config(format!("MLflow client: {err}")))
+    };
+    // Background work may wait; what a page waits on may not.
+    let mlflow = mlflow_client(config.mlflow_timeout())?;
+    let mlflow_for_pages = mlflow_client(config.page_deadline())?;
     let catalog = match &config.catalog {
         Some(path) => Catalog::load(path)?,
         None => Catalog::default(),
@@ -131,7 +132,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         auth,
         leptos_options: leptos_options(config),
         slipway: Arc::new(Slipway {
-            mlflow,
+            mlflow: mlflow_for_pages,
             store,
             launcher,
             reconciler,

@@ -284,6 +284,51 @@ async fn an_mlflow_outage_is_explained_and_recovered_from_without_a_restart() {
     assert_eq!(listed_names(&html, "Default"), vec!["Default"], "{html}");
 }
 
+/// A frozen MLflow (SIGSTOP: connections accepted, no answer) costs a page
+/// its deadline, not MLflow's timeout three times over: every page answers
+/// with what is wrong, and the first page after SIGCONT works again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_mlflow_costs_a_page_its_deadline_and_then_nothing() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mlflow = OwnMlflow::start(port);
+    let data = tempfile::tempdir().unwrap();
+    let mut config = config(&url, data.path());
+    config.page_deadline_secs = 2;
+    let app = TestApp::start(config, data).await;
+    let (status, html) = app.get("/experiments").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+
+    mlflow.freeze();
+    for page in [
+        "/experiments",
+        "/models",
+        "/experiments/0",
+        "/runs/0123456789abcdef0123456789abcdef",
+    ] {
+        // Bounded well below MLflow's own timeout (20 s here, 30 s by default).
+        let (status, html) =
+            tokio::time::timeout(std::time::Duration::from_secs(15), app.get(page))
+                .await
+                .unwrap_or_else(|_| panic!("{page} waited for MLflow past its deadline"));
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{page}: {html}");
+        assert!(
+            html.contains("it is not answering (nothing within 2 s)"),
+            "{page}: {html}"
+        );
+    }
+    let (status, _) = app.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+    mlflow.thaw();
+    let (status, html) = app.get("/experiments").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the first page after SIGCONT: {html}"
+    );
+}
+
 /// While MLflow is down, a deployment's page still shows what Slipway
 /// knows (the status and history it keeps), with MLflow's last word.
 #[tokio::test(flavor = "multi_thread")]

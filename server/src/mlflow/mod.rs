@@ -27,6 +27,10 @@ const REGISTERED_MODELS_PAGE: u32 = 1000;
 pub enum MlflowError {
     #[error("cannot reach MLflow at {url}: {detail}")]
     Unreachable { url: String, detail: String },
+    /// Reached, but no answer in time (a frozen or overloaded MLflow): not
+    /// retried, the time is spent.
+    #[error("MLflow at {url} is not answering: no answer within {seconds} s")]
+    NoAnswer { url: String, seconds: u64 },
     #[error("MLflow at {url} answered {status} {code}: {message}")]
     Api {
         url: String,
@@ -48,6 +52,10 @@ impl MlflowError {
             MlflowError::Unreachable { url, detail } => AppError::MlflowUnreachable {
                 url: url.clone(),
                 detail: detail.clone(),
+            },
+            MlflowError::NoAnswer { url, seconds } => AppError::MlflowUnreachable {
+                url: url.clone(),
+                detail: format!("it is not answering (nothing within {seconds} s)"),
             },
             MlflowError::Api {
                 url,
@@ -76,6 +84,7 @@ impl MlflowError {
     fn is_retryable(&self) -> bool {
         match self {
             MlflowError::Unreachable { .. } => true,
+            MlflowError::NoAnswer { .. } => false,
             MlflowError::Api { status, .. } => matches!(status, 502..=504),
             MlflowError::Decode { .. } => false,
         }
@@ -101,23 +110,32 @@ pub struct MlflowClient {
     base: Url,
     http: reqwest::Client,
     auth: MlflowAuth,
+    /// A request's whole budget, its retries included.
+    deadline: Duration,
 }
 
 impl MlflowClient {
-    pub fn new(base: &Url, auth: MlflowAuth, timeout: Duration) -> reqwest::Result<Self> {
+    /// `deadline` bounds each call, retries included: short for what a page
+    /// waits on, longer for background work.
+    pub fn new(base: &Url, auth: MlflowAuth, deadline: Duration) -> reqwest::Result<Self> {
         let mut base = base.clone();
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
         let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .timeout(deadline)
+            .connect_timeout(deadline.min(Duration::from_secs(5)))
             // MLflow's server (uvicorn) closes idle connections after 5 s; a
             // pooled one it is closing fails a write, which is never retried.
             .pool_idle_timeout(Duration::from_secs(4))
             .user_agent(concat!("slipway/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { base, http, auth })
+        Ok(Self {
+            base,
+            http,
+            auth,
+            deadline,
+        })
     }
 
     /// The server's address as users know it (no trailing slash).
@@ -550,22 +568,38 @@ impl MlflowClient {
             .await
     }
 
-    /// A read: safe to repeat, so transient failures are retried.
+    /// A read: safe to repeat, so a failure to connect (or a gateway's) is
+    /// retried, within the client's deadline; no answer in time is final.
     async fn read<T: DeserializeOwned>(
         &self,
         method_path: &str,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<T, MlflowError> {
+        let deadline = tokio::time::Instant::now() + self.deadline;
         let mut attempt = 1;
         loop {
-            match self.call(method_path, build()).await {
-                Err(err) if err.is_retryable() && attempt < READ_ATTEMPTS => {
+            let answer = tokio::time::timeout_at(deadline, self.call(method_path, build()))
+                .await
+                .unwrap_or_else(|_| Err(self.no_answer()));
+            match answer {
+                Err(err)
+                    if err.is_retryable()
+                        && attempt < READ_ATTEMPTS
+                        && tokio::time::Instant::now() + RETRY_BACKOFF * attempt < deadline =>
+                {
                     tracing::debug!(%err, attempt, method_path, "retrying MLflow read");
                     tokio::time::sleep(RETRY_BACKOFF * attempt).await;
                     attempt += 1;
                 }
                 result => return result,
             }
+        }
+    }
+
+    fn no_answer(&self) -> MlflowError {
+        MlflowError::NoAnswer {
+            url: self.url(),
+            seconds: self.deadline.as_secs(),
         }
     }
 
@@ -632,14 +666,12 @@ impl MlflowClient {
     }
 
     fn unreachable(&self, err: &reqwest::Error) -> MlflowError {
-        let detail = if err.is_timeout() {
-            "no answer within the timeout".to_string()
-        } else {
-            root_cause(err)
-        };
+        if err.is_timeout() {
+            return self.no_answer();
+        }
         MlflowError::Unreachable {
             url: self.url(),
-            detail,
+            detail: root_cause(err),
         }
     }
 

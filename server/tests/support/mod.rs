@@ -362,8 +362,31 @@ impl OwnMlflow {
     }
 }
 
+impl OwnMlflow {
+    /// SIGSTOP to the server: connections are accepted, nothing answers.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([signal, "--", &format!("-{}", self.process_group)])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {signal} MLflow");
+    }
+}
+
 impl Drop for OwnMlflow {
     fn drop(&mut self) {
+        // A frozen server would not act on SIGTERM until thawed.
+        let _ = Command::new("kill")
+            .args(["-CONT", "--", &format!("-{}", self.process_group)])
+            .status();
         let _ = Command::new("kill")
             .args(["-TERM", "--", &format!("-{}", self.process_group)])
             .status();
