@@ -50,3 +50,17 @@ test('the search form finds experiments by part of their name, in any case', asy
   assert.equal(await page.locator('.tag', { hasText: 'suite=e2e' }).count(), created.length);
   await page.close();
 });
+
+test('on a 390 px wide phone the top bar wraps instead of running off the screen', async () => {
+  const page = await app.open('/experiments');
+  await page.setViewportSize({ width: 390, height: 844 });
+  const outside = await page.evaluate(() => {
+    const bar = document.querySelector('header.topbar');
+    const items = [...bar.querySelectorAll('a, button, span')];
+    return items
+      .filter((item) => item.getBoundingClientRect().right > window.innerWidth + 0.5)
+      .map((item) => item.textContent.trim());
+  });
+  assert.deepEqual(outside, [], 'every link and button of the top bar is on screen');
+  await page.close();
+});

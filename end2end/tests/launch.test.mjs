@@ -1,6 +1,6 @@
 // Launching the demo project from the form on the embedded default: a bad
 // value is refused inline, a good one launches, the launch page follows the
-// status and logs live, and MLflow ends up with the run's params, metrics
+// status and logs live (and so does the list of launches), and MLflow ends up with the run's params, metrics
 // and logged model.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -41,6 +41,9 @@ test('launch the demo training from the form and watch it finish', async () => {
   await page.waitForSelector('body[data-hydrated="true"]');
   // Survives only if the page is never reloaded: the updates are live.
   await page.evaluate(() => { window.slipwayNoReload = true; });
+  // The list, opened while the training runs, follows it too.
+  const list = await app.open('/launches', { as: 'trainer' });
+  await list.evaluate(() => { window.slipwayNoReload = true; });
 
   const status = page.locator('.live-status [data-status]');
   await page.locator('.live-status [data-status="succeeded"]').waitFor({ timeout: 120_000 });
@@ -71,10 +74,10 @@ test('launch the demo training from the form and watch it finish', async () => {
   assert.equal(models.models?.length, 1, 'one logged model from the run');
   assert.equal(models.models[0].info.name, 'model');
 
-  const list = await app.open('/launches', { as: 'trainer' });
   const row = list.locator('tbody tr').first();
+  await row.locator('[data-status="succeeded"]').waitFor();
   assert.match(await row.textContent(), /diabetes · main/);
-  assert.equal(await row.locator('[data-status]').getAttribute('data-status'), 'succeeded');
+  assert.equal(await list.evaluate(() => window.slipwayNoReload), true, 'the list updated without a reload');
   await list.close();
   await page.close();
 });

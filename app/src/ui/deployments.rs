@@ -11,6 +11,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::approvals::RequestTable;
 use super::list::{Results, segment};
+use super::live::keep_fresh;
 use super::models::{model_href, version_href};
 use super::run::run_href;
 use super::{NotAllowed, format_millis, use_me};
@@ -32,43 +33,6 @@ pub fn promote_href(model: &str, version: &str) -> String {
         deployment_href(model),
         segment(version)
     )
-}
-
-/// While a deployment is changing, pages re-read it this often.
-#[cfg(feature = "hydrate")]
-const REFRESH_MS: u64 = 1000;
-
-/// In the browser, re-reads `load` into `current` every second, one request
-/// at a time (so an old answer never lands after a newer one). A failed read
-/// keeps what is shown.
-#[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
-fn keep_fresh<T, Load, Answer>(current: RwSignal<T>, load: Load)
-where
-    T: Send + Sync + 'static,
-    Load: Fn() -> Answer + 'static,
-    Answer: std::future::Future<Output = Result<T, AppError>> + 'static,
-{
-    #[cfg(feature = "hydrate")]
-    {
-        let in_flight = std::rc::Rc::new(std::cell::Cell::new(false));
-        let refresh = move || {
-            if in_flight.replace(true) {
-                return;
-            }
-            let (in_flight, answer) = (in_flight.clone(), load());
-            leptos::task::spawn_local(async move {
-                if let Ok(value) = answer.await {
-                    current.set(value);
-                }
-                in_flight.set(false);
-            });
-        };
-        let handle =
-            set_interval_with_handle(refresh, std::time::Duration::from_millis(REFRESH_MS));
-        if let Ok(handle) = handle {
-            on_cleanup(move || handle.clear());
-        }
-    }
 }
 
 #[component]

@@ -10,6 +10,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::list::{Results, segment};
+use super::live::keep_fresh;
 use super::run::run_href;
 use super::{NotAllowed, format_millis, use_me};
 use crate::access::{Action, Role, authorize, holds_anywhere};
@@ -361,11 +362,19 @@ pub fn LaunchesPage() -> impl IntoView {
             <Results loading_text="Loading launches…">
                 {move || Suspend::new(async move {
                     let launches = launches.await?;
-                    Ok::<_, AppError>(view! { <LaunchTable launches/> })
+                    Ok::<_, AppError>(view! { <LiveLaunches launches/> })
                 })}
             </Results>
         </section>
     }
+}
+
+/// The list as the server rendered it, then kept current in the browser.
+#[island]
+fn LiveLaunches(launches: Vec<Launch>) -> impl IntoView {
+    let current = RwSignal::new(launches);
+    keep_fresh(current, list_launches);
+    move || view! { <LaunchTable launches=current.get()/> }
 }
 
 #[component]

@@ -4,6 +4,7 @@ mod deployments;
 mod experiments;
 mod launch;
 mod list;
+mod live;
 mod login;
 mod models;
 pub mod paging;

@@ -1,0 +1,43 @@
+//! What the live parts (islands) share: re-reading their data in the
+//! browser.
+
+use leptos::prelude::*;
+
+use crate::error::AppError;
+
+/// Live parts re-read their data this often.
+#[cfg(feature = "hydrate")]
+const REFRESH_MS: u64 = 1000;
+
+/// In the browser, re-reads `load` into `current` every second, one request
+/// at a time (so an old answer never lands after a newer one). A failed read
+/// keeps what is shown.
+#[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+pub fn keep_fresh<T, Load, Answer>(current: RwSignal<T>, load: Load)
+where
+    T: Send + Sync + 'static,
+    Load: Fn() -> Answer + 'static,
+    Answer: std::future::Future<Output = Result<T, AppError>> + 'static,
+{
+    #[cfg(feature = "hydrate")]
+    {
+        let in_flight = std::rc::Rc::new(std::cell::Cell::new(false));
+        let refresh = move || {
+            if in_flight.replace(true) {
+                return;
+            }
+            let (in_flight, answer) = (in_flight.clone(), load());
+            leptos::task::spawn_local(async move {
+                if let Ok(value) = answer.await {
+                    current.set(value);
+                }
+                in_flight.set(false);
+            });
+        };
+        let handle =
+            set_interval_with_handle(refresh, std::time::Duration::from_millis(REFRESH_MS));
+        if let Ok(handle) = handle {
+            on_cleanup(move || handle.clear());
+        }
+    }
+}
