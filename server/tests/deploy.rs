@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::model::{DeploymentView, User};
-use server::catalog::Catalog;
 use server::mlflow::MlflowClient;
 use server::serving::local::{LocalServing, NotServing};
 use server::serving::reconciler::{Expected, Reconciler, Trigger};
@@ -46,31 +45,11 @@ struct Setup {
 }
 
 async fn setup(data: &Path, model: &str) -> Setup {
-    let bindings = Catalog::parse(
-        &format!("[[deployment]]\nmodel = \"{model}\"\ntarget = \"local\"\n"),
-        Path::new("."),
-    )
-    .unwrap()
-    .deployments;
     let store = Store::connect(&format!("sqlite://{}/s.db?mode=rwc", data.display()))
         .await
         .unwrap();
-    let mlflow = MlflowClient::new(
-        &mlflow_url().parse().unwrap(),
-        server::config::MlflowAuth::None,
-        Duration::from_secs(20),
-    )
-    .unwrap();
-    let local = Arc::new(
-        LocalServing::new(
-            server::process::ChildEnv::new(&mlflow.url(), &server::config::MlflowAuth::None, &[]),
-            data.join("serving"),
-        )
-        .unwrap(),
-    );
-    let (reconciler, triggers) =
-        Reconciler::new(mlflow, store.clone(), bindings, local.clone(), None);
-    reconciler.run(triggers, Duration::from_secs(1));
+    let catalog = format!("[[deployment]]\nmodel = \"{model}\"\ntarget = \"local\"\n");
+    let (reconciler, local) = support::reconciler(&store, data, &catalog, Duration::from_secs(1));
     Setup {
         reconciler,
         store,
@@ -349,13 +328,7 @@ async fn a_newer_start_supersedes_an_older_one_one_server_remains_and_none_outli
     assert_eq!(register(&model, &experiment, 1.0), "1");
     assert_eq!(register(&model, &experiment, 10.0), "2");
     let data = tempfile::tempdir().unwrap();
-    let local = Arc::new(
-        LocalServing::new(
-            server::process::ChildEnv::new(&mlflow_url(), &server::config::MlflowAuth::None, &[]),
-            data.path().join("serving"),
-        )
-        .unwrap(),
-    );
+    let local = support::local_serving(data.path());
 
     let older = local.begin(&model, "1").unwrap();
     let (wanted, _) = local.wanted_version(&model);

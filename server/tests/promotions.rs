@@ -15,9 +15,6 @@ use std::time::Duration;
 
 use app::error::AppError;
 use app::model::User;
-use server::catalog::Catalog;
-use server::mlflow::MlflowClient;
-use server::serving::local::LocalServing;
 use server::serving::reconciler::{Expected, Reconciler};
 use server::store::{NewPromotion, PromotionRecord, Store};
 use support::{MlflowRest, mlflow_url, postgres_url, unique};
@@ -56,25 +53,7 @@ async fn replica(store: &Store, data: &Path, models: &[String]) -> Arc<Reconcile
             )
         })
         .collect();
-    let bindings = Catalog::parse(&catalog, Path::new("."))
-        .unwrap()
-        .deployments;
-    let mlflow = MlflowClient::new(
-        &mlflow_url().parse().unwrap(),
-        server::config::MlflowAuth::None,
-        Duration::from_secs(20),
-    )
-    .unwrap();
-    let local = Arc::new(
-        LocalServing::new(
-            server::process::ChildEnv::new(&mlflow.url(), &server::config::MlflowAuth::None, &[]),
-            data.join("serving"),
-        )
-        .unwrap(),
-    );
-    let (reconciler, triggers) = Reconciler::new(mlflow, store.clone(), bindings, local, None);
-    reconciler.run(triggers, Duration::from_secs(3600));
-    reconciler
+    support::reconciler(store, data, &catalog, Duration::from_secs(3600)).0
 }
 
 /// Versions in stage Production, as MLflow lists them.

@@ -393,6 +393,52 @@ impl Drop for OwnMlflow {
     }
 }
 
+/// Local model serving as Slipway sets it up, against the suite's MLflow,
+/// its servers' logs under `data`.
+pub fn local_serving(
+    data: &std::path::Path,
+) -> std::sync::Arc<server::serving::local::LocalServing> {
+    std::sync::Arc::new(
+        server::serving::local::LocalServing::new(
+            server::process::ChildEnv::new(&mlflow_url(), &server::config::MlflowAuth::None, &[]),
+            data.join("serving"),
+        )
+        .unwrap(),
+    )
+}
+
+/// A running reconciler for the `[[deployment]]` entries in `catalog`, on
+/// `store` and the suite's MLflow, polling every `poll_every`.
+pub fn reconciler(
+    store: &server::store::Store,
+    data: &std::path::Path,
+    catalog: &str,
+    poll_every: Duration,
+) -> (
+    std::sync::Arc<server::serving::reconciler::Reconciler>,
+    std::sync::Arc<server::serving::local::LocalServing>,
+) {
+    let bindings = server::catalog::Catalog::parse(catalog, std::path::Path::new("."))
+        .unwrap()
+        .deployments;
+    let mlflow = server::mlflow::MlflowClient::new(
+        &mlflow_url().parse().unwrap(),
+        server::config::MlflowAuth::None,
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let local = local_serving(data);
+    let (reconciler, triggers) = server::serving::reconciler::Reconciler::new(
+        mlflow,
+        store.clone(),
+        bindings,
+        local.clone(),
+        None,
+    );
+    reconciler.run(triggers, poll_every);
+    (reconciler, local)
+}
+
 /// Each fixture run starts later than the one before, so "newest first" is
 /// the order they were made in.
 fn next_start_time() -> i64 {
