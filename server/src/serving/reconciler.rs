@@ -737,7 +737,10 @@ impl Reconciler {
         Ok(settled)
     }
 
-    /// Makes the version that served before the current one Production again.
+    /// Makes the version that served before the current Production one
+    /// Production again: the newest other version the history records as
+    /// serving. "Current" is MLflow's, not the target's, which may not yet
+    /// have recorded the last change as serving.
     pub async fn rollback(
         &self,
         user: &User,
@@ -745,8 +748,7 @@ impl Reconciler {
         expected: Expected,
     ) -> Result<String, AppError> {
         authorize(user, Action::Rollback { model })?;
-        self.binding(model)?;
-        let current = self.view(model)?.serving_version;
+        let current = self.production_version(model).await?;
         let history = self.store.deployment_history(model, 200).await?;
         let previous = history
             .iter()
