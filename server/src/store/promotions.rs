@@ -48,7 +48,12 @@ impl Drop for ModelLock {
     fn drop(&mut self) {
         if let Some((mut connection, permit)) = self.advisory.take() {
             let key = self.key;
-            tokio::spawn(async move {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                // No runtime to unlock on: closing the connection unlocks.
+                drop(connection.detach());
+                return;
+            };
+            runtime.spawn(async move {
                 let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
                     .bind(key)
                     .execute(&mut *connection)
