@@ -21,7 +21,6 @@ use leptos_router::{
 use crate::access::{Role, describe_grants, holds_anywhere};
 use crate::error::AppError;
 use crate::model::User;
-use crate::server_fns::who_am_i;
 use approvals::{ApprovalPage, ApprovalsPage};
 use audit::AuditPage;
 use deployments::{DeploymentPage, DeploymentsPage, PromotePage};
@@ -55,7 +54,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    provide_context(Me(Resource::new_blocking(|| (), |_| who_am_i())));
+    provide_context(Me(StoredValue::new(signed_in_user())));
 
     view! {
         <Stylesheet id="slipway" href="/pkg/slipway.css"/>
@@ -102,13 +101,32 @@ pub fn NotAllowed(reason: String) -> impl IntoView {
     view! { <p class="not-allowed" data-not-allowed>{reason}</p> }
 }
 
-/// The signed-in user, read once per page load; pages await it to show
-/// only what the user may do (the server decides again on every request).
+/// The user the gate decided this request comes from; pages await it to
+/// show only what the user may do (the server decides again on every
+/// request). Pages render on the server only (islands get what they need
+/// as props), so it is read once, at once, not as a resource: one resource
+/// read in several `Suspense`s made a few responses hang (leptos #4851).
 #[derive(Clone, Copy)]
-struct Me(Resource<Result<User, AppError>>);
+pub struct Me(StoredValue<Result<User, AppError>>);
 
-pub fn use_me() -> Resource<Result<User, AppError>> {
-    expect_context::<Me>().0
+impl std::future::IntoFuture for Me {
+    type Output = Result<User, AppError>;
+    type IntoFuture = std::future::Ready<Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        std::future::ready(self.0.get_value())
+    }
+}
+
+pub fn use_me() -> Me {
+    expect_context::<Me>()
+}
+
+fn signed_in_user() -> Result<User, AppError> {
+    #[cfg(feature = "ssr")]
+    return crate::port::request_user();
+    #[cfg(not(feature = "ssr"))]
+    Err(AppError::Unauthenticated)
 }
 
 #[component]
