@@ -109,6 +109,10 @@ pub enum Action<'a> {
         model: &'a str,
         requested_by: &'a str,
     },
+    /// Create, change or delete the deployment of a model.
+    ManageDeployment {
+        model: &'a str,
+    },
     ManageAccounts,
 }
 
@@ -187,6 +191,12 @@ pub fn authorize(user: &User, action: Action<'_>) -> Result<(), Denied> {
                 Some(model),
             )
         }
+        Action::ManageDeployment { model } => (
+            holds(Role::Admin, model),
+            "Managing deployments",
+            Role::Admin,
+            Some(model),
+        ),
         Action::ManageAccounts => (
             user.grants
                 .iter()

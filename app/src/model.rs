@@ -489,6 +489,94 @@ pub struct DeploymentView {
     pub last_change_ms: Option<i64>,
 }
 
+/// A deployment's settings as its form shows and sends them: text as typed,
+/// checked by the server (`server::serving::bindings`), which turns them into
+/// the catalog's binding.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentSettings {
+    pub model: String,
+    /// `local` or `seldon`.
+    pub target: String,
+    /// The cluster object's name; empty: the model's name as a DNS label.
+    pub name: String,
+    pub namespace: String,
+    pub replicas: String,
+    pub cpu_request: String,
+    pub cpu_limit: String,
+    pub memory_request: String,
+    pub memory_limit: String,
+    pub storage_secret: String,
+    /// `stage` or `alias`.
+    pub production: String,
+    pub alias: String,
+    /// `keep` or `remove`.
+    pub no_production: String,
+    pub requires_approval: bool,
+    /// One mapping per line: MLflow's URI prefix, a space, the bucket's.
+    pub artifact_map: String,
+    /// The revision the form was read at; empty for a new deployment.
+    pub revision: String,
+}
+
+impl DeploymentSettings {
+    /// A new deployment's form as it first shows.
+    pub fn new_deployment() -> Self {
+        Self {
+            target: "local".into(),
+            replicas: "1".into(),
+            production: "stage".into(),
+            alias: "production".into(),
+            no_production: "keep".into(),
+            ..Self::default()
+        }
+    }
+
+    /// From form fields; unknown names are ignored, an unchecked box is absent.
+    pub fn from_pairs<K: AsRef<str>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let mut settings = Self::default();
+        for (key, value) in pairs {
+            let value = value.into();
+            let field = match key.as_ref() {
+                "model" => &mut settings.model,
+                "target" => &mut settings.target,
+                "name" => &mut settings.name,
+                "namespace" => &mut settings.namespace,
+                "replicas" => &mut settings.replicas,
+                "cpu_request" => &mut settings.cpu_request,
+                "cpu_limit" => &mut settings.cpu_limit,
+                "memory_request" => &mut settings.memory_request,
+                "memory_limit" => &mut settings.memory_limit,
+                "storage_secret" => &mut settings.storage_secret,
+                "production" => &mut settings.production,
+                "alias" => &mut settings.alias,
+                "no_production" => &mut settings.no_production,
+                "artifact_map" => &mut settings.artifact_map,
+                "revision" => &mut settings.revision,
+                "requires_approval" => {
+                    settings.requires_approval = !value.is_empty();
+                    continue;
+                }
+                _ => continue,
+            };
+            *field = value;
+        }
+        settings
+    }
+}
+
+/// The deployment form: its values, who manages it, and what is wrong.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentForm {
+    pub settings: DeploymentSettings,
+    /// Whether the deployment exists (an edit) or is to be created.
+    pub exists: bool,
+    /// Bound by the catalog file: changed there, not here.
+    pub from_catalog: bool,
+    pub problems: Vec<String>,
+}
+
 /// One change of what serves a model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentEvent {

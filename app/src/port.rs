@@ -9,7 +9,7 @@ use leptos::prelude::use_context;
 
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, DeploymentDetail, DeploymentView,
+    ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, DeploymentDetail, DeploymentForm, DeploymentView,
     Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery,
     MetricHistory, ModelDetail, ModelsPage, PromotionPreview, PromotionRequest, RunDetail,
     RunQuery, RunsPage, TryAnswer, User, VersionDetail,
@@ -83,6 +83,15 @@ pub trait ControlPlane: Send + Sync + 'static {
         user: &User,
         model: String,
     ) -> Result<DeploymentDetail, AppError>;
+
+    /// The deployment form: a sent-back draft (with its problems), an
+    /// existing deployment's settings, or a new deployment's defaults.
+    async fn deployment_form(
+        &self,
+        user: &User,
+        model: Option<String>,
+        draft: Option<String>,
+    ) -> Result<DeploymentForm, AppError>;
 
     /// The Production version now and `version`, side by side, before a promotion.
     async fn promotion_preview(

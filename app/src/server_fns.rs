@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use crate::codec::JsonText;
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, ChartAxis, DeploymentDetail,
+    ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, ChartAxis, DeploymentDetail, DeploymentForm,
     DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm, LaunchRequest,
     ListQuery, MetricChart, ModelDetail, ModelsPage, PromotionPreview, PromotionRequest, RunDetail,
     RunQuery, RunsPage, TryAnswer, User, VersionDetail,
@@ -128,6 +128,16 @@ pub async fn list_deployments() -> Result<Vec<DeploymentView>, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.list_deployments(&user).await
+}
+
+#[server(output = JsonText)]
+pub async fn load_deployment_form(
+    model: Option<String>,
+    draft: Option<String>,
+) -> Result<DeploymentForm, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.deployment_form(&user, model, draft).await
 }
 
 #[server(output = JsonText)]

@@ -15,6 +15,7 @@ const registerScript = fileURLToPath(new URL('../../server/tests/fixtures/regist
 const byStage = uniqueName('e2e-staged');
 const byAlias = uniqueName('e2e-aliased');
 const guarded = uniqueName('e2e-guarded');
+const made = uniqueName('e2e-made');
 const experiment = uniqueName('e2e-deploy');
 let app;
 let hooked;
@@ -46,6 +47,7 @@ before(async () => {
   assert.equal(register(byAlias, 100), '1');
   assert.equal(register(guarded, 1), '1');
   assert.equal(register(guarded, 10), '2');
+  assert.equal(register(made, 1), '1');
   app = await startSlipway(() => ({
     SLIPWAY_CATALOG: catalogWith(
       `[[deployment]]\nmodel = "${byStage}"\ntarget = "local"\n\n`
@@ -67,16 +69,16 @@ after(async () => {
   await hooked?.stop();
 });
 
-async function promoteFromVersionPage(version) {
-  const page = await app.open(`/models/${byStage}/versions/${version}`, { as: 'deployer' });
+async function promoteFromVersionPage(version, model = byStage) {
+  const page = await app.open(`/models/${model}/versions/${version}`, { as: 'deployer' });
   await page.getByRole('link', { name: 'Promote to production…' }).click();
-  await page.getByRole('heading', { name: `Promote ${byStage} v${version} to production?` }).waitFor();
-  assert.match(page.url(), new RegExp(`/deployments/${byStage}/promote\\?version=${version}$`));
+  await page.getByRole('heading', { name: `Promote ${model} v${version} to production?` }).waitFor();
+  assert.match(page.url(), new RegExp(`/deployments/${model}/promote\\?version=${version}$`));
   assert.ok(await page.locator('table.confirm').getByText('scale').isVisible(), 'key metrics side by side');
   await page.getByRole('button', { name: 'Confirm: promote and deploy' }).click();
   await page.locator('section.try-it').waitFor();
   await page.waitForSelector('body[data-hydrated="true"]');
-  assert.match(page.url(), new RegExp(`/deployments/${byStage}$`));
+  assert.match(page.url(), new RegExp(`/deployments/${model}$`));
   return page;
 }
 
@@ -202,4 +204,58 @@ test('four eyes: a deployer asks, cannot approve; an approver approves and it se
   assert.equal(await still.locator('[data-serving]').textContent(), 'v1');
   assert.equal(await still.getByRole('button', { name: 'Roll back to the previous version' }).count(), 0, 'a viewer cannot roll back');
   await still.close();
+});
+
+test('an admin creates a deployment in the app, it serves, is changed, and once deleted its model server is gone', async () => {
+  const list = await app.open('/deployments', { as: 'admin' });
+  await list.getByRole('link', { name: 'New deployment' }).click();
+  await list.getByRole('heading', { name: 'New deployment' }).waitFor();
+  await list.locator('input[name="model"]').fill(made);
+  await list.locator('input[name="replicas"]').fill('-1');
+  await list.getByRole('button', { name: 'Create deployment' }).click();
+  // Sent back with what is wrong, the values kept (on the server, not in the URL).
+  await list.locator('.form-errors li').first().waitFor();
+  assert.match(await list.locator('.form-errors').textContent(), /replicas must not be negative/);
+  assert.match(list.url(), /\/new-deployment\?draft=[0-9a-f]+$/);
+  assert.equal(await list.locator('input[name="model"]').inputValue(), made);
+  await list.locator('input[name="replicas"]').fill('1');
+  await list.getByRole('button', { name: 'Create deployment' }).click();
+  await list.waitForURL(new RegExp(`/deployments/${made}$`));
+  await list.close();
+
+  let page = await promoteFromVersionPage('1', made);
+  await servingVersion(page, '1');
+  assert.equal(await tryIt(page), 3, 'the new deployment serves v1');
+  const address = await page.locator('[data-address]').textContent();
+  await page.close();
+
+  page = await app.open(`/deployments/${made}`, { as: 'admin' });
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByRole('heading', { name: `Deployment of ${made}` }).waitFor();
+  await page.getByLabel('Promotions need an approver (four eyes)').check();
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await page.waitForURL(new RegExp(`/deployments/${made}$`));
+  const latest = page.locator('table.history tbody tr').first();
+  assert.equal(await latest.getAttribute('data-cause'), 'settings');
+  assert.equal(await latest.locator('td.description').textContent(), 'requires approval no → yes');
+  const asking = await app.open(`/deployments/${made}/promote?version=1`, { as: 'deployer' });
+  assert.equal(await asking.getByRole('button', { name: 'Request approval' }).count(), 1, 'the change applies at once');
+  await asking.close();
+
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByLabel(`Type ${made} to confirm`).fill('not the name');
+  await page.getByRole('button', { name: 'Delete deployment' }).click();
+  await page.locator('p.form-errors').waitFor();
+  assert.match(await page.locator('p.form-errors').textContent(), /nothing was deleted/);
+  await page.getByLabel(`Type ${made} to confirm`).fill(made);
+  await page.getByRole('button', { name: 'Delete deployment' }).click();
+  await page.waitForURL(/\/deployments$/);
+  assert.equal(await page.locator(`tr[data-model="${made}"]`).count(), 0);
+  await eventually(async () => {
+    await assert.rejects(fetch(`${address.replace(/\/invocations$/, '')}/ping`), 'the model server is gone');
+  }, 30_000);
+  const gone = await app.open(`/deployments/${made}`, { as: 'viewer' });
+  assert.match(await gone.locator('body').textContent(), /has no deployment/);
+  await gone.close();
+  await page.close();
 });

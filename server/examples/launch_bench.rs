@@ -348,7 +348,7 @@ async fn serve(
     let (reconciler, _) = server::serving::reconciler::Reconciler::new(
         mlflow.clone(),
         store.clone(),
-        Vec::new(),
+        &[],
         Arc::new(
             server::serving::local::LocalServing::new(
                 server::process::ChildEnv::new(
@@ -361,7 +361,9 @@ async fn serve(
             .unwrap(),
         ),
         None,
-    );
+    )
+    .await
+    .unwrap();
     // The launch pages' events need a session, as in a browser.
     let auth = Arc::new(server::auth::Auth::new(
         store.clone(),

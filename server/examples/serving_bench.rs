@@ -107,7 +107,9 @@ async fn main() {
         .unwrap(),
     );
     let (reconciler, _triggers) =
-        Reconciler::new(mlflow.clone(), store.clone(), bindings, local.clone(), None);
+        Reconciler::new(mlflow.clone(), store.clone(), &bindings, local.clone(), None)
+            .await
+            .unwrap();
     let mut cpu = Vec::new();
     let mut wall = Vec::new();
     for _ in 0..30 {
@@ -135,7 +137,9 @@ async fn main() {
     .unwrap();
     let every_bound = Catalog::parse(&every, Path::new(".")).unwrap().deployments;
     let (counted_reconciler, _) =
-        Reconciler::new(counted, store.clone(), every_bound, local.clone(), None);
+        Reconciler::new(counted, store.clone(), &every_bound, local.clone(), None)
+            .await
+            .unwrap();
     let mut requests = Vec::new();
     for _ in 0..10 {
         let before = counting.count();
@@ -166,13 +170,15 @@ async fn main() {
     let (seldon, triggers) = Reconciler::new(
         mlflow.clone(),
         store.clone(),
-        seldon_binding,
+        &seldon_binding,
         local.clone(),
         Some(SeldonTarget::new(
             client,
             server::config::UnboundObjects::Delete,
         )),
-    );
+    )
+    .await
+    .unwrap();
     seldon.run(triggers, Duration::from_secs(3600));
     tokio::time::sleep(Duration::from_millis(500)).await;
     while applied.try_recv().is_ok() {}
@@ -223,13 +229,15 @@ async fn main() {
     let (real, triggers) = Reconciler::new(
         mlflow.clone(),
         real_store,
-        real_binding,
+        &real_binding,
         local.clone(),
         Some(SeldonTarget::new(
             account,
             server::config::UnboundObjects::Delete,
         )),
-    );
+    )
+    .await
+    .unwrap();
     real.run(triggers, Duration::from_secs(3600));
     let (served_tx, mut served) = mpsc::unbounded_channel::<(String, Instant)>();
     let watched: kube::Api<kube::api::DynamicObject> =
@@ -320,7 +328,9 @@ async fn main() {
     .unwrap()
     .deployments;
     let (served, triggers) =
-        Reconciler::new(mlflow.clone(), store.clone(), bound, local.clone(), None);
+        Reconciler::new(mlflow.clone(), store.clone(), &bound, local.clone(), None)
+            .await
+            .unwrap();
     served.run(triggers, Duration::from_secs(3600));
     let mut ready = Vec::new();
     for round in 0..4 {

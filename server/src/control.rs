@@ -9,7 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use app::error::AppError;
 use app::model::{ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, MetricHistory, RunDetail};
 use app::model::{
-    DeploymentDetail, DeploymentView, FieldErrors, Launch, LaunchForm, LaunchRequest,
+    DeploymentDetail, DeploymentForm, DeploymentView, FieldErrors, Launch, LaunchForm, LaunchRequest,
     PromotionPreview, PromotionRequest, TryAnswer, VersionSummary,
 };
 use app::model::{
@@ -22,7 +22,7 @@ use crate::launch::Launcher;
 use crate::mlflow::{self, MlflowClient, MlflowError, SearchExperiments, SearchRuns};
 use crate::serving::reconciler::Reconciler;
 use crate::serving::try_it::{MAX_INPUT_BYTES, ModelCaller};
-use crate::store::Store;
+use crate::store::{DraftForm, Store};
 
 /// MLflow's largest page of model versions; a model has rarely more.
 const VERSIONS_PAGE_SIZE: u32 = 1000;
@@ -452,7 +452,7 @@ impl ControlPlane for Slipway {
 
     async fn launch_draft(&self, user: &User, id: String) -> Result<LaunchRequest, AppError> {
         self.store
-            .launch_draft(&user.name, &id)
+            .draft(&user.name, DraftForm::Launch, &id)
             .await?
             .ok_or_else(|| {
                 AppError::NotFound(
@@ -471,7 +471,7 @@ impl ControlPlane for Slipway {
 
     async fn list_deployments(&self, _user: &User) -> Result<Vec<DeploymentView>, AppError> {
         let mut views = Vec::new();
-        for binding in self.reconciler.bindings() {
+        for binding in self.reconciler.bindings().iter() {
             let mut view = self.reconciler.view(&binding.model)?;
             let latest = self.store.deployment_history(&binding.model, 1).await?;
             view.last_change_ms = latest.first().map(|event| event.started_ms);
@@ -508,6 +508,29 @@ impl ControlPlane for Slipway {
             history,
             example_input,
         })
+    }
+
+    async fn deployment_form(
+        &self,
+        user: &User,
+        model: Option<String>,
+        draft: Option<String>,
+    ) -> Result<DeploymentForm, AppError> {
+        let Some(id) = draft else {
+            return self.reconciler.deployment_form(model.as_deref()).await;
+        };
+        let sent: DeploymentForm = self
+            .store
+            .draft(&user.name, DraftForm::Deployment, &id)
+            .await?
+            .ok_or_else(|| {
+                AppError::NotFound(
+                    "no such deployment form (sent-back forms are kept for an hour)".into(),
+                )
+            })?;
+        self.reconciler
+            .checked_form(sent.settings, sent.exists)
+            .await
     }
 
     async fn promotion_preview(

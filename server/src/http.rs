@@ -22,7 +22,10 @@ use serde_json::json;
 use tower_http::trace::TraceLayer;
 
 use app::error::AppError;
-use app::model::{AUDIT_EXPORT_LIMIT, AuditEntry, AuditQuery, LaunchRequest, LaunchUpdate, User};
+use app::model::{
+    AUDIT_EXPORT_LIMIT, AuditEntry, AuditQuery, DeploymentForm, DeploymentSettings, LaunchRequest,
+    LaunchUpdate, User,
+};
 use app::port::ControlPlane;
 use axum::Extension;
 use axum::extract::{Path, RawForm};
@@ -37,7 +40,9 @@ use crate::control::Slipway;
 use crate::executor::{ExecutorError, LogStream};
 use crate::launch::Submitted;
 use crate::metrics::{self, Metrics};
+use crate::serving::bindings::Saved;
 use crate::serving::reconciler::Expected;
+use crate::store::DraftForm;
 use crate::webhook::{Rejection, Verifier};
 
 const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -93,6 +98,9 @@ pub fn router(state: AppState) -> Router {
         .route("/login/oidc/callback", get(finish_sso))
         .route("/launches", post(submit_launch))
         .route("/launches/{id}/cancel", post(cancel_launch))
+        .route("/deployments", post(create_deployment))
+        .route("/deployments/{model}/settings", post(update_deployment))
+        .route("/deployments/{model}/delete", post(delete_deployment))
         .route("/deployments/{model}/promote", post(promote))
         .route("/deployments/{model}/rollback", post(rollback))
         .route("/deployments/{model}/try", post(send_try))
@@ -356,7 +364,7 @@ async fn submit_launch(
         Ok(Submitted::Invalid(_)) => match state
             .slipway
             .store
-            .insert_launch_draft(&user.name, &request)
+            .insert_draft(&user.name, DraftForm::Launch, &request)
             .await
         {
             Ok(draft) => Redirect::to(&format!("/launch?draft={draft}")).into_response(),
@@ -413,6 +421,109 @@ async fn promote(
         ),
         Err(err) => back_to(page, Some(err)),
     }
+}
+
+/// The new deployment form's POST: to the deployment's page once created;
+/// invalid, back to the form as a draft kept on the server.
+async fn create_deployment(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    RawForm(body): RawForm,
+) -> Response {
+    let settings = DeploymentSettings::from_pairs(url::form_urlencoded::parse(&body));
+    let outcome = state
+        .slipway
+        .reconciler
+        .create_deployment(&user, &settings)
+        .await;
+    let page = deployment_page(settings.model.trim());
+    after_settings(&state, &user, outcome, settings, false, page, NEW_DEPLOYMENT.into()).await
+}
+
+const NEW_DEPLOYMENT: &str = "/new-deployment";
+
+/// The deployment settings form's POST; as `create_deployment`.
+async fn update_deployment(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    RawForm(body): RawForm,
+) -> Response {
+    let settings = DeploymentSettings {
+        model: model.clone(),
+        ..DeploymentSettings::from_pairs(url::form_urlencoded::parse(&body))
+    };
+    let outcome = state
+        .slipway
+        .reconciler
+        .update_deployment(&user, &model, &settings)
+        .await;
+    let page = deployment_page(&model);
+    let form = format!("{page}/settings");
+    after_settings(&state, &user, outcome, settings, true, page, form).await
+}
+
+/// Saved: the deployment's page. Invalid: the form again, its values kept
+/// as a draft. Refused: the form, with why.
+async fn after_settings(
+    state: &AppState,
+    user: &User,
+    outcome: Result<Saved, AppError>,
+    settings: DeploymentSettings,
+    exists: bool,
+    page: String,
+    form: String,
+) -> Response {
+    match outcome {
+        Ok(Saved::Done) => Redirect::to(&page).into_response(),
+        Ok(Saved::Invalid(_)) => {
+            let draft = DeploymentForm {
+                settings,
+                exists,
+                ..DeploymentForm::default()
+            };
+            match state
+                .slipway
+                .store
+                .insert_draft(&user.name, DraftForm::Deployment, &draft)
+                .await
+            {
+                Ok(id) => Redirect::to(&format!("{form}?draft={id}")).into_response(),
+                Err(err) => back_to(form, Some(AppError::from(err))),
+            }
+        }
+        Err(err) => back_to(form, Some(err)),
+    }
+}
+
+/// The delete button on a deployment's settings: the model's name typed
+/// again confirms it. Then the deployments list; the next pass stops what
+/// served it.
+async fn delete_deployment(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    RawForm(body): RawForm,
+) -> Response {
+    let form = format!("{}/settings", deployment_page(&model));
+    if form_field(&body, "confirm").trim() != model {
+        let why = format!("Type {model} to confirm the deletion; nothing was deleted.");
+        return back_to(form, Some(AppError::InvalidInput(why)));
+    }
+    let revision = form_field(&body, "revision");
+    match state
+        .slipway
+        .reconciler
+        .delete_deployment(&user, &model, &revision)
+        .await
+    {
+        Ok(()) => Redirect::to("/deployments").into_response(),
+        Err(err) => back_to(form, Some(err)),
+    }
+}
+
+fn deployment_page(model: &str) -> String {
+    format!("/deployments/{}", path_segment(model))
 }
 
 /// An approver's decision on a promotion request; back to the request's page.

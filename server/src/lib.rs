@@ -103,10 +103,11 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
     let (reconciler, triggers) = Reconciler::new(
         mlflow.clone(),
         store.clone(),
-        catalog.deployments.clone(),
+        &catalog.deployments,
         local_serving,
         kube_client.map(|client| SeldonTarget::new(client, config.unbound_objects)),
-    );
+    )
+    .await?;
     reconciler.run(
         triggers,
         std::time::Duration::from_secs(config.reconcile_poll_secs),
@@ -172,7 +173,7 @@ const STALE_DEPLOYMENT_MS: i64 = 10 * 60 * 1000;
 const TRY_ANSWERS_KEPT_MS: i64 = 3600 * 1000;
 
 /// Once an hour (the first time at start-up): deletes expired sessions,
-/// old Try it answers and old launch drafts, and ends deployment events a
+/// old Try it answers and old form drafts, and ends deployment events a
 /// stopped Slipway left pending.
 fn sweep_expired(auth: Arc<Auth>, store: Store) {
     tokio::spawn(async move {
@@ -188,8 +189,8 @@ fn sweep_expired(auth: Arc<Auth>, store: Store) {
             if let Err(err) = store.forget_try_answers(kept_since).await {
                 tracing::warn!(error = %err, "deleting old Try it answers");
             }
-            if let Err(err) = store.forget_launch_drafts(kept_since).await {
-                tracing::warn!(error = %err, "deleting old launch drafts");
+            if let Err(err) = store.forget_drafts(kept_since).await {
+                tracing::warn!(error = %err, "deleting old form drafts");
             }
             let stale_since = store::now_ms() - STALE_DEPLOYMENT_MS;
             if let Err(err) = store.settle_stale_deployments(stale_since).await {

@@ -13,12 +13,15 @@ use sqlx::{AnyPool, Row};
 use crate::error::{Error, Result};
 
 mod accounts;
-mod launch_drafts;
+mod bindings;
+mod drafts;
 mod promotions;
 mod requests;
 mod try_answers;
 
 pub use accounts::{Account, AccountSource, OidcFlow, SessionRecord};
+pub use bindings::{BindingRecord, ManagedBy, Seeded};
+pub use drafts::DraftForm;
 pub use promotions::{ModelLock, NewPromotion, PromotionRecord};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

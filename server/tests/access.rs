@@ -345,6 +345,58 @@ async fn every_route_admits_exactly_the_callers_it_should() {
     }
     assert_eq!(allowed, deployers, "who may roll back");
 
+    // Deployments are created, changed and deleted by admins alone; a
+    // refused change changes nothing.
+    let made = unique("access-made");
+    let settings = |extra: &str| {
+        format!(
+            "model={made}&target=local&replicas=1&production=stage&alias=production&no_production=keep{extra}"
+        )
+    };
+    let admins = [Caller::Signed(Role::Admin)];
+    let mut allowed = Vec::new();
+    for caller in everyone() {
+        let response = site
+            .send(caller, Method::POST, "/deployments", &settings(""))
+            .await;
+        if !refused(&response) {
+            assert_eq!(location(&response), format!("/deployments/{made}"));
+            allowed.push(caller);
+        }
+    }
+    assert_eq!(allowed, admins, "who may create a deployment");
+    let edit = format!("/deployments/{made}/settings");
+    let mut allowed = Vec::new();
+    for caller in everyone() {
+        let revision = site.store.binding(&made).await.unwrap().unwrap().revision;
+        let form = settings(&format!("&requires_approval=yes&revision={revision}"));
+        let response = site.send(caller, Method::POST, &edit, &form).await;
+        let after = site.store.binding(&made).await.unwrap().unwrap();
+        if refused(&response) {
+            assert_eq!(after.revision, revision, "a refused edit changed nothing ({caller:?})");
+        } else {
+            assert_eq!(location(&response), format!("/deployments/{made}"));
+            assert!(after.binding.requires_approval);
+            allowed.push(caller);
+        }
+    }
+    assert_eq!(allowed, admins, "who may change a deployment");
+    let delete = format!("/deployments/{made}/delete");
+    let mut allowed = Vec::new();
+    for caller in everyone() {
+        let Some(record) = site.store.binding(&made).await.unwrap() else {
+            break;
+        };
+        let form = format!("confirm={made}&revision={}", record.revision);
+        let response = site.send(caller, Method::POST, &delete, &form).await;
+        if !refused(&response) {
+            assert_eq!(location(&response), "/deployments");
+            allowed.push(caller);
+        }
+    }
+    assert_eq!(allowed, admins, "who may delete a deployment");
+    assert!(site.store.binding(&made).await.unwrap().is_none());
+
     // Four eyes: a deployer asks; approvers and admins (never the one who
     // asked) decide. A refused decision leaves the request pending and
     // MLflow as it was.

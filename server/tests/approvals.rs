@@ -214,7 +214,12 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
     let step = |actor: &str, action: &str, outcome: &str| {
         (actor.to_string(), action.to_string(), outcome.to_string())
     };
-    assert_eq!(steps[0].1, "promotion-request");
+    assert_eq!(
+        step("catalog", "deployment-settings", "done"),
+        steps[0],
+        "the catalog file bound the model at start-up"
+    );
+    assert_eq!(steps[1].1, "promotion-request");
     assert!(
         steps.contains(&step("approver", "approve", "done")),
         "{steps:?}"

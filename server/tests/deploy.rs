@@ -12,6 +12,7 @@ use std::time::Duration;
 use app::model::{DeploymentView, User};
 use server::mlflow::MlflowClient;
 use server::serving::local::{LocalServing, NotServing};
+use server::serving::bindings::Saved;
 use server::serving::reconciler::{Expected, Reconciler, Trigger};
 use server::store::Store;
 use support::{MlflowRest, mlflow_url, unique};
@@ -49,7 +50,7 @@ async fn setup(data: &Path, model: &str) -> Setup {
         .await
         .unwrap();
     let catalog = format!("[[deployment]]\nmodel = \"{model}\"\ntarget = \"local\"\n");
-    let (reconciler, local) = support::reconciler(&store, data, &catalog, Duration::from_secs(1));
+    let (reconciler, local) = support::reconciler(&store, data, &catalog, Duration::from_secs(1)).await;
     Setup {
         reconciler,
         store,
@@ -207,8 +208,12 @@ async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
         .rev()
         .map(|event| (event.action.as_str(), event.detail.as_str()))
         .collect();
-    assert_eq!(actions[0], ("promote", "nothing → v1"));
-    assert_eq!(actions[2].0, "rollback");
+    assert_eq!(
+        actions[0],
+        ("deployment-settings", "bound by the catalog file")
+    );
+    assert_eq!(actions[1], ("promote", "nothing → v1"));
+    assert_eq!(actions[3].0, "rollback");
     setup.reconciler.shutdown().await;
 }
 
@@ -377,4 +382,175 @@ async fn a_newer_start_supersedes_an_older_one_one_server_remains_and_none_outli
     })
     .await;
     assert!(gone.is_some(), "model servers outlived their LocalServing");
+}
+
+fn admin() -> User {
+    User {
+        name: "admin".into(),
+        authenticated: true,
+        grants: vec![app::access::Grant::global(app::access::Role::Admin)],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_server() {
+    let model = unique("app-made");
+    let experiment = unique("app-made");
+    assert_eq!(register(&model, &experiment, 1.0), "1");
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/s.db?mode=rwc", data.path().display()))
+        .await
+        .unwrap();
+    let (reconciler, _local) =
+        support::reconciler(&store, data.path(), "", Duration::from_secs(1)).await;
+    let settings = app::model::DeploymentSettings {
+        model: model.clone(),
+        ..app::model::DeploymentSettings::new_deployment()
+    };
+
+    // Only an admin may; the form's values are checked as the catalog's.
+    let refused = reconciler.create_deployment(&user(), &settings).await;
+    assert!(matches!(refused, Err(app::error::AppError::Forbidden(_))), "{refused:?}");
+    let invalid = app::model::DeploymentSettings {
+        target: "seldon".into(),
+        replicas: "-1".into(),
+        ..settings.clone()
+    };
+    let Ok(Saved::Invalid(problems)) = reconciler.create_deployment(&admin(), &invalid).await else {
+        panic!("refused as invalid");
+    };
+    assert_eq!(
+        problems,
+        [
+            "the seldon target needs Slipway to run with a cluster (SLIPWAY_EXECUTOR=kubernetes)".to_string(),
+            format!("deployment of {model:?}: a seldon target needs a `namespace`"),
+            format!("deployment of {model:?}: replicas must not be negative"),
+        ]
+    );
+    assert!(store.binding(&model).await.unwrap().is_none(), "nothing written");
+
+    assert!(matches!(
+        reconciler.create_deployment(&admin(), &settings).await,
+        Ok(Saved::Done)
+    ));
+    let Ok(Saved::Invalid(twice)) = reconciler.create_deployment(&admin(), &settings).await else {
+        panic!("a second deployment of one model is refused");
+    };
+    assert_eq!(twice, [format!("{model} already has a deployment")]);
+
+    // Served without a restart.
+    reconciler
+        .promote(&user(), &model, "1", Expected::Any)
+        .await
+        .unwrap();
+    let view = serving(&reconciler, &model, "1").await;
+    assert_eq!(predict(&view.address.unwrap()).await.unwrap(), 3.0);
+
+    // Changed from a stale form: refused; from a fresh one: saved.
+    let form = reconciler.deployment_form(Some(&model)).await.unwrap();
+    assert!(form.exists && !form.from_catalog);
+    let needs_approval = app::model::DeploymentSettings {
+        requires_approval: true,
+        ..form.settings.clone()
+    };
+    let stale = app::model::DeploymentSettings {
+        revision: "0".into(),
+        ..needs_approval.clone()
+    };
+    let conflict = reconciler.update_deployment(&admin(), &model, &stale).await;
+    assert!(matches!(conflict, Err(app::error::AppError::Conflict(_))), "{conflict:?}");
+    assert!(!reconciler.requires_approval(&model).unwrap());
+    assert!(matches!(
+        reconciler.update_deployment(&admin(), &model, &needs_approval).await,
+        Ok(Saved::Done)
+    ));
+    assert!(reconciler.requires_approval(&model).unwrap());
+    let asked = reconciler.promote(&user(), &model, "1", Expected::Any).await;
+    assert!(matches!(asked, Err(app::error::AppError::Forbidden(_))), "{asked:?}");
+
+    // Deleted: its model server stops, and the history says who and why.
+    let revision = reconciler
+        .deployment_form(Some(&model))
+        .await
+        .unwrap()
+        .settings
+        .revision;
+    reconciler
+        .delete_deployment(&admin(), &model, &revision)
+        .await
+        .unwrap();
+    let stopped = support::eventually(Duration::from_secs(30), || async {
+        (model_servers_of(&model) == 0).then_some(())
+    })
+    .await;
+    assert!(stopped.is_some(), "the model server outlived its deployment");
+    assert!(matches!(
+        reconciler.view(&model),
+        Err(app::error::AppError::NotFound(_))
+    ));
+    // Recorded once the whole process group has ended.
+    let history = support::eventually(Duration::from_secs(30), || async {
+        let history = store.deployment_history(&model, 10).await.unwrap();
+        (history[0].outcome != "pending").then_some(history)
+    })
+    .await
+    .expect("the removal ended");
+    let steps: Vec<(&str, &str, &str)> = history
+        .iter()
+        .map(|event| (event.cause.as_str(), event.actor.as_str(), event.outcome.as_str()))
+        .rev()
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("settings", "admin", "changed"),
+            ("promote", "promoter", "serving"),
+            ("settings", "admin", "changed"),
+            ("settings", "admin", "changed"),
+            ("settings", "admin", "removed"),
+        ]
+    );
+    assert_eq!(history[1].message, "deleted");
+    assert_eq!(history[2].message, "requires approval no → yes");
+    let mut audit: Vec<String> = store
+        .recent_events(Some(&format!("model:{model}")), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.action)
+        .collect();
+    audit.sort();
+    assert_eq!(
+        audit,
+        ["create-deployment", "delete-deployment", "edit-deployment", "promote"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_catalog_files_deployments_belong_to_the_file() {
+    let model = unique("from-file");
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/s.db?mode=rwc", data.path().display()))
+        .await
+        .unwrap();
+    let catalog = format!("[[deployment]]\nmodel = \"{model}\"\ntarget = \"local\"\n");
+    let (reconciler, _local) =
+        support::reconciler(&store, data.path(), &catalog, Duration::from_secs(3600)).await;
+    let form = reconciler.deployment_form(Some(&model)).await.unwrap();
+    assert!(form.from_catalog);
+    let refused = reconciler
+        .update_deployment(&admin(), &model, &form.settings)
+        .await;
+    let Err(app::error::AppError::InvalidInput(why)) = refused else {
+        panic!("a file's deployment is changed in the file: {refused:?}");
+    };
+    assert!(why.contains("catalog file"), "{why}");
+    reconciler.shutdown().await;
+
+    // Started again with the entry gone from the file: the deployment goes.
+    let (again, _local) =
+        support::reconciler(&store, data.path(), "", Duration::from_secs(3600)).await;
+    assert!(again.bindings().is_empty());
+    assert!(store.binding(&model).await.unwrap().is_none());
+    again.shutdown().await;
 }

@@ -53,7 +53,9 @@ async fn replica(store: &Store, data: &Path, models: &[String]) -> Arc<Reconcile
             )
         })
         .collect();
-    support::reconciler(store, data, &catalog, Duration::from_secs(3600)).0
+    support::reconciler(store, data, &catalog, Duration::from_secs(3600))
+        .await
+        .0
 }
 
 /// Versions in stage Production, as MLflow lists them.

@@ -15,7 +15,7 @@ use super::live::keep_fresh;
 use super::models::{model_href, version_href};
 use super::run::run_href;
 use super::{NotAllowed, format_millis, use_me};
-use crate::access::{Action, authorize};
+use crate::access::{Action, Role, authorize, holds_anywhere};
 use crate::error::AppError;
 use crate::model::{
     DeploymentDetail, DeploymentEvent, DeploymentView, Prediction, PromotionPreview, TryAnswer,
@@ -38,11 +38,16 @@ pub fn promote_href(model: &str, version: &str) -> String {
 #[component]
 pub fn DeploymentsPage() -> impl IntoView {
     let deployments = Resource::new(|| (), |_| list_deployments());
+    let me = use_me();
+    let may_create = me
+        .0
+        .with_value(|user| user.as_ref().is_ok_and(|user| holds_anywhere(user, Role::Admin)));
     view! {
         <Title text="Deployments"/>
         <section class="page">
             <header class="page-header">
                 <h1>"Deployments"</h1>
+                {may_create.then(|| view! { <a class="button" href="/new-deployment">"New deployment"</a> })}
             </header>
             <Results loading_text="Loading deployments…">
                 {move || Suspend::new(async move {
@@ -67,7 +72,7 @@ fn DeploymentTable(deployments: Vec<DeploymentView>) -> impl IntoView {
     if deployments.is_empty() {
         return view! {
             <p class="empty">
-                "No models are bound to a serving target. An admin binds them with [[deployment]] entries in the catalog (SLIPWAY_CATALOG)."
+                "No model is deployed yet. An admin creates a deployment here (New deployment) or with a [[deployment]] entry in the catalog file (SLIPWAY_CATALOG)."
             </p>
         }
         .into_any();
@@ -153,7 +158,8 @@ pub fn DeploymentPage() -> impl IntoView {
                     let detail = detail.await?;
                     let user = me.await?;
                     let may_roll_back = user.may(Action::Rollback { model: &detail.view.model });
-                    Ok::<_, AppError>(view! { <LiveDeployment detail may_roll_back/> })
+                    let may_manage = user.may(Action::ManageDeployment { model: &detail.view.model });
+                    Ok::<_, AppError>(view! { <LiveDeployment detail may_roll_back may_manage/> })
                 })}
             </Results>
             <TryIt model answer/>
@@ -164,15 +170,15 @@ pub fn DeploymentPage() -> impl IntoView {
 /// Status, history and the actions that depend on them, as the server
 /// rendered them, then kept current in the browser.
 #[island]
-fn LiveDeployment(detail: DeploymentDetail, may_roll_back: bool) -> impl IntoView {
+fn LiveDeployment(detail: DeploymentDetail, may_roll_back: bool, may_manage: bool) -> impl IntoView {
     let model = detail.view.model.clone();
     let current = RwSignal::new(detail);
     keep_fresh(current, move || get_deployment(model.clone()));
-    move || view! { <DeploymentBody detail=current.get() may_roll_back/> }
+    move || view! { <DeploymentBody detail=current.get() may_roll_back may_manage/> }
 }
 
 #[component]
-fn DeploymentBody(detail: DeploymentDetail, may_roll_back: bool) -> impl IntoView {
+fn DeploymentBody(detail: DeploymentDetail, may_roll_back: bool, may_manage: bool) -> impl IntoView {
     let view_ = detail.view;
     let rollback_action = format!("{}/rollback", deployment_href(&view_.model));
     let can_roll_back = may_roll_back
@@ -189,6 +195,7 @@ fn DeploymentBody(detail: DeploymentDetail, may_roll_back: bool) -> impl IntoVie
         <p class="reason">{view_.message.clone()}</p>
         <div class="actions">
             <a href=model_href(&view_.model)>"Versions in the registry"</a>
+            {may_manage.then(|| view! { <a href=format!("{}/settings", deployment_href(&view_.model))>"Settings"</a> })}
             {can_roll_back.then(|| view! {
                 <form method="post" action=rollback_action class="inline">
                     <input type="hidden" name="expected_version" value=view_.desired_version.clone().unwrap_or_default()/>

@@ -326,7 +326,7 @@ fn profile_choices(
 
 /// A labelled form field with its error underneath.
 #[component]
-fn Field(
+pub(super) fn Field(
     #[prop(into)] name: String,
     #[prop(into)] label: String,
     error: Option<String>,

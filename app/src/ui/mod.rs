@@ -1,5 +1,6 @@
 mod approvals;
 mod audit;
+mod deployment_settings;
 mod deployments;
 mod experiments;
 mod launch;
@@ -23,6 +24,7 @@ use crate::error::AppError;
 use crate::model::User;
 use approvals::{ApprovalPage, ApprovalsPage};
 use audit::AuditPage;
+use deployment_settings::DeploymentSettingsPage;
 use deployments::{DeploymentPage, DeploymentsPage, PromotePage};
 use experiments::ExperimentsPage;
 use launch::{LaunchFormPage, LaunchPage, LaunchesPage};
@@ -82,6 +84,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/deployments") view=DeploymentsPage/>
                     <Route path=path!("/deployments/:model") view=DeploymentPage/>
                     <Route path=path!("/deployments/:model/promote") view=PromotePage/>
+                    <Route path=path!("/deployments/:model/settings") view=DeploymentSettingsPage/>
+                    <Route path=path!("/new-deployment") view=DeploymentSettingsPage/>
                     <Route path=path!("/approvals") view=ApprovalsPage/>
                     <Route path=path!("/audit") view=AuditPage/>
                     <Route path=path!("/approvals/:id") view=ApprovalPage/>

@@ -5,11 +5,11 @@
 pub mod mlproject;
 pub mod quantity;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use app::model::{ProfileSpec, ProjectSpec};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use mlproject::MlProject;
@@ -27,8 +27,10 @@ struct CatalogFile {
     deployments: Vec<DeploymentBinding>,
 }
 
-/// Which registered model is served, where, and how it gets there.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Which registered model is served, where, and how it gets there. Kept
+/// in the database as JSON (`store::bindings`), so it serialises the way the
+/// catalog file reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentBinding {
     /// The registered model's name in MLflow.
@@ -62,7 +64,7 @@ pub struct DeploymentBinding {
     pub requires_approval: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NoProduction {
     /// Keep serving what serves, and say so: taking a model out of
@@ -73,7 +75,7 @@ pub enum NoProduction {
     Remove,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServingTarget {
     /// SeldonDeployment (Seldon Core v1), MLflow server implementation.
@@ -82,7 +84,7 @@ pub enum ServingTarget {
     Local,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProductionMarker {
     /// The version in stage `Production` (transitions archive the previous one).
@@ -92,7 +94,7 @@ pub enum ProductionMarker {
     Alias,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UriMapping {
     /// A prefix of MLflow's URI, e.g. `mlflow-artifacts:/`.
@@ -203,6 +205,41 @@ impl DeploymentBinding {
     }
 }
 
+/// What is wrong with a set of bindings, each problem with its model: each
+/// binding's own, a model bound twice, and two cluster bindings that would
+/// name the same object.
+pub fn binding_problems(bindings: &[DeploymentBinding]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut models = HashSet::new();
+    let mut objects = HashMap::new();
+    for binding in bindings {
+        if !models.insert(binding.model.as_str()) {
+            problems.push(format!("model {:?} has two deployments", binding.model));
+        }
+        problems.extend(
+            binding
+                .problems()
+                .into_iter()
+                .map(|problem| format!("deployment of {:?}: {problem}", binding.model)),
+        );
+        if binding.target == ServingTarget::Local {
+            continue;
+        }
+        let object = (binding.namespace.clone(), binding.object_name());
+        if let Some(other) = objects.insert(object, binding.model.as_str())
+            && other != binding.model
+        {
+            problems.push(format!(
+                "deployment of {:?}: its object {:?} in namespace {:?} is already the one of model {other:?} (set `name`)",
+                binding.model,
+                binding.object_name(),
+                binding.namespace.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    problems
+}
+
 /// `v1`, `v2`, …: MLflow reserves these alias names.
 fn is_version_alias(alias: &str) -> bool {
     alias
@@ -250,7 +287,7 @@ pub struct HardwareProfile {
 }
 
 /// Quantities as Kubernetes writes them (`500m`, `4Gi`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestLimit {
     pub request: Option<String>,
@@ -354,18 +391,7 @@ impl Catalog {
                 Err(err) => problems.push(format!("project {:?}: {err}", entry.name)),
             }
         }
-        let mut models = HashSet::new();
-        for binding in &file.deployments {
-            if !models.insert(binding.model.as_str()) {
-                problems.push(format!("model {:?} has two deployments", binding.model));
-            }
-            problems.extend(
-                binding
-                    .problems()
-                    .into_iter()
-                    .map(|problem| format!("deployment of {:?}: {problem}", binding.model)),
-            );
-        }
+        problems.extend(binding_problems(&file.deployments));
         if problems.is_empty() {
             Ok(Self {
                 profiles: file.profiles,
@@ -699,6 +725,37 @@ directory = "nowhere"
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
         assert_eq!(problems.len(), 8, "{all}");
+    }
+
+    #[test]
+    fn two_cluster_bindings_may_not_name_the_same_object() {
+        let text = r#"
+[[deployment]]
+model = "Fraud Model"
+target = "seldon"
+namespace = "models"
+
+[[deployment]]
+model = "fraud-model"
+target = "seldon"
+namespace = "models"
+
+[[deployment]]
+model = "fraud_model"
+target = "seldon"
+namespace = "staging"
+
+[[deployment]]
+model = "fraud.model"
+target = "local"
+"#;
+        let problems = Catalog::parse(text, Path::new(".")).unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "deployment of \"fraud-model\": its object \"fraud-model\" in namespace \"models\" is already the one of model \"Fraud Model\" (set `name`)"
+            ]
+        );
     }
 
     /// The four profiles a real API server refused with 422 although the

@@ -254,6 +254,16 @@ impl LocalServing {
             .is_some_and(|servers| servers.generation == start.generation)
     }
 
+    /// The models with a server serving, starting or failed.
+    pub fn models(&self) -> Vec<String> {
+        self.models
+            .lock()
+            .expect("serving map")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Stops whatever serves the model (nothing in production any more).
     pub async fn undeploy(&self, model: &str) {
         let current = self

@@ -1,6 +1,7 @@
 //! Serving targets: what a deployed model version becomes, and how its
 //! status reads. Rendering is pure; applying goes through the cluster's API.
 
+pub mod bindings;
 pub mod desired;
 pub mod local;
 pub mod reconciler;

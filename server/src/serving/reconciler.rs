@@ -6,7 +6,7 @@
 //! webhooks, and on a poll for what webhooks do not report (stage changes).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use app::access::{Action, authorize};
@@ -22,7 +22,7 @@ use crate::catalog::{DeploymentBinding, NoProduction, ProductionMarker, ServingT
 use crate::config::UnboundObjects;
 use crate::error::Result;
 use crate::mlflow::MlflowClient;
-use crate::store::{NewPromotion, ServingObject, Store};
+use crate::store::{NewPromotion, Seeded, ServingObject, Store};
 
 const SELDON: &str = "seldon";
 
@@ -49,7 +49,10 @@ impl Trigger {
 pub struct Reconciler {
     mlflow: MlflowClient,
     store: Store,
-    bindings: Vec<DeploymentBinding>,
+    /// The bindings as of the last read from the database: every pass
+    /// reads them again (another replica may have changed them), and so
+    /// does a change made here.
+    bindings: RwLock<Arc<Vec<DeploymentBinding>>>,
     local: Arc<LocalServing>,
     seldon: Option<SeldonTarget>,
     triggers: mpsc::UnboundedSender<Trigger>,
@@ -69,18 +72,30 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    pub fn new(
+    /// Makes the catalog file's bindings the file-managed ones in the
+    /// database (each change audited), then reads every binding.
+    pub async fn new(
         mlflow: MlflowClient,
         store: Store,
-        bindings: Vec<DeploymentBinding>,
+        catalog: &[DeploymentBinding],
         local: Arc<LocalServing>,
         seldon: Option<SeldonTarget>,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Trigger>) {
+    ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Trigger>)> {
+        for (model, seeded) in store.seed_bindings(catalog).await? {
+            let what = match seeded {
+                Seeded::Added => "bound by the catalog file",
+                Seeded::Changed => "changed by the catalog file",
+                Seeded::Removed => "no longer in the catalog file: deleted",
+            };
+            store
+                .record_event("catalog", "deployment-settings", &format!("model:{model}"), what)
+                .await?;
+        }
         let (triggers, receiver) = mpsc::unbounded_channel();
         let reconciler = Arc::new(Self {
             mlflow,
             store,
-            bindings,
+            bindings: RwLock::default(),
             local,
             seldon,
             triggers,
@@ -90,7 +105,22 @@ impl Reconciler {
             passes: watch::channel(0).0,
             stopped: watch::channel(false).0,
         });
-        (reconciler, receiver)
+        reconciler.reload_bindings().await?;
+        Ok((reconciler, receiver))
+    }
+
+    /// Reads the bindings from the database.
+    pub async fn reload_bindings(&self) -> Result<Arc<Vec<DeploymentBinding>>> {
+        let bindings: Arc<Vec<DeploymentBinding>> = Arc::new(
+            self.store
+                .bindings()
+                .await?
+                .into_iter()
+                .map(|record| record.binding)
+                .collect(),
+        );
+        *self.bindings.write().expect("bindings") = bindings.clone();
+        Ok(bindings)
     }
 
     /// Runs passes on triggers and every `poll_every`, until Slipway stops.
@@ -100,11 +130,8 @@ impl Reconciler {
         mut triggers: mpsc::UnboundedReceiver<Trigger>,
         poll_every: Duration,
     ) {
-        // With a cluster, passes run even with no bindings: objects of
-        // bindings that were removed are still to be cleaned up.
-        if self.bindings.is_empty() && self.seldon.is_none() {
-            return;
-        }
+        // Passes run even with no bindings: one may be made at any time, and
+        // what removed ones left is still to be cleaned up.
         let reconciler = self.clone();
         let mut stopped = self.stopped.subscribe();
         tokio::spawn(async move {
@@ -143,6 +170,21 @@ impl Reconciler {
         self.local.stop_all().await;
     }
 
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(super) fn has_cluster(&self) -> bool {
+        self.seldon.is_some()
+    }
+
+    /// A changed deployment starts afresh: a failure recorded for it, and
+    /// the cluster status of its last pass, no longer apply.
+    pub(super) fn forget_failure(&self, model: &str) {
+        self.failed.lock().expect("failed").remove(model);
+        self.cluster.lock().expect("cluster").remove(model);
+    }
+
     pub fn trigger(&self, trigger: Trigger) {
         let _ = self.triggers.send(trigger);
     }
@@ -152,23 +194,32 @@ impl Reconciler {
         self.passes.subscribe()
     }
 
-    pub fn bindings(&self) -> &[DeploymentBinding] {
-        &self.bindings
+    pub fn bindings(&self) -> Arc<Vec<DeploymentBinding>> {
+        self.bindings.read().expect("bindings").clone()
     }
 
-    /// One pass: read the desired versions, converge every binding.
+    /// One pass: read the bindings and the desired versions, remove what
+    /// no binding explains any more, converge every binding.
     pub async fn pass(&self, trigger: &Trigger) -> Result<()> {
         self.passes.send_modify(|count| *count += 1);
-        if let Err(err) = self.sweep_unbound().await {
+        let bindings = match self.reload_bindings().await {
+            Ok(bindings) => bindings,
+            Err(err) => {
+                tracing::warn!(error = %err, "reading the bindings; using the last ones read");
+                self.bindings()
+            }
+        };
+        self.remove_unbound_local(&bindings, trigger).await?;
+        if let Err(err) = self.sweep_unbound(&bindings).await {
             tracing::warn!(error = %err, "removing what unbound models left in the cluster");
         }
-        if self.bindings.is_empty() {
+        if bindings.is_empty() {
             return Ok(());
         }
         let models = self.mlflow.all_registered_models().await?;
-        let desired = desired_versions(&self.bindings, &models);
+        let desired = desired_versions(&bindings, &models);
         *self.desired.lock().expect("desired") = desired.clone();
-        for binding in &self.bindings {
+        for binding in bindings.iter() {
             let version = desired.get(&binding.model).cloned().flatten();
             if trigger.retry_model.as_deref() == Some(binding.model.as_str()) {
                 self.failed.lock().expect("failed").remove(&binding.model);
@@ -484,14 +535,48 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Local model servers of models no longer bound to the local target
+    /// (the deployment was deleted, or moved to another target): stopped,
+    /// and the history says why.
+    async fn remove_unbound_local(
+        &self,
+        bindings: &[DeploymentBinding],
+        trigger: &Trigger,
+    ) -> Result<()> {
+        for model in self.local.models() {
+            let bound_here = bindings
+                .iter()
+                .any(|binding| binding.model == model && binding.target == ServingTarget::Local);
+            if bound_here || self.local.is_stopping() {
+                continue;
+            }
+            let (server, status) = self.local.status(&model);
+            if server.is_none() && status.state != ServingState::Creating {
+                // Only a failure is remembered: nothing to stop or record.
+                self.local.undeploy(&model).await;
+                continue;
+            }
+            let serving = server.map(|server| server.version);
+            let id = self
+                .store
+                .begin_deployment(&model, None, serving.as_deref(), &trigger.cause, &trigger.actor)
+                .await?;
+            self.local.undeploy(&model).await;
+            self.store
+                .finish_deployment(&id, "removed", "the deployment was deleted or moved to another target")
+                .await?;
+            tracing::info!(%model, "stopped the local model server of a model no longer bound to it");
+        }
+        Ok(())
+    }
+
     /// Cluster objects Slipway created for bindings that are gone: deleted,
     /// or left serving and marked, as configured.
-    async fn sweep_unbound(&self) -> Result<()> {
+    async fn sweep_unbound(&self, bindings: &[DeploymentBinding]) -> Result<()> {
         let Some(target) = &self.seldon else {
             return Ok(());
         };
-        let bound: Vec<ServingObject> = self
-            .bindings
+        let bound: Vec<ServingObject> = bindings
             .iter()
             .filter(|binding| binding.target == ServingTarget::Seldon)
             .map(seldon_object)
@@ -602,7 +687,7 @@ impl Reconciler {
     pub async fn production_version(&self, model: &str) -> Result<Option<String>, AppError> {
         let binding = self.binding(model)?;
         let found = self.mlflow.get_registered_model(model).await?;
-        Ok(desired_versions(std::slice::from_ref(binding), &[found])
+        Ok(desired_versions(std::slice::from_ref(&binding), &[found])
             .remove(model)
             .flatten())
     }
@@ -763,11 +848,12 @@ impl Reconciler {
         Ok(previous)
     }
 
-    fn binding(&self, model: &str) -> Result<&DeploymentBinding, AppError> {
-        self.bindings
+    fn binding(&self, model: &str) -> Result<DeploymentBinding, AppError> {
+        self.bindings()
             .iter()
             .find(|binding| binding.model == model)
-            .ok_or_else(|| AppError::NotFound(format!("{model} has no deployment binding")))
+            .cloned()
+            .ok_or_else(|| AppError::NotFound(format!("{model} has no deployment")))
     }
 
     pub fn view(&self, model: &str) -> Result<DeploymentView, AppError> {

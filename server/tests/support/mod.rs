@@ -409,7 +409,7 @@ pub fn local_serving(
 
 /// A running reconciler for the `[[deployment]]` entries in `catalog`, on
 /// `store` and the suite's MLflow, polling every `poll_every`.
-pub fn reconciler(
+pub async fn reconciler(
     store: &server::store::Store,
     data: &std::path::Path,
     catalog: &str,
@@ -431,10 +431,12 @@ pub fn reconciler(
     let (reconciler, triggers) = server::serving::reconciler::Reconciler::new(
         mlflow,
         store.clone(),
-        bindings,
+        &bindings,
         local.clone(),
         None,
-    );
+    )
+    .await
+    .unwrap();
     reconciler.run(triggers, poll_every);
     (reconciler, local)
 }
