@@ -94,3 +94,16 @@ start_postgres() {
   POSTGRES_URL="postgres://slipway@127.0.0.1:$port/postgres"
   POSTGRES_STOP=("${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast stop)
 }
+
+# Processes given `tracking_uri` as their MLFLOW_TRACKING_URI (trainings and
+# model servers that Slipway or a test started), one "pid command" per line.
+processes_of_tracking_uri() {
+  local tracking_uri=$1 environ pid
+  for environ in /proc/[0-9]*/environ; do
+    pid=${environ#/proc/}; pid=${pid%/environ}
+    [ "$pid" = "$$" ] && continue
+    if { tr '\0' '\n' < "$environ"; } 2>/dev/null | grep -qxF "MLFLOW_TRACKING_URI=$tracking_uri"; then
+      echo "$pid $({ tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null)"
+    fi
+  done
+}

@@ -40,3 +40,14 @@ cargo leptos build
 log "browser tests (Chromium)"
 SLIPWAY_BIN="$SLIPWAY_ROOT/target/debug/slipway" SLIPWAY_SITE_ROOT="$SLIPWAY_ROOT/target/site" \
   node --test --test-concurrency=1 end2end/tests/
+
+# Whatever the tests started, they stopped: no training or model server
+# outlives the suite (a few seconds for the last ones to exit).
+for _ in $(seq 50); do
+  left=$(processes_of_tracking_uri "$SLIPWAY_TEST_MLFLOW_URL")
+  [ -z "$left" ] && break
+  sleep 0.2
+done
+[ -z "$left" ] || die "processes the tests started are still running:
+$left"
+log "no training or model server outlived the tests"

@@ -71,6 +71,11 @@ impl Launcher {
         self.executor.backend()
     }
 
+    /// Slipway stops: the trainings that are its children stop with it.
+    pub async fn shutdown(&self) {
+        self.executor.stop_all().await;
+    }
+
     pub fn catalog(&self) -> LaunchCatalog {
         LaunchCatalog {
             backend: self.backend().into(),

@@ -1,3 +1,4 @@
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 
 use clap::Parser;
@@ -35,17 +36,40 @@ async fn serve(config: Config) -> server::error::Result<()> {
         "Slipway is serving on http://{}",
         listener.local_addr()?
     );
+    let (stopping, mut stopped_background) = tokio::sync::watch::channel(false);
+    // On the signal, first what would start processes (the reconciler), then
+    // the processes (model servers, those starting too; local trainings),
+    // then the requests under way.
+    let signalled = async move {
+        shutdown_signal().await;
+        tracing::info!("stopping");
+        slipway.reconciler.shutdown().await;
+        slipway.launcher.shutdown().await;
+        stopping.send_replace(true);
+    };
     // The peer's address counts failed sign-ins per address.
-    axum::serve(
+    let serving = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
-    slipway.reconciler.shutdown().await;
+    .with_graceful_shutdown(signalled)
+    .into_future();
+    // A page that follows a launch keeps its connection open: requests get
+    // a few seconds to finish, not forever.
+    let drained = async {
+        let _ = stopped_background.wait_for(|stopped| *stopped).await;
+        tokio::time::sleep(DRAIN_TIME).await;
+    };
+    tokio::select! {
+        served = serving => served?,
+        () = drained => tracing::warn!("requests still open after {DRAIN_TIME:?}; stopping anyway"),
+    }
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long requests under way may take to finish once Slipway stops.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();

@@ -15,29 +15,7 @@ use server::serving::local::{LocalServing, NotServing};
 use server::serving::bindings::Saved;
 use server::serving::reconciler::{Expected, Reconciler, Trigger};
 use server::store::Store;
-use support::{MlflowRest, mlflow_url, unique};
-
-fn register(model: &str, experiment: &str, scale: f64) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/register_model.py");
-    let output = std::process::Command::new("python")
-        .arg(script)
-        .args([&mlflow_url(), model, experiment, &scale.to_string()])
-        .output()
-        .expect("python with mlflow on PATH (make test puts the venv first)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    // MLflow prints links to the run first; the version is the last line.
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
+use support::{MlflowRest, mlflow_url, register_sklearn_model as register, unique};
 
 struct Setup {
     reconciler: Arc<Reconciler>,

@@ -58,7 +58,21 @@ impl LocalExecutor {
     fn log_path(&self, launch_id: &str) -> PathBuf {
         self.log_dir.join(format!("{launch_id}.log"))
     }
+}
 
+/// Dropped without `stop_all` (a failed start-up, a test that panicked):
+/// the trainings still must not outlive it.
+impl Drop for LocalExecutor {
+    fn drop(&mut self) {
+        if let Ok(running) = self.running.lock() {
+            for running in running.values() {
+                crate::process::kill_group_now(running.pgid);
+            }
+        }
+    }
+}
+
+impl LocalExecutor {
     fn report(sink: &StatusSink, launch_id: &str, status: LaunchStatus, reason: String) {
         let _ = sink.send(ExecutorEvent::Status(StatusReport {
             launch_id: launch_id.to_string(),
@@ -179,6 +193,20 @@ impl Executor for LocalExecutor {
         running.cancelled.store(true, Ordering::SeqCst);
         terminate_group(running.pgid).await;
         Ok(())
+    }
+
+    /// The trainings are Slipway's children: they stop with it. Their
+    /// launches end as failed, "Slipway restarted while this training ran",
+    /// when the next Slipway starts.
+    async fn stop_all(&self) {
+        let groups: Vec<i32> = self
+            .running
+            .lock()
+            .expect("running map")
+            .values()
+            .map(|running| running.pgid)
+            .collect();
+        futures::future::join_all(groups.into_iter().map(terminate_group)).await;
     }
 
     async fn logs(&self, launch_id: &str, _pid: &str) -> Result<LogStream, ExecutorError> {

@@ -92,4 +92,8 @@ pub trait Executor: Send + Sync + 'static {
     /// Whether the training still exists, asked of the source itself (a
     /// listing may predate it).
     async fn is_present(&self, launch_id: &str, executor_ref: &str) -> Result<bool, ExecutorError>;
+
+    /// Slipway stops: trainings that cannot outlive it are stopped (local
+    /// processes, its children); a cluster's Jobs run on without it.
+    async fn stop_all(&self) {}
 }

@@ -156,6 +156,20 @@ impl Slipway {
         self.child.wait().await.unwrap();
     }
 
+    /// SIGTERM, as Ctrl-C or Kubernetes stops it; its exit status.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running") as i32;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("Slipway stops within a minute of SIGTERM")
+            .unwrap()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

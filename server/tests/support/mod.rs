@@ -532,6 +532,30 @@ pub fn trainer_catalog(dir: &std::path::Path, more: &str) -> PathBuf {
     catalog
 }
 
+/// A new version of a real scikit-learn model that `mlflow models serve`
+/// can serve; predicts (x1 + x2) × scale. Its version number.
+pub fn register_sklearn_model(model: &str, experiment: &str, scale: f64) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/register_model.py");
+    let output = std::process::Command::new("python")
+        .arg(script)
+        .args([&mlflow_url(), model, experiment, &scale.to_string()])
+        .output()
+        .expect("python with mlflow on PATH (make test puts the venv first)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // MLflow prints links to the run first; the version is the last line.
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 /// Calls `check` until it gives something, or `within` has passed.
 pub async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
 where
