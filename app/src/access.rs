@@ -307,6 +307,26 @@ mod tests {
     }
 
     #[test]
+    fn admins_manage_the_deployments_of_the_models_in_their_scope() {
+        let approver = user("a", vec![Grant::global(Role::Approver)]);
+        let fraud_admin = user(
+            "f",
+            vec![Grant {
+                role: Role::Admin,
+                scope: vec!["fraud-*".into()],
+            }],
+        );
+        let manage = |model| Action::ManageDeployment { model };
+        assert!(authorize(&approver, manage("fraud-model")).is_err());
+        assert!(authorize(&fraud_admin, manage("fraud-model")).is_ok());
+        assert_eq!(
+            authorize(&fraud_admin, manage("churn")).unwrap_err().0,
+            "Managing deployments needs the admin role for churn; f has admin on fraud-*."
+        );
+        assert!(authorize(&fraud_admin, Action::ManageAccounts).is_err());
+    }
+
+    #[test]
     fn nobody_approves_their_own_request() {
         let admin = user("root", vec![Grant::global(Role::Admin)]);
         let own = Action::Approve {

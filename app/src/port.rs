@@ -9,10 +9,10 @@ use leptos::prelude::use_context;
 
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, DeploymentDetail, DeploymentForm, DeploymentView,
-    Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery,
-    MetricHistory, ModelDetail, ModelsPage, PromotionPreview, PromotionRequest, RunDetail,
-    RunQuery, RunsPage, TryAnswer, User, VersionDetail,
+    ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, DeploymentDetail, DeploymentForm,
+    DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm, LaunchRequest,
+    ListQuery, MetricHistory, ModelDetail, ModelsPage, PromotionPreview, PromotionRequest,
+    RunDetail, RunQuery, RunsPage, TryAnswer, User, VersionDetail,
 };
 
 #[async_trait::async_trait]

@@ -5,10 +5,10 @@ use leptos::prelude::*;
 use crate::codec::JsonText;
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, ChartAxis, DeploymentDetail, DeploymentForm,
-    DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm, LaunchRequest,
-    ListQuery, MetricChart, ModelDetail, ModelsPage, PromotionPreview, PromotionRequest, RunDetail,
-    RunQuery, RunsPage, TryAnswer, User, VersionDetail,
+    ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, ChartAxis, DeploymentDetail,
+    DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm,
+    LaunchRequest, ListQuery, MetricChart, ModelDetail, ModelsPage, PromotionPreview,
+    PromotionRequest, RunDetail, RunQuery, RunsPage, TryAnswer, User, VersionDetail,
 };
 
 /// Who is signed in (`anonymous` on the sign-in page), so pages show only

@@ -239,6 +239,7 @@ async fn main() {
             work.path().join("logs"),
             server::process::ChildEnv::new(&mlflow_url, &server::config::MlflowAuth::None, &[]),
             sink,
+            server::process::Children::open(work.path().join("children")).unwrap(),
         )
         .unwrap(),
     );
@@ -357,6 +358,7 @@ async fn serve(
                     &[],
                 ),
                 data.join("serving"),
+                server::process::Children::open(data.join("children")).unwrap(),
             )
             .unwrap(),
         ),

@@ -103,13 +103,19 @@ async fn main() {
         LocalServing::new(
             server::process::ChildEnv::new(&mlflow.url(), &server::config::MlflowAuth::None, &[]),
             work.path().join("serving"),
+            server::process::Children::open(work.path().join("children")).unwrap(),
         )
         .unwrap(),
     );
-    let (reconciler, _triggers) =
-        Reconciler::new(mlflow.clone(), store.clone(), &bindings, local.clone(), None)
-            .await
-            .unwrap();
+    let (reconciler, _triggers) = Reconciler::new(
+        mlflow.clone(),
+        store.clone(),
+        &bindings,
+        local.clone(),
+        None,
+    )
+    .await
+    .unwrap();
     let mut cpu = Vec::new();
     let mut wall = Vec::new();
     for _ in 0..30 {

@@ -9,8 +9,8 @@ use futures::{StreamExt, TryStreamExt};
 use app::error::AppError;
 use app::model::{ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, MetricHistory, RunDetail};
 use app::model::{
-    DeploymentDetail, DeploymentForm, DeploymentView, FieldErrors, Launch, LaunchForm, LaunchRequest,
-    PromotionPreview, PromotionRequest, TryAnswer, VersionSummary,
+    DeploymentDetail, DeploymentForm, DeploymentView, FieldErrors, Launch, LaunchForm,
+    LaunchRequest, PromotionPreview, PromotionRequest, TryAnswer, VersionSummary,
 };
 use app::model::{
     Experiment, ExperimentPage, ListQuery, MAX_PAGE_SIZE, ModelDetail, ModelSummary,

@@ -437,7 +437,16 @@ async fn create_deployment(
         .create_deployment(&user, &settings)
         .await;
     let page = deployment_page(settings.model.trim());
-    after_settings(&state, &user, outcome, settings, false, page, NEW_DEPLOYMENT.into()).await
+    after_settings(
+        &state,
+        &user,
+        outcome,
+        settings,
+        false,
+        page,
+        NEW_DEPLOYMENT.into(),
+    )
+    .await
 }
 
 const NEW_DEPLOYMENT: &str = "/new-deployment";

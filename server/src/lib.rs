@@ -59,6 +59,15 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         Some(path) => Catalog::load(path)?,
         None => Catalog::default(),
     };
+    // Before anything of this Slipway's starts: what a killed one left.
+    let children = process::Children::open(config.data_dir.join("children"))?;
+    match children.stop_leftovers().await {
+        Ok(0) => {}
+        Ok(stopped) => tracing::warn!(stopped, "stopped what a previous Slipway left running"),
+        Err(err) => {
+            tracing::warn!(error = %err, "reading the child processes a previous Slipway recorded")
+        }
+    }
     let (sink, reports) = tokio::sync::mpsc::unbounded_channel();
     let kube_client = match config.executor {
         ExecutorKind::Kubernetes => {
@@ -73,6 +82,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
             config.data_dir.join("launches"),
             config.child_env(),
             sink,
+            children.clone(),
         )?),
         Some(client) => {
             catalog.check_images()?;
@@ -99,6 +109,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
     let local_serving = Arc::new(LocalServing::new(
         config.child_env(),
         config.data_dir.join("serving"),
+        children,
     )?);
     let (reconciler, triggers) = Reconciler::new(
         mlflow.clone(),

@@ -44,10 +44,12 @@ pub fn free_port() -> std::io::Result<u16> {
 }
 
 /// Starts `command` in a process group of its own, stdout and stderr into
-/// `log` (created), stdin closed. Returns the child and its group id.
+/// `log` (created), stdin closed, recorded in `children`. Returns the child
+/// and its group id.
 pub fn spawn_logged(
     command: &mut tokio::process::Command,
     log: &Path,
+    children: &Children,
 ) -> std::io::Result<(tokio::process::Child, i32)> {
     let out = std::fs::File::create(log)?;
     let err = out.try_clone()?;
@@ -59,7 +61,74 @@ pub fn spawn_logged(
         .kill_on_drop(false)
         .spawn()?;
     let pgid = child.id().unwrap_or_default() as i32;
+    children.record(pgid);
     Ok((child, pgid))
+}
+
+/// The process groups Slipway started, one file per group in its data
+/// directory (they are this machine's processes, whatever database several
+/// replicas share). A Slipway killed with SIGKILL cannot stop its children;
+/// the next one to start on the same data directory does, before it starts
+/// any of its own. A group is known by its leader's pid and start time, so
+/// a reused pid is never taken for it.
+#[derive(Debug, Clone)]
+pub struct Children {
+    dir: std::path::PathBuf,
+}
+
+impl Children {
+    pub fn open(dir: std::path::PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { dir })
+    }
+
+    fn record(&self, pgid: i32) {
+        let Some(started) = start_time(pgid) else {
+            return; // Gone already.
+        };
+        if let Err(err) = std::fs::write(self.dir.join(pgid.to_string()), started.to_string()) {
+            tracing::warn!(pgid, error = %err, "recording a child process group");
+        }
+    }
+
+    /// The group has ended (or is being stopped by its owner).
+    pub fn forget(&self, pgid: i32) {
+        let _ = std::fs::remove_file(self.dir.join(pgid.to_string()));
+    }
+
+    /// Stops every recorded group whose leader still runs: what a Slipway
+    /// that was killed left behind. The number stopped.
+    pub async fn stop_leftovers(&self) -> std::io::Result<usize> {
+        let mut stopped = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let recorded = std::fs::read_to_string(&path).unwrap_or_default();
+            let pgid = path
+                .file_name()
+                .and_then(|name| name.to_str()?.parse::<i32>().ok());
+            if let Some(pgid) = pgid
+                && start_time(pgid).is_some_and(|started| started.to_string() == recorded.trim())
+            {
+                tracing::warn!(
+                    pgid,
+                    "stopping a process group a previous Slipway left running"
+                );
+                terminate_group(pgid, Duration::from_secs(5)).await;
+                stopped += 1;
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        Ok(stopped)
+    }
+}
+
+/// A process's start time (clock ticks after boot), from /proc.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name in parentheses (which may hold anything):
+    // state is field 3, start time field 22.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Variables a child inherits from Slipway's own environment. Nothing else

@@ -373,7 +373,10 @@ async fn every_route_admits_exactly_the_callers_it_should() {
         let response = site.send(caller, Method::POST, &edit, &form).await;
         let after = site.store.binding(&made).await.unwrap().unwrap();
         if refused(&response) {
-            assert_eq!(after.revision, revision, "a refused edit changed nothing ({caller:?})");
+            assert_eq!(
+                after.revision, revision,
+                "a refused edit changed nothing ({caller:?})"
+            );
         } else {
             assert_eq!(location(&response), format!("/deployments/{made}"));
             assert!(after.binding.requires_approval);

@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use app::model::{DeploymentView, User};
 use server::mlflow::MlflowClient;
-use server::serving::local::{LocalServing, NotServing};
 use server::serving::bindings::Saved;
+use server::serving::local::{LocalServing, NotServing};
 use server::serving::reconciler::{Expected, Reconciler, Trigger};
 use server::store::Store;
-use support::{MlflowRest, mlflow_url, register_sklearn_model as register, unique};
+use support::{
+    MlflowRest, mlflow_url, register_sklearn_model as register, register_sklearn_model_in, unique,
+};
 
 struct Setup {
     reconciler: Arc<Reconciler>,
@@ -28,7 +30,8 @@ async fn setup(data: &Path, model: &str) -> Setup {
         .await
         .unwrap();
     let catalog = format!("[[deployment]]\nmodel = \"{model}\"\ntarget = \"local\"\n");
-    let (reconciler, local) = support::reconciler(&store, data, &catalog, Duration::from_secs(1)).await;
+    let (reconciler, local) =
+        support::reconciler(&store, data, &catalog, Duration::from_secs(1)).await;
     Setup {
         reconciler,
         store,
@@ -388,24 +391,32 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
 
     // Only an admin may; the form's values are checked as the catalog's.
     let refused = reconciler.create_deployment(&user(), &settings).await;
-    assert!(matches!(refused, Err(app::error::AppError::Forbidden(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(app::error::AppError::Forbidden(_))),
+        "{refused:?}"
+    );
     let invalid = app::model::DeploymentSettings {
         target: "seldon".into(),
         replicas: "-1".into(),
         ..settings.clone()
     };
-    let Ok(Saved::Invalid(problems)) = reconciler.create_deployment(&admin(), &invalid).await else {
+    let Ok(Saved::Invalid(problems)) = reconciler.create_deployment(&admin(), &invalid).await
+    else {
         panic!("refused as invalid");
     };
     assert_eq!(
         problems,
         [
-            "the seldon target needs Slipway to run with a cluster (SLIPWAY_EXECUTOR=kubernetes)".to_string(),
+            "the seldon target needs Slipway to run with a cluster (SLIPWAY_EXECUTOR=kubernetes)"
+                .to_string(),
             format!("deployment of {model:?}: a seldon target needs a `namespace`"),
             format!("deployment of {model:?}: replicas must not be negative"),
         ]
     );
-    assert!(store.binding(&model).await.unwrap().is_none(), "nothing written");
+    assert!(
+        store.binding(&model).await.unwrap().is_none(),
+        "nothing written"
+    );
 
     assert!(matches!(
         reconciler.create_deployment(&admin(), &settings).await,
@@ -436,15 +447,25 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
         ..needs_approval.clone()
     };
     let conflict = reconciler.update_deployment(&admin(), &model, &stale).await;
-    assert!(matches!(conflict, Err(app::error::AppError::Conflict(_))), "{conflict:?}");
+    assert!(
+        matches!(conflict, Err(app::error::AppError::Conflict(_))),
+        "{conflict:?}"
+    );
     assert!(!reconciler.requires_approval(&model).unwrap());
     assert!(matches!(
-        reconciler.update_deployment(&admin(), &model, &needs_approval).await,
+        reconciler
+            .update_deployment(&admin(), &model, &needs_approval)
+            .await,
         Ok(Saved::Done)
     ));
     assert!(reconciler.requires_approval(&model).unwrap());
-    let asked = reconciler.promote(&user(), &model, "1", Expected::Any).await;
-    assert!(matches!(asked, Err(app::error::AppError::Forbidden(_))), "{asked:?}");
+    let asked = reconciler
+        .promote(&user(), &model, "1", Expected::Any)
+        .await;
+    assert!(
+        matches!(asked, Err(app::error::AppError::Forbidden(_))),
+        "{asked:?}"
+    );
 
     // Deleted: its model server stops, and the history says who and why.
     let revision = reconciler
@@ -461,7 +482,10 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
         (model_servers_of(&model) == 0).then_some(())
     })
     .await;
-    assert!(stopped.is_some(), "the model server outlived its deployment");
+    assert!(
+        stopped.is_some(),
+        "the model server outlived its deployment"
+    );
     assert!(matches!(
         reconciler.view(&model),
         Err(app::error::AppError::NotFound(_))
@@ -475,7 +499,13 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
     .expect("the removal ended");
     let steps: Vec<(&str, &str, &str)> = history
         .iter()
-        .map(|event| (event.cause.as_str(), event.actor.as_str(), event.outcome.as_str()))
+        .map(|event| {
+            (
+                event.cause.as_str(),
+                event.actor.as_str(),
+                event.outcome.as_str(),
+            )
+        })
         .rev()
         .collect();
     assert_eq!(
@@ -500,7 +530,12 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
     audit.sort();
     assert_eq!(
         audit,
-        ["create-deployment", "delete-deployment", "edit-deployment", "promote"]
+        [
+            "create-deployment",
+            "delete-deployment",
+            "edit-deployment",
+            "promote"
+        ]
     );
 }
 
@@ -531,4 +566,88 @@ async fn the_catalog_files_deployments_belong_to_the_file() {
     assert!(again.bindings().is_empty());
     assert!(store.binding(&model).await.unwrap().is_none());
     again.shutdown().await;
+}
+
+/// MLflow away for a minute just after a promotion: the deployment says
+/// so, something keeps serving, and once MLflow answers again the promoted
+/// version serves within seconds, recorded as the promotion's.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mlflow_outage_during_a_promotion_is_said_and_caught_up_on() {
+    let port = support::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mlflow = support::OwnMlflow::start(port);
+    let model = unique("outage");
+    let experiment = unique("outage");
+    assert_eq!(
+        register_sklearn_model_in(&url, &model, &experiment, 1.0),
+        "1"
+    );
+    assert_eq!(
+        register_sklearn_model_in(&url, &model, &experiment, 10.0),
+        "2"
+    );
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/s.db?mode=rwc", data.path().display()))
+        .await
+        .unwrap();
+    let catalog = format!("[[deployment]]\nmodel = \"{model}\"\ntarget = \"local\"\n");
+    // The default poll interval.
+    let (reconciler, _local) =
+        support::reconciler_of(&url, &store, data.path(), &catalog, Duration::from_secs(5)).await;
+    reconciler
+        .promote(&user(), &model, "1", Expected::Any)
+        .await
+        .unwrap();
+    serving(&reconciler, &model, "1").await;
+
+    reconciler
+        .promote(&user(), &model, "2", Expected::Any)
+        .await
+        .unwrap();
+    mlflow.freeze();
+    let frozen = std::time::Instant::now();
+    let said = support::eventually(Duration::from_secs(30), || async {
+        let view = reconciler.view(&model).unwrap();
+        view.message
+            .starts_with("MLflow has not answered for")
+            .then_some(view)
+    })
+    .await
+    .expect("the deployment says MLflow is away");
+    assert!(
+        said.message.contains("what serves keeps serving"),
+        "{}",
+        said.message
+    );
+    let address = said.address.expect("something serves");
+    assert!(predict(&address).await.is_ok(), "and answers");
+
+    tokio::time::sleep(Duration::from_secs(60).saturating_sub(frozen.elapsed())).await;
+    mlflow.thaw();
+    let back = std::time::Instant::now();
+    let view = serving(&reconciler, &model, "2").await;
+    println!(
+        "v2 served {:.1} s after MLflow came back",
+        back.elapsed().as_secs_f64()
+    );
+    assert!(
+        !view.message.contains("MLflow has not answered"),
+        "{}",
+        view.message
+    );
+    assert_eq!(predict(&view.address.unwrap()).await.unwrap(), 30.0);
+    // Recorded just after the switch.
+    let latest = support::eventually(Duration::from_secs(10), || async {
+        let history = store.deployment_history(&model, 10).await.unwrap();
+        history
+            .into_iter()
+            .find(|event| event.version.as_deref() == Some("2") && event.outcome == "serving")
+    })
+    .await
+    .expect("v2's deployment is in the history");
+    assert_eq!(
+        (latest.cause.as_str(), latest.actor.as_str()),
+        ("promote", "promoter")
+    );
+    reconciler.shutdown().await;
 }

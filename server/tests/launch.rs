@@ -72,6 +72,7 @@ async fn start_launcher(mlflow: &str, data: &Path) -> (Arc<Launcher>, Arc<LocalE
             data.join("launches"),
             server::process::ChildEnv::new(mlflow, &server::config::MlflowAuth::None, &[]),
             sink,
+            server::process::Children::open(data.join("children")).unwrap(),
         )
         .unwrap(),
     );

@@ -230,9 +230,9 @@ async fn changes_a_crash_left_half_done_are_settled_on_the_next_start() {
     assert_eq!(state, "interrupted");
     assert!(message.contains("nothing changed"), "{message}");
     assert_eq!(settled(&asked, &changes).0, "marked");
-    // Each audit entry has its outcome, not `pending`.
+    // Each audit entry of the promotions has its outcome, not `pending`.
     let outcomes: Vec<String> = store
-        .search_events("", "", &format!("model:{model}"), 0, i64::MAX, 10)
+        .search_events("", "promote", &format!("model:{model}"), 0, i64::MAX, 10)
         .await
         .unwrap()
         .into_iter()

@@ -6,6 +6,8 @@ mod support;
 
 use std::time::Duration;
 
+use leptos::server_fn::ServerFn;
+
 use support::binary::{Slipway, SlipwaySettings};
 use support::{MlflowRest, mlflow_url, register_sklearn_model, trainer_catalog, unique};
 
@@ -27,7 +29,10 @@ fn processes_with(text: &str) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn no_child_outlives_slipway() {
     let model = unique("shutdown");
-    assert_eq!(register_sklearn_model(&model, &unique("shutdown"), 1.0), "1");
+    assert_eq!(
+        register_sklearn_model(&model, &unique("shutdown"), 1.0),
+        "1"
+    );
     MlflowRest::new(&mlflow_url())
         .transition_stage(&model, "1", "Production")
         .await;
@@ -74,6 +79,118 @@ async fn no_child_outlives_slipway() {
 
     let status = slipway.stop().await;
     assert!(status.success(), "{status}");
-    assert_eq!(processes_with(&served), 0, "the model server outlived Slipway");
-    assert_eq!(processes_with(&training), 0, "the training outlived Slipway");
+    assert_eq!(
+        processes_with(&served),
+        0,
+        "the model server outlived Slipway"
+    );
+    assert_eq!(
+        processes_with(&training),
+        0,
+        "the training outlived Slipway"
+    );
+}
+
+/// `mlflow models serve` processes of `model`'s version `version` (the
+/// server itself, not the workers it starts).
+fn model_servers(model: &str, version: &str) -> usize {
+    let wanted = format!("models:/{model}/{version}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
+            args.windows(2)
+                .any(|pair| pair == [b"models".as_slice(), b"serve".as_slice()])
+                && args.contains(&wanted.as_bytes())
+        })
+        .count()
+}
+
+/// SIGKILL right after MLflow accepted a promotion, before its model server
+/// was ready: nothing of Slipway's shutdown runs, and the model server it
+/// was starting is left behind. The next Slipway on the same data
+/// directory stops that orphan, serves the promoted version, and the
+/// promotion's audit entry is whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_kill_the_next_slipway_finishes_the_promotion_and_stops_the_orphans() {
+    let model = unique("killed");
+    assert_eq!(register_sklearn_model(&model, &unique("killed"), 1.0), "1");
+    let data = tempfile::tempdir().unwrap();
+    let catalog = trainer_catalog(
+        data.path(),
+        &format!("[[deployment]]\nmodel = {model:?}\ntarget = \"local\"\n"),
+    );
+    let settings = || SlipwaySettings {
+        namespace: None,
+        catalog: &catalog,
+        data_dir: data.path(),
+        mlflow_url: mlflow_url(),
+        extra_env: Vec::new(),
+    };
+    let first = Slipway::start(settings()).await;
+    let back_to = first
+        .post_form(
+            &format!("/deployments/{model}/promote"),
+            &[("version", "1"), ("reason", "before the crash")],
+        )
+        .await;
+    assert_eq!(back_to, format!("/deployments/{model}"));
+    let starting = support::eventually(Duration::from_secs(30), || async {
+        (model_servers(&model, "1") == 1).then_some(())
+    })
+    .await;
+    assert!(
+        starting.is_some(),
+        "the model server was started:\n{}",
+        first.log()
+    );
+    first.crash().await;
+    assert_eq!(
+        model_servers(&model, "1"),
+        1,
+        "a kill leaves the model server behind"
+    );
+
+    let second = Slipway::start(settings()).await;
+    let served = support::eventually(Duration::from_secs(120), || async {
+        let detail: app::model::DeploymentDetail = second
+            .server_fn(app::server_fns::GetDeployment::PATH, &[("model", &model)])
+            .await;
+        (detail.view.serving_version.as_deref() == Some("1") && detail.view.state == "Available")
+            .then_some(detail)
+    })
+    .await
+    .unwrap_or_else(|| panic!("v1 never served after the restart:\n{}", second.log()));
+    assert_eq!(
+        model_servers(&model, "1"),
+        1,
+        "the orphan was stopped, one server serves"
+    );
+    assert!(
+        second
+            .log()
+            .contains("stopping a process group a previous Slipway left running")
+    );
+    let store = server::store::Store::connect(&format!(
+        "sqlite://{}?mode=rwc",
+        data.path().join("slipway.db").display()
+    ))
+    .await
+    .unwrap();
+    let audit = store
+        .search_events("", "promote", &format!("model:{model}"), 0, i64::MAX, 10)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].outcome, "done");
+    assert_eq!(served.history[0].outcome, "serving");
+
+    let status = second.stop().await;
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        model_servers(&model, "1"),
+        0,
+        "nothing outlives the second Slipway"
+    );
 }

@@ -71,14 +71,19 @@ fn SettingsForm(form: DeploymentForm, allowed: Result<(), String>) -> impl IntoV
     // A new deployment's model is not known before it is typed; the server
     // decides again with the name.
     if let (true, Err(reason)) = (form.exists, &allowed) {
-        return view! { {header} <NotAllowed reason=reason.clone()/> <SettingsSummary settings/> }.into_any();
+        return view! { {header} <NotAllowed reason=reason.clone()/> <SettingsSummary settings/> }
+            .into_any();
     }
     let action = if form.exists {
         settings_href(&settings.model)
     } else {
         "/deployments".to_string()
     };
-    let button = if form.exists { "Save changes" } else { "Create deployment" };
+    let button = if form.exists {
+        "Save changes"
+    } else {
+        "Create deployment"
+    };
     let cancel = if form.exists {
         deployment_href(&settings.model)
     } else {
@@ -97,7 +102,9 @@ fn SettingsForm(form: DeploymentForm, allowed: Result<(), String>) -> impl IntoV
             </div>
         }
     });
-    let delete = form.exists.then(|| view! { <DeleteForm settings=settings.clone()/> });
+    let delete = form
+        .exists
+        .then(|| view! { <DeleteForm settings=settings.clone()/> });
     view! {
         {header}
         {problems}
@@ -221,7 +228,12 @@ fn SettingsSummary(settings: DeploymentSettings) -> impl IntoView {
         ("When nothing is in production", settings.no_production),
         (
             "Needs an approver",
-            if settings.requires_approval { "yes" } else { "no" }.to_string(),
+            if settings.requires_approval {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string(),
         ),
     ]
     .into_iter()

@@ -39,9 +39,10 @@ pub fn promote_href(model: &str, version: &str) -> String {
 pub fn DeploymentsPage() -> impl IntoView {
     let deployments = Resource::new(|| (), |_| list_deployments());
     let me = use_me();
-    let may_create = me
-        .0
-        .with_value(|user| user.as_ref().is_ok_and(|user| holds_anywhere(user, Role::Admin)));
+    let may_create = me.0.with_value(|user| {
+        user.as_ref()
+            .is_ok_and(|user| holds_anywhere(user, Role::Admin))
+    });
     view! {
         <Title text="Deployments"/>
         <section class="page">
@@ -170,7 +171,11 @@ pub fn DeploymentPage() -> impl IntoView {
 /// Status, history and the actions that depend on them, as the server
 /// rendered them, then kept current in the browser.
 #[island]
-fn LiveDeployment(detail: DeploymentDetail, may_roll_back: bool, may_manage: bool) -> impl IntoView {
+fn LiveDeployment(
+    detail: DeploymentDetail,
+    may_roll_back: bool,
+    may_manage: bool,
+) -> impl IntoView {
     let model = detail.view.model.clone();
     let current = RwSignal::new(detail);
     keep_fresh(current, move || get_deployment(model.clone()));
@@ -178,7 +183,11 @@ fn LiveDeployment(detail: DeploymentDetail, may_roll_back: bool, may_manage: boo
 }
 
 #[component]
-fn DeploymentBody(detail: DeploymentDetail, may_roll_back: bool, may_manage: bool) -> impl IntoView {
+fn DeploymentBody(
+    detail: DeploymentDetail,
+    may_roll_back: bool,
+    may_manage: bool,
+) -> impl IntoView {
     let view_ = detail.view;
     let rollback_action = format!("{}/rollback", deployment_href(&view_.model));
     let can_roll_back = may_roll_back

@@ -2,7 +2,7 @@
 //! runs in its own process group with its output in a log file; cancel
 //! signals the whole group; the exit code decides the status.
 
-use crate::process::ChildEnv;
+use crate::process::{ChildEnv, Children};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +28,7 @@ pub struct LocalExecutor {
     sink: StatusSink,
     /// Process group of each running launch, and whether it has ended.
     running: Arc<Mutex<HashMap<String, Running>>>,
+    children: Children,
 }
 
 #[derive(Clone)]
@@ -39,7 +40,12 @@ struct Running {
 }
 
 impl LocalExecutor {
-    pub fn new(log_dir: PathBuf, env: ChildEnv, sink: StatusSink) -> std::io::Result<Self> {
+    pub fn new(
+        log_dir: PathBuf,
+        env: ChildEnv,
+        sink: StatusSink,
+        children: Children,
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&log_dir)?;
         // Trainings are children of the Slipway that started them: a new one
         // has none yet, so whatever an earlier one left unfinished is over.
@@ -52,6 +58,7 @@ impl LocalExecutor {
             env,
             sink,
             running: Arc::default(),
+            children,
         })
     }
 
@@ -67,6 +74,7 @@ impl Drop for LocalExecutor {
         if let Ok(running) = self.running.lock() {
             for running in running.values() {
                 crate::process::kill_group_now(running.pgid);
+                self.children.forget(running.pgid);
             }
         }
     }
@@ -108,6 +116,7 @@ impl Executor for LocalExecutor {
                 .env("CUDA_VISIBLE_DEVICES", gpus)
                 .env("PYTHONUNBUFFERED", "1"),
             &self.log_path(&job.launch_id),
+            &self.children,
         )
         .map_err(|err| {
             ExecutorError(format!(
@@ -134,6 +143,7 @@ impl Executor for LocalExecutor {
 
         let sink = self.sink.clone();
         let running = self.running.clone();
+        let children = self.children.clone();
         let launch_id = job.launch_id.clone();
         let deadline = job
             .profile
@@ -174,6 +184,7 @@ impl Executor for LocalExecutor {
                 Self::report(&sink, &launch_id, status, reason);
             }
             running.lock().expect("running map").remove(&launch_id);
+            children.forget(pid);
             let _ = ended_tx.send(true);
         });
         Ok(pid.to_string())

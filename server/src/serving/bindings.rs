@@ -121,7 +121,11 @@ pub fn binding_of(settings: &DeploymentSettings) -> Result<DeploymentBinding, Ve
         }
     };
     let mut artifact_map = Vec::new();
-    for line in settings.artifact_map.lines().filter(|line| !line.trim().is_empty()) {
+    for line in settings
+        .artifact_map
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+    {
         match line.split_whitespace().collect::<Vec<_>>()[..] {
             [from, to] => artifact_map.push(UriMapping {
                 from: from.into(),
@@ -161,16 +165,28 @@ fn changes(before: &DeploymentSettings, after: &DeploymentSettings) -> String {
         ("replicas", &before.replicas, &after.replicas),
         ("cpu request", &before.cpu_request, &after.cpu_request),
         ("cpu limit", &before.cpu_limit, &after.cpu_limit),
-        ("memory request", &before.memory_request, &after.memory_request),
+        (
+            "memory request",
+            &before.memory_request,
+            &after.memory_request,
+        ),
         ("memory limit", &before.memory_limit, &after.memory_limit),
-        ("storage secret", &before.storage_secret, &after.storage_secret),
+        (
+            "storage secret",
+            &before.storage_secret,
+            &after.storage_secret,
+        ),
         ("production", &before.production, &after.production),
         ("alias", &before.alias, &after.alias),
         ("no production", &before.no_production, &after.no_production),
         ("artifact map", &before.artifact_map, &after.artifact_map),
         (
             "requires approval",
-            if before.requires_approval { "yes" } else { "no" },
+            if before.requires_approval {
+                "yes"
+            } else {
+                "no"
+            },
             if after.requires_approval { "yes" } else { "no" },
         ),
     ];
@@ -245,7 +261,11 @@ impl Reconciler {
         };
         let records = self.store().bindings().await?;
         let mut problems = Vec::new();
-        if !exists && records.iter().any(|record| record.binding.model == binding.model) {
+        if !exists
+            && records
+                .iter()
+                .any(|record| record.binding.model == binding.model)
+        {
             problems.push(format!("{} already has a deployment", binding.model));
         }
         if binding.target == ServingTarget::Seldon && !self.has_cluster() {
@@ -274,7 +294,12 @@ impl Reconciler {
         user: &User,
         settings: &DeploymentSettings,
     ) -> Result<Saved, AppError> {
-        authorize(user, Action::ManageDeployment { model: settings.model.trim() })?;
+        authorize(
+            user,
+            Action::ManageDeployment {
+                model: settings.model.trim(),
+            },
+        )?;
         let binding = match self.check(settings, false).await? {
             Ok(binding) => binding,
             Err(problems) => return Ok(Saved::Invalid(problems)),

@@ -3,7 +3,7 @@
 //! version replaces the old one without a gap: the new server starts, and
 //! only once it is ready does it take over and the old one stop.
 
-use crate::process::ChildEnv;
+use crate::process::{ChildEnv, Children};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -74,6 +74,7 @@ pub enum NotServing {
 pub struct LocalServing {
     env: ChildEnv,
     log_dir: PathBuf,
+    children: Children,
     models: Arc<Mutex<HashMap<String, ModelServers>>>,
     http: reqwest::Client,
     /// Set by `stop_all`: nothing starts any more, and a server that is
@@ -85,11 +86,12 @@ pub struct LocalServing {
 }
 
 impl LocalServing {
-    pub fn new(env: ChildEnv, log_dir: PathBuf) -> std::io::Result<Self> {
+    pub fn new(env: ChildEnv, log_dir: PathBuf, children: Children) -> std::io::Result<Self> {
         std::fs::create_dir_all(&log_dir)?;
         Ok(Self {
             env,
             log_dir,
+            children,
             models: Arc::default(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
@@ -191,7 +193,7 @@ impl LocalServing {
     /// serving; callers run it in the background.
     pub async fn deploy(&self, start: Start) -> Result<LocalServer, NotServing> {
         if let Some(older) = start.superseded {
-            stop(older).await;
+            self.stop(older).await;
         }
         let outcome = self.start_and_wait(&start).await;
         // Decided under the lock, carried out after it: (stop, answer).
@@ -224,7 +226,7 @@ impl LocalServing {
             }
         };
         if let Some(pgid) = to_stop {
-            stop(pgid).await;
+            self.stop(pgid).await;
         }
         match answer {
             Err(NotServing::Superseded(_)) => Err(self.superseded(&start)),
@@ -273,7 +275,7 @@ impl LocalServing {
             .remove(model)
             .and_then(|servers| servers.current);
         if let Some(server) = current {
-            stop(server.pgid).await;
+            self.stop(server.pgid).await;
         }
     }
 
@@ -295,7 +297,7 @@ impl LocalServing {
                 .collect()
         };
         for pgid in groups {
-            stop(pgid).await;
+            self.stop(pgid).await;
         }
     }
 
@@ -324,6 +326,7 @@ impl LocalServing {
                 ])
                 .arg(port.to_string()),
             &log_path,
+            &self.children,
         )
         .map_err(|err| {
             NotServing::Failed(format!(
@@ -348,7 +351,7 @@ impl LocalServing {
             }
         };
         if let Err(not_serving) = registered {
-            stop(pgid).await;
+            self.stop(pgid).await;
             return Err(match not_serving {
                 NotServing::Superseded(_) => self.superseded(start),
                 failed => failed,
@@ -362,6 +365,7 @@ impl LocalServing {
                 return Err(self.superseded(start));
             }
             if let Ok(Some(exit)) = child.try_wait() {
+                self.children.forget(pgid);
                 return Err(NotServing::Failed(format!(
                     "the server exited ({exit}): {}",
                     last_lines(&log_path)
@@ -381,7 +385,7 @@ impl LocalServing {
                 });
             }
             if tokio::time::Instant::now() > deadline {
-                stop(pgid).await;
+                self.stop(pgid).await;
                 return Err(NotServing::Failed(format!(
                     "no answer on /ping within {} s: {}",
                     READY_TIMEOUT.as_secs(),
@@ -406,6 +410,7 @@ impl Drop for LocalServing {
             let starting = servers.starting.as_ref().and_then(|starting| starting.pgid);
             for pgid in current.into_iter().chain(starting) {
                 crate::process::kill_group_now(pgid);
+                self.children.forget(pgid);
             }
         }
     }
@@ -425,6 +430,9 @@ fn last_lines(path: &std::path::Path) -> String {
     lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
 }
 
-async fn stop(pgid: i32) {
-    crate::process::terminate_group(pgid, STOP_GRACE).await;
+impl LocalServing {
+    async fn stop(&self, pgid: i32) {
+        crate::process::terminate_group(pgid, STOP_GRACE).await;
+        self.children.forget(pgid);
+    }
 }

@@ -21,10 +21,20 @@ use super::{ServingState, ServingStatus};
 use crate::catalog::{DeploymentBinding, NoProduction, ProductionMarker, ServingTarget};
 use crate::config::UnboundObjects;
 use crate::error::Result;
-use crate::mlflow::MlflowClient;
+use crate::mlflow::{MlflowClient, MlflowError};
 use crate::store::{NewPromotion, Seeded, ServingObject, Store};
 
 const SELDON: &str = "seldon";
+
+/// How long a pass waits for MLflow's desired state: a frozen MLflow costs
+/// a pass this much, not the background client's whole budget.
+const DESIRED_READ_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The first retry after a failed pass; doubled per failure up to
+/// `LAST_RETRY` (or the poll interval, if shorter): a returning MLflow is
+/// seen within seconds, and a down one gets a request every few seconds.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const LAST_RETRY: Duration = Duration::from_secs(2);
 
 /// Why a pass runs, and for whom it is recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +79,8 @@ pub struct Reconciler {
     passes: watch::Sender<u64>,
     /// Set on shutdown: no pass starts after it.
     stopped: watch::Sender<bool>,
+    /// Since when (ms) and why passes fail to read MLflow, while they do.
+    mlflow_trouble: Mutex<Option<(i64, String)>>,
 }
 
 impl Reconciler {
@@ -88,7 +100,12 @@ impl Reconciler {
                 Seeded::Removed => "no longer in the catalog file: deleted",
             };
             store
-                .record_event("catalog", "deployment-settings", &format!("model:{model}"), what)
+                .record_event(
+                    "catalog",
+                    "deployment-settings",
+                    &format!("model:{model}"),
+                    what,
+                )
                 .await?;
         }
         let (triggers, receiver) = mpsc::unbounded_channel();
@@ -104,6 +121,7 @@ impl Reconciler {
             failed: Arc::default(),
             passes: watch::channel(0).0,
             stopped: watch::channel(false).0,
+            mlflow_trouble: Mutex::default(),
         });
         reconciler.reload_bindings().await?;
         Ok((reconciler, receiver))
@@ -124,7 +142,8 @@ impl Reconciler {
     }
 
     /// Runs passes on triggers and every `poll_every`, until Slipway stops.
-    /// Triggers that pile up during a pass are served by one next pass.
+    /// Triggers that pile up during a pass are served by one next pass. A
+    /// failed pass is retried sooner than the poll, backing off.
     pub fn run(
         self: &Arc<Self>,
         mut triggers: mpsc::UnboundedReceiver<Trigger>,
@@ -138,11 +157,16 @@ impl Reconciler {
             let mut poll = tokio::time::interval(poll_every);
             poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut first = true;
+            let mut failures: u32 = 0;
             loop {
+                let retry_in = FIRST_RETRY
+                    .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
+                    .min(LAST_RETRY.min(poll_every));
                 let mut trigger = tokio::select! {
                     _ = stopped.wait_for(|stopped| *stopped) => return,
                     Some(trigger) = triggers.recv() => trigger,
                     _ = poll.tick() => Trigger::new(if first { "startup" } else { "poll" }, "slipway"),
+                    _ = tokio::time::sleep(retry_in), if failures > 0 => Trigger::new("retry", "slipway"),
                     else => return,
                 };
                 first = false;
@@ -155,8 +179,21 @@ impl Reconciler {
                         };
                     }
                 }
-                if let Err(err) = reconciler.pass(&trigger).await {
-                    tracing::warn!(error = %err, cause = %trigger.cause, "reconcile pass");
+                match reconciler.pass(&trigger).await {
+                    Ok(()) => {
+                        if failures > 0 {
+                            tracing::info!(failures, "reconcile passes work again");
+                        }
+                        failures = 0;
+                    }
+                    Err(err) => {
+                        failures = failures.saturating_add(1);
+                        // The first failure, then one in ten: an outage is
+                        // not a log line every second.
+                        if failures % 10 == 1 {
+                            tracing::warn!(error = %err, cause = %trigger.cause, failures, "reconcile pass failed");
+                        }
+                    }
                 }
             }
         });
@@ -216,7 +253,30 @@ impl Reconciler {
         if bindings.is_empty() {
             return Ok(());
         }
-        let models = self.mlflow.all_registered_models().await?;
+        let models =
+            match tokio::time::timeout(DESIRED_READ_DEADLINE, self.mlflow.all_registered_models())
+                .await
+            {
+                Ok(Ok(models)) => {
+                    *self.mlflow_trouble.lock().expect("mlflow trouble") = None;
+                    models
+                }
+                outcome => {
+                    let err = match outcome {
+                        Ok(Err(err)) => err,
+                        _ => MlflowError::NoAnswer {
+                            url: self.mlflow.url(),
+                            seconds: DESIRED_READ_DEADLINE.as_secs(),
+                        },
+                    };
+                    let mut trouble = self.mlflow_trouble.lock().expect("mlflow trouble");
+                    let since = trouble
+                        .as_ref()
+                        .map_or_else(crate::store::now_ms, |(since, _)| *since);
+                    *trouble = Some((since, err.to_string()));
+                    return Err(err.into());
+                }
+            };
         let desired = desired_versions(&bindings, &models);
         *self.desired.lock().expect("desired") = desired.clone();
         for binding in bindings.iter() {
@@ -559,11 +619,21 @@ impl Reconciler {
             let serving = server.map(|server| server.version);
             let id = self
                 .store
-                .begin_deployment(&model, None, serving.as_deref(), &trigger.cause, &trigger.actor)
+                .begin_deployment(
+                    &model,
+                    None,
+                    serving.as_deref(),
+                    &trigger.cause,
+                    &trigger.actor,
+                )
                 .await?;
             self.local.undeploy(&model).await;
             self.store
-                .finish_deployment(&id, "removed", "the deployment was deleted or moved to another target")
+                .finish_deployment(
+                    &id,
+                    "removed",
+                    "the deployment was deleted or moved to another target",
+                )
                 .await?;
             tracing::info!(%model, "stopped the local model server of a model no longer bound to it");
         }
@@ -878,6 +948,15 @@ impl Reconciler {
                 .cloned()
                 .unwrap_or((None, failed_status("not reconciled yet"))),
         };
+        // Said first: while MLflow is away, the rest is what Slipway last knew.
+        let message = match &*self.mlflow_trouble.lock().expect("mlflow trouble") {
+            Some((since, why)) => format!(
+                "MLflow has not answered for {} s ({why}); what serves keeps serving, and Slipway deploys what MLflow marks Production as soon as it answers. {}",
+                (crate::store::now_ms() - since) / 1000,
+                status.message
+            ),
+            None => status.message,
+        };
         Ok(DeploymentView {
             model: model.into(),
             target: match binding.target {
@@ -892,7 +971,7 @@ impl Reconciler {
             desired_version: desired,
             serving_version: serving,
             state: format!("{:?}", status.state),
-            message: status.message,
+            message,
             address: status.address,
             last_change_ms: None,
         })

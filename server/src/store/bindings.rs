@@ -108,10 +108,12 @@ impl Store {
                 .iter()
                 .any(|binding| binding.model == record.binding.model);
             if record.managed_by == ManagedBy::Catalog && !in_file {
-                sqlx::query("DELETE FROM deployment_bindings WHERE model = $1 AND managed_by = 'catalog'")
-                    .bind(&record.binding.model)
-                    .execute(&self.pool)
-                    .await?;
+                sqlx::query(
+                    "DELETE FROM deployment_bindings WHERE model = $1 AND managed_by = 'catalog'",
+                )
+                .bind(&record.binding.model)
+                .execute(&self.pool)
+                .await?;
                 changes.push((record.binding.model, Seeded::Removed));
             }
         }

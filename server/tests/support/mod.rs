@@ -398,10 +398,19 @@ impl Drop for OwnMlflow {
 pub fn local_serving(
     data: &std::path::Path,
 ) -> std::sync::Arc<server::serving::local::LocalServing> {
+    local_serving_of(&mlflow_url(), data)
+}
+
+/// Local serving whose model servers read models from the MLflow at `url`.
+pub fn local_serving_of(
+    url: &str,
+    data: &std::path::Path,
+) -> std::sync::Arc<server::serving::local::LocalServing> {
     std::sync::Arc::new(
         server::serving::local::LocalServing::new(
-            server::process::ChildEnv::new(&mlflow_url(), &server::config::MlflowAuth::None, &[]),
+            server::process::ChildEnv::new(url, &server::config::MlflowAuth::None, &[]),
             data.join("serving"),
+            server::process::Children::open(data.join("children")).unwrap(),
         )
         .unwrap(),
     )
@@ -418,16 +427,30 @@ pub async fn reconciler(
     std::sync::Arc<server::serving::reconciler::Reconciler>,
     std::sync::Arc<server::serving::local::LocalServing>,
 ) {
+    reconciler_of(&mlflow_url(), store, data, catalog, poll_every).await
+}
+
+/// As [`reconciler`], on the MLflow at `url`.
+pub async fn reconciler_of(
+    url: &str,
+    store: &server::store::Store,
+    data: &std::path::Path,
+    catalog: &str,
+    poll_every: Duration,
+) -> (
+    std::sync::Arc<server::serving::reconciler::Reconciler>,
+    std::sync::Arc<server::serving::local::LocalServing>,
+) {
     let bindings = server::catalog::Catalog::parse(catalog, std::path::Path::new("."))
         .unwrap()
         .deployments;
     let mlflow = server::mlflow::MlflowClient::new(
-        &mlflow_url().parse().unwrap(),
+        &url.parse().unwrap(),
         server::config::MlflowAuth::None,
         Duration::from_secs(20),
     )
     .unwrap();
-    let local = local_serving(data);
+    let local = local_serving_of(url, data);
     let (reconciler, triggers) = server::serving::reconciler::Reconciler::new(
         mlflow,
         store.clone(),
@@ -535,10 +558,16 @@ pub fn trainer_catalog(dir: &std::path::Path, more: &str) -> PathBuf {
 /// A new version of a real scikit-learn model that `mlflow models serve`
 /// can serve; predicts (x1 + x2) × scale. Its version number.
 pub fn register_sklearn_model(model: &str, experiment: &str, scale: f64) -> String {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/register_model.py");
+    register_sklearn_model_in(&mlflow_url(), model, experiment, scale)
+}
+
+/// As [`register_sklearn_model`], in the MLflow at `url`.
+pub fn register_sklearn_model_in(url: &str, model: &str, experiment: &str, scale: f64) -> String {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/register_model.py");
     let output = std::process::Command::new("python")
         .arg(script)
-        .args([&mlflow_url(), model, experiment, &scale.to_string()])
+        .args([url, model, experiment, &scale.to_string()])
         .output()
         .expect("python with mlflow on PATH (make test puts the venv first)");
     assert!(
