@@ -651,3 +651,138 @@ async fn an_mlflow_outage_during_a_promotion_is_said_and_caught_up_on() {
     );
     reconciler.shutdown().await;
 }
+
+/// A new version of `model` made from `from`'s version `version`: the same
+/// stored model, so it serves the same answers, without training again.
+async fn copy_version(rest: &MlflowRest, from: &str, version: &str, model: &str) -> String {
+    let (status, found) = rest
+        .get("model-versions/get", &[("name", from), ("version", version)])
+        .await;
+    assert_eq!(status, 200, "{found}");
+    let source = &found["model_version"];
+    let mut body = serde_json::json!({
+        "name": model,
+        "source": source["source"],
+        "run_id": source["run_id"],
+    });
+    // MLflow 3 wants the logged model a `models:/m-…` source names.
+    let logged_model = source["model_id"]
+        .as_str()
+        .or_else(|| source["source"].as_str()?.strip_prefix("models:/"));
+    if let Some(model_id) = logged_model {
+        body["model_id"] = model_id.into();
+    }
+    let created = rest.post("model-versions/create", body).await;
+    created["model_version"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Fifty promotions and rollbacks at once over three models, on real local
+/// serving: afterwards each model has one Production version in MLflow,
+/// exactly one model server serves it and answers as that version does, and
+/// the accepted changes are in the history in the order they were made.
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_changes_at_once_over_three_models_end_served_as_mlflow_says() {
+    let rest = MlflowRest::new(&mlflow_url());
+    let seed = unique("seed");
+    let experiment = unique("seed");
+    // Version 1 answers (1 + 2) × 1, version 2 (1 + 2) × 10; the rest copy them.
+    assert_eq!(register(&seed, &experiment, 1.0), "1");
+    assert_eq!(register(&seed, &experiment, 10.0), "2");
+    let answer = |version: &str| if version == "2" { 30.0 } else { 3.0 };
+    let models = [unique("busy"), unique("busy"), unique("busy")];
+    for model in &models {
+        rest.create_registered_model(model).await;
+        for from in ["1", "2", "1"] {
+            copy_version(&rest, &seed, from, model).await;
+        }
+    }
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/s.db?mode=rwc", data.path().display()))
+        .await
+        .unwrap();
+    let catalog: String = models
+        .iter()
+        .map(|model| format!("[[deployment]]\nmodel = {model:?}\ntarget = \"local\"\n\n"))
+        .collect();
+    let (reconciler, local) =
+        support::reconciler(&store, data.path(), &catalog, Duration::from_secs(1)).await;
+    for model in &models {
+        reconciler
+            .promote(&user(), model, "1", Expected::Any)
+            .await
+            .unwrap();
+    }
+
+    // Every fifth click is a rollback; the others promote versions in turn.
+    let clicks: Vec<_> = (0..50)
+        .map(|click| {
+            let reconciler = reconciler.clone();
+            let model = models[click % models.len()].clone();
+            let version = (1 + (click * 7) % 3).to_string();
+            tokio::spawn(async move {
+                if click % 5 == 4 {
+                    reconciler
+                        .rollback(&user(), &model, Expected::Any)
+                        .await
+                        .map(|_| ())
+                } else {
+                    reconciler
+                        .promote(&user(), &model, &version, Expected::Any)
+                        .await
+                }
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for click in clicks {
+        match click.await.unwrap() {
+            Ok(()) => accepted += 1,
+            // A rollback with no earlier serving version yet is refused.
+            Err(app::error::AppError::InvalidInput(why)) => {
+                assert!(why.contains("no earlier version"), "{why}")
+            }
+            Err(err) => panic!("{err:?}"),
+        }
+    }
+    assert!(accepted >= 40, "{accepted} of 50 accepted");
+
+    let mut changes_made = 0;
+    for model in &models {
+        let filter = format!("name = '{model}'");
+        let (_, found) = rest
+            .get("model-versions/search", &[("filter", filter.as_str())])
+            .await;
+        let production: Vec<String> = found["model_versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|version| version["current_stage"] == "Production")
+            .map(|version| version["version"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(production.len(), 1, "one Production version: {production:?}");
+        let changes = store.promotions(model, 100).await.unwrap();
+        assert_eq!(changes[0].version, production[0], "the last change's");
+        for pair in changes.windows(2) {
+            assert_eq!(pair[0].previous_version.as_ref(), Some(&pair[1].version), "{changes:?}");
+        }
+        changes_made += changes.len() - 1;
+        let view = serving(&reconciler, model, &production[0]).await;
+        assert_eq!(
+            predict(&view.address.unwrap()).await.unwrap(),
+            answer(&production[0]),
+            "{model} answers as v{} does",
+            production[0]
+        );
+        let one = support::eventually(Duration::from_secs(30), || async {
+            (model_servers_of(model) == 1).then_some(())
+        })
+        .await;
+        assert!(one.is_some(), "{model}: {} model servers", model_servers_of(model));
+    }
+    assert_eq!(changes_made, accepted, "every accepted change is recorded");
+    drop(local);
+    reconciler.shutdown().await;
+}

@@ -24,6 +24,8 @@ pub struct LocalServer {
     pub port: u16,
     /// The server's process group.
     pub pgid: i32,
+    /// The start that made it (see [`Start`]).
+    pub generation: u64,
 }
 
 impl LocalServer {
@@ -235,12 +237,21 @@ impl LocalServing {
     }
 
     fn superseded(&self, start: &Start) -> NotServing {
+        // The newer start, still starting or already serving.
         let newer = self
             .models
             .lock()
             .expect("serving map")
             .get(&start.model)
-            .and_then(|servers| servers.starting.as_ref().map(|newer| newer.version.clone()));
+            .and_then(|servers| {
+                let starting = servers.starting.as_ref().map(|newer| newer.version.clone());
+                let serving = servers
+                    .current
+                    .as_ref()
+                    .filter(|current| current.generation > start.generation)
+                    .map(|current| current.version.clone());
+                starting.or(serving)
+            });
         NotServing::Superseded(match newer {
             Some(newer) => format!("version {newer} was asked for before this one was ready"),
             None => "a newer version was asked for before this one was ready".into(),
@@ -382,6 +393,7 @@ impl LocalServing {
                     version: version.to_string(),
                     port,
                     pgid,
+                    generation: start.generation,
                 });
             }
             if tokio::time::Instant::now() > deadline {
