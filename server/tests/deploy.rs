@@ -250,6 +250,43 @@ async fn after_a_restart_it_converges_from_mlflow_alone_and_repairs_a_killed_ser
         ("drift", Some("1"))
     );
 
+    // Someone freezes it (SIGSTOP): its process is there, but it answers
+    // nothing; missed /ping checks get it replaced.
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(restarted.pgid),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    let said = support::eventually(Duration::from_secs(30), || async {
+        let view = setup.reconciler.view(&model).unwrap();
+        view.message.contains("not answering /ping").then_some(view)
+    })
+    .await
+    .expect("the frozen server is reported");
+    assert_eq!(said.state, "Failed");
+    let replaced = support::eventually(Duration::from_secs(120), || async {
+        let (current, _) = setup.local.status(&model);
+        current.filter(|current| current.pgid != restarted.pgid)
+    })
+    .await
+    .expect("the frozen server was replaced");
+    assert_eq!(predict(&replaced.address()).await.unwrap(), 6.0);
+    assert!(
+        !server::process::group_alive(restarted.pgid),
+        "the frozen server was stopped"
+    );
+    let restarted = replaced;
+    let history = support::eventually(Duration::from_secs(10), || async {
+        let history = setup.store.deployment_history(&model, 10).await.unwrap();
+        (history[0].outcome == "serving").then_some(history)
+    })
+    .await
+    .expect("the replacement is recorded");
+    assert_eq!(
+        (history[0].cause.as_str(), history[0].version.as_deref()),
+        ("drift", Some("1"))
+    );
+
     // Taken out of production in MLflow: by default what serves keeps
     // serving, and the view says so (the same rule as on a cluster).
     MlflowRest::new(&mlflow_url())

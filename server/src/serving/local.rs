@@ -17,6 +17,9 @@ use super::{ServingState, ServingStatus};
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 const PING_EVERY: Duration = Duration::from_millis(250);
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Checks of `/ping` in a row a serving model server may miss before it is
+/// taken for dead (frozen, wedged) and started again.
+const MISSED_PINGS: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalServer {
@@ -45,6 +48,8 @@ struct ModelServers {
     generation: u64,
     /// Why the last start failed, while nothing newer is starting.
     failure: Option<(String, String)>,
+    /// Checks of `/ping` the current server has missed in a row.
+    missed_pings: u32,
 }
 
 struct Starting {
@@ -126,6 +131,22 @@ impl LocalServing {
                 message: format!("version {version} did not start: {why}"),
                 address: current.as_ref().map(LocalServer::address),
             },
+            (None, None, Some(server)) if !crate::process::group_alive(server.pgid) => ServingStatus {
+                state: ServingState::Failed,
+                message: format!(
+                    "version {}'s server has exited; it is started again",
+                    server.version
+                ),
+                address: None,
+            },
+            (None, None, Some(server)) if servers.missed_pings > 0 => ServingStatus {
+                state: ServingState::Failed,
+                message: format!(
+                    "version {} is not answering /ping; it is started again if it misses the next check",
+                    server.version
+                ),
+                address: Some(server.address()),
+            },
             (None, None, Some(server)) => ServingStatus {
                 state: ServingState::Available,
                 message: format!("version {} on port {}", server.version, server.port),
@@ -144,13 +165,16 @@ impl LocalServing {
         let Some(servers) = models.get_mut(model) else {
             return (None, false);
         };
-        let died = servers
-            .current
-            .as_ref()
-            .is_some_and(|server| !crate::process::group_alive(server.pgid));
+        let died = servers.current.as_ref().is_some_and(|server| {
+            !crate::process::group_alive(server.pgid) || servers.missed_pings >= MISSED_PINGS
+        });
         if died {
             let gone = servers.current.take().expect("checked");
-            tracing::warn!(model, version = %gone.version, "the local model server died; starting it again");
+            servers.missed_pings = 0;
+            // A frozen one is still there: it answers nothing, so no grace.
+            crate::process::kill_group_now(gone.pgid);
+            self.children.forget(gone.pgid);
+            tracing::warn!(model, version = %gone.version, "the local model server died or stopped answering; starting it again");
         }
         let wanted = servers
             .starting
@@ -163,6 +187,34 @@ impl LocalServing {
                     .map(|server| server.version.clone())
             });
         (wanted, died)
+    }
+
+    /// Asks the serving server of `model` for `/ping` (2 s at most) and
+    /// counts a miss; [`Self::wanted_version`] replaces a server that missed
+    /// `MISSED_PINGS` checks in a row.
+    pub async fn check_liveness(&self, model: &str) {
+        let Some(server) = self.status(model).0 else {
+            return;
+        };
+        let answered = self
+            .http
+            .get(format!("http://127.0.0.1:{}/ping", server.port))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success());
+        let mut models = self.models.lock().expect("serving map");
+        let Some(servers) = models.get_mut(model) else {
+            return;
+        };
+        // Counted only for the server that was asked.
+        if servers.current.as_ref().map(|current| current.pgid) != Some(server.pgid) {
+            return;
+        }
+        servers.missed_pings = if answered {
+            0
+        } else {
+            servers.missed_pings + 1
+        };
     }
 
     /// Records that `version` is starting, at once (so the next pass sees
@@ -212,10 +264,13 @@ impl LocalServing {
                     Some(server.pgid),
                     Err(NotServing::Failed("Slipway is stopping".into())),
                 ),
-                Ok(server) if newest => (
-                    servers.current.replace(server.clone()).map(|old| old.pgid),
-                    Ok(server),
-                ),
+                Ok(server) if newest => {
+                    servers.missed_pings = 0;
+                    (
+                        servers.current.replace(server.clone()).map(|old| old.pgid),
+                        Ok(server),
+                    )
+                }
                 Ok(server) => (
                     Some(server.pgid),
                     Err(NotServing::Superseded(String::new())),

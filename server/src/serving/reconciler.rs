@@ -306,6 +306,7 @@ impl Reconciler {
             // A pass that was under way when Slipway began to stop.
             return Ok(());
         }
+        self.local.check_liveness(model).await;
         let (wanted, died) = self.local.wanted_version(model);
         let failed = self.failed.lock().expect("failed").get(model).cloned();
         if version == wanted || (version.is_some() && version == failed) {
