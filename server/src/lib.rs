@@ -52,9 +52,10 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         MlflowClient::new(&config.mlflow_base(), config.mlflow_auth(), deadline)
             .map_err(|err| Error::Config(format!("MLflow client: {err}")))
     };
+    let metrics = Metrics::new();
     // Background work may wait; what a page waits on may not.
-    let mlflow = mlflow_client(config.mlflow_timeout())?;
-    let mlflow_for_pages = mlflow_client(config.page_deadline())?;
+    let mlflow = mlflow_client(config.mlflow_timeout())?.observed_by(metrics.clone());
+    let mlflow_for_pages = mlflow_client(config.page_deadline())?.observed_by(metrics.clone());
     let catalog = match &config.catalog {
         Some(path) => Catalog::load(path)?,
         None => Catalog::default(),
@@ -119,6 +120,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         kube_client.map(|client| SeldonTarget::new(client, config.unbound_objects)),
     )
     .await?;
+    reconciler.report_to(metrics.clone());
     reconciler.run(
         triggers,
         std::time::Duration::from_secs(config.reconcile_poll_secs),
@@ -152,7 +154,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
             try_it: ModelCaller::new()?,
             example_inputs: Default::default(),
         }),
-        metrics: Metrics::new(),
+        metrics,
         webhooks: config.webhook_secret.as_deref().map(Verifier::new),
     })
 }

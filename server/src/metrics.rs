@@ -1,5 +1,8 @@
 //! Prometheus metrics: requests by matched route, method and status, and
-//! their latency.
+//! their latency; MLflow calls by endpoint and outcome, and their latency;
+//! reconcile passes and their duration; model servers started again. Every
+//! label takes values from a fixed set (or the admin's bindings), never from
+//! what a client sends.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,10 +29,29 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MlflowLabels {
+    endpoint: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
+    mlflow_calls: Family<MlflowLabels, Histogram>,
+    passes: Family<OutcomeLabels, Histogram>,
+    restarts: Family<ModelLabels, Counter>,
 }
 
 impl Metrics {
@@ -45,11 +67,59 @@ impl Metrics {
             "Time to answer an HTTP request (to the first byte of the body)",
             latency.clone(),
         );
+        let seconds = || Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let mlflow_calls = Family::<MlflowLabels, Histogram>::new_with_constructor(seconds);
+        registry.register(
+            "mlflow_call_duration_seconds",
+            "MLflow REST calls (each attempt) by endpoint and outcome: ok, error (MLflow answered one), unreachable, no_answer, undecodable",
+            mlflow_calls.clone(),
+        );
+        let passes = Family::<OutcomeLabels, Histogram>::new_with_constructor(seconds);
+        registry.register(
+            "reconcile_pass_duration_seconds",
+            "Reconcile passes by outcome (ok, error)",
+            passes.clone(),
+        );
+        let restarts = Family::<ModelLabels, Counter>::default();
+        registry.register(
+            "model_server_restarts",
+            "Local model servers started again because they died or stopped answering /ping",
+            restarts.clone(),
+        );
         Arc::new(Self {
             registry,
             requests,
+            mlflow_calls,
+            passes,
+            restarts,
             latency,
         })
+    }
+
+    /// One MLflow call: `method_path` as the client names it (ids in it
+    /// are collapsed), its outcome, how long it took.
+    pub fn observe_mlflow(&self, method_path: &str, outcome: &'static str, seconds: f64) {
+        self.mlflow_calls
+            .get_or_create(&MlflowLabels {
+                endpoint: endpoint_label(method_path),
+                outcome,
+            })
+            .observe(seconds);
+    }
+
+    pub fn observe_pass(&self, ok: bool, seconds: f64) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.passes
+            .get_or_create(&OutcomeLabels { outcome })
+            .observe(seconds);
+    }
+
+    pub fn count_restart(&self, model: &str) {
+        self.restarts
+            .get_or_create(&ModelLabels {
+                model: model.into(),
+            })
+            .inc();
     }
 
     pub fn render(&self) -> String {
@@ -107,4 +177,37 @@ fn method_label(method: &axum::http::Method) -> &'static str {
         .iter()
         .find(|(known, _)| known == method)
         .map_or("other", |(_, name)| name)
+}
+
+/// An MLflow method path with its ids collapsed (`logged-models/{id}/…`):
+/// the label set stays as small as MLflow's API.
+fn endpoint_label(method_path: &str) -> String {
+    method_path
+        .split('/')
+        .map(|segment| {
+            let word = !segment.is_empty()
+                && !segment.starts_with("m-")
+                && segment.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+            if word { segment } else { "{id}" }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint_label;
+
+    #[test]
+    fn ids_in_mlflow_endpoints_are_collapsed() {
+        assert_eq!(
+            endpoint_label("registered-models/search"),
+            "registered-models/search"
+        );
+        assert_eq!(
+            endpoint_label("logged-models/m-4f2a9c/artifacts/directories"),
+            "logged-models/{id}/artifacts/directories"
+        );
+        assert_eq!(endpoint_label("webhooks/1234"), "webhooks/{id}");
+    }
 }

@@ -217,6 +217,8 @@ async fn after_a_restart_it_converges_from_mlflow_alone_and_repairs_a_killed_ser
     .unwrap();
     let data = tempfile::tempdir().unwrap();
     let setup = setup(data.path(), &model).await;
+    let metrics = server::metrics::Metrics::new();
+    setup.reconciler.report_to(metrics.clone());
     let view = serving(&setup.reconciler, &model, "1").await;
     assert_eq!(
         predict(view.address.as_deref().unwrap()).await.unwrap(),
@@ -276,6 +278,13 @@ async fn after_a_restart_it_converges_from_mlflow_alone_and_repairs_a_killed_ser
         "the frozen server was stopped"
     );
     let restarted = replaced;
+    assert!(
+        metrics.render().contains(&format!(
+            "slipway_model_server_restarts_total{{model=\"{model}\"}} 2"
+        )),
+        "a killed and a frozen server: {}",
+        metrics.render()
+    );
     let history = support::eventually(Duration::from_secs(10), || async {
         let history = setup.store.deployment_history(&model, 10).await.unwrap();
         (history[0].outcome == "serving").then_some(history)
@@ -693,7 +702,10 @@ async fn an_mlflow_outage_during_a_promotion_is_said_and_caught_up_on() {
 /// stored model, so it serves the same answers, without training again.
 async fn copy_version(rest: &MlflowRest, from: &str, version: &str, model: &str) -> String {
     let (status, found) = rest
-        .get("model-versions/get", &[("name", from), ("version", version)])
+        .get(
+            "model-versions/get",
+            &[("name", from), ("version", version)],
+        )
         .await;
     assert_eq!(status, 200, "{found}");
     let source = &found["model_version"];
@@ -799,11 +811,19 @@ async fn fifty_changes_at_once_over_three_models_end_served_as_mlflow_says() {
             .filter(|version| version["current_stage"] == "Production")
             .map(|version| version["version"].as_str().unwrap().to_string())
             .collect();
-        assert_eq!(production.len(), 1, "one Production version: {production:?}");
+        assert_eq!(
+            production.len(),
+            1,
+            "one Production version: {production:?}"
+        );
         let changes = store.promotions(model, 100).await.unwrap();
         assert_eq!(changes[0].version, production[0], "the last change's");
         for pair in changes.windows(2) {
-            assert_eq!(pair[0].previous_version.as_ref(), Some(&pair[1].version), "{changes:?}");
+            assert_eq!(
+                pair[0].previous_version.as_ref(),
+                Some(&pair[1].version),
+                "{changes:?}"
+            );
         }
         changes_made += changes.len() - 1;
         let view = serving(&reconciler, model, &production[0]).await;
@@ -817,7 +837,11 @@ async fn fifty_changes_at_once_over_three_models_end_served_as_mlflow_says() {
             (model_servers_of(model) == 1).then_some(())
         })
         .await;
-        assert!(one.is_some(), "{model}: {} model servers", model_servers_of(model));
+        assert!(
+            one.is_some(),
+            "{model}: {} model servers",
+            model_servers_of(model)
+        );
     }
     assert_eq!(changes_made, accepted, "every accepted change is recorded");
     drop(local);

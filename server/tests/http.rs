@@ -229,6 +229,22 @@ async fn probes_and_metrics() {
         "{metrics}"
     );
     assert!(metrics.contains("status=\"404\""), "{metrics}");
+    // What an operator needs beyond requests: MLflow's calls by endpoint and
+    // outcome, and the reconciler's passes (the first runs at start-up).
+    assert!(
+        metrics.contains(
+            "slipway_mlflow_call_duration_seconds_count{endpoint=\"experiments/search\",outcome=\"ok\"}"
+        ),
+        "{metrics}"
+    );
+    let passes = support::eventually(std::time::Duration::from_secs(10), || async {
+        let metrics = app.get("/metrics").await.1;
+        metrics
+            .contains("slipway_reconcile_pass_duration_seconds_count{outcome=\"ok\"}")
+            .then_some(())
+    })
+    .await;
+    assert!(passes.is_some(), "reconcile passes are counted");
 }
 
 /// Made-up methods and paths cannot grow `/metrics`: routes are patterns,

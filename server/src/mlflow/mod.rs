@@ -4,7 +4,8 @@
 //! `{"experiments": []}`), so every list field defaults. Reads are retried on
 //! connection failures and gateway errors; nothing else is.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use app::error::AppError;
 use reqwest::StatusCode;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use url::Url;
 
 use crate::config::MlflowAuth;
+use crate::metrics::Metrics;
 
 mod types;
 pub use types::*;
@@ -112,6 +114,8 @@ pub struct MlflowClient {
     auth: MlflowAuth,
     /// A request's whole budget, its retries included.
     deadline: Duration,
+    /// Where each call is counted and timed, once set.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl MlflowClient {
@@ -135,7 +139,16 @@ impl MlflowClient {
             http,
             auth,
             deadline,
+            metrics: None,
         })
+    }
+
+    /// The same client, its calls counted and timed in `metrics`.
+    pub fn observed_by(self, metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics: Some(metrics),
+            ..self
+        }
     }
 
     /// The server's address as users know it (no trailing slash).
@@ -544,7 +557,10 @@ impl MlflowClient {
         body: &B,
     ) -> Result<T, MlflowError> {
         let url = self.endpoint(&format!("api/2.0/mlflow/{method_path}"));
-        self.call(method_path, self.http.post(url).json(body)).await
+        let started = Instant::now();
+        let answer = self.call(method_path, self.http.post(url).json(body)).await;
+        self.observe(method_path, &answer, started);
+        answer
     }
 
     async fn get<T: DeserializeOwned>(
@@ -578,9 +594,11 @@ impl MlflowClient {
         let deadline = tokio::time::Instant::now() + self.deadline;
         let mut attempt = 1;
         loop {
+            let started = Instant::now();
             let answer = tokio::time::timeout_at(deadline, self.call(method_path, build()))
                 .await
                 .unwrap_or_else(|_| Err(self.no_answer()));
+            self.observe(method_path, &answer, started);
             match answer {
                 Err(err)
                     if err.is_retryable()
@@ -594,6 +612,20 @@ impl MlflowClient {
                 result => return result,
             }
         }
+    }
+
+    fn observe<T>(&self, method_path: &str, answer: &Result<T, MlflowError>, started: Instant) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        let outcome = match answer {
+            Ok(_) => "ok",
+            Err(MlflowError::Api { .. }) => "error",
+            Err(MlflowError::Unreachable { .. }) => "unreachable",
+            Err(MlflowError::NoAnswer { .. }) => "no_answer",
+            Err(MlflowError::Decode { .. }) => "undecodable",
+        };
+        metrics.observe_mlflow(method_path, outcome, started.elapsed().as_secs_f64());
     }
 
     fn no_answer(&self) -> MlflowError {

@@ -131,14 +131,16 @@ impl LocalServing {
                 message: format!("version {version} did not start: {why}"),
                 address: current.as_ref().map(LocalServer::address),
             },
-            (None, None, Some(server)) if !crate::process::group_alive(server.pgid) => ServingStatus {
-                state: ServingState::Failed,
-                message: format!(
-                    "version {}'s server has exited; it is started again",
-                    server.version
-                ),
-                address: None,
-            },
+            (None, None, Some(server)) if !crate::process::group_alive(server.pgid) => {
+                ServingStatus {
+                    state: ServingState::Failed,
+                    message: format!(
+                        "version {}'s server has exited; it is started again",
+                        server.version
+                    ),
+                    address: None,
+                }
+            }
             (None, None, Some(server)) if servers.missed_pings > 0 => ServingStatus {
                 state: ServingState::Failed,
                 message: format!(

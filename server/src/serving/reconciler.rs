@@ -21,6 +21,7 @@ use super::{ServingState, ServingStatus};
 use crate::catalog::{DeploymentBinding, NoProduction, ProductionMarker, ServingTarget};
 use crate::config::UnboundObjects;
 use crate::error::Result;
+use crate::metrics::Metrics;
 use crate::mlflow::{MlflowClient, MlflowError};
 use crate::store::{NewPromotion, Seeded, ServingObject, Store};
 
@@ -81,6 +82,8 @@ pub struct Reconciler {
     stopped: watch::Sender<bool>,
     /// Since when (ms) and why passes fail to read MLflow, while they do.
     mlflow_trouble: Mutex<Option<(i64, String)>>,
+    /// Where passes and restarts are counted, once set.
+    metrics: std::sync::OnceLock<Arc<Metrics>>,
 }
 
 impl Reconciler {
@@ -122,6 +125,7 @@ impl Reconciler {
             passes: watch::channel(0).0,
             stopped: watch::channel(false).0,
             mlflow_trouble: Mutex::default(),
+            metrics: std::sync::OnceLock::new(),
         });
         reconciler.reload_bindings().await?;
         Ok((reconciler, receiver))
@@ -179,7 +183,12 @@ impl Reconciler {
                         };
                     }
                 }
-                match reconciler.pass(&trigger).await {
+                let started = std::time::Instant::now();
+                let outcome = reconciler.pass(&trigger).await;
+                if let Some(metrics) = reconciler.metrics.get() {
+                    metrics.observe_pass(outcome.is_ok(), started.elapsed().as_secs_f64());
+                }
+                match outcome {
                     Ok(()) => {
                         if failures > 0 {
                             tracing::info!(failures, "reconcile passes work again");
@@ -205,6 +214,11 @@ impl Reconciler {
     pub async fn shutdown(&self) {
         self.stopped.send_replace(true);
         self.local.stop_all().await;
+    }
+
+    /// Counts and times passes and model-server restarts in `metrics`.
+    pub fn report_to(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     pub(super) fn store(&self) -> &Store {
@@ -314,6 +328,9 @@ impl Reconciler {
         }
         let previous = self.local.status(model).0.map(|server| server.version);
         let (cause, actor) = if died {
+            if let Some(metrics) = self.metrics.get() {
+                metrics.count_restart(model);
+            }
             ("drift".to_string(), "slipway".to_string())
         } else {
             self.attribution(model, version.as_deref(), trigger).await?
