@@ -119,6 +119,8 @@ pub struct VersionDetail {
     pub version: ModelVersionInfo,
     /// Where the version's files are stored, with `models:/…` sources resolved.
     pub storage_uri: String,
+    /// Whether a deployment serves the model (else promoting it deploys nothing).
+    pub deployed: bool,
 }
 
 /// One page of an experiment's runs.

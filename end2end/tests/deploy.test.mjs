@@ -207,10 +207,12 @@ test('four eyes: a deployer asks, cannot approve; an approver approves and it se
 });
 
 test('an admin creates a deployment in the app, it serves, is changed, and once deleted its model server is gone', async () => {
-  const list = await app.open('/deployments', { as: 'admin' });
-  await list.getByRole('link', { name: 'New deployment' }).click();
+  // Nothing serves it yet: its version page offers a deployment, not a promotion.
+  const list = await app.open(`/models/${made}/versions/1`, { as: 'admin' });
+  assert.equal(await list.getByRole('link', { name: 'Promote to production…' }).count(), 0);
+  await list.getByRole('link', { name: 'Create a deployment…' }).click();
   await list.getByRole('heading', { name: 'New deployment' }).waitFor();
-  await list.locator('input[name="model"]').fill(made);
+  assert.equal(await list.locator('input[name="model"]').inputValue(), made, 'the model is filled in');
   await list.locator('input[name="replicas"]').fill('-1');
   await list.getByRole('button', { name: 'Create deployment' }).click();
   // Sent back with what is wrong, the values kept (on the server, not in the URL).
@@ -251,6 +253,7 @@ test('an admin creates a deployment in the app, it serves, is changed, and once 
   await page.getByRole('button', { name: 'Delete deployment' }).click();
   await page.waitForURL(/\/deployments$/);
   assert.equal(await page.locator(`tr[data-model="${made}"]`).count(), 0);
+  assert.equal(await page.getByRole('link', { name: 'New deployment' }).count(), 1, 'offered to an admin');
   await eventually(async () => {
     await assert.rejects(fetch(`${address.replace(/\/invocations$/, '')}/ping`), 'the model server is gone');
   }, 30_000);

@@ -418,6 +418,11 @@ impl ControlPlane for Slipway {
         Ok(VersionDetail {
             version: to_version_info(detail?),
             storage_uri: storage_uri?,
+            deployed: self
+                .reconciler
+                .bindings()
+                .iter()
+                .any(|binding| binding.model == name),
         })
     }
 

@@ -26,6 +26,8 @@ pub fn DeploymentSettingsPage() -> impl IntoView {
     let query = use_query_map();
     let model = Memo::new(move |_| params.with(|params| params.get("model")));
     let draft = Memo::new(move |_| query.with(|query| query.get("draft")));
+    // A new deployment's model, when the link that led here names it.
+    let named = Memo::new(move |_| query.with(|query| query.get("model")));
     let notice = Memo::new(move |_| query.with(|query| query.get("notice")));
     let form = Resource::new(
         move || (model.get(), draft.get()),
@@ -38,7 +40,10 @@ pub fn DeploymentSettingsPage() -> impl IntoView {
             {move || notice.get().map(|notice| view! { <p class="form-errors" role="alert">{notice}</p> })}
             <Results loading_text="Loading the settings…">
                 {move || Suspend::new(async move {
-                    let form = form.await?;
+                    let mut form = form.await?;
+                    if !form.exists && form.settings.model.is_empty() {
+                        form.settings.model = named.get_untracked().unwrap_or_default();
+                    }
                     let user = me.await?;
                     let allowed = authorize(&user, Action::ManageDeployment { model: &form.settings.model })
                         .map_err(|denied| denied.0);

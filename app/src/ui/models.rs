@@ -200,7 +200,8 @@ pub fn VersionPage() -> impl IntoView {
                     let detail = detail.await?;
                     let user = me.await?;
                     let may_promote = user.may(Action::Promote { model: &detail.version.model });
-                    Ok::<_, AppError>(view! { <VersionView detail may_promote/> })
+                    let may_deploy = user.may(Action::ManageDeployment { model: &detail.version.model });
+                    Ok::<_, AppError>(view! { <VersionView detail may_promote may_deploy/> })
                 })}
             </Results>
         </section>
@@ -208,16 +209,33 @@ pub fn VersionPage() -> impl IntoView {
 }
 
 #[component]
-fn VersionView(detail: VersionDetail, may_promote: bool) -> impl IntoView {
+fn VersionView(detail: VersionDetail, may_promote: bool, may_deploy: bool) -> impl IntoView {
     let version = detail.version;
     let promote = super::deployments::promote_href(&version.model, &version.version);
     let deployment = super::deployments::deployment_href(&version.model);
+    let new_deployment = format!(
+        "/new-deployment?model={}",
+        super::list::segment(&version.model)
+    );
+    // Promoting a model nothing serves would deploy nothing: offer to make
+    // the deployment first.
+    let serving = if detail.deployed {
+        view! { <p class="source"><a href=deployment>"Deployment of this model"</a></p> }.into_any()
+    } else {
+        view! {
+            <p class="source" data-undeployed>
+                "No deployment serves this model yet. "
+                {may_deploy.then(|| view! { <a href=new_deployment>"Create a deployment…"</a> })}
+            </p>
+        }
+        .into_any()
+    };
     view! {
         <header class="page-header">
             <h1>{format!("{} v{}", version.model, version.version)}</h1>
-            {may_promote.then(|| view! { <a class="button primary" href=promote>"Promote to production…"</a> })}
+            {(may_promote && detail.deployed).then(|| view! { <a class="button primary" href=promote>"Promote to production…"</a> })}
         </header>
-        <p class="source"><a href=deployment>"Deployment of this model"</a></p>
+        {serving}
         {(!version.description.is_empty()).then(|| view! { <p class="description">{version.description.clone()}</p> })}
         <dl class="facts">
             <dt>"Stage"</dt><dd><span class=stage_class(&version.stage)>{version.stage.clone()}</span></dd>
