@@ -257,6 +257,10 @@ test('an admin creates a deployment in the app, it serves, is changed, and once 
   await eventually(async () => {
     await assert.rejects(fetch(`${address.replace(/\/invocations$/, '')}/ping`), 'the model server is gone');
   }, 30_000);
+  const refused = await app.open('/new-deployment', { as: 'deployer' });
+  assert.match(await refused.locator('[data-not-allowed]').textContent(), /needs the admin role/);
+  assert.equal(await refused.getByRole('button', { name: 'Create deployment' }).count(), 0);
+  await refused.close();
   const gone = await app.open(`/deployments/${made}`, { as: 'viewer' });
   assert.match(await gone.locator('body').textContent(), /has no deployment/);
   await gone.close();

@@ -11,7 +11,7 @@ use super::deployments::deployment_href;
 use super::launch::Field;
 use super::list::Results;
 use super::{NotAllowed, use_me};
-use crate::access::{Action, authorize};
+use crate::access::{Action, Role, authorize, describe_grants, holds_anywhere};
 use crate::error::AppError;
 use crate::model::{DeploymentForm, DeploymentSettings};
 use crate::server_fns::load_deployment_form;
@@ -45,8 +45,15 @@ pub fn DeploymentSettingsPage() -> impl IntoView {
                         form.settings.model = named.get_untracked().unwrap_or_default();
                     }
                     let user = me.await?;
-                    let allowed = authorize(&user, Action::ManageDeployment { model: &form.settings.model })
-                        .map_err(|denied| denied.0);
+                    // A new deployment's model may not be typed yet: an admin of
+                    // any scope gets the form, and the server decides with the name.
+                    let allowed = if form.exists || holds_anywhere(&user, Role::Admin) {
+                        authorize(&user, Action::ManageDeployment { model: &form.settings.model })
+                            .or_else(|denied| if form.exists { Err(denied) } else { Ok(()) })
+                            .map_err(|denied| denied.0)
+                    } else {
+                        Err(format!("Creating a deployment needs the admin role; {} has {}.", user.name, describe_grants(&user)))
+                    };
                     Ok::<_, AppError>(view! { <SettingsForm form allowed/> })
                 })}
             </Results>
@@ -73,11 +80,9 @@ fn SettingsForm(form: DeploymentForm, allowed: Result<(), String>) -> impl IntoV
         }
         .into_any();
     }
-    // A new deployment's model is not known before it is typed; the server
-    // decides again with the name.
-    if let (true, Err(reason)) = (form.exists, &allowed) {
-        return view! { {header} <NotAllowed reason=reason.clone()/> <SettingsSummary settings/> }
-            .into_any();
+    if let Err(reason) = &allowed {
+        let summary = form.exists.then(|| view! { <SettingsSummary settings/> });
+        return view! { {header} <NotAllowed reason=reason.clone()/> {summary} }.into_any();
     }
     let action = if form.exists {
         settings_href(&settings.model)
@@ -183,16 +188,10 @@ fn SettingsForm(form: DeploymentForm, allowed: Result<(), String>) -> impl IntoV
                         placeholder="mlflow-artifacts:/ s3://mlflow-artifacts/">{settings.artifact_map.clone()}</textarea>
                 </Field>
             </fieldset>
-            {match &allowed {
-                Err(reason) if form.exists => view! { <NotAllowed reason=reason.clone()/> }.into_any(),
-                _ => view! {
-                    <div class="actions">
-                        <button type="submit" class="primary">{button}</button>
-                        <a href=cancel>"Cancel"</a>
-                    </div>
-                }
-                .into_any(),
-            }}
+            <div class="actions">
+                <button type="submit" class="primary">{button}</button>
+                <a href=cancel>"Cancel"</a>
+            </div>
         </form>
         {delete}
     }
