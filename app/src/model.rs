@@ -173,6 +173,8 @@ pub struct RunsPage {
 pub struct RunDetail {
     pub run: RunRow,
     pub experiment_id: String,
+    /// The experiment's name, when MLflow gave it.
+    pub experiment_name: Option<String>,
     pub artifact_uri: String,
     pub tags: Vec<(String, String)>,
     /// Models the run logged (MLflow 3 logged-model ids).

@@ -60,6 +60,7 @@ async function browse(javaScript) {
   await page.locator('td.name a', { hasText: 'run-21' }).click();
   await page.waitForURL(/\/runs\/[0-9a-f]+$/);
   await page.locator('h1', { hasText: 'run-21' }).waitFor();
+  assert.equal(await page.locator('nav.crumbs a').last().textContent(), experimentName, 'the breadcrumb names the experiment');
   const lossLine = page.locator('figure[data-metric="loss"] polyline[stroke-width="2"]');
   await lossLine.first().waitFor();
   const points = (await lossLine.first().getAttribute('points')).trim().split(/\s+/);

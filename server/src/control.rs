@@ -235,8 +235,16 @@ impl ControlPlane for Slipway {
         registered_versions.sort_by(|a, b| {
             (&a.model, version_number(&a.version)).cmp(&(&b.model, version_number(&b.version)))
         });
+        // For the breadcrumb only: the page shows without it.
+        let experiment_name = self
+            .mlflow
+            .get_experiment(&run.info.experiment_id)
+            .await
+            .ok()
+            .map(|experiment| experiment.name);
         Ok(RunDetail {
             experiment_id: run.info.experiment_id.clone(),
+            experiment_name,
             artifact_uri: run.info.artifact_uri.clone(),
             tags: run
                 .data

@@ -109,7 +109,7 @@ fn RunSummary(detail: RunDetail) -> impl IntoView {
         .collect_view();
     view! {
         <Title text=name.clone()/>
-        <nav class="crumbs"><a href="/experiments">"Experiments"</a> " / " <a href=experiment_href(&detail.experiment_id)>{format!("Experiment {}", detail.experiment_id)}</a></nav>
+        <nav class="crumbs"><a href="/experiments">"Experiments"</a> " / " <a href=experiment_href(&detail.experiment_id)>{detail.experiment_name.clone().unwrap_or_else(|| format!("Experiment {}", detail.experiment_id))}</a></nav>
         <header class="page-header"><h1>{name}</h1></header>
         <dl class="facts">
             <dt>"Status"</dt><dd><span class=format!("status status-{}", run.status.to_ascii_lowercase())>{run.status.clone()}</span></dd>
