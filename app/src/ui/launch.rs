@@ -352,12 +352,8 @@ pub fn LaunchesPage() -> impl IntoView {
         <section class="page">
             <header class="page-header">
                 <h1>"Launches"</h1>
-                <Suspense fallback=|| ()>
-                    {move || Suspend::new(async move {
-                        let may_launch = me.await.is_ok_and(|user| holds_anywhere(&user, Role::Trainer));
-                        may_launch.then(|| view! { <a class="button primary" href="/launch">"Launch training"</a> })
-                    })}
-                </Suspense>
+                {me.0.with_value(|user| user.as_ref().is_ok_and(|user| holds_anywhere(user, Role::Trainer)))
+                    .then(|| view! { <a class="button primary" href="/launch">"Launch training"</a> })}
             </header>
             <Results loading_text="Loading launches…">
                 {move || Suspend::new(async move {

@@ -65,11 +65,8 @@ pub fn App() -> impl IntoView {
         <Router>
             <header class="topbar">
                 <a class="brand" href="/experiments">"Slipway"</a>
-                <Suspense fallback=|| ()>
-                    {move || Suspend::new(async move {
-                        use_me().await.ok().filter(|user| user.authenticated).map(|user| view! { <TopNav user/> })
-                    })}
-                </Suspense>
+                // Read at once, not in a Suspense: it waits on nothing.
+                {use_me().0.get_value().ok().filter(|user| user.authenticated).map(|user| view! { <TopNav user/> })}
             </header>
             <main>
                 <Routes fallback=NotFound>
