@@ -43,14 +43,15 @@ ensure_rust_tools() {
   fi
 }
 
+# Makes VENV hold what REQUIREMENTS lists (reinstalled when the file changes).
 ensure_python_venv() {
-  local requirements="$SLIPWAY_ROOT/scripts/requirements.txt" stamp="$SLIPWAY_VENV/.requirements"
-  if [ -x "$SLIPWAY_VENV/bin/mlflow" ] && cmp -s "$requirements" "$stamp"; then
+  local venv=$1 requirements=$2 stamp="$1/.requirements"
+  if [ -x "$venv/bin/mlflow" ] && cmp -s "$requirements" "$stamp"; then
     return
   fi
-  log "installing MLflow and scikit-learn into $SLIPWAY_VENV (about a minute)"
-  python3 -m venv "$SLIPWAY_VENV"
-  "$SLIPWAY_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  log "installing $(basename "$requirements") into $venv (about a minute)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
   cp "$requirements" "$stamp"
 }
 
@@ -70,5 +71,8 @@ if $with_test_tools; then
   ensure_apt_packages "chromium:command -v chromium" "postgresql:ls /usr/lib/postgresql/*/bin/initdb"
 fi
 ensure_rust_tools
-ensure_python_venv
+ensure_python_venv "$SLIPWAY_VENV" "$SLIPWAY_ROOT/scripts/requirements.txt"
+if $with_test_tools; then
+  ensure_python_venv "$SLIPWAY_VENV_MLFLOW2" "$SLIPWAY_ROOT/scripts/requirements-mlflow2.txt"
+fi
 ensure_node_modules

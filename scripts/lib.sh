@@ -4,6 +4,8 @@
 SLIPWAY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SLIPWAY_CACHE="${SLIPWAY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/slipway}"
 SLIPWAY_VENV="$SLIPWAY_CACHE/venv"
+# MLflow 2 (the newest 2.x), for running the MLflow-facing tests against it too.
+SLIPWAY_VENV_MLFLOW2="$SLIPWAY_CACHE/venv-mlflow2"
 
 log() { printf '\033[1m[slipway]\033[0m %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -26,12 +28,15 @@ wait_http() {
   done
 }
 
-# Starts a lean MLflow server (one worker, no job runner) in the background,
-# in a process group of its own so that stop_mlflow ends its workers too.
-# Sets MLFLOW_PID. Logs go to DIR/mlflow.log.
 # Fernet key MLflow encrypts webhook secrets with. Fixed, so secrets survive
 # restarts of these local, throwaway servers; a real deployment sets its own.
 LOCAL_WEBHOOK_ENCRYPTION_KEY=H_TCKsz0U4OIeynnvJJYsMDaO7XoWv-yRygcwkkNHHM=
+MLFLOW_PIDS=()
+
+# Starts a lean MLflow server (one worker, no job runner) in the background,
+# in a process group of its own so that stop_mlflow ends its workers too.
+# Sets MLFLOW_PID and adds it to MLFLOW_PIDS. Logs go to DIR/mlflow.log.
+# The MLflow is the one in $SLIPWAY_MLFLOW_VENV, by default $SLIPWAY_VENV.
 
 start_mlflow() {
   local dir=$1 port=$2 admin_password=${3:-} login=() login_env=()
@@ -39,12 +44,12 @@ start_mlflow() {
   # With a password, MLflow requires HTTP basic auth; `admin` has it. (Only
   # then is the auth config set: MLflow reads it even without the auth app.)
   if [ -n "$admin_password" ]; then
-    printf '[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///%s/basic_auth.db\nadmin_username = admin\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n' \
-      "$dir" >"$dir/basic_auth.ini"
+    # MLflow 2 reads the admin password from this file only; it stays private.
+    (umask 077 && printf '[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///%s/basic_auth.db\nadmin_username = admin\nadmin_password = %s\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n' \
+      "$dir" "$admin_password" >"$dir/basic_auth.ini")
     login=(--app-name basic-auth)
     login_env=(
       MLFLOW_AUTH_CONFIG_PATH="$dir/basic_auth.ini"
-      MLFLOW_AUTH_ADMIN_PASSWORD="$admin_password"
       MLFLOW_FLASK_SERVER_SECRET_KEY="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     )
   fi
@@ -53,23 +58,27 @@ start_mlflow() {
   MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https \
   MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true \
   MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY="$LOCAL_WEBHOOK_ENCRYPTION_KEY" \
-    setsid "$SLIPWAY_VENV/bin/mlflow" server "${login[@]}" \
+    setsid "${SLIPWAY_MLFLOW_VENV:-$SLIPWAY_VENV}/bin/mlflow" server "${login[@]}" \
       --backend-store-uri "sqlite:///$dir/mlflow.db" \
       --artifacts-destination "$dir/artifacts" \
       --host 127.0.0.1 --port "$port" --workers 1 \
       >"$dir/mlflow.log" 2>&1 &
   MLFLOW_PID=$!
+  MLFLOW_PIDS+=("$MLFLOW_PID")
   wait_http "http://127.0.0.1:$port/health" 120 "$MLFLOW_PID" || {
     tail -n 30 "$dir/mlflow.log" >&2
-    stop_mlflow
+    kill -TERM -- "-$MLFLOW_PID" 2>/dev/null || true
     return 1
   }
 }
 
+# Stops every MLflow server start_mlflow started.
 stop_mlflow() {
-  [ -n "${MLFLOW_PID:-}" ] || return 0
-  kill -TERM -- "-$MLFLOW_PID" 2>/dev/null || true
-  MLFLOW_PID=
+  local pid
+  for pid in "${MLFLOW_PIDS[@]}"; do
+    kill -TERM -- "-$pid" 2>/dev/null || true
+  done
+  MLFLOW_PIDS=()
 }
 
 # Starts a throwaway PostgreSQL cluster in DIR on PORT (Debian's packages).

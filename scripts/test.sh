@@ -34,6 +34,13 @@ log "unit and integration tests"
 cargo test -p app --features ssr
 cargo test
 
+log "the integration tests again, against MLflow 2 (teams still run it)"
+mlflow2_port=$(free_port)
+SLIPWAY_MLFLOW_VENV="$SLIPWAY_VENV_MLFLOW2" start_mlflow "$work/mlflow2" "$mlflow2_port"
+mlflow2_url="http://127.0.0.1:$mlflow2_port"
+SLIPWAY_TEST_MLFLOW_URL="$mlflow2_url" SLIPWAY_MLFLOW_VENV="$SLIPWAY_VENV_MLFLOW2" \
+  PATH="$SLIPWAY_VENV_MLFLOW2/bin:$PATH" cargo test -p server --tests
+
 log "building the UI for the browser tests"
 cargo leptos build
 
@@ -44,7 +51,7 @@ SLIPWAY_BIN="$SLIPWAY_ROOT/target/debug/slipway" SLIPWAY_SITE_ROOT="$SLIPWAY_ROO
 # Whatever the tests started, they stopped: no training or model server
 # outlives the suite (a few seconds for the last ones to exit).
 for _ in $(seq 50); do
-  left=$(processes_of_tracking_uri "$SLIPWAY_TEST_MLFLOW_URL")
+  left=$(processes_of_tracking_uri "$SLIPWAY_TEST_MLFLOW_URL"; processes_of_tracking_uri "$mlflow2_url")
   [ -z "$left" ] && break
   sleep 0.2
 done

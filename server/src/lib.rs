@@ -224,12 +224,21 @@ pub fn register_webhook(config: &Config, mlflow: MlflowClient) {
         .expect("a path joins any http URL")
         .to_string();
     let secret = secret.clone();
+    let poll_secs = config.reconcile_poll_secs;
     tokio::spawn(async move {
         let mut wait = std::time::Duration::from_secs(1);
         loop {
             match webhook::register(&mlflow, &url, &secret).await {
-                Ok(id) => {
+                Ok(webhook::Registration::Registered(id)) => {
                     tracing::info!(webhook = %id, %url, "MLflow webhook registered");
+                    return;
+                }
+                Ok(webhook::Registration::Unsupported) => {
+                    tracing::info!(
+                        poll_secs,
+                        "this MLflow has no webhooks (MLflow 3.3 added them): \
+                         promotions made outside Slipway are found by the poll alone"
+                    );
                     return;
                 }
                 Err(err) => {

@@ -139,6 +139,16 @@ impl Verifier {
     }
 }
 
+/// What [`register`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Registration {
+    /// MLflow will deliver to Slipway: the webhook's id.
+    Registered(String),
+    /// This MLflow has no webhooks (they came in MLflow 3.3); promotions made
+    /// elsewhere are found by the reconciler's poll alone.
+    Unsupported,
+}
+
 /// Makes sure MLflow has Slipway's webhook pointing at `url` with `secret`
 /// and the events above: creates it, or updates the one named `slipway`.
 /// Safe to run at every start and from every replica.
@@ -146,12 +156,17 @@ pub async fn register(
     mlflow: &MlflowClient,
     url: &str,
     secret: &str,
-) -> Result<String, MlflowError> {
+) -> Result<Registration, MlflowError> {
     let events: Vec<_> = EVENTS
         .iter()
         .map(|(entity, action)| serde_json::json!({"entity": entity, "action": action}))
         .collect();
-    let existing = mlflow.list_webhooks().await?;
+    let existing = match mlflow.list_webhooks().await {
+        Ok(existing) => existing,
+        // The list takes no ids: a 404 means the endpoint itself is missing.
+        Err(MlflowError::Api { status: 404, .. }) => return Ok(Registration::Unsupported),
+        Err(err) => return Err(err),
+    };
     let body = serde_json::json!({
         "name": WEBHOOK_NAME,
         "url": url,
@@ -163,9 +178,11 @@ pub async fn register(
     match existing.iter().find(|webhook| webhook.name == WEBHOOK_NAME) {
         Some(webhook) => {
             mlflow.update_webhook(&webhook.webhook_id, &body).await?;
-            Ok(webhook.webhook_id.clone())
+            Ok(Registration::Registered(webhook.webhook_id.clone()))
         }
-        None => mlflow.create_webhook(&body).await,
+        None => Ok(Registration::Registered(
+            mlflow.create_webhook(&body).await?,
+        )),
     }
 }
 

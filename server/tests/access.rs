@@ -22,7 +22,10 @@ async fn every_route_admits_exactly_the_callers_it_should() {
     let run = mlflow.create_run(&experiment, "r", &[], &[], &[]).await;
     let other_run = mlflow.create_run(&experiment, "s", &[], &[], &[]).await;
     mlflow.create_registered_model(&model).await;
-    let (version, _) = mlflow.register_version(&model, &experiment, &run).await;
+    let version = mlflow
+        .register_version(&model, &experiment, &run)
+        .await
+        .version;
     let guarded = unique("access-guarded");
     mlflow.create_registered_model(&guarded).await;
     mlflow.register_version(&guarded, &experiment, &run).await;

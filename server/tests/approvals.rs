@@ -28,7 +28,12 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
                 &[],
             )
             .await;
-        versions.push(mlflow.register_version(&model, &experiment, &run).await.0);
+        versions.push(
+            mlflow
+                .register_version(&model, &experiment, &run)
+                .await
+                .version,
+        );
     }
     let data = tempfile::tempdir().unwrap();
     let catalog = data.path().join("catalog.toml");

@@ -674,7 +674,12 @@ async fn registered_model(count: usize) -> (String, Vec<String>) {
         let run = mlflow
             .create_run(&experiment, &format!("v{index}"), &[], &[], &[])
             .await;
-        versions.push(mlflow.register_version(&model, &experiment, &run).await.0);
+        versions.push(
+            mlflow
+                .register_version(&model, &experiment, &run)
+                .await
+                .version,
+        );
     }
     (model, versions)
 }

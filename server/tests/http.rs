@@ -357,7 +357,10 @@ async fn a_deployment_page_shows_what_slipway_knows_while_mlflow_is_down() {
     let experiment = rest.create_experiment(&unique("outage"), &[]).await;
     let run = rest.create_run(&experiment, "r", &[], &[], &[]).await;
     rest.create_registered_model(&model).await;
-    let (version, _) = rest.register_version(&model, &experiment, &run).await;
+    let version = rest
+        .register_version(&model, &experiment, &run)
+        .await
+        .version;
     rest.transition_stage(&model, &version, "Production").await;
 
     let data = tempfile::tempdir().unwrap();
@@ -392,13 +395,13 @@ async fn the_registry_pages_show_stages_aliases_and_storage() {
     let experiment = rest.create_experiment(&unique("registry-pages"), &[]).await;
     let model = unique("Fraud model");
     rest.create_registered_model(&model).await;
-    let mut model_ids = Vec::new();
+    let mut registered = Vec::new();
     let mut run_ids = Vec::new();
     for index in 0..3 {
         let run = rest
             .create_run(&experiment, &format!("train-{index}"), &[], &[], &[])
             .await;
-        model_ids.push(rest.register_version(&model, &experiment, &run).await.1);
+        registered.push(rest.register_version(&model, &experiment, &run).await);
         run_ids.push(run);
     }
     rest.transition_stage(&model, "2", "Production").await;
@@ -452,14 +455,17 @@ async fn the_registry_pages_show_stages_aliases_and_storage() {
     let (status, version) = app.get(&format!("/models/{encoded}/versions/2")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        version.contains(&format!("<code>models:/{}</code>", model_ids[1])),
+        version.contains(&format!("<code>{}</code>", registered[1].source)),
         "{version}"
     );
+    // Storage: MLflow 3 resolves a logged model to its folder; MLflow 2's
+    // source is the folder.
+    let storage = match &registered[1].model_id {
+        Some(model_id) => format!("mlflow-artifacts:/{experiment}/models/{model_id}/artifacts"),
+        None => registered[1].source.clone(),
+    };
     assert!(
-        version.contains(&format!(
-            "<code>mlflow-artifacts:/{experiment}/models/{}/artifacts</code>",
-            model_ids[1]
-        )),
+        version.contains(&format!("<code>{storage}</code>")),
         "{version}"
     );
     assert!(version.contains("stage-production"), "{version}");
@@ -577,9 +583,14 @@ async fn a_run_page_charts_the_real_metric_history() {
         .await;
     let model = unique("from-run");
     rest.create_registered_model(&model).await;
-    let (_, model_id) = rest.register_version(&model, &experiment, &run).await;
-    rest.upload_model_artifact(&experiment, &model_id, "MLmodel", "flavors: {}")
-        .await;
+    let logged_model = rest
+        .register_version(&model, &experiment, &run)
+        .await
+        .model_id;
+    if let Some(model_id) = &logged_model {
+        rest.upload_model_artifact(&experiment, model_id, "MLmodel", "flavors: {}")
+            .await;
+    }
     let app = TestApp::new(&mlflow_url()).await;
 
     let (status, html) = app.get(&format!("/runs/{run}")).await;
@@ -607,9 +618,12 @@ async fn a_run_page_charts_the_real_metric_history() {
 
     let (_, html) = app.get(&format!("/runs/{run}?dir=model")).await;
     assert!(html.contains("MLmodel"), "{html}");
-    let (_, html) = app.get(&format!("/runs/{run}?model={model_id}")).await;
-    assert!(html.contains("Logged model <code>"), "{html}");
-    assert!(html.contains("<li class=\"file\">MLmodel"), "{html}");
+    // MLflow 3 keeps a logged model's files apart from the run's.
+    if let Some(model_id) = &logged_model {
+        let (_, html) = app.get(&format!("/runs/{run}?model={model_id}")).await;
+        assert!(html.contains("Logged model <code>"), "{html}");
+        assert!(html.contains("<li class=\"file\">MLmodel"), "{html}");
+    }
     let (_, html) = app.get(&format!("/runs/{run}?axis=time")).await;
     assert!(html.contains("seconds since the first value"), "{html}");
     let (_, html) = app.get(&format!("/runs/{run}?axis=sideways")).await;

@@ -453,7 +453,11 @@ async fn promotions_in_mlflow_become_the_desired_versions() {
         rest.create_registered_model(model).await;
         for _ in 0..3 {
             let run = rest.create_run(&experiment, "r", &[], &[], &[]).await;
-            versions.push(rest.register_version(model, &experiment, &run).await.0);
+            versions.push(
+                rest.register_version(model, &experiment, &run)
+                    .await
+                    .version,
+            );
         }
     }
     assert_eq!(versions, ["1", "2", "3", "1", "2", "3"]);

@@ -504,12 +504,37 @@ impl MlflowClient {
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
+        // MLflow 2 answers 500 for a file that is not there; its listing tells.
+        if response.status().is_server_error() && !self.artifact_listed(location, path).await? {
+            return Ok(None);
+        }
         let response = self.check_status(response).await?;
         let text = response
             .text()
             .await
             .map_err(|err| self.unreachable(&err))?;
         Ok(Some(text))
+    }
+
+    /// Whether the artifact proxy lists `path` (a file) under `location`.
+    async fn artifact_listed(&self, location: &str, path: &str) -> Result<bool, MlflowError> {
+        let (folder, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let listed = [location.trim_matches('/'), folder]
+            .iter()
+            .filter(|part| !part.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/");
+        let url = self.endpoint("api/2.0/mlflow-artifacts/artifacts");
+        let listing: ListArtifactsResponse = self
+            .read("mlflow-artifacts/list", || {
+                self.http.get(url.clone()).query(&[("path", &listed)])
+            })
+            .await?;
+        Ok(listing
+            .files
+            .iter()
+            .any(|file| !file.is_dir && file.path == name))
     }
 
     /// Every webhook MLflow has (3.3+), across pages.

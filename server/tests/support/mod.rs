@@ -64,6 +64,15 @@ pub fn config(mlflow_url: &str, data_dir: &std::path::Path) -> Config {
     .unwrap()
 }
 
+/// A model version [`MlflowRest::register_version`] made.
+pub struct Registered {
+    pub version: String,
+    /// Where MLflow says the version's files are (`models:/m-…` on MLflow 3).
+    pub source: String,
+    /// MLflow 3's logged model behind the version; MLflow 2 has none.
+    pub model_id: Option<String>,
+}
+
 /// MLflow's own REST API, as a user's script would call it.
 pub struct MlflowRest {
     base: String,
@@ -211,37 +220,61 @@ impl MlflowRest {
         run_id
     }
 
-    /// Registers a new version the MLflow 3 way: a logged model of the run,
-    /// with a `models:/m-…` source. Returns (version, model id).
+    /// The server's major version: 2 or 3.
+    pub async fn major_version(&self) -> u32 {
+        let response = self
+            .http
+            .get(format!("{}/version", self.base))
+            .send()
+            .await
+            .unwrap();
+        let version = response.text().await.unwrap();
+        version
+            .split('.')
+            .next()
+            .and_then(|major| major.trim().parse().ok())
+            .unwrap_or_else(|| panic!("MLflow's /version said {version:?}"))
+    }
+
+    /// Registers a new version of a model logged by the run, as each MLflow
+    /// does it: MLflow 3 as a logged model (a `models:/m-…` source), MLflow 2
+    /// as the run's `model` artifact folder.
     pub async fn register_version(
         &self,
         model: &str,
         experiment_id: &str,
         run_id: &str,
-    ) -> (String, String) {
-        let logged = self
-            .post(
-                "logged-models",
-                json!({"experiment_id": experiment_id, "name": "model", "source_run_id": run_id}),
-            )
-            .await;
-        let model_id = logged["model"]["info"]["model_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let created = self
-            .post(
-                "model-versions/create",
-                json!({"name": model, "source": format!("models:/{model_id}"), "run_id": run_id, "model_id": model_id}),
-            )
-            .await;
-        (
-            created["model_version"]["version"]
+    ) -> Registered {
+        let (source, model_id) = if self.major_version().await >= 3 {
+            let logged = self
+                .post(
+                    "logged-models",
+                    json!({"experiment_id": experiment_id, "name": "model", "source_run_id": run_id}),
+                )
+                .await;
+            let model_id = logged["model"]["info"]["model_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (format!("models:/{model_id}"), Some(model_id))
+        } else {
+            let (_, run) = self.get("runs/get", &[("run_id", run_id)]).await;
+            let artifacts = run["run"]["info"]["artifact_uri"].as_str().unwrap();
+            (format!("{artifacts}/model"), None)
+        };
+        let mut request = json!({"name": model, "source": &source, "run_id": run_id});
+        if let Some(model_id) = &model_id {
+            request["model_id"] = json!(model_id);
+        }
+        let created = self.post("model-versions/create", request).await;
+        Registered {
+            version: created["model_version"]["version"]
                 .as_str()
                 .unwrap()
                 .to_string(),
+            source,
             model_id,
-        )
+        }
     }
 
     pub async fn create_registered_model(&self, name: &str) {
