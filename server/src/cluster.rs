@@ -99,6 +99,40 @@ pub fn parse_version(major: &str, minor: &str) -> Option<(u32, u32)> {
     Some((digits(major)?, digits(minor)?))
 }
 
+/// A Kubernetes failure in words a user can act on. `doing` completes "to
+/// …" ("create the training Job", "apply the SeldonDeployment iris").
+/// Logged too: a refusal in a background pass may reach no page at all.
+pub fn explain(err: kube::Error, doing: &str, namespace: &str) -> Error {
+    let explained = match err {
+        kube::Error::Api(status) => {
+            let said = &status.message;
+            match (status.code, status.reason.as_str()) {
+                (401, _) => format!("Kubernetes refused Slipway's credentials to {doing}: {said}"),
+                (403, _) => format!(
+                    "Slipway's service account is not allowed to {doing} in namespace \
+                     {namespace}: {said} (see deploy/rbac.yaml)"
+                ),
+                // A path under an API group the server does not serve.
+                (404, _) if said.contains("could not find the requested resource") => format!(
+                    "Kubernetes does not serve the API needed to {doing}: is its CRD installed? ({said})"
+                ),
+                (404, _) => format!(
+                    "Kubernetes could not find what it needed to {doing} in namespace {namespace}: {said}"
+                ),
+                (409, "AlreadyExists") => format!("could not {doing}, it already exists: {said}"),
+                (409, _) => format!(
+                    "could not {doing}: another field manager holds fields Slipway sets: {said}"
+                ),
+                (400 | 422, _) => format!("Kubernetes refused to {doing} as invalid: {said}"),
+                (code, _) => format!("Kubernetes answered {code} when asked to {doing}: {said}"),
+            }
+        }
+        other => format!("cannot reach Kubernetes to {doing}: {other}"),
+    };
+    tracing::warn!(%namespace, error = %explained, "Kubernetes refused or failed");
+    Error::Backend(explained)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,10 @@ pub enum Error {
     /// `app::access::authorize` refused; says why.
     #[error("{0}")]
     Forbidden(String),
+    /// What the cluster or a local process refused or failed to do, in
+    /// words for the person who asked (see `cluster::explain`): shown as is.
+    #[error("{0}")]
+    Backend(String),
 }
 
 impl From<app::access::Denied> for Error {
@@ -39,6 +43,7 @@ impl Error {
             Error::Mlflow(err) => err.to_app_error(),
             Error::Config(message) => AppError::InvalidInput(message.clone()),
             Error::Forbidden(reason) => AppError::Forbidden(reason.clone()),
+            Error::Backend(message) => AppError::Unavailable(message.clone()),
             internal => {
                 let reference = error_reference();
                 tracing::error!(%reference, error = %internal, "internal error");

@@ -37,7 +37,7 @@ use tokio::time::Instant;
 use crate::approvals::Promoted;
 use crate::auth::{self, Auth, LoginRefused};
 use crate::control::Slipway;
-use crate::executor::{ExecutorError, LogStream};
+use crate::executor::LogStream;
 use crate::launch::Submitted;
 use crate::metrics::{self, Metrics};
 use crate::serving::bindings::Saved;
@@ -855,10 +855,10 @@ fn unseen_part(text: &str, skip: &mut usize) -> String {
 
 enum Woke {
     Changed,
-    Log(Option<Result<String, ExecutorError>>),
+    Log(Option<crate::error::Result<String>>),
 }
 
-async fn next_chunk(logs: &mut Option<LogStream>) -> Option<Result<String, ExecutorError>> {
+async fn next_chunk(logs: &mut Option<LogStream>) -> Option<crate::error::Result<String>> {
     match logs {
         Some(stream) => stream.next().await,
         None => std::future::pending().await,

@@ -428,7 +428,7 @@ impl Launcher {
                 }
                 Ok(self.store.launch(&launch.id).await?.expect("recorded"))
             }
-            Err(err) => self.fail(launch, Some(&run.run_id), &err.0).await,
+            Err(err) => self.fail(launch, Some(&run.run_id), &err.to_string()).await,
         }
     }
 
@@ -536,9 +536,9 @@ impl Launcher {
             && let Err(err) = self.executor.cancel(&launch.id, executor_ref).await
         {
             self.store
-                .complete_event(&audit, &format!("failed: {}", err.0))
+                .complete_event(&audit, &format!("failed: {err}"))
                 .await?;
-            return Err(AppError::Unavailable(err.0));
+            return Err(err.to_app_error());
         }
         self.apply(&StatusReport {
             launch_id: launch.id.clone(),
@@ -567,7 +567,7 @@ impl Launcher {
                 .executor
                 .logs(&launch.id, executor_ref)
                 .await
-                .map_err(|err| AppError::Unavailable(err.0)),
+                .map_err(|err| err.to_app_error()),
             None => Ok(Box::pin(futures::stream::empty())),
         }
     }

@@ -1037,7 +1037,7 @@ async fn an_apply_the_cluster_refuses_is_recorded_once_not_on_every_pass() {
         detail
             .view
             .message
-            .contains("may not manage SeldonDeployments")
+            .contains("is not allowed to apply the SeldonDeployment")
             && !detail.history.is_empty()
     })
     .await;
@@ -1052,7 +1052,9 @@ async fn an_apply_the_cluster_refuses_is_recorded_once_not_on_every_pass() {
     assert_eq!(history.len(), 1, "{history:#?}");
     assert_eq!(history[0].outcome, "failed");
     assert!(
-        slipway.log().contains("cannot apply a SeldonDeployment"),
+        slipway
+            .log()
+            .contains("is not allowed to apply the SeldonDeployment"),
         "the refusal is logged"
     );
 }

@@ -333,7 +333,7 @@ async fn apply_is_server_side_as_slipway_with_strict_validation_and_explains_ref
             Some((
                 "NotFound",
                 "the server could not find the requested resource",
-                "SeldonDeployment CRD not installed in the cluster",
+                "needed to apply the SeldonDeployment diabetes-regressor: is its CRD installed?",
             )),
         ),
         (
@@ -341,7 +341,7 @@ async fn apply_is_server_side_as_slipway_with_strict_validation_and_explains_ref
             Some((
                 "Invalid",
                 "SeldonDeployment.machinelearning.seldon.io \"diabetes-regressor\" is invalid: spec.predictors[0].replicas: Invalid value: \"string\"",
-                "refused the SeldonDeployment as invalid",
+                "refused to apply the SeldonDeployment diabetes-regressor as invalid",
             )),
         ),
         (
@@ -349,7 +349,7 @@ async fn apply_is_server_side_as_slipway_with_strict_validation_and_explains_ref
             Some((
                 "Forbidden",
                 "seldondeployments.machinelearning.seldon.io \"diabetes-regressor\" is forbidden",
-                "may not manage SeldonDeployments in namespace models",
+                "not allowed to apply the SeldonDeployment diabetes-regressor in namespace models",
             )),
         ),
     ];

@@ -19,10 +19,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::time::Instant;
 
-use super::{
-    Executor, ExecutorError, ExecutorEvent, LogStream, StatusReport, StatusSink, TrainingJob,
-};
+use super::{Executor, ExecutorEvent, LogStream, StatusReport, StatusSink, TrainingJob};
 use crate::catalog::Catalog;
+use crate::cluster::explain;
+use crate::error::{Error, Result};
 use crate::serving::seldon::FIELD_MANAGER;
 
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "slipway");
@@ -51,11 +51,10 @@ const MLFLOW_SECRET_KEYS: [&str; 3] = [
 ];
 
 /// The Job for one launch. Pure: everything comes from the arguments.
-pub fn render_job(job: &TrainingJob, settings: &JobSettings) -> Result<Job, ExecutorError> {
-    let image = job
-        .image
-        .clone()
-        .ok_or_else(|| ExecutorError(format!("project {:?} has no training image", job.project)))?;
+pub fn render_job(job: &TrainingJob, settings: &JobSettings) -> Result<Job> {
+    let image = job.image.clone().ok_or_else(|| {
+        Error::Backend(format!("project {:?} has no training image", job.project))
+    })?;
     let profile = &job.profile;
     let labels = BTreeMap::from([
         (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
@@ -331,12 +330,12 @@ impl KubernetesExecutor {
         problems
     }
 
-    async fn pod_of(&self, launch_id: &str) -> Result<Option<Pod>, ExecutorError> {
+    async fn pod_of(&self, launch_id: &str) -> Result<Option<Pod>> {
         let pods = self
             .pods()
             .list(&ListParams::default().labels(&format!("{LAUNCH_LABEL}={launch_id}")))
             .await
-            .map_err(|err| explain(err, "list the training's pods"))?;
+            .map_err(|err| explain(err, "list the training's pods", &self.settings.namespace))?;
         Ok(pods.items.into_iter().next())
     }
 }
@@ -347,17 +346,17 @@ impl Executor for KubernetesExecutor {
         "kubernetes"
     }
 
-    async fn start(&self, job: &TrainingJob) -> Result<String, ExecutorError> {
+    async fn start(&self, job: &TrainingJob) -> Result<String> {
         let manifest = render_job(job, &self.settings)?;
         let created = self
             .jobs()
             .create(&post_params(), &manifest)
             .await
-            .map_err(|err| explain(err, "create the training Job"))?;
+            .map_err(|err| explain(err, "create the training Job", &self.settings.namespace))?;
         Ok(created.metadata.name.unwrap_or_default())
     }
 
-    async fn cancel(&self, _launch_id: &str, job_name: &str) -> Result<(), ExecutorError> {
+    async fn cancel(&self, _launch_id: &str, job_name: &str) -> Result<()> {
         // Background: the Job goes at once and the garbage collector takes
         // its pods, so no controller has to confirm.
         let params = DeleteParams {
@@ -368,11 +367,15 @@ impl Executor for KubernetesExecutor {
             Ok(_) => Ok(()),
             // Already gone (finished and collected): cancelled all the same.
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(err) => Err(explain(err, "delete the training Job")),
+            Err(err) => Err(explain(
+                err,
+                "delete the training Job",
+                &self.settings.namespace,
+            )),
         }
     }
 
-    async fn logs(&self, launch_id: &str, _job_name: &str) -> Result<LogStream, ExecutorError> {
+    async fn logs(&self, launch_id: &str, _job_name: &str) -> Result<LogStream> {
         let Some(pod) = self.pod_of(launch_id).await? else {
             return Ok(futures::stream::empty().boxed());
         };
@@ -388,21 +391,31 @@ impl Executor for KubernetesExecutor {
             Err(kube::Error::Api(status)) if status.code == 400 => {
                 return Ok(futures::stream::empty().boxed());
             }
-            Err(err) => return Err(explain(err, "read the training's logs")),
+            Err(err) => {
+                return Err(explain(
+                    err,
+                    "read the training's logs",
+                    &self.settings.namespace,
+                ));
+            }
         };
         Ok(reader
             .lines()
             .map(|line| {
                 line.map(|line| line + "\n")
-                    .map_err(|err| ExecutorError(format!("reading the logs: {err}")))
+                    .map_err(|err| Error::Backend(format!("reading the logs: {err}")))
             })
             .boxed())
     }
 
-    async fn is_present(&self, _launch_id: &str, job_name: &str) -> Result<bool, ExecutorError> {
+    async fn is_present(&self, _launch_id: &str, job_name: &str) -> Result<bool> {
         match self.jobs().get_opt(job_name).await {
             Ok(job) => Ok(job.is_some()),
-            Err(err) => Err(explain(err, "read the training Job")),
+            Err(err) => Err(explain(
+                err,
+                "read the training Job",
+                &self.settings.namespace,
+            )),
         }
     }
 }
@@ -741,37 +754,4 @@ fn join_reason(reason: Option<&str>, message: Option<&str>) -> String {
         (None, Some(message)) => message.to_string(),
         (None, None) => String::new(),
     }
-}
-
-/// A Kubernetes error in words a user can act on; logged, since a refusal
-/// may reach no page at all.
-pub fn explain(err: kube::Error, doing: &str) -> ExecutorError {
-    let explained = ExecutorError(match err {
-        kube::Error::Api(status) => match status.code {
-            401 => format!(
-                "Kubernetes refused Slipway's credentials to {doing}: {}",
-                status.message
-            ),
-            403 => format!(
-                "Slipway's service account is not allowed to {doing}: {} (see deploy/rbac.yaml)",
-                status.message
-            ),
-            404 => format!(
-                "Kubernetes could not find what it needed to {doing}: {}",
-                status.message
-            ),
-            409 => format!("could not {doing}, it already exists: {}", status.message),
-            422 => format!(
-                "Kubernetes refused to {doing} as invalid: {}",
-                status.message
-            ),
-            code => format!(
-                "Kubernetes answered {code} when asked to {doing}: {}",
-                status.message
-            ),
-        },
-        other => format!("cannot reach Kubernetes to {doing}: {other}"),
-    });
-    tracing::warn!(error = %explained, "Kubernetes refused or failed");
-    explained
 }

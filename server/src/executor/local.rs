@@ -2,6 +2,7 @@
 //! runs in its own process group with its output in a log file; cancel
 //! signals the whole group; the exit code decides the status.
 
+use crate::error::{Error, Result};
 use crate::process::{ChildEnv, Children};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,9 +15,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
-use super::{
-    Executor, ExecutorError, ExecutorEvent, LogStream, StatusReport, StatusSink, TrainingJob,
-};
+use super::{Executor, ExecutorEvent, LogStream, StatusReport, StatusSink, TrainingJob};
 
 /// How long a cancelled training gets to exit after SIGTERM before SIGKILL.
 const TERMINATION_GRACE: Duration = Duration::from_secs(5);
@@ -96,11 +95,11 @@ impl Executor for LocalExecutor {
         "local"
     }
 
-    async fn start(&self, job: &TrainingJob) -> Result<String, ExecutorError> {
+    async fn start(&self, job: &TrainingJob) -> Result<String> {
         let (program, args) = job
             .argv
             .split_first()
-            .ok_or_else(|| ExecutorError("the entry point's command is empty".into()))?;
+            .ok_or_else(|| Error::Backend("the entry point's command is empty".into()))?;
         // As many GPUs as the profile asks for; none for a CPU profile.
         let gpus = (0..job.profile.gpus())
             .map(|index| index.to_string())
@@ -119,7 +118,7 @@ impl Executor for LocalExecutor {
             &self.children,
         )
         .map_err(|err| {
-            ExecutorError(format!(
+            Error::Backend(format!(
                 "cannot start {program:?} in {}: {err}",
                 job.directory.display()
             ))
@@ -190,7 +189,7 @@ impl Executor for LocalExecutor {
         Ok(pid.to_string())
     }
 
-    async fn cancel(&self, launch_id: &str, _pid: &str) -> Result<(), ExecutorError> {
+    async fn cancel(&self, launch_id: &str, _pid: &str) -> Result<()> {
         let running = self
             .running
             .lock()
@@ -220,7 +219,7 @@ impl Executor for LocalExecutor {
         futures::future::join_all(groups.into_iter().map(terminate_group)).await;
     }
 
-    async fn logs(&self, launch_id: &str, _pid: &str) -> Result<LogStream, ExecutorError> {
+    async fn logs(&self, launch_id: &str, _pid: &str) -> Result<LogStream> {
         let path = self.log_path(launch_id);
         let ended = self
             .running
@@ -233,12 +232,12 @@ impl Executor for LocalExecutor {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(futures::stream::empty().boxed());
             }
-            Err(err) => return Err(ExecutorError(format!("cannot open the log: {err}"))),
+            Err(err) => return Err(Error::Backend(format!("cannot open the log: {err}"))),
         };
         Ok(tail(file, ended).boxed())
     }
 
-    async fn is_present(&self, launch_id: &str, _pid: &str) -> Result<bool, ExecutorError> {
+    async fn is_present(&self, launch_id: &str, _pid: &str) -> Result<bool> {
         Ok(self
             .running
             .lock()
@@ -256,7 +255,7 @@ async fn terminate_group(pgid: i32) {
 fn tail(
     file: tokio::fs::File,
     ended: Option<watch::Receiver<bool>>,
-) -> impl futures::Stream<Item = Result<String, ExecutorError>> {
+) -> impl futures::Stream<Item = Result<String>> {
     async_stream::stream! {
         let mut file = file;
         let mut position = 0u64;
@@ -265,7 +264,7 @@ fn tail(
             let finished = ended.as_ref().is_none_or(|ended| *ended.borrow());
             buffer.clear();
             if let Err(err) = file.seek(std::io::SeekFrom::Start(position)).await {
-                yield Err(ExecutorError(format!("reading the log: {err}")));
+                yield Err(Error::Backend(format!("reading the log: {err}")));
                 break;
             }
             match file.read_to_end(&mut buffer).await {
@@ -286,7 +285,7 @@ fn tail(
                     yield Ok(String::from_utf8_lossy(&buffer[..complete]).into_owned());
                 }
                 Err(err) => {
-                    yield Err(ExecutorError(format!("reading the log: {err}")));
+                    yield Err(Error::Backend(format!("reading the log: {err}")));
                     break;
                 }
             }

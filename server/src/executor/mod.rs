@@ -14,6 +14,7 @@ use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 
 use crate::catalog::HardwareProfile;
+use crate::error::Result;
 
 /// Everything an executor needs to start one training.
 #[derive(Debug, Clone)]
@@ -70,11 +71,7 @@ pub enum ExecutorEvent {
 pub type StatusSink = mpsc::UnboundedSender<ExecutorEvent>;
 
 /// Why an executor could not do what was asked, in words for the user.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ExecutorError(pub String);
-
-pub type LogStream = BoxStream<'static, Result<String, ExecutorError>>;
+pub type LogStream = BoxStream<'static, Result<String>>;
 
 #[async_trait::async_trait]
 pub trait Executor: Send + Sync + 'static {
@@ -82,16 +79,16 @@ pub trait Executor: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     /// Starts the training; returns what identifies it (Job name, process id).
-    async fn start(&self, job: &TrainingJob) -> Result<String, ExecutorError>;
+    async fn start(&self, job: &TrainingJob) -> Result<String>;
 
-    async fn cancel(&self, launch_id: &str, executor_ref: &str) -> Result<(), ExecutorError>;
+    async fn cancel(&self, launch_id: &str, executor_ref: &str) -> Result<()>;
 
     /// The output so far, then new output as it comes, until the training ends.
-    async fn logs(&self, launch_id: &str, executor_ref: &str) -> Result<LogStream, ExecutorError>;
+    async fn logs(&self, launch_id: &str, executor_ref: &str) -> Result<LogStream>;
 
     /// Whether the training still exists, asked of the source itself (a
     /// listing may predate it).
-    async fn is_present(&self, launch_id: &str, executor_ref: &str) -> Result<bool, ExecutorError>;
+    async fn is_present(&self, launch_id: &str, executor_ref: &str) -> Result<bool>;
 
     /// Slipway stops: trainings that cannot outlive it are stopped (local
     /// processes, its children); a cluster's Jobs run on without it.

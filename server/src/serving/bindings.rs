@@ -268,7 +268,7 @@ impl Reconciler {
         {
             problems.push(format!("{} already has a deployment", binding.model));
         }
-        if binding.target == ServingTarget::Seldon && !self.has_cluster() {
+        if binding.target == ServingTarget::Seldon && self.target(ServingTarget::Seldon).is_none() {
             problems.push(
                 "the seldon target needs Slipway to run with a cluster (SLIPWAY_EXECUTOR=kubernetes)"
                     .into(),

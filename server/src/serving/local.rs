@@ -10,7 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::reconciler::Trigger;
+use super::target::{Ledger, Target};
 use super::{ServingState, ServingStatus};
+use crate::catalog::{DeploymentBinding, NoProduction, ServingTarget as TargetKind};
+use crate::error::Result;
 
 /// Seldon-like patience: installing nothing (`--env-manager local`), MLflow
 /// still needs 10–20 s to load and answer.
@@ -503,5 +507,156 @@ impl LocalServing {
     async fn stop(&self, pgid: i32) {
         crate::process::terminate_group(pgid, STOP_GRACE).await;
         self.children.forget(pgid);
+    }
+}
+
+/// Local serving as a [`Target`]: one `mlflow models serve` per binding.
+/// A start runs in the background; its history row ends when the server is
+/// ready (or not), so the history shows the time to ready.
+pub struct LocalTarget {
+    serving: Arc<LocalServing>,
+}
+
+impl LocalTarget {
+    pub fn new(serving: Arc<LocalServing>) -> Self {
+        Self { serving }
+    }
+}
+
+#[async_trait::async_trait]
+impl Target for LocalTarget {
+    fn kind(&self) -> TargetKind {
+        TargetKind::Local
+    }
+
+    async fn converge(
+        &self,
+        ledger: &Arc<Ledger>,
+        binding: &DeploymentBinding,
+        version: Option<String>,
+        trigger: &Trigger,
+    ) -> Result<()> {
+        let model = &binding.model;
+        if self.serving.is_stopping() {
+            // A pass that was under way when Slipway began to stop.
+            return Ok(());
+        }
+        self.serving.check_liveness(model).await;
+        let (wanted, died) = self.serving.wanted_version(model);
+        let failed = ledger.failed_version(model);
+        if version == wanted || (version.is_some() && version == failed) {
+            return Ok(());
+        }
+        let previous = self.serving.status(model).0.map(|server| server.version);
+        let (cause, actor) = if died {
+            if let Some(metrics) = ledger.metrics() {
+                metrics.count_restart(model);
+            }
+            ("drift".to_string(), "slipway".to_string())
+        } else {
+            ledger
+                .attribution(model, version.as_deref(), trigger)
+                .await?
+        };
+        let store = ledger.store();
+        let Some(version) = version else {
+            if binding.no_production == NoProduction::Keep {
+                // What serves keeps serving; the view says why.
+                return Ok(());
+            }
+            let id = store
+                .begin_deployment(model, None, previous.as_deref(), &cause, &actor)
+                .await?;
+            self.serving.undeploy(model).await;
+            store
+                .finish_deployment(&id, "removed", "nothing is in production")
+                .await?;
+            return Ok(());
+        };
+        let id = store
+            .begin_deployment(model, Some(&version), previous.as_deref(), &cause, &actor)
+            .await?;
+        // Marked starting now, before the server is spawned, so the next
+        // pass sees it and does not start a second one.
+        let start = match self.serving.begin(model, &version) {
+            Ok(start) => start,
+            Err(NotServing::Superseded(why) | NotServing::Failed(why)) => {
+                return store.finish_deployment(&id, "failed", &why).await;
+            }
+        };
+        let serving = self.serving.clone();
+        let ledger = ledger.clone();
+        let model = model.clone();
+        tokio::spawn(async move {
+            let (outcome, message) = match serving.deploy(start).await {
+                Ok(server) => ("serving", format!("ready on {}", server.address())),
+                Err(NotServing::Superseded(why)) => ("superseded", why),
+                Err(NotServing::Failed(why)) => {
+                    ledger.set_failed(&model, &version);
+                    ("failed", why)
+                }
+            };
+            if let Err(err) = ledger
+                .store()
+                .finish_deployment(&id, outcome, &message)
+                .await
+            {
+                tracing::error!(error = %err, "recording a deployment's end");
+            }
+        });
+        Ok(())
+    }
+
+    fn status(&self, binding: &DeploymentBinding) -> (Option<String>, ServingStatus) {
+        let (server, status) = self.serving.status(&binding.model);
+        (server.map(|server| server.version), status)
+    }
+
+    async fn remove_unbound(
+        &self,
+        ledger: &Arc<Ledger>,
+        bindings: &[DeploymentBinding],
+        trigger: &Trigger,
+    ) -> Result<()> {
+        for model in self.serving.models() {
+            let bound_here = bindings
+                .iter()
+                .any(|binding| binding.model == model && binding.target == TargetKind::Local);
+            if bound_here || self.serving.is_stopping() {
+                continue;
+            }
+            let (server, status) = self.serving.status(&model);
+            if server.is_none() && status.state != ServingState::Creating {
+                // Only a failure is remembered: nothing to stop or record.
+                self.serving.undeploy(&model).await;
+                continue;
+            }
+            let serving = server.map(|server| server.version);
+            let id = ledger
+                .store()
+                .begin_deployment(
+                    &model,
+                    None,
+                    serving.as_deref(),
+                    &trigger.cause,
+                    &trigger.actor,
+                )
+                .await?;
+            self.serving.undeploy(&model).await;
+            ledger
+                .store()
+                .finish_deployment(
+                    &id,
+                    "removed",
+                    "the deployment was deleted or moved to another target",
+                )
+                .await?;
+            tracing::info!(%model, "stopped the local model server of a model no longer bound to it");
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&self) {
+        self.serving.stop_all().await;
     }
 }

@@ -6,6 +6,7 @@ pub mod desired;
 pub mod local;
 pub mod reconciler;
 pub mod seldon;
+pub mod target;
 pub mod try_it;
 
 use serde::{Deserialize, Serialize};
@@ -26,4 +27,31 @@ pub enum ServingState {
     Failed,
     /// Nothing to serve: no version in production, and nothing serving.
     Idle,
+}
+
+/// What a deployment says while MLflow marks no version Production.
+pub fn no_production_message(serving: Option<&str>) -> String {
+    match serving {
+        Some(version) => {
+            format!("no version is in production in MLflow; v{version} keeps serving until one is")
+        }
+        None => "no version is in production in MLflow".into(),
+    }
+}
+
+/// Nothing in production and nothing serving: not a failure.
+pub fn idle_status() -> ServingStatus {
+    ServingStatus {
+        state: ServingState::Idle,
+        message: no_production_message(None),
+        address: None,
+    }
+}
+
+pub fn failed_status(message: &str) -> ServingStatus {
+    ServingStatus {
+        state: ServingState::Failed,
+        message: message.into(),
+        address: None,
+    }
 }

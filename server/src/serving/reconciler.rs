@@ -5,7 +5,7 @@
 //! target alone. Passes run on Slipway's own promotions (at once), on MLflow
 //! webhooks, and on a poll for what webhooks do not report (stage changes).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -15,17 +15,15 @@ use app::model::{DeploymentView, User};
 use tokio::sync::{mpsc, watch};
 
 use super::desired::desired_versions;
-use super::local::{LocalServing, NotServing};
-use super::seldon::{self, Observed, SeldonTarget};
-use super::{ServingState, ServingStatus};
-use crate::catalog::{DeploymentBinding, NoProduction, ProductionMarker, ServingTarget};
-use crate::config::UnboundObjects;
+use super::local::{LocalServing, LocalTarget};
+use super::seldon::SeldonTarget;
+use super::target::{Ledger, Target};
+use super::{ServingState, failed_status, no_production_message};
+use crate::catalog::{DeploymentBinding, ProductionMarker, ServingTarget};
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::mlflow::{MlflowClient, MlflowError};
-use crate::store::{NewPromotion, Seeded, ServingObject, Store};
-
-const SELDON: &str = "seldon";
+use crate::store::{NewPromotion, Seeded, Store};
 
 /// How long a pass waits for MLflow's desired state: a frozen MLflow costs
 /// a pass this much, not the background client's whole budget.
@@ -58,31 +56,24 @@ impl Trigger {
 }
 
 pub struct Reconciler {
-    mlflow: MlflowClient,
-    store: Store,
+    /// The history, failures and MLflow the targets share.
+    ledger: Arc<Ledger>,
     /// The bindings as of the last read from the database: every pass
     /// reads them again (another replica may have changed them), and so
     /// does a change made here.
     bindings: RwLock<Arc<Vec<DeploymentBinding>>>,
-    local: Arc<LocalServing>,
-    seldon: Option<SeldonTarget>,
+    /// Where models are served: local always, a cluster's when configured.
+    targets: Vec<Arc<dyn Target>>,
     triggers: mpsc::UnboundedSender<Trigger>,
     /// Desired version per model as of the last pass.
     desired: Mutex<BTreeMap<String, Option<String>>>,
-    /// Cluster objects' status as of the last pass.
-    cluster: Mutex<HashMap<String, (Option<String>, ServingStatus)>>,
-    /// The version of each model whose deployment failed and was recorded:
-    /// a local server is not started again until promoted again; a cluster
-    /// object is applied again every pass, but the failure is not recorded
-    /// again.
-    failed: Arc<Mutex<HashMap<String, String>>>,
     /// Counts passes as they start (for waiting on one, and for benchmarks).
     passes: watch::Sender<u64>,
     /// Set on shutdown: no pass starts after it.
     stopped: watch::Sender<bool>,
     /// Since when (ms) and why passes fail to read MLflow, while they do.
     mlflow_trouble: Mutex<Option<(i64, String)>>,
-    /// Where passes and restarts are counted, once set.
+    /// Where passes are counted and timed, once set.
     metrics: std::sync::OnceLock<Arc<Metrics>>,
 }
 
@@ -112,16 +103,16 @@ impl Reconciler {
                 .await?;
         }
         let (triggers, receiver) = mpsc::unbounded_channel();
+        let mut targets: Vec<Arc<dyn Target>> = vec![Arc::new(LocalTarget::new(local))];
+        if let Some(seldon) = seldon {
+            targets.push(Arc::new(seldon));
+        }
         let reconciler = Arc::new(Self {
-            mlflow,
-            store,
+            ledger: Arc::new(Ledger::new(store, mlflow)),
             bindings: RwLock::default(),
-            local,
-            seldon,
+            targets,
             triggers,
             desired: Mutex::default(),
-            cluster: Mutex::default(),
-            failed: Arc::default(),
             passes: watch::channel(0).0,
             stopped: watch::channel(false).0,
             mlflow_trouble: Mutex::default(),
@@ -134,7 +125,7 @@ impl Reconciler {
     /// Reads the bindings from the database.
     pub async fn reload_bindings(&self) -> Result<Arc<Vec<DeploymentBinding>>> {
         let bindings: Arc<Vec<DeploymentBinding>> = Arc::new(
-            self.store
+            self.store()
                 .bindings()
                 .await?
                 .into_iter()
@@ -208,32 +199,39 @@ impl Reconciler {
         });
     }
 
-    /// Stops passing, then stops the local model servers (those starting
-    /// too): they are Slipway's children. Cluster objects stay: they serve
-    /// without Slipway.
+    /// Stops passing, then every target's own shutdown: local model servers
+    /// (those starting too) stop, being Slipway's children; cluster objects
+    /// serve on without Slipway.
     pub async fn shutdown(&self) {
         self.stopped.send_replace(true);
-        self.local.stop_all().await;
+        for target in &self.targets {
+            target.shutdown().await;
+        }
     }
 
     /// Counts and times passes and model-server restarts in `metrics`.
     pub fn report_to(&self, metrics: Arc<Metrics>) {
-        let _ = self.metrics.set(metrics);
+        let _ = self.metrics.set(metrics.clone());
+        self.ledger.report_to(metrics);
     }
 
     pub(super) fn store(&self) -> &Store {
-        &self.store
+        self.ledger.store()
     }
 
-    pub(super) fn has_cluster(&self) -> bool {
-        self.seldon.is_some()
+    /// The target of this kind, if Slipway has one (a cluster's only with
+    /// a cluster).
+    pub(super) fn target(&self, kind: ServingTarget) -> Option<&Arc<dyn Target>> {
+        self.targets.iter().find(|target| target.kind() == kind)
     }
 
     /// A changed deployment starts afresh: a failure recorded for it, and
-    /// the cluster status of its last pass, no longer apply.
+    /// what its target saw last pass, no longer apply.
     pub(super) fn forget_failure(&self, model: &str) {
-        self.failed.lock().expect("failed").remove(model);
-        self.cluster.lock().expect("cluster").remove(model);
+        self.ledger.forget_failure(model);
+        for target in &self.targets {
+            target.forget(model);
+        }
     }
 
     pub fn trigger(&self, trigger: Trigger) {
@@ -260,465 +258,62 @@ impl Reconciler {
                 self.bindings()
             }
         };
-        self.remove_unbound_local(&bindings, trigger).await?;
-        if let Err(err) = self.sweep_unbound(&bindings).await {
-            tracing::warn!(error = %err, "removing what unbound models left in the cluster");
+        for target in &self.targets {
+            if let Err(err) = target
+                .remove_unbound(&self.ledger, &bindings, trigger)
+                .await
+            {
+                tracing::warn!(target = ?target.kind(), error = %err, "removing what unbound models left");
+            }
         }
         if bindings.is_empty() {
             return Ok(());
         }
-        let models =
-            match tokio::time::timeout(DESIRED_READ_DEADLINE, self.mlflow.all_registered_models())
-                .await
-            {
-                Ok(Ok(models)) => {
-                    *self.mlflow_trouble.lock().expect("mlflow trouble") = None;
-                    models
-                }
-                outcome => {
-                    let err = match outcome {
-                        Ok(Err(err)) => err,
-                        _ => MlflowError::NoAnswer {
-                            url: self.mlflow.url(),
-                            seconds: DESIRED_READ_DEADLINE.as_secs(),
-                        },
-                    };
-                    let mut trouble = self.mlflow_trouble.lock().expect("mlflow trouble");
-                    let since = trouble
-                        .as_ref()
-                        .map_or_else(crate::store::now_ms, |(since, _)| *since);
-                    *trouble = Some((since, err.to_string()));
-                    return Err(err.into());
-                }
-            };
+        let models = match tokio::time::timeout(
+            DESIRED_READ_DEADLINE,
+            self.ledger.mlflow().all_registered_models(),
+        )
+        .await
+        {
+            Ok(Ok(models)) => {
+                *self.mlflow_trouble.lock().expect("mlflow trouble") = None;
+                models
+            }
+            outcome => {
+                let err = match outcome {
+                    Ok(Err(err)) => err,
+                    _ => MlflowError::NoAnswer {
+                        url: self.ledger.mlflow().url(),
+                        seconds: DESIRED_READ_DEADLINE.as_secs(),
+                    },
+                };
+                let mut trouble = self.mlflow_trouble.lock().expect("mlflow trouble");
+                let since = trouble
+                    .as_ref()
+                    .map_or_else(crate::store::now_ms, |(since, _)| *since);
+                *trouble = Some((since, err.to_string()));
+                return Err(err.into());
+            }
+        };
         let desired = desired_versions(&bindings, &models);
         *self.desired.lock().expect("desired") = desired.clone();
         for binding in bindings.iter() {
             let version = desired.get(&binding.model).cloned().flatten();
             if trigger.retry_model.as_deref() == Some(binding.model.as_str()) {
-                self.failed.lock().expect("failed").remove(&binding.model);
+                self.ledger.forget_failure(&binding.model);
             }
-            let outcome = match binding.target {
-                ServingTarget::Local => self.converge_local(binding, version, trigger).await,
-                ServingTarget::Seldon => self.converge_seldon(binding, version, trigger).await,
+            // A binding to a target Slipway lacks shows why in its view.
+            let Some(target) = self.target(binding.target) else {
+                continue;
             };
+            let outcome = target
+                .converge(&self.ledger, binding, version, trigger)
+                .await;
             if let Err(err) = outcome {
                 tracing::warn!(model = %binding.model, error = %err, "converging");
             }
         }
         Ok(())
-    }
-
-    async fn converge_local(
-        &self,
-        binding: &DeploymentBinding,
-        version: Option<String>,
-        trigger: &Trigger,
-    ) -> Result<()> {
-        let model = &binding.model;
-        if self.local.is_stopping() {
-            // A pass that was under way when Slipway began to stop.
-            return Ok(());
-        }
-        self.local.check_liveness(model).await;
-        let (wanted, died) = self.local.wanted_version(model);
-        let failed = self.failed.lock().expect("failed").get(model).cloned();
-        if version == wanted || (version.is_some() && version == failed) {
-            return Ok(());
-        }
-        let previous = self.local.status(model).0.map(|server| server.version);
-        let (cause, actor) = if died {
-            if let Some(metrics) = self.metrics.get() {
-                metrics.count_restart(model);
-            }
-            ("drift".to_string(), "slipway".to_string())
-        } else {
-            self.attribution(model, version.as_deref(), trigger).await?
-        };
-        let Some(version) = version else {
-            if binding.no_production == NoProduction::Keep {
-                // What serves keeps serving; the view says why.
-                return Ok(());
-            }
-            let id = self
-                .store
-                .begin_deployment(model, None, previous.as_deref(), &cause, &actor)
-                .await?;
-            self.local.undeploy(model).await;
-            self.store
-                .finish_deployment(&id, "removed", "nothing is in production")
-                .await?;
-            return Ok(());
-        };
-        let id = self
-            .store
-            .begin_deployment(model, Some(&version), previous.as_deref(), &cause, &actor)
-            .await?;
-        // Marked starting now, before the server is spawned, so the next
-        // pass sees it and does not start a second one.
-        let start = match self.local.begin(model, &version) {
-            Ok(start) => start,
-            Err(not_serving) => {
-                let why = match not_serving {
-                    NotServing::Superseded(why) | NotServing::Failed(why) => why,
-                };
-                return self.store.finish_deployment(&id, "failed", &why).await;
-            }
-        };
-        let local = self.local.clone();
-        let store = self.store.clone();
-        let model = model.clone();
-        let failed = self.failed.clone();
-        tokio::spawn(async move {
-            let (outcome, message) = match local.deploy(start).await {
-                Ok(server) => ("serving", format!("ready on {}", server.address())),
-                Err(NotServing::Superseded(why)) => ("superseded", why),
-                Err(NotServing::Failed(why)) => {
-                    failed
-                        .lock()
-                        .expect("failed")
-                        .insert(model.clone(), version.clone());
-                    ("failed", why)
-                }
-            };
-            if let Err(err) = store.finish_deployment(&id, outcome, &message).await {
-                tracing::error!(error = %err, "recording a deployment's end");
-            }
-        });
-        Ok(())
-    }
-
-    async fn converge_seldon(
-        &self,
-        binding: &DeploymentBinding,
-        version: Option<String>,
-        trigger: &Trigger,
-    ) -> Result<()> {
-        let Some(target) = &self.seldon else {
-            self.set_cluster(
-                binding,
-                None,
-                failed_status(
-                    "Slipway runs without a cluster (SLIPWAY_EXECUTOR=kubernetes enables it)",
-                ),
-            );
-            return Ok(());
-        };
-        let model = &binding.model;
-        let object = seldon_object(binding);
-        let actual = match target.get(&object.namespace, &object.name).await {
-            Ok(actual) => actual,
-            Err(err) => {
-                self.set_cluster(binding, None, failed_status(&err.0));
-                return Ok(());
-            }
-        };
-        let serving = actual.as_ref().and_then(|actual| actual.version.clone());
-        let Some(version) = version else {
-            return self
-                .no_production_on_cluster(binding, &object, actual, trigger)
-                .await;
-        };
-        let download = self
-            .mlflow
-            .model_version_download_uri(model, &version)
-            .await?;
-        let rendered = match binding.storage_uri(&download) {
-            Ok(uri) => seldon::render(binding, &version, &uri),
-            Err(why) => {
-                self.record_failure(model, &version, serving.as_deref(), trigger, &why)
-                    .await?;
-                self.set_cluster(binding, serving, failed_status(&why));
-                return Ok(());
-            }
-        };
-        // Written before the first apply, so that an object whose binding
-        // goes away can always be found again.
-        let created_before = !self.store.remember_serving_object(&object).await?;
-        // Level-triggered: apply every pass, so an object deleted or edited
-        // by someone else is put back. Only real changes are recorded.
-        let change = match &actual {
-            None if created_before => Some(("drift".to_string(), "slipway".to_string())),
-            None => Some(self.attribution(model, Some(&version), trigger).await?),
-            Some(_) if serving.as_deref() != Some(version.as_str()) => {
-                Some(self.attribution(model, Some(&version), trigger).await?)
-            }
-            Some(_) => None,
-        };
-        let already_failed = self.failed.lock().expect("failed").get(model) == Some(&version);
-        let pending = match &change {
-            Some((cause, actor)) if !already_failed => Some(
-                self.store
-                    .begin_deployment(model, Some(&version), serving.as_deref(), cause, actor)
-                    .await?,
-            ),
-            _ => None,
-        };
-        match target.apply(&rendered).await {
-            Ok(applied) => {
-                self.failed.lock().expect("failed").remove(model);
-                let edited = change.is_none()
-                    && actual
-                        .as_ref()
-                        .is_some_and(|actual| actual.generation != applied.generation);
-                let message = match &actual {
-                    None if created_before => "put back: deleted outside Slipway",
-                    _ if edited => "put back: edited outside Slipway",
-                    _ => "applied",
-                };
-                let previous = serving.as_deref();
-                match (pending, &change) {
-                    (Some(id), _) => {
-                        self.store
-                            .finish_deployment(&id, "serving", message)
-                            .await?
-                    }
-                    // A change that had failed before and went through now.
-                    (None, Some((cause, actor))) => {
-                        self.record(
-                            model,
-                            &version,
-                            previous,
-                            (cause, actor),
-                            "serving",
-                            message,
-                        )
-                        .await?
-                    }
-                    (None, None) if edited => {
-                        self.record(
-                            model,
-                            &version,
-                            previous,
-                            ("drift", "slipway"),
-                            "serving",
-                            message,
-                        )
-                        .await?
-                    }
-                    (None, None) => {}
-                }
-                self.set_cluster(binding, Some(version), applied.status);
-            }
-            Err(err) => {
-                match pending {
-                    Some(id) => {
-                        self.store.finish_deployment(&id, "failed", &err.0).await?;
-                        self.failed
-                            .lock()
-                            .expect("failed")
-                            .insert(model.clone(), version);
-                    }
-                    None => {
-                        self.record_failure(model, &version, serving.as_deref(), trigger, &err.0)
-                            .await?
-                    }
-                }
-                self.set_cluster(binding, serving, failed_status(&err.0));
-            }
-        }
-        Ok(())
-    }
-
-    /// Records that `version` cannot be deployed, once: while the same
-    /// version keeps failing, passes retry without adding rows.
-    async fn record_failure(
-        &self,
-        model: &str,
-        version: &str,
-        serving: Option<&str>,
-        trigger: &Trigger,
-        why: &str,
-    ) -> Result<()> {
-        if self
-            .failed
-            .lock()
-            .expect("failed")
-            .get(model)
-            .map(String::as_str)
-            == Some(version)
-        {
-            return Ok(());
-        }
-        let (cause, actor) = self.attribution(model, Some(version), trigger).await?;
-        self.record(model, version, serving, (&cause, &actor), "failed", why)
-            .await?;
-        self.failed
-            .lock()
-            .expect("failed")
-            .insert(model.into(), version.into());
-        Ok(())
-    }
-
-    /// A change that is over as soon as it is known: one finished row.
-    async fn record(
-        &self,
-        model: &str,
-        version: &str,
-        previous: Option<&str>,
-        (cause, actor): (&str, &str),
-        outcome: &str,
-        message: &str,
-    ) -> Result<()> {
-        let id = self
-            .store
-            .begin_deployment(model, Some(version), previous, cause, actor)
-            .await?;
-        self.store.finish_deployment(&id, outcome, message).await
-    }
-
-    /// Nothing is Production in MLflow: the binding says whether what
-    /// serves keeps serving (the default) or is removed.
-    async fn no_production_on_cluster(
-        &self,
-        binding: &DeploymentBinding,
-        object: &ServingObject,
-        actual: Option<Observed>,
-        trigger: &Trigger,
-    ) -> Result<()> {
-        let Some(target) = &self.seldon else {
-            return Ok(());
-        };
-        let serving = actual.as_ref().and_then(|actual| actual.version.clone());
-        match (binding.no_production, actual) {
-            (NoProduction::Keep, Some(actual)) => {
-                let status = ServingStatus {
-                    message: no_production_message(serving.as_deref()),
-                    ..actual.status
-                };
-                self.set_cluster(binding, serving, status);
-            }
-            (_, None) => self.set_cluster(binding, None, idle_status()),
-            (NoProduction::Remove, Some(_)) => {
-                let (cause, actor) = self.attribution(&binding.model, None, trigger).await?;
-                let id = self
-                    .store
-                    .begin_deployment(&binding.model, None, serving.as_deref(), &cause, &actor)
-                    .await?;
-                match target.delete(&object.namespace, &object.name).await {
-                    Ok(()) => {
-                        self.store
-                            .finish_deployment(&id, "removed", "nothing is in production")
-                            .await?;
-                        self.store.forget_serving_object(object).await?;
-                        self.set_cluster(binding, None, idle_status());
-                    }
-                    Err(err) => {
-                        self.store.finish_deployment(&id, "failed", &err.0).await?;
-                        self.set_cluster(binding, serving, failed_status(&err.0));
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Local model servers of models no longer bound to the local target
-    /// (the deployment was deleted, or moved to another target): stopped,
-    /// and the history says why.
-    async fn remove_unbound_local(
-        &self,
-        bindings: &[DeploymentBinding],
-        trigger: &Trigger,
-    ) -> Result<()> {
-        for model in self.local.models() {
-            let bound_here = bindings
-                .iter()
-                .any(|binding| binding.model == model && binding.target == ServingTarget::Local);
-            if bound_here || self.local.is_stopping() {
-                continue;
-            }
-            let (server, status) = self.local.status(&model);
-            if server.is_none() && status.state != ServingState::Creating {
-                // Only a failure is remembered: nothing to stop or record.
-                self.local.undeploy(&model).await;
-                continue;
-            }
-            let serving = server.map(|server| server.version);
-            let id = self
-                .store
-                .begin_deployment(
-                    &model,
-                    None,
-                    serving.as_deref(),
-                    &trigger.cause,
-                    &trigger.actor,
-                )
-                .await?;
-            self.local.undeploy(&model).await;
-            self.store
-                .finish_deployment(
-                    &id,
-                    "removed",
-                    "the deployment was deleted or moved to another target",
-                )
-                .await?;
-            tracing::info!(%model, "stopped the local model server of a model no longer bound to it");
-        }
-        Ok(())
-    }
-
-    /// Cluster objects Slipway created for bindings that are gone: deleted,
-    /// or left serving and marked, as configured.
-    async fn sweep_unbound(&self, bindings: &[DeploymentBinding]) -> Result<()> {
-        let Some(target) = &self.seldon else {
-            return Ok(());
-        };
-        let bound: Vec<ServingObject> = bindings
-            .iter()
-            .filter(|binding| binding.target == ServingTarget::Seldon)
-            .map(seldon_object)
-            .collect();
-        for object in self.store.serving_objects().await? {
-            if object.target != SELDON || bound.contains(&object) {
-                continue;
-            }
-            let outcome = match target.unbound() {
-                UnboundObjects::Delete => target.delete(&object.namespace, &object.name).await,
-                UnboundObjects::Keep => target.mark_unbound(&object.namespace, &object.name).await,
-            };
-            // A failure is logged by the target and tried again next pass.
-            if outcome.is_ok() {
-                let what = match target.unbound() {
-                    UnboundObjects::Delete => "deleted",
-                    UnboundObjects::Keep => "left serving and marked",
-                };
-                self.store.forget_serving_object(&object).await?;
-                tracing::info!(model = %object.model, namespace = %object.namespace, name = %object.name,
-                    "the binding is gone: its SeldonDeployment was {what}");
-            }
-        }
-        Ok(())
-    }
-
-    /// Who a change is recorded for: the change of Production made through
-    /// Slipway that asked for this version, if not yet deployed, else the
-    /// pass's own trigger. Whichever pass first deploys it records it as
-    /// theirs, even a poll that saw MLflow's change before the promotion's
-    /// own trigger.
-    async fn attribution(
-        &self,
-        model: &str,
-        version: Option<&str>,
-        trigger: &Trigger,
-    ) -> Result<(String, String)> {
-        let claimed = match version {
-            Some(version) => self.store.claim_promotion(model, version).await?,
-            None => None,
-        };
-        Ok(claimed.unwrap_or_else(|| (trigger.cause.clone(), trigger.actor.clone())))
-    }
-
-    fn set_cluster(
-        &self,
-        binding: &DeploymentBinding,
-        version: Option<String>,
-        status: ServingStatus,
-    ) {
-        self.cluster
-            .lock()
-            .expect("cluster")
-            .insert(binding.model.clone(), (version, status));
     }
 
     /// Makes `version` Production in MLflow (stage or alias, as bound),
@@ -774,7 +369,7 @@ impl Reconciler {
     /// of the last pass).
     pub async fn production_version(&self, model: &str) -> Result<Option<String>, AppError> {
         let binding = self.binding(model)?;
-        let found = self.mlflow.get_registered_model(model).await?;
+        let found = self.ledger.mlflow().get_registered_model(model).await?;
         Ok(desired_versions(std::slice::from_ref(&binding), &[found])
             .remove(model)
             .flatten())
@@ -794,7 +389,7 @@ impl Reconciler {
         expected: Expected,
     ) -> Result<(), AppError> {
         let binding = self.binding(model)?;
-        let turn = self.store.lock_model(model).await?;
+        let turn = self.store().lock_model(model).await?;
         let current = self.production_version(model).await?;
         let expected_version = match &expected {
             Expected::Any => None,
@@ -819,8 +414,8 @@ impl Reconciler {
                 version_words(current.as_deref()),
                 version_words(expected)
             );
-            self.store.refuse_promotion(&promotion, &why).await?;
-            self.store
+            self.store().refuse_promotion(&promotion, &why).await?;
+            self.store()
                 .record_event(
                     &user.name,
                     cause,
@@ -834,24 +429,36 @@ impl Reconciler {
         // between leaves rows that say what was attempted, settled on the
         // next start.
         let audit = self
-            .store
+            .store()
             .begin_event(&user.name, cause, &subject, &detail)
             .await?;
         promotion.audit_id = Some(&audit);
-        let id = self.store.begin_promotion(&promotion).await?;
+        let id = self.store().begin_promotion(&promotion).await?;
         let marked = match binding.production {
-            ProductionMarker::Stage => self.mlflow.transition_to_production(model, version).await,
-            ProductionMarker::Alias => self.mlflow.set_alias(model, &binding.alias, version).await,
+            ProductionMarker::Stage => {
+                self.ledger
+                    .mlflow()
+                    .transition_to_production(model, version)
+                    .await
+            }
+            ProductionMarker::Alias => {
+                self.ledger
+                    .mlflow()
+                    .set_alias(model, &binding.alias, version)
+                    .await
+            }
         };
         if let Err(err) = marked {
             let err = AppError::from(err);
             let outcome = format!("failed: {err}");
-            self.store.finish_promotion(&id, "failed", &outcome).await?;
-            self.store.complete_event(&audit, &outcome).await?;
+            self.store()
+                .finish_promotion(&id, "failed", &outcome)
+                .await?;
+            self.store().complete_event(&audit, &outcome).await?;
             return Err(err);
         }
-        self.store.finish_promotion(&id, "marked", "").await?;
-        self.store.complete_event(&audit, "done").await?;
+        self.store().finish_promotion(&id, "marked", "").await?;
+        self.store().complete_event(&audit, "done").await?;
         drop(turn);
         self.trigger(Trigger {
             cause: cause.into(),
@@ -867,11 +474,11 @@ impl Reconciler {
     /// first. The number settled.
     pub async fn settle_interrupted(&self) -> Result<usize, AppError> {
         let mut settled = 0;
-        for left in self.store.unfinished_promotions().await? {
-            let _turn = self.store.lock_model(&left.model).await?;
+        for left in self.store().unfinished_promotions().await? {
+            let _turn = self.store().lock_model(&left.model).await?;
             // Still `marking` on our turn: whoever wrote it is gone.
             let still_open = self
-                .store
+                .store()
                 .unfinished_promotions()
                 .await?
                 .iter()
@@ -894,7 +501,7 @@ impl Reconciler {
                 ),
                 Err(err) => return Err(err),
             };
-            self.store
+            self.store()
                 .finish_promotion(&left.id, state, message)
                 .await?;
             if let Some(audit) = &left.audit_id {
@@ -902,7 +509,7 @@ impl Reconciler {
                     "marked" => "done (settled after a restart)".to_string(),
                     _ => format!("failed: {message}"),
                 };
-                self.store.complete_event(audit, &outcome).await?;
+                self.store().complete_event(audit, &outcome).await?;
             }
             tracing::warn!(model = %left.model, version = %left.version, %state, "settled a change a restart interrupted");
             settled += 1;
@@ -922,7 +529,7 @@ impl Reconciler {
     ) -> Result<String, AppError> {
         authorize(user, Action::Rollback { model })?;
         let current = self.production_version(model).await?;
-        let history = self.store.deployment_history(model, 200).await?;
+        let history = self.store().deployment_history(model, 200).await?;
         let previous = history
             .iter()
             .filter(|event| event.outcome == "serving")
@@ -948,24 +555,19 @@ impl Reconciler {
         let binding = self.binding(model)?;
         let known = self.desired.lock().expect("desired").get(model).cloned();
         let desired = known.clone().flatten();
-        let (serving, status) = match binding.target {
-            ServingTarget::Local => {
-                let (server, mut status) = self.local.status(model);
-                let serving = server.map(|server| server.version);
-                // The cluster path says this itself, in its pass.
-                if known == Some(None) {
-                    status.message = no_production_message(serving.as_deref());
-                }
-                (serving, status)
-            }
-            ServingTarget::Seldon => self
-                .cluster
-                .lock()
-                .expect("cluster")
-                .get(model)
-                .cloned()
-                .unwrap_or((None, failed_status("not reconciled yet"))),
+        let (serving, mut status) = match self.target(binding.target) {
+            Some(target) => target.status(&binding),
+            None => (
+                None,
+                failed_status(
+                    "Slipway runs without a cluster (SLIPWAY_EXECUTOR=kubernetes enables it)",
+                ),
+            ),
         };
+        // A failure says more than that nothing is in production.
+        if known == Some(None) && status.state != ServingState::Failed {
+            status.message = no_production_message(serving.as_deref());
+        }
         // Said first: while MLflow is away, the rest is what Slipway last knew.
         let message = match &*self.mlflow_trouble.lock().expect("mlflow trouble") {
             Some((since, why)) => format!(
@@ -996,15 +598,6 @@ impl Reconciler {
     }
 }
 
-fn seldon_object(binding: &DeploymentBinding) -> ServingObject {
-    ServingObject {
-        target: SELDON.into(),
-        namespace: binding.namespace.clone().unwrap_or_default(),
-        name: binding.object_name(),
-        model: binding.model.clone(),
-    }
-}
-
 /// What a change of Production expects to find there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expected {
@@ -1016,30 +609,4 @@ pub enum Expected {
 
 fn version_words(version: Option<&str>) -> String {
     version.map_or("nothing".to_string(), |version| format!("v{version}"))
-}
-
-fn no_production_message(serving: Option<&str>) -> String {
-    match serving {
-        Some(version) => {
-            format!("no version is in production in MLflow; v{version} keeps serving until one is")
-        }
-        None => "no version is in production in MLflow".into(),
-    }
-}
-
-/// Nothing in production and nothing serving: not a failure.
-fn idle_status() -> ServingStatus {
-    ServingStatus {
-        state: ServingState::Idle,
-        message: no_production_message(None),
-        address: None,
-    }
-}
-
-fn failed_status(message: &str) -> ServingStatus {
-    ServingStatus {
-        state: ServingState::Failed,
-        message: message.into(),
-        address: None,
-    }
 }

@@ -3,7 +3,8 @@
 //! applied server-side with field manager `slipway` and strict field
 //! validation, and read back into a `ServingStatus`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{
     Container, PodSpec, Probe, ResourceRequirements, TCPSocketAction,
@@ -19,10 +20,15 @@ use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{ServingState, ServingStatus};
-use crate::catalog::DeploymentBinding;
+use super::reconciler::Trigger;
+use super::target::{Ledger, Target};
+use super::{ServingState, ServingStatus, failed_status, idle_status};
+use crate::catalog::{DeploymentBinding, NoProduction, ServingTarget as TargetKind};
+use crate::cluster::explain;
 use crate::config::UnboundObjects;
+use crate::error::Result;
 use crate::executor::kubernetes::MANAGED_BY;
+use crate::store::ServingObject;
 
 pub const FIELD_MANAGER: &str = "slipway";
 pub const MODEL_LABEL: &str = "slipway.dev/model";
@@ -163,24 +169,20 @@ pub fn render(binding: &DeploymentBinding, version: &str, model_uri: &str) -> Se
     }
 }
 
-/// What went wrong talking to the cluster, in words for the user.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ApplyError(pub String);
-
 pub struct SeldonTarget {
     client: Client,
     unbound: UnboundObjects,
+    /// Each bound model's object as the last pass saw it: version, status.
+    observed: Mutex<HashMap<String, (Option<String>, ServingStatus)>>,
 }
 
 impl SeldonTarget {
     pub fn new(client: Client, unbound: UnboundObjects) -> Self {
-        Self { client, unbound }
-    }
-
-    /// What happens to an object whose binding is gone.
-    pub fn unbound(&self) -> UnboundObjects {
-        self.unbound
+        Self {
+            client,
+            unbound,
+            observed: Mutex::default(),
+        }
     }
 
     fn api(&self, namespace: &str) -> Api<DynamicObject> {
@@ -191,7 +193,7 @@ impl SeldonTarget {
     /// the fields it sets (Slipway owns these objects: an edit by someone
     /// else is drift and is corrected), with strict field validation so a
     /// field the CRD does not know fails instead of vanishing (1.25+).
-    pub async fn apply(&self, object: &SeldonDeployment) -> Result<Observed, ApplyError> {
+    pub async fn apply(&self, object: &SeldonDeployment) -> Result<Observed> {
         let name = object.metadata.name.clone().unwrap_or_default();
         let namespace = object.metadata.namespace.clone().unwrap_or_default();
         let params = PatchParams {
@@ -204,19 +206,29 @@ impl SeldonTarget {
             .api(&namespace)
             .patch(&name, &params, &Patch::Apply(object))
             .await
-            .map_err(|err| explain(err, "apply", &namespace, &name))?;
+            .map_err(|err| {
+                explain(
+                    err,
+                    &format!("apply the SeldonDeployment {name}"),
+                    &namespace,
+                )
+            })?;
         Ok(Observed::from(&applied))
     }
 
-    pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<Observed>, ApplyError> {
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<Observed>> {
         match self.api(namespace).get_opt(name).await {
             Ok(found) => Ok(found.as_ref().map(Observed::from)),
-            Err(err) => Err(explain(err, "read", namespace, name)),
+            Err(err) => Err(explain(
+                err,
+                &format!("read the SeldonDeployment {name}"),
+                namespace,
+            )),
         }
     }
 
     /// Deletes the object; one already gone is no error.
-    pub async fn delete(&self, namespace: &str, name: &str) -> Result<(), ApplyError> {
+    pub async fn delete(&self, namespace: &str, name: &str) -> Result<()> {
         match self
             .api(namespace)
             .delete(name, &DeleteParams::background())
@@ -224,13 +236,17 @@ impl SeldonTarget {
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(err) => Err(explain(err, "delete", namespace, name)),
+            Err(err) => Err(explain(
+                err,
+                &format!("delete the SeldonDeployment {name}"),
+                namespace,
+            )),
         }
     }
 
     /// Leaves the object serving and says on it that no binding manages it
     /// any more; one already gone is no error.
-    pub async fn mark_unbound(&self, namespace: &str, name: &str) -> Result<(), ApplyError> {
+    pub async fn mark_unbound(&self, namespace: &str, name: &str) -> Result<()> {
         let patch = serde_json::json!({
             "metadata": {"annotations": {UNBOUND_ANNOTATION: chrono::Utc::now().to_rfc3339()}}
         });
@@ -245,7 +261,11 @@ impl SeldonTarget {
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(err) => Err(explain(err, "mark", namespace, name)),
+            Err(err) => Err(explain(
+                err,
+                &format!("mark the SeldonDeployment {name} as unbound"),
+                namespace,
+            )),
         }
     }
 }
@@ -306,26 +326,247 @@ pub fn status(object: &Value) -> ServingStatus {
     }
 }
 
-/// A refusal in words for the user, logged too: a pass in the background
-/// may be the only one to see it.
-fn explain(err: kube::Error, doing: &str, namespace: &str, name: &str) -> ApplyError {
-    let explained = ApplyError(match err {
-        kube::Error::Api(status) => match status.code {
-            // A path under an API group the server does not serve.
-            404 if status.message.contains("could not find the requested resource") => {
-                "SeldonDeployment CRD not installed in the cluster (machinelearning.seldon.io/v1 is not served)".into()
+/// The row that remembers a SeldonDeployment Slipway created for `binding`.
+fn serving_object(binding: &DeploymentBinding) -> ServingObject {
+    ServingObject {
+        target: TARGET_NAME.into(),
+        namespace: binding.namespace.clone().unwrap_or_default(),
+        name: binding.object_name(),
+        model: binding.model.clone(),
+    }
+}
+
+/// What `serving_objects` rows of this target are called.
+const TARGET_NAME: &str = "seldon";
+
+#[async_trait::async_trait]
+impl Target for SeldonTarget {
+    fn kind(&self) -> TargetKind {
+        TargetKind::Seldon
+    }
+
+    async fn converge(
+        &self,
+        ledger: &Arc<Ledger>,
+        binding: &DeploymentBinding,
+        version: Option<String>,
+        trigger: &Trigger,
+    ) -> Result<()> {
+        let model = &binding.model;
+        let object = serving_object(binding);
+        let actual = match self.get(&object.namespace, &object.name).await {
+            Ok(actual) => actual,
+            Err(err) => {
+                self.observe(binding, None, failed_status(&err.to_string()));
+                return Ok(());
             }
-            404 => format!("not found in namespace {namespace}: {}", status.message),
-            403 => format!(
-                "Slipway's service account may not manage SeldonDeployments in namespace {namespace}: {}",
-                status.message
+        };
+        let serving = actual.as_ref().and_then(|actual| actual.version.clone());
+        let Some(version) = version else {
+            return self
+                .no_production(ledger, binding, &object, actual, trigger)
+                .await;
+        };
+        let download = ledger
+            .mlflow()
+            .model_version_download_uri(model, &version)
+            .await?;
+        let rendered = match binding.storage_uri(&download) {
+            Ok(uri) => render(binding, &version, &uri),
+            Err(why) => {
+                ledger
+                    .record_failure(model, &version, serving.as_deref(), trigger, &why)
+                    .await?;
+                self.observe(binding, serving, failed_status(&why));
+                return Ok(());
+            }
+        };
+        let store = ledger.store();
+        // Written before the first apply, so that an object whose binding
+        // goes away can always be found again.
+        let created_before = !store.remember_serving_object(&object).await?;
+        // Level-triggered: apply every pass, so an object deleted or edited
+        // by someone else is put back. Only real changes are recorded.
+        let change = match &actual {
+            None if created_before => Some(("drift".to_string(), "slipway".to_string())),
+            None => Some(ledger.attribution(model, Some(&version), trigger).await?),
+            Some(_) if serving.as_deref() != Some(version.as_str()) => {
+                Some(ledger.attribution(model, Some(&version), trigger).await?)
+            }
+            Some(_) => None,
+        };
+        let already_failed = ledger.failed_version(model).as_deref() == Some(version.as_str());
+        let pending = match &change {
+            Some((cause, actor)) if !already_failed => Some(
+                store
+                    .begin_deployment(model, Some(&version), serving.as_deref(), cause, actor)
+                    .await?,
             ),
-            409 => format!("another field manager holds fields Slipway sets: {}", status.message),
-            422 | 400 => format!("the cluster refused the SeldonDeployment as invalid: {}", status.message),
-            code => format!("Kubernetes answered {code}: {}", status.message),
-        },
-        other => format!("cannot reach Kubernetes: {other}"),
-    });
-    tracing::warn!(%namespace, %name, error = %explained, "cannot {doing} a SeldonDeployment");
-    explained
+            _ => None,
+        };
+        match self.apply(&rendered).await {
+            Ok(applied) => {
+                ledger.forget_failure(model);
+                let edited = change.is_none()
+                    && actual
+                        .as_ref()
+                        .is_some_and(|actual| actual.generation != applied.generation);
+                let message = match &actual {
+                    None if created_before => "put back: deleted outside Slipway",
+                    _ if edited => "put back: edited outside Slipway",
+                    _ => "applied",
+                };
+                let previous = serving.as_deref();
+                match (pending, &change) {
+                    (Some(id), _) => store.finish_deployment(&id, "serving", message).await?,
+                    // A change that had failed before and went through now.
+                    (None, Some((cause, actor))) => {
+                        ledger
+                            .record(
+                                model,
+                                &version,
+                                previous,
+                                (cause, actor),
+                                "serving",
+                                message,
+                            )
+                            .await?
+                    }
+                    (None, None) if edited => {
+                        ledger
+                            .record(
+                                model,
+                                &version,
+                                previous,
+                                ("drift", "slipway"),
+                                "serving",
+                                message,
+                            )
+                            .await?
+                    }
+                    (None, None) => {}
+                }
+                self.observe(binding, Some(version), applied.status);
+            }
+            Err(err) => {
+                let why = err.to_string();
+                match pending {
+                    Some(id) => {
+                        store.finish_deployment(&id, "failed", &why).await?;
+                        ledger.set_failed(model, &version);
+                    }
+                    None => {
+                        ledger
+                            .record_failure(model, &version, serving.as_deref(), trigger, &why)
+                            .await?
+                    }
+                }
+                self.observe(binding, serving, failed_status(&why));
+            }
+        }
+        Ok(())
+    }
+
+    fn status(&self, binding: &DeploymentBinding) -> (Option<String>, ServingStatus) {
+        self.observed
+            .lock()
+            .expect("observed")
+            .get(&binding.model)
+            .cloned()
+            .unwrap_or((None, failed_status("not reconciled yet")))
+    }
+
+    /// Objects Slipway created for bindings that are gone: deleted, or left
+    /// serving and marked, as configured.
+    async fn remove_unbound(
+        &self,
+        ledger: &Arc<Ledger>,
+        bindings: &[DeploymentBinding],
+        _trigger: &Trigger,
+    ) -> Result<()> {
+        let bound: Vec<ServingObject> = bindings
+            .iter()
+            .filter(|binding| binding.target == TargetKind::Seldon)
+            .map(serving_object)
+            .collect();
+        for object in ledger.store().serving_objects().await? {
+            if object.target != TARGET_NAME || bound.contains(&object) {
+                continue;
+            }
+            let outcome = match self.unbound {
+                UnboundObjects::Delete => self.delete(&object.namespace, &object.name).await,
+                UnboundObjects::Keep => self.mark_unbound(&object.namespace, &object.name).await,
+            };
+            // A failure is logged by `explain` and tried again next pass.
+            if outcome.is_ok() {
+                let what = match self.unbound {
+                    UnboundObjects::Delete => "deleted",
+                    UnboundObjects::Keep => "left serving and marked",
+                };
+                ledger.store().forget_serving_object(&object).await?;
+                self.observed
+                    .lock()
+                    .expect("observed")
+                    .remove(&object.model);
+                tracing::info!(model = %object.model, namespace = %object.namespace, name = %object.name,
+                    "the binding is gone: its SeldonDeployment was {what}");
+            }
+        }
+        Ok(())
+    }
+
+    fn forget(&self, model: &str) {
+        self.observed.lock().expect("observed").remove(model);
+    }
+}
+
+impl SeldonTarget {
+    /// Nothing is Production in MLflow: the binding says whether what
+    /// serves keeps serving (the default) or is removed.
+    async fn no_production(
+        &self,
+        ledger: &Arc<Ledger>,
+        binding: &DeploymentBinding,
+        object: &ServingObject,
+        actual: Option<Observed>,
+        trigger: &Trigger,
+    ) -> Result<()> {
+        let serving = actual.as_ref().and_then(|actual| actual.version.clone());
+        match (binding.no_production, actual) {
+            (NoProduction::Keep, Some(actual)) => {
+                self.observe(binding, serving, actual.status);
+            }
+            (_, None) => self.observe(binding, None, idle_status()),
+            (NoProduction::Remove, Some(_)) => {
+                let store = ledger.store();
+                let (cause, actor) = ledger.attribution(&binding.model, None, trigger).await?;
+                let id = store
+                    .begin_deployment(&binding.model, None, serving.as_deref(), &cause, &actor)
+                    .await?;
+                match self.delete(&object.namespace, &object.name).await {
+                    Ok(()) => {
+                        store
+                            .finish_deployment(&id, "removed", "nothing is in production")
+                            .await?;
+                        store.forget_serving_object(object).await?;
+                        self.observe(binding, None, idle_status());
+                    }
+                    Err(err) => {
+                        let why = err.to_string();
+                        store.finish_deployment(&id, "failed", &why).await?;
+                        self.observe(binding, serving, failed_status(&why));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the view shows until the next pass.
+    fn observe(&self, binding: &DeploymentBinding, version: Option<String>, status: ServingStatus) {
+        self.observed
+            .lock()
+            .expect("observed")
+            .insert(binding.model.clone(), (version, status));
+    }
 }

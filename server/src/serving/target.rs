@@ -1,0 +1,162 @@
+//! What every serving target implements, and the ledger targets record
+//! through. The reconciler knows targets only by [`Target`]: a new one
+//! (KServe, Seldon Core 2) is one file implementing it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::ServingStatus;
+use super::reconciler::Trigger;
+use crate::catalog::{DeploymentBinding, ServingTarget as TargetKind};
+use crate::error::Result;
+use crate::metrics::Metrics;
+use crate::mlflow::MlflowClient;
+use crate::store::Store;
+
+#[async_trait::async_trait]
+pub trait Target: Send + Sync {
+    /// The kind bindings name.
+    fn kind(&self) -> TargetKind;
+
+    /// Renders what the binding wants and makes the target serve it:
+    /// `version` of the model, or with `None` (nothing in production) what
+    /// the binding's `no_production` says. Level-triggered: called on every
+    /// pass, and a no-op where the target already serves what is wanted.
+    /// Every change goes into the ledger's history.
+    async fn converge(
+        &self,
+        ledger: &Arc<Ledger>,
+        binding: &DeploymentBinding,
+        version: Option<String>,
+        trigger: &Trigger,
+    ) -> Result<()>;
+
+    /// The version serving the binding now and its status, from the
+    /// target's own signals (an object's conditions, a server's health).
+    fn status(&self, binding: &DeploymentBinding) -> (Option<String>, ServingStatus);
+
+    /// Removes what this target serves for models that no binding of its
+    /// kind explains any more (a deployment deleted or moved elsewhere).
+    async fn remove_unbound(
+        &self,
+        ledger: &Arc<Ledger>,
+        bindings: &[DeploymentBinding],
+        trigger: &Trigger,
+    ) -> Result<()>;
+
+    /// A changed binding starts afresh: what the last pass saw goes.
+    fn forget(&self, _model: &str) {}
+
+    /// Slipway stops: what cannot outlive it (its child processes) stops;
+    /// what a cluster serves stays.
+    async fn shutdown(&self) {}
+}
+
+/// What targets share: the deployment history, the versions that failed
+/// (so a failing version is recorded once, not every pass), MLflow for
+/// where a version's files are, and the restart counter.
+pub struct Ledger {
+    store: Store,
+    mlflow: MlflowClient,
+    /// The version of each model whose deployment failed and was recorded.
+    failed: Mutex<HashMap<String, String>>,
+    metrics: OnceLock<Arc<Metrics>>,
+}
+
+impl Ledger {
+    pub fn new(store: Store, mlflow: MlflowClient) -> Self {
+        Self {
+            store,
+            mlflow,
+            failed: Mutex::default(),
+            metrics: OnceLock::new(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn mlflow(&self) -> &MlflowClient {
+        &self.mlflow
+    }
+
+    pub fn report_to(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.get()
+    }
+
+    /// The version of `model` whose deployment failed last, if any.
+    pub fn failed_version(&self, model: &str) -> Option<String> {
+        self.failed.lock().expect("failed").get(model).cloned()
+    }
+
+    pub fn set_failed(&self, model: &str, version: &str) {
+        self.failed
+            .lock()
+            .expect("failed")
+            .insert(model.into(), version.into());
+    }
+
+    pub fn forget_failure(&self, model: &str) {
+        self.failed.lock().expect("failed").remove(model);
+    }
+
+    /// Who a change is recorded for: the change of Production made through
+    /// Slipway that asked for this version, if not yet deployed, else the
+    /// pass's own trigger. Whichever pass first deploys it records it as
+    /// theirs, even a poll that saw MLflow's change before the promotion's
+    /// own trigger.
+    pub async fn attribution(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        trigger: &Trigger,
+    ) -> Result<(String, String)> {
+        let claimed = match version {
+            Some(version) => self.store.claim_promotion(model, version).await?,
+            None => None,
+        };
+        Ok(claimed.unwrap_or_else(|| (trigger.cause.clone(), trigger.actor.clone())))
+    }
+
+    /// A change that is over as soon as it is known: one finished row.
+    pub async fn record(
+        &self,
+        model: &str,
+        version: &str,
+        previous: Option<&str>,
+        (cause, actor): (&str, &str),
+        outcome: &str,
+        message: &str,
+    ) -> Result<()> {
+        let id = self
+            .store
+            .begin_deployment(model, Some(version), previous, cause, actor)
+            .await?;
+        self.store.finish_deployment(&id, outcome, message).await
+    }
+
+    /// Records that `version` cannot be deployed, once: while the same
+    /// version keeps failing, passes retry without adding rows.
+    pub async fn record_failure(
+        &self,
+        model: &str,
+        version: &str,
+        serving: Option<&str>,
+        trigger: &Trigger,
+        why: &str,
+    ) -> Result<()> {
+        if self.failed_version(model).as_deref() == Some(version) {
+            return Ok(());
+        }
+        let (cause, actor) = self.attribution(model, Some(version), trigger).await?;
+        self.record(model, version, serving, (&cause, &actor), "failed", why)
+            .await?;
+        self.set_failed(model, version);
+        Ok(())
+    }
+}
