@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::model::{DeploymentView, User};
+use app::access::Role;
+use app::model::DeploymentView;
 use server::mlflow::MlflowClient;
 use server::serving::bindings::Saved;
 use server::serving::local::{LocalServing, NotServing};
@@ -17,6 +18,7 @@ use server::serving::reconciler::{Expected, Reconciler, Trigger};
 use server::store::Store;
 use support::{
     MlflowRest, mlflow_url, register_sklearn_model as register, register_sklearn_model_in, unique,
+    user,
 };
 
 struct Setup {
@@ -68,14 +70,6 @@ async fn predict(address: &str) -> Result<f64, String> {
     Ok((prediction * 1000.0).round() / 1000.0)
 }
 
-fn user() -> User {
-    User {
-        name: "promoter".into(),
-        authenticated: true,
-        grants: vec![app::access::Grant::global(app::access::Role::Deployer)],
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
     let model = unique("served");
@@ -88,7 +82,12 @@ async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
     let reconciler = &setup.reconciler;
 
     reconciler
-        .promote(&user(), &model, "1", Expected::Any)
+        .promote(
+            &user("promoter", Role::Deployer),
+            &model,
+            "1",
+            Expected::Any,
+        )
         .await
         .unwrap();
     let v1 = serving(reconciler, &model, "1").await;
@@ -97,7 +96,12 @@ async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
 
     // Replaced without a gap: the old server answers until the new one is ready.
     reconciler
-        .promote(&user(), &model, "2", Expected::Any)
+        .promote(
+            &user("promoter", Role::Deployer),
+            &model,
+            "2",
+            Expected::Any,
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -123,7 +127,7 @@ async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
     assert!(stopped, "the old server is stopped once the new one serves");
 
     let back_to = reconciler
-        .rollback(&user(), &model, Expected::Any)
+        .rollback(&user("promoter", Role::Deployer), &model, Expected::Any)
         .await
         .unwrap();
     assert_eq!(back_to, "1");
@@ -337,22 +341,6 @@ async fn after_a_restart_it_converges_from_mlflow_alone_and_repairs_a_killed_ser
     );
 }
 
-/// `mlflow models serve` processes serving some version of `model`.
-fn model_servers_of(model: &str) -> usize {
-    let wanted = format!("models:/{model}/");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
-        .filter(|cmdline| {
-            let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
-            // The server itself (python … mlflow models serve), not its workers' shells.
-            args.windows(2)
-                .any(|pair| pair == [b"models".as_slice(), b"serve".as_slice()])
-                && String::from_utf8_lossy(cmdline).contains(&wanted)
-        })
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_newer_start_supersedes_an_older_one_one_server_remains_and_none_outlives_its_owner() {
     let model = unique("superseded");
@@ -374,7 +362,7 @@ async fn a_newer_start_supersedes_an_older_one_one_server_remains_and_none_outli
         async move { local.deploy(older).await }
     });
     let spawned = support::eventually(Duration::from_secs(30), || async {
-        (model_servers_of(&model) == 1).then_some(())
+        (support::model_servers(&model, None) == 1).then_some(())
     })
     .await;
     assert!(spawned.is_some(), "v1's server process started");
@@ -400,23 +388,19 @@ async fn a_newer_start_supersedes_an_older_one_one_server_remains_and_none_outli
             .as_deref(),
         Some("2")
     );
-    assert_eq!(model_servers_of(&model), 1, "only v2's server runs");
+    assert_eq!(
+        support::model_servers(&model, None),
+        1,
+        "only v2's server runs"
+    );
 
     // Dropped without a shutdown (as when a test fails): nothing outlives it.
     drop(local);
     let gone = support::eventually(Duration::from_secs(5), || async {
-        (model_servers_of(&model) == 0).then_some(())
+        (support::model_servers(&model, None) == 0).then_some(())
     })
     .await;
     assert!(gone.is_some(), "model servers outlived their LocalServing");
-}
-
-fn admin() -> User {
-    User {
-        name: "admin".into(),
-        authenticated: true,
-        grants: vec![app::access::Grant::global(app::access::Role::Admin)],
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -436,7 +420,9 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
     };
 
     // Only an admin may; the form's values are checked as the catalog's.
-    let refused = reconciler.create_deployment(&user(), &settings).await;
+    let refused = reconciler
+        .create_deployment(&user("promoter", Role::Deployer), &settings)
+        .await;
     assert!(
         matches!(refused, Err(app::error::AppError::Forbidden(_))),
         "{refused:?}"
@@ -446,7 +432,9 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
         replicas: "-1".into(),
         ..settings.clone()
     };
-    let Ok(Saved::Invalid(problems)) = reconciler.create_deployment(&admin(), &invalid).await
+    let Ok(Saved::Invalid(problems)) = reconciler
+        .create_deployment(&user("admin", Role::Admin), &invalid)
+        .await
     else {
         panic!("refused as invalid");
     };
@@ -465,17 +453,27 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
     );
 
     assert!(matches!(
-        reconciler.create_deployment(&admin(), &settings).await,
+        reconciler
+            .create_deployment(&user("admin", Role::Admin), &settings)
+            .await,
         Ok(Saved::Done)
     ));
-    let Ok(Saved::Invalid(twice)) = reconciler.create_deployment(&admin(), &settings).await else {
+    let Ok(Saved::Invalid(twice)) = reconciler
+        .create_deployment(&user("admin", Role::Admin), &settings)
+        .await
+    else {
         panic!("a second deployment of one model is refused");
     };
     assert_eq!(twice, [format!("{model} already has a deployment")]);
 
     // Served without a restart.
     reconciler
-        .promote(&user(), &model, "1", Expected::Any)
+        .promote(
+            &user("promoter", Role::Deployer),
+            &model,
+            "1",
+            Expected::Any,
+        )
         .await
         .unwrap();
     let view = serving(&reconciler, &model, "1").await;
@@ -492,7 +490,9 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
         revision: "0".into(),
         ..needs_approval.clone()
     };
-    let conflict = reconciler.update_deployment(&admin(), &model, &stale).await;
+    let conflict = reconciler
+        .update_deployment(&user("admin", Role::Admin), &model, &stale)
+        .await;
     assert!(
         matches!(conflict, Err(app::error::AppError::Conflict(_))),
         "{conflict:?}"
@@ -500,13 +500,18 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
     assert!(!reconciler.requires_approval(&model).unwrap());
     assert!(matches!(
         reconciler
-            .update_deployment(&admin(), &model, &needs_approval)
+            .update_deployment(&user("admin", Role::Admin), &model, &needs_approval)
             .await,
         Ok(Saved::Done)
     ));
     assert!(reconciler.requires_approval(&model).unwrap());
     let asked = reconciler
-        .promote(&user(), &model, "1", Expected::Any)
+        .promote(
+            &user("promoter", Role::Deployer),
+            &model,
+            "1",
+            Expected::Any,
+        )
         .await;
     assert!(
         matches!(asked, Err(app::error::AppError::Forbidden(_))),
@@ -521,11 +526,11 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
         .settings
         .revision;
     reconciler
-        .delete_deployment(&admin(), &model, &revision)
+        .delete_deployment(&user("admin", Role::Admin), &model, &revision)
         .await
         .unwrap();
     let stopped = support::eventually(Duration::from_secs(30), || async {
-        (model_servers_of(&model) == 0).then_some(())
+        (support::model_servers(&model, None) == 0).then_some(())
     })
     .await;
     assert!(
@@ -598,7 +603,7 @@ async fn the_catalog_files_deployments_belong_to_the_file() {
     let form = reconciler.deployment_form(Some(&model)).await.unwrap();
     assert!(form.from_catalog);
     let refused = reconciler
-        .update_deployment(&admin(), &model, &form.settings)
+        .update_deployment(&user("admin", Role::Admin), &model, &form.settings)
         .await;
     let Err(app::error::AppError::InvalidInput(why)) = refused else {
         panic!("a file's deployment is changed in the file: {refused:?}");
@@ -641,13 +646,23 @@ async fn an_mlflow_outage_during_a_promotion_is_said_and_caught_up_on() {
     let (reconciler, _local) =
         support::reconciler_of(&url, &store, data.path(), &catalog, Duration::from_secs(5)).await;
     reconciler
-        .promote(&user(), &model, "1", Expected::Any)
+        .promote(
+            &user("promoter", Role::Deployer),
+            &model,
+            "1",
+            Expected::Any,
+        )
         .await
         .unwrap();
     serving(&reconciler, &model, "1").await;
 
     reconciler
-        .promote(&user(), &model, "2", Expected::Any)
+        .promote(
+            &user("promoter", Role::Deployer),
+            &model,
+            "2",
+            Expected::Any,
+        )
         .await
         .unwrap();
     mlflow.freeze();
@@ -760,7 +775,7 @@ async fn fifty_changes_at_once_over_three_models_end_served_as_mlflow_says() {
         support::reconciler(&store, data.path(), &catalog, Duration::from_secs(1)).await;
     for model in &models {
         reconciler
-            .promote(&user(), model, "1", Expected::Any)
+            .promote(&user("promoter", Role::Deployer), model, "1", Expected::Any)
             .await
             .unwrap();
     }
@@ -774,12 +789,17 @@ async fn fifty_changes_at_once_over_three_models_end_served_as_mlflow_says() {
             tokio::spawn(async move {
                 if click % 5 == 4 {
                     reconciler
-                        .rollback(&user(), &model, Expected::Any)
+                        .rollback(&user("promoter", Role::Deployer), &model, Expected::Any)
                         .await
                         .map(|_| ())
                 } else {
                     reconciler
-                        .promote(&user(), &model, &version, Expected::Any)
+                        .promote(
+                            &user("promoter", Role::Deployer),
+                            &model,
+                            &version,
+                            Expected::Any,
+                        )
                         .await
                 }
             })
@@ -834,13 +854,13 @@ async fn fifty_changes_at_once_over_three_models_end_served_as_mlflow_says() {
             production[0]
         );
         let one = support::eventually(Duration::from_secs(30), || async {
-            (model_servers_of(model) == 1).then_some(())
+            (support::model_servers(model, None) == 1).then_some(())
         })
         .await;
         assert!(
             one.is_some(),
             "{model}: {} model servers",
-            model_servers_of(model)
+            support::model_servers(model, None)
         );
     }
     assert_eq!(changes_made, accepted, "every accepted change is recorded");

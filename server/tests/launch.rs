@@ -8,13 +8,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::model::{Launch, LaunchRequest, LaunchStatus, User};
+use app::access::Role;
+use app::model::{Launch, LaunchRequest, LaunchStatus};
 use server::catalog::Catalog;
 use server::executor::local::LocalExecutor;
 use server::launch::{Launcher, Submitted};
 use server::mlflow::MlflowClient;
 use server::store::Store;
-use support::{MlflowRest, eventually, free_port, mlflow_url, run_pairs, unique};
+use support::{MlflowRest, eventually, free_port, mlflow_url, run_pairs, unique, user};
 
 const CATALOG: &str = r#"
 [[profile]]
@@ -87,14 +88,6 @@ async fn start_launcher(mlflow: &str, data: &Path) -> (Arc<Launcher>, Arc<LocalE
     (launcher, executor, store)
 }
 
-fn tester() -> User {
-    User {
-        name: "tester".into(),
-        authenticated: true,
-        grants: vec![app::access::Grant::global(app::access::Role::Admin)],
-    }
-}
-
 fn request(params: &[(&str, &str)], profile: &str, new_experiment: &str) -> LaunchRequest {
     LaunchRequest {
         submission: uuid::Uuid::new_v4().to_string(),
@@ -112,7 +105,12 @@ fn request(params: &[(&str, &str)], profile: &str, new_experiment: &str) -> Laun
 }
 
 async fn launched(harness: &Harness, request: &LaunchRequest) -> Launch {
-    match harness.launcher.submit(&tester(), request).await.unwrap() {
+    match harness
+        .launcher
+        .submit(&user("tester", Role::Admin), request)
+        .await
+        .unwrap()
+    {
         Submitted::Launched(launch) => *launch,
         Submitted::Invalid(errors) => panic!("refused: {errors:?}"),
     }
@@ -241,7 +239,11 @@ async fn an_invalid_form_gets_an_error_per_field_and_records_nothing() {
         "",
     );
     form.experiment_id = String::new();
-    let Submitted::Invalid(errors) = harness.launcher.submit(&tester(), &form).await.unwrap()
+    let Submitted::Invalid(errors) = harness
+        .launcher
+        .submit(&user("tester", Role::Admin), &form)
+        .await
+        .unwrap()
     else {
         panic!("launched an invalid form");
     };
@@ -264,7 +266,11 @@ async fn an_invalid_form_gets_an_error_per_field_and_records_nothing() {
         !errors.contains_key("submission"),
         "the redisplayed form gets a new token"
     );
-    let Submitted::Invalid(errors) = harness.launcher.submit(&tester(), &form).await.unwrap()
+    let Submitted::Invalid(errors) = harness
+        .launcher
+        .submit(&user("tester", Role::Admin), &form)
+        .await
+        .unwrap()
     else {
         panic!("launched with a bad token");
     };
@@ -275,7 +281,7 @@ async fn an_invalid_form_gets_an_error_per_field_and_records_nothing() {
 async fn the_same_form_sent_twice_at_once_is_one_launch() {
     let harness = harness(&mlflow_url()).await;
     let form = request(&[("alpha", "2")], "cpu", &unique("twice"));
-    let user = tester();
+    let user = user("tester", Role::Admin);
     let (first, second) = tokio::join!(
         harness.launcher.submit(&user, &form),
         harness.launcher.submit(&user, &form)
@@ -363,7 +369,7 @@ async fn cancel_stops_the_whole_process_group_and_kills_the_run() {
     }
     let cancelled = harness
         .launcher
-        .cancel(&tester(), &launch.id)
+        .cancel(&user("tester", Role::Admin), &launch.id)
         .await
         .unwrap();
     assert_eq!(cancelled.status, LaunchStatus::Cancelled);
@@ -376,7 +382,7 @@ async fn cancel_stops_the_whole_process_group_and_kills_the_run() {
     assert_eq!(run["info"]["status"], "KILLED");
     let again = harness
         .launcher
-        .cancel(&tester(), &launch.id)
+        .cancel(&user("tester", Role::Admin), &launch.id)
         .await
         .unwrap_err();
     assert!(again.to_string().contains("already ended"), "{again}");

@@ -13,22 +13,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use app::access::Role;
 use app::error::AppError;
-use app::model::User;
 use server::serving::reconciler::{Expected, Reconciler};
 use server::store::{NewPromotion, PromotionRecord, Store};
-use support::{MlflowRest, mlflow_url, postgres_url, unique};
+use support::{MlflowRest, mlflow_url, postgres_url, unique, user};
 
 const VERSIONS: usize = 5;
 const CLICKS: usize = 50;
-
-fn deployer() -> User {
-    User {
-        name: "deployer".into(),
-        authenticated: true,
-        grants: vec![app::access::Grant::global(app::access::Role::Deployer)],
-    }
-}
 
 /// A registered model with `VERSIONS` versions, none in Production.
 async fn model_with_versions(rest: &MlflowRest) -> String {
@@ -105,7 +97,12 @@ async fn concurrent_clicks_leave_one_production_version(stores: &[Store], data: 
             let (model, version) = (models[*model].clone(), version.clone());
             tokio::spawn(async move {
                 reconciler
-                    .promote(&deployer(), &model, &version, Expected::Any)
+                    .promote(
+                        &user("deployer", Role::Deployer),
+                        &model,
+                        &version,
+                        Expected::Any,
+                    )
                     .await
             })
         })
@@ -161,13 +158,21 @@ async fn a_change_that_expected_another_production_version_is_refused() {
     let model = model_with_versions(&rest).await;
     let reconciler = replica(&store, data.path(), std::slice::from_ref(&model)).await;
     reconciler
-        .promote(&deployer(), &model, "1", Expected::Version(None))
+        .promote(
+            &user("deployer", Role::Deployer),
+            &model,
+            "1",
+            Expected::Version(None),
+        )
         .await
         .unwrap();
 
     // Two people looked at v1 in Production and chose differently.
     let seen = || Expected::Version(Some("1".into()));
-    let (first, second) = (deployer(), deployer());
+    let (first, second) = (
+        user("deployer", Role::Deployer),
+        user("deployer", Role::Deployer),
+    );
     let (to_two, to_three) = tokio::join!(
         reconciler.promote(&first, &model, "2", seen()),
         reconciler.promote(&second, &model, "3", seen()),

@@ -91,22 +91,6 @@ async fn no_child_outlives_slipway() {
     );
 }
 
-/// `mlflow models serve` processes of `model`'s version `version` (the
-/// server itself, not the workers it starts).
-fn model_servers(model: &str, version: &str) -> usize {
-    let wanted = format!("models:/{model}/{version}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
-        .filter(|cmdline| {
-            let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
-            args.windows(2)
-                .any(|pair| pair == [b"models".as_slice(), b"serve".as_slice()])
-                && args.contains(&wanted.as_bytes())
-        })
-        .count()
-}
-
 /// SIGKILL right after MLflow accepted a promotion, before its model server
 /// was ready: nothing of Slipway's shutdown runs, and the model server it
 /// was starting is left behind. The next Slipway on the same data
@@ -137,7 +121,7 @@ async fn after_a_kill_the_next_slipway_finishes_the_promotion_and_stops_the_orph
         .await;
     assert_eq!(back_to, format!("/deployments/{model}"));
     let starting = support::eventually(Duration::from_secs(30), || async {
-        (model_servers(&model, "1") == 1).then_some(())
+        (support::model_servers(&model, Some("1")) == 1).then_some(())
     })
     .await;
     assert!(
@@ -147,7 +131,7 @@ async fn after_a_kill_the_next_slipway_finishes_the_promotion_and_stops_the_orph
     );
     first.crash().await;
     assert_eq!(
-        model_servers(&model, "1"),
+        support::model_servers(&model, Some("1")),
         1,
         "a kill leaves the model server behind"
     );
@@ -163,7 +147,7 @@ async fn after_a_kill_the_next_slipway_finishes_the_promotion_and_stops_the_orph
     .await
     .unwrap_or_else(|| panic!("v1 never served after the restart:\n{}", second.log()));
     assert_eq!(
-        model_servers(&model, "1"),
+        support::model_servers(&model, Some("1")),
         1,
         "the orphan was stopped, one server serves"
     );
@@ -189,7 +173,7 @@ async fn after_a_kill_the_next_slipway_finishes_the_promotion_and_stops_the_orph
     let status = second.stop().await;
     assert!(status.success(), "{status}");
     assert_eq!(
-        model_servers(&model, "1"),
+        support::model_servers(&model, Some("1")),
         0,
         "nothing outlives the second Slipway"
     );

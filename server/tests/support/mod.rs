@@ -38,6 +38,34 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// A signed-in user with `role` everywhere.
+pub fn user(name: &str, role: app::access::Role) -> app::model::User {
+    app::model::User {
+        name: name.into(),
+        authenticated: true,
+        grants: vec![app::access::Grant::global(role)],
+    }
+}
+
+/// Running `mlflow models serve` processes of `model` (the servers
+/// themselves, not the workers they start): of `version`, or of any.
+pub fn model_servers(model: &str, version: Option<&str>) -> usize {
+    let wanted = format!("models:/{model}/{}", version.unwrap_or_default());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
+            args.windows(2)
+                .any(|pair| pair == [b"models".as_slice(), b"serve".as_slice()])
+                && args.iter().any(|arg| match version {
+                    Some(_) => *arg == wanted.as_bytes(),
+                    None => arg.starts_with(wanted.as_bytes()),
+                })
+        })
+        .count()
+}
+
 /// A port with nothing listening on it right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
