@@ -58,6 +58,13 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_PAGE_DEADLINE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=120))]
     pub page_deadline_secs: u64,
 
+    /// Milliseconds an MLflow answer serves identical page reads again
+    /// (identical reads at the same time always share one request). Slipway's
+    /// own writes and MLflow's webhooks drop them at once; changes made
+    /// elsewhere show within this. 0: every page view asks MLflow.
+    #[arg(long, env = "SLIPWAY_MLFLOW_CACHE_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub mlflow_cache_ms: u64,
+
     /// Where Slipway keeps its own files (the default SQLite database).
     #[arg(long, env = "SLIPWAY_DATA_DIR", default_value = "slipway-data")]
     pub data_dir: PathBuf,
@@ -356,6 +363,10 @@ impl Config {
 
     pub fn page_deadline(&self) -> Duration {
         Duration::from_secs(self.page_deadline_secs)
+    }
+
+    pub fn mlflow_cache(&self) -> Duration {
+        Duration::from_millis(self.mlflow_cache_ms)
     }
 
     /// Checks what clap's types cannot.

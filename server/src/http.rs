@@ -889,6 +889,7 @@ async fn receive_webhook(
     };
     match state.slipway.store.record_delivery(&delivery).await {
         Ok(true) => {
+            state.slipway.mlflow.forget_reads();
             state
                 .slipway
                 .reconciler

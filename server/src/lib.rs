@@ -36,6 +36,7 @@ use crate::http::AppState;
 use crate::launch::Launcher;
 use crate::metrics::Metrics;
 use crate::mlflow::MlflowClient;
+use crate::mlflow::cache::ReadCache;
 use crate::serving::local::LocalServing;
 use crate::serving::reconciler::Reconciler;
 use crate::serving::seldon::SeldonTarget;
@@ -54,8 +55,15 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
     };
     let metrics = Metrics::new();
     // Background work may wait; what a page waits on may not.
-    let mlflow = mlflow_client(config.mlflow_timeout())?.observed_by(metrics.clone());
-    let mlflow_for_pages = mlflow_client(config.page_deadline())?.observed_by(metrics.clone());
+    // Pages read through the cache; background work reads MLflow as it is.
+    // Both clients' writes drop what the cache kept.
+    let reads = Arc::new(ReadCache::new(config.mlflow_cache()));
+    let mlflow = mlflow_client(config.mlflow_timeout())?
+        .observed_by(metrics.clone())
+        .invalidating(reads.clone());
+    let mlflow_for_pages = mlflow_client(config.page_deadline())?
+        .observed_by(metrics.clone())
+        .reading_through(reads);
     let catalog = match &config.catalog {
         Some(path) => Catalog::load(path)?,
         None => Catalog::default(),

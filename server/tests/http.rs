@@ -247,6 +247,49 @@ async fn probes_and_metrics() {
     assert!(passes.is_some(), "reconcile passes are counted");
 }
 
+/// MLflow calls Slipway made to `endpoint` so far, as `/metrics` counts them.
+async fn mlflow_calls(app: &TestApp, endpoint: &str) -> u64 {
+    let metrics = app.get("/metrics").await.1;
+    let series = format!("slipway_mlflow_call_duration_seconds_count{{endpoint=\"{endpoint}\",");
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(&series))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Fifty people opening the models page at once cost MLflow one search; a
+/// model registered in MLflow directly shows once the kept answer is stale.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_page_views_at_once_share_one_mlflow_read() {
+    let rest = MlflowRest::new(&mlflow_url());
+    let data = tempfile::tempdir().unwrap();
+    let mut config = config(&mlflow_url(), data.path());
+    config.mlflow_cache_ms = 1000;
+    let app = TestApp::start(config, data).await;
+    let prefix = unique("shared");
+    let page = format!("/models?q={prefix}");
+    let before = mlflow_calls(&app, "registered-models/search").await;
+    let views = futures::future::join_all((0..50).map(|_| app.get(&page))).await;
+    assert!(views.iter().all(|(status, _)| *status == StatusCode::OK));
+    let searches = mlflow_calls(&app, "registered-models/search").await - before;
+    assert_eq!(
+        searches, 1,
+        "50 identical views, {searches} MLflow searches"
+    );
+
+    let model = format!("{prefix}-new");
+    rest.create_registered_model(&model).await;
+    let shown = support::eventually(std::time::Duration::from_secs(5), || async {
+        app.get(&page).await.1.contains(&model).then_some(())
+    })
+    .await;
+    assert!(
+        shown.is_some(),
+        "a model made elsewhere shows once the answer is stale"
+    );
+}
+
 /// Made-up methods and paths cannot grow `/metrics`: routes are patterns,
 /// and methods outside HTTP's own collapse into `other`.
 #[tokio::test(flavor = "multi_thread")]
@@ -311,11 +354,16 @@ async fn a_frozen_mlflow_costs_a_page_its_deadline_and_then_nothing() {
     let data = tempfile::tempdir().unwrap();
     let mut config = config(&url, data.path());
     config.page_deadline_secs = 2;
+    config.mlflow_cache_ms = 1000;
     let app = TestApp::start(config, data).await;
     let (status, html) = app.get("/experiments").await;
     assert_eq!(status, StatusCode::OK, "{html}");
 
     mlflow.freeze();
+    // For the cache's time, what MLflow answered last serves again.
+    let (status, html) = app.get("/experiments").await;
+    assert_eq!(status, StatusCode::OK, "kept for a second: {html}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     for page in [
         "/experiments",
         "/models",

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use server::config::MlflowAuth;
 use server::mlflow::{
-    MlflowClient, MlflowError, SearchExperiments, SearchRuns, name_contains_filter,
+    MlflowClient, MlflowError, SearchExperiments, SearchRegisteredModelsResponse, SearchRuns,
+    name_contains_filter,
 };
 use support::{MlflowRest, free_port, mlflow_url, unique};
 
@@ -490,5 +491,45 @@ async fn an_experiment_is_fetched_by_id_and_a_missing_one_is_mlflows_404() {
     assert!(
         matches!(&err, MlflowError::Api { status: 404, code, .. } if code == "RESOURCE_DOES_NOT_EXIST"),
         "{err:?}"
+    );
+}
+
+/// Pages read through the cache; a write by any client sharing it (the
+/// background one, say) drops what it kept, so Slipway's own changes show at
+/// once, while one made in MLflow directly waits for the answer to go stale.
+#[tokio::test]
+async fn a_write_through_a_client_sharing_the_cache_drops_its_answers() {
+    let rest = MlflowRest::new(&mlflow_url());
+    let cache = std::sync::Arc::new(server::mlflow::cache::ReadCache::new(Duration::from_secs(
+        60,
+    )));
+    let pages = client(&mlflow_url()).reading_through(cache.clone());
+    let background = client(&mlflow_url()).invalidating(cache);
+    let prefix = unique("cached");
+    let filter = format!("name LIKE '{prefix}%'");
+    let names = |found: SearchRegisteredModelsResponse| -> Vec<String> {
+        found
+            .registered_models
+            .into_iter()
+            .map(|model| model.name)
+            .collect()
+    };
+    let search = || pages.search_registered_models(Some(&filter), "name ASC", 100, None);
+    assert!(names(search().await.unwrap()).is_empty());
+
+    rest.create_registered_model(&format!("{prefix}-a")).await;
+    assert!(
+        names(search().await.unwrap()).is_empty(),
+        "made elsewhere: the kept answer still serves"
+    );
+    let experiment = rest.create_experiment(&prefix, &[]).await;
+    background
+        .create_run(&experiment, "a write", 0, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        names(search().await.unwrap()),
+        vec![format!("{prefix}-a")],
+        "after Slipway's own write, MLflow is asked again"
     );
 }

@@ -14,7 +14,10 @@ use url::Url;
 
 use crate::config::MlflowAuth;
 use crate::metrics::Metrics;
+use bytes::Bytes;
+use cache::ReadCache;
 
+pub mod cache;
 mod types;
 pub use types::*;
 
@@ -25,7 +28,25 @@ const METRIC_HISTORY_PAGE_SIZE: u32 = 10_000;
 /// MLflow's maximum for `registered-models/search`.
 const REGISTERED_MODELS_PAGE: u32 = 1000;
 
-#[derive(Debug, thiserror::Error)]
+/// What makes two reads the same: method, URL with its query, and body.
+fn read_key(request: reqwest::RequestBuilder) -> String {
+    match request.build() {
+        Ok(request) => format!(
+            "{} {} {}",
+            request.method(),
+            request.url(),
+            request
+                .body()
+                .and_then(|body| body.as_bytes())
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+        ),
+        // Unbuildable: it will fail the same way when fetched, uncached.
+        Err(err) => format!("unbuildable {err}"),
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MlflowError {
     #[error("cannot reach MLflow at {url}: {detail}")]
     Unreachable { url: String, detail: String },
@@ -116,6 +137,12 @@ pub struct MlflowClient {
     deadline: Duration,
     /// Where each call is counted and timed, once set.
     metrics: Option<Arc<Metrics>>,
+    /// Answers shared between readers (see [`ReadCache`]); this client's
+    /// writes drop them.
+    cache: Option<Arc<ReadCache>>,
+    /// Whether this client's reads go through `cache` (pages), or only its
+    /// writes drop it (background work, which must see MLflow as it is).
+    reads_cached: bool,
 }
 
 impl MlflowClient {
@@ -140,7 +167,34 @@ impl MlflowClient {
             auth,
             deadline,
             metrics: None,
+            cache: None,
+            reads_cached: false,
         })
+    }
+
+    /// The same client, its reads answered from `cache` where they can be.
+    pub fn reading_through(self, cache: Arc<ReadCache>) -> Self {
+        Self {
+            cache: Some(cache),
+            reads_cached: true,
+            ..self
+        }
+    }
+
+    /// The same client, its writes dropping what `cache` kept.
+    pub fn invalidating(self, cache: Arc<ReadCache>) -> Self {
+        Self {
+            cache: Some(cache),
+            reads_cached: false,
+            ..self
+        }
+    }
+
+    /// MLflow changed outside Slipway (a webhook said so): reads fetch again.
+    pub fn forget_reads(&self) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate();
+        }
     }
 
     /// The same client, its calls counted and timed in `metrics`.
@@ -585,6 +639,8 @@ impl MlflowClient {
         let started = Instant::now();
         let answer = self.call(method_path, self.http.post(url).json(body)).await;
         self.observe(method_path, &answer, started);
+        // Even a failed write may have changed something.
+        self.forget_reads();
         answer
     }
 
@@ -609,18 +665,36 @@ impl MlflowClient {
             .await
     }
 
-    /// A read: safe to repeat, so a failure to connect (or a gateway's) is
-    /// retried, within the client's deadline; no answer in time is final.
+    /// A read: answered from the cache where this client reads through one,
+    /// else fetched.
     async fn read<T: DeserializeOwned>(
         &self,
         method_path: &str,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<T, MlflowError> {
+        let bytes = match (&self.cache, self.reads_cached) {
+            (Some(cache), true) => {
+                cache
+                    .get_or_fetch(read_key(build()), || self.fetch_read(method_path, &build))
+                    .await?
+            }
+            _ => self.fetch_read(method_path, &build).await?,
+        };
+        self.decode(method_path, &bytes)
+    }
+
+    /// Safe to repeat, so a failure to connect (or a gateway's) is retried,
+    /// within the client's deadline; no answer in time is final.
+    async fn fetch_read(
+        &self,
+        method_path: &str,
+        build: &impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Bytes, MlflowError> {
         let deadline = tokio::time::Instant::now() + self.deadline;
         let mut attempt = 1;
         loop {
             let started = Instant::now();
-            let answer = tokio::time::timeout_at(deadline, self.call(method_path, build()))
+            let answer = tokio::time::timeout_at(deadline, self.fetch(build()))
                 .await
                 .unwrap_or_else(|_| Err(self.no_answer()));
             self.observe(method_path, &answer, started);
@@ -665,17 +739,26 @@ impl MlflowClient {
         method_path: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<T, MlflowError> {
+        let bytes = self.fetch(request).await?;
+        self.decode(method_path, &bytes)
+    }
+
+    async fn fetch(&self, request: reqwest::RequestBuilder) -> Result<Bytes, MlflowError> {
         let response = self
             .authorize(request)
             .send()
             .await
             .map_err(|err| self.unreachable(&err))?;
         let response = self.check_status(response).await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|err| self.unreachable(&err))?;
-        serde_json::from_slice(&bytes)
+        response.bytes().await.map_err(|err| self.unreachable(&err))
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        method_path: &str,
+        bytes: &[u8],
+    ) -> Result<T, MlflowError> {
+        serde_json::from_slice(bytes)
             .map_err(|err| self.decode_error(method_path, &err.to_string()))
     }
 
