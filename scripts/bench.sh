@@ -4,6 +4,9 @@
 # 1. the runs page against an experiment of 10,000 runs: Slipway's
 #    server-side render next to the raw runs/search call, and time until the
 #    table is visible in Chromium for Slipway and for MLflow's own UI;
+#    then many browsers at once (server/examples/load_bench.rs): 100
+#    connections on /experiments and /models for 5 minutes (latency, MLflow
+#    requests per page view, resident memory), next to MLflow's own API;
 # 2. launching (server/examples/launch_bench.rs): submit → Job created (on a
 #    simulated and on a real API server) or process started, and status
 #    change → launch page;
@@ -63,6 +66,12 @@ BENCH_SLIPWAY_URL="http://127.0.0.1:$slipway_port" \
 BENCH_USER=bench BENCH_PASSWORD="$bench_password" \
 BENCH_EXPERIMENT=bench-10k-runs \
   node end2end/bench/runs-page.mjs
+
+cargo build --release -p server --example load_bench
+BENCH_MLFLOW_URL="http://127.0.0.1:$mlflow_port" \
+BENCH_SLIPWAY_URL="http://127.0.0.1:$slipway_port" BENCH_SLIPWAY_PID="$slipway_pid" \
+BENCH_USER=bench BENCH_PASSWORD="$bench_password" \
+  target/release/examples/load_bench
 
 # Launching: submit → Job created (simulated and real API server) / process
 # started, and status change → launch page, against a fresh MLflow of its
