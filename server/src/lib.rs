@@ -70,13 +70,21 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
     };
     // Before anything of this Slipway's starts: what a killed one left.
     let children = process::Children::open(config.data_dir.join("children"))?;
-    match children.stop_leftovers().await {
-        Ok(0) => {}
-        Ok(stopped) => tracing::warn!(stopped, "stopped what a previous Slipway left running"),
-        Err(err) => {
-            tracing::warn!(error = %err, "reading the child processes a previous Slipway recorded")
+    let leftovers = match children.stop_leftovers().await {
+        Ok(leftovers) => {
+            if leftovers.stopped > 0 {
+                tracing::warn!(
+                    stopped = leftovers.stopped,
+                    "stopped what a previous Slipway left running"
+                );
+            }
+            leftovers.serving
         }
-    }
+        Err(err) => {
+            tracing::warn!(error = %err, "reading the child processes a previous Slipway recorded");
+            Vec::new()
+        }
+    };
     let (sink, reports) = tokio::sync::mpsc::unbounded_channel();
     let kube_client = match config.executor {
         ExecutorKind::Kubernetes => {
@@ -120,6 +128,9 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         config.data_dir.join("serving"),
         children,
     )?);
+    // Before the first pass: a server still serving what is wanted goes on
+    // without a gap.
+    local_serving.adopt(leftovers).await;
     let (reconciler, triggers) = Reconciler::new(
         mlflow.clone(),
         store.clone(),

@@ -82,6 +82,20 @@ impl Children {
         Ok(Self { dir })
     }
 
+    /// Records the group as serving `served` as well, so that a next
+    /// Slipway, after a kill, may adopt it instead of starting it again.
+    pub fn mark_serving(&self, pgid: i32, served: &ServedModel) {
+        let path = self.dir.join(pgid.to_string());
+        let Ok(recorded) = std::fs::read_to_string(&path) else {
+            return; // Forgotten: it is being stopped.
+        };
+        let started = recorded.lines().next().unwrap_or_default();
+        let line = serde_json::to_string(served).expect("plain fields");
+        if let Err(err) = std::fs::write(&path, format!("{started}\n{line}\n")) {
+            tracing::warn!(pgid, error = %err, "recording what a model server serves");
+        }
+    }
+
     fn record(&self, pgid: i32) {
         let Some(started) = start_time(pgid) else {
             return; // Gone already.
@@ -96,30 +110,61 @@ impl Children {
         let _ = std::fs::remove_file(self.dir.join(pgid.to_string()));
     }
 
-    /// Stops every recorded group whose leader still runs: what a Slipway
-    /// that was killed left behind. The number stopped.
-    pub async fn stop_leftovers(&self) -> std::io::Result<usize> {
-        let mut stopped = 0;
+    /// What a Slipway that was killed left running: model servers that were
+    /// serving are returned, to be adopted (their records stay); every
+    /// other group (trainings, servers still starting) is stopped. Records
+    /// of groups that are gone are dropped.
+    pub async fn stop_leftovers(&self) -> std::io::Result<Leftovers> {
+        let mut leftovers = Leftovers::default();
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
             let recorded = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut lines = recorded.lines();
+            let started = lines.next().unwrap_or_default().trim();
+            let served = lines
+                .next()
+                .and_then(|line| serde_json::from_str::<ServedModel>(line).ok());
             let pgid = path
                 .file_name()
                 .and_then(|name| name.to_str()?.parse::<i32>().ok());
-            if let Some(pgid) = pgid
-                && start_time(pgid).is_some_and(|started| started.to_string() == recorded.trim())
-            {
-                tracing::warn!(
-                    pgid,
-                    "stopping a process group a previous Slipway left running"
-                );
-                terminate_group(pgid, Duration::from_secs(5)).await;
-                stopped += 1;
+            let Some(pgid) =
+                pgid.filter(|pgid| start_time(*pgid).is_some_and(|now| now.to_string() == started))
+            else {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            match served {
+                Some(served) => leftovers.serving.push((pgid, served)),
+                None => {
+                    tracing::warn!(
+                        pgid,
+                        "stopping a process group a previous Slipway left running"
+                    );
+                    terminate_group(pgid, Duration::from_secs(5)).await;
+                    leftovers.stopped += 1;
+                    let _ = std::fs::remove_file(&path);
+                }
             }
-            let _ = std::fs::remove_file(&path);
         }
-        Ok(stopped)
+        Ok(leftovers)
     }
+}
+
+/// What [`Children::stop_leftovers`] found.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    /// Groups stopped.
+    pub stopped: usize,
+    /// Model servers left serving, by process group.
+    pub serving: Vec<(i32, ServedModel)>,
+}
+
+/// What a model server serves, recorded with its group.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServedModel {
+    pub model: String,
+    pub version: String,
+    pub port: u16,
 }
 
 /// A process's start time (clock ticks after boot), from /proc.

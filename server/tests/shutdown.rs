@@ -178,3 +178,81 @@ async fn after_a_kill_the_next_slipway_finishes_the_promotion_and_stops_the_orph
         "nothing outlives the second Slipway"
     );
 }
+
+/// SIGKILL while a model server serves: the next Slipway adopts it instead
+/// of stopping it and starting another, so serving goes on without a gap;
+/// and it still stops it when it stops itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_kill_the_next_slipway_adopts_the_model_server_still_serving() {
+    let model = unique("adopted");
+    assert_eq!(register_sklearn_model(&model, &unique("adopted"), 1.0), "1");
+    let data = tempfile::tempdir().unwrap();
+    let catalog = trainer_catalog(
+        data.path(),
+        &format!("[[deployment]]\nmodel = {model:?}\ntarget = \"local\"\n"),
+    );
+    let settings = || SlipwaySettings {
+        namespace: None,
+        catalog: &catalog,
+        data_dir: data.path(),
+        mlflow_url: mlflow_url(),
+        extra_env: Vec::new(),
+    };
+    let first = Slipway::start(settings()).await;
+    first
+        .post_form(
+            &format!("/deployments/{model}/promote"),
+            &[("version", "1"), ("reason", "before the crash")],
+        )
+        .await;
+    support::eventually(Duration::from_secs(120), || {
+        serves_first_version(&first, &model)
+    })
+    .await
+    .unwrap_or_else(|| panic!("v1 never served:\n{}", first.log()));
+    let before = support::model_server_pids(&model, Some("1"));
+    assert_eq!(before.len(), 1);
+    first.crash().await;
+
+    let second = Slipway::start(settings()).await;
+    support::eventually(Duration::from_secs(30), || {
+        serves_first_version(&second, &model)
+    })
+    .await
+    .unwrap_or_else(|| panic!("v1 is not served after the restart:\n{}", second.log()));
+    assert!(
+        second
+            .log()
+            .contains("adopted a model server a previous Slipway left serving"),
+        "{}",
+        second.log()
+    );
+    // A few passes later: the same server, and no new start in the history.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(support::model_server_pids(&model, Some("1")), before);
+    let detail: app::model::DeploymentDetail = second
+        .server_fn(app::server_fns::GetDeployment::PATH, &[("model", &model)])
+        .await;
+    let starts = detail
+        .history
+        .iter()
+        .filter(|event| event.outcome == "serving")
+        .count();
+    assert_eq!(starts, 1, "{:#?}", detail.history);
+
+    let status = second.stop().await;
+    assert!(status.success(), "{status}");
+    assert!(
+        support::model_server_pids(&model, None).is_empty(),
+        "the adopted server stops with the Slipway that adopted it"
+    );
+}
+
+/// Whether `slipway` says v1 of `model` serves and is available.
+async fn serves_first_version(slipway: &Slipway, model: &str) -> Option<()> {
+    let detail: app::model::DeploymentDetail = slipway
+        .server_fn(app::server_fns::GetDeployment::PATH, &[("model", model)])
+        .await;
+    (detail.view.serving_version.as_deref() == Some("1") && detail.view.state == "Available")
+        .then_some(())
+}

@@ -3,7 +3,7 @@
 //! version replaces the old one without a gap: the new server starts, and
 //! only once it is ready does it take over and the old one stop.
 
-use crate::process::{ChildEnv, Children};
+use crate::process::{ChildEnv, Children, ServedModel};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -288,6 +288,14 @@ impl LocalServing {
                 Err(not_serving) => (None, Err(not_serving)),
             }
         };
+        if let Ok(server) = &answer {
+            let served = ServedModel {
+                model: start.model.clone(),
+                version: server.version.clone(),
+                port: server.port,
+            };
+            self.children.mark_serving(server.pgid, &served);
+        }
         if let Some(pgid) = to_stop {
             self.stop(pgid).await;
         }
@@ -326,6 +334,44 @@ impl LocalServing {
             .expect("serving map")
             .get(&start.model)
             .is_some_and(|servers| servers.generation == start.generation)
+    }
+
+    /// Takes over the model servers a killed Slipway left serving: per
+    /// model, one that answers `/ping` becomes its serving server (the
+    /// passes then keep, replace or remove it like any other); the rest stop.
+    pub async fn adopt(&self, leftovers: Vec<(i32, ServedModel)>) {
+        for (pgid, served) in leftovers {
+            let taken = self
+                .models
+                .lock()
+                .expect("serving map")
+                .get(&served.model)
+                .is_some_and(|servers| servers.current.is_some());
+            let answers = !taken
+                && self
+                    .http
+                    .get(format!("http://127.0.0.1:{}/ping", served.port))
+                    .send()
+                    .await
+                    .is_ok_and(|response| response.status().is_success());
+            if !answers {
+                tracing::warn!(pgid, model = %served.model, "stopping a model server a previous Slipway left running");
+                self.stop(pgid).await;
+                continue;
+            }
+            let server = LocalServer {
+                version: served.version.clone(),
+                port: served.port,
+                pgid,
+                generation: self.starts.fetch_add(1, Ordering::SeqCst) + 1,
+            };
+            let mut models = self.models.lock().expect("serving map");
+            let servers = models.entry(served.model.clone()).or_default();
+            servers.generation = server.generation;
+            servers.current = Some(server);
+            tracing::info!(pgid, model = %served.model, version = %served.version, port = served.port,
+                "adopted a model server a previous Slipway left serving");
+        }
     }
 
     /// The models with a server serving, starting or failed.

@@ -50,20 +50,29 @@ pub fn user(name: &str, role: app::access::Role) -> app::model::User {
 /// Running `mlflow models serve` processes of `model` (the servers
 /// themselves, not the workers they start): of `version`, or of any.
 pub fn model_servers(model: &str, version: Option<&str>) -> usize {
+    model_server_pids(model, version).len()
+}
+
+/// The pids of [`model_servers`].
+pub fn model_server_pids(model: &str, version: Option<&str>) -> Vec<u32> {
     let wanted = format!("models:/{model}/{}", version.unwrap_or_default());
     std::fs::read_dir("/proc")
         .unwrap()
-        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
-        .filter(|cmdline| {
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
             let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
-            args.windows(2)
+            let serves = args
+                .windows(2)
                 .any(|pair| pair == [b"models".as_slice(), b"serve".as_slice()])
                 && args.iter().any(|arg| match version {
                     Some(_) => *arg == wanted.as_bytes(),
                     None => arg.starts_with(wanted.as_bytes()),
-                })
+                });
+            serves.then_some(pid)
         })
-        .count()
+        .collect()
 }
 
 /// A port with nothing listening on it right now.
