@@ -69,8 +69,9 @@ pub fn spawn_logged(
 /// directory (they are this machine's processes, whatever database several
 /// replicas share). A Slipway killed with SIGKILL cannot stop its children;
 /// the next one to start on the same data directory does, before it starts
-/// any of its own. A group is known by its leader's pid and start time, so
-/// a reused pid is never taken for it.
+/// any of its own, except the model servers that were serving: those it may
+/// adopt. A group is known by its leader's pid and start time, so a reused
+/// pid is never taken for it.
 #[derive(Debug, Clone)]
 pub struct Children {
     dir: std::path::PathBuf,
