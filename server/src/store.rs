@@ -468,6 +468,10 @@ impl Store {
     }
 }
 
+/// What a deployment event a stopped Slipway left pending ends with.
+const SETTLED_MESSAGE: &str =
+    "Slipway stopped before this change finished; the status above is what serves now";
+
 impl Store {
     /// Starts a deployment event (`pending`); returns its id.
     pub async fn begin_deployment(
@@ -507,6 +511,21 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        if outcome == "serving" {
+            // What began before this and is still pending was left by a
+            // Slipway that was killed: a later change serves now. (A change
+            // still under way records its own end over this.)
+            sqlx::query(
+                "UPDATE deployment_events SET outcome = 'interrupted', message = $2 \
+                 WHERE outcome = 'pending' \
+                 AND model = (SELECT model FROM deployment_events WHERE id = $1) \
+                 AND started_ms < (SELECT started_ms FROM deployment_events WHERE id = $1)",
+            )
+            .bind(id)
+            .bind(SETTLED_MESSAGE)
+            .execute(&self.pool)
+            .await?;
+        }
         Ok(())
     }
 
@@ -515,11 +534,11 @@ impl Store {
     /// it could say how they ended. The number ended.
     pub async fn settle_stale_deployments(&self, started_before: i64) -> Result<u64> {
         let settled = sqlx::query(
-            "UPDATE deployment_events SET outcome = 'interrupted', \
-             message = 'Slipway stopped before this change finished; the status above is what serves now' \
+            "UPDATE deployment_events SET outcome = 'interrupted', message = $2 \
              WHERE outcome = 'pending' AND started_ms < $1",
         )
         .bind(started_before)
+        .bind(SETTLED_MESSAGE)
         .execute(&self.pool)
         .await?;
         Ok(settled.rows_affected())

@@ -168,7 +168,20 @@ async fn after_a_kill_the_next_slipway_finishes_the_promotion_and_stops_the_orph
         .unwrap();
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(audit[0].outcome, "done");
-    assert_eq!(served.history[0].outcome, "serving");
+    // The start the kill cut short is ended as soon as a later one serves,
+    // not left pending.
+    let history = support::eventually(Duration::from_secs(10), || async {
+        let history = store.deployment_history(&model, 10).await.unwrap();
+        let outcomes: Vec<_> = history.iter().map(|event| event.outcome.clone()).collect();
+        (outcomes == ["serving", "interrupted"]).then_some(outcomes)
+    })
+    .await;
+    assert!(
+        history.is_some(),
+        "{:#?}",
+        store.deployment_history(&model, 10).await.unwrap()
+    );
+    assert_eq!(served.history[0].version.as_deref(), Some("1"));
 
     let status = second.stop().await;
     assert!(status.success(), "{status}");
