@@ -46,8 +46,16 @@ export async function startSlipway(env = () => ({})) {
   }
   const slipway = spawn(required('SLIPWAY_BIN'), [], {
     env: settings,
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // Passed through as it comes, and kept: a panic fails the suite.
+  let output = '';
+  for (const stream of [slipway.stdout, slipway.stderr]) {
+    stream.on('data', (chunk) => {
+      output += chunk;
+      process.stderr.write(chunk);
+    });
+  }
   await waitUntilReady(slipway, `${baseUrl}/readyz`, 60_000);
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
@@ -96,6 +104,9 @@ export async function startSlipway(env = () => ({})) {
       slipway.kill('SIGTERM');
       await exited;
       rmSync(dataDir, { recursive: true, force: true });
+      // A panic in Slipway (a handler, a background task) is a bug, whatever
+      // the test was about.
+      assert.ok(!output.includes('panicked at'), `Slipway panicked:\n${output}`);
     },
   };
 }

@@ -154,6 +154,14 @@ impl Slipway {
     pub async fn crash(mut self) {
         self.child.start_kill().unwrap();
         self.child.wait().await.unwrap();
+        self.assert_no_panic();
+    }
+
+    /// A panic in Slipway (a handler, a background task) is a bug, whatever
+    /// the test was about.
+    fn assert_no_panic(&self) {
+        let log = self.log();
+        assert!(!log.contains("panicked at"), "Slipway panicked:\n{log}");
     }
 
     /// SIGTERM, as Ctrl-C or Kubernetes stops it; its exit status.
@@ -164,10 +172,12 @@ impl Slipway {
             nix::sys::signal::Signal::SIGTERM,
         )
         .unwrap();
-        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
             .expect("Slipway stops within a minute of SIGTERM")
-            .unwrap()
+            .unwrap();
+        self.assert_no_panic();
+        status
     }
 
     pub fn log(&self) -> String {
