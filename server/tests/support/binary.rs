@@ -323,3 +323,24 @@ impl EventStream {
         seen
     }
 }
+
+/// A test that fails midway drops its Slipway without `stop`: SIGTERM, so
+/// that Slipway stops its own model servers and trainings (a SIGKILL, from
+/// `kill_on_drop`, would leave them running), then SIGKILL after 10 s.
+impl Drop for Slipway {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return; // Stopped, crashed or reaped already.
+        }
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
