@@ -28,27 +28,12 @@ fn processes_with(text: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_child_outlives_slipway() {
-    let model = unique("shutdown");
-    assert_eq!(
-        register_sklearn_model(&model, &unique("shutdown"), 1.0),
-        "1"
-    );
+    let setup = LocalDeployment::new("shutdown");
+    let model = setup.model.clone();
     MlflowRest::new(&mlflow_url())
         .transition_stage(&model, "1", "Production")
         .await;
-    let data = tempfile::tempdir().unwrap();
-    let catalog = trainer_catalog(
-        data.path(),
-        &format!("[[deployment]]\nmodel = {model:?}\ntarget = \"local\"\n"),
-    );
-    let slipway = Slipway::start(SlipwaySettings {
-        namespace: None,
-        catalog: &catalog,
-        data_dir: data.path(),
-        mlflow_url: mlflow_url(),
-        extra_env: Vec::new(),
-    })
-    .await;
+    let slipway = Slipway::start(setup.settings()).await;
     // A value no other process has on its command line.
     let alpha = format!("0.{}", uuid::Uuid::new_v4().as_u128() % 1_000_000_007);
     slipway
@@ -98,21 +83,9 @@ async fn no_child_outlives_slipway() {
 /// promotion's audit entry is whole.
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_kill_the_next_slipway_finishes_the_promotion_and_stops_the_orphans() {
-    let model = unique("killed");
-    assert_eq!(register_sklearn_model(&model, &unique("killed"), 1.0), "1");
-    let data = tempfile::tempdir().unwrap();
-    let catalog = trainer_catalog(
-        data.path(),
-        &format!("[[deployment]]\nmodel = {model:?}\ntarget = \"local\"\n"),
-    );
-    let settings = || SlipwaySettings {
-        namespace: None,
-        catalog: &catalog,
-        data_dir: data.path(),
-        mlflow_url: mlflow_url(),
-        extra_env: Vec::new(),
-    };
-    let first = Slipway::start(settings()).await;
+    let setup = LocalDeployment::new("killed");
+    let model = setup.model.clone();
+    let first = Slipway::start(setup.settings()).await;
     let back_to = first
         .post_form(
             &format!("/deployments/{model}/promote"),
@@ -136,7 +109,7 @@ async fn after_a_kill_the_next_slipway_finishes_the_promotion_and_stops_the_orph
         "a kill leaves the model server behind"
     );
 
-    let second = Slipway::start(settings()).await;
+    let second = Slipway::start(setup.settings()).await;
     let served = support::eventually(Duration::from_secs(120), || async {
         let detail: app::model::DeploymentDetail = second
             .server_fn(app::server_fns::GetDeployment::PATH, &[("model", &model)])
@@ -158,7 +131,7 @@ async fn after_a_kill_the_next_slipway_finishes_the_promotion_and_stops_the_orph
     );
     let store = server::store::Store::connect(&format!(
         "sqlite://{}?mode=rwc",
-        data.path().join("slipway.db").display()
+        setup.data.path().join("slipway.db").display()
     ))
     .await
     .unwrap();
@@ -197,21 +170,9 @@ async fn after_a_kill_the_next_slipway_finishes_the_promotion_and_stops_the_orph
 /// and it still stops it when it stops itself.
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_kill_the_next_slipway_adopts_the_model_server_still_serving() {
-    let model = unique("adopted");
-    assert_eq!(register_sklearn_model(&model, &unique("adopted"), 1.0), "1");
-    let data = tempfile::tempdir().unwrap();
-    let catalog = trainer_catalog(
-        data.path(),
-        &format!("[[deployment]]\nmodel = {model:?}\ntarget = \"local\"\n"),
-    );
-    let settings = || SlipwaySettings {
-        namespace: None,
-        catalog: &catalog,
-        data_dir: data.path(),
-        mlflow_url: mlflow_url(),
-        extra_env: Vec::new(),
-    };
-    let first = Slipway::start(settings()).await;
+    let setup = LocalDeployment::new("adopted");
+    let model = setup.model.clone();
+    let first = Slipway::start(setup.settings()).await;
     first
         .post_form(
             &format!("/deployments/{model}/promote"),
@@ -227,7 +188,7 @@ async fn after_a_kill_the_next_slipway_adopts_the_model_server_still_serving() {
     assert_eq!(before.len(), 1);
     first.crash().await;
 
-    let second = Slipway::start(settings()).await;
+    let second = Slipway::start(setup.settings()).await;
     support::eventually(Duration::from_secs(30), || {
         serves_first_version(&second, &model)
     })
@@ -268,4 +229,39 @@ async fn serves_first_version(slipway: &Slipway, model: &str) -> Option<()> {
         .await;
     (detail.view.serving_version.as_deref() == Some("1") && detail.view.state == "Available")
         .then_some(())
+}
+
+/// A model with one servable version, bound to local serving by a catalog
+/// in a data directory of its own, for Slipways started one after another.
+struct LocalDeployment {
+    model: String,
+    data: tempfile::TempDir,
+    catalog: std::path::PathBuf,
+}
+
+impl LocalDeployment {
+    fn new(prefix: &str) -> Self {
+        let model = unique(prefix);
+        assert_eq!(register_sklearn_model(&model, &unique(prefix), 1.0), "1");
+        let data = tempfile::tempdir().unwrap();
+        let catalog = trainer_catalog(
+            data.path(),
+            &format!("[[deployment]]\nmodel = {model:?}\ntarget = \"local\"\n"),
+        );
+        Self {
+            model,
+            data,
+            catalog,
+        }
+    }
+
+    fn settings(&self) -> SlipwaySettings<'_> {
+        SlipwaySettings {
+            namespace: None,
+            catalog: &self.catalog,
+            data_dir: self.data.path(),
+            mlflow_url: mlflow_url(),
+            extra_env: Vec::new(),
+        }
+    }
 }
