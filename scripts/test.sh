@@ -31,6 +31,9 @@ export SLIPWAY_TEST_KUBE_AUDIT="$KUBE_AUDIT_LOG"
 export PATH="$SLIPWAY_VENV/bin:$PATH"
 
 log "unit and integration tests"
+# The flags `cargo leptos build` uses (always-erase-components): the tests
+# exercise what ships, and both builds share one set of compiled crates.
+export RUSTFLAGS="--cfg erase_components"
 cargo test -p app --features ssr
 cargo test
 

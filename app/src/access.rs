@@ -15,7 +15,8 @@ use crate::model::User;
 pub enum Role {
     /// Reads everything.
     Viewer,
-    /// Launches trainings and cancels their own.
+    /// Launches trainings and cancels their own; edits the registry (not
+    /// what a deployment serves by).
     Trainer,
     /// Requests promotions (promotes where no approval is required), rolls back.
     Deployer,
@@ -109,6 +110,11 @@ pub enum Action<'a> {
         model: &'a str,
         requested_by: &'a str,
     },
+    /// Register a run's model as a version; change a registered model's or
+    /// its versions' aliases, stages, descriptions or tags.
+    EditRegistry {
+        model: &'a str,
+    },
     /// Create, change or delete the deployment of a model.
     ManageDeployment {
         model: &'a str,
@@ -191,6 +197,13 @@ pub fn authorize(user: &User, action: Action<'_>) -> Result<(), Denied> {
                 Some(model),
             )
         }
+        // Trainers make models; what serves them moves only by Promote.
+        Action::EditRegistry { model } => (
+            holds(Role::Trainer, model),
+            "Editing the registry",
+            Role::Trainer,
+            Some(model),
+        ),
         Action::ManageDeployment { model } => (
             holds(Role::Admin, model),
             "Managing deployments",
@@ -295,6 +308,8 @@ mod tests {
         assert!(authorize(&viewer, launch).is_err());
         assert!(authorize(&trainer, launch).is_ok());
         assert!(authorize(&trainer, promote).is_err());
+        assert!(authorize(&viewer, Action::EditRegistry { model: "m" }).is_err());
+        assert!(authorize(&trainer, Action::EditRegistry { model: "m" }).is_ok());
         assert!(authorize(&deployer, promote).is_ok());
         assert!(authorize(&deployer, approve).is_err());
         assert!(authorize(&approver, approve).is_ok());

@@ -64,6 +64,9 @@ pub struct ExperimentPage {
     pub next_page_token: Option<String>,
     /// The MLflow server the page came from, shown so users know what they browse.
     pub mlflow_url: String,
+    /// When MLflow gave the oldest data on the page (epoch ms): lists are
+    /// served from a cache for a few seconds.
+    pub as_of: i64,
 }
 
 /// A registered model as the models list shows it.
@@ -83,6 +86,8 @@ pub struct ModelsPage {
     pub models: Vec<ModelSummary>,
     pub next_page_token: Option<String>,
     pub mlflow_url: String,
+    /// As in [`ExperimentPage::as_of`].
+    pub as_of: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,13 +119,51 @@ pub struct ModelDetail {
     pub versions: Vec<ModelVersionInfo>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionDetail {
     pub version: ModelVersionInfo,
     /// Where the version's files are stored, with `models:/…` sources resolved.
     pub storage_uri: String,
     /// Whether a deployment serves the model (else promoting it deploys nothing).
     pub deployed: bool,
+    /// Its run's params and latest metrics, and its signature; `None` when
+    /// MLflow could not give them (a deleted run).
+    pub summary: Option<VersionSummary>,
+    /// The input example logged with the model (JSON), if any.
+    pub input_example: Option<String>,
+}
+
+/// One column of a model signature: (`inputs` or `outputs`, name, type).
+/// Reads the `inputs: […]` / `outputs: […]` lines [`VersionSummary`] keeps,
+/// MLflow's column-based JSON; a tensor spec shows as its dtype and shape.
+pub fn signature_columns(signature: &str) -> Vec<(String, String, String)> {
+    signature
+        .lines()
+        .filter_map(|line| line.split_once(": "))
+        .flat_map(|(part, spec)| {
+            let columns: Vec<serde_json::Value> = serde_json::from_str(spec).unwrap_or_default();
+            columns.into_iter().enumerate().map(move |(index, column)| {
+                let name = column["name"]
+                    .as_str()
+                    .map_or_else(|| format!("#{index}"), str::to_string);
+                let kind = match (column["type"].as_str(), &column["tensor-spec"]) {
+                    (Some("tensor"), spec) => format!(
+                        "tensor {} {}",
+                        spec["dtype"].as_str().unwrap_or("?"),
+                        spec["shape"]
+                    ),
+                    (Some(kind), _) => kind.to_string(),
+                    (None, _) => column.to_string(),
+                };
+                let optional = if column["required"] == serde_json::Value::Bool(false) {
+                    " (optional)"
+                } else {
+                    ""
+                };
+                (part.to_string(), name, format!("{kind}{optional}"))
+            })
+        })
+        .collect()
 }
 
 /// One page of an experiment's runs.
@@ -179,8 +222,20 @@ pub struct RunDetail {
     pub tags: Vec<(String, String)>,
     /// Models the run logged (MLflow 3 logged-model ids).
     pub logged_models: Vec<String>,
+    /// What "Register model" offers: the models the run logged.
+    pub registrable: Vec<RegistrableModel>,
     /// Registry versions made from this run.
     pub registered_versions: Vec<ModelVersionInfo>,
+}
+
+/// A model a run logged, as registering it needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrableModel {
+    /// The logged model's name and id (MLflow 3), or its artifact folder.
+    pub label: String,
+    /// What the new version's `source` is.
+    pub source: String,
+    pub model_id: Option<String>,
 }
 
 /// One metric of one run, every recorded value.
@@ -791,4 +846,25 @@ pub struct AuditEntry {
     pub detail: String,
     /// `done`, `failed: …`, or `pending` (begun, never reported back).
     pub outcome: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signature_columns;
+
+    #[test]
+    fn signature_columns_read_with_their_types() {
+        let signature = "inputs: [{\"type\": \"double\", \"name\": \"x1\", \"required\": true}, {\"type\": \"string\", \"name\": \"city\", \"required\": false}]\n\
+                         outputs: [{\"type\": \"tensor\", \"tensor-spec\": {\"dtype\": \"float64\", \"shape\": [-1]}}]";
+        let row = |part: &str, name: &str, kind: &str| (part.into(), name.into(), kind.into());
+        assert_eq!(
+            signature_columns(signature),
+            vec![
+                row("inputs", "x1", "double"),
+                row("inputs", "city", "string (optional)"),
+                row("outputs", "#0", "tensor float64 [-1]"),
+            ]
+        );
+        assert!(signature_columns("inputs: not json").is_empty());
+    }
 }

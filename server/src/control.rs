@@ -22,7 +22,7 @@ use crate::launch::Launcher;
 use crate::mlflow::{self, MlflowClient, MlflowError, SearchExperiments, SearchRuns};
 use crate::serving::reconciler::Reconciler;
 use crate::serving::try_it::{MAX_INPUT_BYTES, ModelCaller};
-use crate::store::{DraftForm, Store};
+use crate::store::{self, DraftForm, Store};
 
 /// MLflow's largest page of model versions; a model has rarely more.
 const VERSIONS_PAGE_SIZE: u32 = 1000;
@@ -175,7 +175,9 @@ impl ControlPlane for Slipway {
             ],
             page_token: query.page_token,
         };
-        let response = self.mlflow.search_experiments(&request).await?;
+        let (response, as_of) =
+            mlflow::cache::with_age(self.mlflow.search_experiments(&request)).await;
+        let response = response?;
         Ok(ExperimentPage {
             experiments: response
                 .experiments
@@ -184,6 +186,7 @@ impl ControlPlane for Slipway {
                 .collect(),
             next_page_token: response.next_page_token,
             mlflow_url: self.mlflow.url(),
+            as_of: store::epoch_ms(as_of),
         })
     }
 
@@ -230,6 +233,7 @@ impl ControlPlane for Slipway {
             self.all_versions(&versions_filter)
         );
         let run = run?;
+        let registrable = self.registrable_models(&run).await;
         let mut registered_versions: Vec<ModelVersionInfo> =
             versions?.into_iter().map(to_version_info).collect();
         registered_versions.sort_by(|a, b| {
@@ -258,6 +262,7 @@ impl ControlPlane for Slipway {
                 .iter()
                 .map(|output| output.model_id.clone())
                 .collect(),
+            registrable,
             run: to_run_row(run),
             registered_versions,
         })
@@ -362,15 +367,14 @@ impl ControlPlane for Slipway {
             &query,
             &[("name", "name"), ("updated", "last_updated_timestamp")],
         )?;
-        let response = self
-            .mlflow
-            .search_registered_models(
-                filter.as_deref(),
-                &order,
-                page_size,
-                query.page_token.as_deref(),
-            )
-            .await?;
+        let (response, as_of) = mlflow::cache::with_age(self.mlflow.search_registered_models(
+            filter.as_deref(),
+            &order,
+            page_size,
+            query.page_token.as_deref(),
+        ))
+        .await;
+        let response = response?;
         Ok(ModelsPage {
             models: response
                 .registered_models
@@ -379,6 +383,7 @@ impl ControlPlane for Slipway {
                 .collect(),
             next_page_token: response.next_page_token,
             mlflow_url: self.mlflow.url(),
+            as_of: store::epoch_ms(as_of),
         })
     }
 
@@ -419,13 +424,21 @@ impl ControlPlane for Slipway {
         name: String,
         version: String,
     ) -> Result<VersionDetail, AppError> {
-        let (detail, storage_uri) = tokio::join!(
+        let (detail, storage_uri, summary, input_example) = tokio::join!(
             self.mlflow.get_model_version(&name, &version),
-            self.mlflow.model_version_download_uri(&name, &version)
+            self.mlflow.model_version_download_uri(&name, &version),
+            self.version_summary(&name, &version),
+            self.example_input(&name, &version)
         );
         Ok(VersionDetail {
             version: to_version_info(detail?),
             storage_uri: storage_uri?,
+            summary: summary
+                .inspect_err(
+                    |err| tracing::debug!(%name, %version, error = %err, "version summary"),
+                )
+                .ok(),
+            input_example,
             deployed: self
                 .reconciler
                 .bindings()

@@ -40,6 +40,7 @@ use crate::control::Slipway;
 use crate::executor::LogStream;
 use crate::launch::Submitted;
 use crate::metrics::{self, Metrics};
+use crate::registry::RegistryEdit;
 use crate::serving::bindings::Saved;
 use crate::serving::reconciler::Expected;
 use crate::store::DraftForm;
@@ -106,6 +107,8 @@ pub fn router(state: AppState) -> Router {
         .route("/deployments/{model}/try", post(send_try))
         .route("/audit.csv", get(export_audit_csv))
         .route("/audit.json", get(export_audit_json))
+        .route("/models/{name}/edit", post(edit_registry))
+        .route("/runs/{id}/register", post(register_run_model))
         .route("/approvals/{id}/approve", post(approve))
         .route("/approvals/{id}/reject", post(reject))
         .route("/api/launches/{id}/events", get(launch_events));
@@ -535,6 +538,49 @@ fn deployment_page(model: &str) -> String {
     format!("/deployments/{}", path_segment(model))
 }
 
+/// The model and version pages' registry forms: back to the page the form
+/// was on, with MLflow's or Slipway's refusal as its notice.
+async fn edit_registry(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    RawForm(body): RawForm,
+) -> Response {
+    let version = form_field(&body, "version");
+    let page = if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) {
+        format!("/models/{}/versions/{version}", path_segment(&model))
+    } else {
+        format!("/models/{}", path_segment(&model))
+    };
+    let outcome = match RegistryEdit::from_form(url::form_urlencoded::parse(&body)) {
+        Ok(edit) => state.slipway.edit_registry(&user, &model, &edit).await,
+        Err(err) => Err(err),
+    };
+    back_to(page, outcome.err())
+}
+
+/// The run page's "Register model": to the new version's page.
+async fn register_run_model(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(run_id): Path<String>,
+    RawForm(body): RawForm,
+) -> Response {
+    let model = form_field(&body, "model");
+    let source = form_field(&body, "source");
+    match state
+        .slipway
+        .register_run_model(&user, &run_id, &source, &model)
+        .await
+    {
+        Ok(version) => back_to(
+            format!("/models/{}/versions/{version}", path_segment(model.trim())),
+            None,
+        ),
+        Err(err) => back_to(format!("/runs/{}", path_segment(&run_id)), Some(err)),
+    }
+}
+
 /// An approver's decision on a promotion request; back to the request's page.
 async fn approve(
     State(state): State<AppState>,
@@ -708,6 +754,8 @@ fn path_segment(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, PATH_SEGMENT).to_string()
 }
 
+const MAX_NOTICE_CHARS: usize = 300;
+
 /// Back to `page`, with the error (if any) as its `notice`.
 fn back_to(page: String, error: Option<AppError>) -> Response {
     match error {
@@ -718,8 +766,13 @@ fn back_to(page: String, error: Option<AppError>) -> Response {
             (status_of(&err), err.to_string()).into_response()
         }
         Some(err) => {
-            let notice: String =
-                url::form_urlencoded::byte_serialize(err.to_string().as_bytes()).collect();
+            // Errors may quote what was sent: the notice stays short.
+            let mut message = err.to_string();
+            if let Some((cut, _)) = message.char_indices().nth(MAX_NOTICE_CHARS) {
+                message.truncate(cut);
+                message.push('…');
+            }
+            let notice: String = url::form_urlencoded::byte_serialize(message.as_bytes()).collect();
             let joint = if page.contains('?') { '&' } else { '?' };
             Redirect::to(&format!("{page}{joint}notice={notice}")).into_response()
         }

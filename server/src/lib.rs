@@ -15,6 +15,7 @@ pub mod launch;
 pub mod metrics;
 pub mod mlflow;
 pub mod process;
+pub mod registry;
 pub mod serving;
 pub mod store;
 pub mod telemetry;

@@ -76,11 +76,14 @@ impl TestApp {
         .await
     }
 
+    /// The page's status and HTML, without Leptos's hydration markers
+    /// (`<!>`, empty comments): assertions are about what people read.
     async fn get(&self, uri: &str) -> (StatusCode, String) {
         let response = self.send(Request::get(uri), Body::empty()).await;
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8(body.to_vec()).unwrap())
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        (status, html.replace("<!>", ""))
     }
 }
 
@@ -259,13 +262,14 @@ async fn mlflow_calls(app: &TestApp, endpoint: &str) -> u64 {
 }
 
 /// Fifty people opening the models page at once cost MLflow one search; a
-/// model registered in MLflow directly shows once the kept answer is stale.
+/// model registered in MLflow directly shows once the kept answer is stale,
+/// and until then the page says how old its list is.
 #[tokio::test(flavor = "multi_thread")]
 async fn many_page_views_at_once_share_one_mlflow_read() {
     let rest = MlflowRest::new(&mlflow_url());
     let data = tempfile::tempdir().unwrap();
     let mut config = config(&mlflow_url(), data.path());
-    config.mlflow_cache_ms = 1000;
+    config.mlflow_cache_ms = 3000;
     let app = TestApp::start(config, data).await;
     let prefix = unique("shared");
     let page = format!("/models?q={prefix}");
@@ -278,16 +282,42 @@ async fn many_page_views_at_once_share_one_mlflow_read() {
         "50 identical views, {searches} MLflow searches"
     );
 
+    let first_as_of = as_of(&views[0].1);
+    assert!(views.iter().all(|(_, html)| as_of(html) == first_as_of));
+
     let model = format!("{prefix}-new");
+    let creating = chrono::Utc::now();
     rest.create_registered_model(&model).await;
-    let shown = support::eventually(std::time::Duration::from_secs(5), || async {
-        app.get(&page).await.1.contains(&model).then_some(())
+    let created = chrono::Utc::now();
+    let cached = app.get(&page).await.1;
+    assert!(!cached.contains(&model), "the list kept for 3 s is served");
+    assert_eq!(as_of(&cached), first_as_of, "and says it is the older list");
+    let shown = support::eventually(std::time::Duration::from_secs(10), || async {
+        let html = app.get(&page).await.1;
+        if html.contains(&model) {
+            return Some(as_of(&html));
+        }
+        // A list without the model must say it is from before it was made.
+        assert!(as_of(&html) < created, "{html}");
+        None
     })
     .await;
+    let shown_as_of = shown.expect("a model made elsewhere shows once the answer is stale");
     assert!(
-        shown.is_some(),
-        "a model made elsewhere shows once the answer is stale"
+        shown_as_of >= creating,
+        "{shown_as_of} is before {creating}"
     );
+}
+
+/// The instant a list page says its data is from (`<time datetime>`).
+fn as_of(html: &str) -> chrono::DateTime<chrono::Utc> {
+    let (_, after) = html
+        .split_once(", as of <time datetime=\"")
+        .unwrap_or_else(|| panic!("no as-of time in {html}"));
+    let instant = after.split('"').next().unwrap();
+    chrono::DateTime::parse_from_rfc3339(instant)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
 }
 
 /// Made-up methods and paths cannot grow `/metrics`: routes are patterns,

@@ -5,7 +5,7 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::{use_params_map, use_query_map};
+use leptos_router::hooks::use_params_map;
 
 use super::deployments::{Evidence, deployment_href};
 use super::list::{Results, segment};
@@ -89,15 +89,13 @@ fn RequestBadge(state: RequestState) -> impl IntoView {
 #[component]
 pub fn ApprovalPage() -> impl IntoView {
     let params = use_params_map();
-    let query = use_query_map();
     let id = Memo::new(move |_| params.with(|params| params.get("id").unwrap_or_default()));
-    let notice = Memo::new(move |_| query.with(|query| query.get("notice")));
     let request = Resource::new(move || id.get(), get_promotion_request);
     let me = use_me();
     view! {
         <Title text="Promotion request"/>
         <section class="page">
-            {move || notice.get().map(|notice| view! { <p class="form-errors" role="alert">{notice}</p> })}
+            <super::Notice/>
             <Results loading_text="Loading the request…">
                 {move || Suspend::new(async move {
                     let request = request.await?;

@@ -28,7 +28,6 @@ pub fn DeploymentSettingsPage() -> impl IntoView {
     let draft = Memo::new(move |_| query.with(|query| query.get("draft")));
     // A new deployment's model, when the link that led here names it.
     let named = Memo::new(move |_| query.with(|query| query.get("model")));
-    let notice = Memo::new(move |_| query.with(|query| query.get("notice")));
     let form = Resource::new(
         move || (model.get(), draft.get()),
         |(model, draft)| load_deployment_form(model, draft),
@@ -37,7 +36,7 @@ pub fn DeploymentSettingsPage() -> impl IntoView {
     view! {
         <Title text="Deployment settings"/>
         <section class="page">
-            {move || notice.get().map(|notice| view! { <p class="form-errors" role="alert">{notice}</p> })}
+            <super::Notice/>
             <Results loading_text="Loading the settings…">
                 {move || Suspend::new(async move {
                     let mut form = form.await?;

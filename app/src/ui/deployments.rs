@@ -137,7 +137,6 @@ pub fn DeploymentPage() -> impl IntoView {
     let params = use_params_map();
     let query = use_query_map();
     let model = Memo::new(move |_| params.with(|params| params.get("model").unwrap_or_default()));
-    let notice = Memo::new(move |_| query.with(|query| query.get("notice")));
     let answer_id = Memo::new(move |_| query.with(|query| query.get("answer")));
     let detail = Resource::new(move || model.get(), get_deployment);
     let me = use_me();
@@ -153,7 +152,7 @@ pub fn DeploymentPage() -> impl IntoView {
     view! {
         <Title text="Deployment"/>
         <section class="page">
-            {move || notice.get().map(|notice| view! { <p class="form-errors" role="alert">{notice}</p> })}
+            <super::Notice/>
             <Results loading_text="Loading the deployment…">
                 {move || Suspend::new(async move {
                     let detail = detail.await?;

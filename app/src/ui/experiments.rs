@@ -4,7 +4,7 @@ use leptos_router::hooks::use_query_map;
 
 use super::list::{Pager, Results, SearchForm, SortHeader};
 use super::runs::experiment_href;
-use super::{format_millis, paging::ListState, user_tags};
+use super::{DataSource, format_millis, paging::ListState, user_tags};
 use crate::error::AppError;
 use crate::model::{Experiment, ExperimentPage};
 use crate::server_fns::search_experiments;
@@ -47,7 +47,7 @@ fn ExperimentList(page: ExperimentPage, state: ListState) -> impl IntoView {
         None => "No experiments yet.".to_string(),
     };
     view! {
-        <p class="source">"MLflow at " <code>{page.mlflow_url.clone()}</code></p>
+        <DataSource mlflow_url=page.mlflow_url.clone() as_of=page.as_of/>
         {if page.experiments.is_empty() {
             view! { <p class="empty">{empty_message}</p> }.into_any()
         } else {

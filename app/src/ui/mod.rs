@@ -207,6 +207,55 @@ pub fn ErrorList(errors: ArcRwSignal<Errors>) -> impl IntoView {
     }
 }
 
+/// Why the last form sent back here did not do what it asked (`?notice=`).
+#[component]
+pub fn Notice() -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
+    let notice = Memo::new(move |_| query.with(|query| query.get("notice")));
+    move || {
+        notice
+            .get()
+            .map(|notice| view! { <p class="form-errors" role="alert">{notice}</p> })
+    }
+}
+
+/// Where a list came from and how current it is: lists are served from a
+/// short cache, so a change made elsewhere can take a few seconds to show.
+#[component]
+pub fn DataSource(mlflow_url: String, as_of: i64) -> impl IntoView {
+    view! {
+        <p class="source">
+            "MLflow at " <code>{mlflow_url}</code> ", as of "
+            <time datetime=format_instant(as_of)>{format_clock(as_of)}</time>
+        </p>
+    }
+}
+
+/// Epoch milliseconds as a UTC time of day to the second.
+pub fn format_clock(millis: i64) -> String {
+    let seconds = millis.div_euclid(1000).rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
+/// Epoch milliseconds as an RFC 3339 instant, for machines (`<time datetime>`).
+pub fn format_instant(millis: i64) -> String {
+    let (year, month, day) = civil_from_days(millis.div_euclid(86_400_000));
+    let millis_of_day = millis.rem_euclid(86_400_000);
+    let seconds = millis_of_day / 1000;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60,
+        millis_of_day % 1000
+    )
+}
+
 /// Epoch milliseconds as a UTC timestamp; the same text on server and client,
 /// so hydration never disagrees.
 pub fn format_millis(millis: Option<i64>) -> String {
@@ -245,7 +294,20 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 
 #[cfg(test)]
 mod tests {
-    use super::format_millis;
+    use super::{format_clock, format_instant, format_millis};
+
+    #[test]
+    fn clock_times_read_as_utc_seconds() {
+        assert_eq!(format_clock(0), "00:00:00 UTC");
+        assert_eq!(format_clock(1_796_083_199_999), "23:59:59 UTC");
+        assert_eq!(format_clock(3_723_000), "01:02:03 UTC");
+        assert_eq!(format_clock(-1), "23:59:59 UTC");
+        assert_eq!(
+            format_instant(1_796_083_199_999),
+            "2026-11-30T23:59:59.999Z"
+        );
+        assert_eq!(format_instant(-1), "1969-12-31T23:59:59.999Z");
+    }
 
     #[test]
     fn timestamps_read_as_utc_dates_and_minutes() {

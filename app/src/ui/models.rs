@@ -6,9 +6,12 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::list::{Pager, Results, SearchForm, SortHeader, segment};
 use super::run::run_href;
-use super::{format_millis, paging::ListState, user_tags};
+use super::{DataSource, format_millis, paging::ListState, user_tags};
 use crate::error::AppError;
-use crate::model::{ModelDetail, ModelSummary, ModelVersionInfo, ModelsPage, VersionDetail};
+use crate::model::{
+    ModelDetail, ModelSummary, ModelVersionInfo, ModelsPage, VersionDetail, VersionSummary,
+    signature_columns,
+};
 use crate::server_fns::{get_model, get_model_version, search_models};
 
 const PATH: &str = "/models";
@@ -82,7 +85,7 @@ fn ModelList(page: ModelsPage, state: ListState) -> impl IntoView {
         .into_any()
     };
     view! {
-        <p class="source">"MLflow at " <code>{page.mlflow_url}</code></p>
+        <DataSource mlflow_url=page.mlflow_url as_of=page.as_of/>
         {table}
         <Pager state next_page_token=page.next_page_token/>
     }
@@ -114,20 +117,36 @@ pub fn ModelPage() -> impl IntoView {
     let params = use_params_map();
     let name = Memo::new(move |_| params.with(|params| params.get("name").unwrap_or_default()));
     let detail = Resource::new(move || name.get(), get_model);
+    let me = super::use_me();
     view! {
         <Title text=move || name.get()/>
         <section class="page">
             <nav class="crumbs"><a href=PATH>"Models"</a></nav>
+            <super::Notice/>
             <Results loading_text="Loading the model…">
-                {move || Suspend::new(async move { detail.await.map(|model| view! { <ModelView model/> }) })}
+                {move || Suspend::new(async move {
+                    let model = detail.await?;
+                    let may_edit = me.await?.may(Action::EditRegistry { model: &model.name });
+                    Ok::<_, AppError>(view! { <ModelView model may_edit/> })
+                })}
             </Results>
         </section>
     }
 }
 
 #[component]
-fn ModelView(model: ModelDetail) -> impl IntoView {
+fn ModelView(model: ModelDetail, may_edit: bool) -> impl IntoView {
     let name = model.name.clone();
+    let editor = may_edit.then(|| {
+        view! {
+            <RegistryEditor
+                model=name.clone()
+                version=None
+                description=model.description.clone()
+                tags=model.tags.clone()
+            />
+        }
+    });
     let rows = model.versions.into_iter().map(version_row).collect_view();
     view! {
         <header class="page-header"><h1>{model.name.clone()}</h1></header>
@@ -153,6 +172,7 @@ fn ModelView(model: ModelDetail) -> impl IntoView {
             </thead>
             <tbody>{rows}</tbody>
         </table>
+        {editor}
     }
 }
 
@@ -195,13 +215,16 @@ pub fn VersionPage() -> impl IntoView {
                 " / "
                 <a href=move || model_href(&key.get().0)>{move || key.get().0}</a>
             </nav>
+            <super::Notice/>
             <Results loading_text="Loading the version…">
                 {move || Suspend::new(async move {
                     let detail = detail.await?;
                     let user = me.await?;
-                    let may_promote = user.may(Action::Promote { model: &detail.version.model });
-                    let may_deploy = user.may(Action::ManageDeployment { model: &detail.version.model });
-                    Ok::<_, AppError>(view! { <VersionView detail may_promote may_deploy/> })
+                    let model = detail.version.model.as_str();
+                    let may_promote = user.may(Action::Promote { model });
+                    let may_deploy = user.may(Action::ManageDeployment { model });
+                    let may_edit = user.may(Action::EditRegistry { model });
+                    Ok::<_, AppError>(view! { <VersionView detail may_promote may_deploy may_edit/> })
                 })}
             </Results>
         </section>
@@ -209,8 +232,25 @@ pub fn VersionPage() -> impl IntoView {
 }
 
 #[component]
-fn VersionView(detail: VersionDetail, may_promote: bool, may_deploy: bool) -> impl IntoView {
+fn VersionView(
+    detail: VersionDetail,
+    may_promote: bool,
+    may_deploy: bool,
+    may_edit: bool,
+) -> impl IntoView {
     let version = detail.version;
+    let editor = may_edit.then(|| {
+        view! {
+            <AliasEditor model=version.model.clone() version=version.version.clone() aliases=version.aliases.clone()/>
+            <StageEditor model=version.model.clone() version=version.version.clone() stage=version.stage.clone()/>
+            <RegistryEditor
+                model=version.model.clone()
+                version=Some(version.version.clone())
+                description=version.description.clone()
+                tags=version.tags.clone()
+            />
+        }
+    });
     let promote = super::deployments::promote_href(&version.model, &version.version);
     let deployment = super::deployments::deployment_href(&version.model);
     let new_deployment = format!(
@@ -242,13 +282,199 @@ fn VersionView(detail: VersionDetail, may_promote: bool, may_deploy: bool) -> im
             <dt>"Aliases"</dt>
             <dd>{version.aliases.iter().map(|alias| view! { <span class="alias">{format!("@{alias}")}</span> }).collect_view()}</dd>
             <dt>"Status"</dt><dd>{version.status.clone()}</dd>
-            <dt>"Source"</dt><dd><code>{version.source.clone()}</code></dd>
+            <dt>"Source"</dt><dd><code>{version.source.clone()}</code> {logged_model_link(&version.run_id, &version.source)}</dd>
             <dt>"Stored at"</dt><dd><code>{detail.storage_uri}</code></dd>
             <dt>"Source run"</dt><dd class="mono">{source_run(&version.run_id)}</dd>
             <dt>"Created"</dt><dd>{format_millis(version.created)}</dd>
             <dt>"Last updated"</dt><dd>{format_millis(version.last_updated)}</dd>
             <dt>"Tags"</dt><dd>{user_tags(&version.tags)}</dd>
         </dl>
+        {detail.summary.map(|summary| view! { <VersionEvidence summary/> })}
+        {detail.input_example.map(|example| view! {
+            <h2>"Input example"</h2>
+            <pre class="input-example">{example}</pre>
+        })}
+        {editor}
+    }
+}
+
+/// A version's signature and the params and metrics of the run it came from.
+#[component]
+fn VersionEvidence(summary: VersionSummary) -> impl IntoView {
+    let columns = summary
+        .signature
+        .as_deref()
+        .map(signature_columns)
+        .unwrap_or_default();
+    let signature = if columns.is_empty() {
+        view! { <p class="empty">"No signature was logged with this model."</p> }.into_any()
+    } else {
+        let rows = columns
+            .into_iter()
+            .map(|(part, name, kind)| view! { <tr><td>{part}</td><th scope="row">{name}</th><td class="mono">{kind}</td></tr> })
+            .collect_view();
+        view! {
+            <table class="data signature">
+                <thead><tr><th scope="col">""</th><th scope="col">"Column"</th><th scope="col">"Type"</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        }
+        .into_any()
+    };
+    let params = summary
+        .params
+        .into_iter()
+        .map(|(key, value)| view! { <tr><th scope="row">{key}</th><td>{value}</td></tr> })
+        .collect_view();
+    let metrics = summary
+        .metrics
+        .into_iter()
+        .map(|(key, value)| view! { <tr><th scope="row">{key}</th><td class="metric">{super::runs::format_metric(value)}</td></tr> })
+        .collect_view();
+    view! {
+        <h2>"Signature"</h2>
+        {signature}
+        <div class="two-columns">
+            <div>
+                <h2>"Run parameters"</h2>
+                <table class="data kv"><tbody>{params}</tbody></table>
+            </div>
+            <div>
+                <h2>"Run metrics (latest)"</h2>
+                <table class="data kv"><tbody>{metrics}</tbody></table>
+            </div>
+        </div>
+    }
+}
+
+/// Lineage of an MLflow 3 version: the logged model it was made from,
+/// browsable on its run's page.
+fn logged_model_link(run_id: &str, source: &str) -> impl IntoView + use<> {
+    let model_id = source
+        .strip_prefix("models:/")
+        .filter(|id| id.starts_with("m-"));
+    model_id.filter(|_| !run_id.is_empty()).map(|id| {
+        let href = format!("{}?model={}", run_href(run_id), segment(id));
+        view! { <a href=href>"the logged model's files"</a> }
+    })
+}
+
+/// Where the registry forms post: one route, the form's `op` says what.
+fn edit_action(model: &str) -> String {
+    format!("{}/edit", model_href(model))
+}
+
+/// A version's aliases: set one (moving it here if it points elsewhere) or
+/// remove one. Plain forms: they work without JavaScript.
+#[component]
+fn AliasEditor(model: String, version: String, aliases: Vec<String>) -> impl IntoView {
+    let action = edit_action(&model);
+    let removals = aliases
+        .into_iter()
+        .map(|alias| {
+            view! {
+                <form method="post" action=action.clone() class="inline" data-remove-alias=alias.clone()>
+                    <input type="hidden" name="op" value="remove-alias"/>
+                    <input type="hidden" name="version" value=version.clone()/>
+                    <input type="hidden" name="alias" value=alias.clone()/>
+                    <button type="submit" class="link">{format!("Remove @{alias}")}</button>
+                </form>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="registry-edit">
+            <h2>"Aliases"</h2>
+            {removals}
+            <form method="post" action=action.clone() class="inline" data-set-alias>
+                <input type="hidden" name="op" value="set-alias"/>
+                <input type="hidden" name="version" value=version.clone()/>
+                <label for="alias">"Alias"</label>
+                <input id="alias" name="alias" placeholder="challenger" required maxlength="256"/>
+                <button type="submit">"Set alias on this version"</button>
+            </form>
+        </section>
+    }
+}
+
+#[component]
+fn StageEditor(model: String, version: String, stage: String) -> impl IntoView {
+    let options = ["None", "Staging", "Production", "Archived"]
+        .into_iter()
+        .map(|option| view! { <option value=option selected=option == stage>{option}</option> })
+        .collect_view();
+    view! {
+        <section class="registry-edit">
+            <h2>"Stage"</h2>
+            <form method="post" action=edit_action(&model) class="inline" data-stage-form>
+                <input type="hidden" name="op" value="stage"/>
+                <input type="hidden" name="version" value=version/>
+                <label for="stage">"Stage"</label>
+                <select id="stage" name="stage">{options}</select>
+                <label class="check">
+                    <input type="checkbox" name="archive_others"/>
+                    " Archive the versions now in that stage"
+                </label>
+                <button type="submit">"Change stage"</button>
+            </form>
+        </section>
+    }
+}
+
+/// The description and tags of a registered model (`version: None`) or of
+/// one of its versions.
+#[component]
+fn RegistryEditor(
+    model: String,
+    version: Option<String>,
+    description: String,
+    tags: Vec<(String, String)>,
+) -> impl IntoView {
+    let action = edit_action(&model);
+    let version_field = version
+        .clone()
+        .map(|version| view! { <input type="hidden" name="version" value=version/> });
+    let tag_rows = tags
+        .into_iter()
+        .filter(|(key, _)| !key.starts_with("mlflow."))
+        .map(|(key, value)| {
+            let version_field = version_field.clone();
+            let (row_key, shown_key) = (key.clone(), key.clone());
+            view! {
+                <tr data-tag=row_key>
+                    <th scope="row">{shown_key}</th>
+                    <td>{value}</td>
+                    <td>
+                        <form method="post" action=action.clone() class="inline">
+                            <input type="hidden" name="op" value="delete-tag"/>
+                            {version_field}
+                            <input type="hidden" name="key" value=key/>
+                            <button type="submit" class="link">"Remove"</button>
+                        </form>
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="registry-edit">
+            <h2>"Description"</h2>
+            <form method="post" action=action.clone() data-description-form>
+                <input type="hidden" name="op" value="describe"/>
+                {version_field.clone()}
+                <textarea name="description" rows="3" maxlength="5000" aria-label="Description">{description}</textarea>
+                <button type="submit">"Save description"</button>
+            </form>
+            <h2>"Tags"</h2>
+            <table class="data kv"><tbody>{tag_rows}</tbody></table>
+            <form method="post" action=action class="inline" data-tag-form>
+                <input type="hidden" name="op" value="set-tag"/>
+                {version_field}
+                <input name="key" placeholder="key" aria-label="Tag key" required maxlength="250"/>
+                <input name="value" placeholder="value" aria-label="Tag value" maxlength="5000"/>
+                <button type="submit">"Set tag"</button>
+            </form>
+        </section>
     }
 }
 

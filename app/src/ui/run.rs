@@ -8,8 +8,11 @@ use super::list::{Results, segment};
 use super::models::version_href;
 use super::runs::{experiment_href, format_duration, format_metric};
 use super::{format_millis, user_tags};
+use crate::access::{Role, holds_anywhere};
 use crate::error::AppError;
-use crate::model::{ArtifactEntry, ArtifactOwner, ChartAxis, MetricChart, RunDetail};
+use crate::model::{
+    ArtifactEntry, ArtifactOwner, ChartAxis, MetricChart, RegistrableModel, RunDetail,
+};
 use crate::server_fns::{get_run, list_artifacts, run_charts};
 
 pub const MAX_COMPARED: usize = 10;
@@ -44,6 +47,7 @@ pub fn RunPage() -> impl IntoView {
         query.with(|query| query.get("model").filter(|model| !model.is_empty()))
     });
     let detail = Resource::new(move || run_id.get(), get_run);
+    let me = super::use_me();
     let charts = Resource::new(
         move || (run_id.get(), axis.get()),
         |(id, axis)| async move { run_charts(vec![id], axis?).await },
@@ -59,8 +63,15 @@ pub fn RunPage() -> impl IntoView {
     view! {
         <Title text=move || format!("Run {}", run_id.get())/>
         <section class="page">
+            <super::Notice/>
             <Results loading_text="Loading the run…">
-                {move || Suspend::new(async move { detail.await.map(|detail| view! { <RunSummary detail/> }) })}
+                {move || Suspend::new(async move {
+                    let detail = detail.await?;
+                    // The model's name is typed in the form: the server
+                    // decides for that name.
+                    let may_register = holds_anywhere(&me.await?, Role::Trainer);
+                    Ok::<_, AppError>(view! { <RunSummary detail may_register/> })
+                })}
             </Results>
             <h2>"Metric charts"</h2>
             <AxisSwitch axis base=move || run_href(&run_id.get())/>
@@ -86,8 +97,16 @@ pub fn RunPage() -> impl IntoView {
 }
 
 #[component]
-fn RunSummary(detail: RunDetail) -> impl IntoView {
+fn RunSummary(detail: RunDetail, may_register: bool) -> impl IntoView {
     let run = detail.run;
+    let register = (may_register && !detail.registrable.is_empty()).then(|| {
+        let suggested = detail
+            .registered_versions
+            .first()
+            .map(|version| version.model.clone())
+            .unwrap_or_default();
+        view! { <RegisterForm run_id=run.run_id.clone() models=detail.registrable.clone() suggested/> }
+    });
     let name = run.display_name().to_string();
     let params = run
         .params
@@ -132,6 +151,7 @@ fn RunSummary(detail: RunDetail) -> impl IntoView {
             </dd>
             <dt>"Registered as"</dt><dd><ul class="plain">{versions}</ul></dd>
         </dl>
+        {register}
         <div class="two-columns">
             <div>
                 <h2>"Parameters"</h2>
@@ -142,6 +162,26 @@ fn RunSummary(detail: RunDetail) -> impl IntoView {
                 <table class="data kv"><tbody>{metrics}</tbody></table>
             </div>
         </div>
+    }
+}
+
+/// Makes a registry version of one of the run's models, in a new or an
+/// existing registered model.
+#[component]
+fn RegisterForm(run_id: String, models: Vec<RegistrableModel>, suggested: String) -> impl IntoView {
+    let action = format!("{}/register", run_href(&run_id));
+    let choices = models
+        .into_iter()
+        .map(|model| view! { <option value=model.source>{model.label}</option> })
+        .collect_view();
+    view! {
+        <form method="post" action=action class="inline register" data-register-form>
+            <label for="register-source">"Register"</label>
+            <select id="register-source" name="source">{choices}</select>
+            <label for="register-model">"as a version of"</label>
+            <input id="register-model" name="model" value=suggested placeholder="registered model name" required maxlength="256"/>
+            <button type="submit" class="primary">"Register model"</button>
+        </form>
     }
 }
 

@@ -2,11 +2,13 @@
 //! share one request, and an answer serves the same read again for a short
 //! while. Any write Slipway makes to MLflow, and any webhook delivery, drops
 //! every answer kept, so Slipway's own changes show at once; changes made
-//! elsewhere show within `fresh_for`.
+//! elsewhere show within `fresh_for`. A page shows how old its data is:
+//! [`with_age`] reports when the oldest answer it used was asked for.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::OnceCell;
@@ -74,6 +76,14 @@ impl ReadCache {
             }
         };
         let result = answer.cell.get_or_init(fetch).await.clone();
+        if result.is_ok() {
+            // Outside `with_age` nobody asks how old the answer is.
+            let _ = OLDEST_ANSWER.try_with(|oldest| {
+                if oldest.get().is_none_or(|seen| answer.asked < seen) {
+                    oldest.set(Some(answer.asked));
+                }
+            });
+        }
         if result.is_err() {
             let mut state = self.state.lock().expect("read cache");
             if state
@@ -100,6 +110,26 @@ impl ReadCache {
         answer.generation == generation
             && (!answer.cell.initialized() || answer.asked.elapsed() < self.fresh_for)
     }
+}
+
+tokio::task_local! {
+    static OLDEST_ANSWER: Cell<Option<Instant>>;
+}
+
+/// Runs `read` and says how current its data is: the time the oldest answer
+/// it was given was asked of MLflow (now, if it read nothing cached).
+pub async fn with_age<T>(read: impl Future<Output = T>) -> (T, SystemTime) {
+    let (output, oldest) = OLDEST_ANSWER
+        .scope(Cell::new(None), async {
+            let output = read.await;
+            (output, OLDEST_ANSWER.with(Cell::get))
+        })
+        .await;
+    let as_of = match oldest {
+        Some(asked) => SystemTime::now() - asked.elapsed(),
+        None => SystemTime::now(),
+    };
+    (output, as_of)
 }
 
 #[cfg(test)]
@@ -190,5 +220,45 @@ mod tests {
             .unwrap();
         assert_eq!(recovered, "back");
         assert_eq!(calls.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn a_read_reports_the_age_of_the_oldest_answer_it_was_given() {
+        let cache = ReadCache::new(Duration::from_secs(60));
+        let calls = Arc::new(AtomicUsize::new(0));
+        cache
+            .get_or_fetch("old".into(), counting(calls.clone(), Ok("a")))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = SystemTime::now();
+        let (_, as_of) = with_age(async {
+            cache
+                .get_or_fetch("new".into(), counting(calls.clone(), Ok("b")))
+                .await
+                .unwrap();
+            cache
+                .get_or_fetch("old".into(), counting(calls.clone(), Ok("a")))
+                .await
+                .unwrap();
+        })
+        .await;
+        let age = started.duration_since(as_of).expect("as_of is in the past");
+        assert!(age >= Duration::from_millis(300), "{age:?}");
+        assert!(age < Duration::from_secs(5), "{age:?}");
+
+        let before = SystemTime::now();
+        let (_, fresh) = with_age(async {
+            cache
+                .get_or_fetch("newer".into(), counting(calls.clone(), Ok("c")))
+                .await
+                .unwrap();
+        })
+        .await;
+        let lag = before.duration_since(fresh).unwrap_or_default();
+        assert!(
+            lag < Duration::from_millis(50),
+            "a fresh fetch is as of the request: {lag:?}"
+        );
     }
 }

@@ -490,15 +490,8 @@ impl MlflowClient {
         model: &str,
         version: &str,
     ) -> Result<(), MlflowError> {
-        let body = serde_json::json!({
-            "name": model,
-            "version": version,
-            "stage": "Production",
-            "archive_existing_versions": true,
-        });
-        self.write::<_, serde_json::Value>("model-versions/transition-stage", &body)
+        self.transition_stage(model, version, "Production", true)
             .await
-            .map(|_| ())
     }
 
     /// Points `alias` at `version` (moving it if it pointed elsewhere).
@@ -512,6 +505,158 @@ impl MlflowClient {
         self.write::<_, serde_json::Value>("registered-models/alias", &body)
             .await
             .map(|_| ())
+    }
+
+    pub async fn delete_alias(&self, model: &str, alias: &str) -> Result<(), MlflowError> {
+        let body = serde_json::json!({"name": model, "alias": alias});
+        self.write_with::<_, serde_json::Value>(
+            reqwest::Method::DELETE,
+            "registered-models/alias",
+            &body,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Moves `version` to `stage`; with `archive_others`, the versions in
+    /// that stage before move to Archived.
+    pub async fn transition_stage(
+        &self,
+        model: &str,
+        version: &str,
+        stage: &str,
+        archive_others: bool,
+    ) -> Result<(), MlflowError> {
+        let body = serde_json::json!({
+            "name": model,
+            "version": version,
+            "stage": stage,
+            "archive_existing_versions": archive_others,
+        });
+        self.write::<_, serde_json::Value>("model-versions/transition-stage", &body)
+            .await
+            .map(|_| ())
+    }
+
+    /// Creates the registered model `name`; `Ok(false)` if it existed.
+    pub async fn create_registered_model(&self, name: &str) -> Result<bool, MlflowError> {
+        let body = serde_json::json!({ "name": name });
+        match self
+            .write::<_, serde_json::Value>("registered-models/create", &body)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(MlflowError::Api { code, .. }) if code == "RESOURCE_ALREADY_EXISTS" => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// A new version of `model` from a run's model: MLflow 3 logged models
+    /// by `model_id` (source `models:/<id>`), MLflow 2 by artifact location.
+    pub async fn create_model_version(
+        &self,
+        model: &str,
+        source: &str,
+        run_id: &str,
+        model_id: Option<&str>,
+    ) -> Result<ModelVersion, MlflowError> {
+        #[derive(Deserialize)]
+        struct Created {
+            model_version: ModelVersion,
+        }
+        let mut body = serde_json::json!({ "name": model, "source": source, "run_id": run_id });
+        if let Some(model_id) = model_id {
+            body["model_id"] = serde_json::json!(model_id);
+        }
+        let created: Created = self.write("model-versions/create", &body).await?;
+        Ok(created.model_version)
+    }
+
+    /// The description of a registered model (`version: None`) or of one
+    /// of its versions.
+    pub async fn set_description(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        description: &str,
+    ) -> Result<(), MlflowError> {
+        let (method_path, body) = match version {
+            None => (
+                "registered-models/update",
+                serde_json::json!({"name": model, "description": description}),
+            ),
+            Some(version) => (
+                "model-versions/update",
+                serde_json::json!({"name": model, "version": version, "description": description}),
+            ),
+        };
+        self.write_with::<_, serde_json::Value>(reqwest::Method::PATCH, method_path, &body)
+            .await
+            .map(|_| ())
+    }
+
+    /// Sets a tag of a registered model (`version: None`) or of a version.
+    pub async fn set_registry_tag(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        key: &str,
+        value: &str,
+    ) -> Result<(), MlflowError> {
+        let (method_path, body) = match version {
+            None => (
+                "registered-models/set-tag",
+                serde_json::json!({"name": model, "key": key, "value": value}),
+            ),
+            Some(version) => (
+                "model-versions/set-tag",
+                serde_json::json!({"name": model, "version": version, "key": key, "value": value}),
+            ),
+        };
+        self.write::<_, serde_json::Value>(method_path, &body)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn delete_registry_tag(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        key: &str,
+    ) -> Result<(), MlflowError> {
+        let (method_path, body) = match version {
+            None => (
+                "registered-models/delete-tag",
+                serde_json::json!({"name": model, "key": key}),
+            ),
+            Some(version) => (
+                "model-versions/delete-tag",
+                serde_json::json!({"name": model, "version": version, "key": key}),
+            ),
+        };
+        self.write_with::<_, serde_json::Value>(reqwest::Method::DELETE, method_path, &body)
+            .await
+            .map(|_| ())
+    }
+
+    /// A logged model's name (MLflow 3).
+    pub async fn logged_model_name(&self, model_id: &str) -> Result<String, MlflowError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            model: LoggedModel,
+        }
+        #[derive(Deserialize)]
+        struct LoggedModel {
+            info: LoggedModelInfo,
+        }
+        #[derive(Deserialize)]
+        struct LoggedModelInfo {
+            #[serde(default)]
+            name: String,
+        }
+        let path = format!("logged-models/{}", url_segment(model_id));
+        let answer: Answer = self.get(&path, &[]).await?;
+        Ok(answer.model.info.name)
     }
 
     /// Every registered model with its latest version per stage and its
@@ -635,9 +780,22 @@ impl MlflowClient {
         method_path: &str,
         body: &B,
     ) -> Result<T, MlflowError> {
+        self.write_with(reqwest::Method::POST, method_path, body)
+            .await
+    }
+
+    /// As `write`; MLflow's deletions are DELETEs with a JSON body.
+    async fn write_with<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        method_path: &str,
+        body: &B,
+    ) -> Result<T, MlflowError> {
         let url = self.endpoint(&format!("api/2.0/mlflow/{method_path}"));
         let started = Instant::now();
-        let answer = self.call(method_path, self.http.post(url).json(body)).await;
+        let answer = self
+            .call(method_path, self.http.request(method, url).json(body))
+            .await;
         self.observe(method_path, &answer, started);
         // Even a failed write may have changed something.
         self.forget_reads();

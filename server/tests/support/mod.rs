@@ -655,6 +655,12 @@ pub fn register_sklearn_model_in(url: &str, model: &str, experiment: &str, scale
         .to_string()
 }
 
+/// A finished run that logged a real scikit-learn model, not registered:
+/// the run's id.
+pub fn log_sklearn_model(experiment: &str) -> String {
+    register_sklearn_model_in(&mlflow_url(), "-", experiment, 1.0)
+}
+
 /// Calls `check` until it gives something, or `within` has passed.
 pub async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
 where
