@@ -79,6 +79,16 @@ pub struct ModelSummary {
     pub latest_by_stage: Vec<(String, String)>,
     /// (alias, version), sorted by alias.
     pub aliases: Vec<(String, String)>,
+    pub served_by: Option<ServedBy>,
+}
+
+/// How a deployment picks the version it serves, and the version that
+/// picks now: with an alias, the alias rules, whatever the stages say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedBy {
+    /// `stage Production` or `alias @champion`.
+    pub marker: String,
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +127,7 @@ pub struct ModelDetail {
     pub tags: Vec<(String, String)>,
     /// Newest first.
     pub versions: Vec<ModelVersionInfo>,
+    pub served_by: Option<ServedBy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ const byStage = uniqueName('e2e-staged');
 const byAlias = uniqueName('e2e-aliased');
 const guarded = uniqueName('e2e-guarded');
 const made = uniqueName('e2e-made');
+const registered = uniqueName('e2e-registered');
 const experiment = uniqueName('e2e-deploy');
 let app;
 let hooked;
@@ -51,7 +52,8 @@ before(async () => {
   app = await startSlipway(() => ({
     SLIPWAY_CATALOG: catalogWith(
       `[[deployment]]\nmodel = "${byStage}"\ntarget = "local"\n\n`
-      + `[[deployment]]\nmodel = "${guarded}"\ntarget = "local"\nrequires_approval = true\n`,
+      + `[[deployment]]\nmodel = "${guarded}"\ntarget = "local"\nrequires_approval = true\n\n`
+      + `[[deployment]]\nmodel = "${registered}"\ntarget = "local"\n`,
     ),
     SLIPWAY_RECONCILE_POLL_SECS: '2',
   }));
@@ -126,6 +128,31 @@ test('promote, predict, promote again, roll back, and follow changes made in MLf
     assert.equal(latest, 'poll');
   });
   await page.close();
+});
+
+test('a trainer registers a run\'s model and sets and removes an alias without JavaScript; it is promoted and serves', async () => {
+  // "-": logged, not registered; the script prints the run's id.
+  const runId = register('-', 1);
+  const page = await app.open(`/runs/${runId}`, { as: 'trainer', javaScript: false });
+  await page.locator('#register-model').fill(registered);
+  await page.getByRole('button', { name: 'Register model' }).click();
+  await page.waitForURL(new RegExp(`/models/${registered}/versions/1$`));
+  assert.match(await page.locator('table.signature').textContent(), /tensor float64/, 'its signature');
+
+  await page.getByLabel('Alias').fill('challenger');
+  await page.getByRole('button', { name: 'Set alias on this version' }).click();
+  await page.waitForURL(new RegExp(`/models/${registered}/versions/1$`));
+  assert.equal(await page.locator('dl.facts .alias').textContent(), '@challenger');
+  await page.getByRole('button', { name: 'Remove @challenger' }).click();
+  await page.waitForURL(new RegExp(`/models/${registered}/versions/1$`));
+  assert.equal(await page.locator('dl.facts .alias').count(), 0, 'the alias is gone');
+  assert.equal(await page.getByRole('link', { name: 'Promote to production…' }).count(), 0, 'a trainer does not promote');
+  await page.close();
+
+  const deployment = await promoteFromVersionPage('1', registered);
+  await servingVersion(deployment, '1');
+  assert.equal(await tryIt(deployment), 3, 'the registered model answers');
+  await deployment.close();
 });
 
 test('an alias set with MLflow\'s client arrives by webhook and is served', async () => {

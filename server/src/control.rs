@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 
+use crate::catalog::ProductionMarker;
 use app::error::AppError;
 use app::model::{ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, MetricHistory, RunDetail};
 use app::model::{
@@ -14,7 +15,7 @@ use app::model::{
 };
 use app::model::{
     Experiment, ExperimentPage, ListQuery, MAX_PAGE_SIZE, ModelDetail, ModelSummary,
-    ModelVersionInfo, ModelsPage, RunQuery, RunRow, RunsPage, User, VersionDetail,
+    ModelVersionInfo, ModelsPage, RunQuery, RunRow, RunsPage, ServedBy, User, VersionDetail,
 };
 use app::port::ControlPlane;
 
@@ -379,7 +380,12 @@ impl ControlPlane for Slipway {
             models: response
                 .registered_models
                 .into_iter()
-                .map(to_model_summary)
+                .map(|model| {
+                    let mut summary = to_model_summary(model);
+                    summary.served_by =
+                        self.served_by(&summary.name, &summary.aliases, &summary.latest_by_stage);
+                    summary
+                })
                 .collect(),
             next_page_token: response.next_page_token,
             mlflow_url: self.mlflow.url(),
@@ -403,7 +409,19 @@ impl ControlPlane for Slipway {
             })
             .collect();
         versions.sort_by_key(|version| std::cmp::Reverse(version_number(&version.version)));
+        let latest_production: Vec<(String, String)> = versions
+            .iter()
+            .find(|version| version.stage == "Production")
+            .map(|version| ("Production".to_string(), version.version.clone()))
+            .into_iter()
+            .collect();
+        let served_by = self.served_by(
+            &model.name,
+            &sorted_aliases(&model.aliases),
+            &latest_production,
+        );
         Ok(ModelDetail {
+            served_by,
             name: model.name,
             description: model.description,
             created: model.creation_timestamp,
@@ -860,6 +878,31 @@ fn to_run_row(run: mlflow::Run) -> RunRow {
     }
 }
 
+impl Slipway {
+    /// What a deployment of `model` serves by, and the version that marks
+    /// now (from the aliases and latest version per stage MLflow gave).
+    fn served_by(
+        &self,
+        model: &str,
+        aliases: &[(String, String)],
+        latest_by_stage: &[(String, String)],
+    ) -> Option<ServedBy> {
+        let bindings = self.reconciler.bindings();
+        let binding = bindings.iter().find(|binding| binding.model == model)?;
+        let (marked, wanted) = match binding.production {
+            ProductionMarker::Stage => (latest_by_stage, "Production"),
+            ProductionMarker::Alias => (aliases, binding.alias.as_str()),
+        };
+        Some(ServedBy {
+            marker: binding.marker(),
+            version: marked
+                .iter()
+                .find(|(name, _)| name == wanted)
+                .map(|(_, version)| version.clone()),
+        })
+    }
+}
+
 fn to_model_summary(model: mlflow::RegisteredModel) -> ModelSummary {
     let mut latest_by_stage: Vec<(String, String)> = model
         .latest_versions
@@ -873,6 +916,7 @@ fn to_model_summary(model: mlflow::RegisteredModel) -> ModelSummary {
         description: model.description,
         last_updated: model.last_updated_timestamp,
         latest_by_stage,
+        served_by: None,
     }
 }
 

@@ -383,10 +383,7 @@ impl Slipway {
         let refused = || {
             Err(AppError::Conflict(format!(
                 "A deployment serves {model} by {}: change it with Promote or Roll back on the deployment's page.",
-                match binding.production {
-                    ProductionMarker::Stage => "the Production stage".to_string(),
-                    ProductionMarker::Alias => format!("the alias @{}", binding.alias),
-                }
+                binding.marker()
             )))
         };
         match (binding.production, edit) {

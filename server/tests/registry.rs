@@ -352,7 +352,7 @@ async fn what_a_deployment_serves_by_moves_only_through_promote() {
         assert_eq!(
             notice(&response),
             format!(
-                "A deployment serves {by_stage} by the Production stage: change it with Promote or Roll back on the deployment's page."
+                "A deployment serves {by_stage} by stage Production: change it with Promote or Roll back on the deployment's page."
             )
         );
     }
@@ -378,7 +378,7 @@ async fn what_a_deployment_serves_by_moves_only_through_promote() {
     ] {
         let response = site.post(Role::Admin, &alias_edit, &form).await;
         assert!(
-            notice(&response).contains("by the alias @champion"),
+            notice(&response).contains("by alias @champion"),
             "{}",
             notice(&response)
         );
@@ -406,6 +406,26 @@ async fn what_a_deployment_serves_by_moves_only_through_promote() {
         location(&challenger),
         format!("/models/{by_alias}/versions/2")
     );
+
+    // The pages say what rules: with a stage Production elsewhere, the
+    // alias still picks what serves.
+    mlflow.transition_stage(&by_alias, "2", "Production").await;
+    for (model, rules) in [
+        (&by_stage, "v1 by stage Production"),
+        (&by_alias, "v1 by alias @champion"),
+    ] {
+        let list = page(&site, &format!("/models?q={model}"))
+            .await
+            .replace("<!>", "");
+        assert!(
+            list.contains(&format!("<a href=\"/deployments/{model}\">{rules}</a>")),
+            "{rules} in {list}"
+        );
+        let detail = page(&site, &format!("/models/{model}"))
+            .await
+            .replace("<!>", "");
+        assert!(detail.contains(&format!(">{rules}</a>")), "{detail}");
+    }
     assert!(
         site.store
             .recent_events(Some(&format!("model:{by_stage}")), 100)

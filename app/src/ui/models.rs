@@ -9,8 +9,8 @@ use super::run::run_href;
 use super::{DataSource, format_millis, paging::ListState, user_tags};
 use crate::error::AppError;
 use crate::model::{
-    ModelDetail, ModelSummary, ModelVersionInfo, ModelsPage, VersionDetail, VersionSummary,
-    signature_columns,
+    ModelDetail, ModelSummary, ModelVersionInfo, ModelsPage, ServedBy, VersionDetail,
+    VersionSummary, signature_columns,
 };
 use crate::server_fns::{get_model, get_model_version, search_models};
 
@@ -69,6 +69,7 @@ fn ModelList(page: ModelsPage, state: ListState) -> impl IntoView {
                         <SortHeader state=state.clone() label="Name".to_string() column="name".to_string() default_column="updated"/>
                         <th scope="col">"Latest by stage"</th>
                         <th scope="col">"Aliases"</th>
+                        <th scope="col">"Deployed"</th>
                         <SortHeader
                             state=state.clone()
                             label="Last updated".to_string()
@@ -106,6 +107,7 @@ fn model_row(model: ModelSummary) -> impl IntoView {
             <td class="name"><a href=model_href(&model.name)>{model.name.clone()}</a></td>
             <td class="stages">{stages}</td>
             <td>{aliases}</td>
+            <td class="served-by">{model.served_by.map(|served_by| served_by_link(&model.name, served_by))}</td>
             <td>{format_millis(model.last_updated)}</td>
             <td class="description">{model.description}</td>
         </tr>
@@ -153,6 +155,10 @@ fn ModelView(model: ModelDetail, may_edit: bool) -> impl IntoView {
         {(!model.description.is_empty()).then(|| view! { <p class="description">{model.description.clone()}</p> })}
         <dl class="facts">
             <dt>"Aliases"</dt><dd>{alias_chips(&name, &model.aliases)}</dd>
+            {model.served_by.clone().map(|served_by| view! {
+                <dt>"Deployed"</dt>
+                <dd class="served-by">{served_by_link(&name, served_by)}</dd>
+            })}
             <dt>"Created"</dt><dd>{format_millis(model.created)}</dd>
             <dt>"Last updated"</dt><dd>{format_millis(model.last_updated)}</dd>
             <dt>"Tags"</dt><dd>{user_tags(&model.tags)}</dd>
@@ -476,6 +482,17 @@ fn RegistryEditor(
             </form>
         </section>
     }
+}
+
+/// What a deployment serves and why: the version its marker picks, linked
+/// to the deployment. With an alias it is the alias that rules, not the
+/// stages listed beside it.
+fn served_by_link(model: &str, served_by: ServedBy) -> impl IntoView + use<> {
+    let text = match &served_by.version {
+        Some(version) => format!("v{version} by {}", served_by.marker),
+        None => format!("nothing at {}", served_by.marker),
+    };
+    view! { <a href=super::deployments::deployment_href(model)>{text}</a> }
 }
 
 fn alias_chips(model: &str, aliases: &[(String, String)]) -> impl IntoView + use<> {

@@ -123,6 +123,15 @@ const BUCKET_SCHEMES: &[&str] = &[
 ];
 
 impl DeploymentBinding {
+    /// How MLflow marks the version to serve, in words: `stage Production`
+    /// or `alias @champion`.
+    pub fn marker(&self) -> String {
+        match self.production {
+            ProductionMarker::Stage => "stage Production".into(),
+            ProductionMarker::Alias => format!("alias @{}", self.alias),
+        }
+    }
+
     /// The serving object's name.
     pub fn object_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| dns_name(&self.model))

@@ -584,10 +584,7 @@ impl Reconciler {
                 ServingTarget::Seldon => "seldon".into(),
             },
             namespace: binding.namespace.clone(),
-            marker: match binding.production {
-                ProductionMarker::Stage => "stage Production".into(),
-                ProductionMarker::Alias => format!("alias @{}", binding.alias),
-            },
+            marker: binding.marker(),
             desired_version: desired,
             serving_version: serving,
             state: format!("{:?}", status.state),
