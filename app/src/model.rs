@@ -282,6 +282,35 @@ pub struct ArtifactEntry {
     pub size: Option<i64>,
 }
 
+/// The start of an artifact file, as its viewer shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactPreview {
+    pub path: String,
+    pub content: PreviewContent,
+    /// Only the first [`PREVIEW_BYTES`] were read; the download has it all.
+    pub truncated: bool,
+    /// An MLmodel file's signature (as [`VersionSummary::signature`]).
+    pub signature: Option<String>,
+}
+
+/// How much of a file the viewer reads.
+pub const PREVIEW_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PreviewContent {
+    /// Text (JSON pretty-printed when it parses).
+    Text(String),
+    /// CSV or TSV: the header and the first rows.
+    Table {
+        header: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
+    /// Shown by the browser from the file's own URL.
+    Image,
+    /// Nothing to show: download it.
+    Binary,
+}
+
 /// Whose artifacts to list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ArtifactOwner {

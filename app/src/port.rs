@@ -9,10 +9,10 @@ use leptos::prelude::use_context;
 
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, DeploymentDetail, DeploymentForm,
-    DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm, LaunchRequest,
-    ListQuery, MetricHistory, ModelDetail, ModelsPage, PromotionPreview, PromotionRequest,
-    RunDetail, RunQuery, RunsPage, TryAnswer, User, VersionDetail,
+    ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, DeploymentDetail,
+    DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm,
+    LaunchRequest, ListQuery, MetricHistory, ModelDetail, ModelsPage, PromotionPreview,
+    PromotionRequest, RunDetail, RunQuery, RunsPage, TryAnswer, User, VersionDetail,
 };
 
 #[async_trait::async_trait]
@@ -47,6 +47,14 @@ pub trait ControlPlane: Send + Sync + 'static {
         owner: ArtifactOwner,
         path: Option<String>,
     ) -> Result<Vec<ArtifactEntry>, AppError>;
+
+    /// The start of one artifact file, for its viewer.
+    async fn preview_artifact(
+        &self,
+        user: &User,
+        owner: ArtifactOwner,
+        path: String,
+    ) -> Result<ArtifactPreview, AppError>;
 
     async fn search_models(&self, user: &User, query: ListQuery) -> Result<ModelsPage, AppError>;
 

@@ -5,10 +5,11 @@ use leptos::prelude::*;
 use crate::codec::JsonText;
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, ChartAxis, DeploymentDetail,
-    DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm,
-    LaunchRequest, ListQuery, MetricChart, ModelDetail, ModelsPage, PromotionPreview,
-    PromotionRequest, RunDetail, RunQuery, RunsPage, TryAnswer, User, VersionDetail,
+    ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, ChartAxis,
+    DeploymentDetail, DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors,
+    Launch, LaunchForm, LaunchRequest, ListQuery, MetricChart, ModelDetail, ModelsPage,
+    PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TryAnswer, User,
+    VersionDetail,
 };
 
 /// Who is signed in (`anonymous` on the sign-in page), so pages show only
@@ -66,6 +67,16 @@ pub async fn list_artifacts(
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.list_artifacts(&user, owner, path).await
+}
+
+#[server(output = JsonText)]
+pub async fn preview_artifact(
+    owner: ArtifactOwner,
+    path: String,
+) -> Result<ArtifactPreview, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.preview_artifact(&user, owner, path).await
 }
 
 #[server(output = JsonText)]

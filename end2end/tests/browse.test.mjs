@@ -4,7 +4,11 @@
 // page arrives complete, so a browser that runs no script sees the same.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cellTexts, eventually, mlflow, startSlipway, uniqueName } from './support.mjs';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { cellTexts, eventually, mlflow, mlflowUrl, startSlipway, uniqueName } from './support.mjs';
+
+const registerScript = fileURLToPath(new URL('../../server/tests/fixtures/register_model.py', import.meta.url));
 
 const experimentName = uniqueName('walk');
 const modelName = uniqueName('walk-model');
@@ -105,3 +109,41 @@ async function createRun(experimentId, index) {
   await mlflow('runs/update', { run_id: runId, status: 'FINISHED', end_time: 9_000 + index });
   return runId;
 }
+
+/** The smallest valid PNG: one transparent pixel. */
+const PIXEL_PNG = Buffer.from(
+  '89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6300010000050001'
+  + '0d0a2db40000000049454e44ae426082',
+  'hex',
+);
+
+test('open a run\'s image and a logged model\'s MLmodel with its signature, without JavaScript', async () => {
+  const { run } = await mlflow('runs/create', { experiment_id: '0', run_name: uniqueName('pictured') });
+  const runId = run.info.run_id;
+  const upload = await fetch(`${mlflowUrl}/api/2.0/mlflow-artifacts/artifacts/0/${runId}/artifacts/plots/roc.png`, {
+    method: 'PUT',
+    body: PIXEL_PNG,
+  });
+  assert.ok(upload.ok, `upload: ${upload.status}`);
+
+  const page = await app.open(`/runs/${runId}`, { javaScript: false });
+  await page.getByRole('link', { name: 'plots/' }).click();
+  await page.getByRole('link', { name: 'roc.png' }).click();
+  await page.locator('h1', { hasText: 'plots/roc.png' }).waitFor();
+  const image = page.locator('img.artifact-image');
+  await eventually(async () => assert.equal(await image.evaluate((img) => img.complete && img.naturalWidth), 1, 'the image loads'));
+  assert.match(await page.getByRole('link', { name: 'Download' }).getAttribute('href'), /\/artifact\/raw\?path=plots%2Froc\.png$/);
+  await page.close();
+
+  // A logged model's files: its MLmodel, signature first.
+  const loggedRun = execFileSync('python', [registerScript, mlflowUrl, '-', uniqueName('walk-logged'), '1'], { encoding: 'utf8' })
+    .trim().split('\n').pop().trim();
+  const runPage = await app.open(`/runs/${loggedRun}`, { javaScript: false });
+  await runPage.locator('dd.mono a').first().click();
+  await runPage.getByRole('link', { name: 'MLmodel' }).click();
+  await runPage.locator('h1', { hasText: 'MLmodel' }).waitFor();
+  const signature = await cellTexts(runPage, 'table.signature td.mono');
+  assert.deepEqual(signature, ['tensor float64 [-1,2]', 'tensor float64 [-1]']);
+  assert.match(await runPage.locator('pre.artifact-text').textContent(), /flavors:/);
+  await runPage.close();
+});

@@ -8,7 +8,9 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::catalog::ProductionMarker;
 use app::error::AppError;
-use app::model::{ArtifactEntry, ArtifactOwner, AuditEntry, AuditQuery, MetricHistory, RunDetail};
+use app::model::{
+    ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, MetricHistory, RunDetail,
+};
 use app::model::{
     DeploymentDetail, DeploymentForm, DeploymentView, FieldErrors, Launch, LaunchForm,
     LaunchRequest, PromotionPreview, PromotionRequest, TryAnswer, VersionSummary,
@@ -137,7 +139,7 @@ impl Slipway {
 }
 
 /// The `signature` of an MLmodel file, as `inputs: …` and `outputs: …` lines.
-fn signature_of(mlmodel: &str) -> Option<String> {
+pub(crate) fn signature_of(mlmodel: &str) -> Option<String> {
     let parsed: serde_yaml::Value = serde_yaml::from_str(mlmodel).ok()?;
     let signature = parsed.get("signature")?;
     let part = |name: &str| {
@@ -359,6 +361,15 @@ impl ControlPlane for Slipway {
             .collect();
         entries.sort_by(|a, b| (!a.is_dir, &a.path).cmp(&(!b.is_dir, &b.path)));
         Ok(entries)
+    }
+
+    async fn preview_artifact(
+        &self,
+        _user: &User,
+        owner: ArtifactOwner,
+        path: String,
+    ) -> Result<ArtifactPreview, AppError> {
+        self.artifact_preview(owner, path).await
     }
 
     async fn search_models(&self, _user: &User, query: ListQuery) -> Result<ModelsPage, AppError> {

@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/audit.json", get(export_audit_json))
         .route("/models/{name}/edit", post(edit_registry))
         .route("/runs/{id}/register", post(register_run_model))
+        .route("/runs/{id}/artifact/raw", get(artifact_file))
         .route("/approvals/{id}/approve", post(approve))
         .route("/approvals/{id}/reject", post(reject))
         .route("/api/launches/{id}/events", get(launch_events));
@@ -557,6 +558,66 @@ async fn edit_registry(
         Err(err) => Err(err),
     };
     back_to(page, outcome.err())
+}
+
+#[derive(serde::Deserialize)]
+struct ArtifactQuery {
+    path: String,
+    /// A logged model's id: its file, not the run's.
+    model: Option<String>,
+    /// Sent as a file to save, whatever it is.
+    #[serde(default)]
+    download: Option<String>,
+}
+
+/// One artifact file, streamed from MLflow as it comes. Only text and
+/// raster images are shown in place, and always sandboxed (no script, no
+/// plugins): an artifact is anyone's upload, not Slipway's page.
+async fn artifact_file(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<ArtifactQuery>,
+) -> Response {
+    let path = match crate::artifacts::checked_path(&query.path) {
+        Ok(path) => path,
+        Err(err) => return (status_of(&err), err.to_string()).into_response(),
+    };
+    let owner = crate::artifacts::owner_of(&run_id, query.model.as_deref());
+    let file = match state.slipway.mlflow.open_artifact(&owner, path).await {
+        Ok(file) => file,
+        Err(err) => {
+            let err = AppError::from(err);
+            return (status_of(&err), err.to_string()).into_response();
+        }
+    };
+    let (content_type, inline) = crate::artifacts::FileKind::of(path).served_as();
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let encoded: String = percent_encoding::utf8_percent_encode(name, PATH_SEGMENT).to_string();
+    let disposition = if inline && query.download.is_none() {
+        format!("inline; filename*=UTF-8''{encoded}")
+    } else {
+        format!("attachment; filename*=UTF-8''{encoded}")
+    };
+    let mut headers = vec![
+        (header::CONTENT_TYPE, content_type.to_string()),
+        (header::CONTENT_DISPOSITION, disposition),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
+                .to_string(),
+        ),
+    ];
+    if let Some(length) = file.content_length() {
+        headers.push((header::CONTENT_LENGTH, length.to_string()));
+    }
+    let mut response = axum::body::Body::from_stream(file.bytes_stream()).into_response();
+    for (name, value) in headers {
+        if let Ok(value) = header::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 /// The run page's "Register model": to the new version's page.

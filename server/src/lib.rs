@@ -2,6 +2,7 @@
 //! server functions.
 
 pub mod approvals;
+pub mod artifacts;
 pub mod auth;
 pub mod catalog;
 pub mod cli;

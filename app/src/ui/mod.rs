@@ -30,7 +30,7 @@ use experiments::ExperimentsPage;
 use launch::{LaunchFormPage, LaunchPage, LaunchesPage};
 use login::LoginPage;
 use models::{ModelPage, ModelsPage, VersionPage};
-use run::{ComparePage, RunPage};
+use run::{ArtifactPage, ComparePage, RunPage};
 use runs::ExperimentRunsPage;
 
 /// The HTML document around the app, rendered on the server only.
@@ -74,6 +74,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/experiments") view=ExperimentsPage/>
                     <Route path=path!("/experiments/:id") view=ExperimentRunsPage/>
                     <Route path=path!("/runs/:id") view=RunPage/>
+                    <Route path=path!("/runs/:id/artifact") view=ArtifactPage/>
                     <Route path=path!("/compare") view=ComparePage/>
                     <Route path=path!("/models") view=ModelsPage/>
                     <Route path=path!("/models/:name") view=ModelPage/>

@@ -307,26 +307,6 @@ fn VersionView(
 /// A version's signature and the params and metrics of the run it came from.
 #[component]
 fn VersionEvidence(summary: VersionSummary) -> impl IntoView {
-    let columns = summary
-        .signature
-        .as_deref()
-        .map(signature_columns)
-        .unwrap_or_default();
-    let signature = if columns.is_empty() {
-        view! { <p class="empty">"No signature was logged with this model."</p> }.into_any()
-    } else {
-        let rows = columns
-            .into_iter()
-            .map(|(part, name, kind)| view! { <tr><td>{part}</td><th scope="row">{name}</th><td class="mono">{kind}</td></tr> })
-            .collect_view();
-        view! {
-            <table class="data signature">
-                <thead><tr><th scope="col">""</th><th scope="col">"Column"</th><th scope="col">"Type"</th></tr></thead>
-                <tbody>{rows}</tbody>
-            </table>
-        }
-        .into_any()
-    };
     let params = summary
         .params
         .into_iter()
@@ -339,7 +319,10 @@ fn VersionEvidence(summary: VersionSummary) -> impl IntoView {
         .collect_view();
     view! {
         <h2>"Signature"</h2>
-        {signature}
+        {match summary.signature.as_deref().map(signature_columns).filter(|columns| !columns.is_empty()) {
+            Some(columns) => view! { <SignatureTable columns/> }.into_any(),
+            None => view! { <p class="empty">"No signature was logged with this model."</p> }.into_any(),
+        }}
         <div class="two-columns">
             <div>
                 <h2>"Run parameters"</h2>
@@ -350,6 +333,21 @@ fn VersionEvidence(summary: VersionSummary) -> impl IntoView {
                 <table class="data kv"><tbody>{metrics}</tbody></table>
             </div>
         </div>
+    }
+}
+
+/// A model signature's columns with their types (`signature_columns`).
+#[component]
+pub(super) fn SignatureTable(columns: Vec<(String, String, String)>) -> impl IntoView {
+    let rows = columns
+        .into_iter()
+        .map(|(part, name, kind)| view! { <tr><td>{part}</td><th scope="row">{name}</th><td class="mono">{kind}</td></tr> })
+        .collect_view();
+    view! {
+        <table class="data signature">
+            <thead><tr><th scope="col">""</th><th scope="col">"Column"</th><th scope="col">"Type"</th></tr></thead>
+            <tbody>{rows}</tbody>
+        </table>
     }
 }
 

@@ -5,15 +5,16 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::list::{Results, segment};
-use super::models::version_href;
+use super::models::{SignatureTable, version_href};
 use super::runs::{experiment_href, format_duration, format_metric};
 use super::{format_millis, user_tags};
 use crate::access::{Role, holds_anywhere};
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ArtifactOwner, ChartAxis, MetricChart, RegistrableModel, RunDetail,
+    ArtifactEntry, ArtifactOwner, ArtifactPreview, ChartAxis, MetricChart, PreviewContent,
+    RegistrableModel, RunDetail, signature_columns,
 };
-use crate::server_fns::{get_run, list_artifacts, run_charts};
+use crate::server_fns::{get_run, list_artifacts, preview_artifact, run_charts};
 
 pub const MAX_COMPARED: usize = 10;
 
@@ -275,7 +276,8 @@ fn Artifacts(
                 view! { <li class="dir"><a href=dir_href(&entry.path)>{format!("{name}/")}</a></li> }.into_any()
             } else {
                 let size = entry.size.map(|size| format!("{size} B")).unwrap_or_default();
-                view! { <li class="file">{name} " " <span class="muted">{size}</span></li> }.into_any()
+                let href = artifact_href(&run_id, model.as_deref(), &entry.path, "");
+                view! { <li class="file"><a href=href>{name}</a> " " <span class="muted">{size}</span></li> }.into_any()
             }
         })
         .collect_view();
@@ -283,9 +285,111 @@ fn Artifacts(
         <div class="artifacts">
             <p class="muted">{owner} " · " {format!("/{}", dir.clone().unwrap_or_default())}</p>
             {up.map(|href| view! { <p><a href=href>"↑ up"</a></p> })}
-            {if entries.is_empty() { Some(view! { <p class="empty">"No artifacts here."</p> }) } else { None }}
+            {entries.is_empty().then(|| {
+                // MLflow 3 keeps a logged model's files with the model, not the run.
+                let hint = (model.is_none() && dir.is_none())
+                    .then_some(" Models the run logged keep their files with them: see “Logged models” above.");
+                view! { <p class="empty">"No artifacts here." {hint}</p> }
+            })}
             <ul class="plain">{rows}</ul>
         </div>
+    }
+}
+
+/// An artifact file's viewer page (`view = ""`) or the file itself
+/// (`"/raw"`), of the run or of one of its logged models.
+fn artifact_href(run_id: &str, model: Option<&str>, path: &str, view: &str) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("path", path);
+    if let Some(model) = model {
+        query.append_pair("model", model);
+    }
+    format!("{}/artifact{view}?{}", run_href(run_id), query.finish())
+}
+
+/// `/runs/{id}/artifact?path=…[&model=m-…]`: one artifact file — text,
+/// JSON, YAML (MLmodel with its signature), CSV as a table, or an image —
+/// and its download.
+#[component]
+pub fn ArtifactPage() -> impl IntoView {
+    let path_params = use_params_map();
+    let query = use_query_map();
+    let key = Memo::new(move |_| {
+        let run_id = path_params.with(|params| params.get("id").unwrap_or_default());
+        query.with(|query| {
+            (
+                run_id,
+                query.get("model").filter(|model| !model.is_empty()),
+                query.get("path").unwrap_or_default(),
+            )
+        })
+    });
+    let preview = Resource::new(
+        move || key.get(),
+        |(run_id, model, path)| {
+            let owner = model.map_or(ArtifactOwner::Run(run_id), ArtifactOwner::LoggedModel);
+            preview_artifact(owner, path)
+        },
+    );
+    view! {
+        <Title text=move || key.get().2/>
+        <section class="page">
+            {move || {
+                let (run_id, model, path) = key.get();
+                let folder = path.rsplit_once('/').map(|(folder, _)| folder.to_string());
+                let mut back = form_urlencoded::Serializer::new(String::new());
+                if let Some(model) = &model {
+                    back.append_pair("model", model);
+                }
+                if let Some(folder) = &folder {
+                    back.append_pair("dir", folder);
+                }
+                let back = format!("{}?{}", run_href(&run_id), back.finish());
+                view! {
+                    <nav class="crumbs"><a href=back>{format!("Run {run_id} artifacts")}</a></nav>
+                    <header class="page-header">
+                        <h1 class="mono">{path.clone()}</h1>
+                        <a class="button" href=artifact_href(&run_id, model.as_deref(), &path, "/raw") download>"Download"</a>
+                    </header>
+                }
+            }}
+            <Results loading_text="Reading the file…">
+                {move || Suspend::new(async move {
+                    let preview = preview.await?;
+                    let (run_id, model, _) = key.get_untracked();
+                    let raw = artifact_href(&run_id, model.as_deref(), &preview.path, "/raw");
+                    Ok::<_, AppError>(view! { <ArtifactContent preview raw/> })
+                })}
+            </Results>
+        </section>
+    }
+}
+
+#[component]
+fn ArtifactContent(preview: ArtifactPreview, raw: String) -> impl IntoView {
+    let signature = preview
+        .signature
+        .as_deref()
+        .map(signature_columns)
+        .filter(|columns| !columns.is_empty())
+        .map(|columns| view! { <h2>"Signature"</h2> <SignatureTable columns/> });
+    let content = match preview.content {
+        PreviewContent::Text(text) => view! { <pre class="artifact-text">{text}</pre> }.into_any(),
+        PreviewContent::Table { header, rows } => {
+            let header = header.into_iter().map(|cell| view! { <th scope="col">{cell}</th> }).collect_view();
+            let rows = rows
+                .into_iter()
+                .map(|row| view! { <tr>{row.into_iter().map(|cell| view! { <td>{cell}</td> }).collect_view()}</tr> })
+                .collect_view();
+            view! { <div class="table-scroll"><table class="data artifact-table"><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table></div> }.into_any()
+        }
+        PreviewContent::Image => view! { <img class="artifact-image" src=raw alt=preview.path.clone()/> }.into_any(),
+        PreviewContent::Binary => view! { <p class="empty">"This file is not text or an image: download it to open it."</p> }.into_any(),
+    };
+    view! {
+        {signature}
+        {content}
+        {preview.truncated.then(|| view! { <p class="muted" data-truncated>"Only the start of the file is shown; the download has all of it."</p> })}
     }
 }
 

@@ -24,6 +24,8 @@ pub use types::*;
 const READ_ATTEMPTS: u32 = 3;
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+/// A whole artifact file, once MLflow has started sending it.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 const METRIC_HISTORY_PAGE_SIZE: u32 = 10_000;
 /// MLflow's maximum for `registered-models/search`.
 const REGISTERED_MODELS_PAGE: u32 = 1000;
@@ -679,6 +681,66 @@ impl MlflowClient {
                 None => return Ok(models),
             }
         }
+    }
+
+    /// One artifact file of a run or of an MLflow 3 logged model, the way
+    /// MLflow's own UI reads it (any artifact store the server can read);
+    /// the answer must start within the deadline, the body is left to
+    /// stream, with time enough for a large file.
+    pub async fn open_artifact(
+        &self,
+        owner: &app::model::ArtifactOwner,
+        path: &str,
+    ) -> Result<reqwest::Response, MlflowError> {
+        let request = match owner {
+            app::model::ArtifactOwner::Run(run_id) => self
+                .http
+                .get(self.endpoint("get-artifact"))
+                .query(&[("run_uuid", run_id.as_str()), ("path", path)]),
+            app::model::ArtifactOwner::LoggedModel(model_id) => self
+                .http
+                .get(self.endpoint(&format!(
+                    "ajax-api/2.0/mlflow/logged-models/{}/artifacts/files",
+                    url_segment(model_id)
+                )))
+                .query(&[("artifact_file_path", path)]),
+        };
+        let started = Instant::now();
+        let sent = tokio::time::timeout(
+            self.deadline,
+            self.authorize(request.timeout(DOWNLOAD_TIMEOUT)).send(),
+        )
+        .await
+        .map_err(|_| self.no_answer())
+        .and_then(|sent| sent.map_err(|err| self.unreachable(&err)));
+        let answer = match sent {
+            Ok(response) => self.check_status(response).await,
+            Err(err) => Err(err),
+        };
+        self.observe("get-artifact", &answer, started);
+        match (answer, owner) {
+            // MLflow 2 answers 500 for a file that is not there; its listing tells.
+            (Err(MlflowError::Api { status, .. }), app::model::ArtifactOwner::Run(run_id))
+                if status >= 500 && !self.run_artifact_listed(run_id, path).await? =>
+            {
+                Err(MlflowError::Api {
+                    url: self.url(),
+                    status: 404,
+                    code: "RESOURCE_DOES_NOT_EXIST".into(),
+                    message: format!("the run has no artifact {path}"),
+                })
+            }
+            (answer, _) => answer,
+        }
+    }
+
+    async fn run_artifact_listed(&self, run_id: &str, path: &str) -> Result<bool, MlflowError> {
+        let folder = path.rsplit_once('/').map(|(folder, _)| folder);
+        let listing = self.list_run_artifacts(run_id, folder).await?;
+        Ok(listing
+            .files
+            .iter()
+            .any(|file| !file.is_dir && file.path == path))
     }
 
     /// A small text artifact under `uri` (a `mlflow-artifacts:` URI, read

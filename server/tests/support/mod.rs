@@ -341,7 +341,7 @@ impl MlflowRest {
         experiment_id: &str,
         run_id: &str,
         path: &str,
-        content: &str,
+        content: impl AsRef<[u8]>,
     ) {
         self.upload(
             &format!("{experiment_id}/{run_id}/artifacts/{path}"),
@@ -356,7 +356,7 @@ impl MlflowRest {
         experiment_id: &str,
         model_id: &str,
         path: &str,
-        content: &str,
+        content: impl AsRef<[u8]>,
     ) {
         self.upload(
             &format!("{experiment_id}/models/{model_id}/artifacts/{path}"),
@@ -365,14 +365,14 @@ impl MlflowRest {
         .await;
     }
 
-    async fn upload(&self, path: &str, content: &str) {
+    async fn upload(&self, path: &str, content: impl AsRef<[u8]>) {
         let response = self
             .http
             .put(format!(
                 "{}/api/2.0/mlflow-artifacts/artifacts/{path}",
                 self.base
             ))
-            .body(content.to_string())
+            .body(content.as_ref().to_vec())
             .send()
             .await
             .unwrap();
