@@ -1,19 +1,25 @@
 //! Metric charts, drawn on the server with plotters' SVG backend. The page
 //! embeds the SVG text, so server-rendered and hydrated pages show the same
 //! chart and the wasm bundle carries no plotting code. Plotters computes the
-//! scales, ticks and axes.
+//! scales, ticks and axes; every point gets an SVG `<title>`, so hovering
+//! shows its value with no script. Colours are plain attributes the
+//! stylesheet re-colours in dark mode.
+
+use std::fmt::Write;
 
 use plotters::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{ChartAxis, MetricChart, MetricHistory};
+use crate::model::{ChartAxis, ChartOptions, MetricChart, MetricHistory};
 
 const SIZE: (u32, u32) = (640, 320);
+/// Past this many points a chart gets a hover mark on every n-th only.
+const HOVER_POINTS: usize = 1500;
 
 /// One chart per metric key, each run a line on it, in the order of `histories`.
 pub fn metric_charts(
     histories: &[MetricHistory],
-    axis: ChartAxis,
+    options: ChartOptions,
 ) -> Result<Vec<MetricChart>, AppError> {
     let mut keys: Vec<&str> = histories
         .iter()
@@ -27,27 +33,74 @@ pub fn metric_charts(
                 .iter()
                 .filter(|history| history.key == key)
                 .collect();
-            Ok(MetricChart {
-                metric: key.to_string(),
-                svg: line_chart(&lines, axis)?,
-            })
+            chart(key, &lines, options)
         })
         .collect()
 }
 
-fn line_chart(lines: &[&MetricHistory], axis: ChartAxis) -> Result<String, AppError> {
+fn chart(
+    key: &str,
+    lines: &[&MetricHistory],
+    options: ChartOptions,
+) -> Result<MetricChart, AppError> {
     let series: Vec<(String, Vec<(f64, f64)>)> = lines
         .iter()
-        .map(|history| (history.run_name.clone(), points(history, axis)))
+        .map(|history| (history.run_name.clone(), points(history, options.axis)))
         .collect();
-    let all = series.iter().flat_map(|(_, points)| points.iter());
-    let (x_range, y_range) = ranges(all);
-    let x_label = match axis {
+    // One value per run is a number, not a line.
+    if series.iter().all(|(_, points)| points.len() <= 1) {
+        return Ok(MetricChart {
+            metric: key.to_string(),
+            svg: String::new(),
+            values: series
+                .iter()
+                .filter_map(|(run, points)| points.first().map(|(_, value)| (run.clone(), *value)))
+                .collect(),
+            note: None,
+        });
+    }
+    let all_positive = series
+        .iter()
+        .flat_map(|(_, points)| points.iter())
+        .all(|(_, value)| *value > 0.0);
+    let log_scale = options.log_scale && all_positive;
+    let note = (options.log_scale && !all_positive)
+        .then(|| "Some values are 0 or below: drawn on a linear scale.".to_string());
+    Ok(MetricChart {
+        metric: key.to_string(),
+        svg: line_chart(&series, options, log_scale)?,
+        values: Vec::new(),
+        note,
+    })
+}
+
+fn line_chart(
+    series: &[(String, Vec<(f64, f64)>)],
+    options: ChartOptions,
+    log_scale: bool,
+) -> Result<String, AppError> {
+    // Drawn in log₁₀ units on a linear axis whose labels read as values.
+    let to_y = |value: f64| if log_scale { value.log10() } else { value };
+    let drawn: Vec<Vec<(f64, f64)>> = series
+        .iter()
+        .map(|(_, points)| points.iter().map(|(x, y)| (*x, to_y(*y))).collect())
+        .collect();
+    let (x_range, y_range) = ranges(drawn.iter().flatten());
+    let x_label = match options.axis {
         ChartAxis::Step => "step",
         ChartAxis::Time => "seconds since the first value",
     };
+    let y_label = |value: &f64| {
+        if log_scale {
+            format_value(10f64.powf(*value))
+        } else {
+            format_value(*value)
+        }
+    };
+    let weight = f64::from(options.smoothing) / 100.0;
 
     let mut svg = String::new();
+    let mut hover = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(chart_error)?;
@@ -60,25 +113,28 @@ fn line_chart(lines: &[&MetricHistory], axis: ChartAxis) -> Result<String, AppEr
         chart
             .configure_mesh()
             .x_desc(x_label)
+            .y_desc(if log_scale { "log scale" } else { "" })
+            .y_label_formatter(&y_label)
             .light_line_style(RGBColor(236, 238, 242))
             .bold_line_style(RGBColor(214, 218, 226))
             .label_style(("sans-serif", 13).into_font().color(&RGBColor(70, 78, 92)))
             .draw()
             .map_err(chart_error)?;
-        for (index, (label, points)) in series.iter().enumerate() {
+        let total: usize = drawn.iter().map(Vec::len).sum();
+        let every = total.div_ceil(HOVER_POINTS).max(1);
+        for (index, ((label, raw), points)) in series.iter().zip(&drawn).enumerate() {
             let color = Palette99::pick(index).to_rgba();
-            let line = chart
-                .draw_series(LineSeries::new(
-                    points.iter().copied(),
-                    color.stroke_width(2),
-                ))
-                .map_err(chart_error)?;
-            if series.len() > 1 {
-                line.label(label.clone()).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
+            let smoothed = (weight > 0.0).then(|| smooth(points, weight));
+            // With smoothing, the raw values stay as a faint line behind.
+            if smoothed.is_some() {
+                chart
+                    .draw_series(LineSeries::new(
+                        points.iter().copied(),
+                        color.mix(0.25).stroke_width(1),
+                    ))
+                    .map_err(chart_error)?;
             }
-            // A lone value has no line to draw: mark it.
+            // A lone value among lines has no line to draw: mark it.
             if points.len() == 1 {
                 chart
                     .draw_series(
@@ -87,6 +143,30 @@ fn line_chart(lines: &[&MetricHistory], axis: ChartAxis) -> Result<String, AppEr
                             .map(|point| Circle::new(*point, 4, color.filled())),
                     )
                     .map_err(chart_error)?;
+            }
+            let legend_line = chart
+                .draw_series(LineSeries::new(
+                    smoothed.as_deref().unwrap_or(points).iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(chart_error)?;
+            if series.len() > 1 {
+                legend_line.label(label.clone()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+            }
+            for (position, ((x, value), point)) in raw.iter().zip(points).enumerate() {
+                if position % every != 0 && position + 1 != points.len() {
+                    continue;
+                }
+                let (px, py) = chart.backend_coord(point);
+                let _ = write!(
+                    hover,
+                    "<circle cx=\"{px}\" cy=\"{py}\" r=\"4\"><title>{} · {x_label} {}: {}</title></circle>",
+                    escape(label),
+                    format_value(*x),
+                    format_value(*value)
+                );
             }
         }
         if series.len() > 1 {
@@ -100,7 +180,49 @@ fn line_chart(lines: &[&MetricHistory], axis: ChartAxis) -> Result<String, AppEr
         }
         root.present().map_err(chart_error)?;
     }
+    let end = svg.rfind("</svg>").unwrap_or(svg.len());
+    svg.insert_str(end, &format!("<g class=\"hover\">{hover}</g>\n"));
     Ok(svg)
+}
+
+/// Exponential moving average: each point `weight` of the one before and
+/// the rest its own value.
+fn smooth(points: &[(f64, f64)], weight: f64) -> Vec<(f64, f64)> {
+    let mut last = None;
+    points
+        .iter()
+        .map(|(x, y)| {
+            let value = match last {
+                Some(previous) => weight * previous + (1.0 - weight) * y,
+                None => *y,
+            };
+            last = Some(value);
+            (*x, value)
+        })
+        .collect()
+}
+
+/// A number as people read it: up to 4 significant digits, exponent form
+/// when very large or small.
+pub fn format_value(value: f64) -> String {
+    let magnitude = value.abs();
+    if value == 0.0 || (1e-3..1e6).contains(&magnitude) {
+        let text = format!("{value:.4}");
+        let text = text.trim_end_matches('0').trim_end_matches('.');
+        if text == "-0" {
+            "0".into()
+        } else {
+            text.to_string()
+        }
+    } else {
+        format!("{value:.3e}")
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn points(history: &MetricHistory, axis: ChartAxis) -> Vec<(f64, f64)> {
@@ -180,7 +302,7 @@ mod tests {
             history("b", "loss", &[0.9, 0.6]),
             history("a", "acc", &[0.7]),
         ];
-        let charts = metric_charts(&histories, ChartAxis::Step).unwrap();
+        let charts = metric_charts(&histories, ChartOptions::default()).unwrap();
         assert_eq!(
             charts
                 .iter()
@@ -199,10 +321,60 @@ mod tests {
             loss.contains(">\na\n</text>") && loss.contains(">\nb\n</text>"),
             "a legend names the runs"
         );
-        assert!(
-            charts[0].svg.contains("<circle"),
-            "a single value is marked"
+        assert_eq!(
+            (charts[0].svg.as_str(), charts[0].values.clone()),
+            ("", vec![("a".to_string(), 0.7)]),
+            "one value per run is a number, not a chart"
         );
+        assert!(
+            loss.contains("<title>b · step 1: 0.6</title>"),
+            "every point says its value on hover: {loss}"
+        );
+    }
+
+    #[test]
+    fn log_scale_and_smoothing_are_drawn_where_they_can_be() {
+        let run = history("a", "loss", &[100.0, 10.0, 1.0, 0.1]);
+        let log = ChartOptions {
+            log_scale: true,
+            ..ChartOptions::default()
+        };
+        let chart = &metric_charts(std::slice::from_ref(&run), log).unwrap()[0];
+        assert!(chart.svg.contains("log scale"), "{}", chart.svg);
+        assert_eq!(chart.note, None);
+        let crossing = history("a", "delta", &[1.0, -1.0]);
+        let chart = &metric_charts(&[crossing], log).unwrap()[0];
+        assert_eq!(
+            chart.note.as_deref(),
+            Some("Some values are 0 or below: drawn on a linear scale.")
+        );
+        assert!(!chart.svg.contains("log scale"));
+
+        assert_eq!(
+            smooth(&[(0.0, 1.0), (1.0, 0.0), (2.0, 0.0)], 0.5),
+            vec![(0.0, 1.0), (1.0, 0.5), (2.0, 0.25)]
+        );
+        let smoothed = ChartOptions {
+            smoothing: 60,
+            ..ChartOptions::default()
+        };
+        let svg = &metric_charts(&[run], smoothed).unwrap()[0].svg;
+        let faded = svg.matches("opacity=\"0.25\"").count();
+        let bold = svg.matches("stroke-width=\"2\"").count();
+        assert_eq!(
+            (faded, bold),
+            (1, 1),
+            "the smoothed line over the faded raw one: {svg}"
+        );
+    }
+
+    #[test]
+    fn values_read_as_people_write_them() {
+        assert_eq!(format_value(0.25), "0.25");
+        assert_eq!(format_value(3.0), "3");
+        assert_eq!(format_value(-0.00001), "-1.000e-5");
+        assert_eq!(format_value(12_345_678.0), "1.235e7");
+        assert_eq!(format_value(0.0), "0");
     }
 
     #[test]
@@ -216,7 +388,11 @@ mod tests {
             points(&run, ChartAxis::Step),
             vec![(0.0, 1.0), (1.0, 0.5), (2.0, 0.25)]
         );
-        let svg = &metric_charts(&[run], ChartAxis::Time).unwrap()[0].svg;
+        let time = ChartOptions {
+            axis: ChartAxis::Time,
+            ..ChartOptions::default()
+        };
+        let svg = &metric_charts(&[run], time).unwrap()[0].svg;
         assert!(svg.contains("seconds since the first value"));
     }
 }

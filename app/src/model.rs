@@ -268,11 +268,74 @@ pub enum ChartAxis {
     Time,
 }
 
-/// A metric's chart, drawn on the server as SVG.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How metric charts are drawn: the page's `axis`, `scale` and `smooth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChartOptions {
+    pub axis: ChartAxis,
+    /// A log₁₀ y axis (for metrics whose values are all above 0).
+    pub log_scale: bool,
+    /// Exponential smoothing weight in percent (0: none, at most 99); the
+    /// raw values stay drawn, faded.
+    pub smoothing: u8,
+}
+
+impl ChartOptions {
+    /// From the page's query: `axis=step|time`, `scale=linear|log`,
+    /// `smooth=0…99`.
+    pub fn from_query(
+        axis: Option<&str>,
+        scale: Option<&str>,
+        smooth: Option<&str>,
+    ) -> Result<Self, crate::error::AppError> {
+        use crate::error::AppError;
+        let axis = match axis {
+            None | Some("step") => ChartAxis::Step,
+            Some("time") => ChartAxis::Time,
+            Some(other) => {
+                return Err(AppError::InvalidInput(format!(
+                    "The chart axis is step or time, not \"{other}\""
+                )));
+            }
+        };
+        let log_scale = match scale {
+            None | Some("linear") => false,
+            Some("log") => true,
+            Some(other) => {
+                return Err(AppError::InvalidInput(format!(
+                    "The chart scale is linear or log, not \"{other}\""
+                )));
+            }
+        };
+        let smoothing = match smooth {
+            None => 0,
+            Some(text) => text
+                .parse::<u8>()
+                .ok()
+                .filter(|weight| *weight < 100)
+                .ok_or_else(|| {
+                    AppError::InvalidInput(format!(
+                        "Smoothing is a whole percentage from 0 to 99, not \"{text}\""
+                    ))
+                })?,
+        };
+        Ok(Self {
+            axis,
+            log_scale,
+            smoothing,
+        })
+    }
+}
+
+/// A metric's chart, drawn on the server as SVG; a metric with one value
+/// per run is not a line but numbers (`values`, and no `svg`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricChart {
     pub metric: String,
     pub svg: String,
+    /// (run name, value) when every run logged at most one value.
+    pub values: Vec<(String, f64)>,
+    /// Why the chart is drawn otherwise than asked (log scale of values ≤ 0).
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use crate::codec::JsonText;
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, ChartAxis,
+    ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, ChartOptions,
     DeploymentDetail, DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors,
     Launch, LaunchForm, LaunchRequest, ListQuery, MetricChart, ModelDetail, ModelsPage,
     PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TryAnswer, User,
@@ -51,12 +51,12 @@ pub async fn get_run(run_id: String) -> Result<RunDetail, AppError> {
 #[server(output = JsonText)]
 pub async fn run_charts(
     run_ids: Vec<String>,
-    axis: ChartAxis,
+    options: ChartOptions,
 ) -> Result<Vec<MetricChart>, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     let histories = control_plane()?.metric_histories(&user, run_ids).await?;
-    crate::charts::metric_charts(&histories, axis)
+    crate::charts::metric_charts(&histories, options)
 }
 
 #[server(output = JsonText)]

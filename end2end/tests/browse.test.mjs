@@ -69,6 +69,14 @@ async function browse(javaScript) {
   await lossLine.first().waitFor();
   const points = (await lossLine.first().getAttribute('points')).trim().split(/\s+/);
   assert.equal(points.length, LOSS_POINTS, 'the chart draws every recorded value');
+  // One value is a number, not a dot on an empty chart.
+  assert.equal(await page.locator('figure[data-metric="auc"] svg').count(), 0);
+  assert.equal(await page.locator('figure[data-metric="auc"] .single-value .value').textContent(), '0.21');
+  assert.equal(
+    await page.locator('figure[data-metric="loss"] .hover circle title').first().textContent(),
+    'run-21 · step 0: 2',
+    'a value on hover',
+  );
 
   await page.goBack();
   await page.locator('th[aria-sort="ascending"]', { hasText: 'auc' }).waitFor();
@@ -146,4 +154,25 @@ test('open a run\'s image and a logged model\'s MLmodel with its signature, with
   assert.deepEqual(signature, ['tensor float64 [-1,2]', 'tensor float64 [-1]']);
   assert.match(await runPage.locator('pre.artifact-text').textContent(), /flavors:/);
   await runPage.close();
+});
+
+test('charts follow the dark colour scheme', async () => {
+  const page = await app.open(`/experiments?q=${experimentName}`);
+  await page.locator('td.name a', { hasText: experimentName }).click();
+  await page.locator('td.name a', { hasText: 'run-26' }).click();
+  await page.locator('h1', { hasText: 'run-26' }).waitFor();
+  const colours = () => page.locator('figure[data-metric="loss"]').evaluate((figure) => ({
+    background: getComputedStyle(figure.querySelector('svg rect')).fill,
+    text: getComputedStyle(figure.querySelector('svg text')).fill,
+    caption: getComputedStyle(figure.querySelector('figcaption')).color,
+  }));
+  await page.emulateMedia({ colorScheme: 'light' });
+  const light = await colours();
+  assert.equal(light.background, 'rgb(255, 255, 255)');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  const dark = await colours();
+  assert.equal(dark.background, 'rgb(22, 26, 33)', 'a dark chart area');
+  assert.equal(dark.text, 'rgb(195, 202, 213)', 'light labels on it');
+  assert.equal(dark.caption, 'rgb(228, 232, 238)');
+  await page.close();
 });

@@ -700,12 +700,39 @@ async fn a_run_page_charts_the_real_metric_history() {
     if let Some(model_id) = &logged_model {
         let (_, html) = app.get(&format!("/runs/{run}?model={model_id}")).await;
         assert!(html.contains("Logged model <code>"), "{html}");
-        assert!(html.contains("<li class=\"file\">MLmodel"), "{html}");
+        assert!(
+            html.contains(&format!(
+                "<li class=\"file\"><a href=\"/runs/{run}/artifact?path=MLmodel&amp;model={model_id}\">MLmodel</a>"
+            )),
+            "{html}"
+        );
     }
     let (_, html) = app.get(&format!("/runs/{run}?axis=time")).await;
     assert!(html.contains("seconds since the first value"), "{html}");
-    let (_, html) = app.get(&format!("/runs/{run}?axis=sideways")).await;
+    let (status, html) = app.get(&format!("/runs/{run}?axis=sideways")).await;
     assert!(html.contains("The chart axis is step or time"), "{html}");
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Every point says its value on hover, with no script.
+    let (_, html) = app.get(&format!("/runs/{run}")).await;
+    assert!(
+        html.contains("<title>trained · step 11: 0.125</title>"),
+        "{html}"
+    );
+    // A log scale and smoothing, chosen by links; a bad choice is the page's error.
+    let (_, html) = app.get(&format!("/runs/{run}?scale=log&smooth=60")).await;
+    assert!(html.contains("log scale"), "{html}");
+    assert!(
+        html.contains("aria-current=\"true\">log</a>")
+            && html.contains("aria-current=\"true\">0.6</a>"),
+        "the choices are marked: {html}"
+    );
+    assert_eq!(
+        html.matches("opacity=\"0.25\"").count(),
+        1,
+        "the raw line, faded"
+    );
+    let (status, _) = app.get(&format!("/runs/{run}?smooth=100")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test(flavor = "multi_thread")]

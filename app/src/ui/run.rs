@@ -11,7 +11,7 @@ use super::{format_millis, user_tags};
 use crate::access::{Role, holds_anywhere};
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ArtifactOwner, ArtifactPreview, ChartAxis, MetricChart, PreviewContent,
+    ArtifactEntry, ArtifactOwner, ArtifactPreview, ChartOptions, MetricChart, PreviewContent,
     RegistrableModel, RunDetail, signature_columns,
 };
 use crate::server_fns::{get_run, list_artifacts, preview_artifact, run_charts};
@@ -22,14 +22,18 @@ pub fn run_href(run_id: &str) -> String {
     format!("/runs/{}", segment(run_id))
 }
 
-fn axis_from(value: Option<String>) -> Result<ChartAxis, AppError> {
-    match value.as_deref() {
-        None | Some("step") => Ok(ChartAxis::Step),
-        Some("time") => Ok(ChartAxis::Time),
-        Some(other) => Err(AppError::InvalidInput(format!(
-            "The chart axis is step or time, not \"{other}\""
-        ))),
-    }
+/// The charts' options, as the page's query sets them.
+fn chart_options() -> Memo<Result<ChartOptions, AppError>> {
+    let query = use_query_map();
+    Memo::new(move |_| {
+        query.with(|query| {
+            ChartOptions::from_query(
+                query.get("axis").as_deref(),
+                query.get("scale").as_deref(),
+                query.get("smooth").as_deref(),
+            )
+        })
+    })
 }
 
 /// `/runs/{id}`: one run — params, metrics and their charts, tags, artifacts,
@@ -40,7 +44,7 @@ pub fn RunPage() -> impl IntoView {
     let query = use_query_map();
     let run_id =
         Memo::new(move |_| path_params.with(|params| params.get("id").unwrap_or_default()));
-    let axis = Memo::new(move |_| query.with(|query| axis_from(query.get("axis"))));
+    let options = chart_options();
     let dir =
         Memo::new(move |_| query.with(|query| query.get("dir").filter(|dir| !dir.is_empty())));
     // `?model=m-…` browses a logged model's artifacts instead of the run's.
@@ -50,8 +54,8 @@ pub fn RunPage() -> impl IntoView {
     let detail = Resource::new(move || run_id.get(), get_run);
     let me = super::use_me();
     let charts = Resource::new(
-        move || (run_id.get(), axis.get()),
-        |(id, axis)| async move { run_charts(vec![id], axis?).await },
+        move || (run_id.get(), options.get()),
+        |(id, options)| async move { run_charts(vec![id], options?).await },
     );
     let artifacts = Resource::new(
         move || (run_id.get(), model.get(), dir.get()),
@@ -75,7 +79,7 @@ pub fn RunPage() -> impl IntoView {
                 })}
             </Results>
             <h2>"Metric charts"</h2>
-            <AxisSwitch axis base=move || run_href(&run_id.get())/>
+            <ChartSwitches base=move || run_href(&run_id.get())/>
             <Results loading_text="Drawing charts…">
                 {move || Suspend::new(async move { charts.await.map(|charts| view! { <Charts charts/> }) })}
             </Results>
@@ -186,29 +190,45 @@ fn RegisterForm(run_id: String, models: Vec<RegistrableModel>, suggested: String
     }
 }
 
-/// Links that redraw the charts against steps or time.
+/// Links that redraw the charts: x axis, y scale, smoothing. Links, so
+/// they work without JavaScript; the current choice is marked.
 #[component]
-fn AxisSwitch(
-    axis: Memo<Result<ChartAxis, AppError>>,
-    base: impl Fn() -> String + Send + Sync + Copy + 'static,
-) -> impl IntoView {
+fn ChartSwitches(base: impl Fn() -> String + Send + Sync + Copy + 'static) -> impl IntoView {
     let query = use_query_map();
-    let href = move |value: &'static str| {
-        query.with(|query| {
-            let mut pairs = form_urlencoded::Serializer::new(String::new());
-            for (key, value) in query.latest_values().filter(|(key, _)| *key != "axis") {
-                pairs.append_pair(key, value);
-            }
-            pairs.append_pair("axis", value);
-            format!("{}?{}", base(), pairs.finish())
-        })
+    let switch = move |label: &'static str,
+                       param: &'static str,
+                       choices: &'static [(&'static str, &'static str)]| {
+        let links = choices
+            .iter()
+            .enumerate()
+            .map(|(index, (value, text))| {
+                let href = move || {
+                    query.with(|query| {
+                        let mut pairs = form_urlencoded::Serializer::new(String::new());
+                        for (key, value) in query.latest_values().filter(|(key, _)| *key != param) {
+                            pairs.append_pair(key, value);
+                        }
+                        pairs.append_pair(param, value);
+                        format!("{}?{}", base(), pairs.finish())
+                    })
+                };
+                // The first choice is what no parameter means.
+                let current = move || {
+                    query.with(|query| match query.get(param) {
+                        Some(chosen) => chosen == *value,
+                        None => index == 0,
+                    })
+                };
+                view! { <a href=href aria-current=move || current().then_some("true")>{*text}</a> }
+            })
+            .collect_view();
+        view! { <span class="switch-group">{label} ": " {links}</span> }
     };
-    let current = move |wanted: ChartAxis| axis.get().ok() == Some(wanted);
     view! {
-        <nav class="switch" aria-label="Chart x axis">
-            "x axis: "
-            <a href=move || href("step") aria-current=move || current(ChartAxis::Step).then_some("true")>"step"</a>
-            <a href=move || href("time") aria-current=move || current(ChartAxis::Time).then_some("true")>"time"</a>
+        <nav class="switch" aria-label="Chart options">
+            {switch("x axis", "axis", &[("step", "step"), ("time", "time")])}
+            {switch("y scale", "scale", &[("linear", "linear"), ("log", "log")])}
+            {switch("smoothing", "smooth", &[("0", "none"), ("60", "0.6"), ("90", "0.9")])}
         </nav>
     }
 }
@@ -224,10 +244,22 @@ fn Charts(charts: Vec<MetricChart>) -> impl IntoView {
                 .into_iter()
                 .map(|chart| {
                     let caption = chart.metric.clone();
+                    // One value per run: the numbers themselves.
+                    let body = if chart.svg.is_empty() {
+                        let values = chart
+                            .values
+                            .into_iter()
+                            .map(|(run, value)| view! { <div class="single-value"><span class="value">{format_metric(value)}</span> <span class="muted">{run}</span></div> })
+                            .collect_view();
+                        view! { <div class="single-values">{values}</div> }.into_any()
+                    } else {
+                        view! { <div class="chart-svg" inner_html=chart.svg></div> }.into_any()
+                    };
                     view! {
                     <figure class="chart" data-metric=chart.metric>
                         <figcaption>{caption}</figcaption>
-                        <div class="chart-svg" inner_html=chart.svg></div>
+                        {chart.note.map(|note| view! { <p class="muted chart-note">{note}</p> })}
+                        {body}
                     </figure>
                     }
                 })
@@ -413,14 +445,14 @@ pub fn ComparePage() -> impl IntoView {
             }
         })
     });
-    let axis = Memo::new(move |_| query.with(|query| axis_from(query.get("axis"))));
+    let options = chart_options();
     let details = Resource::new(
         move || run_ids.get(),
         |ids| async move { futures::future::try_join_all(ids?.into_iter().map(get_run)).await },
     );
     let charts = Resource::new(
-        move || (run_ids.get(), axis.get()),
-        |(ids, axis)| async move { run_charts(ids?, axis?).await },
+        move || (run_ids.get(), options.get()),
+        |(ids, options)| async move { run_charts(ids?, options?).await },
     );
     view! {
         <Title text="Compare runs"/>
@@ -430,7 +462,7 @@ pub fn ComparePage() -> impl IntoView {
                 {move || Suspend::new(async move { details.await.map(|runs| view! { <Comparison runs/> }) })}
             </Results>
             <h2>"Metric charts"</h2>
-            <AxisSwitch axis base=|| "/compare".to_string()/>
+            <ChartSwitches base=|| "/compare".to_string()/>
             <Results loading_text="Drawing charts…">
                 {move || Suspend::new(async move { charts.await.map(|charts| view! { <Charts charts/> }) })}
             </Results>
