@@ -440,6 +440,9 @@ pub struct ProfileSpec {
     pub tolerations: Vec<String>,
     pub priority_class: Option<String>,
     pub max_runtime_secs: Option<i64>,
+    /// What a launch on it will not get here (GPUs this machine lacks).
+    #[serde(default)]
+    pub warning: Option<String>,
 }
 
 /// What the launch form offers.

@@ -25,6 +25,8 @@ use crate::mlflow::MlflowClient;
 use crate::mlflow::Tag;
 use crate::store::{NewLaunch, Store, now_ms};
 
+/// Where a launch that names no experiment goes, as with `mlflow run`.
+pub const DEFAULT_EXPERIMENT: &str = "Default";
 const MAX_NAME_LENGTH: usize = 250;
 
 pub struct Launcher {
@@ -77,10 +79,27 @@ impl Launcher {
     }
 
     pub fn catalog(&self) -> LaunchCatalog {
+        let mut profiles = self.catalog.profile_specs();
+        if self.backend() == "local" {
+            // A process here sees this machine's GPUs, whatever the profile says.
+            let present = crate::executor::local::gpus_present();
+            for profile in profiles.iter_mut().filter(|profile| profile.gpus > present) {
+                profile.warning = Some(format!(
+                    "This machine has {present} GPU{}: a launch on {} runs without the {} it asks for.",
+                    if present == 1 { "" } else { "s" },
+                    profile.name,
+                    if profile.gpus == 1 {
+                        "GPU".to_string()
+                    } else {
+                        format!("{} GPUs", profile.gpus)
+                    }
+                ));
+            }
+        }
         LaunchCatalog {
             backend: self.backend().into(),
             projects: self.catalog.project_specs(),
-            profiles: self.catalog.profile_specs(),
+            profiles,
         }
     }
 
@@ -212,6 +231,20 @@ impl Launcher {
                     format!("no project named {:?}", request.project),
                 );
             }
+            Some(project)
+                if self.backend() == "local" && project.mlproject.docker_image.is_some() =>
+            {
+                errors.insert(
+                    "project".into(),
+                    format!(
+                        "{:?} declares docker_env: it runs in a container, and this Slipway runs \
+                         trainings as processes on its own machine, with no container runtime. \
+                         Launch it from a Slipway that runs trainings on Kubernetes (or give the \
+                         project its image in the catalog instead of in MLproject).",
+                        request.project
+                    ),
+                );
+            }
             Some(project) => match project.mlproject.entry_point(&request.entry_point) {
                 None => {
                     errors.insert(
@@ -247,8 +280,9 @@ impl Launcher {
         }
         let new_experiment = request.new_experiment.trim();
         if new_experiment.is_empty() {
+            // Neither: MLflow's Default experiment, as `mlflow run` uses.
             let id = request.experiment_id.trim();
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+            if !id.chars().all(|c| c.is_ascii_digit()) {
                 errors.insert(
                     "experiment".into(),
                     "choose an experiment or name a new one".into(),
@@ -344,9 +378,10 @@ impl Launcher {
         checked: Checked,
         run_name: &str,
     ) -> Result<Launch> {
-        let experiment_id = match request.new_experiment.trim() {
-            "" => Ok(request.experiment_id.trim().to_string()),
-            name => self.mlflow.ensure_experiment(name).await,
+        let experiment_id = match (request.new_experiment.trim(), request.experiment_id.trim()) {
+            ("", "") => self.mlflow.ensure_experiment(DEFAULT_EXPERIMENT).await,
+            ("", id) => Ok(id.to_string()),
+            (name, _) => self.mlflow.ensure_experiment(name).await,
         };
         let experiment_id = match experiment_id {
             Ok(id) => id,

@@ -33,6 +33,10 @@ max_runtime_secs = 1
 [[project]]
 name = "trainer"
 directory = "trainer"
+
+[[project]]
+name = "boxed"
+directory = "boxed"
 "#;
 
 struct Harness {
@@ -228,6 +232,64 @@ async fn a_gpu_profile_exposes_as_many_gpus_as_it_asks_for() {
     let launch = wait_for(&harness, &launch.id, LaunchStatus::Succeeded).await;
     let logs = log_text(&harness, &launch).await;
     assert!(logs.contains("CUDA_VISIBLE_DEVICES=0,1\n"), "{logs}");
+    // The form said beforehand what this machine lacks.
+    let present = server::executor::local::gpus_present();
+    let profiles = harness.launcher.catalog().profiles;
+    let warning = |name: &str| {
+        profiles
+            .iter()
+            .find(|profile| profile.name == name)
+            .unwrap()
+            .warning
+            .clone()
+    };
+    assert_eq!(warning("cpu"), None);
+    if present < 2 {
+        assert_eq!(
+            warning("gpu-2").as_deref(),
+            Some(
+                format!(
+                    "This machine has {present} GPU{}: a launch on gpu-2 runs without the 2 GPUs it asks for.",
+                    if present == 1 { "" } else { "s" }
+                )
+                .as_str()
+            )
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_docker_env_project_is_refused_here_and_no_experiment_means_default() {
+    let harness = harness(&mlflow_url()).await;
+    let mut boxed = request(&[], "cpu", &unique("boxed"));
+    boxed.project = "boxed".into();
+    let Submitted::Invalid(errors) = harness
+        .launcher
+        .submit(&user("tester", Role::Admin), &boxed)
+        .await
+        .unwrap()
+    else {
+        panic!("ran a docker_env project without a container");
+    };
+    assert!(
+        errors["project"].starts_with("\"boxed\" declares docker_env: it runs in a container"),
+        "{errors:?}"
+    );
+    assert!(harness.store.recent_launches(10).await.unwrap().is_empty());
+
+    // Neither an experiment nor a new name: MLflow's Default, as `mlflow run`.
+    let launch = launched(&harness, &request(&[("alpha", "1")], "cpu", "")).await;
+    let launch = wait_for(&harness, &launch.id, LaunchStatus::Succeeded).await;
+    let run = MlflowRest::new(&mlflow_url())
+        .get_run(launch.run_id.as_deref().unwrap())
+        .await;
+    let (_, default) = MlflowRest::new(&mlflow_url())
+        .get("experiments/get-by-name", &[("experiment_name", "Default")])
+        .await;
+    assert_eq!(
+        run["info"]["experiment_id"],
+        default["experiment"]["experiment_id"]
+    );
 }
 
 #[tokio::test]
@@ -238,7 +300,8 @@ async fn an_invalid_form_gets_an_error_per_field_and_records_nothing() {
         "huge",
         "",
     );
-    form.experiment_id = String::new();
+    form.experiment_id = "the latest".into();
+
     let Submitted::Invalid(errors) = harness
         .launcher
         .submit(&user("tester", Role::Admin), &form)

@@ -247,10 +247,14 @@ fn experiment_fields(
     request: &LaunchRequest,
     errors: &FieldErrors,
 ) -> impl IntoView + use<> {
+    // Nothing chosen is MLflow's "Default" experiment, as with `mlflow run`.
+    let has_default = experiments.iter().any(|(_, name)| name == "Default");
     let options = experiments
         .iter()
         .map(|(id, name)| {
-            view! { <option value=id.clone() selected=*id == request.experiment_id>{name.clone()}</option> }
+            let selected = *id == request.experiment_id
+                || (request.experiment_id.is_empty() && name == "Default");
+            view! { <option value=id.clone() selected=selected>{name.clone()}</option> }
         })
         .collect_view();
     let new_experiment = request.new_experiment.clone();
@@ -258,7 +262,7 @@ fn experiment_fields(
         <Field name=EXPERIMENT label="Experiment" error=errors.get(EXPERIMENT).cloned()>
             <div class="experiment-choice">
                 <select id=EXPERIMENT name=EXPERIMENT aria-label="Existing experiment">
-                    <option value="">"Choose…"</option>
+                    {(!has_default).then(|| view! { <option value="">"Default (made on launch)"</option> })}
                     {options}
                 </select>
                 <span>"or new:"</span>
@@ -313,6 +317,7 @@ fn profile_choices(
                     <span class="resources">{format!("CPU {} · memory {}", profile.cpu, profile.memory)}{gpus}</span>
                     {placement.map(|text| view! { <span class="placement">{text}</span> })}
                     {(!limits.is_empty()).then(|| view! { <span class="placement">{limits}</span> })}
+                    {profile.warning.clone().map(|warning| view! { <span class="warning" data-profile-warning>{warning}</span> })}
                 </label>
             }
         })

@@ -213,12 +213,21 @@ pub fn check_value(kind: ParamKind, value: &str) -> Result<(), String> {
     match kind {
         ParamKind::Float => match value.parse::<f64>() {
             Ok(number) if number.is_finite() => Ok(()),
+            // `1e400` parses, as infinity: a number, just not one a float holds.
+            Ok(number) if !number.is_nan() && !value.to_ascii_lowercase().contains("inf") => Err(
+                format!("{value:?} is too large for a float (at most about 1.8e308)"),
+            ),
             _ => Err(format!("{value:?} is not a number")),
         },
         ParamKind::Int => value
             .parse::<i64>()
             .map(|_| ())
-            .map_err(|_| format!("{value:?} is not a whole number")),
+            .map_err(|err| match err.kind() {
+                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                    format!("{value:?} is out of range for a whole number (64 bits)")
+                }
+                _ => format!("{value:?} is not a whole number"),
+            }),
         ParamKind::String | ParamKind::Path | ParamKind::Uri => Ok(()),
     }
 }
@@ -395,6 +404,20 @@ entry_points:
             .unwrap_err();
         assert_eq!(errors["alpha"], "required");
         assert_eq!(errors["l1_ratio"], "\"abc\" is not a number");
+        for (value, message) in [
+            (
+                "1e400",
+                "\"1e400\" is too large for a float (at most about 1.8e308)",
+            ),
+            ("inf", "\"inf\" is not a number"),
+            ("NaN", "\"NaN\" is not a number"),
+        ] {
+            assert_eq!(check_value(ParamKind::Float, value).unwrap_err(), message);
+        }
+        assert_eq!(
+            check_value(ParamKind::Int, "99999999999999999999").unwrap_err(),
+            "\"99999999999999999999\" is out of range for a whole number (64 bits)"
+        );
         assert!(errors["gamma"].contains("not a parameter"));
         let report = project.entry_point("report").unwrap();
         let errors = report

@@ -577,6 +577,7 @@ impl HardwareProfile {
             tolerations: self.tolerations.iter().map(Toleration::describe).collect(),
             priority_class: self.priority_class.clone(),
             max_runtime_secs: self.max_runtime_secs,
+            warning: None,
         }
     }
 }

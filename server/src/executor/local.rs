@@ -66,6 +66,26 @@ impl LocalExecutor {
     }
 }
 
+/// The NVIDIA GPUs this machine has (`/dev/nvidia0`, `/dev/nvidia1`, …).
+pub fn gpus_present() -> u32 {
+    std::fs::read_dir("/dev")
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok())
+                .filter(|entry| {
+                    entry
+                        .file_name()
+                        .to_str()
+                        .and_then(|name| name.strip_prefix("nvidia"))
+                        .is_some_and(|rest| {
+                            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())
+                        })
+                })
+                .count() as u32
+        })
+        .unwrap_or(0)
+}
+
 /// Dropped without `stop_all` (a failed start-up, a test that panicked):
 /// the trainings still must not outlive it.
 impl Drop for LocalExecutor {
