@@ -156,6 +156,17 @@ async fn experiments_page_lists_and_pages_through_mlflow() {
         .get(&link(&second, "prev").expect("a previous-page link"))
         .await;
     assert_eq!(listed_names(&back, &prefix), listed_names(&first, &prefix));
+
+    // The page size is chosen on the page, back to the first page.
+    assert!(
+        second.contains(&format!(
+            "<a href=\"/experiments?q={prefix}&amp;size=50\">50</a>"
+        )),
+        "{second}"
+    );
+    let (_, all) = app.get(&format!("/experiments?q={prefix}&size=25")).await;
+    assert_eq!(listed_names(&all, &prefix).len(), 5);
+    assert!(all.contains("aria-current=\"true\">25</a>"), "{all}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -69,9 +69,22 @@ pub fn Pager(state: ListState, next_page_token: Option<String>) -> impl IntoView
             {previous.map(|href| view! { <a href=href rel="prev">"← Previous"</a> })}
             <span class="page-number">"Page " {state.page_number()}</span>
             {next.map(|href| view! { <a href=href rel="next">"Next →"</a> })}
+            <span class="page-sizes">
+                "Rows per page:"
+                {PAGE_SIZES
+                    .into_iter()
+                    .map(|size| {
+                        let current = (state.page_size() == size).then_some("true");
+                        view! { <a href=state.page_size_href(size) aria-current=current>{size}</a> }
+                    })
+                    .collect_view()}
+            </span>
         </nav>
     }
 }
+
+/// The page sizes the pager offers (any from 1 to the maximum works in the URL).
+const PAGE_SIZES: [u32; 4] = [25, 50, 100, 500];
 
 /// One path segment, percent-encoded, for names that may hold any character.
 pub fn segment(text: &str) -> String {

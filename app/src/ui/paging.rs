@@ -126,6 +126,13 @@ impl ListState {
         self.href(None, &[])
     }
 
+    /// The first page again, `size` rows to a page.
+    pub fn page_size_href(&self, size: u32) -> String {
+        let mut resized = self.clone();
+        resized.page_size = Some(size);
+        resized.href(None, &[])
+    }
+
     pub fn next_page_href(&self, next_token: &str) -> String {
         let mut trail = self.trail.clone();
         trail.push(self.page_token.clone().unwrap_or_default());
