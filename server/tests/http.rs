@@ -785,7 +785,13 @@ async fn compare_marks_differing_params_and_overlays_histories() {
     };
     assert!(row("lr").contains("differs"), "{}", row("lr"));
     assert!(!row("layers").contains("differs"), "{}", row("layers"));
-    assert!(html.contains("0.875"), "{html}");
+    // The latest acc: 0.75 and 0.875, the higher one marked as the best.
+    assert!(
+        html.contains(
+            "<th scope=\"row\">acc</th><td class=\"\">0.75</td><td title=\"best: the highest\" class=\"best\">0.875</td>"
+        ),
+        "{html}"
+    );
     let chart = html
         .split("<figure data-metric=\"acc\" class=\"chart\">")
         .nth(1)

@@ -425,6 +425,47 @@ fn ArtifactContent(preview: ArtifactPreview, raw: String) -> impl IntoView {
     }
 }
 
+/// The best of a metric's values across runs: the lowest for what reads
+/// as a cost (loss, error, …), else the highest; none while fewer than two
+/// runs have it or all agree.
+fn best_value(metric: &str, values: &[Option<f64>]) -> Option<f64> {
+    let present: Vec<f64> = values
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    let (low, high) = present
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), v| {
+            (low.min(*v), high.max(*v))
+        });
+    if present.len() < 2 || low == high {
+        return None;
+    }
+    Some(if lower_is_better(metric) { low } else { high })
+}
+
+/// Whether a smaller value of this metric is better, by its name.
+fn lower_is_better(metric: &str) -> bool {
+    let name = metric.to_ascii_lowercase();
+    [
+        "loss",
+        "error",
+        "err",
+        "mse",
+        "mae",
+        "mape",
+        "rmse",
+        "perplexity",
+        "latency",
+        "time",
+        "cost",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
 /// `/compare?runs=…&runs=…`: 2–10 runs side by side — params with the
 /// differences marked, latest metrics, and each metric's histories overlaid.
 #[component]
@@ -506,16 +547,29 @@ fn Comparison(runs: Vec<RunDetail>) -> impl IntoView {
     let metric_rows = metric_keys
         .iter()
         .map(|key| {
-            let cells = runs
+            let values: Vec<Option<f64>> = runs
                 .iter()
                 .map(|detail| {
-                    let value = detail
+                    detail
                         .run
                         .metrics
                         .iter()
                         .find(|(k, _)| k == *key)
-                        .map(|(_, v)| format_metric(*v));
-                    view! { <td>{value.unwrap_or_else(|| "—".into())}</td> }
+                        .map(|(_, v)| *v)
+                })
+                .collect();
+            let best = best_value(key, &values);
+            let direction = if lower_is_better(key) { "lowest" } else { "highest" };
+            let cells = values
+                .into_iter()
+                .map(|value| {
+                    let is_best = value.is_some() && value == best;
+                    let text = value.map_or_else(|| "—".into(), format_metric);
+                    view! {
+                        <td class=is_best.then_some("best") title=is_best.then(|| format!("best: the {direction}"))>
+                            {text}
+                        </td>
+                    }
                 })
                 .collect_view();
             view! { <tr><th scope="row">{(*key).clone()}</th>{cells}</tr> }
@@ -533,5 +587,28 @@ fn Comparison(runs: Vec<RunDetail>) -> impl IntoView {
                 </tbody>
             </table>
         </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{best_value, lower_is_better};
+
+    #[test]
+    fn the_best_value_is_the_lowest_cost_or_the_highest_score() {
+        assert!(lower_is_better("val_loss") && lower_is_better("RMSE"));
+        assert!(!lower_is_better("accuracy") && !lower_is_better("r2"));
+        assert_eq!(best_value("loss", &[Some(0.3), None, Some(0.1)]), Some(0.1));
+        assert_eq!(best_value("auc", &[Some(0.3), Some(0.9)]), Some(0.9));
+        assert_eq!(
+            best_value("auc", &[Some(0.5), Some(0.5)]),
+            None,
+            "a tie marks nothing"
+        );
+        assert_eq!(
+            best_value("auc", &[Some(0.5), None]),
+            None,
+            "one value is not a comparison"
+        );
     }
 }
