@@ -570,6 +570,8 @@ pub mod launch_fields {
     pub const NEW_EXPERIMENT: &str = "new_experiment";
     pub const PROFILE: &str = "profile";
     pub const RUN_NAME: &str = "run_name";
+    /// Parameters the entry point does not declare, `name=value` per line.
+    pub const EXTRA_PARAMS: &str = "extra_params";
 }
 
 impl LaunchRequest {
@@ -590,6 +592,14 @@ impl LaunchRequest {
                 NEW_EXPERIMENT => request.new_experiment = value,
                 PROFILE => request.profile = value,
                 RUN_NAME => request.run_name = value,
+                EXTRA_PARAMS => {
+                    for line in value.lines().map(str::trim).filter(|line| !line.is_empty()) {
+                        let (name, value) = line.split_once('=').unwrap_or((line, ""));
+                        request
+                            .params
+                            .insert(name.trim().to_string(), value.trim().to_string());
+                    }
+                }
                 _ => {
                     if let Some(name) = key.strip_prefix(PARAM_PREFIX) {
                         request.params.insert(name.to_string(), value);

@@ -153,7 +153,11 @@ async fn a_launch_runs_to_the_end_and_its_mlflow_run_holds_params_tags_and_metri
     let harness = harness(&mlflow_url()).await;
     let experiment = unique("launch");
     let mut form = request(
-        &[("alpha", "0.5"), ("note", "it's \"quoted\"; echo $HOME")],
+        &[
+            ("alpha", "0.5"),
+            ("note", "it's \"quoted\"; echo $HOME"),
+            ("max_iter", "200"),
+        ],
         "cpu",
         &experiment,
     );
@@ -181,6 +185,7 @@ async fn a_launch_runs_to_the_end_and_its_mlflow_run_holds_params_tags_and_metri
         BTreeMap::from([
             ("alpha".into(), "0.5".into()),
             ("exit_code".into(), "0".into()),
+            ("max_iter".into(), "200".into()),
             ("note".into(), "it's \"quoted\"; echo $HOME".into()),
             ("sleep".into(), "0".into()),
         ])
@@ -202,6 +207,10 @@ async fn a_launch_runs_to_the_end_and_its_mlflow_run_holds_params_tags_and_metri
     assert!(
         logs.contains("note=it's \"quoted\"; echo $HOME\n"),
         "{logs}"
+    );
+    assert!(
+        logs.contains("extra=['--max_iter', '200']\n"),
+        "an undeclared parameter is passed on as mlflow run -P does: {logs}"
     );
     assert!(
         logs.contains(&format!("MLFLOW_RUN_ID={run_id}\n")),
@@ -296,7 +305,7 @@ async fn a_docker_env_project_is_refused_here_and_no_experiment_means_default() 
 async fn an_invalid_form_gets_an_error_per_field_and_records_nothing() {
     let harness = harness(&mlflow_url()).await;
     let mut form = request(
-        &[("alpha", "abc"), ("exit_code", "1.5"), ("gamma", "1")],
+        &[("alpha", "abc"), ("exit_code", "1.5"), ("--gamma", "1")],
         "huge",
         "",
     );
@@ -312,7 +321,7 @@ async fn an_invalid_form_gets_an_error_per_field_and_records_nothing() {
     };
     assert_eq!(errors["param.alpha"], "\"abc\" is not a number");
     assert_eq!(errors["param.exit_code"], "\"1.5\" is not a whole number");
-    assert!(errors["param.gamma"].contains("not a parameter"));
+    assert!(errors["param.--gamma"].contains("is not a parameter name"));
     assert_eq!(errors["profile"], "no hardware profile named \"huge\"");
     assert_eq!(
         errors["experiment"],

@@ -134,6 +134,7 @@ fn LaunchFormBody(
                 <legend>{format!("Parameters of {} · {}", project.name, entry_point.name)}</legend>
                 <p class="command"><code>{entry_point.command.clone()}</code></p>
                 {param_fields(&entry_point, &request, &errors)}
+                {extra_params_field(&entry_point, &request, &errors)}
             </fieldset>
             <fieldset>
                 <legend>"Where it runs"</legend>
@@ -240,6 +241,38 @@ fn param_fields(
         })
         .collect_view()
         .into_any()
+}
+
+/// Parameters the entry point does not declare, one `name=value` a line,
+/// passed on as `--name value` the way `mlflow run -P` does.
+fn extra_params_field(
+    entry: &EntryPointSpec,
+    request: &LaunchRequest,
+    errors: &FieldErrors,
+) -> impl IntoView + use<> {
+    let undeclared = |name: &str| !entry.params.iter().any(|param| param.name == name);
+    let text = request
+        .params
+        .iter()
+        .filter(|(name, _)| undeclared(name))
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let error = errors
+        .iter()
+        .filter_map(|(field, message)| {
+            field
+                .strip_prefix(PARAM_PREFIX)
+                .filter(|name| undeclared(name))
+                .map(|_| message.clone())
+        })
+        .collect::<Vec<_>>();
+    let error = (!error.is_empty()).then(|| error.join(" "));
+    view! {
+        <Field name=EXTRA_PARAMS label="Other parameters (name=value, one a line; passed on as --name value)" error>
+            <textarea id=EXTRA_PARAMS name=EXTRA_PARAMS rows="2" placeholder="max_iter=200">{text}</textarea>
+        </Field>
+    }
 }
 
 fn experiment_fields(

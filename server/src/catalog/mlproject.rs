@@ -137,12 +137,29 @@ impl EntryPoint {
                 }
             }
         }
-        for name in submitted.keys() {
-            if !self.params.iter().any(|param| &param.name == name) {
+        // Undeclared parameters go on as `--name value`, as `mlflow run -P`
+        // passes them.
+        for (name, value) in submitted {
+            if self.params.iter().any(|param| &param.name == name) {
+                continue;
+            }
+            let value = value.trim();
+            if !is_extra_param_name(name) {
                 errors.insert(
                     name.clone(),
-                    format!("{name:?} is not a parameter of this entry point"),
+                    format!(
+                        "{name:?} is not a parameter name (letters, digits, '_', '-' and '.', starting with a letter or '_')"
+                    ),
                 );
+            } else if value.is_empty() {
+                errors.insert(
+                    name.clone(),
+                    format!("{name} is not a parameter of this entry point: give it a value (name=value) to pass it on as --{name}"),
+                );
+            } else if let Err(message) = check_value(ParamKind::String, value) {
+                errors.insert(name.clone(), message);
+            } else {
+                values.insert(name.clone(), value.to_string());
             }
         }
         if errors.is_empty() {
@@ -153,9 +170,11 @@ impl EntryPoint {
     }
 
     /// The command as an argv: each parameter's value lands inside the token
-    /// that names it, so a value with spaces or quotes stays one argument.
+    /// that names it, so a value with spaces or quotes stays one argument;
+    /// undeclared parameters follow as `--name value`.
     pub fn argv(&self, values: &BTreeMap<String, String>) -> Vec<String> {
-        self.tokens
+        let mut argv: Vec<String> = self
+            .tokens
             .iter()
             .map(|pieces| {
                 pieces
@@ -166,7 +185,14 @@ impl EntryPoint {
                     })
                     .collect()
             })
-            .collect()
+            .collect();
+        for (name, value) in values {
+            if !self.params.iter().any(|param| &param.name == name) {
+                argv.push(format!("--{name}"));
+                argv.push(value.clone());
+            }
+        }
+        argv
     }
 }
 
@@ -204,6 +230,18 @@ fn parse_param(name: &str, spec: &Value) -> Result<ParamSpec, String> {
         kind,
         default,
     })
+}
+
+/// A name `--name` can carry: not an option of its own (`--x=y`), not empty.
+fn is_extra_param_name(name: &str) -> bool {
+    name.len() <= 100
+        && name
+            .chars()
+            .next()
+            .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 pub fn check_value(kind: ParamKind, value: &str) -> Result<(), String> {
@@ -368,6 +406,27 @@ entry_points:
             .resolve(&values(&[("alpha", "0.5"), ("l1_ratio", "")]))
             .unwrap();
         assert_eq!(main.argv(&resolved), ["python", "train.py", "0.5", "0.1"]);
+        // Undeclared ones follow, as `mlflow run -P` passes them on.
+        let resolved = main
+            .resolve(&values(&[
+                ("alpha", "0.5"),
+                ("max_iter", "200"),
+                ("note", "a b; c"),
+            ]))
+            .unwrap();
+        assert_eq!(
+            main.argv(&resolved),
+            [
+                "python",
+                "train.py",
+                "0.5",
+                "0.1",
+                "--max_iter",
+                "200",
+                "--note",
+                "a b; c"
+            ]
+        );
     }
 
     #[test]
@@ -400,9 +459,15 @@ entry_points:
         let project = MlProject::parse(SEED_LIKE).unwrap();
         let main = project.entry_point("main").unwrap();
         let errors = main
-            .resolve(&values(&[("l1_ratio", "abc"), ("gamma", "1")]))
+            .resolve(&values(&[
+                ("l1_ratio", "abc"),
+                ("--gamma", "1"),
+                ("delta", " "),
+            ]))
             .unwrap_err();
         assert_eq!(errors["alpha"], "required");
+        assert!(errors["--gamma"].contains("is not a parameter name"));
+        assert!(errors["delta"].ends_with("to pass it on as --delta"));
         assert_eq!(errors["l1_ratio"], "\"abc\" is not a number");
         for (value, message) in [
             (
@@ -418,7 +483,6 @@ entry_points:
             check_value(ParamKind::Int, "99999999999999999999").unwrap_err(),
             "\"99999999999999999999\" is out of range for a whole number (64 bits)"
         );
-        assert!(errors["gamma"].contains("not a parameter"));
         let report = project.entry_point("report").unwrap();
         let errors = report
             .resolve(&values(&[("epochs", "2.5"), ("data", "d")]))
