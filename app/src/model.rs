@@ -424,6 +424,10 @@ pub struct ProjectSpec {
     pub name: String,
     pub description: String,
     pub entry_points: Vec<EntryPointSpec>,
+    /// How a local launch may set up its Python (`virtualenv` from its
+    /// python_env, `conda`, `local`: Slipway's own), the default first.
+    #[serde(default)]
+    pub env_managers: Vec<String>,
 }
 
 /// An admin-defined hardware profile, as the UI shows it.
@@ -467,6 +471,9 @@ pub struct LaunchRequest {
     pub new_experiment: String,
     pub profile: String,
     pub run_name: String,
+    /// `virtualenv`, `conda` or `local`; empty: the project's default.
+    #[serde(default)]
+    pub env_manager: String,
 }
 
 /// Field name → what is wrong with it. Parameter fields are `param.<name>`.
@@ -572,6 +579,7 @@ pub mod launch_fields {
     pub const RUN_NAME: &str = "run_name";
     /// Parameters the entry point does not declare, `name=value` per line.
     pub const EXTRA_PARAMS: &str = "extra_params";
+    pub const ENV_MANAGER: &str = "env_manager";
 }
 
 impl LaunchRequest {
@@ -592,6 +600,7 @@ impl LaunchRequest {
                 NEW_EXPERIMENT => request.new_experiment = value,
                 PROFILE => request.profile = value,
                 RUN_NAME => request.run_name = value,
+                ENV_MANAGER => request.env_manager = value,
                 EXTRA_PARAMS => {
                     for line in value.lines().map(str::trim).filter(|line| !line.is_empty()) {
                         let (name, value) = line.split_once('=').unwrap_or((line, ""));
@@ -627,6 +636,7 @@ impl LaunchRequest {
             (NEW_EXPERIMENT.to_string(), self.new_experiment.clone()),
             (PROFILE.to_string(), self.profile.clone()),
             (RUN_NAME.to_string(), self.run_name.clone()),
+            (ENV_MANAGER.to_string(), self.env_manager.clone()),
         ]);
         pairs
     }

@@ -118,6 +118,7 @@ async fn main() {
         new_experiment: String::new(),
         profile: profile.into(),
         run_name: String::new(),
+        env_manager: String::new(),
     };
     let user = User {
         name: "bench".into(),

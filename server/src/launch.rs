@@ -18,7 +18,8 @@ use app::model::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::catalog::Catalog;
+use crate::catalog::mlproject::PythonEnv;
+use crate::catalog::{Catalog, ENV_CONDA, ENV_LOCAL, ENV_VIRTUALENV, Project};
 use crate::error::Result;
 use crate::executor::{Executor, ExecutorEvent, LogStream, StatusReport, TrainingJob};
 use crate::mlflow::MlflowClient;
@@ -51,6 +52,10 @@ pub enum Submitted {
 struct Checked {
     values: BTreeMap<String, String>,
     argv: Vec<String>,
+    /// The env manager the launch runs with (`mlflow.project.env`).
+    env_manager: String,
+    /// The virtualenv to build and run in (local executor, `virtualenv`).
+    python_env: Option<PythonEnv>,
 }
 
 impl Launcher {
@@ -201,6 +206,44 @@ impl Launcher {
         Ok(())
     }
 
+    /// The env manager a launch of `project` runs with, and the virtualenv
+    /// to build for it. On Kubernetes the image is the environment.
+    fn env_manager(
+        &self,
+        project: &Project,
+        asked: &str,
+    ) -> Result<(String, Option<PythonEnv>), String> {
+        if self.backend() != "local" {
+            return Ok(("docker".into(), None));
+        }
+        let offered = project.env_managers();
+        let chosen = match asked.trim() {
+            "" => offered[0].as_str(),
+            asked => offered
+                .iter()
+                .map(String::as_str)
+                .find(|offered| *offered == asked)
+                .ok_or_else(|| {
+                    format!(
+                        "{asked:?} is not an environment for {:?}; choose {}",
+                        project.name,
+                        offered.join(" or ")
+                    )
+                })?,
+        };
+        match chosen {
+            ENV_VIRTUALENV => Ok((chosen.into(), project.python_env.clone())),
+            ENV_CONDA => Err(format!(
+                "{:?} declares a conda environment ({}), and Slipway builds python_env \
+                 virtualenvs, not conda environments: give the project a python_env.yaml, \
+                 or choose \"local\" to run it in Slipway's own Python.",
+                project.name,
+                project.mlproject.conda_env.as_deref().unwrap_or_default()
+            )),
+            _ => Ok((ENV_LOCAL.into(), None)),
+        }
+    }
+
     /// The errors a form sent back shows next to its fields. The form
     /// always gets a fresh submission token, so that one is not checked.
     pub fn check(&self, request: &LaunchRequest) -> FieldErrors {
@@ -255,18 +298,30 @@ impl Launcher {
                         ),
                     );
                 }
-                Some(entry) => match entry.resolve(&request.params) {
-                    Ok(values) => {
+                Some(entry) => match (
+                    entry.resolve(&request.params),
+                    self.env_manager(project, &request.env_manager),
+                ) {
+                    (Ok(values), Ok((env_manager, python_env))) => {
                         checked = Some(Checked {
                             argv: entry.argv(&values),
                             values,
+                            env_manager,
+                            python_env,
                         })
                     }
-                    Err(param_errors) => errors.extend(
-                        param_errors
-                            .into_iter()
-                            .map(|(name, message)| (format!("param.{name}"), message)),
-                    ),
+                    (params, env) => {
+                        if let Err(param_errors) = params {
+                            errors.extend(
+                                param_errors
+                                    .into_iter()
+                                    .map(|(name, message)| (format!("param.{name}"), message)),
+                            );
+                        }
+                        if let Err(message) = env {
+                            errors.insert(launch_fields::ENV_MANAGER.into(), message);
+                        }
+                    }
                 },
             },
         }
@@ -396,6 +451,7 @@ impl Launcher {
             ("mlflow.source.name", launch.project.as_str()),
             ("mlflow.project.entryPoint", launch.entry_point.as_str()),
             ("mlflow.project.backend", self.backend()),
+            ("mlflow.project.env", checked.env_manager.as_str()),
             ("mlflow.user", user.name.as_str()),
             ("slipway.launch_id", launch.id.as_str()),
             ("slipway.profile", launch.profile.as_str()),
@@ -441,6 +497,7 @@ impl Launcher {
             image: project.image.clone(),
             argv: checked.argv,
             profile: profile.clone(),
+            python_env: checked.python_env,
         };
         match self.executor.start(&job).await {
             Ok(executor_ref) => {

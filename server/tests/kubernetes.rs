@@ -50,6 +50,7 @@ fn training_job(catalog: &Catalog, profile: &str, argv: &[&str]) -> TrainingJob 
         image: project.image.clone(),
         argv: argv.iter().map(|arg| arg.to_string()).collect(),
         profile: catalog.profile(profile).unwrap().clone(),
+        python_env: None,
     }
 }
 

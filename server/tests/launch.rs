@@ -37,6 +37,14 @@ directory = "trainer"
 [[project]]
 name = "boxed"
 directory = "boxed"
+
+[[project]]
+name = "pinned"
+directory = "pinned"
+
+[[project]]
+name = "condaonly"
+directory = "condaonly"
 "#;
 
 struct Harness {
@@ -105,6 +113,7 @@ fn request(params: &[(&str, &str)], profile: &str, new_experiment: &str) -> Laun
         new_experiment: new_experiment.into(),
         profile: profile.into(),
         run_name: String::new(),
+        env_manager: String::new(),
     }
 }
 
@@ -122,7 +131,16 @@ async fn launched(harness: &Harness, request: &LaunchRequest) -> Launch {
 
 /// Waits for the launch to reach `status` (the training's own pace, not a timing assertion).
 async fn wait_for(harness: &Harness, id: &str, status: LaunchStatus) -> Launch {
-    for _ in 0..600 {
+    wait_for_within(harness, id, status, Duration::from_secs(60)).await
+}
+
+async fn wait_for_within(
+    harness: &Harness,
+    id: &str,
+    status: LaunchStatus,
+    within: Duration,
+) -> Launch {
+    for _ in 0..within.as_millis() / 100 {
         let launch = harness.store.launch(id).await.unwrap().unwrap();
         if launch.status == status {
             return launch;
@@ -573,4 +591,80 @@ async fn a_restart_settles_the_trainings_an_earlier_slipway_left_running() {
         first.executor.cancel(&launch.id, &pid).await.unwrap();
         assert!(!first.executor.is_present(&launch.id, &pid).await.unwrap());
     }
+}
+
+/// A project's python_env is built into a virtualenv (once) and the training
+/// runs in it, with its pinned packages; `local` runs in Slipway's Python; a
+/// conda environment is refused with what to do instead.
+#[tokio::test]
+async fn a_python_env_project_runs_in_its_own_virtualenv() {
+    let harness = harness(&mlflow_url()).await;
+    let rest = MlflowRest::new(&mlflow_url());
+    let experiment = unique("pinned");
+    let launch_with = |env_manager: &str| {
+        let mut form = request(&[], "cpu", &experiment);
+        form.project = "pinned".into();
+        form.env_manager = env_manager.into();
+        form
+    };
+    let tags_of = |launch: &Launch| {
+        let run_id = launch.run_id.clone().unwrap();
+        let rest = &rest;
+        async move { run_pairs(&rest.get_run(&run_id).await, "tags") }
+    };
+
+    // The default for a project with a python_env: building it takes a
+    // while the first time (pip installs scikit-learn and its dependencies).
+    let first = launched(&harness, &launch_with("")).await;
+    let first = wait_for_within(
+        &harness,
+        &first.id,
+        LaunchStatus::Succeeded,
+        Duration::from_secs(600),
+    )
+    .await;
+    let tags = tags_of(&first).await;
+    assert_eq!(tags["sklearn_version"], "1.5.2", "the pinned version");
+    assert_eq!(tags["mlflow.project.env"], "virtualenv");
+    let logs = log_text(&harness, &first).await;
+    assert!(logs.contains("slipway: building the environment"), "{logs}");
+    assert!(logs.contains("python-envs"), "{logs}");
+
+    let again = launched(&harness, &launch_with("virtualenv")).await;
+    let again = wait_for(&harness, &again.id, LaunchStatus::Succeeded).await;
+    assert!(
+        log_text(&harness, &again)
+            .await
+            .contains("slipway: using the environment"),
+        "built once, reused"
+    );
+
+    let local = launched(&harness, &launch_with("local")).await;
+    let local = wait_for(&harness, &local.id, LaunchStatus::Succeeded).await;
+    let tags = tags_of(&local).await;
+    assert_ne!(
+        tags["sklearn_version"], "1.5.2",
+        "Slipway's own scikit-learn"
+    );
+    assert_eq!(tags["mlflow.project.env"], "local");
+
+    let mut conda = request(&[], "cpu", &experiment);
+    conda.project = "condaonly".into();
+    let Submitted::Invalid(errors) = harness
+        .launcher
+        .submit(&user("tester", Role::Admin), &conda)
+        .await
+        .unwrap()
+    else {
+        panic!("ran a conda project without conda");
+    };
+    assert!(
+        errors["env_manager"]
+            .contains("Slipway builds python_env virtualenvs, not conda environments"),
+        "{errors:?}"
+    );
+    conda.env_manager = "local".into();
+    conda.submission = uuid::Uuid::new_v4().to_string();
+    let conda = launched(&harness, &conda).await;
+    wait_for(&harness, &conda.id, LaunchStatus::Succeeded).await;
 }

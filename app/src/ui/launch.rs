@@ -139,6 +139,8 @@ fn LaunchFormBody(
             <fieldset>
                 <legend>"Where it runs"</legend>
                 {experiment_fields(&form.experiments, &request, &errors)}
+                {(form.catalog.backend == "local" && project.env_managers.len() > 1)
+                    .then(|| env_manager_field(&project.env_managers, &request, &errors))}
                 {profile_choices(&form.catalog.profiles, &request.profile, errors.get(PROFILE).cloned())}
                 <Field name=RUN_NAME label="Run name" error=errors.get(RUN_NAME).cloned()>
                     <input
@@ -271,6 +273,33 @@ fn extra_params_field(
     view! {
         <Field name=EXTRA_PARAMS label="Other parameters (name=value, one a line; passed on as --name value)" error>
             <textarea id=EXTRA_PARAMS name=EXTRA_PARAMS rows="2" placeholder="max_iter=200">{text}</textarea>
+        </Field>
+    }
+}
+
+/// How a local launch sets up its Python, as `mlflow run --env-manager`.
+fn env_manager_field(
+    managers: &[String],
+    request: &LaunchRequest,
+    errors: &FieldErrors,
+) -> impl IntoView + use<> {
+    let options = managers
+        .iter()
+        .enumerate()
+        .map(|(index, manager)| {
+            let selected =
+                request.env_manager == *manager || (request.env_manager.is_empty() && index == 0);
+            let label = match manager.as_str() {
+                "virtualenv" => "virtualenv: the project's python_env, built once and reused",
+                "conda" => "conda: the project's conda_env (not built here)",
+                _ => "local: Slipway's own Python environment",
+            };
+            view! { <option value=manager.clone() selected=selected>{label}</option> }
+        })
+        .collect_view();
+    view! {
+        <Field name=ENV_MANAGER label="Python environment" error=errors.get(ENV_MANAGER).cloned()>
+            <select id=ENV_MANAGER name=ENV_MANAGER>{options}</select>
         </Field>
     }
 }

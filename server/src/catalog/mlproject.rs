@@ -13,7 +13,43 @@ pub struct MlProject {
     pub name: Option<String>,
     /// `docker_env.image`, the image the project says it runs in.
     pub docker_image: Option<String>,
+    /// `python_env`: the file (relative to the project) naming its Python
+    /// and packages, as `mlflow run --env-manager virtualenv` builds them.
+    pub python_env: Option<String>,
+    /// `conda_env`: a conda environment file, which Slipway does not build.
+    pub conda_env: Option<String>,
     pub entry_points: Vec<EntryPoint>,
+}
+
+/// A `python_env.yaml`: the Python version and what pip installs, build
+/// dependencies first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PythonEnv {
+    pub python: Option<String>,
+    pub build_dependencies: Vec<String>,
+    pub dependencies: Vec<String>,
+}
+
+impl PythonEnv {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let document: Value =
+            serde_yaml::from_str(text).map_err(|err| format!("not valid YAML: {err}"))?;
+        let list = |key: &str| -> Result<Vec<String>, String> {
+            match document.get(key) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Sequence(items)) => items
+                    .iter()
+                    .map(|item| scalar_text(item).ok_or(format!("`{key}` holds a non-text item")))
+                    .collect(),
+                Some(_) => Err(format!("`{key}` is not a list")),
+            }
+        };
+        Ok(Self {
+            python: document.get("python").and_then(scalar_text),
+            build_dependencies: list("build_dependencies")?,
+            dependencies: list("dependencies")?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +87,21 @@ impl MlProject {
             .get("docker_env")
             .and_then(|env| env.get("image"))
             .and_then(scalar_text);
+        let env_file = |key: &str| -> Result<Option<String>, String> {
+            let Some(path) = document.get(key).and_then(scalar_text) else {
+                return Ok(None);
+            };
+            let inside = !path.starts_with('/') && !path.split('/').any(|part| part == "..");
+            if inside {
+                Ok(Some(path))
+            } else {
+                Err(format!(
+                    "`{key}` must be a path inside the project, not {path:?}"
+                ))
+            }
+        };
+        let python_env = env_file("python_env")?;
+        let conda_env = env_file("conda_env")?;
         let Some(Value::Mapping(entry_points)) = document.get("entry_points") else {
             return Err("no `entry_points` mapping".into());
         };
@@ -67,6 +118,8 @@ impl MlProject {
         Ok(Self {
             name,
             docker_image,
+            python_env,
+            conda_env,
             entry_points,
         })
     }

@@ -341,6 +341,8 @@ pub struct Project {
     pub directory: PathBuf,
     pub image: Option<String>,
     pub mlproject: MlProject,
+    /// Its `python_env` file, read when the catalog is.
+    pub python_env: Option<mlproject::PythonEnv>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -389,13 +391,29 @@ impl Catalog {
                 continue;
             }
             let directory = base.join(&entry.directory);
-            match MlProject::load(&directory.join("MLproject")) {
-                Ok(mlproject) => projects.push(Project {
+            let loaded = MlProject::load(&directory.join("MLproject")).and_then(|mlproject| {
+                let python_env = match &mlproject.python_env {
+                    None => None,
+                    Some(file) => {
+                        let path = directory.join(file);
+                        let text = std::fs::read_to_string(&path)
+                            .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+                        Some(
+                            mlproject::PythonEnv::parse(&text)
+                                .map_err(|err| format!("{}: {err}", path.display()))?,
+                        )
+                    }
+                };
+                Ok((mlproject, python_env))
+            });
+            match loaded {
+                Ok((mlproject, python_env)) => projects.push(Project {
                     image: entry.image.or_else(|| mlproject.docker_image.clone()),
                     name: entry.name,
                     description: entry.description,
                     directory,
                     mlproject,
+                    python_env,
                 }),
                 Err(err) => problems.push(format!("project {:?}: {err}", entry.name)),
             }
@@ -444,6 +462,7 @@ impl Catalog {
             .map(|project| ProjectSpec {
                 name: project.name.clone(),
                 description: project.description.clone(),
+                env_managers: project.env_managers(),
                 entry_points: project
                     .mlproject
                     .entry_points
@@ -458,6 +477,26 @@ impl Catalog {
         self.profiles.iter().map(HardwareProfile::spec).collect()
     }
 }
+
+impl Project {
+    /// How a local launch may set up its Python, the default first: the
+    /// project's own environment where it declares one, else Slipway's.
+    pub fn env_managers(&self) -> Vec<String> {
+        let mut managers = Vec::new();
+        if self.python_env.is_some() {
+            managers.push(ENV_VIRTUALENV.to_string());
+        } else if self.mlproject.conda_env.is_some() {
+            managers.push(ENV_CONDA.to_string());
+        }
+        managers.push(ENV_LOCAL.to_string());
+        managers
+    }
+}
+
+/// `--env-manager` values, as `mlflow run` names them.
+pub const ENV_VIRTUALENV: &str = "virtualenv";
+pub const ENV_CONDA: &str = "conda";
+pub const ENV_LOCAL: &str = "local";
 
 impl HardwareProfile {
     pub fn gpus(&self) -> u32 {

@@ -305,6 +305,7 @@ impl KubernetesExecutor {
                 image: Some(image.clone()),
                 argv: vec!["true".into()],
                 profile: profile.clone(),
+                python_env: None,
             };
             let job = match render_job(&probe, &self.settings) {
                 Ok(job) => job,

@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
 use super::{Executor, ExecutorEvent, LogStream, StatusReport, StatusSink, TrainingJob};
+use crate::catalog::mlproject::PythonEnv;
 
 /// How long a cancelled training gets to exit after SIGTERM before SIGKILL.
 const TERMINATION_GRACE: Duration = Duration::from_secs(5);
@@ -64,7 +65,60 @@ impl LocalExecutor {
     fn log_path(&self, launch_id: &str) -> PathBuf {
         self.log_dir.join(format!("{launch_id}.log"))
     }
+
+    /// `argv` run inside the virtualenv `python_env` describes, built first
+    /// if no launch has built it yet (in the training's own process group,
+    /// its output in the training's log, cancelled with it). One directory
+    /// per content — the spec, and the requirements files it names — so a
+    /// changed environment is a new one.
+    fn in_python_env(
+        &self,
+        python_env: &PythonEnv,
+        directory: &std::path::Path,
+        argv: &[String],
+    ) -> Vec<String> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(serde_json::to_vec(python_env).expect("serialisable"));
+        for dependency in &python_env.dependencies {
+            let file = dependency
+                .strip_prefix("-r")
+                .or_else(|| dependency.strip_prefix("--requirement"))
+                .map(|file| file.trim_start_matches('=').trim());
+            if let Some(file) = file {
+                hasher.update(std::fs::read(directory.join(file)).unwrap_or_default());
+            }
+        }
+        let name: String = hasher.finalize()[..8]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        // Absolute: the training starts in the project's directory.
+        let envs = self
+            .log_dir
+            .parent()
+            .unwrap_or(&self.log_dir)
+            .join("python-envs");
+        let env_dir = std::path::absolute(&envs).unwrap_or(envs).join(name);
+        let spec = serde_json::json!({
+            "env_dir": env_dir,
+            "python": python_env.python,
+            "build_dependencies": python_env.build_dependencies,
+            "dependencies": python_env.dependencies,
+        });
+        let mut wrapped = vec![
+            "python".to_string(),
+            "-c".to_string(),
+            PYTHON_ENV_BOOTSTRAP.to_string(),
+            spec.to_string(),
+        ];
+        wrapped.extend(argv.iter().cloned());
+        wrapped
+    }
 }
+
+/// Fixed code, never built from input: the spec and argv are its arguments.
+const PYTHON_ENV_BOOTSTRAP: &str = include_str!("python_env.py");
 
 /// The NVIDIA GPUs this machine has (`/dev/nvidia0`, `/dev/nvidia1`, …).
 pub fn gpus_present() -> u32 {
@@ -116,8 +170,11 @@ impl Executor for LocalExecutor {
     }
 
     async fn start(&self, job: &TrainingJob) -> Result<String> {
-        let (program, args) = job
-            .argv
+        let argv = match &job.python_env {
+            None => job.argv.clone(),
+            Some(python_env) => self.in_python_env(python_env, &job.directory, &job.argv),
+        };
+        let (program, args) = argv
             .split_first()
             .ok_or_else(|| Error::Backend("the entry point's command is empty".into()))?;
         // As many GPUs as the profile asks for; none for a CPU profile.

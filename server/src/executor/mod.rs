@@ -30,6 +30,8 @@ pub struct TrainingJob {
     pub image: Option<String>,
     pub argv: Vec<String>,
     pub profile: HardwareProfile,
+    /// The virtualenv to build and run in (local executor).
+    pub python_env: Option<crate::catalog::mlproject::PythonEnv>,
 }
 
 /// A status change seen by an executor.
