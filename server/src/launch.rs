@@ -446,7 +446,9 @@ impl Launcher {
                     .await;
             }
         };
-        let tags = [
+        let project = self.catalog.project(&launch.project).expect("checked");
+        let code = code_version(&project.directory).await;
+        let mut tags: Vec<Tag> = [
             ("mlflow.source.type", "PROJECT"),
             ("mlflow.source.name", launch.project.as_str()),
             ("mlflow.project.entryPoint", launch.entry_point.as_str()),
@@ -459,7 +461,12 @@ impl Launcher {
         .map(|(key, value)| Tag {
             key: key.into(),
             value: value.into(),
-        });
+        })
+        .into();
+        tags.extend(code.into_iter().map(|(key, value)| Tag {
+            key: key.into(),
+            value,
+        }));
         let run = match self
             .mlflow
             .create_run(&experiment_id, run_name, now_ms(), &tags)
@@ -485,7 +492,6 @@ impl Launcher {
                 )
                 .await;
         }
-        let project = self.catalog.project(&launch.project).expect("checked");
         let profile = self.catalog.profile(&launch.profile).expect("checked");
         let job = TrainingJob {
             launch_id: launch.id.clone(),
@@ -683,5 +689,72 @@ impl Launcher {
 
     fn bump(&self) {
         self.changes.send_modify(|generation| *generation += 1);
+    }
+}
+
+/// The code a launch runs, as `mlflow run` records it: the git commit of
+/// the project's directory (and the repository's origin), when it is in a
+/// git checkout; nothing otherwise. `git` is run without a shell and may
+/// take at most two seconds.
+async fn code_version(directory: &std::path::Path) -> Vec<(&'static str, String)> {
+    let git = |args: &'static [&'static str]| async move {
+        let output = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            tokio::process::Command::new("git")
+                // Git needs none of Slipway's settings or secrets.
+                .env_clear()
+                .envs(
+                    ["PATH", "HOME"]
+                        .iter()
+                        .filter_map(|name| std::env::var_os(name).map(|value| (name, value))),
+                )
+                .arg("-C")
+                .arg(directory)
+                .args(args)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let text = String::from_utf8(output.stdout).ok()?.trim().to_string();
+        (output.status.success() && !text.is_empty()).then_some(text)
+    };
+    let mut tags = Vec::new();
+    if let Some(commit) = git(&["rev-parse", "HEAD"]).await {
+        tags.push(("mlflow.source.git.commit", commit));
+        if let Some(origin) = git(&["remote", "get-url", "origin"]).await {
+            tags.push(("mlflow.source.git.repoURL", without_credentials(&origin)));
+        }
+    }
+    tags
+}
+
+/// A remote's URL without the user and token some clones carry in it.
+fn without_credentials(remote: &str) -> String {
+    match url::Url::parse(remote) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        _ => remote.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn a_remote_is_recorded_without_its_credentials() {
+        assert_eq!(
+            without_credentials("https://bot:ghp_secret@github.com/org/repo.git"),
+            "https://github.com/org/repo.git"
+        );
+        assert_eq!(
+            without_credentials("git@github.com:org/repo.git"),
+            "git@github.com:org/repo.git"
+        );
     }
 }

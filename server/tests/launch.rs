@@ -216,6 +216,16 @@ async fn a_launch_runs_to_the_end_and_its_mlflow_run_holds_params_tags_and_metri
     assert_eq!(tags["mlflow.user"], "tester");
     assert_eq!(tags["slipway.launch_id"], launch.id);
     assert_eq!(tags["slipway.profile"], "cpu");
+    // The code it ran, as `mlflow run` records it: the fixture is in this
+    // repository's checkout.
+    let head = std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        tags["mlflow.source.git.commit"],
+        String::from_utf8(head.stdout).unwrap().trim()
+    );
     let metrics = run["data"]["metrics"].as_array().unwrap();
     assert_eq!(metrics[0]["key"], "alpha_squared");
     assert_eq!(metrics[0]["value"], 0.25);
