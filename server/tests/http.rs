@@ -201,15 +201,32 @@ async fn bad_input_gets_a_clear_message() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pages_of_things_that_do_not_exist_answer_404() {
     let app = TestApp::new(&mlflow_url()).await;
-    for page in [
-        "/runs/0123456789abcdef0123456789abcdef",
-        "/experiments/987654321",
-        "/models/no-such-model-here",
-        "/models/no-such-model-here/versions/1",
-        "/deployments/no-such-model-here",
-        "/launches/no-such-launch",
-        "/no/such/page",
-    ] {
+    // Every page the app has that names a thing, with a thing that is not there.
+    let mut pages: Vec<String> = leptos_axum::generate_route_list(app::App)
+        .iter()
+        .map(|route| route.path().to_string())
+        .filter(|path| path.contains('{'))
+        .map(|path| {
+            let filled = if path.starts_with("/runs/") {
+                path.replace("{id}", "0123456789abcdef0123456789abcdef")
+            } else if path.starts_with("/experiments/") {
+                path.replace("{id}", "987654321")
+            } else {
+                path.replace("{name}", "no-such-model-here")
+                    .replace("{model}", "no-such-model-here")
+                    .replace("{version}", "1")
+                    .replace("{id}", "no-such-thing")
+            };
+            match filled.rsplit('/').next() {
+                Some("promote") => format!("{filled}?version=1"),
+                Some("artifact") => format!("{filled}?path=nope.txt"),
+                _ => filled,
+            }
+        })
+        .collect();
+    assert!(pages.len() >= 9, "{pages:?}");
+    pages.push("/no/such/page".into());
+    for page in &pages {
         let (status, html) = app.get(page).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{page}: {html}");
         assert!(
