@@ -10,7 +10,7 @@ use std::fmt::Write;
 use plotters::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{ChartAxis, ChartOptions, MetricChart, MetricHistory};
+use crate::model::{ChartAxis, ChartOptions, ComparePlots, MetricChart, MetricHistory, RunRow};
 
 const SIZE: (u32, u32) = (640, 320);
 /// Past this many points a chart gets a hover mark on every n-th only.
@@ -182,6 +182,281 @@ fn line_chart(
     }
     let end = svg.rfind("</svg>").unwrap_or(svg.len());
     svg.insert_str(end, &format!("<g class=\"hover\">{hover}</g>\n"));
+    Ok(svg)
+}
+
+/// The numeric columns of the runs: `params.<key>` whose values all parse
+/// as numbers, and `metrics.<key>`; with each run's value, where it has one.
+fn numeric_columns(runs: &[RunRow]) -> Vec<(String, Vec<Option<f64>>)> {
+    let mut columns: Vec<(String, Vec<Option<f64>>)> = Vec::new();
+    let mut param_keys: Vec<&str> = runs
+        .iter()
+        .flat_map(|run| run.params.iter().map(|(key, _)| key.as_str()))
+        .collect();
+    param_keys.sort_unstable();
+    param_keys.dedup();
+    for key in param_keys {
+        let values: Vec<Option<Option<f64>>> = runs
+            .iter()
+            .map(|run| {
+                run.params
+                    .iter()
+                    .find(|(name, _)| name == key)
+                    .map(|(_, value)| value.trim().parse::<f64>().ok().filter(|v| v.is_finite()))
+            })
+            .collect();
+        // A parameter is numeric when every value it has is a number.
+        if values.iter().all(|value| !matches!(value, Some(None))) {
+            columns.push((
+                format!("params.{key}"),
+                values.into_iter().map(Option::flatten).collect(),
+            ));
+        }
+    }
+    let mut metric_keys: Vec<&str> = runs
+        .iter()
+        .flat_map(|run| run.metrics.iter().map(|(key, _)| key.as_str()))
+        .collect();
+    metric_keys.sort_unstable();
+    metric_keys.dedup();
+    for key in metric_keys {
+        let values = runs
+            .iter()
+            .map(|run| {
+                run.metrics
+                    .iter()
+                    .find(|(name, _)| name == key)
+                    .map(|(_, value)| *value)
+                    .filter(|value| value.is_finite())
+            })
+            .collect();
+        columns.push((format!("metrics.{key}"), values));
+    }
+    columns
+}
+
+/// A scatter of `x` against `y` (default: the first numeric parameter
+/// against the first metric) and the parallel coordinates of every numeric
+/// column, one line per run.
+pub fn compare_plots(
+    runs: &[RunRow],
+    x: Option<String>,
+    y: Option<String>,
+) -> Result<ComparePlots, AppError> {
+    let columns = numeric_columns(runs);
+    let names: Vec<String> = columns.iter().map(|(name, _)| name.clone()).collect();
+    let known = |wanted: Option<String>| -> Result<Option<String>, AppError> {
+        match wanted.filter(|name| !name.is_empty()) {
+            Some(name) if names.contains(&name) => Ok(Some(name)),
+            Some(name) => Err(AppError::InvalidInput(format!(
+                "\"{name}\" is not a numeric parameter or metric of these runs"
+            ))),
+            None => Ok(None),
+        }
+    };
+    // By default the first parameter that differs between the runs.
+    let varies = |values: &[Option<f64>]| {
+        let mut present = values.iter().flatten();
+        present
+            .next()
+            .is_some_and(|first| present.any(|value| value != first))
+    };
+    let x = known(x)?
+        .or_else(|| {
+            columns
+                .iter()
+                .find(|(name, values)| name.starts_with("params.") && varies(values))
+                .map(|(name, _)| name.clone())
+        })
+        .or_else(|| names.first().cloned());
+    let y = known(y)?.or_else(|| {
+        names
+            .iter()
+            .find(|name| name.starts_with("metrics.") && Some(*name) != x.as_ref())
+            .cloned()
+    });
+    let column = |name: &Option<String>| {
+        name.as_ref()
+            .and_then(|name| columns.iter().find(|(column, _)| column == name))
+    };
+    let scatter = match (column(&x), column(&y)) {
+        (Some((x_name, xs)), Some((y_name, ys))) => scatter_plot(runs, x_name, xs, y_name, ys)?,
+        _ => String::new(),
+    };
+    let parallel = if columns.len() >= 2 {
+        parallel_plot(runs, &columns)?
+    } else {
+        String::new()
+    };
+    Ok(ComparePlots {
+        columns: names,
+        x,
+        y,
+        scatter,
+        parallel,
+    })
+}
+
+fn scatter_plot(
+    runs: &[RunRow],
+    x_name: &str,
+    xs: &[Option<f64>],
+    y_name: &str,
+    ys: &[Option<f64>],
+) -> Result<String, AppError> {
+    let points: Vec<(usize, (f64, f64))> = xs
+        .iter()
+        .zip(ys)
+        .enumerate()
+        .filter_map(|(index, (x, y))| Some((index, ((*x)?, (*y)?))))
+        .collect();
+    if points.is_empty() {
+        return Ok(String::new());
+    }
+    let (x_range, y_range) = ranges(points.iter().map(|(_, point)| point));
+    let mut svg = String::new();
+    let mut hover = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(chart_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x_range, y_range)
+            .map_err(chart_error)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_name)
+            .y_desc(y_name)
+            .x_label_formatter(&|value| format_value(*value))
+            .y_label_formatter(&|value| format_value(*value))
+            .light_line_style(RGBColor(236, 238, 242))
+            .bold_line_style(RGBColor(214, 218, 226))
+            .label_style(("sans-serif", 13).into_font().color(&RGBColor(70, 78, 92)))
+            .draw()
+            .map_err(chart_error)?;
+        for (index, point) in &points {
+            let color = Palette99::pick(*index).to_rgba();
+            chart
+                .draw_series(std::iter::once(Circle::new(*point, 5, color.filled())))
+                .map_err(chart_error)?;
+            let (px, py) = chart.backend_coord(point);
+            let _ = write!(
+                hover,
+                "<circle cx=\"{px}\" cy=\"{py}\" r=\"6\"><title>{}: {x_name} {}, {y_name} {}</title></circle>",
+                escape(runs[*index].display_name()),
+                format_value(point.0),
+                format_value(point.1)
+            );
+        }
+        root.present().map_err(chart_error)?;
+    }
+    let end = svg.rfind("</svg>").unwrap_or(svg.len());
+    svg.insert_str(end, &format!("<g class=\"hover\">{hover}</g>\n"));
+    Ok(svg)
+}
+
+/// One vertical axis per column, each scaled to its own range (low at the
+/// bottom), and a line per run through its values.
+fn parallel_plot(
+    runs: &[RunRow],
+    columns: &[(String, Vec<Option<f64>>)],
+) -> Result<String, AppError> {
+    let scaled: Vec<Vec<Option<f64>>> = columns
+        .iter()
+        .map(|(_, values)| {
+            let present = values.iter().flatten();
+            let (low, high) = present.fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), v| {
+                (low.min(*v), high.max(*v))
+            });
+            values
+                .iter()
+                .map(|value| {
+                    value.map(|v| {
+                        if high > low {
+                            (v - low) / (high - low)
+                        } else {
+                            0.5
+                        }
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let last = (columns.len() - 1) as f64;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (SIZE.0, SIZE.1 + 40)).into_drawing_area();
+        root.fill(&WHITE).map_err(chart_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(16)
+            .margin_left(40)
+            .margin_right(40)
+            .x_label_area_size(56)
+            .build_cartesian_2d(-0.02..last + 0.02, -0.05..1.05)
+            .map_err(chart_error)?;
+        let axis_style = RGBColor(70, 78, 92);
+        let label = ("sans-serif", 12).into_font().color(&RGBColor(70, 78, 92));
+        for (index, (name, values)) in columns.iter().enumerate() {
+            let x = index as f64;
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x, 0.0), (x, 1.0)],
+                    axis_style,
+                )))
+                .map_err(chart_error)?;
+            let present = values.iter().flatten();
+            let (low, high) = present.fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), v| {
+                (low.min(*v), high.max(*v))
+            });
+            let ends = if low.is_finite() {
+                vec![(format_value(low), 0.0), (format_value(high), 1.0)]
+            } else {
+                Vec::new()
+            };
+            for (text, y) in ends {
+                chart
+                    .draw_series(std::iter::once(Text::new(text, (x, y), label.clone())))
+                    .map_err(chart_error)?;
+            }
+            let name = name
+                .strip_prefix("metrics.")
+                .or_else(|| name.strip_prefix("params."))
+                .unwrap_or(name);
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    name.to_string(),
+                    (x, -0.05),
+                    label.clone(),
+                )))
+                .map_err(chart_error)?;
+        }
+        for (run_index, run) in runs.iter().enumerate() {
+            let color = Palette99::pick(run_index).to_rgba();
+            let points: Vec<(f64, f64)> = scaled
+                .iter()
+                .enumerate()
+                .filter_map(|(column, values)| values[run_index].map(|v| (column as f64, v)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(chart_error)?
+                .label(run.display_name().to_string())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(214, 218, 226))
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(chart_error)?;
+        root.present().map_err(chart_error)?;
+    }
     Ok(svg)
 }
 
@@ -365,6 +640,73 @@ mod tests {
             (faded, bold),
             (1, 1),
             "the smoothed line over the faded raw one: {svg}"
+        );
+    }
+
+    fn run(name: &str, params: &[(&str, &str)], metrics: &[(&str, f64)]) -> RunRow {
+        RunRow {
+            run_id: format!("id-{name}"),
+            run_name: name.into(),
+            status: "FINISHED".into(),
+            user: "u".into(),
+            start_time: None,
+            end_time: None,
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn compare_plots_a_parameter_against_a_metric_and_every_column_in_parallel() {
+        let runs = [
+            run(
+                "a",
+                &[("lr", "0.1"), ("optimizer", "adam")],
+                &[("auc", 0.8), ("loss", 0.3)],
+            ),
+            run(
+                "b",
+                &[("lr", "0.01"), ("optimizer", "sgd")],
+                &[("auc", 0.9), ("loss", 0.2)],
+            ),
+        ];
+        let plots = compare_plots(&runs, None, None).unwrap();
+        assert_eq!(
+            plots.columns,
+            ["params.lr", "metrics.auc", "metrics.loss"],
+            "a text parameter is no axis"
+        );
+        assert_eq!(
+            (plots.x.as_deref(), plots.y.as_deref()),
+            (Some("params.lr"), Some("metrics.auc"))
+        );
+        assert!(
+            plots
+                .scatter
+                .contains("<title>b: params.lr 0.01, metrics.auc 0.9</title>"),
+            "{}",
+            plots.scatter
+        );
+        assert_eq!(
+            plots.parallel.matches("stroke-width=\"2\"").count(),
+            4,
+            "a line per run, and the legend"
+        );
+        let chosen = compare_plots(
+            &runs,
+            Some("metrics.loss".into()),
+            Some("metrics.auc".into()),
+        )
+        .unwrap();
+        assert!(chosen.scatter.contains("metrics.loss 0.3, metrics.auc 0.8"));
+        assert_eq!(
+            compare_plots(&runs, Some("params.optimizer".into()), None)
+                .unwrap_err()
+                .to_string(),
+            "\"params.optimizer\" is not a numeric parameter or metric of these runs"
         );
     }
 

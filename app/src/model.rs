@@ -268,6 +268,20 @@ pub enum ChartAxis {
     Time,
 }
 
+/// The comparison's plots: a parameter (or metric) against a metric, and
+/// every numeric column side by side as parallel coordinates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComparePlots {
+    /// Columns the scatter can plot (`params.<key>`, `metrics.<key>`):
+    /// those with a number in every run that has them.
+    pub columns: Vec<String>,
+    pub x: Option<String>,
+    pub y: Option<String>,
+    /// Empty when there is nothing to plot.
+    pub scatter: String,
+    pub parallel: String,
+}
+
 /// How metric charts are drawn: the page's `axis`, `scale` and `smooth`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChartOptions {

@@ -6,9 +6,9 @@ use crate::codec::JsonText;
 use crate::error::AppError;
 use crate::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, ChartOptions,
-    DeploymentDetail, DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors,
-    Launch, LaunchForm, LaunchRequest, ListQuery, MetricChart, ModelDetail, ModelsPage,
-    PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TryAnswer, User,
+    ComparePlots, DeploymentDetail, DeploymentForm, DeploymentView, Experiment, ExperimentPage,
+    FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery, MetricChart, ModelDetail,
+    ModelsPage, PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TryAnswer, User,
     VersionDetail,
 };
 
@@ -57,6 +57,26 @@ pub async fn run_charts(
     let user = current_user()?;
     let histories = control_plane()?.metric_histories(&user, run_ids).await?;
     crate::charts::metric_charts(&histories, options)
+}
+
+/// A parameter against a metric, and parallel coordinates, of the runs.
+#[server(output = JsonText)]
+pub async fn comparison_plots(
+    run_ids: Vec<String>,
+    x: Option<String>,
+    y: Option<String>,
+) -> Result<ComparePlots, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    let control_plane = control_plane()?;
+    let details = futures::future::try_join_all(
+        run_ids
+            .into_iter()
+            .map(|run_id| control_plane.get_run(&user, run_id)),
+    )
+    .await?;
+    let runs: Vec<_> = details.into_iter().map(|detail| detail.run).collect();
+    crate::charts::compare_plots(&runs, x, y)
 }
 
 #[server(output = JsonText)]

@@ -829,6 +829,36 @@ async fn compare_marks_differing_params_and_overlays_histories() {
         html.contains("Choose from 2 to 10 runs to compare; 1 chosen"),
         "{html}"
     );
+    // A parameter against a metric, chosen by a GET form; parallel coordinates.
+    let (_, html) = app
+        .get(&format!("/compare?runs={first}&runs={second}"))
+        .await;
+    assert!(html.contains("data-plot=\"scatter\""), "{html}");
+    assert!(html.contains("data-plot=\"parallel\""), "{html}");
+    assert!(
+        html.contains("<option value=\"params.lr\" selected>params.lr</option>"),
+        "the first numeric parameter is x: {html}"
+    );
+    assert!(
+        html.contains("<title>second: params.lr 0.01, metrics.acc 0.875</title>"),
+        "{html}"
+    );
+    let (status, html) = app
+        .get(&format!(
+            "/compare?runs={first}&runs={second}&x=params.layers&y=metrics.acc"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("<title>first: params.layers 2, metrics.acc 0.75</title>"),
+        "{html}"
+    );
+    let (status, _) = app
+        .get(&format!(
+            "/compare?runs={first}&runs={second}&x=params.nope"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,10 +11,10 @@ use super::{format_millis, user_tags};
 use crate::access::{Role, holds_anywhere};
 use crate::error::AppError;
 use crate::model::{
-    ArtifactEntry, ArtifactOwner, ArtifactPreview, ChartOptions, MetricChart, PreviewContent,
-    RegistrableModel, RunDetail, signature_columns,
+    ArtifactEntry, ArtifactOwner, ArtifactPreview, ChartOptions, ComparePlots, MetricChart,
+    PreviewContent, RegistrableModel, RunDetail, signature_columns,
 };
-use crate::server_fns::{get_run, list_artifacts, preview_artifact, run_charts};
+use crate::server_fns::{comparison_plots, get_run, list_artifacts, preview_artifact, run_charts};
 
 pub const MAX_COMPARED: usize = 10;
 
@@ -495,6 +495,11 @@ pub fn ComparePage() -> impl IntoView {
         move || (run_ids.get(), options.get()),
         |(ids, options)| async move { run_charts(ids?, options?).await },
     );
+    let axes = Memo::new(move |_| query.with(|query| (query.get("x"), query.get("y"))));
+    let plots = Resource::new(
+        move || (run_ids.get(), axes.get()),
+        |(ids, (x, y))| async move { comparison_plots(ids?, x, y).await },
+    );
     view! {
         <Title text="Compare runs"/>
         <section class="page">
@@ -507,7 +512,54 @@ pub fn ComparePage() -> impl IntoView {
             <Results loading_text="Drawing charts…">
                 {move || Suspend::new(async move { charts.await.map(|charts| view! { <Charts charts/> }) })}
             </Results>
+            <Results loading_text="Drawing plots…">
+                {move || Suspend::new(async move {
+                    let plots = plots.await?;
+                    let runs = run_ids.get_untracked()?;
+                    Ok::<_, AppError>(view! { <ComparisonPlots plots runs/> })
+                })}
+            </Results>
         </section>
+    }
+}
+
+/// A parameter (or metric) against a metric, chosen with a plain GET form,
+/// and every numeric column as parallel coordinates.
+#[component]
+fn ComparisonPlots(plots: ComparePlots, runs: Vec<String>) -> impl IntoView {
+    let choices = |selected: Option<String>| {
+        plots
+            .columns
+            .iter()
+            .map(|column| {
+                let chosen = selected.as_deref() == Some(column.as_str());
+                view! { <option value=column.clone() selected=chosen>{column.clone()}</option> }
+            })
+            .collect_view()
+    };
+    let carried = runs
+        .into_iter()
+        .map(|run| view! { <input type="hidden" name="runs" value=run/> })
+        .collect_view();
+    view! {
+        <h2>"Parameters against metrics"</h2>
+        <form method="get" action="/compare" class="inline plot-axes">
+            {carried}
+            <label for="plot-x">"x"</label>
+            <select id="plot-x" name="x">{choices(plots.x.clone())}</select>
+            <label for="plot-y">"y"</label>
+            <select id="plot-y" name="y">{choices(plots.y.clone())}</select>
+            <button type="submit">"Plot"</button>
+        </form>
+        {if plots.scatter.is_empty() {
+            view! { <p class="empty">"These runs have no numeric parameter and metric to plot."</p> }.into_any()
+        } else {
+            view! { <figure class="chart" data-plot="scatter"><div class="chart-svg" inner_html=plots.scatter></div></figure> }.into_any()
+        }}
+        {(!plots.parallel.is_empty()).then(|| view! {
+            <h2>"Parallel coordinates"</h2>
+            <figure class="chart wide" data-plot="parallel"><div class="chart-svg" inner_html=plots.parallel></div></figure>
+        })}
     }
 }
 
