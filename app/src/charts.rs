@@ -43,9 +43,18 @@ fn chart(
     lines: &[&MetricHistory],
     options: ChartOptions,
 ) -> Result<MetricChart, AppError> {
+    let in_range = |x: f64| {
+        options.x_from.is_none_or(|from| x >= from) && options.x_to.is_none_or(|to| x <= to)
+    };
     let series: Vec<(String, Vec<(f64, f64)>)> = lines
         .iter()
-        .map(|history| (history.run_name.clone(), points(history, options.axis)))
+        .map(|history| {
+            let points = points(history, options.axis)
+                .into_iter()
+                .filter(|(x, _)| in_range(*x))
+                .collect();
+            (history.run_name.clone(), points)
+        })
         .collect();
     // One value per run is a number, not a line.
     if series.iter().all(|(_, points)| points.len() <= 1) {

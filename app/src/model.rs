@@ -282,10 +282,15 @@ pub struct ComparePlots {
     pub parallel: String,
 }
 
-/// How metric charts are drawn: the page's `axis`, `scale` and `smooth`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How metric charts are drawn: the page's `axis`, `scale`, `smooth`, and
+/// the x range `from`…`to`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChartOptions {
     pub axis: ChartAxis,
+    /// Only points with x at or above this (a zoom).
+    pub x_from: Option<f64>,
+    /// Only points with x at or below this.
+    pub x_to: Option<f64>,
     /// A log₁₀ y axis (for metrics whose values are all above 0).
     pub log_scale: bool,
     /// Exponential smoothing weight in percent (0: none, at most 99); the
@@ -300,6 +305,7 @@ impl ChartOptions {
         axis: Option<&str>,
         scale: Option<&str>,
         smooth: Option<&str>,
+        range: (Option<&str>, Option<&str>),
     ) -> Result<Self, crate::error::AppError> {
         use crate::error::AppError;
         let axis = match axis {
@@ -332,8 +338,33 @@ impl ChartOptions {
                     ))
                 })?,
         };
+        let bound = |text: Option<&str>, name: &str| -> Result<Option<f64>, AppError> {
+            match text.map(str::trim).filter(|text| !text.is_empty()) {
+                None => Ok(None),
+                Some(text) => text
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|value| value.is_finite())
+                    .map(Some)
+                    .ok_or_else(|| {
+                        AppError::InvalidInput(format!(
+                            "The chart's {name} is a number, not \"{text}\""
+                        ))
+                    }),
+            }
+        };
+        let (x_from, x_to) = (bound(range.0, "from")?, bound(range.1, "to")?);
+        if let (Some(from), Some(to)) = (x_from, x_to)
+            && from > to
+        {
+            return Err(AppError::InvalidInput(format!(
+                "The chart's range starts after it ends ({from} > {to})"
+            )));
+        }
         Ok(Self {
             axis,
+            x_from,
+            x_to,
             log_scale,
             smoothing,
         })

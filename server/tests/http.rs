@@ -761,6 +761,25 @@ async fn a_run_page_charts_the_real_metric_history() {
     );
     let (status, _) = app.get(&format!("/runs/{run}?smooth=100")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Zoom: the x range from a plain GET form.
+    let (_, html) = app.get(&format!("/runs/{run}?from=2&to=5")).await;
+    let line = html
+        .split("stroke-width=\"2\" points=\"")
+        .nth(1)
+        .expect("a drawn line");
+    let points = line.split('"').next().unwrap().split_whitespace().count();
+    assert_eq!(points, 4, "steps 2 to 5: {line}");
+    assert!(
+        html.contains("name=\"from\" inputmode=\"decimal\" size=\"6\" value=\"2\""),
+        "{html}"
+    );
+    let (status, html) = app.get(&format!("/runs/{run}?from=5&to=2")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        html.contains("The chart&#x27;s range starts after it ends")
+            || html.contains("The chart's range starts after it ends"),
+        "{html}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -834,6 +853,12 @@ async fn compare_marks_differing_params_and_overlays_histories() {
         .get(&format!("/compare?runs={first}&runs={second}"))
         .await;
     assert!(html.contains("data-plot=\"scatter\""), "{html}");
+    assert!(
+        html.contains(&format!(
+            "href=\"/compare?runs={first}&amp;runs={second}&amp;axis=time\""
+        )),
+        "a chart option keeps every run: {html}"
+    );
     assert!(html.contains("data-plot=\"parallel\""), "{html}");
     assert!(
         html.contains("<option value=\"params.lr\" selected>params.lr</option>"),

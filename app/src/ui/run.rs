@@ -31,6 +31,7 @@ fn chart_options() -> Memo<Result<ChartOptions, AppError>> {
                 query.get("axis").as_deref(),
                 query.get("scale").as_deref(),
                 query.get("smooth").as_deref(),
+                (query.get("from").as_deref(), query.get("to").as_deref()),
             )
         })
     })
@@ -205,7 +206,7 @@ fn ChartSwitches(base: impl Fn() -> String + Send + Sync + Copy + 'static) -> im
                 let href = move || {
                     query.with(|query| {
                         let mut pairs = form_urlencoded::Serializer::new(String::new());
-                        for (key, value) in query.latest_values().filter(|(key, _)| *key != param) {
+                        for (key, value) in query.into_iter().filter(|(key, _)| *key != param) {
                             pairs.append_pair(key, value);
                         }
                         pairs.append_pair(param, value);
@@ -224,11 +225,33 @@ fn ChartSwitches(base: impl Fn() -> String + Send + Sync + Copy + 'static) -> im
             .collect_view();
         view! { <span class="switch-group">{label} ": " {links}</span> }
     };
+    // Zoom: a plain GET form for the x range, carrying everything else.
+    let zoom = move || {
+        query.with(|query| {
+            let carried = query
+                .into_iter()
+                .filter(|(key, _)| !matches!(key.as_ref(), "from" | "to"))
+                .map(|(key, value)| view! { <input type="hidden" name=key.to_string() value=value.to_string()/> })
+                .collect_view();
+            let (from, to) = (query.get("from").unwrap_or_default(), query.get("to").unwrap_or_default());
+            view! {
+                <form method="get" action=base() class="inline zoom">
+                    {carried}
+                    <label for="chart-from">"x from"</label>
+                    <input id="chart-from" name="from" inputmode="decimal" size="6" value=from/>
+                    <label for="chart-to">"to"</label>
+                    <input id="chart-to" name="to" inputmode="decimal" size="6" value=to/>
+                    <button type="submit">"Zoom"</button>
+                </form>
+            }
+        })
+    };
     view! {
         <nav class="switch" aria-label="Chart options">
             {switch("x axis", "axis", &[("step", "step"), ("time", "time")])}
             {switch("y scale", "scale", &[("linear", "linear"), ("log", "log")])}
             {switch("smoothing", "smooth", &[("0", "none"), ("60", "0.6"), ("90", "0.9")])}
+            {zoom}
         </nav>
     }
 }
