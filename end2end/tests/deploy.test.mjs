@@ -149,7 +149,13 @@ test('a trainer registers a run\'s model and sets and removes an alias without J
   assert.equal(await page.getByRole('link', { name: 'Promote to production…' }).count(), 0, 'a trainer does not promote');
   await page.close();
 
-  const deployment = await promoteFromVersionPage('1', registered);
+  // Promoted without JavaScript too: links and plain forms.
+  const promoting = await app.open(`/models/${registered}/versions/1`, { as: 'deployer', javaScript: false });
+  await promoting.getByRole('link', { name: 'Promote to production…' }).click();
+  await promoting.getByRole('button', { name: 'Confirm: promote and deploy' }).click();
+  await promoting.waitForURL(new RegExp(`/deployments/${registered}$`));
+  await promoting.close();
+  const deployment = await app.open(`/deployments/${registered}`, { as: 'deployer' });
   await servingVersion(deployment, '1');
   assert.equal(await tryIt(deployment), 3, 'the registered model answers');
   await deployment.close();

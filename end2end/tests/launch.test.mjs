@@ -81,3 +81,29 @@ test('launch the demo training from the form and watch it finish', async () => {
   await list.close();
   await page.close();
 });
+
+test('without JavaScript the form launches, passes other parameters on, and the launch page shows it', async () => {
+  const page = await app.open('/launch?project=diabetes&entry_point=main', { as: 'trainer', javaScript: false });
+  await page.locator('input[name="param.alpha"]').fill('0.2');
+  await page.locator('textarea[name="extra_params"]').fill('note=from a browser without scripts');
+  await page.locator('input[name="profile"][value="cpu-small"]').check();
+  await page.getByRole('button', { name: /^Launch on local/ }).click();
+  await page.waitForURL(/\/launches\/[0-9a-f]{32}$/);
+  // No script keeps it live: reload until it has ended.
+  const deadline = Date.now() + 120_000;
+  let status;
+  for (;;) {
+    status = await page.locator('[data-status]').first().getAttribute('data-status');
+    if (!['submitted', 'pending', 'running'].includes(status) || Date.now() > deadline) break;
+    await page.waitForTimeout(1000);
+    await page.reload();
+  }
+  assert.equal(status, 'succeeded');
+  const runHref = await page.locator('a[href^="/runs/"]').first().getAttribute('href');
+  const runId = runHref.split('/').pop();
+  const { run } = await (await fetch(`${mlflowUrl}/api/2.0/mlflow/runs/get?run_id=${runId}`)).json();
+  const params = Object.fromEntries(run.data.params.map(({ key, value }) => [key, value]));
+  assert.equal(params.alpha, '0.2');
+  assert.equal(params.note, 'from a browser without scripts', 'the other parameter is on the run');
+  await page.close();
+});
