@@ -7,6 +7,8 @@
 
 use std::fmt::Write;
 
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::error::AppError;
@@ -112,23 +114,8 @@ fn line_chart(
     let mut hover = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(chart_error)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x_range, y_range)
-            .map_err(chart_error)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_label)
-            .y_desc(if log_scale { "log scale" } else { "" })
-            .y_label_formatter(&y_label)
-            .light_line_style(RGBColor(236, 238, 242))
-            .bold_line_style(RGBColor(214, 218, 226))
-            .label_style(("sans-serif", 13).into_font().color(&RGBColor(70, 78, 92)))
-            .draw()
-            .map_err(chart_error)?;
+        let y_desc = if log_scale { "log scale" } else { "" };
+        let mut chart = plane(&root, x_range, y_range, (x_label, y_desc), &y_label)?;
         let total: usize = drawn.iter().map(Vec::len).sum();
         let every = total.div_ceil(HOVER_POINTS).max(1);
         for (index, ((label, raw), points)) in series.iter().zip(&drawn).enumerate() {
@@ -189,9 +176,7 @@ fn line_chart(
         }
         root.present().map_err(chart_error)?;
     }
-    let end = svg.rfind("</svg>").unwrap_or(svg.len());
-    svg.insert_str(end, &format!("<g class=\"hover\">{hover}</g>\n"));
-    Ok(svg)
+    Ok(with_hover(svg, &hover))
 }
 
 /// The numeric columns of the runs: `params.<key>` whose values all parse
@@ -327,24 +312,9 @@ fn scatter_plot(
     let mut hover = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(chart_error)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x_range, y_range)
-            .map_err(chart_error)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_name)
-            .y_desc(y_name)
-            .x_label_formatter(&|value| format_value(*value))
-            .y_label_formatter(&|value| format_value(*value))
-            .light_line_style(RGBColor(236, 238, 242))
-            .bold_line_style(RGBColor(214, 218, 226))
-            .label_style(("sans-serif", 13).into_font().color(&RGBColor(70, 78, 92)))
-            .draw()
-            .map_err(chart_error)?;
+        let mut chart = plane(&root, x_range, y_range, (x_name, y_name), &|value| {
+            format_value(*value)
+        })?;
         for (index, point) in &points {
             let color = Palette99::pick(*index).to_rgba();
             chart
@@ -361,9 +331,7 @@ fn scatter_plot(
         }
         root.present().map_err(chart_error)?;
     }
-    let end = svg.rfind("</svg>").unwrap_or(svg.len());
-    svg.insert_str(end, &format!("<g class=\"hover\">{hover}</g>\n"));
-    Ok(svg)
+    Ok(with_hover(svg, &hover))
 }
 
 /// One vertical axis per column, each scaled to its own range (low at the
@@ -467,6 +435,45 @@ fn parallel_plot(
         root.present().map_err(chart_error)?;
     }
     Ok(svg)
+}
+
+type Plane<'c, 'b> = ChartContext<'c, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A white plane with a light grid over `x` × `y`, its axes described
+/// (`descs`: x, y) and the y labels written by `y_label`.
+fn plane<'c, 'b>(
+    root: &'c DrawingArea<SVGBackend<'b>, Shift>,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    descs: (&str, &str),
+    y_label: &dyn Fn(&f64) -> String,
+) -> Result<Plane<'c, 'b>, AppError> {
+    root.fill(&WHITE).map_err(chart_error)?;
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)
+        .map_err(chart_error)?;
+    chart
+        .configure_mesh()
+        .x_desc(descs.0)
+        .y_desc(descs.1)
+        .x_label_formatter(&|value| format_value(*value))
+        .y_label_formatter(y_label)
+        .light_line_style(RGBColor(236, 238, 242))
+        .bold_line_style(RGBColor(214, 218, 226))
+        .label_style(("sans-serif", 13).into_font().color(&RGBColor(70, 78, 92)))
+        .draw()
+        .map_err(chart_error)?;
+    Ok(chart)
+}
+
+/// The SVG with the invisible hover marks (`<circle><title>`) on top.
+fn with_hover(mut svg: String, hover: &str) -> String {
+    let end = svg.rfind("</svg>").unwrap_or(svg.len());
+    svg.insert_str(end, &format!("<g class=\"hover\">{hover}</g>\n"));
+    svg
 }
 
 /// Exponential moving average: each point `weight` of the one before and

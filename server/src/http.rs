@@ -535,6 +535,14 @@ async fn delete_deployment(
     }
 }
 
+fn version_page(model: &str, version: &str) -> String {
+    format!(
+        "/models/{}/versions/{}",
+        path_segment(model),
+        path_segment(version)
+    )
+}
+
 fn deployment_page(model: &str) -> String {
     format!("/deployments/{}", path_segment(model))
 }
@@ -549,7 +557,7 @@ async fn edit_registry(
 ) -> Response {
     let version = form_field(&body, "version");
     let page = if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) {
-        format!("/models/{}/versions/{version}", path_segment(&model))
+        version_page(&model, &version)
     } else {
         format!("/models/{}", path_segment(&model))
     };
@@ -634,10 +642,7 @@ async fn register_run_model(
         .register_run_model(&user, &run_id, &source, &model)
         .await
     {
-        Ok(version) => back_to(
-            format!("/models/{}/versions/{version}", path_segment(model.trim())),
-            None,
-        ),
+        Ok(version) => back_to(version_page(model.trim(), &version), None),
         Err(err) => back_to(format!("/runs/{}", path_segment(&run_id)), Some(err)),
     }
 }
