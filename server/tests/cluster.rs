@@ -25,9 +25,9 @@ use support::{MlflowRest, mlflow_url, repo_root, unique};
 
 const TRAINING_IMAGE: &str = "registry.example.com/slipway/diabetes:1.0";
 
-/// The demo catalog's profiles and project as they are, with an image for
-/// the project (Jobs need one) and `extra` (bindings, profiles) in place of
-/// the demo's local bindings.
+/// The demo catalog's profiles and project as they are (the project's
+/// directory made absolute; its image is the demo's) and `extra`
+/// (bindings, profiles) in place of the demo's local bindings.
 fn catalog(dir: &Path, extra: &str) -> PathBuf {
     let demo = std::fs::read_to_string(repo_root().join("deploy/demo/catalog.toml")).unwrap();
     let profiles_and_projects: String = demo
@@ -36,7 +36,7 @@ fn catalog(dir: &Path, extra: &str) -> PathBuf {
         .map(|line| {
             if line.trim() == r#"directory = "projects/diabetes""# {
                 format!(
-                    "directory = {:?}\nimage = {TRAINING_IMAGE:?}",
+                    "directory = {:?}",
                     repo_root()
                         .join("deploy/demo/projects/diabetes")
                         .display()
