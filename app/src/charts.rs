@@ -23,13 +23,8 @@ pub fn metric_charts(
     histories: &[MetricHistory],
     options: ChartOptions,
 ) -> Result<Vec<MetricChart>, AppError> {
-    let mut keys: Vec<&str> = histories
-        .iter()
-        .map(|history| history.key.as_str())
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    keys.into_iter()
+    sorted_unique(histories.iter().map(|history| history.key.as_str()))
+        .into_iter()
         .map(|key| {
             let lines: Vec<&MetricHistory> = histories
                 .iter()
@@ -179,16 +174,21 @@ fn line_chart(
     Ok(with_hover(svg, &hover))
 }
 
+fn sorted_unique<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut keys: Vec<&str> = keys.collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 /// The numeric columns of the runs: `params.<key>` whose values all parse
 /// as numbers, and `metrics.<key>`; with each run's value, where it has one.
 fn numeric_columns(runs: &[RunRow]) -> Vec<(String, Vec<Option<f64>>)> {
     let mut columns: Vec<(String, Vec<Option<f64>>)> = Vec::new();
-    let mut param_keys: Vec<&str> = runs
-        .iter()
-        .flat_map(|run| run.params.iter().map(|(key, _)| key.as_str()))
-        .collect();
-    param_keys.sort_unstable();
-    param_keys.dedup();
+    let param_keys = sorted_unique(
+        runs.iter()
+            .flat_map(|run| run.params.iter().map(|(key, _)| key.as_str())),
+    );
     for key in param_keys {
         let values: Vec<Option<Option<f64>>> = runs
             .iter()
@@ -207,12 +207,10 @@ fn numeric_columns(runs: &[RunRow]) -> Vec<(String, Vec<Option<f64>>)> {
             ));
         }
     }
-    let mut metric_keys: Vec<&str> = runs
-        .iter()
-        .flat_map(|run| run.metrics.iter().map(|(key, _)| key.as_str()))
-        .collect();
-    metric_keys.sort_unstable();
-    metric_keys.dedup();
+    let metric_keys = sorted_unique(
+        runs.iter()
+            .flat_map(|run| run.metrics.iter().map(|(key, _)| key.as_str())),
+    );
     for key in metric_keys {
         let values = runs
             .iter()

@@ -5,7 +5,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::list::{Pager, Results, SearchForm, SortHeader, segment};
-use super::run::run_href;
+use super::run::{ParamsAndMetrics, run_href};
 use super::{DataSource, format_millis, paging::ListState, user_tags};
 use crate::error::AppError;
 use crate::model::{
@@ -307,32 +307,17 @@ fn VersionView(
 /// A version's signature and the params and metrics of the run it came from.
 #[component]
 fn VersionEvidence(summary: VersionSummary) -> impl IntoView {
-    let params = summary
-        .params
-        .into_iter()
-        .map(|(key, value)| view! { <tr><th scope="row">{key}</th><td>{value}</td></tr> })
-        .collect_view();
-    let metrics = summary
-        .metrics
-        .into_iter()
-        .map(|(key, value)| view! { <tr><th scope="row">{key}</th><td class="metric">{super::runs::format_metric(value)}</td></tr> })
-        .collect_view();
     view! {
         <h2>"Signature"</h2>
         {match summary.signature.as_deref().map(signature_columns).filter(|columns| !columns.is_empty()) {
             Some(columns) => view! { <SignatureTable columns/> }.into_any(),
             None => view! { <p class="empty">"No signature was logged with this model."</p> }.into_any(),
         }}
-        <div class="two-columns">
-            <div>
-                <h2>"Run parameters"</h2>
-                <table class="data kv"><tbody>{params}</tbody></table>
-            </div>
-            <div>
-                <h2>"Run metrics (latest)"</h2>
-                <table class="data kv"><tbody>{metrics}</tbody></table>
-            </div>
-        </div>
+        <ParamsAndMetrics
+            params=summary.params
+            metrics=summary.metrics
+            titles=("Run parameters", "Run metrics (latest)")
+        />
     }
 }
 

@@ -114,16 +114,6 @@ fn RunSummary(detail: RunDetail, may_register: bool) -> impl IntoView {
         view! { <RegisterForm run_id=run.run_id.clone() models=detail.registrable.clone() suggested/> }
     });
     let name = run.display_name().to_string();
-    let params = run
-        .params
-        .iter()
-        .map(|(key, value)| view! { <tr><th scope="row">{key.clone()}</th><td>{value.clone()}</td></tr> })
-        .collect_view();
-    let metrics = run
-        .metrics
-        .iter()
-        .map(|(key, value)| view! { <tr><th scope="row">{key.clone()}</th><td class="metric">{format_metric(*value)}</td></tr> })
-        .collect_view();
     let versions = detail
         .registered_versions
         .iter()
@@ -158,13 +148,37 @@ fn RunSummary(detail: RunDetail, may_register: bool) -> impl IntoView {
             <dt>"Registered as"</dt><dd><ul class="plain">{versions}</ul></dd>
         </dl>
         {register}
+        <ParamsAndMetrics
+            params=run.params.clone()
+            metrics=run.metrics.clone()
+            titles=("Parameters", "Metrics (latest)")
+        />
+    }
+}
+
+/// A run's parameters and latest metrics side by side, under `titles`.
+#[component]
+pub(super) fn ParamsAndMetrics(
+    params: Vec<(String, String)>,
+    metrics: Vec<(String, f64)>,
+    titles: (&'static str, &'static str),
+) -> impl IntoView {
+    let params = params
+        .into_iter()
+        .map(|(key, value)| view! { <tr><th scope="row">{key}</th><td>{value}</td></tr> })
+        .collect_view();
+    let metrics = metrics
+        .into_iter()
+        .map(|(key, value)| view! { <tr><th scope="row">{key}</th><td class="metric">{format_metric(value)}</td></tr> })
+        .collect_view();
+    view! {
         <div class="two-columns">
             <div>
-                <h2>"Parameters"</h2>
+                <h2>{titles.0}</h2>
                 <table class="data kv"><tbody>{params}</tbody></table>
             </div>
             <div>
-                <h2>"Metrics (latest)"</h2>
+                <h2>{titles.1}</h2>
                 <table class="data kv"><tbody>{metrics}</tbody></table>
             </div>
         </div>
