@@ -121,7 +121,7 @@ pub fn ModelPage() -> impl IntoView {
     let detail = Resource::new(move || name.get(), get_model);
     let me = super::use_me();
     view! {
-        <Title text=move || name.get()/>
+        <Title text=name.get_untracked()/>
         <section class="page">
             <nav class="crumbs"><a href=PATH>"Models"</a></nav>
             <super::Notice/>
@@ -214,7 +214,7 @@ pub fn VersionPage() -> impl IntoView {
     );
     let me = super::use_me();
     view! {
-        <Title text=move || { let (name, version) = key.get(); format!("{name} v{version}") }/>
+        <Title text={ let (name, version) = key.get_untracked(); format!("{name} v{version}") }/>
         <section class="page">
             <nav class="crumbs">
                 <a href=PATH>"Models"</a>

@@ -67,7 +67,10 @@ pub fn RunPage() -> impl IntoView {
     );
 
     view! {
-        <Title text=move || format!("Run {}", run_id.get())/>
+        // Read once: the head is rendered after the page, when its reactive
+        // values may be disposed (a closure here panicked), and no page is
+        // routed in the browser, so a title never has to change.
+        <Title text=format!("Run {}", run_id.get_untracked())/>
         <section class="page">
             <super::Notice/>
             <Results loading_text="Loading the run…">
@@ -401,7 +404,7 @@ pub fn ArtifactPage() -> impl IntoView {
         },
     );
     view! {
-        <Title text=move || key.get().2/>
+        <Title text=key.get_untracked().2/>
         <section class="page">
             {move || {
                 let (run_id, model, path) = key.get();

@@ -34,7 +34,7 @@ pub fn ExperimentRunsPage() -> impl IntoView {
     );
 
     view! {
-        <Title text=move || format!("Experiment {}", experiment_id.get())/>
+        <Title text=format!("Experiment {}", experiment_id.get_untracked())/>
         <section class="page">
             <nav class="crumbs"><a href="/experiments">"Experiments"</a></nav>
             <Suspense fallback=move || view! { <h1>{move || format!("Experiment {}", experiment_id.get())}</h1> }>
