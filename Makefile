@@ -14,7 +14,7 @@ setup:
 # Optimised build; wasm-opt comes from the npm package `binaryen`.
 release:
 	@scripts/bootstrap.sh
-	PATH="$(CURDIR)/end2end/node_modules/.bin:$$PATH" cargo leptos build --release
+	@scripts/build.sh --release
 
 lint:
 	cargo fmt --all -- --check

@@ -31,8 +31,7 @@ if [ ! -f "$bench_dir/seeded-$RUNS" ]; then
   touch "$bench_dir/seeded-$RUNS"
 fi
 
-log "building Slipway (release)"
-PATH="$SLIPWAY_ROOT/end2end/node_modules/.bin:$PATH" cargo leptos build --release
+scripts/build.sh --release
 
 wasm="$SLIPWAY_ROOT/target/site/pkg/slipway.wasm"
 echo "wasm bundle: $(wc -c < "$wasm") bytes, $(gzip -9 -c "$wasm" | wc -c) gzipped (budget: 500000 gzipped)"

@@ -4,8 +4,6 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-CARGO_LEPTOS_VERSION=0.3.10 # 0.3.11 needs a newer rustc than this toolchain
-
 with_test_tools=false
 [ "${1:-}" = "--test" ] && with_test_tools=true
 
@@ -28,10 +26,6 @@ ensure_rust_tools() {
   if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     log "adding the wasm32 target"
     rustup target add wasm32-unknown-unknown
-  fi
-  if [ "$(cargo leptos --version 2>/dev/null)" != "cargo-leptos $CARGO_LEPTOS_VERSION" ]; then
-    log "installing cargo-leptos $CARGO_LEPTOS_VERSION (compiles for 20-35 minutes, once)"
-    cargo install cargo-leptos --locked --version "$CARGO_LEPTOS_VERSION"
   fi
   # wasm-bindgen's CLI must match the library version in Cargo.lock exactly.
   local wasm_bindgen

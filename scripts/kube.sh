@@ -31,6 +31,35 @@ install_kube() {
   fi
 }
 
+# deb-src entries for the machine's own bookworm `deb` sources (deb822 and
+# one-line lists), so `apt-get source` uses the mirror apt already uses.
+debian_source_entries() {
+  python3 - /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list <<'PY'
+import re, sys
+for path in sys.argv[1:]:
+    try:
+        text = open(path).read()
+    except OSError:
+        continue
+    if path.endswith(".sources"):
+        for stanza in re.split(r"\n\s*\n", text):
+            fields = dict(re.findall(r"^([A-Za-z-]+):[ \t]*(.*)$", stanza, re.M))
+            if "deb" in fields.get("Types", "").split() and "bookworm" in fields.get("Suites", "").split():
+                fields["Types"] = "deb-src"
+                print("\n".join(f"{key}: {value}" for key, value in fields.items()) + "\n")
+        continue
+    for line in text.splitlines():
+        match = re.match(r"deb\s+(?:\[([^]]*)\]\s+)?(\S+)\s+(\S+)\s+(.*)", line)
+        if match and match.group(3) == "bookworm":
+            options, uri, suite, components = match.groups()
+            print(f"Types: deb-src\nURIs: {uri}\nSuites: {suite}\nComponents: {components.strip()}")
+            signed_by = re.search(r"signed-by=(\S+)", options or "")
+            if signed_by:
+                print(f"Signed-By: {signed_by.group(1)}")
+            print()
+PY
+}
+
 # Debian bookworm's source package `kubernetes` is v1.20.2 with its vendor/
 # tree; Debian itself builds only kubectl from it. About 12 minutes on two
 # cores, once. Three things make it build and run with Debian's Go 1.19:
@@ -42,13 +71,7 @@ build_kube() {
   local sudo=()
   [ "$(id -u)" = 0 ] || sudo=(sudo)
   if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
-    "${sudo[@]}" tee /etc/apt/sources.list.d/slipway-debian-src.sources >/dev/null <<'EOF'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
+    debian_source_entries | "${sudo[@]}" tee /etc/apt/sources.list.d/slipway-debian-src.sources >/dev/null
   fi
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq dpkg-dev golang-go etcd-server \

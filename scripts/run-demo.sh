@@ -28,8 +28,7 @@ start_mlflow "$data_dir/mlflow" "$mlflow_port"
 "$SLIPWAY_VENV/bin/python" scripts/seed_demo.py "http://127.0.0.1:$mlflow_port" 2>&1 \
   | grep -E '^demo data' >&2 || die "seeding the demo data failed"
 
-log "building Slipway"
-cargo leptos build
+scripts/build.sh
 
 # Demo only: one account per role, all with the same published password.
 demo_password=slipway-demo

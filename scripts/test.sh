@@ -31,7 +31,7 @@ export SLIPWAY_TEST_KUBE_AUDIT="$KUBE_AUDIT_LOG"
 export PATH="$SLIPWAY_VENV/bin:$PATH"
 
 log "unit and integration tests"
-# The flags `cargo leptos build` uses (always-erase-components): the tests
+# The flags scripts/build.sh uses (always-erase-components): the tests
 # exercise what ships, and both builds share one set of compiled crates.
 export RUSTFLAGS="--cfg erase_components"
 cargo test -p app --features ssr
@@ -45,9 +45,8 @@ SLIPWAY_TEST_MLFLOW_URL="$mlflow2_url" SLIPWAY_MLFLOW_VENV="$SLIPWAY_VENV_MLFLOW
   PATH="$SLIPWAY_VENV_MLFLOW2/bin:$PATH" cargo test -p server --tests
 
 log "building the UI for the browser tests"
-# cargo-leptos adds the same flag to whatever RUSTFLAGS holds: unset, it
-# ends up with exactly the tests' flags and reuses what they compiled.
-env -u RUSTFLAGS cargo leptos build
+# They run the `slipway` binary `cargo test` built (with the tests' features).
+scripts/build.sh --ui
 
 log "browser tests (Chromium)"
 SLIPWAY_BIN="$SLIPWAY_ROOT/target/debug/slipway" SLIPWAY_SITE_ROOT="$SLIPWAY_ROOT/target/site" \

@@ -2,13 +2,14 @@
 //! table, images and an MLmodel's signature; the download streams the whole
 //! file; nothing an artifact holds runs as Slipway's page.
 
-mod support;
+use crate::support;
+
 
 use app::access::Role;
 use axum::http::{Method, StatusCode, header};
 use http_body_util::BodyExt;
-use support::site::{Caller, Site};
-use support::{MlflowRest, config, mlflow_url, unique};
+use crate::support::site::{Caller, Site};
+use crate::support::{MlflowRest, config, mlflow_url, unique};
 
 /// The smallest valid PNG: one transparent pixel.
 const PIXEL_PNG: &[u8] = &[

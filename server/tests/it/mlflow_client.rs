@@ -1,6 +1,5 @@
 //! The MLflow client against a real MLflow server.
 
-mod support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -10,7 +9,7 @@ use server::mlflow::{
     MlflowClient, MlflowError, SearchExperiments, SearchRegisteredModelsResponse, SearchRuns,
     name_contains_filter,
 };
-use support::{MlflowRest, free_port, mlflow_url, unique};
+use crate::support::{MlflowRest, free_port, mlflow_url, unique};
 
 fn client(url: &str) -> MlflowClient {
     MlflowClient::new(

@@ -4,12 +4,11 @@
 //! does get the MLflow credentials meant for training code. The secrets
 //! appear in no page, no API answer, `/metrics` or Slipway's log either.
 
-mod support;
 
 use std::time::Duration;
 
-use support::binary::{Slipway, SlipwaySettings};
-use support::{mlflow_url, trainer_catalog, unique};
+use crate::support::binary::{Slipway, SlipwaySettings};
+use crate::support::{mlflow_url, trainer_catalog, unique};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_secret_reaches_a_training_a_page_the_metrics_or_the_log() {

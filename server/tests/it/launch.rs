@@ -1,7 +1,6 @@
 //! Launching training on the local executor against a real MLflow: the order
 //! of steps, what lands in MLflow, and every way it can go wrong.
 
-mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,7 +14,7 @@ use server::executor::local::LocalExecutor;
 use server::launch::{Launcher, Submitted};
 use server::mlflow::MlflowClient;
 use server::store::Store;
-use support::{MlflowRest, eventually, free_port, mlflow_url, run_pairs, unique, user};
+use crate::support::{MlflowRest, eventually, free_port, mlflow_url, run_pairs, unique, user};
 
 const CATALOG: &str = r#"
 [[profile]]

@@ -2,14 +2,15 @@
 //! Kubernetes stopping a pod) a model server that is still starting and a
 //! local training meant to run for minutes are gone once Slipway has exited.
 
-mod support;
+use crate::support;
+
 
 use std::time::Duration;
 
 use leptos::server_fn::ServerFn;
 
-use support::binary::{Slipway, SlipwaySettings};
-use support::{MlflowRest, mlflow_url, register_sklearn_model, trainer_catalog, unique};
+use crate::support::binary::{Slipway, SlipwaySettings};
+use crate::support::{MlflowRest, mlflow_url, register_sklearn_model, trainer_catalog, unique};
 
 /// Live processes whose command line contains `text` (a zombie's is empty).
 fn processes_with(text: &str) -> usize {

@@ -3,7 +3,8 @@
 //! the training it launches and the model server it starts sign in with the
 //! credentials configured for them, never with Slipway's.
 
-mod support;
+use crate::support;
+
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -14,8 +15,8 @@ use app::model::LaunchStatus;
 use futures::FutureExt;
 use server::config::MlflowAuth;
 use server::mlflow::MlflowClient;
-use support::site::Site;
-use support::{MlflowRest, OwnMlflow, config, eventually, free_port, trainer_catalog, unique};
+use crate::support::site::Site;
+use crate::support::{MlflowRest, OwnMlflow, config, eventually, free_port, trainer_catalog, unique};
 
 const ADMIN_PASSWORD: &str = "login-test-admin-password";
 

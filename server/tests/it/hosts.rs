@@ -2,7 +2,8 @@
 //! a DNS-rebinding page sends) is refused before any handler; probes and
 //! metrics, which name the pod's address, are not checked.
 
-mod support;
+use crate::support;
+
 
 use axum::Router;
 use axum::body::Body;
@@ -11,7 +12,7 @@ use http_body_util::BodyExt;
 use server::{build_state, http::router};
 use tower::ServiceExt;
 
-use support::{config, mlflow_url};
+use crate::support::{config, mlflow_url};
 
 async fn send(
     router: &Router,

@@ -4,7 +4,8 @@
 //! the test cluster lacks: the kubelet (pod states), Seldon's operator
 //! (deployment states), and people deleting and editing things.
 
-mod support;
+use crate::support;
+
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -18,10 +19,10 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use leptos::server_fn::ServerFn;
 use serde_json::{Value, json};
-use support::binary::{Slipway, SlipwaySettings};
-use support::cluster::TestNamespace;
-use support::eventually;
-use support::{MlflowRest, mlflow_url, repo_root, unique};
+use crate::support::binary::{Slipway, SlipwaySettings};
+use crate::support::cluster::TestNamespace;
+use crate::support::eventually;
+use crate::support::{MlflowRest, mlflow_url, repo_root, unique};
 
 const TRAINING_IMAGE: &str = "registry.example.com/slipway/diabetes:1.0";
 

@@ -1,7 +1,8 @@
 //! The whole HTTP surface, in process: server-rendered pages, probes and
 //! metrics, with a real MLflow behind them.
 
-mod support;
+use crate::support;
+
 
 use app::access::Role;
 use axum::Router;
@@ -10,7 +11,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use server::{build_state, http::router};
-use support::{
+use crate::support::{
     MlflowRest, OwnMlflow, config, free_port, mlflow_url, sign_in, trainer_catalog, unique,
 };
 use tower::ServiceExt;

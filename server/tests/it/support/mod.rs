@@ -1,6 +1,5 @@
 //! Test support: the real services `make test` starts, and MLflow's own REST
 //! API for arranging data the way users would.
-#![allow(dead_code)] // each test binary uses its own part of this
 
 pub mod binary;
 pub mod cluster;

@@ -2,7 +2,6 @@
 //! sets a new password (through the CLI), when idle or old past the limits;
 //! the sweep deletes what expired; cookies are `Secure` behind https.
 
-mod support;
 
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use server::auth::hosts::AllowedHosts;
 use server::auth::{Auth, AuthSettings};
 use server::cli::{UsersCommand, users};
 use server::store::Store;
-use support::{TEST_PASSWORD, config, mlflow_url};
+use crate::support::{TEST_PASSWORD, config, mlflow_url};
 
 async fn auth_with(store: &Store, idle: Duration, absolute: Duration, external: &str) -> Auth {
     let external_url: url::Url = external.parse().unwrap();

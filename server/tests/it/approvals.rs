@@ -4,12 +4,13 @@
 //! another promotion is stale; two approvals at once promote once; every
 //! step is in the audit log with its outcome.
 
-mod support;
+use crate::support;
+
 
 use app::access::Role;
 use app::model::RequestState;
-use support::site::{Site, location};
-use support::{MlflowRest, config, mlflow_url, unique};
+use crate::support::site::{Site, location};
+use crate::support::{MlflowRest, config, mlflow_url, unique};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {

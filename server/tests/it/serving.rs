@@ -3,7 +3,8 @@
 //! and applying them goes through kube's client over a mock transport that
 //! answers as an API server does.
 
-mod support;
+use crate::support;
+
 
 use std::path::Path;
 
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 use server::catalog::{Catalog, DeploymentBinding};
 use server::serving::seldon::{self, SeldonTarget};
 use server::serving::{ServingState, ServingStatus};
-use support::crd::CrdSchema;
+use crate::support::crd::CrdSchema;
 use tower_test::mock;
 
 const BINDINGS: &str = r#"

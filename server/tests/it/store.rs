@@ -1,9 +1,10 @@
 //! The store on both databases it supports.
 
-mod support;
+use crate::support;
+
 
 use server::store::Store;
-use support::{postgres_url, unique};
+use crate::support::{postgres_url, unique};
 
 async fn records_and_lists_events_newest_first(url: &str) {
     // Connecting runs the migrations; a second connect must find them done.

@@ -2,14 +2,15 @@
 //! aliases, stages, descriptions and tags — by trainers and up, each change
 //! audited, and what a deployment serves by moved only through Promote.
 
-mod support;
+use crate::support;
+
 
 use app::access::Role;
 use axum::http::Method;
 use http_body_util::BodyExt;
 use serde_json::Value;
-use support::site::{Caller, Site, everyone, location, refused};
-use support::{MlflowRest, config, mlflow_url, trainer_catalog, unique};
+use crate::support::site::{Caller, Site, everyone, location, refused};
+use crate::support::{MlflowRest, config, mlflow_url, trainer_catalog, unique};
 
 async fn page(site: &Site, uri: &str) -> String {
     let response = site

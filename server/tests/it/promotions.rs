@@ -7,7 +7,8 @@
 //! The bindings target Seldon with no cluster configured, so the reconciler
 //! starts nothing: what is checked here is MLflow and the database.
 
-mod support;
+use crate::support;
+
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use app::access::Role;
 use app::error::AppError;
 use server::serving::reconciler::{Expected, Reconciler};
 use server::store::{NewPromotion, PromotionRecord, Store};
-use support::{MlflowRest, mlflow_url, postgres_url, unique, user};
+use crate::support::{MlflowRest, mlflow_url, postgres_url, unique, user};
 
 const VERSIONS: usize = 5;
 const CLICKS: usize = 50;

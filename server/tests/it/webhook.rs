@@ -2,7 +2,6 @@
 //! MLflow, MLflow signs and delivers an alias event, Slipway accepts it; and
 //! every kind of bad delivery is refused over HTTP.
 
-mod support;
 
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use server::{build_state, http::router};
 use sha2::Sha256;
-use support::{MlflowRest, config, mlflow_url, unique};
+use crate::support::{MlflowRest, config, mlflow_url, unique};
 use tower::ServiceExt;
 
 const SECRET: &str = "a-webhook-secret-of-some-length";

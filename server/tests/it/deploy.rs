@@ -3,7 +3,8 @@
 //! roll back, pick up a stage change made elsewhere, and converge after a
 //! restart from MLflow alone.
 
-mod support;
+use crate::support;
+
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use server::serving::bindings::Saved;
 use server::serving::local::{LocalServing, NotServing};
 use server::serving::reconciler::{Expected, Reconciler, Trigger};
 use server::store::Store;
-use support::{
+use crate::support::{
     MlflowRest, mlflow_url, register_sklearn_model as register, register_sklearn_model_in, unique,
     user,
 };

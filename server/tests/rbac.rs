@@ -1,16 +1,15 @@
 //! What `deploy/rbac.yaml` grants equals what Slipway's ServiceAccounts
-//! did in the cluster tier (`tests/cluster.rs`), as the API server's own
+//! did in the cluster tier (`tests/it/cluster.rs`), as the API server's own
 //! audit log records it: every verb the code uses is granted, and every
-//! verb granted is used. Cargo runs this binary after `cluster`; alone, it
-//! finds nothing to compare and fails.
-
-mod support;
+//! verb granted is used. A binary of its own, which Cargo runs after `it`
+//! (targets run in name order); alone, it finds nothing to compare and
+//! fails. It links nothing of Slipway's.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::Value;
-use support::repo_root;
 
 /// (API group, resource[/subresource], verb)
 type Permission = (String, String, String);
@@ -19,7 +18,7 @@ type Permission = (String, String, String);
 const READ_ONLY_PREFIX: &str = "readonly-";
 
 fn granted() -> BTreeSet<Permission> {
-    let text = std::fs::read_to_string(repo_root().join("deploy/rbac.yaml")).unwrap();
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac.yaml")).unwrap();
     let mut granted = BTreeSet::new();
     for document in serde_yaml::Deserializer::from_str(&text) {
         let document = serde_yaml::Value::deserialize(document).unwrap();

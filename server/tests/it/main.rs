@@ -1,0 +1,25 @@
+//! Slipway's integration tests, linked into one binary: each module is a
+//! scenario file against real parts (MLflow, SQLite and PostgreSQL, a
+//! Kubernetes API server, `mlflow models serve`), sharing `support`.
+
+mod support;
+
+mod access;
+mod approvals;
+mod artifacts;
+mod cluster;
+mod deploy;
+mod hosts;
+mod http;
+mod kubernetes;
+mod launch;
+mod mlflow_client;
+mod mlflow_login;
+mod promotions;
+mod registry;
+mod secrets;
+mod serving;
+mod sessions;
+mod shutdown;
+mod store;
+mod webhook;
