@@ -7,7 +7,32 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::User;
+use crate::error::AppError;
+
+/// Who is making a request. The auth gate in the server decides this for every
+/// request from its session; without one the caller is `anonymous`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub authenticated: bool,
+    /// What the user may do beyond reading (`authorize` decides).
+    pub grants: Vec<Grant>,
+}
+
+impl User {
+    pub fn anonymous() -> Self {
+        Self {
+            name: "anonymous".into(),
+            authenticated: false,
+            grants: Vec::new(),
+        }
+    }
+
+    /// Whether `action` would be allowed (the server decides again on the request).
+    pub fn may(&self, action: Action<'_>) -> bool {
+        authorize(self, action).is_ok()
+    }
+}
 
 /// Built-in roles; each includes everything the ones before it may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -125,6 +150,12 @@ pub enum Action<'a> {
 /// Why something was refused, in words the user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Denied(pub String);
+
+impl From<Denied> for AppError {
+    fn from(denied: Denied) -> Self {
+        AppError::Forbidden(denied.0)
+    }
+}
 
 impl fmt::Display for Denied {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

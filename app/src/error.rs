@@ -65,9 +65,3 @@ impl FromServerFnError for AppError {
         AppError::ServerFn(value)
     }
 }
-
-impl From<crate::access::Denied> for AppError {
-    fn from(denied: crate::access::Denied) -> Self {
-        AppError::Forbidden(denied.0)
-    }
-}

@@ -9,7 +9,9 @@ pub mod error;
 pub mod model;
 #[cfg(feature = "ssr")]
 pub mod port;
+pub mod routes;
 pub mod server_fns;
+pub mod states;
 pub mod ui;
 
 pub use ui::{App, shell};

@@ -5,31 +5,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Who is making a request. The auth gate in the server decides this for every
-/// request from its session; without one the caller is `anonymous`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct User {
-    pub name: String,
-    pub authenticated: bool,
-    /// What the user may do beyond reading (`access::authorize` decides).
-    pub grants: Vec<crate::access::Grant>,
-}
-
-impl User {
-    pub fn anonymous() -> Self {
-        Self {
-            name: "anonymous".into(),
-            authenticated: false,
-            grants: Vec::new(),
-        }
-    }
-
-    /// Whether `action` would be allowed (the server decides again on the request).
-    pub fn may(&self, action: crate::access::Action<'_>) -> bool {
-        crate::access::authorize(self, action).is_ok()
-    }
-}
-
 pub const DEFAULT_PAGE_SIZE: u32 = 25;
 pub const MAX_PAGE_SIZE: u32 = 500;
 
@@ -524,16 +499,18 @@ pub struct LaunchRequest {
 /// Field name → what is wrong with it. Parameter fields are `param.<name>`.
 pub type FieldErrors = BTreeMap<String, String>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LaunchStatus {
-    /// Recorded; the MLflow run and the executor are being set up.
-    Submitted,
-    /// The executor has it; waiting for a node, an image or a process.
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
+crate::text_enum! {
+    #[derive(Serialize, Deserialize)]
+    pub enum LaunchStatus {
+        /// Recorded; the MLflow run and the executor are being set up.
+        Submitted => "submitted",
+        /// The executor has it; waiting for a node, an image or a process.
+        Pending => "pending",
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
 }
 
 impl LaunchStatus {
@@ -542,30 +519,6 @@ impl LaunchStatus {
             self,
             LaunchStatus::Succeeded | LaunchStatus::Failed | LaunchStatus::Cancelled
         )
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LaunchStatus::Submitted => "submitted",
-            LaunchStatus::Pending => "pending",
-            LaunchStatus::Running => "running",
-            LaunchStatus::Succeeded => "succeeded",
-            LaunchStatus::Failed => "failed",
-            LaunchStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            LaunchStatus::Submitted,
-            LaunchStatus::Pending,
-            LaunchStatus::Running,
-            LaunchStatus::Succeeded,
-            LaunchStatus::Failed,
-            LaunchStatus::Cancelled,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == text)
     }
 }
 
@@ -712,8 +665,7 @@ pub struct DeploymentView {
     pub desired_version: Option<String>,
     /// What the target serves now.
     pub serving_version: Option<String>,
-    /// `Creating`, `Available` or `Failed`.
-    pub state: String,
+    pub state: ServingState,
     pub message: String,
     pub address: Option<String>,
     pub last_change_ms: Option<i64>,
@@ -723,6 +675,7 @@ pub struct DeploymentView {
 /// checked by the server (`server::serving::bindings`), which turns them into
 /// the catalog's binding.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DeploymentSettings {
     pub model: String,
     /// `local` or `seldon`.
@@ -741,6 +694,8 @@ pub struct DeploymentSettings {
     pub alias: String,
     /// `keep` or `remove`.
     pub no_production: String,
+    /// A checkbox: sent (with any value) when ticked, absent when not.
+    #[serde(deserialize_with = "checkbox")]
     pub requires_approval: bool,
     /// One mapping per line: MLflow's URI prefix, a space, the bucket's.
     pub artifact_map: String,
@@ -760,40 +715,21 @@ impl DeploymentSettings {
             ..Self::default()
         }
     }
+}
 
-    /// From form fields; unknown names are ignored, an unchecked box is absent.
-    pub fn from_pairs<K: AsRef<str>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        let mut settings = Self::default();
-        for (key, value) in pairs {
-            let value = value.into();
-            let field = match key.as_ref() {
-                "model" => &mut settings.model,
-                "target" => &mut settings.target,
-                "name" => &mut settings.name,
-                "namespace" => &mut settings.namespace,
-                "replicas" => &mut settings.replicas,
-                "cpu_request" => &mut settings.cpu_request,
-                "cpu_limit" => &mut settings.cpu_limit,
-                "memory_request" => &mut settings.memory_request,
-                "memory_limit" => &mut settings.memory_limit,
-                "storage_secret" => &mut settings.storage_secret,
-                "production" => &mut settings.production,
-                "alias" => &mut settings.alias,
-                "no_production" => &mut settings.no_production,
-                "artifact_map" => &mut settings.artifact_map,
-                "revision" => &mut settings.revision,
-                "requires_approval" => {
-                    settings.requires_approval = !value.is_empty();
-                    continue;
-                }
-                _ => continue,
-            };
-            *field = value;
-        }
-        settings
+/// A checkbox's value: `true`/`false` as JSON has it, or a form's text
+/// (present and not empty when ticked).
+fn checkbox<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Checkbox {
+        Bool(bool),
+        Text(String),
     }
+    Ok(match Checkbox::deserialize(deserializer)? {
+        Checkbox::Bool(ticked) => ticked,
+        Checkbox::Text(text) => !text.is_empty(),
+    })
 }
 
 /// The deployment form: its values, who manages it, and what is wrong.
@@ -819,9 +755,40 @@ pub struct DeploymentEvent {
     pub actor: String,
     pub started_ms: i64,
     pub ready_ms: Option<i64>,
-    /// pending, serving, failed, removed.
-    pub outcome: String,
+    pub outcome: DeploymentOutcome,
     pub message: String,
+}
+
+crate::text_enum! {
+    /// How a deployment serves, from its target's own signals.
+    #[derive(Serialize, Deserialize)]
+    pub enum ServingState {
+        Creating => "Creating",
+        Available => "Available",
+        Failed => "Failed",
+        /// Nothing to serve: no version in production, and nothing serving.
+        Idle => "Idle",
+    }
+}
+
+crate::text_enum! {
+    /// How one change of what serves a model ended.
+    #[derive(Serialize, Deserialize)]
+    pub enum DeploymentOutcome {
+        /// Under way (or its deployer stopped before it could say).
+        Pending => "pending",
+        /// Ready and serving.
+        Serving => "serving",
+        Failed => "failed",
+        /// What served was stopped (nothing in production, or unbound).
+        Removed => "removed",
+        /// A newer change took over before this one served.
+        Superseded => "superseded",
+        /// The deployment's settings changed.
+        Changed => "changed",
+        /// Its deployer stopped before it could say how it ended.
+        Interrupted => "interrupted",
+    }
 }
 
 /// A deployment's page: its state, history and what Try it starts with.
@@ -862,43 +829,19 @@ pub struct PromotionPreview {
     pub requires_approval: bool,
 }
 
-/// Where a promotion request is. Written before each side effect, so a
-/// crash leaves `approving` (decided, promotion not confirmed) to explain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RequestState {
-    Pending,
-    Approving,
-    Approved,
-    Rejected,
-    /// Another version was promoted after it was asked for.
-    Stale,
-    /// Approved, but the promotion itself failed (see `outcome`).
-    Failed,
-}
-
-impl RequestState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RequestState::Pending => "pending",
-            RequestState::Approving => "approving",
-            RequestState::Approved => "approved",
-            RequestState::Rejected => "rejected",
-            RequestState::Stale => "stale",
-            RequestState::Failed => "failed",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            RequestState::Pending,
-            RequestState::Approving,
-            RequestState::Approved,
-            RequestState::Rejected,
-            RequestState::Stale,
-            RequestState::Failed,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == text)
+crate::text_enum! {
+    /// Where a promotion request is. Written before each side effect, so a
+    /// crash leaves `approving` (decided, promotion not confirmed) to explain.
+    #[derive(Serialize, Deserialize)]
+    pub enum RequestState {
+        Pending => "pending",
+        Approving => "approving",
+        Approved => "approved",
+        Rejected => "rejected",
+        /// Another version was promoted after it was asked for.
+        Stale => "stale",
+        /// Approved, but the promotion itself failed (see `outcome`).
+        Failed => "failed",
     }
 }
 

@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use leptos::prelude::use_context;
 
+use crate::access::User;
 use crate::error::AppError;
 use crate::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, DeploymentDetail,
     DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm,
     LaunchRequest, ListQuery, MetricHistory, ModelDetail, ModelsPage, PromotionPreview,
-    PromotionRequest, RunDetail, RunQuery, RunsPage, TryAnswer, User, VersionDetail,
+    PromotionRequest, RunDetail, RunQuery, RunsPage, TryAnswer, VersionDetail,
 };
 
 #[async_trait::async_trait]

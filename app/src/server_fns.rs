@@ -2,13 +2,14 @@
 
 use leptos::prelude::*;
 
+use crate::access::User;
 use crate::codec::JsonText;
 use crate::error::AppError;
 use crate::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, ChartOptions,
     ComparePlots, DeploymentDetail, DeploymentForm, DeploymentView, Experiment, ExperimentPage,
     FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery, MetricChart, ModelDetail,
-    ModelsPage, PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TryAnswer, User,
+    ModelsPage, PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TryAnswer,
     VersionDetail,
 };
 

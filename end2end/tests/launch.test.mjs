@@ -45,9 +45,10 @@ test('launch the demo training from the form and watch it finish', async () => {
   const list = await app.open('/launches', { as: 'trainer' });
   await list.evaluate(() => { window.slipwayNoReload = true; });
 
-  const status = page.locator('.live-status [data-status]');
   await page.locator('.live-status [data-status="succeeded"]').waitFor({ timeout: 120_000 });
-  assert.equal(await status.textContent(), 'succeeded');
+  // What a person needs once it ended: why it ended, and where its run is.
+  assert.equal(await page.locator('[data-reason]').textContent(), 'exited with code 0');
+  assert.match(await page.locator('a[data-run]').getAttribute('href'), /^\/runs\/[0-9a-f]{32}$/);
   const logs = page.locator('#logs');
   await page.waitForFunction(() => document.querySelector('#logs').textContent.includes('logged the model'));
   const logText = await logs.textContent();

@@ -15,7 +15,8 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use app::model::{LaunchRequest, LaunchStatus, User};
+use app::access::User;
+use app::model::{LaunchRequest, LaunchStatus};
 use bytes::Bytes;
 use clap::Parser;
 use futures::StreamExt;
@@ -23,17 +24,17 @@ use http::{Request, Response};
 use http_body_util::{StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
 use serde_json::{Value, json};
+use server::adapters::executor::Executor;
+use server::adapters::executor::kubernetes::{JobSettings, KubernetesExecutor};
+use server::adapters::executor::local::LocalExecutor;
+use server::adapters::mlflow::MlflowAuth;
+use server::adapters::mlflow::MlflowClient;
 use server::catalog::Catalog;
-use server::config::{Config, MlflowAuth};
-use server::control::Slipway;
-use server::executor::Executor;
-use server::executor::kubernetes::{JobSettings, KubernetesExecutor};
-use server::executor::local::LocalExecutor;
-use server::http::{AppState, router};
-use server::launch::{Launcher, Submitted};
+use server::config::Config;
 use server::metrics::Metrics;
-use server::mlflow::MlflowClient;
+use server::services::launches::Launches;
 use server::store::Store;
+use server::web::router;
 use support::{BenchCluster, report};
 use tokio::sync::mpsc;
 
@@ -238,9 +239,9 @@ async fn main() {
     let local = Arc::new(
         LocalExecutor::new(
             work.path().join("logs"),
-            server::process::ChildEnv::new(&mlflow_url, &server::config::MlflowAuth::None, &[]),
+            server::adapters::process::ChildEnv::new(&mlflow_url, &MlflowAuth::None, &[]),
             sink,
-            server::process::Children::open(work.path().join("children")).unwrap(),
+            server::adapters::process::Children::open(work.path().join("children")).unwrap(),
         )
         .unwrap(),
     );
@@ -255,12 +256,10 @@ async fn main() {
     let mut submit = Vec::new();
     for _ in 0..launches {
         let started = Instant::now();
-        let launch = submitted(
-            local_launcher
-                .submit(&user, &request("main", &[("alpha", "0.5")], "gpu-1"))
-                .await
-                .unwrap(),
-        );
+        let launch = local_launcher
+            .submit(&user, &request("main", &[("alpha", "0.5")], "gpu-1"))
+            .await
+            .unwrap();
         submit.push(started.elapsed());
         assert!(
             matches!(
@@ -278,12 +277,10 @@ async fn main() {
 
     let mut visible = Vec::new();
     for _ in 0..launches.min(30) {
-        let launch = submitted(
-            local_launcher
-                .submit(&user, &request("timed", &[("delay", "0.3")], "gpu-1"))
-                .await
-                .unwrap(),
-        );
+        let launch = local_launcher
+            .submit(&user, &request("timed", &[("delay", "0.3")], "gpu-1"))
+            .await
+            .unwrap();
         let mut events = EventStream::open(
             &format!("{local_url}/api/launches/{}/events", launch.id),
             &local_cookie,
@@ -303,7 +300,7 @@ async fn main() {
 /// Submits `count` launches one after the other; their submit times and
 /// ids. A Kubernetes launch is `pending` once its Job is created.
 async fn submit_many(
-    launcher: &Launcher,
+    launcher: &Launches,
     user: &User,
     count: usize,
     request: impl Fn() -> LaunchRequest,
@@ -312,7 +309,7 @@ async fn submit_many(
     let mut ids = Vec::new();
     for _ in 0..count {
         let started = Instant::now();
-        let launch = submitted(launcher.submit(user, &request()).await.unwrap());
+        let launch = launcher.submit(user, &request()).await.unwrap();
         times.push(started.elapsed());
         assert_eq!(launch.status, LaunchStatus::Pending, "{}", launch.reason);
         ids.push(launch.id);
@@ -320,65 +317,49 @@ async fn submit_many(
     (times, ids)
 }
 
-fn submitted(outcome: Submitted) -> app::model::Launch {
-    match outcome {
-        Submitted::Launched(launch) => *launch,
-        Submitted::Invalid(errors) => panic!("invalid: {errors:?}"),
-    }
-}
-
 async fn serve(
     data: std::path::PathBuf,
     mlflow: &MlflowClient,
     catalog: Arc<Catalog>,
     executor: Arc<dyn Executor>,
-    reports: mpsc::UnboundedReceiver<server::executor::ExecutorEvent>,
-) -> (Arc<Launcher>, String, String) {
+    reports: mpsc::UnboundedReceiver<server::adapters::executor::ExecutorEvent>,
+) -> (Arc<Launches>, String, String) {
     std::fs::create_dir_all(&data).unwrap();
     let store = Store::connect(&format!("sqlite://{}/s.db?mode=rwc", data.display()))
         .await
         .unwrap();
-    let launcher = Arc::new(Launcher::new(
-        store.clone(),
-        mlflow.clone(),
-        catalog,
-        executor,
-    ));
-    launcher.follow(reports);
     let config = Config::try_parse_from(["slipway", "--data-dir", data.to_str().unwrap()]).unwrap();
     // No bindings: the reconciler stays idle.
-    let (reconciler, _) = server::serving::reconciler::Reconciler::new(
-        mlflow.clone(),
-        store.clone(),
-        &[],
-        Arc::new(
-            server::serving::local::LocalServing::new(
-                server::process::ChildEnv::new(
-                    &mlflow.url(),
-                    &server::config::MlflowAuth::None,
-                    &[],
-                ),
-                data.join("serving"),
-                server::process::Children::open(data.join("children")).unwrap(),
-            )
-            .unwrap(),
-        ),
-        None,
+    let local = server::adapters::serving::local::LocalServing::new(
+        server::adapters::process::ChildEnv::new(&mlflow.url(), &MlflowAuth::None, &[]),
+        data.join("serving"),
+        server::adapters::process::Children::open(data.join("children")).unwrap(),
+    )
+    .unwrap();
+    let state = server::assemble(
+        &config,
+        server::Parts {
+            store: store.clone(),
+            mlflow: mlflow.clone(),
+            mlflow_for_pages: mlflow.clone(),
+            metrics: Metrics::new(),
+            catalog,
+            executor,
+            reports,
+            targets: vec![Arc::new(
+                server::adapters::serving::local::LocalTarget::new(Arc::new(local)),
+            )],
+        },
     )
     .await
     .unwrap();
     // The launch pages' events need a session, as in a browser.
-    let auth = Arc::new(server::auth::Auth::new(
-        store.clone(),
-        config.auth_settings(),
-        None,
-    ));
     store
-        .create_account(&server::store::Account {
+        .create_account(&server::store::accounts::Account {
             name: "bench".into(),
             password_hash: None,
             grants: vec![app::access::Grant::global(app::access::Role::Trainer)],
-            source: server::store::AccountSource::Local,
+            source: server::store::accounts::AccountSource::Local,
             disabled: false,
             created_ms: 0,
         })
@@ -386,24 +367,10 @@ async fn serve(
         .unwrap();
     let cookie = format!(
         "{}={}",
-        server::auth::SESSION_COOKIE,
-        auth.open_session("bench").await.unwrap()
+        server::web::gate::SESSION_COOKIE,
+        state.gate.accounts.open_session("bench").await.unwrap()
     );
-    let state = AppState {
-        auth,
-        leptos_options: server::leptos_options(&config),
-        slipway: Arc::new(Slipway {
-            mlflow: mlflow.clone(),
-            store,
-            launcher: launcher.clone(),
-            reconciler,
-            try_it: server::serving::try_it::ModelCaller::new().unwrap(),
-            single_sign_on: None,
-            example_inputs: Default::default(),
-        }),
-        metrics: Metrics::new(),
-        webhooks: None,
-    };
+    let launcher = state.services.launches.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });

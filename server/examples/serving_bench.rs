@@ -16,17 +16,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use app::model::User;
+use app::access::User;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{Full, combinators::BoxBody};
 use serde_json::{Value, json};
+use server::adapters::mlflow::MlflowAuth;
+use server::adapters::mlflow::MlflowClient;
+use server::adapters::serving::local::{LocalServing, LocalTarget};
+use server::adapters::serving::seldon::SeldonTarget;
 use server::catalog::Catalog;
-use server::config::MlflowAuth;
-use server::mlflow::MlflowClient;
-use server::serving::local::LocalServing;
-use server::serving::reconciler::{Expected, Reconciler, Trigger};
-use server::serving::seldon::SeldonTarget;
+use server::services::promotions::Expected;
+use server::serving::target::Trigger;
 use server::store::Store;
 use support::{BenchCluster, report};
 use tokio::sync::mpsc;
@@ -101,21 +102,14 @@ async fn main() {
     let bindings = Catalog::parse(&every, Path::new(".")).unwrap().deployments;
     let local = Arc::new(
         LocalServing::new(
-            server::process::ChildEnv::new(&mlflow.url(), &server::config::MlflowAuth::None, &[]),
+            server::adapters::process::ChildEnv::new(&mlflow.url(), &MlflowAuth::None, &[]),
             work.path().join("serving"),
-            server::process::Children::open(work.path().join("children")).unwrap(),
+            server::adapters::process::Children::open(work.path().join("children")).unwrap(),
         )
         .unwrap(),
     );
-    let (reconciler, _triggers) = Reconciler::new(
-        mlflow.clone(),
-        store.clone(),
-        &bindings,
-        local.clone(),
-        None,
-    )
-    .await
-    .unwrap();
+    let local_target = || vec![Arc::new(LocalTarget::new(local.clone())) as _];
+    let (reconciler, _triggers, _) = serving(&mlflow, &store, &bindings, local_target()).await;
     let mut cpu = Vec::new();
     let mut wall = Vec::new();
     for _ in 0..30 {
@@ -142,10 +136,7 @@ async fn main() {
     )
     .unwrap();
     let every_bound = Catalog::parse(&every, Path::new(".")).unwrap().deployments;
-    let (counted_reconciler, _) =
-        Reconciler::new(counted, store.clone(), &every_bound, local.clone(), None)
-            .await
-            .unwrap();
+    let (counted_reconciler, _, _) = serving(&counted, &store, &every_bound, local_target()).await;
     let mut requests = Vec::new();
     for _ in 0..10 {
         let before = counting.count();
@@ -173,18 +164,12 @@ async fn main() {
     )
     .unwrap()
     .deployments;
-    let (seldon, triggers) = Reconciler::new(
-        mlflow.clone(),
-        store.clone(),
-        &seldon_binding,
-        local.clone(),
-        Some(SeldonTarget::new(
-            client,
-            server::config::UnboundObjects::Delete,
-        )),
-    )
-    .await
-    .unwrap();
+    let mut targets = local_target();
+    targets.push(Arc::new(SeldonTarget::new(
+        client,
+        server::config::UnboundObjects::Delete,
+    )));
+    let (seldon, triggers, promotions) = serving(&mlflow, &store, &seldon_binding, targets).await;
     seldon.run(triggers, Duration::from_secs(3600));
     tokio::time::sleep(Duration::from_millis(500)).await;
     while applied.try_recv().is_ok() {}
@@ -192,8 +177,8 @@ async fn main() {
     for round in 0..100 {
         let version = if round % 2 == 0 { "1" } else { "2" };
         let started = Instant::now();
-        seldon
-            .promote(&user, "bench-model-0000", version, Expected::Any)
+        promotions
+            .promote(&user, "bench-model-0000", version, "", Expected::Any)
             .await
             .unwrap();
         let at = tokio::time::timeout(Duration::from_secs(10), applied.recv())
@@ -232,22 +217,20 @@ async fn main() {
     ))
     .await
     .unwrap();
-    let (real, triggers) = Reconciler::new(
-        mlflow.clone(),
-        real_store,
-        &real_binding,
-        local.clone(),
-        Some(SeldonTarget::new(
-            account,
-            server::config::UnboundObjects::Delete,
-        )),
-    )
-    .await
-    .unwrap();
+    let mut targets = local_target();
+    targets.push(Arc::new(SeldonTarget::new(
+        account,
+        server::config::UnboundObjects::Delete,
+    )));
+    let (real, triggers, real_promotions) =
+        serving(&mlflow, &real_store, &real_binding, targets).await;
     real.run(triggers, Duration::from_secs(3600));
     let (served_tx, mut served) = mpsc::unbounded_channel::<(String, Instant)>();
-    let watched: kube::Api<kube::api::DynamicObject> =
-        kube::Api::namespaced_with(admin, &namespace, &server::serving::seldon::api_resource());
+    let watched: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        admin,
+        &namespace,
+        &server::adapters::serving::seldon::api_resource(),
+    );
     tokio::spawn(async move {
         use futures::StreamExt;
         use kube::runtime::{WatchStreamExt, watcher};
@@ -257,7 +240,11 @@ async fn main() {
             let version = object
                 .metadata
                 .labels
-                .and_then(|labels| labels.get(server::serving::seldon::VERSION_LABEL).cloned())
+                .and_then(|labels| {
+                    labels
+                        .get(server::adapters::serving::seldon::VERSION_LABEL)
+                        .cloned()
+                })
                 .unwrap_or_default();
             let _ = served_tx.send((version, Instant::now()));
         }
@@ -268,7 +255,8 @@ async fn main() {
         let version = if round % 2 == 0 { "1" } else { "2" };
         while served.try_recv().is_ok() {}
         let started = Instant::now();
-        real.promote(&user, "bench-model-0000", version, Expected::Any)
+        real_promotions
+            .promote(&user, "bench-model-0000", version, "", Expected::Any)
             .await
             .unwrap();
         let at = loop {
@@ -333,17 +321,15 @@ async fn main() {
     )
     .unwrap()
     .deployments;
-    let (served, triggers) =
-        Reconciler::new(mlflow.clone(), store.clone(), &bound, local.clone(), None)
-            .await
-            .unwrap();
+    let (served, triggers, served_promotions) =
+        serving(&mlflow, &store, &bound, local_target()).await;
     served.run(triggers, Duration::from_secs(3600));
     let mut ready = Vec::new();
     for round in 0..4 {
         let version = registered[round % 2].clone();
         let started = Instant::now();
-        served
-            .promote(&user, "bench-served", &version, Expected::Any)
+        served_promotions
+            .promote(&user, "bench-served", &version, "", Expected::Any)
             .await
             .unwrap();
         loop {
@@ -453,4 +439,39 @@ fn api_server(
 
 fn full(bytes: Vec<u8>) -> BoxBody<Bytes, Infallible> {
     BoxBody::new(Full::new(Bytes::from(bytes)))
+}
+
+/// A reconciler over `targets` for `bindings` (seeded as the catalog's),
+/// not yet running, and the promotions that change what it serves.
+pub async fn serving(
+    mlflow: &server::adapters::mlflow::MlflowClient,
+    store: &server::store::Store,
+    bindings: &[server::catalog::DeploymentBinding],
+    targets: Vec<std::sync::Arc<dyn server::serving::target::Target>>,
+) -> (
+    std::sync::Arc<server::serving::reconciler::Reconciler>,
+    tokio::sync::mpsc::UnboundedReceiver<server::serving::target::Trigger>,
+    std::sync::Arc<server::services::promotions::Promotions>,
+) {
+    use std::sync::Arc;
+    let (reconciler, triggers) =
+        server::serving::reconciler::Reconciler::new(mlflow.clone(), store.clone(), targets)
+            .await
+            .unwrap();
+    server::services::deployments::Deployments::new(
+        store.clone(),
+        reconciler.clone(),
+        mlflow.clone(),
+        server::adapters::serving::caller::ModelCaller::new().unwrap(),
+    )
+    .seed_from_catalog(bindings)
+    .await
+    .unwrap();
+    let promotions = Arc::new(server::services::promotions::Promotions::new(
+        store.clone(),
+        mlflow.clone(),
+        mlflow.clone(),
+        reconciler.clone(),
+    ));
+    (reconciler, triggers, promotions)
 }

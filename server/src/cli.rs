@@ -6,10 +6,11 @@ use std::io::BufRead;
 use app::access::{Grant, Role};
 use clap::{Parser, Subcommand};
 
-use crate::auth::password;
 use crate::config::Config;
-use crate::error::{Error, Result};
-use crate::store::{Account, AccountSource, Store, now_ms};
+use crate::error::Result;
+use crate::services::accounts::Accounts;
+use crate::store::Store;
+use crate::store::accounts::AccountSource;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -75,26 +76,10 @@ fn parse_role(text: &str) -> std::result::Result<Role, String> {
     })
 }
 
-/// Account names: what a person or an identity provider would use, and
-/// nothing that needs escaping in a log line or a URL path.
-pub fn check_name(name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::Config(format!(
-            "account name {name:?}: 1 to 64 of letters, digits, '.', '_', '-', '@'"
-        )))
-    }
-}
-
 /// Runs a `users` command; what it prints is for the operator.
 pub async fn users(config: &Config, command: UsersCommand, input: impl BufRead) -> Result<String> {
     let store = Store::connect(&config.database_url()).await?;
+    let accounts = Accounts::new(store, config.session_settings(), None);
     let actor = format!(
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "unknown".into())
@@ -106,38 +91,14 @@ pub async fn users(config: &Config, command: UsersCommand, input: impl BufRead) 
             scope,
             exists_ok,
         } => {
-            check_name(&name)?;
-            if store.account(&name).await?.is_some() {
-                return if exists_ok {
-                    Ok(format!("{name} exists; left as it is"))
-                } else {
-                    Err(Error::Config(format!("account {name} exists")))
-                };
-            }
-            let password = read_password(input)?;
-            let grant = Grant { role, scope };
-            let detail = format!("created with role {grant}");
-            let created = store
-                .create_account(&Account {
-                    name: name.clone(),
-                    password_hash: Some(hash(password).await?),
-                    grants: vec![grant],
-                    source: AccountSource::Local,
-                    disabled: false,
-                    created_ms: now_ms(),
-                })
-                .await?;
-            if !created {
-                return Err(Error::Config(format!("account {name} exists")));
-            }
-            store
-                .record_event(&actor, "account", &format!("user:{name}"), &detail)
-                .await?;
-            Ok(format!("{name}: {detail}"))
+            let password = read_line(input)?;
+            accounts
+                .add(&actor, &name, Grant { role, scope }, &password, exists_ok)
+                .await
         }
         UsersCommand::List => {
             let mut out = format!("{:<24} {:<6} {:<9} {}\n", "NAME", "SOURCE", "STATE", "ROLE");
-            for account in store.accounts().await? {
+            for account in accounts.list().await? {
                 let grants: Vec<String> = account.grants.iter().map(Grant::to_string).collect();
                 out.push_str(&format!(
                     "{:<24} {:<6} {:<9} {}\n",
@@ -157,79 +118,22 @@ pub async fn users(config: &Config, command: UsersCommand, input: impl BufRead) 
             Ok(out.trim_end().to_string())
         }
         UsersCommand::SetRole { name, role, scope } => {
-            let grant = Grant { role, scope };
-            found(
-                &name,
-                store
-                    .set_account_grants(&name, std::slice::from_ref(&grant))
-                    .await?,
-            )?;
-            let detail = format!("role set to {grant}");
-            store
-                .record_event(&actor, "account", &format!("user:{name}"), &detail)
-                .await?;
-            Ok(format!("{name}: {detail}"))
+            accounts
+                .set_role(&actor, &name, Grant { role, scope })
+                .await
         }
         UsersCommand::SetPassword { name } => {
-            let account = store.account(&name).await?;
-            found(&name, account.is_some())?;
-            if account.is_some_and(|account| account.source != AccountSource::Local) {
-                return Err(Error::Config(format!(
-                    "{name} signs in through single sign-on and has no password here"
-                )));
-            }
-            let hashed = hash(read_password(input)?).await?;
-            found(&name, store.set_account_password(&name, &hashed).await?)?;
-            store
-                .record_event(
-                    &actor,
-                    "account",
-                    &format!("user:{name}"),
-                    "password changed; sessions ended",
-                )
-                .await?;
-            Ok(format!("{name}: password changed; its sessions ended"))
+            let password = read_line(input)?;
+            accounts.set_password(&actor, &name, &password).await
         }
-        UsersCommand::Disable { name } => {
-            found(&name, store.set_account_disabled(&name, true).await?)?;
-            store
-                .record_event(
-                    &actor,
-                    "account",
-                    &format!("user:{name}"),
-                    "disabled; sessions ended",
-                )
-                .await?;
-            Ok(format!("{name}: disabled; its sessions ended"))
-        }
-        UsersCommand::Enable { name } => {
-            found(&name, store.set_account_disabled(&name, false).await?)?;
-            store
-                .record_event(&actor, "account", &format!("user:{name}"), "enabled")
-                .await?;
-            Ok(format!("{name}: enabled"))
-        }
+        UsersCommand::Disable { name } => accounts.set_disabled(&actor, &name, true).await,
+        UsersCommand::Enable { name } => accounts.set_disabled(&actor, &name, false).await,
     }
 }
 
-fn found(name: &str, exists: bool) -> Result<()> {
-    if exists {
-        Ok(())
-    } else {
-        Err(Error::Config(format!("no account named {name}")))
-    }
-}
-
-fn read_password(mut input: impl BufRead) -> Result<String> {
+/// The first line of `input`, without its line ending.
+fn read_line(mut input: impl BufRead) -> Result<String> {
     let mut line = String::new();
     input.read_line(&mut line)?;
-    let password = line.trim_end_matches(['\r', '\n']).to_string();
-    password::check_strength(&password).map_err(Error::Config)?;
-    Ok(password)
-}
-
-async fn hash(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || password::hash(&password))
-        .await
-        .map_err(|err| Error::Internal(format!("hashing: {err}")))
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }

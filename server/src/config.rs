@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use url::Url;
 
+use crate::adapters::mlflow::MlflowAuth;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Parser)]
@@ -173,7 +174,7 @@ pub struct Config {
     /// to besides --external-url's; requests naming any other host are
     /// refused. With neither set: localhost, 127.0.0.1 and [::1].
     #[arg(long, env = "SLIPWAY_ALLOWED_HOSTS", value_delimiter = ',')]
-    pub allowed_hosts: Vec<crate::auth::hosts::AllowedHost>,
+    pub allowed_hosts: Vec<crate::web::hosts::AllowedHost>,
 
     /// Minutes a session may go unused before it ends.
     #[arg(long, env = "SLIPWAY_SESSION_IDLE_MINUTES", default_value_t = 720, value_parser = clap::value_parser!(u64).range(1..=43_200))]
@@ -217,7 +218,7 @@ pub struct Config {
     /// Groups to roles: `group=role` or `group=role:pattern,pattern`,
     /// separated by `;`. A user whose groups map to no role cannot sign in.
     #[arg(long, env = "SLIPWAY_OIDC_ROLE_MAP", value_delimiter = ';')]
-    pub oidc_role_map: Vec<crate::auth::oidc::GroupRole>,
+    pub oidc_role_map: Vec<crate::adapters::oidc::GroupRole>,
 
     #[arg(long, env = "SLIPWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -248,14 +249,6 @@ pub enum UnboundObjects {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// How Slipway authenticates to MLflow.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MlflowAuth {
-    None,
-    Basic { username: String, password: String },
-    Bearer(String),
 }
 
 impl Config {
@@ -312,8 +305,8 @@ impl Config {
     }
 
     /// The environment of local trainings and model servers.
-    pub fn child_env(&self) -> crate::process::ChildEnv {
-        crate::process::ChildEnv::new(
+    pub fn child_env(&self) -> crate::adapters::process::ChildEnv {
+        crate::adapters::process::ChildEnv::new(
             &self.job_tracking_uri(),
             &self.job_mlflow_auth(),
             &self.child_env_allow,
@@ -327,12 +320,17 @@ impl Config {
         uri.as_str().trim_end_matches('/').to_string()
     }
 
-    pub fn auth_settings(&self) -> crate::auth::AuthSettings {
-        crate::auth::AuthSettings {
+    pub fn session_settings(&self) -> crate::services::accounts::SessionSettings {
+        crate::services::accounts::SessionSettings {
             idle: Duration::from_secs(self.session_idle_minutes * 60),
             absolute: Duration::from_secs(self.session_max_hours * 3600),
+        }
+    }
+
+    pub fn gate_settings(&self) -> crate::web::gate::GateSettings {
+        crate::web::gate::GateSettings {
             external_url: self.external_url.clone(),
-            allowed_hosts: crate::auth::hosts::AllowedHosts::new(
+            allowed_hosts: crate::web::hosts::AllowedHosts::new(
                 &self.allowed_hosts,
                 self.external_url.as_ref(),
             ),
@@ -340,10 +338,10 @@ impl Config {
     }
 
     /// Single sign-on, when an issuer is configured.
-    pub fn oidc_settings(&self) -> Option<crate::auth::oidc::OidcSettings> {
+    pub fn oidc_settings(&self) -> Option<crate::adapters::oidc::OidcSettings> {
         let issuer = self.oidc_issuer.clone()?;
         let external = self.external_url.as_ref()?;
-        Some(crate::auth::oidc::OidcSettings {
+        Some(crate::adapters::oidc::OidcSettings {
             issuer,
             client_id: self.oidc_client_id.clone().unwrap_or_default(),
             client_secret: self.oidc_client_secret.clone(),

@@ -1,32 +1,84 @@
-use app::error::AppError;
+//! The server's one error type. The first variants are what a person can
+//! act on, worded for them; the rest are internals, which users see only
+//! as a reference to the log (`web::errors` decides, at the edge).
 
-use crate::mlflow::MlflowError;
+use app::model::FieldErrors;
 
-/// Errors of the control plane. What users may see is decided in
-/// `to_app_error`; everything else stays in the server log.
+use crate::adapters::mlflow::{BadFilter, MlflowError};
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// What was asked for does not exist (a model, a launch, a request).
+    #[error("{0}")]
+    NotFound(String),
+    /// The state changed since the person looked (Production moved, the
+    /// form was changed by someone else, a request was decided).
+    #[error("{0}")]
+    Conflict(String),
+    /// What was sent is wrong, and nothing was done.
+    #[error("{0}")]
+    Invalid(Invalid),
+    /// No session.
+    #[error("Sign-in required")]
+    Unauthenticated,
+    /// `app::access::authorize` refused; says why.
+    #[error("{0}")]
+    Forbidden(String),
+    /// What the cluster, a local process or a model server refused or
+    /// failed to do, in words for the person who asked (see
+    /// `adapters::cluster::explain`).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Mlflow(#[from] MlflowError),
+
     #[error("configuration: {0}")]
     Config(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
-    #[error(transparent)]
-    Mlflow(#[from] MlflowError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
-    #[error("internal: {0}")]
-    Internal(String),
     #[error("Kubernetes client: {0}")]
     Kube(#[from] kube::Error),
-    /// `app::access::authorize` refused; says why.
-    #[error("{0}")]
-    Forbidden(String),
-    /// What the cluster or a local process refused or failed to do, in
-    /// words for the person who asked (see `cluster::explain`): shown as is.
-    #[error("{0}")]
-    Backend(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// What is wrong with what was sent: problems with the whole of it, and
+/// problems of single fields (a form's field name → what is wrong).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Invalid {
+    pub problems: Vec<String>,
+    pub fields: FieldErrors,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fields = self
+            .fields
+            .iter()
+            .map(|(field, problem)| format!("{field}: {problem}"));
+        let all: Vec<String> = self.problems.iter().cloned().chain(fields).collect();
+        f.write_str(&all.join("; "))
+    }
+}
+
+impl Error {
+    /// Invalid input, in one sentence.
+    pub fn invalid(problem: impl Into<String>) -> Self {
+        Error::Invalid(Invalid {
+            problems: vec![problem.into()],
+            fields: FieldErrors::new(),
+        })
+    }
+}
+
+impl From<BadFilter> for Error {
+    fn from(bad: BadFilter) -> Self {
+        Error::invalid(bad.0)
+    }
 }
 
 impl From<app::access::Denied> for Error {
@@ -36,30 +88,3 @@ impl From<app::access::Denied> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl Error {
-    pub fn to_app_error(&self) -> AppError {
-        match self {
-            Error::Mlflow(err) => err.to_app_error(),
-            Error::Config(message) => AppError::InvalidInput(message.clone()),
-            Error::Forbidden(reason) => AppError::Forbidden(reason.clone()),
-            Error::Backend(message) => AppError::Unavailable(message.clone()),
-            internal => {
-                let reference = error_reference();
-                tracing::error!(%reference, error = %internal, "internal error");
-                AppError::Internal { reference }
-            }
-        }
-    }
-}
-
-impl From<Error> for AppError {
-    fn from(err: Error) -> Self {
-        err.to_app_error()
-    }
-}
-
-/// A short token that ties what a user sees to the full error in the log.
-fn error_reference() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
-}

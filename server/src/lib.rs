@@ -1,50 +1,49 @@
-//! Slipway's server: the axum binary and the control plane behind the UI's
-//! server functions.
+//! Slipway's server: the control plane behind the UI, and the `slipway`
+//! binary. `build_state` wires it together from the configuration:
+//! adapters, the store, the serving loop and the use-case services.
 
-pub mod approvals;
-pub mod artifacts;
-pub mod auth;
+pub mod adapters;
 pub mod catalog;
 pub mod cli;
-pub mod cluster;
 pub mod config;
-pub mod control;
 pub mod error;
-pub mod executor;
-pub mod http;
-pub mod launch;
 pub mod metrics;
-pub mod mlflow;
-pub mod process;
-pub mod registry;
+pub mod services;
 pub mod serving;
 pub mod store;
 pub mod telemetry;
-pub mod webhook;
+pub mod web;
 
 use std::sync::Arc;
 
 use leptos::prelude::LeptosOptions;
 
-use crate::auth::Auth;
+use crate::adapters::executor::kubernetes::{JobSettings, KubernetesExecutor};
+use crate::adapters::executor::local::LocalExecutor;
+use crate::adapters::executor::{Executor, ExecutorEvent};
+use crate::adapters::mlflow::MlflowClient;
+use crate::adapters::mlflow::cache::ReadCache;
+use crate::adapters::mlflow::webhook::{self, Verifier};
+use crate::adapters::serving::caller::ModelCaller;
+use crate::adapters::serving::local::{LocalServing, LocalTarget};
+use crate::adapters::serving::seldon::SeldonTarget;
+use crate::adapters::{cluster, oidc, process};
 use crate::catalog::Catalog;
 use crate::config::{Config, Executor as ExecutorKind};
-use crate::control::Slipway;
 use crate::error::{Error, Result};
-use crate::executor::Executor;
-use crate::executor::kubernetes::{JobSettings, KubernetesExecutor};
-use crate::executor::local::LocalExecutor;
-use crate::http::AppState;
-use crate::launch::Launcher;
 use crate::metrics::Metrics;
-use crate::mlflow::MlflowClient;
-use crate::mlflow::cache::ReadCache;
-use crate::serving::local::LocalServing;
+use crate::services::Services;
+use crate::services::accounts::Accounts;
+use crate::services::deployments::Deployments;
+use crate::services::launches::Launches;
+use crate::services::promotions::Promotions;
+use crate::services::reads::Reads;
+use crate::services::registry::Registry;
 use crate::serving::reconciler::Reconciler;
-use crate::serving::seldon::SeldonTarget;
-use crate::serving::try_it::ModelCaller;
+use crate::serving::target::Target;
 use crate::store::Store;
-use crate::webhook::Verifier;
+use crate::web::AppState;
+use crate::web::gate::Gate;
 
 /// Everything the server needs, built from the configuration. MLflow need
 /// not be up: Slipway starts anyway and reports it on `/readyz` and in the UI.
@@ -125,6 +124,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
             executor
         }
     };
+    let catalog = Arc::new(catalog);
     let local_serving = Arc::new(LocalServing::new(
         config.child_env(),
         config.data_dir.join("serving"),
@@ -133,48 +133,117 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
     // Before the first pass: a server still serving what is wanted goes on
     // without a gap.
     local_serving.adopt(leftovers).await;
-    let (reconciler, triggers) = Reconciler::new(
-        mlflow.clone(),
-        store.clone(),
-        &catalog.deployments,
-        local_serving,
-        kube_client.map(|client| SeldonTarget::new(client, config.unbound_objects)),
+    let mut targets: Vec<Arc<dyn Target>> = vec![Arc::new(LocalTarget::new(local_serving))];
+    if let Some(client) = kube_client {
+        targets.push(Arc::new(SeldonTarget::new(client, config.unbound_objects)));
+    }
+    assemble(
+        config,
+        Parts {
+            store,
+            mlflow,
+            mlflow_for_pages,
+            metrics,
+            catalog,
+            executor,
+            reports,
+            targets,
+        },
     )
-    .await?;
+    .await
+}
+
+/// What `assemble` puts together: the store, MLflow's clients, and the
+/// adapters made from the configuration.
+pub struct Parts {
+    pub store: Store,
+    /// For background work: waits longer, never a kept answer.
+    pub mlflow: MlflowClient,
+    /// For pages: a page's deadline, and kept answers.
+    pub mlflow_for_pages: MlflowClient,
+    pub metrics: Arc<Metrics>,
+    pub catalog: Arc<Catalog>,
+    pub executor: Arc<dyn Executor>,
+    /// What the executor reports about trainings.
+    pub reports: tokio::sync::mpsc::UnboundedReceiver<ExecutorEvent>,
+    /// Where models are served: local always, a cluster's when there is one.
+    pub targets: Vec<Arc<dyn Target>>,
+}
+
+/// The serving loop and the use-case services on `parts`, started: the
+/// catalog's deployments seeded, what a crash left settled, and the
+/// background work (passes, executor reports, webhook registration,
+/// expiry) running.
+pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
+    let Parts {
+        store,
+        mlflow,
+        mlflow_for_pages,
+        metrics,
+        catalog,
+        executor,
+        reports,
+        targets,
+    } = parts;
+    let (reconciler, triggers) = Reconciler::new(mlflow.clone(), store.clone(), targets).await?;
     reconciler.report_to(metrics.clone());
+    let launches = Arc::new(Launches::new(
+        store.clone(),
+        mlflow.clone(),
+        catalog.clone(),
+        executor,
+    ));
+    let reads = Arc::new(Reads::new(
+        mlflow_for_pages.clone(),
+        store.clone(),
+        launches.clone(),
+        reconciler.clone(),
+    ));
+    let accounts = Arc::new(Accounts::new(
+        store.clone(),
+        config.session_settings(),
+        config.oidc_settings().map(oidc::Oidc::new),
+    ));
+    let services = Services {
+        deployments: Arc::new(Deployments::new(
+            store.clone(),
+            reconciler.clone(),
+            mlflow_for_pages.clone(),
+            ModelCaller::new()?,
+        )),
+        promotions: Arc::new(Promotions::new(
+            store.clone(),
+            mlflow.clone(),
+            mlflow_for_pages.clone(),
+            reconciler.clone(),
+        )),
+        registry: Arc::new(Registry::new(store.clone(), mlflow_for_pages)),
+        launches,
+        reads,
+        accounts: accounts.clone(),
+    };
+    // The catalog file's deployments, before the first pass serves them.
+    services
+        .deployments
+        .seed_from_catalog(&catalog.deployments)
+        .await?;
     reconciler.run(
         triggers,
         std::time::Duration::from_secs(config.reconcile_poll_secs),
     );
-    settle_interrupted_promotions(reconciler.clone());
-    let launcher = Arc::new(Launcher::new(
-        store.clone(),
-        mlflow.clone(),
-        Arc::new(catalog),
-        executor,
-    ));
-    launcher.follow(reports);
-    launcher.settle_interrupted().await?;
-    register_webhook(config, mlflow.clone());
-    let auth = Arc::new(Auth::new(
-        store.clone(),
-        config.auth_settings(),
-        config.oidc_settings().map(auth::oidc::Oidc::new),
-    ));
-    sweep_expired(auth.clone(), store.clone());
-    let single_sign_on = auth.single_sign_on();
+    settle_interrupted_promotions(services.promotions.clone());
+    services.launches.follow(reports);
+    services.launches.settle_interrupted().await?;
+    register_webhook(config, mlflow);
+    sweep_expired(accounts.clone(), store.clone());
     Ok(AppState {
-        auth,
         leptos_options: leptos_options(config),
-        slipway: Arc::new(Slipway {
-            mlflow: mlflow_for_pages,
-            store,
-            launcher,
-            reconciler,
-            single_sign_on,
-            try_it: ModelCaller::new()?,
-            example_inputs: Default::default(),
+        gate: Arc::new(Gate {
+            accounts,
+            settings: config.gate_settings(),
         }),
+        services,
+        store,
         metrics,
         webhooks: config.webhook_secret.as_deref().map(Verifier::new),
     })
@@ -182,11 +251,11 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
 
 /// Settles changes of Production a crash left half done, in the
 /// background: it needs MLflow, which may not be up yet.
-fn settle_interrupted_promotions(reconciler: Arc<Reconciler>) {
+fn settle_interrupted_promotions(promotions: Arc<Promotions>) {
     tokio::spawn(async move {
         let mut wait = std::time::Duration::from_secs(1);
         loop {
-            match reconciler.settle_interrupted().await {
+            match promotions.settle_interrupted().await {
                 Ok(_) => return,
                 Err(err) => {
                     tracing::warn!(error = %err, retry_in = ?wait, "settling interrupted promotions");
@@ -209,12 +278,12 @@ const TRY_ANSWERS_KEPT_MS: i64 = 3600 * 1000;
 /// Once an hour (the first time at start-up): deletes expired sessions,
 /// old Try it answers and old form drafts, and ends deployment events a
 /// stopped Slipway left pending.
-fn sweep_expired(auth: Arc<Auth>, store: Store) {
+fn sweep_expired(accounts: Arc<Accounts>, store: Store) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
             every.tick().await;
-            match auth.sweep_sessions().await {
+            match accounts.sweep_sessions().await {
                 Ok(0) => {}
                 Ok(ended) => tracing::info!(ended, "expired sessions deleted"),
                 Err(err) => tracing::warn!(error = %err, "deleting expired sessions"),

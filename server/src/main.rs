@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use clap::Parser;
 use server::cli::{Cli, Command};
 use server::config::Config;
-use server::{build_state, cli, http, telemetry};
+use server::{build_state, cli, telemetry, web};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -27,8 +27,8 @@ async fn main() -> std::process::ExitCode {
 
 async fn serve(config: Config) -> server::error::Result<()> {
     let state = build_state(&config).await?;
-    let slipway = state.slipway.clone();
-    let app = http::router(state);
+    let services = state.services.clone();
+    let app = web::router(state);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(
         listen = %config.listen,
@@ -43,8 +43,8 @@ async fn serve(config: Config) -> server::error::Result<()> {
     let signalled = async move {
         shutdown_signal().await;
         tracing::info!("stopping");
-        slipway.reconciler.shutdown().await;
-        slipway.launcher.shutdown().await;
+        services.deployments.shutdown().await;
+        services.launches.shutdown().await;
         stopping.send_replace(true);
     };
     // The peer's address counts failed sign-ins per address.

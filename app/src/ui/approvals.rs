@@ -7,18 +7,14 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use super::deployments::{Evidence, deployment_href};
-use super::list::{Results, segment};
-use super::models::version_href;
+use super::list::Results;
+use super::parts::{Evidence, RequestBadge, RequestTable};
 use super::{NotAllowed, format_millis, use_me};
 use crate::access::{Action, authorize};
 use crate::error::AppError;
 use crate::model::{PromotionRequest, RequestState};
+use crate::routes::{approval_href, deployment_href};
 use crate::server_fns::{get_promotion_request, list_promotion_requests};
-
-pub fn approval_href(id: &str) -> String {
-    format!("/approvals/{}", segment(id))
-}
 
 #[component]
 pub fn ApprovalsPage() -> impl IntoView {
@@ -38,54 +34,6 @@ pub fn ApprovalsPage() -> impl IntoView {
 }
 
 /// Pending requests first, then the rest, newest first in each.
-#[component]
-pub fn RequestTable(requests: Vec<PromotionRequest>) -> impl IntoView {
-    if requests.is_empty() {
-        return view! { <p class="empty">"No promotion requests."</p> }.into_any();
-    }
-    let mut requests = requests;
-    requests.sort_by_key(|request| request.state != RequestState::Pending);
-    let rows = requests
-        .into_iter()
-        .map(|request| {
-            view! {
-                <tr data-request=request.id.clone()>
-                    <td><a href=approval_href(&request.id)>{format_millis(Some(request.requested_ms))}</a></td>
-                    <td><a href=deployment_href(&request.model)>{request.model.clone()}</a></td>
-                    <td><a href=version_href(&request.model, &request.version)>{format!("v{}", request.version)}</a></td>
-                    <td>{request.requested_by.clone()}</td>
-                    <td class="description">{request.reason.clone()}</td>
-                    <td><RequestBadge state=request.state/></td>
-                    <td>{request.decided_by.clone().unwrap_or_default()}</td>
-                </tr>
-            }
-        })
-        .collect_view();
-    view! {
-        <table class="data requests">
-            <thead>
-                <tr>
-                    <th scope="col">"Asked"</th>
-                    <th scope="col">"Model"</th>
-                    <th scope="col">"Version"</th>
-                    <th scope="col">"By"</th>
-                    <th scope="col">"Why"</th>
-                    <th scope="col">"State"</th>
-                    <th scope="col">"Decided by"</th>
-                </tr>
-            </thead>
-            <tbody>{rows}</tbody>
-        </table>
-    }
-    .into_any()
-}
-
-#[component]
-fn RequestBadge(state: RequestState) -> impl IntoView {
-    let class = format!("status request-{}", state.as_str());
-    view! { <span class=class data-request-state=state.as_str()>{state.as_str()}</span> }
-}
-
 #[component]
 pub fn ApprovalPage() -> impl IntoView {
     let params = use_params_map();

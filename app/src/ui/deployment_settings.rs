@@ -7,18 +7,14 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::deployments::deployment_href;
-use super::launch::Field;
 use super::list::Results;
+use super::parts::Field;
 use super::{NotAllowed, use_me};
 use crate::access::{Action, Role, authorize, describe_grants, holds_anywhere};
 use crate::error::AppError;
 use crate::model::{DeploymentForm, DeploymentSettings};
+use crate::routes::{deployment_href, settings_href};
 use crate::server_fns::load_deployment_form;
-
-pub fn settings_href(model: &str) -> String {
-    format!("{}/settings", deployment_href(model))
-}
 
 #[component]
 pub fn DeploymentSettingsPage() -> impl IntoView {

@@ -9,31 +9,18 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::approvals::RequestTable;
-use super::list::{Results, segment};
+use super::list::Results;
 use super::live::keep_fresh;
-use super::models::{model_href, version_href};
-use super::run::run_href;
+use super::parts::{Evidence, RequestTable};
 use super::{NotAllowed, format_millis, use_me};
 use crate::access::{Action, Role, authorize, holds_anywhere};
 use crate::error::AppError;
 use crate::model::{
-    DeploymentDetail, DeploymentEvent, DeploymentView, Prediction, PromotionPreview, TryAnswer,
-    VersionSummary,
+    DeploymentDetail, DeploymentEvent, DeploymentOutcome, DeploymentView, Prediction,
+    PromotionPreview, ServingState, TryAnswer,
 };
+use crate::routes::{deployment_href, model_href, version_href};
 use crate::server_fns::{get_deployment, get_try_answer, list_deployments, preview_promotion};
-
-pub fn deployment_href(model: &str) -> String {
-    format!("/deployments/{}", segment(model))
-}
-
-pub fn promote_href(model: &str, version: &str) -> String {
-    format!(
-        "{}/promote?version={}",
-        deployment_href(model),
-        segment(version)
-    )
-}
 
 #[component]
 pub fn DeploymentsPage() -> impl IntoView {
@@ -87,7 +74,7 @@ fn DeploymentTable(deployments: Vec<DeploymentView>) -> impl IntoView {
                     <td>{target_text(&deployment)}</td>
                     <td>{deployment.marker.clone()}</td>
                     <td class="number" data-serving>{version_text(&deployment.serving_version)}</td>
-                    <td><StateBadge state=deployment.state.clone()/></td>
+                    <td><StateBadge state=deployment.state/></td>
                     <td class="address">{deployment.address.clone().unwrap_or_default()}</td>
                     <td>{format_millis(deployment.last_change_ms)}</td>
                 </tr>
@@ -127,9 +114,9 @@ fn version_text(version: &Option<String>) -> String {
 }
 
 #[component]
-fn StateBadge(state: String) -> impl IntoView {
-    let class = format!("status state-{}", state.to_lowercase());
-    view! { <span class=class data-state=state.clone()>{state.clone()}</span> }
+fn StateBadge(state: ServingState) -> impl IntoView {
+    let class = format!("status state-{}", state.as_str().to_lowercase());
+    view! { <span class=class data-state=state.as_str()>{state.as_str()}</span> }
 }
 
 #[component]
@@ -191,14 +178,14 @@ fn DeploymentBody(
     let rollback_action = format!("{}/rollback", deployment_href(&view_.model));
     let can_roll_back = may_roll_back
         && detail.history.iter().any(|event| {
-            event.outcome == "serving"
+            event.outcome == DeploymentOutcome::Serving
                 && event.version.is_some()
                 && event.version != view_.serving_version
         });
     view! {
         <header class="page-header">
             <h1>{view_.model.clone()}</h1>
-            <span class="live-status" aria-live="polite"><StateBadge state=view_.state.clone()/></span>
+            <span class="live-status" aria-live="polite"><StateBadge state=view_.state/></span>
         </header>
         <p class="reason">{view_.message.clone()}</p>
         <div class="actions">
@@ -245,7 +232,7 @@ fn DeploymentBody(
 fn LiveVersions(events: Vec<DeploymentEvent>) -> impl IntoView {
     let mut served: Vec<&DeploymentEvent> = events
         .iter()
-        .filter(|event| event.outcome == "serving" && event.version.is_some())
+        .filter(|event| event.outcome == DeploymentOutcome::Serving && event.version.is_some())
         .collect();
     served.reverse();
     if served.is_empty() {
@@ -309,7 +296,7 @@ fn History(model: String, events: Vec<DeploymentEvent>) -> impl IntoView {
                     <td>{version_text(&event.previous_version)}</td>
                     <td>{event.cause.clone()}</td>
                     <td>{event.actor.clone()}</td>
-                    <td data-outcome=event.outcome.clone()>{event.outcome.clone()}</td>
+                    <td data-outcome=event.outcome.as_str()>{event.outcome.as_str()}</td>
                     <td class="number">{time_to_ready}</td>
                     <td class="description">{event.message.clone()}</td>
                 </tr>
@@ -466,117 +453,4 @@ fn Confirm(preview: PromotionPreview, allowed: Result<(), String>) -> impl IntoV
             Err(reason) => view! { <NotAllowed reason/> }.into_any(),
         }}
     }
-}
-
-/// The candidate against what is in production: metrics, parameters,
-/// signature and runs. Shown before a promotion, and frozen in a request.
-#[component]
-pub fn Evidence(preview: PromotionPreview) -> impl IntoView {
-    let current = preview.current.as_ref();
-    let candidate = Some(&preview.candidate);
-    let metric_keys = sorted_keys(
-        preview
-            .candidate
-            .metrics
-            .iter()
-            .chain(current.iter().flat_map(|current| current.metrics.iter()))
-            .map(|(key, _)| key.clone()),
-    );
-    let param_keys = sorted_keys(
-        preview
-            .candidate
-            .params
-            .iter()
-            .chain(current.iter().flat_map(|current| current.params.iter()))
-            .map(|(key, _)| key.clone()),
-    );
-    let metric = |summary: &Option<&VersionSummary>, key: &str| {
-        summary
-            .and_then(|summary| summary.metrics.iter().find(|(name, _)| name == key))
-            .map_or("—".to_string(), |(_, value)| format!("{value:.4}"))
-    };
-    let param = |summary: &Option<&VersionSummary>, key: &str| {
-        summary
-            .and_then(|summary| summary.params.iter().find(|(name, _)| name == key))
-            .map_or("—".to_string(), |(_, value)| value.clone())
-    };
-    let metric_rows = metric_keys
-        .iter()
-        .map(|key| {
-            view! {
-                <tr>
-                    <th scope="row">{key.clone()}</th>
-                    <td class="metric">{metric(&current, key)}</td>
-                    <td class="metric">{metric(&candidate, key)}</td>
-                </tr>
-            }
-        })
-        .collect_view();
-    let param_rows = param_keys
-        .iter()
-        .map(|key| {
-            let (before, after) = (param(&current, key), param(&candidate, key));
-            let class = if current.is_some() && before != after {
-                "differs"
-            } else {
-                ""
-            };
-            view! {
-                <tr class=class>
-                    <th scope="row">{key.clone()}</th>
-                    <td>{before}</td>
-                    <td>{after}</td>
-                </tr>
-            }
-        })
-        .collect_view();
-    let run_link = |summary: Option<&VersionSummary>| {
-        summary
-            .filter(|summary| !summary.run_id.is_empty())
-            .map(|summary| {
-                view! { <a href=run_href(&summary.run_id)>"run"</a> }
-            })
-    };
-    let signature = |summary: Option<&VersionSummary>| {
-        summary
-            .and_then(|summary| summary.signature.clone())
-            .unwrap_or_else(|| "—".to_string())
-    };
-    let now_heading = current.map_or("Now: nothing".to_string(), |c| {
-        format!("Now: v{} ({})", c.version, c.stage)
-    });
-    let new_heading = format!(
-        "New: v{} ({})",
-        preview.candidate.version, preview.candidate.stage
-    );
-    view! {
-        <table class="data compare confirm evidence">
-            <thead>
-                <tr>
-                    <th scope="col">"Metric"</th>
-                    <th scope="col">{now_heading.clone()} " " {run_link(current)}</th>
-                    <th scope="col">{new_heading.clone()} " " {run_link(candidate)}</th>
-                </tr>
-            </thead>
-            <tbody>{metric_rows}</tbody>
-            <thead>
-                <tr><th scope="col">"Parameter"</th><th scope="col"></th><th scope="col"></th></tr>
-            </thead>
-            <tbody>{param_rows}</tbody>
-            <tbody>
-                <tr class="signature">
-                    <th scope="row">"Signature"</th>
-                    <td><pre>{signature(current)}</pre></td>
-                    <td><pre>{signature(candidate)}</pre></td>
-                </tr>
-            </tbody>
-        </table>
-    }
-}
-
-fn sorted_keys(keys: impl Iterator<Item = String>) -> Vec<String> {
-    let mut keys: Vec<String> = keys.collect();
-    keys.sort();
-    keys.dedup();
-    keys
 }

@@ -3,10 +3,10 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use super::list::{Pager, Results, SearchForm, SortHeader};
-use super::runs::experiment_href;
 use super::{DataSource, format_millis, paging::ListState, user_tags};
 use crate::error::AppError;
 use crate::model::{Experiment, ExperimentPage};
+use crate::routes::experiment_href;
 use crate::server_fns::search_experiments;
 
 const PATH: &str = "/experiments";

@@ -9,30 +9,20 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::list::{Results, segment};
+use super::list::Results;
 use super::live::keep_fresh;
-use super::run::run_href;
+use super::parts::Field;
 use super::{NotAllowed, format_millis, use_me};
+use crate::access::User;
 use crate::access::{Action, Role, authorize, holds_anywhere};
 use crate::error::AppError;
 use crate::model::launch_fields::*;
 use crate::model::{
     EntryPointSpec, FieldErrors, Launch, LaunchForm, LaunchRequest, LaunchStatus, LaunchUpdate,
-    ParamKind, ProfileSpec, ProjectSpec, User,
+    ParamKind, ProfileSpec, ProjectSpec,
 };
+use crate::routes::{launch_form_href, launch_href, relaunch_href, run_href};
 use crate::server_fns::{get_launch, list_launches, load_launch_draft, load_launch_form};
-
-pub fn launch_href(id: &str) -> String {
-    format!("/launches/{}", segment(id))
-}
-
-fn form_href(project: &str, entry_point: &str) -> String {
-    let query = form_urlencoded::Serializer::new(String::new())
-        .append_pair(PROJECT, project)
-        .append_pair(ENTRY_POINT, entry_point)
-        .finish();
-    format!("/launch?{query}")
-}
 
 #[component]
 pub fn LaunchFormPage() -> impl IntoView {
@@ -173,7 +163,7 @@ fn project_chooser(
                     let current = spec.name == project && entry.name == entry_point;
                     view! {
                         <a
-                            href=form_href(&spec.name, &entry.name)
+                            href=launch_form_href(&spec.name, &entry.name)
                             class:current=current
                             aria-current=current.then_some("page")
                         >
@@ -391,25 +381,6 @@ fn profile_choices(
     }
 }
 
-/// A labelled form field with its error underneath.
-#[component]
-pub(super) fn Field(
-    #[prop(into)] name: String,
-    #[prop(into)] label: String,
-    error: Option<String>,
-    children: Children,
-) -> impl IntoView {
-    let error_id = format!("{name}-error");
-    let invalid = error.is_some();
-    view! {
-        <div class="field" class:invalid=invalid data-field=name.clone()>
-            <label for=name.clone()>{label}</label>
-            {children()}
-            {error.map(|error| view! { <p class="field-error" id=error_id>{error}</p> })}
-        </div>
-    }
-}
-
 #[component]
 pub fn LaunchesPage() -> impl IntoView {
     let launches = Resource::new(|| (), |_| list_launches());
@@ -484,27 +455,6 @@ fn LaunchTable(launches: Vec<Launch>) -> impl IntoView {
 #[component]
 fn StatusBadge(status: LaunchStatus) -> impl IntoView {
     view! { <span class=format!("status status-{}", status.as_str()) data-status=status.as_str()>{status.as_str()}</span> }
-}
-
-/// The form, filled in as this launch was.
-fn relaunch_href(launch: &Launch) -> String {
-    let request = LaunchRequest {
-        project: launch.project.clone(),
-        entry_point: launch.entry_point.clone(),
-        params: launch.params.clone(),
-        experiment_id: launch.experiment_id.clone().unwrap_or_default(),
-        profile: launch.profile.clone(),
-        ..LaunchRequest::default()
-    };
-    let query = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(
-            request
-                .to_pairs()
-                .into_iter()
-                .filter(|(_, value)| !value.is_empty()),
-        )
-        .finish();
-    format!("/launch?{query}")
 }
 
 fn duration_text(launch: &Launch) -> String {
@@ -650,6 +600,7 @@ fn LaunchDetail(
 fn follow_launch(id: String, live: RwSignal<Option<LaunchUpdate>>, logs: RwSignal<String>) {
     #[cfg(feature = "hydrate")]
     {
+        use crate::routes::launch_events_href;
         use wasm_bindgen::JsCast;
         use wasm_bindgen::closure::Closure;
 
@@ -657,7 +608,7 @@ fn follow_launch(id: String, live: RwSignal<Option<LaunchUpdate>>, logs: RwSigna
         const MAX_LOG_CHARS: usize = 200_000;
 
         Effect::new(move |_| {
-            let url = format!("/api/launches/{}/events", segment(&id));
+            let url = launch_events_href(&id);
             let Ok(source) = web_sys::EventSource::new(&url) else {
                 return;
             };

@@ -86,16 +86,6 @@ pub fn Pager(state: ListState, next_page_token: Option<String>) -> impl IntoView
 /// The page sizes the pager offers (any from 1 to the maximum works in the URL).
 const PAGE_SIZES: [u32; 4] = [25, 50, 100, 500];
 
-/// One path segment, percent-encoded, for names that may hold any character.
-pub fn segment(text: &str) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
-}
-
 /// A column header that sorts the list by its column; a second click flips
 /// the order. `default_column` is what the list is sorted by (descending)
 /// when the URL names no order.

@@ -49,7 +49,7 @@ pub fn LoginPage() -> impl IntoView {
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
                     sso.await.ok().flatten().map(|provider| {
-                        let href = format!("/login/oidc?next={}", super::list::segment(&next()));
+                        let href = crate::routes::sso_href(&next());
                         view! {
                             <p class="sso">
                                 <a class="button" href=href rel="external">{format!("Sign in with {provider}")}</a>

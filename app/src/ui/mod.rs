@@ -9,6 +9,7 @@ mod live;
 mod login;
 mod models;
 pub mod paging;
+mod parts;
 mod run;
 mod runs;
 
@@ -19,9 +20,9 @@ use leptos_router::{
     path,
 };
 
+use crate::access::User;
 use crate::access::{Role, describe_grants, holds_anywhere};
 use crate::error::AppError;
-use crate::model::User;
 use approvals::{ApprovalPage, ApprovalsPage};
 use audit::AuditPage;
 use deployment_settings::DeploymentSettingsPage;
@@ -293,9 +294,50 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+/// Four significant figures, scientific notation for very large or small values.
+pub fn format_metric(value: f64) -> String {
+    let magnitude = value.abs();
+    if value == 0.0 || !value.is_finite() {
+        value.to_string()
+    } else if !(1e-3..1e5).contains(&magnitude) {
+        format!("{value:.3e}")
+    } else {
+        let decimals = (3 - magnitude.log10().floor() as i32).max(0) as usize;
+        let text = format!("{value:.decimals$}");
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
+    }
+}
+
+/// How long a finished run took; `—` while it runs (the server cannot know
+/// what "now" is in the browser, so nothing time-relative is rendered).
+pub fn format_duration(start: Option<i64>, end: Option<i64>) -> String {
+    let (Some(start), Some(end)) = (start, end) else {
+        return "—".to_string();
+    };
+    let millis = (end - start).max(0);
+    let seconds = millis / 1000;
+    match seconds {
+        0..60 => format!("{:.1}s", millis as f64 / 1000.0),
+        60..3600 => format!("{}m {:02}s", seconds / 60, seconds % 60),
+        _ => format!("{}h {:02}m", seconds / 3600, (seconds % 3600) / 60),
+    }
+}
+
+/// Chips for the tags users set; MLflow's own `mlflow.*` tags are bookkeeping.
+pub fn user_tags(tags: &[(String, String)]) -> impl IntoView + use<> {
+    tags.iter()
+        .filter(|(key, _)| !key.starts_with("mlflow."))
+        .map(|(key, value)| view! { <span class="tag">{format!("{key}={value}")}</span> })
+        .collect_view()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{format_clock, format_instant, format_millis};
+    use super::{format_clock, format_duration, format_instant, format_metric, format_millis};
 
     #[test]
     fn clock_times_read_as_utc_seconds() {
@@ -325,12 +367,23 @@ mod tests {
         );
         assert_eq!(format_millis(Some(-1)), "1969-12-31 23:59 UTC");
     }
-}
 
-/// Chips for the tags users set; MLflow's own `mlflow.*` tags are bookkeeping.
-pub fn user_tags(tags: &[(String, String)]) -> impl IntoView + use<> {
-    tags.iter()
-        .filter(|(key, _)| !key.starts_with("mlflow."))
-        .map(|(key, value)| view! { <span class="tag">{format!("{key}={value}")}</span> })
-        .collect_view()
+    #[test]
+    fn metrics_show_four_significant_figures() {
+        assert_eq!(format_metric(0.97777777), "0.9778");
+        assert_eq!(format_metric(12.5), "12.5");
+        assert_eq!(format_metric(1234.5678), "1235");
+        assert_eq!(format_metric(0.0), "0");
+        assert_eq!(format_metric(123456.0), "1.235e5");
+        assert_eq!(format_metric(0.00012), "1.200e-4");
+        assert_eq!(format_metric(-0.5), "-0.5");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(format_duration(Some(1_000), Some(4_200)), "3.2s");
+        assert_eq!(format_duration(Some(0), Some(62_000)), "1m 02s");
+        assert_eq!(format_duration(Some(0), Some(7_500_000)), "2h 05m");
+        assert_eq!(format_duration(Some(0), None), "—");
+    }
 }

@@ -4,25 +4,21 @@ use crate::access::Action;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::list::{Pager, Results, SearchForm, SortHeader, segment};
-use super::run::{ParamsAndMetrics, run_href};
+use super::list::{Pager, Results, SearchForm, SortHeader};
+use super::parts::{ParamsAndMetrics, SignatureTable};
 use super::{DataSource, format_millis, paging::ListState, user_tags};
 use crate::error::AppError;
 use crate::model::{
     ModelDetail, ModelSummary, ModelVersionInfo, ModelsPage, ServedBy, VersionDetail,
     VersionSummary, signature_columns,
 };
+use crate::routes::{
+    deployment_href, logged_model_href, model_href, new_deployment_href, promote_href,
+    registry_edit_href, run_href, version_href,
+};
 use crate::server_fns::{get_model, get_model_version, search_models};
 
 const PATH: &str = "/models";
-
-pub fn model_href(name: &str) -> String {
-    format!("/models/{}", segment(name))
-}
-
-pub fn version_href(name: &str, version: &str) -> String {
-    format!("/models/{}/versions/{}", segment(name), segment(version))
-}
 
 #[component]
 pub fn ModelsPage() -> impl IntoView {
@@ -257,12 +253,9 @@ fn VersionView(
             />
         }
     });
-    let promote = super::deployments::promote_href(&version.model, &version.version);
-    let deployment = super::deployments::deployment_href(&version.model);
-    let new_deployment = format!(
-        "/new-deployment?model={}",
-        super::list::segment(&version.model)
-    );
+    let promote = promote_href(&version.model, &version.version);
+    let deployment = deployment_href(&version.model);
+    let new_deployment = new_deployment_href(&version.model);
     // Promoting a model nothing serves would deploy nothing: offer to make
     // the deployment first.
     let serving = if detail.deployed {
@@ -321,21 +314,6 @@ fn VersionEvidence(summary: VersionSummary) -> impl IntoView {
     }
 }
 
-/// A model signature's columns with their types (`signature_columns`).
-#[component]
-pub(super) fn SignatureTable(columns: Vec<(String, String, String)>) -> impl IntoView {
-    let rows = columns
-        .into_iter()
-        .map(|(part, name, kind)| view! { <tr><td>{part}</td><th scope="row">{name}</th><td class="mono">{kind}</td></tr> })
-        .collect_view();
-    view! {
-        <table class="data signature">
-            <thead><tr><th scope="col">""</th><th scope="col">"Column"</th><th scope="col">"Type"</th></tr></thead>
-            <tbody>{rows}</tbody>
-        </table>
-    }
-}
-
 /// Lineage of an MLflow 3 version: the logged model it was made from,
 /// browsable on its run's page.
 fn logged_model_link(run_id: &str, source: &str) -> impl IntoView + use<> {
@@ -343,21 +321,16 @@ fn logged_model_link(run_id: &str, source: &str) -> impl IntoView + use<> {
         .strip_prefix("models:/")
         .filter(|id| id.starts_with("m-"));
     model_id.filter(|_| !run_id.is_empty()).map(|id| {
-        let href = format!("{}?model={}", run_href(run_id), segment(id));
+        let href = logged_model_href(run_id, id);
         view! { <a href=href>"the logged model's files"</a> }
     })
-}
-
-/// Where the registry forms post: one route, the form's `op` says what.
-fn edit_action(model: &str) -> String {
-    format!("{}/edit", model_href(model))
 }
 
 /// A version's aliases: set one (moving it here if it points elsewhere) or
 /// remove one. Plain forms: they work without JavaScript.
 #[component]
 fn AliasEditor(model: String, version: String, aliases: Vec<String>) -> impl IntoView {
-    let action = edit_action(&model);
+    let action = registry_edit_href(&model);
     let removals = aliases
         .into_iter()
         .map(|alias| {
@@ -395,7 +368,7 @@ fn StageEditor(model: String, version: String, stage: String) -> impl IntoView {
     view! {
         <section class="registry-edit">
             <h2>"Stage"</h2>
-            <form method="post" action=edit_action(&model) class="inline" data-stage-form>
+            <form method="post" action=registry_edit_href(&model) class="inline" data-stage-form>
                 <input type="hidden" name="op" value="stage"/>
                 <input type="hidden" name="version" value=version/>
                 <label for="stage">"Stage"</label>
@@ -419,7 +392,7 @@ fn RegistryEditor(
     description: String,
     tags: Vec<(String, String)>,
 ) -> impl IntoView {
-    let action = edit_action(&model);
+    let action = registry_edit_href(&model);
     let version_field = version
         .clone()
         .map(|version| view! { <input type="hidden" name="version" value=version/> });
@@ -475,7 +448,7 @@ fn served_by_link(model: &str, served_by: ServedBy) -> impl IntoView + use<> {
         Some(version) => format!("v{version} by {}", served_by.marker),
         None => format!("nothing at {}", served_by.marker),
     };
-    view! { <a href=super::deployments::deployment_href(model)>{text}</a> }
+    view! { <a href=deployment_href(model)>{text}</a> }
 }
 
 fn alias_chips(model: &str, aliases: &[(String, String)]) -> impl IntoView + use<> {

@@ -4,23 +4,19 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::list::{Results, segment};
-use super::models::{SignatureTable, version_href};
-use super::runs::{experiment_href, format_duration, format_metric};
-use super::{format_millis, user_tags};
+use super::list::Results;
+use super::parts::{ParamsAndMetrics, SignatureTable};
+use super::{format_duration, format_metric, format_millis, user_tags};
 use crate::access::{Role, holds_anywhere};
 use crate::error::AppError;
 use crate::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, ChartOptions, ComparePlots, MetricChart,
     PreviewContent, RegistrableModel, RunDetail, signature_columns,
 };
+use crate::routes::{artifact_href, experiment_href, logged_model_href, run_href, version_href};
 use crate::server_fns::{comparison_plots, get_run, list_artifacts, preview_artifact, run_charts};
 
 pub const MAX_COMPARED: usize = 10;
-
-pub fn run_href(run_id: &str) -> String {
-    format!("/runs/{}", segment(run_id))
-}
 
 /// The charts' options, as the page's query sets them.
 fn chart_options() -> Memo<Result<ChartOptions, AppError>> {
@@ -143,7 +139,7 @@ fn RunSummary(detail: RunDetail, may_register: bool) -> impl IntoView {
                     .logged_models
                     .iter()
                     .map(|model| {
-                        let href = format!("{}?model={}", run_href(&run.run_id), segment(model));
+                        let href = logged_model_href(&run.run_id, model);
                         view! { <a href=href>{model.clone()}</a> " " }
                     })
                     .collect_view()}
@@ -156,35 +152,6 @@ fn RunSummary(detail: RunDetail, may_register: bool) -> impl IntoView {
             metrics=run.metrics.clone()
             titles=("Parameters", "Metrics (latest)")
         />
-    }
-}
-
-/// A run's parameters and latest metrics side by side, under `titles`.
-#[component]
-pub(super) fn ParamsAndMetrics(
-    params: Vec<(String, String)>,
-    metrics: Vec<(String, f64)>,
-    titles: (&'static str, &'static str),
-) -> impl IntoView {
-    let params = params
-        .into_iter()
-        .map(|(key, value)| view! { <tr><th scope="row">{key}</th><td>{value}</td></tr> })
-        .collect_view();
-    let metrics = metrics
-        .into_iter()
-        .map(|(key, value)| view! { <tr><th scope="row">{key}</th><td class="metric">{format_metric(value)}</td></tr> })
-        .collect_view();
-    view! {
-        <div class="two-columns">
-            <div>
-                <h2>{titles.0}</h2>
-                <table class="data kv"><tbody>{params}</tbody></table>
-            </div>
-            <div>
-                <h2>{titles.1}</h2>
-                <table class="data kv"><tbody>{metrics}</tbody></table>
-            </div>
-        </div>
     }
 }
 
@@ -366,17 +333,6 @@ fn Artifacts(
             <ul class="plain">{rows}</ul>
         </div>
     }
-}
-
-/// An artifact file's viewer page (`view = ""`) or the file itself
-/// (`"/raw"`), of the run or of one of its logged models.
-fn artifact_href(run_id: &str, model: Option<&str>, path: &str, view: &str) -> String {
-    let mut query = form_urlencoded::Serializer::new(String::new());
-    query.append_pair("path", path);
-    if let Some(model) = model {
-        query.append_pair("model", model);
-    }
-    format!("{}/artifact{view}?{}", run_href(run_id), query.finish())
 }
 
 /// `/runs/{id}/artifact?path=…[&model=m-…]`: one artifact file — text,

@@ -2,18 +2,15 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::list::{Pager, Results, SearchForm, SortHeader, segment};
-use super::run::{MAX_COMPARED, run_href};
-use super::{format_millis, paging::ListState};
+use super::list::{Pager, Results, SearchForm, SortHeader};
+use super::run::MAX_COMPARED;
+use super::{format_duration, format_metric, format_millis, paging::ListState};
 use crate::error::AppError;
 use crate::model::{RunQuery, RunRow, RunsPage};
+use crate::routes::{experiment_href, run_href};
 use crate::server_fns::{get_experiment, search_runs};
 
 const KEPT: &[&str] = &["filter", "order", "dir", "col"];
-
-pub fn experiment_href(id: &str) -> String {
-    format!("/experiments/{}", segment(id))
-}
 
 /// `/experiments/{id}`: the experiment's runs. The header and the runs load
 /// separately, so a slow sort or a bad filter never blanks the page.
@@ -227,62 +224,5 @@ fn run_row(run: &RunRow, param_keys: &[String], metric_keys: &[String]) -> impl 
             {params}
             {metrics}
         </tr>
-    }
-}
-
-/// Four significant figures, scientific notation for very large or small values.
-pub fn format_metric(value: f64) -> String {
-    let magnitude = value.abs();
-    if value == 0.0 || !value.is_finite() {
-        value.to_string()
-    } else if !(1e-3..1e5).contains(&magnitude) {
-        format!("{value:.3e}")
-    } else {
-        let decimals = (3 - magnitude.log10().floor() as i32).max(0) as usize;
-        let text = format!("{value:.decimals$}");
-        if text.contains('.') {
-            text.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            text
-        }
-    }
-}
-
-/// How long a finished run took; `—` while it runs (the server cannot know
-/// what "now" is in the browser, so nothing time-relative is rendered).
-pub fn format_duration(start: Option<i64>, end: Option<i64>) -> String {
-    let (Some(start), Some(end)) = (start, end) else {
-        return "—".to_string();
-    };
-    let millis = (end - start).max(0);
-    let seconds = millis / 1000;
-    match seconds {
-        0..60 => format!("{:.1}s", millis as f64 / 1000.0),
-        60..3600 => format!("{}m {:02}s", seconds / 60, seconds % 60),
-        _ => format!("{}h {:02}m", seconds / 3600, (seconds % 3600) / 60),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metrics_show_four_significant_figures() {
-        assert_eq!(format_metric(0.97777777), "0.9778");
-        assert_eq!(format_metric(12.5), "12.5");
-        assert_eq!(format_metric(1234.5678), "1235");
-        assert_eq!(format_metric(0.0), "0");
-        assert_eq!(format_metric(123456.0), "1.235e5");
-        assert_eq!(format_metric(0.00012), "1.200e-4");
-        assert_eq!(format_metric(-0.5), "-0.5");
-    }
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(format_duration(Some(1_000), Some(4_200)), "3.2s");
-        assert_eq!(format_duration(Some(0), Some(62_000)), "1m 02s");
-        assert_eq!(format_duration(Some(0), Some(7_500_000)), "2h 05m");
-        assert_eq!(format_duration(Some(0), None), "—");
     }
 }

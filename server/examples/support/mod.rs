@@ -33,7 +33,11 @@ impl BenchCluster {
     pub async fn from_env() -> Self {
         let connect = |variable: &str| {
             let path = std::env::var(variable).unwrap_or_else(|_| panic!("{variable}"));
-            async move { server::cluster::connect(Some(path.as_ref())).await.unwrap() }
+            async move {
+                server::adapters::cluster::connect(Some(path.as_ref()))
+                    .await
+                    .unwrap()
+            }
         };
         Self {
             account: connect("BENCH_KUBECONFIG").await,

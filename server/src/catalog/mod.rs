@@ -64,34 +64,40 @@ pub struct DeploymentBinding {
     pub requires_approval: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NoProduction {
-    /// Keep serving what serves, and say so: taking a model out of
-    /// production in MLflow does not stop its traffic by accident.
-    #[default]
-    Keep,
-    /// Stop serving: the model server stops, the cluster object is deleted.
-    Remove,
+app::text_enum! {
+    #[derive(Default, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum NoProduction {
+        /// Keep serving what serves, and say so: taking a model out of
+        /// production in MLflow does not stop its traffic by accident.
+        #[default]
+        Keep => "keep",
+        /// Stop serving: the model server stops, the cluster object is deleted.
+        Remove => "remove",
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ServingTarget {
-    /// SeldonDeployment (Seldon Core v1), MLflow server implementation.
-    Seldon,
-    /// `mlflow models serve` on this machine (the embedded default).
-    Local,
+app::text_enum! {
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum ServingTarget {
+        /// SeldonDeployment (Seldon Core v1), MLflow server implementation.
+        Seldon => "seldon",
+        /// `mlflow models serve` on this machine (the embedded default).
+        Local => "local",
+    }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProductionMarker {
-    /// The version in stage `Production` (transitions archive the previous one).
-    #[default]
-    Stage,
-    /// The version the alias points at (MLflow ≥ 2.9).
-    Alias,
+app::text_enum! {
+    #[derive(Default, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum ProductionMarker {
+        /// The version in stage `Production` (transitions archive the previous one).
+        #[default]
+        Stage => "stage",
+        /// The version the alias points at (MLflow ≥ 2.9).
+        Alias => "alias",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::adapters::mlflow::RegisteredModel;
 use crate::catalog::{DeploymentBinding, ProductionMarker};
-use crate::mlflow::RegisteredModel;
 
 /// Bound model → the version that should serve (`None`: nothing is in
 /// production, or the model does not exist).

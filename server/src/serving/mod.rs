@@ -1,32 +1,20 @@
-//! Serving targets: what a deployed model version becomes, and how its
-//! status reads. Rendering is pure; applying goes through the cluster's API.
+//! Serving: the reconciler that makes every deployment serve what MLflow
+//! marks Production, and the interface its targets implement (the targets
+//! themselves are adapters: `adapters::serving`).
 
-pub mod bindings;
 pub mod desired;
-pub mod local;
 pub mod reconciler;
-pub mod seldon;
 pub mod target;
-pub mod try_it;
 
-use serde::{Deserialize, Serialize};
+use app::model::ServingState;
 
-/// A serving object's state as its conditions tell it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A deployment's state as its target's own signals tell it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServingStatus {
     pub state: ServingState,
     pub message: String,
     /// Where predictions are sent, once known.
     pub address: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ServingState {
-    Creating,
-    Available,
-    Failed,
-    /// Nothing to serve: no version in production, and nothing serving.
-    Idle,
 }
 
 /// What a deployment says while MLflow marks no version Production.

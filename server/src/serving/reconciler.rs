@@ -9,21 +9,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use app::access::{Action, authorize};
-use app::error::AppError;
-use app::model::{DeploymentView, User};
+use app::model::{DeploymentView, ServingState};
 use tokio::sync::{mpsc, watch};
 
 use super::desired::desired_versions;
-use super::local::{LocalServing, LocalTarget};
-use super::seldon::SeldonTarget;
-use super::target::{Ledger, Target};
-use super::{ServingState, failed_status, no_production_message};
-use crate::catalog::{DeploymentBinding, ProductionMarker, ServingTarget};
-use crate::error::Result;
+use super::target::{Ledger, Target, Trigger};
+use super::{failed_status, no_production_message};
+use crate::adapters::mlflow::{MlflowClient, MlflowError};
+use crate::catalog::{DeploymentBinding, ServingTarget};
+use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::mlflow::{MlflowClient, MlflowError};
-use crate::store::{NewPromotion, Seeded, Store};
+use crate::store::Store;
 
 /// How long a pass waits for MLflow's desired state: a frozen MLflow costs
 /// a pass this much, not the background client's whole budget.
@@ -34,26 +30,6 @@ const DESIRED_READ_DEADLINE: Duration = Duration::from_secs(5);
 /// seen within seconds, and a down one gets a request every few seconds.
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const LAST_RETRY: Duration = Duration::from_secs(2);
-
-/// Why a pass runs, and for whom it is recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Trigger {
-    /// promote, rollback, webhook, poll, startup.
-    pub cause: String,
-    pub actor: String,
-    /// A promotion of this model asks to retry even a version that failed.
-    pub retry_model: Option<String>,
-}
-
-impl Trigger {
-    pub fn new(cause: &str, actor: &str) -> Self {
-        Self {
-            cause: cause.into(),
-            actor: actor.into(),
-            retry_model: None,
-        }
-    }
-}
 
 pub struct Reconciler {
     /// The history, failures and MLflow the targets share.
@@ -78,35 +54,14 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    /// Makes the catalog file's bindings the file-managed ones in the
-    /// database (each change audited), then reads every binding.
+    /// A reconciler over `targets` (local serving always, a cluster's
+    /// where there is one), with the bindings the database holds now.
     pub async fn new(
         mlflow: MlflowClient,
         store: Store,
-        catalog: &[DeploymentBinding],
-        local: Arc<LocalServing>,
-        seldon: Option<SeldonTarget>,
+        targets: Vec<Arc<dyn Target>>,
     ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Trigger>)> {
-        for (model, seeded) in store.seed_bindings(catalog).await? {
-            let what = match seeded {
-                Seeded::Added => "bound by the catalog file",
-                Seeded::Changed => "changed by the catalog file",
-                Seeded::Removed => "no longer in the catalog file: deleted",
-            };
-            store
-                .record_event(
-                    "catalog",
-                    "deployment-settings",
-                    &format!("model:{model}"),
-                    what,
-                )
-                .await?;
-        }
         let (triggers, receiver) = mpsc::unbounded_channel();
-        let mut targets: Vec<Arc<dyn Target>> = vec![Arc::new(LocalTarget::new(local))];
-        if let Some(seldon) = seldon {
-            targets.push(Arc::new(seldon));
-        }
         let reconciler = Arc::new(Self {
             ledger: Arc::new(Ledger::new(store, mlflow)),
             bindings: RwLock::default(),
@@ -215,19 +170,23 @@ impl Reconciler {
         self.ledger.report_to(metrics);
     }
 
-    pub(super) fn store(&self) -> &Store {
+    fn store(&self) -> &Store {
         self.ledger.store()
     }
 
-    /// The target of this kind, if Slipway has one (a cluster's only with
+    /// Whether Slipway serves on this kind of target (a cluster's only with
     /// a cluster).
-    pub(super) fn target(&self, kind: ServingTarget) -> Option<&Arc<dyn Target>> {
+    pub fn has_target(&self, kind: ServingTarget) -> bool {
+        self.target(kind).is_some()
+    }
+
+    fn target(&self, kind: ServingTarget) -> Option<&Arc<dyn Target>> {
         self.targets.iter().find(|target| target.kind() == kind)
     }
 
     /// A changed deployment starts afresh: a failure recorded for it, and
     /// what its target saw last pass, no longer apply.
-    pub(super) fn forget_failure(&self, model: &str) {
+    pub fn forget_failure(&self, model: &str) {
         self.ledger.forget_failure(model);
         for target in &self.targets {
             target.forget(model);
@@ -316,242 +275,27 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Makes `version` Production in MLflow (stage or alias, as bound),
-    /// records who did it, and converges at once.
-    /// A deployer's promotion, where the binding needs no approval.
-    pub async fn promote(
-        &self,
-        user: &User,
-        model: &str,
-        version: &str,
-        expected: Expected,
-    ) -> Result<(), AppError> {
-        authorize(user, Action::Promote { model })?;
-        if self.binding(model)?.requires_approval {
-            return Err(AppError::Forbidden(format!(
-                "{model} needs an approver: ask for a promotion instead"
-            )));
-        }
-        self.mark_production(user, model, version, "promote", expected)
-            .await
+    /// The version MLflow marked Production for `model` as of the last
+    /// pass (`None`: nothing, or not read yet).
+    pub fn desired_version(&self, model: &str) -> Option<String> {
+        self.desired
+            .lock()
+            .expect("desired")
+            .get(model)
+            .cloned()
+            .flatten()
     }
 
-    /// Carries out an approved request, as its approver: only if Production
-    /// is still what it was when the request was made.
-    pub async fn promote_approved(
-        &self,
-        approver: &User,
-        request: &app::model::PromotionRequest,
-    ) -> Result<(), AppError> {
-        authorize(
-            approver,
-            Action::Approve {
-                model: &request.model,
-                requested_by: &request.requested_by,
-            },
-        )?;
-        let expected = Expected::Version(request.base_version.clone());
-        self.mark_production(
-            approver,
-            &request.model,
-            &request.version,
-            "approval",
-            expected,
-        )
-        .await
-    }
-
-    pub fn requires_approval(&self, model: &str) -> Result<bool, AppError> {
-        Ok(self.binding(model)?.requires_approval)
-    }
-
-    /// The version MLflow marks Production for `model` right now (not as
-    /// of the last pass).
-    pub async fn production_version(&self, model: &str) -> Result<Option<String>, AppError> {
-        let binding = self.binding(model)?;
-        let found = self.ledger.mlflow().get_registered_model(model).await?;
-        Ok(desired_versions(std::slice::from_ref(&binding), &[found])
-            .remove(model)
-            .flatten())
-    }
-
-    /// Makes `version` the Production one in MLflow and deploys it; the
-    /// caller has decided that `user` may. Changes of one model go one at a
-    /// time, in order of arrival, each recorded before MLflow is asked and
-    /// completed after; a change that expected another Production version
-    /// than the one it finds is refused.
-    async fn mark_production(
-        &self,
-        user: &User,
-        model: &str,
-        version: &str,
-        cause: &str,
-        expected: Expected,
-    ) -> Result<(), AppError> {
-        let binding = self.binding(model)?;
-        let turn = self.store().lock_model(model).await?;
-        let current = self.production_version(model).await?;
-        let expected_version = match &expected {
-            Expected::Any => None,
-            Expected::Version(version) => Some(version.as_deref()),
-        };
-        let mut promotion = NewPromotion {
-            model,
-            cause,
-            version,
-            previous_version: current.as_deref(),
-            expected_version,
-            actor: &user.name,
-            audit_id: None,
-        };
-        let detail = format!("{} → v{version}", version_words(current.as_deref()));
-        let subject = format!("model:{model}");
-        if let Some(expected) = expected_version
-            && expected != current.as_deref()
-        {
-            let why = format!(
-                "Production is {} now, not {} as when you looked; nothing was changed. Look again, then decide.",
-                version_words(current.as_deref()),
-                version_words(expected)
-            );
-            self.store().refuse_promotion(&promotion, &why).await?;
-            self.store()
-                .record_event(
-                    &user.name,
-                    cause,
-                    &subject,
-                    &format!("{detail}: refused, {why}"),
-                )
-                .await?;
-            return Err(AppError::Conflict(why));
-        }
-        // Recorded before MLflow is asked, completed after: a crash in
-        // between leaves rows that say what was attempted, settled on the
-        // next start.
-        let audit = self
-            .store()
-            .begin_event(&user.name, cause, &subject, &detail)
-            .await?;
-        promotion.audit_id = Some(&audit);
-        let id = self.store().begin_promotion(&promotion).await?;
-        let marked = match binding.production {
-            ProductionMarker::Stage => {
-                self.ledger
-                    .mlflow()
-                    .transition_to_production(model, version)
-                    .await
-            }
-            ProductionMarker::Alias => {
-                self.ledger
-                    .mlflow()
-                    .set_alias(model, &binding.alias, version)
-                    .await
-            }
-        };
-        if let Err(err) = marked {
-            let err = AppError::from(err);
-            let outcome = format!("failed: {err}");
-            self.store()
-                .finish_promotion(&id, "failed", &outcome)
-                .await?;
-            self.store().complete_event(&audit, &outcome).await?;
-            return Err(err);
-        }
-        self.store().finish_promotion(&id, "marked", "").await?;
-        self.store().complete_event(&audit, "done").await?;
-        drop(turn);
-        self.trigger(Trigger {
-            cause: cause.into(),
-            actor: user.name.clone(),
-            retry_model: Some(model.into()),
-        });
-        Ok(())
-    }
-
-    /// Settles changes a crash left half done: `marked` if MLflow has the
-    /// change, else `interrupted`, each with its audit entry. Each waits for
-    /// its model's turn, so a change still under way elsewhere finishes
-    /// first. The number settled.
-    pub async fn settle_interrupted(&self) -> Result<usize, AppError> {
-        let mut settled = 0;
-        for left in self.store().unfinished_promotions().await? {
-            let _turn = self.store().lock_model(&left.model).await?;
-            // Still `marking` on our turn: whoever wrote it is gone.
-            let still_open = self
-                .store()
-                .unfinished_promotions()
-                .await?
-                .iter()
-                .any(|open| open.id == left.id);
-            if !still_open {
-                continue;
-            }
-            let (state, message) = match self.production_version(&left.model).await {
-                Ok(current) if current.as_deref() == Some(left.version.as_str()) => (
-                    "marked",
-                    "finished after a restart: MLflow had made the change",
-                ),
-                Ok(_) => (
-                    "interrupted",
-                    "Slipway stopped before MLflow confirmed the change; MLflow does not have it, nothing changed",
-                ),
-                Err(AppError::NotFound(_)) => (
-                    "interrupted",
-                    "Slipway stopped during the change, and the model is no longer bound",
-                ),
-                Err(err) => return Err(err),
-            };
-            self.store()
-                .finish_promotion(&left.id, state, message)
-                .await?;
-            if let Some(audit) = &left.audit_id {
-                let outcome = match state {
-                    "marked" => "done (settled after a restart)".to_string(),
-                    _ => format!("failed: {message}"),
-                };
-                self.store().complete_event(audit, &outcome).await?;
-            }
-            tracing::warn!(model = %left.model, version = %left.version, %state, "settled a change a restart interrupted");
-            settled += 1;
-        }
-        Ok(settled)
-    }
-
-    /// Makes the version that served before the current Production one
-    /// Production again: the newest other version the history records as
-    /// serving. "Current" is MLflow's, not the target's, which may not yet
-    /// have recorded the last change as serving.
-    pub async fn rollback(
-        &self,
-        user: &User,
-        model: &str,
-        expected: Expected,
-    ) -> Result<String, AppError> {
-        authorize(user, Action::Rollback { model })?;
-        let current = self.production_version(model).await?;
-        let history = self.store().deployment_history(model, 200).await?;
-        let previous = history
-            .iter()
-            .filter(|event| event.outcome == "serving")
-            .filter_map(|event| event.version.clone())
-            .find(|version| Some(version) != current.as_ref())
-            .ok_or_else(|| {
-                AppError::InvalidInput(format!("{model} has no earlier version to roll back to"))
-            })?;
-        self.mark_production(user, model, &previous, "rollback", expected)
-            .await?;
-        Ok(previous)
-    }
-
-    fn binding(&self, model: &str) -> Result<DeploymentBinding, AppError> {
+    pub fn binding(&self, model: &str) -> Result<DeploymentBinding> {
         self.bindings()
             .iter()
             .find(|binding| binding.model == model)
             .cloned()
-            .ok_or_else(|| AppError::NotFound(format!("{model} has no deployment")))
+            .ok_or_else(|| Error::NotFound(format!("{model} has no deployment")))
     }
 
-    pub fn view(&self, model: &str) -> Result<DeploymentView, AppError> {
+    /// What the deployment of `model` serves and how, as of now.
+    pub fn view(&self, model: &str) -> Result<DeploymentView> {
         let binding = self.binding(model)?;
         let known = self.desired.lock().expect("desired").get(model).cloned();
         let desired = known.clone().flatten();
@@ -579,31 +323,15 @@ impl Reconciler {
         };
         Ok(DeploymentView {
             model: model.into(),
-            target: match binding.target {
-                ServingTarget::Local => "local".into(),
-                ServingTarget::Seldon => "seldon".into(),
-            },
+            target: binding.target.as_str().into(),
             namespace: binding.namespace.clone(),
             marker: binding.marker(),
             desired_version: desired,
             serving_version: serving,
-            state: format!("{:?}", status.state),
+            state: status.state,
             message,
             address: status.address,
             last_change_ms: None,
         })
     }
-}
-
-/// What a change of Production expects to find there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Expected {
-    /// Whatever is there (a client that did not say).
-    Any,
-    /// This version, or `None`: nothing in Production.
-    Version(Option<String>),
-}
-
-fn version_words(version: Option<&str>) -> String {
-    version.map_or("nothing".to_string(), |version| format!("v{version}"))
 }

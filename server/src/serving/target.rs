@@ -5,13 +5,34 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use app::model::DeploymentOutcome;
+
 use super::ServingStatus;
-use super::reconciler::Trigger;
+use crate::adapters::mlflow::MlflowClient;
 use crate::catalog::{DeploymentBinding, ServingTarget as TargetKind};
 use crate::error::Result;
 use crate::metrics::Metrics;
-use crate::mlflow::MlflowClient;
 use crate::store::Store;
+
+/// Why a pass runs, and for whom what it changes is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    /// promote, rollback, approval, settings, webhook, poll, retry, startup.
+    pub cause: String,
+    pub actor: String,
+    /// A change of this model asks to retry even a version that failed.
+    pub retry_model: Option<String>,
+}
+
+impl Trigger {
+    pub fn new(cause: &str, actor: &str) -> Self {
+        Self {
+            cause: cause.into(),
+            actor: actor.into(),
+            retry_model: None,
+        }
+    }
+}
 
 #[async_trait::async_trait]
 pub trait Target: Send + Sync {
@@ -130,7 +151,7 @@ impl Ledger {
         version: &str,
         previous: Option<&str>,
         (cause, actor): (&str, &str),
-        outcome: &str,
+        outcome: DeploymentOutcome,
         message: &str,
     ) -> Result<()> {
         let id = self
@@ -154,8 +175,15 @@ impl Ledger {
             return Ok(());
         }
         let (cause, actor) = self.attribution(model, Some(version), trigger).await?;
-        self.record(model, version, serving, (&cause, &actor), "failed", why)
-            .await?;
+        self.record(
+            model,
+            version,
+            serving,
+            (&cause, &actor),
+            DeploymentOutcome::Failed,
+            why,
+        )
+        .await?;
         self.set_failed(model, version);
         Ok(())
     }

@@ -59,12 +59,13 @@ impl Store {
     ) -> Result<Vec<PromotionRequest>> {
         let rows = sqlx::query(&format!(
             "SELECT {REQUEST_COLUMNS} FROM promotion_requests \
-             WHERE ($1 IS NULL OR model = $1) AND ($2 = 0 OR state = 'pending') \
+             WHERE ($1 IS NULL OR model = $1) AND ($2 = 0 OR state = $4) \
              ORDER BY requested_ms DESC, id DESC LIMIT $3"
         ))
         .bind(model)
         .bind(i64::from(pending_only))
         .bind(limit)
+        .bind(RequestState::Pending.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(request_from_row).collect()

@@ -3,15 +3,14 @@
 //! callers that may use it. Refused requests change nothing: MLflow and the
 //! database are checked after them.
 
-
 use std::collections::BTreeMap;
 
+use crate::support::site::{CROSS_SITE, Caller, Site, everyone, location, refused};
+use crate::support::{MlflowRest, config, mlflow_url, trainer_catalog, unique};
 use app::access::Role;
 use axum::http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::json;
-use crate::support::site::{CROSS_SITE, Caller, Site, everyone, location, refused};
-use crate::support::{MlflowRest, config, mlflow_url, trainer_catalog, unique};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_admits_exactly_the_callers_it_should() {

@@ -6,11 +6,10 @@
 
 use crate::support;
 
-
-use app::access::Role;
-use app::model::RequestState;
 use crate::support::site::{Site, location};
 use crate::support::{MlflowRest, config, mlflow_url, unique};
+use app::access::Role;
+use app::model::RequestState;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
@@ -67,7 +66,7 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
         .strip_prefix("/approvals/")
         .expect("to the request")
         .to_string();
-    let request = site.slipway.request(&id).await.unwrap();
+    let request = site.services.promotions.request(&id).await.unwrap();
     assert_eq!(request.state, RequestState::Pending);
     assert_eq!(request.requested_by, "deployer");
     assert_eq!(request.base_version, None);
@@ -114,7 +113,7 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
         )
         .await;
     assert_eq!(location(&approved), page, "approved, back to the request");
-    let request = site.slipway.request(&id).await.unwrap();
+    let request = site.services.promotions.request(&id).await.unwrap();
     assert_eq!(request.state, RequestState::Approved);
     assert_eq!(request.decided_by.as_deref(), Some("approver"));
     assert_eq!(
@@ -127,7 +126,7 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
     let second = location(&ask(&site, &promote, &versions[1], "lower rmse").await);
     let third = location(&ask(&site, &promote, &versions[2], "lowest rmse").await);
     let third_id = third.strip_prefix("/approvals/").unwrap();
-    let request = site.slipway.request(third_id).await.unwrap();
+    let request = site.services.promotions.request(third_id).await.unwrap();
     assert_eq!(request.base_version.as_deref(), Some("1"));
     assert_eq!(
         request
@@ -156,7 +155,12 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
         .await;
     assert_eq!(location(&rejected), third);
     assert_eq!(
-        site.slipway.request(third_id).await.unwrap().state,
+        site.services
+            .promotions
+            .request(third_id)
+            .await
+            .unwrap()
+            .state,
         RequestState::Rejected
     );
     assert_eq!(mlflow.stage(&model, "3").await, "None");
@@ -191,7 +195,12 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
     assert!(back.contains("notice=") && back.contains("stale"), "{back}");
     let fourth_id = fourth.strip_prefix("/approvals/").unwrap();
     assert_eq!(
-        site.slipway.request(fourth_id).await.unwrap().state,
+        site.services
+            .promotions
+            .request(fourth_id)
+            .await
+            .unwrap()
+            .state,
         RequestState::Stale
     );
     assert_eq!(
@@ -294,7 +303,7 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
     );
     let (status, _) = page_status(&site, "/audit.json?from=yesterday").await;
     assert_eq!(status, 400, "a bad date is explained, not ignored");
-    site.slipway.reconciler.shutdown().await;
+    site.services.deployments.shutdown().await;
 }
 
 async fn page_status(site: &Site, path: &str) -> (u16, String) {

@@ -4,12 +4,11 @@
 
 use crate::support;
 
-
+use crate::support::site::{Caller, Site};
+use crate::support::{MlflowRest, config, mlflow_url, unique};
 use app::access::Role;
 use axum::http::{Method, StatusCode, header};
 use http_body_util::BodyExt;
-use crate::support::site::{Caller, Site};
-use crate::support::{MlflowRest, config, mlflow_url, unique};
 
 /// The smallest valid PNG: one transparent pixel.
 const PIXEL_PNG: &[u8] = &[

@@ -6,10 +6,13 @@
 
 use crate::support;
 
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::binary::{Slipway, SlipwaySettings};
+use crate::support::cluster::TestNamespace;
+use crate::support::eventually;
+use crate::support::{MlflowRest, mlflow_url, repo_root, unique};
 use app::model::{DeploymentDetail, Launch, LaunchStatus};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -19,10 +22,6 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use leptos::server_fn::ServerFn;
 use serde_json::{Value, json};
-use crate::support::binary::{Slipway, SlipwaySettings};
-use crate::support::cluster::TestNamespace;
-use crate::support::eventually;
-use crate::support::{MlflowRest, mlflow_url, repo_root, unique};
 
 const TRAINING_IMAGE: &str = "registry.example.com/slipway/diabetes:1.0";
 

@@ -5,25 +5,27 @@
 
 use crate::support;
 
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::access::Role;
-use app::model::DeploymentView;
-use server::mlflow::MlflowClient;
-use server::serving::bindings::Saved;
-use server::serving::local::{LocalServing, NotServing};
-use server::serving::reconciler::{Expected, Reconciler, Trigger};
-use server::store::Store;
 use crate::support::{
     MlflowRest, mlflow_url, register_sklearn_model as register, register_sklearn_model_in, unique,
     user,
 };
+use app::access::Role;
+use app::model::DeploymentView;
+use server::adapters::mlflow::MlflowClient;
+use server::adapters::serving::local::{LocalServing, NotServing};
+use server::error::{Error, Invalid};
+use server::services::promotions::{Expected, Promotions};
+use server::serving::reconciler::Reconciler;
+use server::serving::target::Trigger;
+use server::store::Store;
 
 struct Setup {
     reconciler: Arc<Reconciler>,
+    promotions: Arc<Promotions>,
     store: Store,
     local: Arc<LocalServing>,
 }
@@ -33,10 +35,15 @@ async fn setup(data: &Path, model: &str) -> Setup {
         .await
         .unwrap();
     let catalog = format!("[[deployment]]\nmodel = \"{model}\"\ntarget = \"local\"\n");
-    let (reconciler, local) =
-        support::reconciler(&store, data, &catalog, Duration::from_secs(1)).await;
+    let support::Serving {
+        reconciler,
+        promotions,
+        local,
+        ..
+    } = support::serving(&store, data, &catalog, Duration::from_secs(1)).await;
     Setup {
         reconciler,
+        promotions,
         store,
         local,
     }
@@ -81,12 +88,14 @@ async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
     let data = tempfile::tempdir().unwrap();
     let setup = setup(data.path(), &model).await;
     let reconciler = &setup.reconciler;
+    let promotions = &setup.promotions;
 
-    reconciler
+    promotions
         .promote(
             &user("promoter", Role::Deployer),
             &model,
             "1",
+            "",
             Expected::Any,
         )
         .await
@@ -96,11 +105,12 @@ async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
     assert_eq!(predict(&v1_address).await.unwrap(), 3.0);
 
     // Replaced without a gap: the old server answers until the new one is ready.
-    reconciler
+    promotions
         .promote(
             &user("promoter", Role::Deployer),
             &model,
             "2",
+            "",
             Expected::Any,
         )
         .await
@@ -127,7 +137,7 @@ async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
     }
     assert!(stopped, "the old server is stopped once the new one serves");
 
-    let back_to = reconciler
+    let back_to = promotions
         .rollback(&user("promoter", Role::Deployer), &model, Expected::Any)
         .await
         .unwrap();
@@ -213,7 +223,7 @@ async fn after_a_restart_it_converges_from_mlflow_alone_and_repairs_a_killed_ser
     // The promotion happened; the Slipway that would have deployed it did not survive.
     MlflowClient::new(
         &mlflow_url().parse().unwrap(),
-        server::config::MlflowAuth::None,
+        server::adapters::mlflow::MlflowAuth::None,
         Duration::from_secs(20),
     )
     .unwrap()
@@ -279,7 +289,7 @@ async fn after_a_restart_it_converges_from_mlflow_alone_and_repairs_a_killed_ser
     .expect("the frozen server was replaced");
     assert_eq!(predict(&replaced.address()).await.unwrap(), 6.0);
     assert!(
-        !server::process::group_alive(restarted.pgid),
+        !server::adapters::process::group_alive(restarted.pgid),
         "the frozen server was stopped"
     );
     let restarted = replaced;
@@ -413,28 +423,30 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
     let store = Store::connect(&format!("sqlite://{}/s.db?mode=rwc", data.path().display()))
         .await
         .unwrap();
-    let (reconciler, _local) =
-        support::reconciler(&store, data.path(), "", Duration::from_secs(1)).await;
+    let support::Serving {
+        reconciler,
+        promotions,
+        deployments,
+        local: _local,
+        ..
+    } = support::serving(&store, data.path(), "", Duration::from_secs(1)).await;
     let settings = app::model::DeploymentSettings {
         model: model.clone(),
         ..app::model::DeploymentSettings::new_deployment()
     };
 
     // Only an admin may; the form's values are checked as the catalog's.
-    let refused = reconciler
-        .create_deployment(&user("promoter", Role::Deployer), &settings)
+    let refused = deployments
+        .create(&user("promoter", Role::Deployer), &settings)
         .await;
-    assert!(
-        matches!(refused, Err(app::error::AppError::Forbidden(_))),
-        "{refused:?}"
-    );
+    assert!(matches!(refused, Err(Error::Forbidden(_))), "{refused:?}");
     let invalid = app::model::DeploymentSettings {
         target: "seldon".into(),
         replicas: "-1".into(),
         ..settings.clone()
     };
-    let Ok(Saved::Invalid(problems)) = reconciler
-        .create_deployment(&user("admin", Role::Admin), &invalid)
+    let Err(Error::Invalid(Invalid { problems, .. })) = deployments
+        .create(&user("admin", Role::Admin), &invalid)
         .await
     else {
         panic!("refused as invalid");
@@ -454,13 +466,15 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
     );
 
     assert!(matches!(
-        reconciler
-            .create_deployment(&user("admin", Role::Admin), &settings)
+        deployments
+            .create(&user("admin", Role::Admin), &settings)
             .await,
-        Ok(Saved::Done)
+        Ok(())
     ));
-    let Ok(Saved::Invalid(twice)) = reconciler
-        .create_deployment(&user("admin", Role::Admin), &settings)
+    let Err(Error::Invalid(Invalid {
+        problems: twice, ..
+    })) = deployments
+        .create(&user("admin", Role::Admin), &settings)
         .await
     else {
         panic!("a second deployment of one model is refused");
@@ -468,11 +482,12 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
     assert_eq!(twice, [format!("{model} already has a deployment")]);
 
     // Served without a restart.
-    reconciler
+    promotions
         .promote(
             &user("promoter", Role::Deployer),
             &model,
             "1",
+            "",
             Expected::Any,
         )
         .await
@@ -481,7 +496,7 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
     assert_eq!(predict(&view.address.unwrap()).await.unwrap(), 3.0);
 
     // Changed from a stale form: refused; from a fresh one: saved.
-    let form = reconciler.deployment_form(Some(&model)).await.unwrap();
+    let form = deployments.form(Some(&model)).await.unwrap();
     assert!(form.exists && !form.from_catalog);
     let needs_approval = app::model::DeploymentSettings {
         requires_approval: true,
@@ -491,43 +506,43 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
         revision: "0".into(),
         ..needs_approval.clone()
     };
-    let conflict = reconciler
-        .update_deployment(&user("admin", Role::Admin), &model, &stale)
+    let conflict = deployments
+        .update(&user("admin", Role::Admin), &model, &stale)
         .await;
-    assert!(
-        matches!(conflict, Err(app::error::AppError::Conflict(_))),
-        "{conflict:?}"
-    );
-    assert!(!reconciler.requires_approval(&model).unwrap());
+    assert!(matches!(conflict, Err(Error::Conflict(_))), "{conflict:?}");
+    assert!(!reconciler.binding(&model).unwrap().requires_approval);
     assert!(matches!(
-        reconciler
-            .update_deployment(&user("admin", Role::Admin), &model, &needs_approval)
+        deployments
+            .update(&user("admin", Role::Admin), &model, &needs_approval)
             .await,
-        Ok(Saved::Done)
+        Ok(())
     ));
-    assert!(reconciler.requires_approval(&model).unwrap());
-    let asked = reconciler
+    assert!(reconciler.binding(&model).unwrap().requires_approval);
+    // Now a deployer's promotion only asks, and asking needs a reason:
+    // nothing is promoted directly.
+    let asked = promotions
         .promote(
             &user("promoter", Role::Deployer),
             &model,
             "1",
+            "",
             Expected::Any,
         )
         .await;
     assert!(
-        matches!(asked, Err(app::error::AppError::Forbidden(_))),
+        matches!(&asked, Err(Error::Invalid(why)) if why.to_string().starts_with("Please say why")),
         "{asked:?}"
     );
 
     // Deleted: its model server stops, and the history says who and why.
-    let revision = reconciler
-        .deployment_form(Some(&model))
+    let revision = deployments
+        .form(Some(&model))
         .await
         .unwrap()
         .settings
         .revision;
-    reconciler
-        .delete_deployment(&user("admin", Role::Admin), &model, &revision)
+    deployments
+        .delete(&user("admin", Role::Admin), &model, &model, &revision)
         .await
         .unwrap();
     let stopped = support::eventually(Duration::from_secs(30), || async {
@@ -538,10 +553,7 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
         stopped.is_some(),
         "the model server outlived its deployment"
     );
-    assert!(matches!(
-        reconciler.view(&model),
-        Err(app::error::AppError::NotFound(_))
-    ));
+    assert!(matches!(reconciler.view(&model), Err(Error::NotFound(_))));
     // Recorded once the whole process group has ended.
     let history = support::eventually(Duration::from_secs(30), || async {
         let history = store.deployment_history(&model, 10).await.unwrap();
@@ -599,22 +611,30 @@ async fn the_catalog_files_deployments_belong_to_the_file() {
         .await
         .unwrap();
     let catalog = format!("[[deployment]]\nmodel = \"{model}\"\ntarget = \"local\"\n");
-    let (reconciler, _local) =
-        support::reconciler(&store, data.path(), &catalog, Duration::from_secs(3600)).await;
-    let form = reconciler.deployment_form(Some(&model)).await.unwrap();
+    let support::Serving {
+        reconciler,
+        deployments,
+        local: _local,
+        ..
+    } = support::serving(&store, data.path(), &catalog, Duration::from_secs(3600)).await;
+    let form = deployments.form(Some(&model)).await.unwrap();
     assert!(form.from_catalog);
-    let refused = reconciler
-        .update_deployment(&user("admin", Role::Admin), &model, &form.settings)
+    let refused = deployments
+        .update(&user("admin", Role::Admin), &model, &form.settings)
         .await;
-    let Err(app::error::AppError::InvalidInput(why)) = refused else {
+    let Err(Error::Invalid(why)) = refused else {
         panic!("a file's deployment is changed in the file: {refused:?}");
     };
+    let why = why.to_string();
     assert!(why.contains("catalog file"), "{why}");
     reconciler.shutdown().await;
 
     // Started again with the entry gone from the file: the deployment goes.
-    let (again, _local) =
-        support::reconciler(&store, data.path(), "", Duration::from_secs(3600)).await;
+    let support::Serving {
+        reconciler: again,
+        local: _local,
+        ..
+    } = support::serving(&store, data.path(), "", Duration::from_secs(3600)).await;
     assert!(again.bindings().is_empty());
     assert!(store.binding(&model).await.unwrap().is_none());
     again.shutdown().await;
@@ -644,24 +664,30 @@ async fn an_mlflow_outage_during_a_promotion_is_said_and_caught_up_on() {
         .unwrap();
     let catalog = format!("[[deployment]]\nmodel = \"{model}\"\ntarget = \"local\"\n");
     // The default poll interval.
-    let (reconciler, _local) =
-        support::reconciler_of(&url, &store, data.path(), &catalog, Duration::from_secs(5)).await;
-    reconciler
+    let support::Serving {
+        reconciler,
+        promotions,
+        local: _local,
+        ..
+    } = support::serving_of(&url, &store, data.path(), &catalog, Duration::from_secs(5)).await;
+    promotions
         .promote(
             &user("promoter", Role::Deployer),
             &model,
             "1",
+            "",
             Expected::Any,
         )
         .await
         .unwrap();
     serving(&reconciler, &model, "1").await;
 
-    reconciler
+    promotions
         .promote(
             &user("promoter", Role::Deployer),
             &model,
             "2",
+            "",
             Expected::Any,
         )
         .await
@@ -772,11 +798,21 @@ async fn fifty_changes_at_once_over_three_models_end_served_as_mlflow_says() {
         .iter()
         .map(|model| format!("[[deployment]]\nmodel = {model:?}\ntarget = \"local\"\n\n"))
         .collect();
-    let (reconciler, local) =
-        support::reconciler(&store, data.path(), &catalog, Duration::from_secs(1)).await;
+    let support::Serving {
+        reconciler,
+        promotions,
+        local,
+        ..
+    } = support::serving(&store, data.path(), &catalog, Duration::from_secs(1)).await;
     for model in &models {
-        reconciler
-            .promote(&user("promoter", Role::Deployer), model, "1", Expected::Any)
+        promotions
+            .promote(
+                &user("promoter", Role::Deployer),
+                model,
+                "1",
+                "",
+                Expected::Any,
+            )
             .await
             .unwrap();
     }
@@ -784,24 +820,26 @@ async fn fifty_changes_at_once_over_three_models_end_served_as_mlflow_says() {
     // Every fifth click is a rollback; the others promote versions in turn.
     let clicks: Vec<_> = (0..50)
         .map(|click| {
-            let reconciler = reconciler.clone();
+            let promotions = promotions.clone();
             let model = models[click % models.len()].clone();
             let version = (1 + (click * 7) % 3).to_string();
             tokio::spawn(async move {
                 if click % 5 == 4 {
-                    reconciler
+                    promotions
                         .rollback(&user("promoter", Role::Deployer), &model, Expected::Any)
                         .await
                         .map(|_| ())
                 } else {
-                    reconciler
+                    promotions
                         .promote(
                             &user("promoter", Role::Deployer),
                             &model,
                             &version,
+                            "",
                             Expected::Any,
                         )
                         .await
+                        .map(|_| ())
                 }
             })
         })
@@ -811,7 +849,8 @@ async fn fifty_changes_at_once_over_three_models_end_served_as_mlflow_says() {
         match click.await.unwrap() {
             Ok(()) => accepted += 1,
             // A rollback with no earlier serving version yet is refused.
-            Err(app::error::AppError::InvalidInput(why)) => {
+            Err(Error::Invalid(why)) => {
+                let why = why.to_string();
                 assert!(why.contains("no earlier version"), "{why}")
             }
             Err(err) => panic!("{err:?}"),

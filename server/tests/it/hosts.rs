@@ -4,12 +4,11 @@
 
 use crate::support;
 
-
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use server::{build_state, http::router};
+use server::{build_state, web::router};
 use tower::ServiceExt;
 
 use crate::support::{config, mlflow_url};
@@ -46,7 +45,7 @@ async fn with_nothing_configured_only_this_machines_names_are_served() {
     let mut config = config(&mlflow_url(), data.path());
     config.allowed_hosts.clear();
     let state = build_state(&config).await.unwrap();
-    let store = state.slipway.store.clone();
+    let store = state.store.clone();
     let router = router(state);
     // An account, signed in once the ordinary way (no Host named).
     support::sign_in(&router, &store, "admin", app::access::Role::Admin).await;

@@ -3,17 +3,16 @@
 
 use crate::support;
 
-
+use crate::support::{
+    MlflowRest, OwnMlflow, config, free_port, mlflow_url, sign_in, trainer_catalog, unique,
+};
 use app::access::Role;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use server::{build_state, http::router};
-use crate::support::{
-    MlflowRest, OwnMlflow, config, free_port, mlflow_url, sign_in, trainer_catalog, unique,
-};
+use server::{build_state, web::router};
 use tower::ServiceExt;
 
 struct TestApp {
@@ -31,7 +30,7 @@ impl TestApp {
 
     async fn start(config: server::config::Config, data: tempfile::TempDir) -> Self {
         let state = build_state(&config).await.unwrap();
-        let store = state.slipway.store.clone();
+        let store = state.store.clone();
         let router = router(state);
         let cookie = sign_in(&router, &store, "tester", Role::Admin).await;
         Self {
@@ -1150,7 +1149,7 @@ async fn failed_sign_ins_are_audited_and_then_held() {
     let state = build_state(&config(&mlflow_url(), data.path()))
         .await
         .unwrap();
-    let store = state.slipway.store.clone();
+    let store = state.store.clone();
     let router = router(state);
     sign_in(&router, &store, "mallory-target", Role::Viewer).await;
     let attempt = |password: &'static str| {

@@ -12,11 +12,11 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::client::Body;
 use serde_json::{Value, json};
-use server::catalog::Catalog;
-use server::executor::kubernetes::{
+use server::adapters::executor::kubernetes::{
     JobSettings, KubernetesExecutor, job_name, job_report, pod_report, render_job,
 };
-use server::executor::{Executor, StatusReport, TrainingJob};
+use server::adapters::executor::{Executor, StatusReport, TrainingJob};
+use server::catalog::Catalog;
 use tower_test::mock;
 
 const NAMESPACE: &str = "ml";

@@ -1,20 +1,20 @@
 //! Launching training on the local executor against a real MLflow: the order
 //! of steps, what lands in MLflow, and every way it can go wrong.
 
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{MlflowRest, eventually, free_port, mlflow_url, run_pairs, unique, user};
 use app::access::Role;
 use app::model::{Launch, LaunchRequest, LaunchStatus};
+use server::adapters::executor::local::LocalExecutor;
+use server::adapters::mlflow::MlflowClient;
 use server::catalog::Catalog;
-use server::executor::local::LocalExecutor;
-use server::launch::{Launcher, Submitted};
-use server::mlflow::MlflowClient;
+use server::error::{Error, Invalid};
+use server::services::launches::Launches;
 use server::store::Store;
-use crate::support::{MlflowRest, eventually, free_port, mlflow_url, run_pairs, unique, user};
 
 const CATALOG: &str = r#"
 [[profile]]
@@ -47,7 +47,7 @@ directory = "condaonly"
 "#;
 
 struct Harness {
-    launcher: Arc<Launcher>,
+    launcher: Arc<Launches>,
     executor: Arc<LocalExecutor>,
     store: Store,
     _data: tempfile::TempDir,
@@ -66,7 +66,7 @@ async fn harness(mlflow: &str) -> Harness {
 
 /// A launcher on `data`'s database and log directory, as a Slipway that
 /// starts there would build it.
-async fn start_launcher(mlflow: &str, data: &Path) -> (Arc<Launcher>, Arc<LocalExecutor>, Store) {
+async fn start_launcher(mlflow: &str, data: &Path) -> (Arc<Launches>, Arc<LocalExecutor>, Store) {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let catalog = Catalog::parse(CATALOG, &fixtures).unwrap();
     let store = Store::connect(&format!("sqlite://{}/s.db?mode=rwc", data.display()))
@@ -74,7 +74,7 @@ async fn start_launcher(mlflow: &str, data: &Path) -> (Arc<Launcher>, Arc<LocalE
         .unwrap();
     let client = MlflowClient::new(
         &mlflow.parse().unwrap(),
-        server::config::MlflowAuth::None,
+        server::adapters::mlflow::MlflowAuth::None,
         Duration::from_secs(20),
     )
     .unwrap();
@@ -82,13 +82,17 @@ async fn start_launcher(mlflow: &str, data: &Path) -> (Arc<Launcher>, Arc<LocalE
     let executor = Arc::new(
         LocalExecutor::new(
             data.join("launches"),
-            server::process::ChildEnv::new(mlflow, &server::config::MlflowAuth::None, &[]),
+            server::adapters::process::ChildEnv::new(
+                mlflow,
+                &server::adapters::mlflow::MlflowAuth::None,
+                &[],
+            ),
             sink,
-            server::process::Children::open(data.join("children")).unwrap(),
+            server::adapters::process::Children::open(data.join("children")).unwrap(),
         )
         .unwrap(),
     );
-    let launcher = Arc::new(Launcher::new(
+    let launcher = Arc::new(Launches::new(
         store.clone(),
         client,
         Arc::new(catalog),
@@ -121,10 +125,9 @@ async fn launched(harness: &Harness, request: &LaunchRequest) -> Launch {
         .launcher
         .submit(&user("tester", Role::Admin), request)
         .await
-        .unwrap()
     {
-        Submitted::Launched(launch) => *launch,
-        Submitted::Invalid(errors) => panic!("refused: {errors:?}"),
+        Ok(launch) => launch,
+        Err(err) => panic!("refused: {err:?}"),
     }
 }
 
@@ -269,7 +272,7 @@ async fn a_gpu_profile_exposes_as_many_gpus_as_it_asks_for() {
     let logs = log_text(&harness, &launch).await;
     assert!(logs.contains("CUDA_VISIBLE_DEVICES=0,1\n"), "{logs}");
     // The form said beforehand what this machine lacks.
-    let present = server::executor::local::gpus_present();
+    let present = server::adapters::executor::local::gpus_present();
     let profiles = harness.launcher.catalog().profiles;
     let warning = |name: &str| {
         profiles
@@ -299,11 +302,10 @@ async fn a_docker_env_project_is_refused_here_and_no_experiment_means_default() 
     let harness = harness(&mlflow_url()).await;
     let mut boxed = request(&[], "cpu", &unique("boxed"));
     boxed.project = "boxed".into();
-    let Submitted::Invalid(errors) = harness
+    let Err(Error::Invalid(Invalid { fields: errors, .. })) = harness
         .launcher
         .submit(&user("tester", Role::Admin), &boxed)
         .await
-        .unwrap()
     else {
         panic!("ran a docker_env project without a container");
     };
@@ -338,11 +340,10 @@ async fn an_invalid_form_gets_an_error_per_field_and_records_nothing() {
     );
     form.experiment_id = "the latest".into();
 
-    let Submitted::Invalid(errors) = harness
+    let Err(Error::Invalid(Invalid { fields: errors, .. })) = harness
         .launcher
         .submit(&user("tester", Role::Admin), &form)
         .await
-        .unwrap()
     else {
         panic!("launched an invalid form");
     };
@@ -365,11 +366,10 @@ async fn an_invalid_form_gets_an_error_per_field_and_records_nothing() {
         !errors.contains_key("submission"),
         "the redisplayed form gets a new token"
     );
-    let Submitted::Invalid(errors) = harness
+    let Err(Error::Invalid(Invalid { fields: errors, .. })) = harness
         .launcher
         .submit(&user("tester", Role::Admin), &form)
         .await
-        .unwrap()
     else {
         panic!("launched with a bad token");
     };
@@ -385,11 +385,11 @@ async fn the_same_form_sent_twice_at_once_is_one_launch() {
         harness.launcher.submit(&user, &form),
         harness.launcher.submit(&user, &form)
     );
-    let id = |submitted| match submitted {
-        Submitted::Launched(launch) => launch.id,
-        Submitted::Invalid(errors) => panic!("{errors:?}"),
+    let id = |submitted: server::error::Result<Launch>| match submitted {
+        Ok(launch) => launch.id,
+        Err(err) => panic!("{err:?}"),
     };
-    assert_eq!(id(first.unwrap()), id(second.unwrap()));
+    assert_eq!(id(first), id(second));
     assert_eq!(harness.store.recent_launches(10).await.unwrap().len(), 1);
 }
 
@@ -588,7 +588,7 @@ async fn a_restart_settles_the_trainings_an_earlier_slipway_left_running() {
     );
     drop(second);
     // The processes are still the first executor's children: stop them.
-    use server::executor::Executor;
+    use server::adapters::executor::Executor;
     for launch in [&abandoned, &finished] {
         let pid = store
             .launch(&launch.id)
@@ -659,11 +659,10 @@ async fn a_python_env_project_runs_in_its_own_virtualenv() {
 
     let mut conda = request(&[], "cpu", &experiment);
     conda.project = "condaonly".into();
-    let Submitted::Invalid(errors) = harness
+    let Err(Error::Invalid(Invalid { fields: errors, .. })) = harness
         .launcher
         .submit(&user("tester", Role::Admin), &conda)
         .await
-        .unwrap()
     else {
         panic!("ran a conda project without conda");
     };

@@ -13,6 +13,7 @@ mod hosts;
 mod http;
 mod kubernetes;
 mod launch;
+mod layout;
 mod mlflow_client;
 mod mlflow_login;
 mod promotions;

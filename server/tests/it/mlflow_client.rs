@@ -1,15 +1,14 @@
 //! The MLflow client against a real MLflow server.
 
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use server::config::MlflowAuth;
-use server::mlflow::{
+use crate::support::{MlflowRest, free_port, mlflow_url, unique};
+use server::adapters::mlflow::MlflowAuth;
+use server::adapters::mlflow::{
     MlflowClient, MlflowError, SearchExperiments, SearchRegisteredModelsResponse, SearchRuns,
     name_contains_filter,
 };
-use crate::support::{MlflowRest, free_port, mlflow_url, unique};
 
 fn client(url: &str) -> MlflowClient {
     MlflowClient::new(
@@ -499,9 +498,9 @@ async fn an_experiment_is_fetched_by_id_and_a_missing_one_is_mlflows_404() {
 #[tokio::test]
 async fn a_write_through_a_client_sharing_the_cache_drops_its_answers() {
     let rest = MlflowRest::new(&mlflow_url());
-    let cache = std::sync::Arc::new(server::mlflow::cache::ReadCache::new(Duration::from_secs(
-        60,
-    )));
+    let cache = std::sync::Arc::new(server::adapters::mlflow::cache::ReadCache::new(
+        Duration::from_secs(60),
+    ));
     let pages = client(&mlflow_url()).reading_through(cache.clone());
     let background = client(&mlflow_url()).invalidating(cache);
     let prefix = unique("cached");

@@ -5,18 +5,19 @@
 
 use crate::support;
 
-
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::site::Site;
+use crate::support::{
+    MlflowRest, OwnMlflow, config, eventually, free_port, trainer_catalog, unique,
+};
 use app::access::Role;
 use app::model::LaunchStatus;
 use futures::FutureExt;
-use server::config::MlflowAuth;
-use server::mlflow::MlflowClient;
-use crate::support::site::Site;
-use crate::support::{MlflowRest, OwnMlflow, config, eventually, free_port, trainer_catalog, unique};
+use server::adapters::mlflow::MlflowAuth;
+use server::adapters::mlflow::MlflowClient;
 
 const ADMIN_PASSWORD: &str = "login-test-admin-password";
 
@@ -84,7 +85,7 @@ async fn slipway_its_trainings_and_its_model_servers_sign_in_to_mlflow() {
     let outcome = AssertUnwindSafe(launch_promote_and_try(&site, &as_admin, &model))
         .catch_unwind()
         .await;
-    site.slipway.reconciler.shutdown().await;
+    site.services.deployments.shutdown().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
@@ -139,7 +140,13 @@ async fn launch_promote_and_try(site: &Site, as_admin: &str, model: &str) {
         format!("/deployments/{model}")
     );
     let served = eventually(Duration::from_secs(120), || async {
-        let view = site.slipway.reconciler.view(model).unwrap();
+        let view = site
+            .services
+            .reads
+            .get_deployment(model.to_string())
+            .await
+            .unwrap()
+            .view;
         assert_ne!(view.state, "Failed", "{view:?}");
         (view.state == "Available").then_some(view)
     })

@@ -9,16 +9,16 @@
 
 use crate::support;
 
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::access::Role;
-use app::error::AppError;
-use server::serving::reconciler::{Expected, Reconciler};
-use server::store::{NewPromotion, PromotionRecord, Store};
 use crate::support::{MlflowRest, mlflow_url, postgres_url, unique, user};
+use app::access::Role;
+use server::error::Error;
+use server::services::promotions::{Expected, Promoted, Promotions};
+use server::store::Store;
+use server::store::promotions::{NewPromotion, PromotionRecord, PromotionState};
 
 const VERSIONS: usize = 5;
 const CLICKS: usize = 50;
@@ -37,7 +37,7 @@ async fn model_with_versions(rest: &MlflowRest) -> String {
     model
 }
 
-async fn replica(store: &Store, data: &Path, models: &[String]) -> Arc<Reconciler> {
+async fn replica(store: &Store, data: &Path, models: &[String]) -> Arc<Promotions> {
     let catalog: String = models
         .iter()
         .map(|model| {
@@ -46,9 +46,9 @@ async fn replica(store: &Store, data: &Path, models: &[String]) -> Arc<Reconcile
             )
         })
         .collect();
-    support::reconciler(store, data, &catalog, Duration::from_secs(3600))
+    support::serving(store, data, &catalog, Duration::from_secs(3600))
         .await
-        .0
+        .promotions
 }
 
 /// Versions in stage Production, as MLflow lists them.
@@ -94,14 +94,15 @@ async fn concurrent_clicks_leave_one_production_version(stores: &[Store], data: 
     let clicks: Vec<_> = plan
         .iter()
         .map(|(replica, model, version)| {
-            let reconciler = replicas[*replica].clone();
+            let promotions = replicas[*replica].clone();
             let (model, version) = (models[*model].clone(), version.clone());
             tokio::spawn(async move {
-                reconciler
+                promotions
                     .promote(
                         &user("deployer", Role::Deployer),
                         &model,
                         &version,
+                        "",
                         Expected::Any,
                     )
                     .await
@@ -157,12 +158,13 @@ async fn a_change_that_expected_another_production_version_is_refused() {
     let store = sqlite(data.path()).await;
     let rest = MlflowRest::new(&mlflow_url());
     let model = model_with_versions(&rest).await;
-    let reconciler = replica(&store, data.path(), std::slice::from_ref(&model)).await;
-    reconciler
+    let promotions = replica(&store, data.path(), std::slice::from_ref(&model)).await;
+    promotions
         .promote(
             &user("deployer", Role::Deployer),
             &model,
             "1",
+            "",
             Expected::Version(None),
         )
         .await
@@ -175,15 +177,15 @@ async fn a_change_that_expected_another_production_version_is_refused() {
         user("deployer", Role::Deployer),
     );
     let (to_two, to_three) = tokio::join!(
-        reconciler.promote(&first, &model, "2", seen()),
-        reconciler.promote(&second, &model, "3", seen()),
+        promotions.promote(&first, &model, "2", "", seen()),
+        promotions.promote(&second, &model, "3", "", seen()),
     );
     let (winner, refusal) = match (to_two, to_three) {
-        (Ok(()), Err(refusal)) => ("2", refusal),
-        (Err(refusal), Ok(())) => ("3", refusal),
+        (Ok(Promoted::Now), Err(refusal)) => ("2", refusal),
+        (Err(refusal), Ok(Promoted::Now)) => ("3", refusal),
         other => panic!("exactly one may win: {other:?}"),
     };
-    let AppError::Conflict(why) = refusal else {
+    let Error::Conflict(why) = refusal else {
         panic!("a conflict, not {refusal:?}");
     };
     assert!(
@@ -196,7 +198,7 @@ async fn a_change_that_expected_another_production_version_is_refused() {
         production_versions(&rest, &model).await,
         vec![winner.to_string()]
     );
-    let states: Vec<String> = store
+    let states: Vec<PromotionState> = store
         .promotions(&model, 10)
         .await
         .unwrap()
@@ -221,8 +223,8 @@ async fn changes_a_crash_left_half_done_are_settled_on_the_next_start() {
     rest.transition_stage(&model, "1", "Archived").await;
     rest.transition_stage(&model, "3", "Production").await;
 
-    let reconciler = replica(&store, data.path(), std::slice::from_ref(&model)).await;
-    assert_eq!(reconciler.settle_interrupted().await.unwrap(), 2);
+    let promotions = replica(&store, data.path(), std::slice::from_ref(&model)).await;
+    assert_eq!(promotions.settle_interrupted().await.unwrap(), 2);
     assert!(store.unfinished_promotions().await.unwrap().is_empty());
     let settled = |id: &str, changes: &[PromotionRecord]| {
         changes
@@ -250,7 +252,7 @@ async fn changes_a_crash_left_half_done_are_settled_on_the_next_start() {
         "{outcomes:?}"
     );
     // Settling twice finds nothing left.
-    assert_eq!(reconciler.settle_interrupted().await.unwrap(), 0);
+    assert_eq!(promotions.settle_interrupted().await.unwrap(), 0);
 }
 
 /// What a crash between writing a change and completing it leaves.

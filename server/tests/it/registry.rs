@@ -4,13 +4,12 @@
 
 use crate::support;
 
-
+use crate::support::site::{Caller, Site, everyone, location, refused};
+use crate::support::{MlflowRest, config, mlflow_url, trainer_catalog, unique};
 use app::access::Role;
 use axum::http::Method;
 use http_body_util::BodyExt;
 use serde_json::Value;
-use crate::support::site::{Caller, Site, everyone, location, refused};
-use crate::support::{MlflowRest, config, mlflow_url, trainer_catalog, unique};
 
 async fn page(site: &Site, uri: &str) -> String {
     let response = site

@@ -4,7 +4,6 @@
 //! does get the MLflow credentials meant for training code. The secrets
 //! appear in no page, no API answer, `/metrics` or Slipway's log either.
 
-
 use std::time::Duration;
 
 use crate::support::binary::{Slipway, SlipwaySettings};

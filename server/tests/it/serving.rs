@@ -5,16 +5,16 @@
 
 use crate::support;
 
-
 use std::path::Path;
 
+use crate::support::crd::CrdSchema;
+use app::model::ServingState;
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
 use serde_json::{Value, json};
+use server::adapters::serving::seldon::{self, SeldonTarget};
 use server::catalog::{Catalog, DeploymentBinding};
-use server::serving::seldon::{self, SeldonTarget};
-use server::serving::{ServingState, ServingStatus};
-use crate::support::crd::CrdSchema;
+use server::serving::ServingStatus;
 use tower_test::mock;
 
 const BINDINGS: &str = r#"
@@ -438,9 +438,9 @@ async fn a_missing_object_reads_as_none_so_the_reconciler_recreates_it() {
 async fn promotions_in_mlflow_become_the_desired_versions() {
     use server::serving::desired::desired_versions;
     let rest = support::MlflowRest::new(&support::mlflow_url());
-    let client = server::mlflow::MlflowClient::new(
+    let client = server::adapters::mlflow::MlflowClient::new(
         &support::mlflow_url().parse().unwrap(),
-        server::config::MlflowAuth::None,
+        server::adapters::mlflow::MlflowAuth::None,
         std::time::Duration::from_secs(20),
     )
     .unwrap();
@@ -472,7 +472,8 @@ async fn promotions_in_mlflow_become_the_desired_versions() {
     )
     .unwrap()
     .deployments;
-    let desired = |models: &[server::mlflow::RegisteredModel]| desired_versions(&bindings, models);
+    let desired =
+        |models: &[server::adapters::mlflow::RegisteredModel]| desired_versions(&bindings, models);
 
     let models = client.all_registered_models().await.unwrap();
     assert!(

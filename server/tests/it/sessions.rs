@@ -2,25 +2,30 @@
 //! sets a new password (through the CLI), when idle or old past the limits;
 //! the sweep deletes what expired; cookies are `Secure` behind https.
 
-
 use std::time::Duration;
 
 use app::access::Role;
-use server::auth::hosts::AllowedHosts;
-use server::auth::{Auth, AuthSettings};
-use server::cli::{UsersCommand, users};
-use server::store::Store;
-use crate::support::{TEST_PASSWORD, config, mlflow_url};
+use std::sync::Arc;
 
-async fn auth_with(store: &Store, idle: Duration, absolute: Duration, external: &str) -> Auth {
+use crate::support::{TEST_PASSWORD, config, mlflow_url};
+use server::cli::{UsersCommand, users};
+use server::services::accounts::{Accounts, SessionSettings};
+use server::store::Store;
+use server::web::gate::{Gate, GateSettings};
+use server::web::hosts::AllowedHosts;
+
+/// The sessions' service and the web gate in front of it, as a Slipway at
+/// `external` with these limits builds them.
+async fn auth_with(store: &Store, idle: Duration, absolute: Duration, external: &str) -> Gate {
     let external_url: url::Url = external.parse().unwrap();
-    let settings = AuthSettings {
-        idle,
-        absolute,
-        allowed_hosts: AllowedHosts::new(&[], Some(&external_url)),
-        external_url: Some(external_url),
-    };
-    Auth::new(store.clone(), settings, None)
+    let accounts = Accounts::new(store.clone(), SessionSettings { idle, absolute }, None);
+    Gate {
+        accounts: Arc::new(accounts),
+        settings: GateSettings {
+            allowed_hosts: AllowedHosts::new(&[], Some(&external_url)),
+            external_url: Some(external_url),
+        },
+    }
 }
 
 /// The operator's command, the password (if any) on standard input.
@@ -29,8 +34,9 @@ async fn cli(config: &server::config::Config, command: UsersCommand, password: &
     users(config, command, input.as_bytes()).await.unwrap();
 }
 
-async fn signed_in(auth: &Auth, password: &str) -> String {
-    auth.login("dana", password, None)
+async fn signed_in(auth: &Gate, password: &str) -> String {
+    auth.accounts
+        .login("dana", password, None)
         .await
         .unwrap()
         .unwrap_or_else(|refused| panic!("{refused:?}"))
@@ -53,7 +59,12 @@ async fn sessions_end_on_account_changes_and_on_expiry() {
 
     // Disabling ends the session; enabling does not bring it back.
     let token = signed_in(&auth, TEST_PASSWORD).await;
-    let user = auth.user_for(&token).await.unwrap().expect("signed in");
+    let user = auth
+        .accounts
+        .user_for(&token)
+        .await
+        .unwrap()
+        .expect("signed in");
     assert!(user.may(app::access::Action::Rollback { model: "m" }));
     cli(
         &config,
@@ -63,9 +74,10 @@ async fn sessions_end_on_account_changes_and_on_expiry() {
         "",
     )
     .await;
-    assert_eq!(auth.user_for(&token).await.unwrap(), None);
+    assert_eq!(auth.accounts.user_for(&token).await.unwrap(), None);
     assert!(
-        auth.login("dana", TEST_PASSWORD, None)
+        auth.accounts
+            .login("dana", TEST_PASSWORD, None)
             .await
             .unwrap()
             .is_err()
@@ -78,7 +90,7 @@ async fn sessions_end_on_account_changes_and_on_expiry() {
         "",
     )
     .await;
-    assert_eq!(auth.user_for(&token).await.unwrap(), None);
+    assert_eq!(auth.accounts.user_for(&token).await.unwrap(), None);
 
     // A new role applies to the open session at once; a new password ends it.
     let token = signed_in(&auth, TEST_PASSWORD).await;
@@ -89,6 +101,7 @@ async fn sessions_end_on_account_changes_and_on_expiry() {
     };
     cli(&config, set_role, "").await;
     let user = auth
+        .accounts
         .user_for(&token)
         .await
         .unwrap()
@@ -98,9 +111,10 @@ async fn sessions_end_on_account_changes_and_on_expiry() {
         name: "dana".into(),
     };
     cli(&config, set_password, "another long password").await;
-    assert_eq!(auth.user_for(&token).await.unwrap(), None);
+    assert_eq!(auth.accounts.user_for(&token).await.unwrap(), None);
     assert!(
-        auth.login("dana", TEST_PASSWORD, None)
+        auth.accounts
+            .login("dana", TEST_PASSWORD, None)
             .await
             .unwrap()
             .is_err()
@@ -113,17 +127,32 @@ async fn sessions_end_on_account_changes_and_on_expiry() {
     let aging = auth_with(&store, hour, short, "https://slipway.example").await;
     let idle_token = signed_in(&idling, "another long password").await;
     let old_token = signed_in(&aging, "another long password").await;
-    assert!(idling.user_for(&idle_token).await.unwrap().is_some());
-    assert!(aging.user_for(&old_token).await.unwrap().is_some());
+    assert!(
+        idling
+            .accounts
+            .user_for(&idle_token)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(aging.accounts.user_for(&old_token).await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(idling.user_for(&idle_token).await.unwrap(), None, "idle");
-    assert_eq!(aging.user_for(&old_token).await.unwrap(), None, "too old");
+    assert_eq!(
+        idling.accounts.user_for(&idle_token).await.unwrap(),
+        None,
+        "idle"
+    );
+    assert_eq!(
+        aging.accounts.user_for(&old_token).await.unwrap(),
+        None,
+        "too old"
+    );
 
     // The sweep deletes expired sessions nobody presents again.
     let forgotten = signed_in(&idling, "another long password").await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(idling.sweep_sessions().await.unwrap() >= 1);
-    assert_eq!(auth.user_for(&forgotten).await.unwrap(), None);
+    assert!(idling.accounts.sweep_sessions().await.unwrap() >= 1);
+    assert_eq!(auth.accounts.user_for(&forgotten).await.unwrap(), None);
 
     // Cookies: Secure behind https, not on plain http (it would never be sent back).
     let cookie = auth.session_cookie("t");

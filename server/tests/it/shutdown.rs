@@ -4,7 +4,6 @@
 
 use crate::support;
 
-
 use std::time::Duration;
 
 use leptos::server_fn::ServerFn;

@@ -2,9 +2,8 @@
 
 use crate::support;
 
-
-use server::store::Store;
 use crate::support::{postgres_url, unique};
+use server::store::Store;
 
 async fn records_and_lists_events_newest_first(url: &str) {
     // Connecting runs the migrations; a second connect must find them done.

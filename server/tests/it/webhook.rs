@@ -2,18 +2,17 @@
 //! MLflow, MLflow signs and delivers an alias event, Slipway accepts it; and
 //! every kind of bad delivery is refused over HTTP.
 
-
 use std::time::Duration;
 
+use crate::support::{MlflowRest, config, mlflow_url, unique};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use http_body_util::BodyExt;
 use serde_json::json;
-use server::{build_state, http::router};
+use server::{build_state, web::router};
 use sha2::Sha256;
-use crate::support::{MlflowRest, config, mlflow_url, unique};
 use tower::ServiceExt;
 
 const SECRET: &str = "a-webhook-secret-of-some-length";
@@ -158,16 +157,20 @@ async fn deliveries_are_accepted_once_and_only_when_signed_recent_and_well_forme
 async fn slipway_registers_with_mlflow_and_accepts_what_mlflow_delivers() {
     let rest = MlflowRest::new(&mlflow_url());
     if rest.major_version().await < 3 {
-        let mlflow = server::mlflow::MlflowClient::new(
+        let mlflow = server::adapters::mlflow::MlflowClient::new(
             &mlflow_url().parse().unwrap(),
-            server::config::MlflowAuth::None,
+            server::adapters::mlflow::MlflowAuth::None,
             Duration::from_secs(20),
         )
         .unwrap();
-        let registration = server::webhook::register(&mlflow, "http://slipway.test/", SECRET)
-            .await
-            .unwrap();
-        assert_eq!(registration, server::webhook::Registration::Unsupported);
+        let registration =
+            server::adapters::mlflow::webhook::register(&mlflow, "http://slipway.test/", SECRET)
+                .await
+                .unwrap();
+        assert_eq!(
+            registration,
+            server::adapters::mlflow::webhook::Registration::Unsupported
+        );
         return;
     }
     let data = tempfile::tempdir().unwrap();
@@ -177,7 +180,7 @@ async fn slipway_registers_with_mlflow_and_accepts_what_mlflow_delivers() {
     config.webhook_secret = Some(SECRET.into());
     config.public_url = Some(public.parse().unwrap());
     let state = build_state(&config).await.unwrap();
-    let store = state.slipway.store.clone();
+    let store = state.store.clone();
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
 
     let client = reqwest::Client::new();

@@ -38,8 +38,8 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// A signed-in user with `role` everywhere.
-pub fn user(name: &str, role: app::access::Role) -> app::model::User {
-    app::model::User {
+pub fn user(name: &str, role: app::access::Role) -> app::access::User {
+    app::access::User {
         name: name.into(),
         authenticated: true,
         grants: vec![app::access::Grant::global(role)],
@@ -466,7 +466,7 @@ impl Drop for OwnMlflow {
 /// its servers' logs under `data`.
 pub fn local_serving(
     data: &std::path::Path,
-) -> std::sync::Arc<server::serving::local::LocalServing> {
+) -> std::sync::Arc<server::adapters::serving::local::LocalServing> {
     local_serving_of(&mlflow_url(), data)
 }
 
@@ -474,63 +474,88 @@ pub fn local_serving(
 pub fn local_serving_of(
     url: &str,
     data: &std::path::Path,
-) -> std::sync::Arc<server::serving::local::LocalServing> {
+) -> std::sync::Arc<server::adapters::serving::local::LocalServing> {
     std::sync::Arc::new(
-        server::serving::local::LocalServing::new(
-            server::process::ChildEnv::new(url, &server::config::MlflowAuth::None, &[]),
+        server::adapters::serving::local::LocalServing::new(
+            server::adapters::process::ChildEnv::new(
+                url,
+                &server::adapters::mlflow::MlflowAuth::None,
+                &[],
+            ),
             data.join("serving"),
-            server::process::Children::open(data.join("children")).unwrap(),
+            server::adapters::process::Children::open(data.join("children")).unwrap(),
         )
         .unwrap(),
     )
 }
 
+/// The serving side of one Slipway in process: the reconciler running
+/// over local serving, and the services that change what serves.
+pub struct Serving {
+    pub reconciler: std::sync::Arc<server::serving::reconciler::Reconciler>,
+    pub promotions: std::sync::Arc<server::services::promotions::Promotions>,
+    pub deployments: std::sync::Arc<server::services::deployments::Deployments>,
+    pub local: std::sync::Arc<server::adapters::serving::local::LocalServing>,
+}
+
 /// A running reconciler for the `[[deployment]]` entries in `catalog`, on
 /// `store` and the suite's MLflow, polling every `poll_every`.
-pub async fn reconciler(
+pub async fn serving(
     store: &server::store::Store,
     data: &std::path::Path,
     catalog: &str,
     poll_every: Duration,
-) -> (
-    std::sync::Arc<server::serving::reconciler::Reconciler>,
-    std::sync::Arc<server::serving::local::LocalServing>,
-) {
-    reconciler_of(&mlflow_url(), store, data, catalog, poll_every).await
+) -> Serving {
+    serving_of(&mlflow_url(), store, data, catalog, poll_every).await
 }
 
-/// As [`reconciler`], on the MLflow at `url`.
-pub async fn reconciler_of(
+/// As [`serving`], on the MLflow at `url`.
+pub async fn serving_of(
     url: &str,
     store: &server::store::Store,
     data: &std::path::Path,
     catalog: &str,
     poll_every: Duration,
-) -> (
-    std::sync::Arc<server::serving::reconciler::Reconciler>,
-    std::sync::Arc<server::serving::local::LocalServing>,
-) {
+) -> Serving {
+    use std::sync::Arc;
     let bindings = server::catalog::Catalog::parse(catalog, std::path::Path::new("."))
         .unwrap()
         .deployments;
-    let mlflow = server::mlflow::MlflowClient::new(
+    let mlflow = server::adapters::mlflow::MlflowClient::new(
         &url.parse().unwrap(),
-        server::config::MlflowAuth::None,
+        server::adapters::mlflow::MlflowAuth::None,
         Duration::from_secs(20),
     )
     .unwrap();
     let local = local_serving_of(url, data);
+    let target = server::adapters::serving::local::LocalTarget::new(local.clone());
     let (reconciler, triggers) = server::serving::reconciler::Reconciler::new(
-        mlflow,
+        mlflow.clone(),
         store.clone(),
-        &bindings,
-        local.clone(),
-        None,
+        vec![Arc::new(target)],
     )
     .await
     .unwrap();
+    let deployments = Arc::new(server::services::deployments::Deployments::new(
+        store.clone(),
+        reconciler.clone(),
+        mlflow.clone(),
+        server::adapters::serving::caller::ModelCaller::new().unwrap(),
+    ));
+    deployments.seed_from_catalog(&bindings).await.unwrap();
+    let promotions = Arc::new(server::services::promotions::Promotions::new(
+        store.clone(),
+        mlflow.clone(),
+        mlflow,
+        reconciler.clone(),
+    ));
     reconciler.run(triggers, poll_every);
-    (reconciler, local)
+    Serving {
+        reconciler,
+        promotions,
+        deployments,
+        local,
+    }
 }
 
 /// Each fixture run starts later than the one before, so "newest first" is
@@ -573,15 +598,16 @@ pub async fn sign_in(
     role: app::access::Role,
 ) -> String {
     use tower::ServiceExt;
-    let hash = tokio::task::spawn_blocking(|| server::auth::password::hash(TEST_PASSWORD))
-        .await
-        .unwrap();
+    let hash =
+        tokio::task::spawn_blocking(|| server::services::accounts::password::hash(TEST_PASSWORD))
+            .await
+            .unwrap();
     store
-        .create_account(&server::store::Account {
+        .create_account(&server::store::accounts::Account {
             name: name.into(),
             password_hash: Some(hash),
             grants: vec![app::access::Grant::global(role)],
-            source: server::store::AccountSource::Local,
+            source: server::store::accounts::AccountSource::Local,
             disabled: false,
             created_ms: 0,
         })

@@ -2,16 +2,15 @@
 //! each kind of caller sends them: anonymous, a role, or another site.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use app::access::Role;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use server::config::Config;
-use server::control::Slipway;
+use server::services::Services;
 use server::store::Store;
-use server::{build_state, http::router};
+use server::{build_state, web::router};
 use tower::ServiceExt;
 
 use super::sign_in;
@@ -49,7 +48,7 @@ pub fn everyone() -> Vec<Caller> {
 
 pub struct Site {
     pub router: Router,
-    pub slipway: Arc<Slipway>,
+    pub services: Services,
     pub store: Store,
     sessions: BTreeMap<Role, String>,
     _data: tempfile::TempDir,
@@ -60,8 +59,8 @@ impl Site {
     /// (named after it).
     pub async fn start(config: Config, data: tempfile::TempDir) -> Self {
         let state = build_state(&config).await.unwrap();
-        let slipway = state.slipway.clone();
-        let store = slipway.store.clone();
+        let services = state.services.clone();
+        let store = state.store.clone();
         let router = router(state);
         let mut sessions = BTreeMap::new();
         for role in Role::ALL {
@@ -69,7 +68,7 @@ impl Site {
         }
         Self {
             router,
-            slipway,
+            services,
             store,
             sessions,
             _data: data,

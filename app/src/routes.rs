@@ -1,0 +1,191 @@
+//! Every link to a page of Slipway's, built in one place: the pages use
+//! these, and so does the server when a form sends the browser on.
+
+use crate::model::{Launch, LaunchRequest, launch_fields};
+
+/// One path segment, percent-encoded, for names that may hold any character.
+pub fn segment(text: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
+}
+
+fn with_query<'a>(path: &str, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
+pub fn experiment_href(id: &str) -> String {
+    format!("/experiments/{}", segment(id))
+}
+
+pub fn run_href(run_id: &str) -> String {
+    format!("/runs/{}", segment(run_id))
+}
+
+/// A run's page showing the files of one of its logged models.
+pub fn logged_model_href(run_id: &str, model_id: &str) -> String {
+    with_query(&run_href(run_id), [("model", model_id)])
+}
+
+/// An artifact file's viewer page (`view = ""`) or the file itself
+/// (`"/raw"`), of the run or of one of its logged models.
+pub fn artifact_href(run_id: &str, model: Option<&str>, path: &str, view: &str) -> String {
+    let model = model.map(|model| ("model", model));
+    with_query(
+        &format!("{}/artifact{view}", run_href(run_id)),
+        [("path", path)].into_iter().chain(model),
+    )
+}
+
+pub fn model_href(name: &str) -> String {
+    format!("/models/{}", segment(name))
+}
+
+pub fn version_href(name: &str, version: &str) -> String {
+    format!("{}/versions/{}", model_href(name), segment(version))
+}
+
+/// Where the model and version pages' registry forms post.
+pub fn registry_edit_href(model: &str) -> String {
+    format!("{}/edit", model_href(model))
+}
+
+pub fn deployment_href(model: &str) -> String {
+    format!("/deployments/{}", segment(model))
+}
+
+/// A deployment's page with a notice on top (an outcome, or why not).
+pub fn deployment_notice_href(model: &str, notice: &str) -> String {
+    with_query(&deployment_href(model), [("notice", notice)])
+}
+
+/// The confirm step of a promotion.
+pub fn promote_href(model: &str, version: &str) -> String {
+    with_query(
+        &format!("{}/promote", deployment_href(model)),
+        [("version", version)],
+    )
+}
+
+pub fn settings_href(model: &str) -> String {
+    format!("{}/settings", deployment_href(model))
+}
+
+pub const DEPLOYMENTS: &str = "/deployments";
+pub const NEW_DEPLOYMENT: &str = "/new-deployment";
+
+/// The new deployment form, for `model`.
+pub fn new_deployment_href(model: &str) -> String {
+    with_query(NEW_DEPLOYMENT, [("model", model)])
+}
+
+/// A deployment form sent back with its problems (`form` is the form's
+/// own page: the settings, or the new deployment form).
+pub fn deployment_draft_href(form: &str, draft: &str) -> String {
+    with_query(form, [("draft", draft)])
+}
+
+/// A deployment's page showing the answer to a Try it request.
+pub fn try_answer_href(model: &str, answer: &str) -> String {
+    with_query(&deployment_href(model), [("answer", answer)])
+}
+
+pub fn approval_href(id: &str) -> String {
+    format!("/approvals/{}", segment(id))
+}
+
+pub const LAUNCH_FORM: &str = "/launch";
+
+pub fn launch_href(id: &str) -> String {
+    format!("/launches/{}", segment(id))
+}
+
+/// The live status and logs of a launch (server-sent events).
+pub fn launch_events_href(id: &str) -> String {
+    format!("/api/launches/{}/events", segment(id))
+}
+
+/// The launch form with a project and entry point chosen.
+pub fn launch_form_href(project: &str, entry_point: &str) -> String {
+    with_query(
+        LAUNCH_FORM,
+        [
+            (launch_fields::PROJECT, project),
+            (launch_fields::ENTRY_POINT, entry_point),
+        ],
+    )
+}
+
+/// The launch form sent back with its errors.
+pub fn launch_draft_href(draft: &str) -> String {
+    with_query(LAUNCH_FORM, [("draft", draft)])
+}
+
+/// The form, filled in as this launch was.
+pub fn relaunch_href(launch: &Launch) -> String {
+    let request = LaunchRequest {
+        project: launch.project.clone(),
+        entry_point: launch.entry_point.clone(),
+        params: launch.params.clone(),
+        experiment_id: launch.experiment_id.clone().unwrap_or_default(),
+        profile: launch.profile.clone(),
+        ..LaunchRequest::default()
+    };
+    let pairs = request.to_pairs();
+    with_query(
+        LAUNCH_FORM,
+        pairs
+            .iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    )
+}
+
+/// The sign-in page, then `next`.
+pub fn login_href(next: &str) -> String {
+    with_query("/login", [("next", next)])
+}
+
+/// Single sign-on, then `next`.
+pub fn sso_href(next: &str) -> String {
+    with_query("/login/oidc", [("next", next)])
+}
+
+/// The sign-in page after a refused password (`error`: invalid,
+/// throttled), then `next`.
+pub fn login_refused_href(error: &str, next: &str) -> String {
+    with_query("/login", [("error", error), ("next", next)])
+}
+
+/// The sign-in page after single sign-on failed (the details are logged).
+pub const SSO_FAILED: &str = "/login?error=sso";
+
+/// The sign-in page after signing out.
+pub const SIGNED_OUT: &str = "/login?signed_out=1";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_one_segment_and_queries_are_encoded() {
+        assert_eq!(model_href("a/b c"), "/models/a%2Fb%20c");
+        assert_eq!(version_href("m", "3"), "/models/m/versions/3");
+        assert_eq!(promote_href("m", "3"), "/deployments/m/promote?version=3");
+        assert_eq!(
+            artifact_href("r1", Some("m-1"), "a b/c.csv", "/raw"),
+            "/runs/r1/artifact/raw?path=a+b%2Fc.csv&model=m-1"
+        );
+        assert_eq!(new_deployment_href("x&y"), "/new-deployment?model=x%26y");
+    }
+}

@@ -1,0 +1,583 @@
+//! SeldonDeployment (`machinelearning.seldon.io/v1`) with Seldon's MLflow
+//! server: rendered from typed structs (the pod parts are k8s-openapi's),
+//! applied server-side with field manager `slipway` and strict field
+//! validation, and read back into a `ServingStatus`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::{
+    Container, PodSpec, Probe, ResourceRequirements, TCPSocketAction,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+    ValidationDirective,
+};
+use kube::{Api, Client};
+use serde::Serialize;
+use serde_json::Value;
+
+use app::model::{DeploymentOutcome, ServingState};
+
+use crate::adapters::cluster::{FIELD_MANAGER, MANAGED_BY, explain};
+use crate::catalog::{DeploymentBinding, NoProduction, ServingTarget as TargetKind};
+use crate::config::UnboundObjects;
+use crate::error::Result;
+use crate::serving::target::{Ledger, Target, Trigger};
+use crate::serving::{ServingStatus, failed_status, idle_status};
+use crate::store::serving_objects::ServingObject;
+
+pub const MODEL_LABEL: &str = "slipway.dev/model";
+pub const VERSION_LABEL: &str = "slipway.dev/model-version";
+/// The registered model's exact name (label values cannot hold every name).
+pub const MODEL_ANNOTATION: &str = "slipway.dev/registered-model";
+/// On an object whose binding is gone and that was left serving: since when.
+pub const UNBOUND_ANNOTATION: &str = "slipway.dev/unbound";
+const GRAPH_NODE: &str = "model";
+/// Seldon's MLflow server installs the model's environment before it
+/// listens; probes that start early kill it in a loop.
+const READINESS_DELAY_SECS: i32 = 120;
+const LIVENESS_DELAY_SECS: i32 = 300;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeldonDeployment {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: ObjectMeta,
+    pub spec: SeldonDeploymentSpec,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeldonDeploymentSpec {
+    pub predictors: Vec<Predictor>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Predictor {
+    pub name: String,
+    pub replicas: i32,
+    pub traffic: i32,
+    pub labels: BTreeMap<String, String>,
+    pub graph: PredictiveUnit,
+    pub component_specs: Vec<ComponentSpec>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictiveUnit {
+    pub name: String,
+    pub implementation: String,
+    pub model_uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_secret_ref_name: Option<String>,
+    pub children: Vec<PredictiveUnit>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentSpec {
+    pub spec: PodSpec,
+}
+
+pub fn api_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("machinelearning.seldon.io", "v1", "SeldonDeployment"),
+        "seldondeployments",
+    )
+}
+
+/// The SeldonDeployment serving `version` of the binding's model from `model_uri`
+/// (already mapped to a bucket URI).
+pub fn render(binding: &DeploymentBinding, version: &str, model_uri: &str) -> SeldonDeployment {
+    let labels = BTreeMap::from([
+        (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+        (MODEL_LABEL.to_string(), binding.object_name()),
+        (VERSION_LABEL.to_string(), version.to_string()),
+    ]);
+    let probe = |delay: i32| Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        initial_delay_seconds: Some(delay),
+        period_seconds: Some(10),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(6),
+        success_threshold: Some(1),
+        ..Default::default()
+    };
+    let quantities = |pick: fn(&crate::catalog::RequestLimit) -> &Option<String>| {
+        let map: BTreeMap<String, Quantity> = [("cpu", &binding.cpu), ("memory", &binding.memory)]
+            .into_iter()
+            .filter_map(|(resource, pair)| {
+                let value = pick(pair.as_ref()?).clone()?;
+                Some((resource.to_string(), Quantity(value)))
+            })
+            .collect();
+        (!map.is_empty()).then_some(map)
+    };
+    SeldonDeployment {
+        api_version: "machinelearning.seldon.io/v1",
+        kind: "SeldonDeployment",
+        metadata: ObjectMeta {
+            name: Some(binding.object_name()),
+            namespace: binding.namespace.clone(),
+            labels: Some(labels),
+            annotations: Some(BTreeMap::from([(
+                MODEL_ANNOTATION.to_string(),
+                binding.model.clone(),
+            )])),
+            ..Default::default()
+        },
+        spec: SeldonDeploymentSpec {
+            predictors: vec![Predictor {
+                name: "default".into(),
+                replicas: binding.replicas,
+                traffic: 100,
+                labels: BTreeMap::from([(VERSION_LABEL.to_string(), version.to_string())]),
+                graph: PredictiveUnit {
+                    name: GRAPH_NODE.into(),
+                    implementation: "MLFLOW_SERVER".into(),
+                    model_uri: model_uri.into(),
+                    env_secret_ref_name: binding.storage_secret.clone(),
+                    children: Vec::new(),
+                },
+                component_specs: vec![ComponentSpec {
+                    spec: PodSpec {
+                        containers: vec![Container {
+                            name: GRAPH_NODE.into(),
+                            resources: Some(ResourceRequirements {
+                                requests: quantities(|pair| &pair.request),
+                                limits: quantities(|pair| &pair.limit),
+                                ..Default::default()
+                            }),
+                            readiness_probe: Some(probe(READINESS_DELAY_SECS)),
+                            liveness_probe: Some(probe(LIVENESS_DELAY_SECS)),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                }],
+            }],
+        },
+    }
+}
+
+pub struct SeldonTarget {
+    client: Client,
+    unbound: UnboundObjects,
+    /// Each bound model's object as the last pass saw it: version, status.
+    observed: Mutex<HashMap<String, (Option<String>, ServingStatus)>>,
+}
+
+impl SeldonTarget {
+    pub fn new(client: Client, unbound: UnboundObjects) -> Self {
+        Self {
+            client,
+            unbound,
+            observed: Mutex::default(),
+        }
+    }
+
+    fn api(&self, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), namespace, &api_resource())
+    }
+
+    /// Server-side apply as field manager `slipway`, forcing ownership of
+    /// the fields it sets (Slipway owns these objects: an edit by someone
+    /// else is drift and is corrected), with strict field validation so a
+    /// field the CRD does not know fails instead of vanishing (1.25+).
+    pub async fn apply(&self, object: &SeldonDeployment) -> Result<Observed> {
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let namespace = object.metadata.namespace.clone().unwrap_or_default();
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            force: true,
+            field_validation: Some(ValidationDirective::Strict),
+            ..Default::default()
+        };
+        let applied = self
+            .api(&namespace)
+            .patch(&name, &params, &Patch::Apply(object))
+            .await
+            .map_err(|err| {
+                explain(
+                    err,
+                    &format!("apply the SeldonDeployment {name}"),
+                    &namespace,
+                )
+            })?;
+        Ok(Observed::from(&applied))
+    }
+
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<Observed>> {
+        match self.api(namespace).get_opt(name).await {
+            Ok(found) => Ok(found.as_ref().map(Observed::from)),
+            Err(err) => Err(explain(
+                err,
+                &format!("read the SeldonDeployment {name}"),
+                namespace,
+            )),
+        }
+    }
+
+    /// Deletes the object; one already gone is no error.
+    pub async fn delete(&self, namespace: &str, name: &str) -> Result<()> {
+        match self
+            .api(namespace)
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(err) => Err(explain(
+                err,
+                &format!("delete the SeldonDeployment {name}"),
+                namespace,
+            )),
+        }
+    }
+
+    /// Leaves the object serving and says on it that no binding manages it
+    /// any more; one already gone is no error.
+    pub async fn mark_unbound(&self, namespace: &str, name: &str) -> Result<()> {
+        let patch = serde_json::json!({
+            "metadata": {"annotations": {UNBOUND_ANNOTATION: chrono::Utc::now().to_rfc3339()}}
+        });
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match self
+            .api(namespace)
+            .patch(name, &params, &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(err) => Err(explain(
+                err,
+                &format!("mark the SeldonDeployment {name} as unbound"),
+                namespace,
+            )),
+        }
+    }
+}
+
+/// A SeldonDeployment as the cluster has it: the version its label names
+/// (labels live in `metadata`, not in the object's data), its spec's
+/// generation, and Seldon's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub version: Option<String>,
+    pub generation: Option<i64>,
+    pub status: ServingStatus,
+}
+
+impl From<&DynamicObject> for Observed {
+    fn from(object: &DynamicObject) -> Self {
+        Self {
+            version: object
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(VERSION_LABEL))
+                .cloned(),
+            generation: object.metadata.generation,
+            status: status(&object.data),
+        }
+    }
+}
+
+/// Seldon's own words: `status.state`, `status.description`, `status.address.url`.
+pub fn status(object: &Value) -> ServingStatus {
+    let status = &object["status"];
+    let state = match status["state"].as_str() {
+        Some("Available") => ServingState::Available,
+        Some("Failed") => ServingState::Failed,
+        _ => ServingState::Creating,
+    };
+    let failed_condition = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|condition| condition["status"] == "False")
+        .and_then(|condition| {
+            condition["message"]
+                .as_str()
+                .or(condition["reason"].as_str())
+        });
+    let message = status["description"]
+        .as_str()
+        .filter(|text| !text.is_empty())
+        .or(failed_condition)
+        .unwrap_or_default()
+        .to_string();
+    ServingStatus {
+        state,
+        message,
+        address: status["address"]["url"].as_str().map(str::to_string),
+    }
+}
+
+/// The row that remembers a SeldonDeployment Slipway created for `binding`.
+fn serving_object(binding: &DeploymentBinding) -> ServingObject {
+    ServingObject {
+        target: TARGET_NAME.into(),
+        namespace: binding.namespace.clone().unwrap_or_default(),
+        name: binding.object_name(),
+        model: binding.model.clone(),
+    }
+}
+
+/// What `serving_objects` rows of this target are called.
+const TARGET_NAME: &str = "seldon";
+
+#[async_trait::async_trait]
+impl Target for SeldonTarget {
+    fn kind(&self) -> TargetKind {
+        TargetKind::Seldon
+    }
+
+    async fn converge(
+        &self,
+        ledger: &Arc<Ledger>,
+        binding: &DeploymentBinding,
+        version: Option<String>,
+        trigger: &Trigger,
+    ) -> Result<()> {
+        let model = &binding.model;
+        let object = serving_object(binding);
+        let actual = match self.get(&object.namespace, &object.name).await {
+            Ok(actual) => actual,
+            Err(err) => {
+                self.observe(binding, None, failed_status(&err.to_string()));
+                return Ok(());
+            }
+        };
+        let serving = actual.as_ref().and_then(|actual| actual.version.clone());
+        let Some(version) = version else {
+            return self
+                .no_production(ledger, binding, &object, actual, trigger)
+                .await;
+        };
+        let download = ledger
+            .mlflow()
+            .model_version_download_uri(model, &version)
+            .await?;
+        let rendered = match binding.storage_uri(&download) {
+            Ok(uri) => render(binding, &version, &uri),
+            Err(why) => {
+                ledger
+                    .record_failure(model, &version, serving.as_deref(), trigger, &why)
+                    .await?;
+                self.observe(binding, serving, failed_status(&why));
+                return Ok(());
+            }
+        };
+        let store = ledger.store();
+        // Written before the first apply, so that an object whose binding
+        // goes away can always be found again.
+        let created_before = !store.remember_serving_object(&object).await?;
+        // Level-triggered: apply every pass, so an object deleted or edited
+        // by someone else is put back. Only real changes are recorded.
+        let change = match &actual {
+            None if created_before => Some(("drift".to_string(), "slipway".to_string())),
+            None => Some(ledger.attribution(model, Some(&version), trigger).await?),
+            Some(_) if serving.as_deref() != Some(version.as_str()) => {
+                Some(ledger.attribution(model, Some(&version), trigger).await?)
+            }
+            Some(_) => None,
+        };
+        let already_failed = ledger.failed_version(model).as_deref() == Some(version.as_str());
+        let pending = match &change {
+            Some((cause, actor)) if !already_failed => Some(
+                store
+                    .begin_deployment(model, Some(&version), serving.as_deref(), cause, actor)
+                    .await?,
+            ),
+            _ => None,
+        };
+        match self.apply(&rendered).await {
+            Ok(applied) => {
+                ledger.forget_failure(model);
+                let edited = change.is_none()
+                    && actual
+                        .as_ref()
+                        .is_some_and(|actual| actual.generation != applied.generation);
+                let message = match &actual {
+                    None if created_before => "put back: deleted outside Slipway",
+                    _ if edited => "put back: edited outside Slipway",
+                    _ => "applied",
+                };
+                let previous = serving.as_deref();
+                match (pending, &change) {
+                    (Some(id), _) => {
+                        store
+                            .finish_deployment(&id, DeploymentOutcome::Serving, message)
+                            .await?
+                    }
+                    // A change that had failed before and went through now.
+                    (None, Some((cause, actor))) => {
+                        ledger
+                            .record(
+                                model,
+                                &version,
+                                previous,
+                                (cause, actor),
+                                DeploymentOutcome::Serving,
+                                message,
+                            )
+                            .await?
+                    }
+                    (None, None) if edited => {
+                        ledger
+                            .record(
+                                model,
+                                &version,
+                                previous,
+                                ("drift", "slipway"),
+                                DeploymentOutcome::Serving,
+                                message,
+                            )
+                            .await?
+                    }
+                    (None, None) => {}
+                }
+                self.observe(binding, Some(version), applied.status);
+            }
+            Err(err) => {
+                let why = err.to_string();
+                match pending {
+                    Some(id) => {
+                        store
+                            .finish_deployment(&id, DeploymentOutcome::Failed, &why)
+                            .await?;
+                        ledger.set_failed(model, &version);
+                    }
+                    None => {
+                        ledger
+                            .record_failure(model, &version, serving.as_deref(), trigger, &why)
+                            .await?
+                    }
+                }
+                self.observe(binding, serving, failed_status(&why));
+            }
+        }
+        Ok(())
+    }
+
+    fn status(&self, binding: &DeploymentBinding) -> (Option<String>, ServingStatus) {
+        self.observed
+            .lock()
+            .expect("observed")
+            .get(&binding.model)
+            .cloned()
+            .unwrap_or((None, failed_status("not reconciled yet")))
+    }
+
+    /// Objects Slipway created for bindings that are gone: deleted, or left
+    /// serving and marked, as configured.
+    async fn remove_unbound(
+        &self,
+        ledger: &Arc<Ledger>,
+        bindings: &[DeploymentBinding],
+        _trigger: &Trigger,
+    ) -> Result<()> {
+        let bound: Vec<ServingObject> = bindings
+            .iter()
+            .filter(|binding| binding.target == TargetKind::Seldon)
+            .map(serving_object)
+            .collect();
+        for object in ledger.store().serving_objects().await? {
+            if object.target != TARGET_NAME || bound.contains(&object) {
+                continue;
+            }
+            let outcome = match self.unbound {
+                UnboundObjects::Delete => self.delete(&object.namespace, &object.name).await,
+                UnboundObjects::Keep => self.mark_unbound(&object.namespace, &object.name).await,
+            };
+            // A failure is logged by `explain` and tried again next pass.
+            if outcome.is_ok() {
+                let what = match self.unbound {
+                    UnboundObjects::Delete => "deleted",
+                    UnboundObjects::Keep => "left serving and marked",
+                };
+                ledger.store().forget_serving_object(&object).await?;
+                self.observed
+                    .lock()
+                    .expect("observed")
+                    .remove(&object.model);
+                tracing::info!(model = %object.model, namespace = %object.namespace, name = %object.name,
+                    "the binding is gone: its SeldonDeployment was {what}");
+            }
+        }
+        Ok(())
+    }
+
+    fn forget(&self, model: &str) {
+        self.observed.lock().expect("observed").remove(model);
+    }
+}
+
+impl SeldonTarget {
+    /// Nothing is Production in MLflow: the binding says whether what
+    /// serves keeps serving (the default) or is removed.
+    async fn no_production(
+        &self,
+        ledger: &Arc<Ledger>,
+        binding: &DeploymentBinding,
+        object: &ServingObject,
+        actual: Option<Observed>,
+        trigger: &Trigger,
+    ) -> Result<()> {
+        let serving = actual.as_ref().and_then(|actual| actual.version.clone());
+        match (binding.no_production, actual) {
+            (NoProduction::Keep, Some(actual)) => {
+                self.observe(binding, serving, actual.status);
+            }
+            (_, None) => self.observe(binding, None, idle_status()),
+            (NoProduction::Remove, Some(_)) => {
+                let store = ledger.store();
+                let (cause, actor) = ledger.attribution(&binding.model, None, trigger).await?;
+                let id = store
+                    .begin_deployment(&binding.model, None, serving.as_deref(), &cause, &actor)
+                    .await?;
+                match self.delete(&object.namespace, &object.name).await {
+                    Ok(()) => {
+                        store
+                            .finish_deployment(
+                                &id,
+                                DeploymentOutcome::Removed,
+                                "nothing is in production",
+                            )
+                            .await?;
+                        store.forget_serving_object(object).await?;
+                        self.observe(binding, None, idle_status());
+                    }
+                    Err(err) => {
+                        let why = err.to_string();
+                        store
+                            .finish_deployment(&id, DeploymentOutcome::Failed, &why)
+                            .await?;
+                        self.observe(binding, serving, failed_status(&why));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the view shows until the next pass.
+    fn observe(&self, binding: &DeploymentBinding, version: Option<String>, status: ServingStatus) {
+        self.observed
+            .lock()
+            .expect("observed")
+            .insert(binding.model.clone(), (version, status));
+    }
+}

@@ -1,0 +1,34 @@
+//! The use cases. Every change anyone asks for goes through one of these
+//! services, whichever door it came in by (a page's form, a server
+//! function, and later the API and the CLI): each authorizes its command
+//! once, against the stored object, and writes the audit log before and
+//! after the side effect. `Reads` is the read side the pages use.
+
+pub mod accounts;
+pub mod artifacts;
+pub mod audit;
+pub mod deployments;
+pub mod launches;
+pub mod promotions;
+pub mod reads;
+pub mod registry;
+
+use std::sync::Arc;
+
+use accounts::Accounts;
+use deployments::Deployments;
+use launches::Launches;
+use promotions::Promotions;
+use reads::Reads;
+use registry::Registry;
+
+/// The services one Slipway runs, built once at start-up.
+#[derive(Clone)]
+pub struct Services {
+    pub accounts: Arc<Accounts>,
+    pub deployments: Arc<Deployments>,
+    pub launches: Arc<Launches>,
+    pub promotions: Arc<Promotions>,
+    pub registry: Arc<Registry>,
+    pub reads: Arc<Reads>,
+}

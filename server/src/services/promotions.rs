@@ -1,0 +1,531 @@
+//! Changes of a model's Production version: promote, ask for a promotion,
+//! approve or reject one, roll back. Where a deployment requires approval,
+//! a deployer's "Promote" becomes a request holding the evidence as it was
+//! then; another person with the approver role approves it (which promotes
+//! at once) or rejects it. A request asked for before another version was
+//! promoted is stale and cannot be approved.
+//!
+//! Changes of one model go one at a time, in order of arrival (across
+//! replicas too), each a `promotions` row written before MLflow is asked
+//! and completed after, with its audit entry: a crash in between is
+//! settled on the next start (`settle_interrupted`). The reconciler then
+//! deploys what MLflow marks.
+
+use std::sync::Arc;
+
+use app::access::{Action, User, authorize};
+use app::model::{PromotionPreview, PromotionRequest, RequestState};
+
+use super::audit::{Audit, Outcome, complete_by_id};
+use super::reads::version_summary;
+use crate::adapters::mlflow::MlflowClient;
+use crate::catalog::{DeploymentBinding, ProductionMarker};
+use crate::error::{Error, Result};
+use crate::serving::desired::desired_versions;
+use crate::serving::reconciler::Reconciler;
+use crate::serving::target::Trigger;
+use crate::store::Store;
+use crate::store::promotions::{NewPromotion, PromotionState};
+
+/// What a deployer's "Promote" did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Promoted {
+    /// Production in MLflow now; deploying.
+    Now,
+    /// Waiting for an approver: the request's id.
+    Requested(String),
+}
+
+/// What a change of Production expects to find there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// Whatever is there (a client that did not say).
+    Any,
+    /// This version, or `None`: nothing in Production.
+    Version(Option<String>),
+}
+
+/// Why Production changes: the audit action and the history's cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Promote,
+    Rollback,
+    Approval,
+}
+
+impl Cause {
+    fn as_str(self) -> &'static str {
+        match self {
+            Cause::Promote => "promote",
+            Cause::Rollback => "rollback",
+            Cause::Approval => "approval",
+        }
+    }
+}
+
+/// Longest reason or comment kept.
+const MAX_TEXT: usize = 2_000;
+
+pub struct Promotions {
+    store: Store,
+    audit: Audit,
+    /// MLflow as it is now (never a kept answer): what Production is.
+    mlflow: MlflowClient,
+    /// The pages' client, for the evidence a confirm page shows.
+    pages: MlflowClient,
+    reconciler: Arc<Reconciler>,
+}
+
+impl Promotions {
+    pub fn new(
+        store: Store,
+        mlflow: MlflowClient,
+        pages: MlflowClient,
+        reconciler: Arc<Reconciler>,
+    ) -> Self {
+        Self {
+            audit: Audit::new(store.clone()),
+            store,
+            mlflow,
+            pages,
+            reconciler,
+        }
+    }
+
+    /// Makes `version` Production (and deploys it at once), or, where the
+    /// deployment requires approval, asks for it with `reason`.
+    pub async fn promote(
+        &self,
+        user: &User,
+        model: &str,
+        version: &str,
+        reason: &str,
+        expected: Expected,
+    ) -> Result<Promoted> {
+        authorize(user, Action::Promote { model })?;
+        if version.trim().is_empty() {
+            return Err(Error::invalid("choose a version to promote"));
+        }
+        let binding = self.binding(model).await?;
+        if !binding.requires_approval {
+            self.mark_production(user, &binding, version, Cause::Promote, expected)
+                .await?;
+            return Ok(Promoted::Now);
+        }
+        let reason = checked_text(reason, "say why this version should go to production")?;
+        let base_version = self.production_version(&binding).await?;
+        if base_version.as_deref() == Some(version) {
+            return Err(Error::invalid(format!(
+                "v{version} is already in production"
+            )));
+        }
+        let evidence = self.preview(&binding, version).await?;
+        let audit = self
+            .audit
+            .begin(
+                &user.name,
+                "promotion-request",
+                &subject(model),
+                &format!("v{version}: {reason}"),
+            )
+            .await?;
+        let request = self
+            .store
+            .insert_promotion_request(
+                model,
+                version,
+                &reason,
+                &user.name,
+                base_version.as_deref(),
+                &evidence,
+            )
+            .await?;
+        audit
+            .complete(Outcome::DoneWith(format!("request {}", request.id)))
+            .await?;
+        tracing::info!(%model, %version, user = %user.name, request = %request.id, "promotion requested");
+        Ok(Promoted::Requested(request.id))
+    }
+
+    /// An approver's yes: promotes at once, if Production is still what
+    /// it was when the request was made.
+    pub async fn approve(&self, user: &User, id: &str, comment: &str) -> Result<PromotionRequest> {
+        let request = self.pending_request(user, id).await?;
+        let comment = comment.trim().chars().take(MAX_TEXT).collect::<String>();
+        let binding = self.binding(&request.model).await?;
+        if let Some(why) = self.staleness(&binding, &request).await? {
+            let decided = self
+                .store
+                .decide_promotion_request(
+                    id,
+                    RequestState::Pending,
+                    RequestState::Stale,
+                    &user.name,
+                    &comment,
+                )
+                .await?;
+            if decided {
+                self.audit
+                    .record(
+                        &user.name,
+                        "approve",
+                        &subject(&request.model),
+                        &format!("refused, stale: {why}"),
+                    )
+                    .await?;
+            }
+            return Err(Error::invalid(format!(
+                "This request is stale and cannot be approved: {why}. Ask for a new one."
+            )));
+        }
+        let audit = self
+            .audit
+            .begin(
+                &user.name,
+                "approve",
+                &subject(&request.model),
+                &format!(
+                    "v{} requested by {}: {comment}",
+                    request.version, request.requested_by
+                ),
+            )
+            .await?;
+        let decided = self
+            .store
+            .decide_promotion_request(
+                id,
+                RequestState::Pending,
+                RequestState::Approving,
+                &user.name,
+                &comment,
+            )
+            .await?;
+        if !decided {
+            audit
+                .complete(Outcome::failed("decided by someone else first"))
+                .await?;
+            return Err(decided_first());
+        }
+        let expected = Expected::Version(request.base_version.clone());
+        let promoted = self
+            .mark_production(user, &binding, &request.version, Cause::Approval, expected)
+            .await;
+        let (state, note) = match &promoted {
+            Ok(()) => (RequestState::Approved, "promoted; deploying".to_string()),
+            Err(err) => (RequestState::Failed, Outcome::failed(err).text()),
+        };
+        self.store
+            .finish_promotion_request(id, state, &note)
+            .await?;
+        audit.finish(promoted).await?;
+        tracing::info!(model = %request.model, version = %request.version, approver = %user.name, request = %id, "promotion approved");
+        self.request(id).await
+    }
+
+    /// An approver's no, with why; nothing changes in MLflow.
+    pub async fn reject(&self, user: &User, id: &str, comment: &str) -> Result<PromotionRequest> {
+        let request = self.pending_request(user, id).await?;
+        let comment = checked_text(comment, "say why you reject it")?;
+        let audit = self
+            .audit
+            .begin(
+                &user.name,
+                "reject",
+                &subject(&request.model),
+                &format!(
+                    "v{} requested by {}: {comment}",
+                    request.version, request.requested_by
+                ),
+            )
+            .await?;
+        let decided = self
+            .store
+            .decide_promotion_request(
+                id,
+                RequestState::Pending,
+                RequestState::Rejected,
+                &user.name,
+                &comment,
+            )
+            .await?;
+        if !decided {
+            audit
+                .complete(Outcome::failed("decided by someone else first"))
+                .await?;
+            return Err(decided_first());
+        }
+        audit.complete(Outcome::Done).await?;
+        self.request(id).await
+    }
+
+    /// Makes the version that served before the current Production one
+    /// Production again: the newest other version the history records as
+    /// serving. "Current" is MLflow's, not the target's, which may not yet
+    /// have recorded the last change as serving. The version rolled back to.
+    pub async fn rollback(&self, user: &User, model: &str, expected: Expected) -> Result<String> {
+        authorize(user, Action::Rollback { model })?;
+        let binding = self.binding(model).await?;
+        let current = self.production_version(&binding).await?;
+        let history = self.store.deployment_history(model, 200).await?;
+        let previous = history
+            .iter()
+            .filter(|event| event.outcome == app::model::DeploymentOutcome::Serving)
+            .filter_map(|event| event.version.clone())
+            .find(|version| Some(version) != current.as_ref())
+            .ok_or_else(|| {
+                Error::invalid(format!("{model} has no earlier version to roll back to"))
+            })?;
+        self.mark_production(user, &binding, &previous, Cause::Rollback, expected)
+            .await?;
+        Ok(previous)
+    }
+
+    /// The Production version now and `version`, side by side: what a
+    /// promotion's confirm step shows, and what a request keeps.
+    pub async fn preview_for(&self, model: &str, version: &str) -> Result<PromotionPreview> {
+        let binding = self.binding(model).await?;
+        self.preview(&binding, version).await
+    }
+
+    async fn preview(
+        &self,
+        binding: &DeploymentBinding,
+        version: &str,
+    ) -> Result<PromotionPreview> {
+        let model = &binding.model;
+        let current = self.reconciler.desired_version(model);
+        let current = match current {
+            Some(current) if current != version => {
+                Some(version_summary(&self.pages, model, &current).await?)
+            }
+            _ => None,
+        };
+        Ok(PromotionPreview {
+            candidate: version_summary(&self.pages, model, version).await?,
+            current,
+            marker: binding.marker(),
+            requires_approval: binding.requires_approval,
+            model: model.clone(),
+        })
+    }
+
+    pub async fn request(&self, id: &str) -> Result<PromotionRequest> {
+        self.store
+            .promotion_request(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no promotion request {id}")))
+    }
+
+    /// Settles changes a crash left half done: `marked` if MLflow has the
+    /// change, else `interrupted`, each with its audit entry. Each waits for
+    /// its model's turn, so a change still under way elsewhere finishes
+    /// first. The number settled.
+    pub async fn settle_interrupted(&self) -> Result<usize> {
+        let mut settled = 0;
+        for left in self.store.unfinished_promotions().await? {
+            let _turn = self.store.lock_model(&left.model).await?;
+            // Still `marking` on our turn: whoever wrote it is gone.
+            let still_open = self
+                .store
+                .unfinished_promotions()
+                .await?
+                .iter()
+                .any(|open| open.id == left.id);
+            if !still_open {
+                continue;
+            }
+            let current = match self.binding(&left.model).await {
+                Ok(binding) => Some(self.production_version(&binding).await?),
+                Err(Error::NotFound(_)) => None,
+                Err(err) => return Err(err),
+            };
+            let (state, message) = match current {
+                Some(current) if current.as_deref() == Some(left.version.as_str()) => (
+                    PromotionState::Marked,
+                    "finished after a restart: MLflow had made the change",
+                ),
+                Some(_) => (
+                    PromotionState::Interrupted,
+                    "Slipway stopped before MLflow confirmed the change; MLflow does not have it, nothing changed",
+                ),
+                None => (
+                    PromotionState::Interrupted,
+                    "Slipway stopped during the change, and the model is no longer bound",
+                ),
+            };
+            self.store
+                .finish_promotion(&left.id, state, message)
+                .await?;
+            if let Some(audit) = &left.audit_id {
+                let outcome = match state {
+                    PromotionState::Marked => Outcome::DoneWith("settled after a restart".into()),
+                    _ => Outcome::failed(message),
+                };
+                complete_by_id(&self.store, audit, outcome).await?;
+            }
+            tracing::warn!(model = %left.model, version = %left.version, ?state, "settled a change a restart interrupted");
+            settled += 1;
+        }
+        Ok(settled)
+    }
+
+    /// Makes `version` the Production one in MLflow and deploys it; the
+    /// caller has decided that `user` may. A change that expected another
+    /// Production version than the one it finds is refused.
+    async fn mark_production(
+        &self,
+        user: &User,
+        binding: &DeploymentBinding,
+        version: &str,
+        cause: Cause,
+        expected: Expected,
+    ) -> Result<()> {
+        let model = binding.model.as_str();
+        let turn = self.store.lock_model(model).await?;
+        let current = self.production_version(binding).await?;
+        let expected_version = match &expected {
+            Expected::Any => None,
+            Expected::Version(version) => Some(version.as_deref()),
+        };
+        let mut promotion = NewPromotion {
+            model,
+            cause: cause.as_str(),
+            version,
+            previous_version: current.as_deref(),
+            expected_version,
+            actor: &user.name,
+            audit_id: None,
+        };
+        let detail = format!("{} → v{version}", version_words(current.as_deref()));
+        if let Some(expected) = expected_version
+            && expected != current.as_deref()
+        {
+            let why = format!(
+                "Production is {} now, not {} as when you looked; nothing was changed. Look again, then decide.",
+                version_words(current.as_deref()),
+                version_words(expected)
+            );
+            self.store.refuse_promotion(&promotion, &why).await?;
+            self.audit
+                .record(
+                    &user.name,
+                    cause.as_str(),
+                    &subject(model),
+                    &format!("{detail}: refused, {why}"),
+                )
+                .await?;
+            return Err(Error::Conflict(why));
+        }
+        let audit = self
+            .audit
+            .begin(&user.name, cause.as_str(), &subject(model), &detail)
+            .await?;
+        promotion.audit_id = Some(audit.id());
+        let id = self.store.begin_promotion(&promotion).await?;
+        let marked = match binding.production {
+            ProductionMarker::Stage => self.mlflow.transition_to_production(model, version).await,
+            ProductionMarker::Alias => self.mlflow.set_alias(model, &binding.alias, version).await,
+        };
+        let (state, message) = match &marked {
+            Ok(()) => (PromotionState::Marked, String::new()),
+            Err(err) => (PromotionState::Failed, Outcome::failed(err).text()),
+        };
+        self.store.finish_promotion(&id, state, &message).await?;
+        audit.finish(marked.map_err(Error::from)).await?;
+        drop(turn);
+        self.reconciler.trigger(Trigger {
+            cause: cause.as_str().into(),
+            actor: user.name.clone(),
+            retry_model: Some(model.into()),
+        });
+        Ok(())
+    }
+
+    /// The version MLflow marks Production for the binding right now (not
+    /// as of the reconciler's last pass).
+    async fn production_version(&self, binding: &DeploymentBinding) -> Result<Option<String>> {
+        let found = self.mlflow.get_registered_model(&binding.model).await?;
+        Ok(desired_versions(std::slice::from_ref(binding), &[found])
+            .remove(&binding.model)
+            .flatten())
+    }
+
+    /// The deployment as stored now: what every command here is decided on.
+    async fn binding(&self, model: &str) -> Result<DeploymentBinding> {
+        self.store
+            .binding(model)
+            .await?
+            .map(|record| record.binding)
+            .ok_or_else(|| Error::NotFound(format!("{model} has no deployment")))
+    }
+
+    /// The request, if `user` may decide it and it is still undecided.
+    async fn pending_request(&self, user: &User, id: &str) -> Result<PromotionRequest> {
+        let request = self.request(id).await?;
+        authorize(
+            user,
+            Action::Approve {
+                model: &request.model,
+                requested_by: &request.requested_by,
+            },
+        )?;
+        if request.state != RequestState::Pending {
+            return Err(Error::invalid(format!(
+                "This request is already {}.",
+                request.state.as_str()
+            )));
+        }
+        Ok(request)
+    }
+
+    /// Why the request no longer describes the change it would make:
+    /// production in MLflow is no longer what it was when asked, or a
+    /// promotion or rollback went through since (even back to the same).
+    async fn staleness(
+        &self,
+        binding: &DeploymentBinding,
+        request: &PromotionRequest,
+    ) -> Result<Option<String>> {
+        let now = self.production_version(binding).await?;
+        if now != request.base_version {
+            return Ok(Some(format!(
+                "production is {} now, it was {} when this was asked for",
+                version_words(now.as_deref()),
+                version_words(request.base_version.as_deref())
+            )));
+        }
+        let changed = self
+            .store
+            .recent_events(Some(&subject(&request.model)), 200)
+            .await?
+            .into_iter()
+            .find(|event| {
+                event.at_ms > request.requested_ms
+                    && [Cause::Promote, Cause::Rollback, Cause::Approval]
+                        .iter()
+                        .any(|cause| cause.as_str() == event.action)
+                    && event.outcome == Outcome::Done.text()
+            });
+        Ok(changed.map(|event| format!("{} made a {} since", event.actor, event.action)))
+    }
+}
+
+fn subject(model: &str) -> String {
+    format!("model:{model}")
+}
+
+fn decided_first() -> Error {
+    Error::invalid("Someone else decided this request first.")
+}
+
+fn version_words(version: Option<&str>) -> String {
+    version.map_or("nothing".to_string(), |version| format!("v{version}"))
+}
+
+fn checked_text(text: &str, missing: &str) -> Result<String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Error::invalid(format!("Please {missing}.")));
+    }
+    Ok(text.chars().take(MAX_TEXT).collect())
+}

@@ -1,0 +1,136 @@
+//! Each deployment's history: one row per change of what serves it,
+//! begun when the change starts and ended with how it came out.
+
+use app::model::{DeploymentEvent, DeploymentOutcome};
+use sqlx::Row;
+
+use super::{Store, now_ms};
+use crate::error::{Error, Result};
+
+/// What a deployment event a stopped Slipway left pending ends with.
+const SETTLED_MESSAGE: &str =
+    "Slipway stopped before this change finished; the status above is what serves now";
+
+impl Store {
+    /// Starts a deployment event (`pending`); returns its id.
+    pub async fn begin_deployment(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        previous_version: Option<&str>,
+        cause: &str,
+        actor: &str,
+    ) -> Result<String> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        sqlx::query(
+            "INSERT INTO deployment_events (id, model, version, previous_version, cause, actor, started_ms, outcome, message) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '')",
+        )
+        .bind(&id)
+        .bind(model)
+        .bind(version)
+        .bind(previous_version)
+        .bind(cause)
+        .bind(actor)
+        .bind(now_ms())
+        .bind(DeploymentOutcome::Pending.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Ends a deployment event (`Serving`: ready now).
+    pub async fn finish_deployment(
+        &self,
+        id: &str,
+        outcome: DeploymentOutcome,
+        message: &str,
+    ) -> Result<()> {
+        let serving = outcome == DeploymentOutcome::Serving;
+        let ready = serving.then(now_ms);
+        sqlx::query(
+            "UPDATE deployment_events SET outcome = $1, message = $2, ready_ms = $3 WHERE id = $4",
+        )
+        .bind(outcome.as_str())
+        .bind(message)
+        .bind(ready)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if serving {
+            // What began before this and is still pending was left by a
+            // Slipway that was killed: a later change serves now. (A change
+            // still under way records its own end over this.)
+            sqlx::query(
+                "UPDATE deployment_events SET outcome = $3, message = $2 \
+                 WHERE outcome = $4 \
+                 AND model = (SELECT model FROM deployment_events WHERE id = $1) \
+                 AND started_ms < (SELECT started_ms FROM deployment_events WHERE id = $1)",
+            )
+            .bind(id)
+            .bind(SETTLED_MESSAGE)
+            .bind(DeploymentOutcome::Interrupted.as_str())
+            .bind(DeploymentOutcome::Pending.as_str())
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Ends deployment events still `pending` that began before
+    /// `started_before`: their deployer stopped (a crash, a restart) before
+    /// it could say how they ended. The number ended.
+    pub async fn settle_stale_deployments(&self, started_before: i64) -> Result<u64> {
+        let settled = sqlx::query(
+            "UPDATE deployment_events SET outcome = $3, message = $2 \
+             WHERE outcome = $4 AND started_ms < $1",
+        )
+        .bind(started_before)
+        .bind(SETTLED_MESSAGE)
+        .bind(DeploymentOutcome::Interrupted.as_str())
+        .bind(DeploymentOutcome::Pending.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(settled.rows_affected())
+    }
+
+    /// Newest first.
+    pub async fn deployment_history(
+        &self,
+        model: &str,
+        limit: i64,
+    ) -> Result<Vec<DeploymentEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, model, version, previous_version, cause, actor, started_ms, ready_ms, outcome, message \
+             FROM deployment_events WHERE model = $1 ORDER BY started_ms DESC, id DESC LIMIT $2",
+        )
+        .bind(model)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DeploymentEvent {
+                    id: row.try_get("id")?,
+                    model: row.try_get("model")?,
+                    version: row.try_get("version")?,
+                    previous_version: row.try_get("previous_version")?,
+                    cause: row.try_get("cause")?,
+                    actor: row.try_get("actor")?,
+                    started_ms: row.try_get("started_ms")?,
+                    ready_ms: row.try_get("ready_ms")?,
+                    outcome: {
+                        let outcome: String = row.try_get("outcome")?;
+                        DeploymentOutcome::parse(&outcome).ok_or_else(|| {
+                            sqlx::Error::Decode(
+                                format!("unknown deployment outcome {outcome:?}").into(),
+                            )
+                        })?
+                    },
+                    message: row.try_get("message")?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(Error::from)
+    }
+}

@@ -1,0 +1,360 @@
+//! The pages' plain POST forms, so every change works without JavaScript:
+//! each is decoded into a typed form, handed to one use-case service, and
+//! answered with a redirect — to what was made, or back to the page with
+//! the outcome as its notice. Nothing here decides who may do what.
+
+use app::access::User;
+use app::error::AppError;
+use app::model::{DeploymentSettings, LaunchRequest};
+use app::routes::{
+    DEPLOYMENTS, NEW_DEPLOYMENT, approval_href, deployment_draft_href, deployment_href,
+    launch_draft_href, launch_href, model_href, promote_href, run_href, settings_href,
+    try_answer_href, version_href,
+};
+use axum::Extension;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use super::errors::status_of;
+use crate::error::Error;
+use crate::services::promotions::{Expected, Promoted};
+use crate::services::registry::{RegistryEdit, RegistryForm};
+
+/// The launch form: a plain form, so it works the same before and after
+/// hydration. Launched (or launched before, by the same form) goes to the
+/// launch's page; invalid goes back to the form as a draft kept on the
+/// server (`/launch?draft=…`), where the page shows each field's error.
+pub async fn submit_launch(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let request = LaunchRequest::from_pairs(fields);
+    let launches = &state.services.launches;
+    match launches.submit(&user, &request).await {
+        Ok(launch) => Redirect::to(&launch_href(&launch.id)).into_response(),
+        Err(Error::Invalid(_)) => match launches.keep_draft(&user, &request).await {
+            Ok(draft) => Redirect::to(&launch_draft_href(&draft)).into_response(),
+            Err(err) => err.into_response(),
+        },
+        Err(err) => err.into_response(),
+    }
+}
+
+/// The cancel button; back to the launch's page either way, with the
+/// reason as a notice when it could not be cancelled.
+pub async fn cancel_launch(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> Response {
+    let outcome = state.services.launches.cancel(&user, &id).await;
+    back_to(launch_href(&id), outcome.err())
+}
+
+/// What a change of Production says it saw: the Production version the
+/// page showed (`expected_version`, empty for nothing); any, if the form
+/// does not say.
+fn expected(expected_version: Option<String>) -> Expected {
+    match expected_version {
+        None => Expected::Any,
+        Some(version) if version.is_empty() => Expected::Version(None),
+        Some(version) => Expected::Version(Some(version)),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PromoteForm {
+    version: String,
+    reason: String,
+    expected_version: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RollbackForm {
+    expected_version: Option<String>,
+}
+
+/// The promotion's confirm button: Production in MLflow and deployed at
+/// once, or a request where an approver must decide.
+pub async fn promote(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Form(form): Form<PromoteForm>,
+) -> Response {
+    let page = deployment_href(&model);
+    let outcome = state
+        .services
+        .promotions
+        .promote(
+            &user,
+            &model,
+            &form.version,
+            &form.reason,
+            expected(form.expected_version),
+        )
+        .await;
+    match outcome {
+        Ok(Promoted::Now) => back_to(page, None),
+        Ok(Promoted::Requested(id)) => back_to(approval_href(&id), None),
+        // Back to the confirm step, which keeps the version.
+        Err(err @ Error::Invalid(_)) => back_to(promote_href(&model, &form.version), Some(err)),
+        Err(err) => back_to(page, Some(err)),
+    }
+}
+
+pub async fn rollback(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Form(form): Form<RollbackForm>,
+) -> Response {
+    let outcome = state
+        .services
+        .promotions
+        .rollback(&user, &model, expected(form.expected_version))
+        .await;
+    back_to(deployment_href(&model), outcome.err())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CommentForm {
+    comment: String,
+}
+
+/// An approver's decision on a promotion request; back to the request's page.
+pub async fn approve(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+    Form(form): Form<CommentForm>,
+) -> Response {
+    let outcome = state
+        .services
+        .promotions
+        .approve(&user, &id, &form.comment)
+        .await;
+    back_to(approval_href(&id), outcome.err())
+}
+
+pub async fn reject(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+    Form(form): Form<CommentForm>,
+) -> Response {
+    let outcome = state
+        .services
+        .promotions
+        .reject(&user, &id, &form.comment)
+        .await;
+    back_to(approval_href(&id), outcome.err())
+}
+
+/// The new deployment form: to the deployment's page once created;
+/// invalid, back to the form as a draft kept on the server.
+pub async fn create_deployment(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Form(settings): Form<DeploymentSettings>,
+) -> Response {
+    let outcome = state.services.deployments.create(&user, &settings).await;
+    let page = deployment_href(settings.model.trim());
+    after_settings(
+        &state,
+        &user,
+        outcome,
+        settings,
+        false,
+        page,
+        NEW_DEPLOYMENT,
+    )
+    .await
+}
+
+/// A deployment's settings form; as `create_deployment`.
+pub async fn update_deployment(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Form(settings): Form<DeploymentSettings>,
+) -> Response {
+    let settings = DeploymentSettings {
+        model: model.clone(),
+        ..settings
+    };
+    let outcome = state
+        .services
+        .deployments
+        .update(&user, &model, &settings)
+        .await;
+    let form = settings_href(&model);
+    after_settings(
+        &state,
+        &user,
+        outcome,
+        settings,
+        true,
+        deployment_href(&model),
+        &form,
+    )
+    .await
+}
+
+/// Saved: the deployment's page. Invalid: the form again, its values kept
+/// as a draft. Refused: the form, with why.
+async fn after_settings(
+    state: &AppState,
+    user: &User,
+    outcome: Result<(), Error>,
+    settings: DeploymentSettings,
+    exists: bool,
+    page: String,
+    form: &str,
+) -> Response {
+    match outcome {
+        Ok(()) => Redirect::to(&page).into_response(),
+        Err(Error::Invalid(_)) => {
+            let kept = state
+                .services
+                .deployments
+                .keep_draft(user, settings, exists)
+                .await;
+            match kept {
+                Ok(draft) => Redirect::to(&deployment_draft_href(form, &draft)).into_response(),
+                Err(err) => back_to(form.to_string(), Some(err)),
+            }
+        }
+        Err(err) => back_to(form.to_string(), Some(err)),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DeleteForm {
+    /// The model's name, typed again.
+    confirm: String,
+    revision: String,
+}
+
+/// The delete button on a deployment's settings. Then the deployments
+/// list; the next pass stops what served it.
+pub async fn delete_deployment(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Form(form): Form<DeleteForm>,
+) -> Response {
+    let outcome = state
+        .services
+        .deployments
+        .delete(&user, &model, &form.confirm, &form.revision)
+        .await;
+    match outcome {
+        Ok(()) => Redirect::to(DEPLOYMENTS).into_response(),
+        Err(err) => back_to(settings_href(&model), Some(err)),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TryForm {
+    input: String,
+}
+
+/// The Try it panel: sends the body to what serves the model, then to the
+/// deployment's page, which shows the answer.
+pub async fn send_try(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Form(form): Form<TryForm>,
+) -> Response {
+    match state
+        .services
+        .deployments
+        .try_it(&user, &model, form.input)
+        .await
+    {
+        Ok(answer) => Redirect::to(&try_answer_href(&model, &answer)).into_response(),
+        Err(err) => back_to(deployment_href(&model), Some(err)),
+    }
+}
+
+/// The model and version pages' registry forms: back to the page the form
+/// was on, with MLflow's or Slipway's refusal as its notice.
+pub async fn edit_registry(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Form(form): Form<RegistryForm>,
+) -> Response {
+    let version = form.version.as_deref().unwrap_or_default();
+    let page = if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) {
+        version_href(&model, version)
+    } else {
+        model_href(&model)
+    };
+    let outcome = match RegistryEdit::from_form(&form) {
+        Ok(edit) => state.services.registry.edit(&user, &model, &edit).await,
+        Err(err) => Err(err),
+    };
+    back_to(page, outcome.err())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RegisterForm {
+    /// The registered model's name (new or existing).
+    model: String,
+    /// Which of the run's models.
+    source: String,
+}
+
+/// The run page's "Register model": to the new version's page.
+pub async fn register_run_model(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(run_id): Path<String>,
+    Form(form): Form<RegisterForm>,
+) -> Response {
+    match state
+        .services
+        .registry
+        .register_run_model(&user, &run_id, &form.source, &form.model)
+        .await
+    {
+        Ok(version) => back_to(version_href(form.model.trim(), &version), None),
+        Err(err) => back_to(run_href(&run_id), Some(err)),
+    }
+}
+
+const MAX_NOTICE_CHARS: usize = 300;
+
+/// Back to `page`, with the error (if any) as its `notice`.
+fn back_to(page: String, error: Option<Error>) -> Response {
+    let Some(err) = error.map(AppError::from) else {
+        return Redirect::to(&page).into_response();
+    };
+    if matches!(err, AppError::Forbidden(_) | AppError::Unauthenticated) {
+        // The page hides what the role does not allow, so this is a stale
+        // page or a hand-made request: a plain refusal.
+        return (status_of(&err), err.to_string()).into_response();
+    }
+    // Errors may quote what was sent: the notice stays short.
+    let mut message = err.to_string();
+    if let Some((cut, _)) = message.char_indices().nth(MAX_NOTICE_CHARS) {
+        message.truncate(cut);
+        message.push('…');
+    }
+    let notice: String = url::form_urlencoded::byte_serialize(message.as_bytes()).collect();
+    let joint = if page.contains('?') { '&' } else { '?' };
+    Redirect::to(&format!("{page}{joint}notice={notice}")).into_response()
+}

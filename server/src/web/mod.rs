@@ -1,0 +1,173 @@
+//! The HTTP edge: Leptos pages and server functions, the pages' POST forms,
+//! a launch's live events and the downloads, all behind the gate; and the
+//! operations endpoints (`/healthz`, `/readyz`, `/metrics`, MLflow's
+//! webhook) that probes, scrapers and MLflow call without a session. What
+//! a request may do is decided by the services it calls; here requests are
+//! routed and decoded, and errors become answers (`errors`).
+
+pub mod errors;
+pub mod events;
+pub mod files;
+pub mod forms;
+pub mod gate;
+pub mod hosts;
+pub mod ops;
+pub mod port;
+pub mod sign_in;
+
+use std::sync::Arc;
+
+use app::port::SharedControlPlane;
+use app::{App, shell};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request};
+use axum::http::{StatusCode, header};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use leptos::prelude::{LeptosOptions, provide_context};
+use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
+use leptos_router::SsrMode;
+use tower_http::trace::TraceLayer;
+
+use crate::adapters::mlflow::webhook::Verifier;
+use crate::metrics::{self, Metrics};
+use crate::services::Services;
+use crate::store::Store;
+use gate::Gate;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub services: Services,
+    pub gate: Arc<Gate>,
+    /// For the readiness probe.
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// Set when MLflow webhooks are configured (`SLIPWAY_WEBHOOK_SECRET`).
+    pub webhooks: Option<Verifier>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let control_plane: SharedControlPlane = Arc::new(port::Port(state.services.clone()));
+    let leptos_options = state.leptos_options.clone();
+    // Every page is rendered whole before it is sent, not streamed out of
+    // order: the HTML is complete without JavaScript, and islands hydrate
+    // what is already there.
+    let pages = generate_route_list(App)
+        .into_iter()
+        .map(|route| {
+            AxumRouteListing::new(
+                route.path().to_string(),
+                SsrMode::Async,
+                route.methods(),
+                [],
+            )
+        })
+        .collect::<Vec<_>>();
+    let ui = Router::new()
+        .leptos_routes_with_context(
+            &state,
+            pages,
+            move || provide_context(control_plane.clone()),
+            move || shell(leptos_options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell));
+
+    let forms = Router::new()
+        // A real redirect (a router-side one answers 200), so it works without JavaScript.
+        .route("/", get(|| async { Redirect::to("/experiments") }))
+        .route("/login", post(sign_in::login))
+        .route("/logout", post(sign_in::logout))
+        .route("/login/oidc", get(sign_in::begin_sso))
+        .route("/login/oidc/callback", get(sign_in::finish_sso))
+        .route("/launches", post(forms::submit_launch))
+        .route("/launches/{id}/cancel", post(forms::cancel_launch))
+        .route("/deployments", post(forms::create_deployment))
+        .route(
+            "/deployments/{model}/settings",
+            post(forms::update_deployment),
+        )
+        .route(
+            "/deployments/{model}/delete",
+            post(forms::delete_deployment),
+        )
+        .route("/deployments/{model}/promote", post(forms::promote))
+        .route("/deployments/{model}/rollback", post(forms::rollback))
+        .route("/deployments/{model}/try", post(forms::send_try))
+        .route("/audit.csv", get(files::export_audit_csv))
+        .route("/audit.json", get(files::export_audit_json))
+        .route("/models/{name}/edit", post(forms::edit_registry))
+        .route("/runs/{id}/register", post(forms::register_run_model))
+        .route("/runs/{id}/artifact/raw", get(files::artifact_file))
+        .route("/approvals/{id}/approve", post(forms::approve))
+        .route("/approvals/{id}/reject", post(forms::reject))
+        .route("/api/launches/{id}/events", get(events::launch_events));
+
+    // Everything people use passes the same three checks; the operations
+    // endpoints below do not (probes, scrapers and MLflow have no session,
+    // and name the pod's address as their host).
+    let allowed_hosts = Arc::new(state.gate.settings.allowed_hosts.clone());
+    let people = ui
+        .merge(forms)
+        .layer(from_fn_with_state(state.gate.clone(), gate::gate))
+        .layer(from_fn_with_state(state.gate.clone(), gate::same_site))
+        .layer(from_fn(refuse_large_bodies))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost: a request for another host reaches none of the above.
+        .layer(from_fn_with_state(allowed_hosts, hosts::allowed_host));
+
+    let ops = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::render_metrics))
+        // MLflow calls this; the HMAC signature authenticates it, not the gate.
+        .route("/webhooks/mlflow", post(ops::receive_webhook));
+
+    people
+        .merge(ops)
+        .layer(from_fn_with_state(state.metrics.clone(), metrics::track))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+            tracing::info_span!("request", method = %request.method(), route, path = request.uri().path())
+        }))
+        .with_state(state)
+}
+
+/// The largest body people send: a form, a server function's arguments,
+/// a Try it body (at most 64 KiB, URL-encoded). Larger ones are refused
+/// before any handler reads them.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Says plainly why a body that announces its size is too large (a body
+/// without a length is cut off by `DefaultBodyLimit`).
+async fn refuse_large_bodies(request: Request, next: axum::middleware::Next) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok())
+        .and_then(|length| length.parse::<usize>().ok());
+    if announced.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "Refused: the request is larger than {} KiB; nothing was saved. Shorten what you entered.",
+                MAX_BODY_BYTES / 1024
+            ),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}

@@ -1,0 +1,108 @@
+//! What probes, scrapers and MLflow call, without a session: liveness,
+//! readiness, metrics, and MLflow's signed webhook deliveries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use crate::adapters::mlflow::webhook::{REPLAY_WINDOW_MS, Rejection};
+use crate::metrics::Metrics;
+
+const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The process is up and serving.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready to do useful work: the database and MLflow both answer.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let database = async {
+        match tokio::time::timeout(READINESS_TIMEOUT, state.store.ping()).await {
+            Ok(Ok(())) => "ok".to_string(),
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => "no answer within 3 s".to_string(),
+        }
+    };
+    let mlflow = async {
+        match state.services.reads.mlflow_health().await {
+            Ok(()) => "ok".to_string(),
+            Err(err) => err.to_string(),
+        }
+    };
+    let (database, mlflow) = tokio::join!(database, mlflow);
+    let ready = database == "ok" && mlflow == "ok";
+    let body = json!({
+        "ready": ready,
+        "database": database,
+        "mlflow": mlflow,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+pub async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.render(),
+    )
+        .into_response()
+}
+
+/// MLflow's webhook deliveries. Refused ones get 400 or 401 and a log line,
+/// nothing else; accepted ones are recorded (their ids catch replays).
+pub async fn receive_webhook(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(verifier) = &state.webhooks else {
+        return (StatusCode::NOT_FOUND, "webhooks are not configured").into_response();
+    };
+    let now_secs = crate::store::now_ms() / 1000;
+    let delivery = match verifier.verify(&headers, &body, now_secs) {
+        Ok(delivery) => delivery,
+        Err(rejection) => return refuse(rejection),
+    };
+    match state
+        .services
+        .deployments
+        .mlflow_changed(&delivery, REPLAY_WINDOW_MS)
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(
+                delivery = %delivery.id,
+                entity = %delivery.entity,
+                action = %delivery.action,
+                model = %delivery.model,
+                "MLflow webhook accepted"
+            );
+            (StatusCode::OK, "accepted").into_response()
+        }
+        Ok(false) => refuse(Rejection::Replayed(delivery.id)),
+        // MLflow retries on 5xx with the same id: nothing is lost.
+        Err(err) => {
+            let mut response = err.into_response();
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response
+        }
+    }
+}
+
+fn refuse(rejection: Rejection) -> Response {
+    tracing::warn!(reason = %rejection, "MLflow webhook refused");
+    (rejection.status(), rejection.to_string()).into_response()
+}
