@@ -7,7 +7,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use super::format_millis;
-use super::list::Results;
+use super::list::{Results, data_table};
 use crate::error::AppError;
 use crate::model::{AUDIT_ACTIONS, AuditEntry, AuditQuery};
 use crate::server_fns::search_audit;
@@ -76,12 +76,12 @@ fn AuditFilters(filters: Memo<AuditQuery>) -> impl IntoView {
 
 #[component]
 fn AuditTable(entries: Vec<AuditEntry>) -> impl IntoView {
-    if entries.is_empty() {
-        return view! { <p class="empty">"Nothing recorded matches."</p> }.into_any();
-    }
-    let rows = entries
-        .into_iter()
-        .map(|entry| {
+    data_table(
+        entries,
+        "data audit",
+        &["When", "Who", "What", "On", "Detail", "Outcome"],
+        "Nothing recorded matches.",
+        |entry| {
             let (action, outcome) = (entry.action.clone(), entry.outcome.clone());
             view! {
                 <tr data-action=action>
@@ -93,22 +93,6 @@ fn AuditTable(entries: Vec<AuditEntry>) -> impl IntoView {
                     <td data-outcome=outcome>{entry.outcome}</td>
                 </tr>
             }
-        })
-        .collect_view();
-    view! {
-        <table class="data audit">
-            <thead>
-                <tr>
-                    <th scope="col">"When"</th>
-                    <th scope="col">"Who"</th>
-                    <th scope="col">"What"</th>
-                    <th scope="col">"On"</th>
-                    <th scope="col">"Detail"</th>
-                    <th scope="col">"Outcome"</th>
-                </tr>
-            </thead>
-            <tbody>{rows}</tbody>
-        </table>
-    }
-    .into_any()
+        },
+    )
 }

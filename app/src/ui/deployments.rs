@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::list::Results;
+use super::list::{Results, data_table};
 use super::live::keep_fresh;
 use super::parts::{Evidence, RequestTable};
 use super::{NotAllowed, format_millis, use_me};
@@ -57,17 +57,20 @@ fn LiveDeployments(deployments: Vec<DeploymentView>) -> impl IntoView {
 
 #[component]
 fn DeploymentTable(deployments: Vec<DeploymentView>) -> impl IntoView {
-    if deployments.is_empty() {
-        return view! {
-            <p class="empty">
-                "No model is deployed yet. An admin creates a deployment here (New deployment) or with a [[deployment]] entry in the catalog file (SLIPWAY_CATALOG)."
-            </p>
-        }
-        .into_any();
-    }
-    let rows = deployments
-        .into_iter()
-        .map(|deployment| {
+    data_table(
+        deployments,
+        "data",
+        &[
+            "Model",
+            "Target",
+            "Production is",
+            "Serving",
+            "Status",
+            "Address",
+            "Last change",
+        ],
+        "No model is deployed yet. An admin creates a deployment here (New deployment) or with a [[deployment]] entry in the catalog file (SLIPWAY_CATALOG).",
+        |deployment| {
             view! {
                 <tr data-model=deployment.model.clone()>
                     <td class="name"><a href=deployment_href(&deployment.model)>{deployment.model.clone()}</a></td>
@@ -79,25 +82,8 @@ fn DeploymentTable(deployments: Vec<DeploymentView>) -> impl IntoView {
                     <td>{format_millis(deployment.last_change_ms)}</td>
                 </tr>
             }
-        })
-        .collect_view();
-    view! {
-        <table class="data">
-            <thead>
-                <tr>
-                    <th scope="col">"Model"</th>
-                    <th scope="col">"Target"</th>
-                    <th scope="col">"Production is"</th>
-                    <th scope="col">"Serving"</th>
-                    <th scope="col">"Status"</th>
-                    <th scope="col">"Address"</th>
-                    <th scope="col">"Last change"</th>
-                </tr>
-            </thead>
-            <tbody>{rows}</tbody>
-        </table>
-    }
-    .into_any()
+        },
+    )
 }
 
 fn target_text(deployment: &DeploymentView) -> String {
@@ -235,10 +221,8 @@ fn LiveVersions(events: Vec<DeploymentEvent>) -> impl IntoView {
         .filter(|event| event.outcome == DeploymentOutcome::Serving && event.version.is_some())
         .collect();
     served.reverse();
-    if served.is_empty() {
-        return view! { <p class="empty">"No version has served yet."</p> }.into_any();
-    }
-    let rows = served
+    // Each version from when it came to serve until the next one did.
+    let periods: Vec<(String, String, String, String)> = served
         .iter()
         .enumerate()
         .map(|(index, event)| {
@@ -247,41 +231,50 @@ fn LiveVersions(events: Vec<DeploymentEvent>) -> impl IntoView {
                 .get(index + 1)
                 .map(|next| format_millis(Some(next.ready_ms.unwrap_or(next.started_ms))))
                 .unwrap_or_else(|| "now".to_string());
-            view! {
-                <tr>
-                    <td>{version_text(&event.version)}</td>
-                    <td>{format_millis(Some(since))}</td>
-                    <td>{until}</td>
-                    <td>{format!("{} by {}", event.cause, event.actor)}</td>
-                </tr>
-            }
+            (
+                version_text(&event.version),
+                format_millis(Some(since)),
+                until,
+                format!("{} by {}", event.cause, event.actor),
+            )
         })
         .rev()
-        .collect_view();
-    view! {
-        <table class="data live-versions">
-            <thead>
+        .collect();
+    data_table(
+        periods,
+        "data live-versions",
+        &["Version", "From", "Until", "Because of"],
+        "No version has served yet.",
+        |(version, since, until, because)| {
+            view! {
                 <tr>
-                    <th scope="col">"Version"</th>
-                    <th scope="col">"From"</th>
-                    <th scope="col">"Until"</th>
-                    <th scope="col">"Because of"</th>
+                    <td>{version}</td>
+                    <td>{since}</td>
+                    <td>{until}</td>
+                    <td>{because}</td>
                 </tr>
-            </thead>
-            <tbody>{rows}</tbody>
-        </table>
-    }
-    .into_any()
+            }
+        },
+    )
 }
 
 #[component]
 fn History(model: String, events: Vec<DeploymentEvent>) -> impl IntoView {
-    if events.is_empty() {
-        return view! { <p class="empty">"Nothing deployed yet."</p> }.into_any();
-    }
-    let rows = events
-        .into_iter()
-        .map(|event| {
+    data_table(
+        events,
+        "data history",
+        &[
+            "When",
+            "Version",
+            "Before",
+            "Trigger",
+            "Who",
+            "Outcome",
+            "Time to ready",
+            "Detail",
+        ],
+        "Nothing deployed yet.",
+        |event| {
             let time_to_ready = event
                 .ready_ms
                 .map(|ready| format!("{:.1} s", (ready - event.started_ms) as f64 / 1000.0))
@@ -301,26 +294,8 @@ fn History(model: String, events: Vec<DeploymentEvent>) -> impl IntoView {
                     <td class="description">{event.message.clone()}</td>
                 </tr>
             }
-        })
-        .collect_view();
-    view! {
-        <table class="data history">
-            <thead>
-                <tr>
-                    <th scope="col">"When"</th>
-                    <th scope="col">"Version"</th>
-                    <th scope="col">"Before"</th>
-                    <th scope="col">"Trigger"</th>
-                    <th scope="col">"Who"</th>
-                    <th scope="col">"Outcome"</th>
-                    <th scope="col">"Time to ready"</th>
-                    <th scope="col">"Detail"</th>
-                </tr>
-            </thead>
-            <tbody>{rows}</tbody>
-        </table>
-    }
-    .into_any()
+        },
+    )
 }
 
 /// A plain POST form, so it works before hydration: the server sends the

@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::list::Results;
+use super::list::{Results, data_table};
 use super::live::keep_fresh;
 use super::parts::Field;
 use super::{NotAllowed, format_millis, use_me};
@@ -413,13 +413,24 @@ fn LiveLaunches(launches: Vec<Launch>) -> impl IntoView {
 
 #[component]
 fn LaunchTable(launches: Vec<Launch>) -> impl IntoView {
-    if launches.is_empty() {
-        return view! { <p class="empty">"Nothing launched yet."</p> }.into_any();
-    }
-    let rows = launches
-        .into_iter()
-        .map(|launch| {
-            let run = launch.run_id.clone().map(|run_id| view! { <a href=run_href(&run_id)>{launch.run_name.clone()}</a> });
+    data_table(
+        launches,
+        "data",
+        &[
+            "Launched",
+            "By",
+            "Project · entry point",
+            "Profile",
+            "Status",
+            "Duration",
+            "MLflow run",
+        ],
+        "Nothing launched yet.",
+        |launch| {
+            let run = launch
+                .run_id
+                .clone()
+                .map(|run_id| view! { <a href=run_href(&run_id)>{launch.run_name.clone()}</a> });
             view! {
                 <tr data-launch=launch.id.clone()>
                     <td><a href=launch_href(&launch.id)>{format_millis(Some(launch.created_ms))}</a></td>
@@ -431,25 +442,8 @@ fn LaunchTable(launches: Vec<Launch>) -> impl IntoView {
                     <td>{run}</td>
                 </tr>
             }
-        })
-        .collect_view();
-    view! {
-        <table class="data">
-            <thead>
-                <tr>
-                    <th scope="col">"Launched"</th>
-                    <th scope="col">"By"</th>
-                    <th scope="col">"Project · entry point"</th>
-                    <th scope="col">"Profile"</th>
-                    <th scope="col">"Status"</th>
-                    <th scope="col">"Duration"</th>
-                    <th scope="col">"MLflow run"</th>
-                </tr>
-            </thead>
-            <tbody>{rows}</tbody>
-        </table>
-    }
-    .into_any()
+        },
+    )
 }
 
 #[component]

@@ -126,3 +126,30 @@ pub fn SortHeader(
         </th>
     }
 }
+
+/// A table of records: a header per column and a row per record, or
+/// `empty` when there are none. Every list of records a page shows takes
+/// this shape.
+pub fn data_table<T, V: IntoView + 'static>(
+    records: Vec<T>,
+    class: &'static str,
+    headers: &[&'static str],
+    empty: &'static str,
+    row: impl FnMut(T) -> V,
+) -> AnyView {
+    if records.is_empty() {
+        return view! { <p class="empty">{empty}</p> }.into_any();
+    }
+    let headers = headers
+        .iter()
+        .map(|header| view! { <th scope="col">{*header}</th> })
+        .collect_view();
+    let rows = records.into_iter().map(row).collect_view();
+    view! {
+        <table class=class>
+            <thead><tr>{headers}</tr></thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+    .into_any()
+}

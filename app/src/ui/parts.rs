@@ -3,20 +3,29 @@
 
 use leptos::prelude::*;
 
+use super::list::data_table;
 use super::{format_metric, format_millis};
 use crate::model::{PromotionPreview, PromotionRequest, RequestState, VersionSummary};
 use crate::routes::{approval_href, deployment_href, run_href, version_href};
 
 #[component]
 pub fn RequestTable(requests: Vec<PromotionRequest>) -> impl IntoView {
-    if requests.is_empty() {
-        return view! { <p class="empty">"No promotion requests."</p> }.into_any();
-    }
     let mut requests = requests;
     requests.sort_by_key(|request| request.state != RequestState::Pending);
-    let rows = requests
-        .into_iter()
-        .map(|request| {
+    data_table(
+        requests,
+        "data requests",
+        &[
+            "Asked",
+            "Model",
+            "Version",
+            "By",
+            "Why",
+            "State",
+            "Decided by",
+        ],
+        "No promotion requests.",
+        |request| {
             view! {
                 <tr data-request=request.id.clone()>
                     <td><a href=approval_href(&request.id)>{format_millis(Some(request.requested_ms))}</a></td>
@@ -28,25 +37,8 @@ pub fn RequestTable(requests: Vec<PromotionRequest>) -> impl IntoView {
                     <td>{request.decided_by.clone().unwrap_or_default()}</td>
                 </tr>
             }
-        })
-        .collect_view();
-    view! {
-        <table class="data requests">
-            <thead>
-                <tr>
-                    <th scope="col">"Asked"</th>
-                    <th scope="col">"Model"</th>
-                    <th scope="col">"Version"</th>
-                    <th scope="col">"By"</th>
-                    <th scope="col">"Why"</th>
-                    <th scope="col">"State"</th>
-                    <th scope="col">"Decided by"</th>
-                </tr>
-            </thead>
-            <tbody>{rows}</tbody>
-        </table>
-    }
-    .into_any()
+        },
+    )
 }
 
 #[component]

@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::support::mock_api::{self, Handle, body_json, respond, status};
 use app::model::LaunchStatus;
 use futures::StreamExt;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::client::Body;
@@ -17,7 +18,6 @@ use server::adapters::executor::kubernetes::{
 };
 use server::adapters::executor::{Executor, StatusReport, TrainingJob};
 use server::catalog::Catalog;
-use tower_test::mock;
 
 const NAMESPACE: &str = "ml";
 const LAUNCH_ID: &str = "3f2a9c0d4b5e6f708192a3b4c5d6e7f8";
@@ -453,31 +453,9 @@ fn pod_and_job_states_map_to_launch_status_with_kubernetes_reasons() {
     );
 }
 
-type Handle = mock::Handle<Request<Body>, Response<Body>>;
-
 fn mock_executor() -> (KubernetesExecutor, Handle) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, NAMESPACE);
+    let (client, handle) = mock_api::client(NAMESPACE);
     (KubernetesExecutor::new(client, settings()), handle)
-}
-
-fn respond(code: StatusCode, body: Value) -> Response<Body> {
-    Response::builder()
-        .status(code)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(&body).unwrap()))
-        .unwrap()
-}
-
-/// An API server's error body (`metav1.Status`).
-fn status(code: u16, reason: &str, message: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-           "message": message, "reason": reason, "code": code})
-}
-
-async fn body_json(request: Request<Body>) -> Value {
-    let bytes = request.into_body().collect_bytes().await.unwrap();
-    serde_json::from_slice(&bytes).unwrap()
 }
 
 #[tokio::test]

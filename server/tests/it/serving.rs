@@ -8,14 +8,13 @@ use crate::support;
 use std::path::Path;
 
 use crate::support::crd::CrdSchema;
+use crate::support::mock_api::{self, Handle, respond, status};
 use app::model::ServingState;
-use http::{Method, Request, Response, StatusCode};
-use kube::client::Body;
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use server::adapters::serving::seldon::{self, SeldonTarget};
 use server::catalog::{Catalog, DeploymentBinding};
 use server::serving::ServingStatus;
-use tower_test::mock;
 
 const BINDINGS: &str = r#"
 [[deployment]]
@@ -286,29 +285,12 @@ fn status_reads_seldons_state_description_and_address() {
     );
 }
 
-type Handle = mock::Handle<Request<Body>, Response<Body>>;
-
 fn target() -> (SeldonTarget, Handle) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let (client, handle) = mock_api::client("default");
     (
-        SeldonTarget::new(
-            kube::Client::new(service, "default"),
-            server::config::UnboundObjects::Delete,
-        ),
+        SeldonTarget::new(client, server::config::UnboundObjects::Delete),
         handle,
     )
-}
-
-fn respond(code: StatusCode, body: Value) -> Response<Body> {
-    Response::builder()
-        .status(code)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(&body).unwrap()))
-        .unwrap()
-}
-
-fn status_body(code: u16, reason: &str, message: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code})
 }
 
 #[tokio::test]
@@ -406,7 +388,7 @@ async fn apply_is_server_side_as_slipway_with_strict_validation_and_explains_ref
                 assert_eq!(applied.generation, None);
             }
             Some((reason, message, explained)) => {
-                send.send_response(respond(code, status_body(code.as_u16(), reason, message)));
+                send.send_response(respond(code, status(code.as_u16(), reason, message)));
                 let err = applied.await.unwrap().unwrap_err().to_string();
                 assert!(err.contains(explained), "{code}: {err}");
             }
@@ -422,7 +404,7 @@ async fn a_missing_object_reads_as_none_so_the_reconciler_recreates_it() {
     assert_eq!(request.method(), Method::GET);
     send.send_response(respond(
         StatusCode::NOT_FOUND,
-        status_body(
+        status(
             404,
             "NotFound",
             "seldondeployments.machinelearning.seldon.io \"diabetes-regressor\" not found",

@@ -4,6 +4,7 @@
 pub mod binary;
 pub mod cluster;
 pub mod crd;
+pub mod mock_api;
 pub mod site;
 
 use std::path::PathBuf;
