@@ -1,7 +1,8 @@
 //! Every route and server function, tried as anonymous, as each role and
 //! from another site (with and without `Origin`), against the exact set of
 //! callers that may use it. Refused requests change nothing: MLflow and the
-//! database are checked after them.
+//! database are checked after them. Each kind of change is a scenario of
+//! its own, on a Slipway of its own.
 
 use std::collections::BTreeMap;
 
@@ -12,8 +13,21 @@ use axum::http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::json;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_route_admits_exactly_the_callers_it_should() {
+/// A Slipway with the trainer project, a run to look at, and two bound
+/// models: `model` (any deployer promotes it) and `guarded` (an approver
+/// must decide), each with version 1.
+struct Access {
+    site: Site,
+    mlflow: MlflowRest,
+    experiment: String,
+    run: String,
+    other_run: String,
+    model: String,
+    version: String,
+    guarded: String,
+}
+
+async fn access() -> Access {
     let mlflow = MlflowRest::new(&mlflow_url());
     let model = unique("access-model");
     let experiment = mlflow.create_experiment(&unique("access"), &[]).await;
@@ -40,32 +54,63 @@ async fn every_route_admits_exactly_the_callers_it_should() {
     config.catalog = Some(catalog);
     // No pass of its own during the test: what changes, a request changed.
     config.reconcile_poll_secs = 3600;
-    let site = Site::start(config, data).await;
+    Access {
+        site: Site::start(config, data).await,
+        mlflow,
+        experiment,
+        run,
+        other_run,
+        model,
+        version,
+        guarded,
+    }
+}
 
-    // A launch of the trainer's to look at (and later to cancel).
-    let launch_form = |experiment: &str, sleep: &str| {
-        url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("submission", &uuid::Uuid::new_v4().to_string())
-            .append_pair("project", "trainer")
-            .append_pair("entry_point", "main")
-            .append_pair("param.alpha", "1")
-            .append_pair("param.sleep", sleep)
-            .append_pair("new_experiment", experiment)
-            .append_pair("profile", "cpu")
-            .finish()
-    };
+/// The launch form for the trainer project, into a new `experiment`; its
+/// training sleeps `sleep` seconds.
+fn launch_form(experiment: &str, sleep: &str) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("submission", &uuid::Uuid::new_v4().to_string())
+        .append_pair("project", "trainer")
+        .append_pair("entry_point", "main")
+        .append_pair("param.alpha", "1")
+        .append_pair("param.sleep", sleep)
+        .append_pair("new_experiment", experiment)
+        .append_pair("profile", "cpu")
+        .finish()
+}
+
+/// A launch of the trainer's; its id.
+async fn trainers_launch(site: &Site, sleep: &str) -> String {
     let launched = site
         .send(
             Caller::Signed(Role::Trainer),
             Method::POST,
             "/launches",
-            &launch_form(&unique("access-run"), "120"),
+            &launch_form(&unique("access-run"), sleep),
         )
         .await;
-    let own_launch = location(&launched)
+    location(&launched)
         .strip_prefix("/launches/")
         .expect("launched")
-        .to_string();
+        .to_string()
+}
+
+/// Pages, server functions and a launch's events: every signed-in role
+/// reads; anonymous goes to the sign-in page (401 for the API).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_and_server_function_admits_everyone_signed_in() {
+    let Access {
+        site,
+        experiment,
+        run,
+        other_run,
+        model,
+        version,
+        ..
+    } = access().await;
+    // A launch of the trainer's to look at (it ends at once).
+    let own_launch = trainers_launch(&site, "0").await;
 
     // A form sent back with errors is kept for its sender alone.
     let sent_back = site
@@ -200,6 +245,14 @@ async fn every_route_admits_exactly_the_callers_it_should() {
         };
         assert_eq!(response.status(), expected, "events as {caller:?}");
     }
+}
+
+/// Launch: trainers and up. Cancel: the trainer their own, an admin anyone's.
+#[tokio::test(flavor = "multi_thread")]
+async fn launches_admit_trainers_and_up_and_cancels_their_own_or_an_admin() {
+    let Access { site, mlflow, .. } = access().await;
+    // A launch of the trainer's (to cancel later).
+    let own_launch = trainers_launch(&site, "120").await;
 
     // Launch: trainers and up. Each refused attempt names a new experiment,
     // which must not exist in MLflow afterwards, and adds no launch.
@@ -291,7 +344,17 @@ async fn every_route_admits_exactly_the_callers_it_should() {
         let status = site.store.launch(launch).await.unwrap().unwrap().status;
         assert_eq!(status, app::model::LaunchStatus::Cancelled);
     }
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn promote_and_roll_back_admit_deployers_and_up() {
+    let Access {
+        site,
+        mlflow,
+        model,
+        version,
+        ..
+    } = access().await;
     // Promote and roll back: deployers and up. A refused promotion leaves
     // MLflow's stage and the audit log as they were.
     let promote = format!("/deployments/{model}/promote");
@@ -345,7 +408,11 @@ async fn every_route_admits_exactly_the_callers_it_should() {
         }
     }
     assert_eq!(allowed, deployers, "who may roll back");
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn deployments_are_created_changed_and_deleted_by_admins_alone() {
+    let Access { site, .. } = access().await;
     // Deployments are created, changed and deleted by admins alone; a
     // refused change changes nothing.
     let made = unique("access-made");
@@ -400,7 +467,16 @@ async fn every_route_admits_exactly_the_callers_it_should() {
     }
     assert_eq!(allowed, admins, "who may delete a deployment");
     assert!(site.store.binding(&made).await.unwrap().is_none());
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn four_eyes_admit_approvers_and_admins_but_never_the_requester() {
+    let Access {
+        site,
+        mlflow,
+        guarded,
+        ..
+    } = access().await;
     // Four eyes: a deployer asks; approvers and admins (never the one who
     // asked) decide. A refused decision leaves the request pending and
     // MLflow as it was.
@@ -487,7 +563,11 @@ async fn every_route_admits_exactly_the_callers_it_should() {
             "{role:?}: {back}"
         );
     }
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn try_it_admits_every_role_and_keeps_each_answer_for_its_sender() {
+    let Access { site, model, .. } = access().await;
     // Try it: any signed-in role, from Slipway's own pages. The answer (here,
     // why there was none) is kept for its sender alone.
     let try_it = format!("/deployments/{model}/try");
@@ -523,7 +603,11 @@ async fn every_route_admits_exactly_the_callers_it_should() {
         allowed.push(caller);
     }
     assert_eq!(allowed, Role::ALL.map(Caller::Signed), "who may use Try it");
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_needs_slipways_own_pages_and_probes_need_no_session() {
+    let Access { site, .. } = access().await;
     // Signing in and out: anyone on Slipway's own pages, nobody from another site.
     for caller in CROSS_SITE {
         for path in ["/login", "/logout"] {

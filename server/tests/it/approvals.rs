@@ -11,8 +11,17 @@ use crate::support::{MlflowRest, config, mlflow_url, unique};
 use app::access::Role;
 use app::model::RequestState;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
+/// A Slipway where `model` (versions 1, 2, 3: rmse 0.9, 0.7, 0.5) is
+/// deployed and needs an approver; `promote` is its promote form's path.
+struct FourEyes {
+    site: Site,
+    mlflow: MlflowRest,
+    model: String,
+    versions: Vec<String>,
+    promote: String,
+}
+
+async fn four_eyes() -> FourEyes {
     let mlflow = MlflowRest::new(&mlflow_url());
     let model = unique("four-eyes");
     let experiment = mlflow.create_experiment(&unique("four-eyes"), &[]).await;
@@ -49,6 +58,24 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
     config.reconcile_poll_secs = 3600;
     let site = Site::start(config, data).await;
     let promote = format!("/deployments/{model}/promote");
+    FourEyes {
+        site,
+        mlflow,
+        model,
+        versions,
+        promote,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nobody_approves_their_own_request_and_approving_promotes_at_once() {
+    let FourEyes {
+        site,
+        mlflow,
+        model,
+        versions,
+        promote,
+    } = four_eyes().await;
     // No reason, no request.
     let back = location(&ask(&site, &promote, &versions[0], " ").await);
     assert!(back.contains("promote?version=1&notice="), "{back}");
@@ -121,7 +148,20 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
         "Production",
         "approving promotes at once"
     );
+    site.services.deployments.shutdown().await;
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejection_changes_nothing_and_of_two_approvals_at_once_one_promotes() {
+    let FourEyes {
+        site,
+        mlflow,
+        model,
+        versions,
+        promote,
+    } = four_eyes().await;
+    // v1 asked for and approved: in production.
+    approved(&site, &promote, &versions[0]).await;
     // v2 and v3 are asked for; v3 is rejected with a reason, which changes nothing.
     let second = location(&ask(&site, &promote, &versions[1], "lower rmse").await);
     let third = location(&ask(&site, &promote, &versions[2], "lowest rmse").await);
@@ -178,7 +218,21 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
         .count();
     assert_eq!(notices, 1, "exactly one approval went through");
     assert_eq!(mlflow.stage(&model, "2").await, "Production");
+    site.services.deployments.shutdown().await;
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_overtaken_in_mlflow_is_stale() {
+    let FourEyes {
+        site,
+        mlflow,
+        model,
+        versions,
+        promote,
+    } = four_eyes().await;
+    // v1, then v2, asked for and approved: v2 is in production.
+    approved(&site, &promote, &versions[0]).await;
+    approved(&site, &promote, &versions[1]).await;
     // v3 asked for again; then someone moves production back to v1 in
     // MLflow itself: the request was made against v2 and is now stale.
     let fourth = location(&ask(&site, &promote, &versions[2], "retry").await);
@@ -208,6 +262,48 @@ async fn a_deployer_asks_an_approver_decides_and_stale_requests_cannot_pass() {
         "None",
         "a stale request promotes nothing"
     );
+    site.services.deployments.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_step_is_audited_and_the_log_is_filtered_and_exported() {
+    let FourEyes {
+        site,
+        mlflow,
+        model,
+        versions,
+        promote,
+    } = four_eyes().await;
+    // The steps of the scenarios above, in one history.
+    let page = location(&ask(&site, &promote, &versions[0], "first model").await);
+    site.post(
+        Role::Approver,
+        &format!("{page}/approve"),
+        &[("comment", "ok")],
+    )
+    .await;
+    let second = location(&ask(&site, &promote, &versions[1], "lower rmse").await);
+    let third = location(&ask(&site, &promote, &versions[2], "lowest rmse").await);
+    site.post(
+        Role::Admin,
+        &format!("{third}/reject"),
+        &[("comment", "not yet")],
+    )
+    .await;
+    let approve = format!("{second}/approve");
+    tokio::join!(
+        site.post(Role::Approver, &approve, &[("comment", "a")]),
+        site.post(Role::Admin, &approve, &[("comment", "b")]),
+    );
+    let fourth = location(&ask(&site, &promote, &versions[2], "retry").await);
+    mlflow.transition_stage(&model, "2", "Archived").await;
+    mlflow.transition_stage(&model, "1", "Production").await;
+    site.post(
+        Role::Approver,
+        &format!("{fourth}/approve"),
+        &[("comment", "go")],
+    )
+    .await;
 
     // The audit log has each step, each with its outcome.
     let audit = site
@@ -342,4 +438,17 @@ async fn ask(site: &Site, promote: &str, version: &str, reason: &str) -> axum::r
         &[("version", version), ("reason", reason)],
     )
     .await
+}
+
+/// Asks for `version` and has an approver approve it.
+async fn approved(site: &Site, promote: &str, version: &str) {
+    let page = location(&ask(site, promote, version, "tested").await);
+    let approved = site
+        .post(
+            Role::Approver,
+            &format!("{page}/approve"),
+            &[("comment", "ok")],
+        )
+        .await;
+    assert_eq!(location(&approved), page, "approved");
 }

@@ -3,89 +3,15 @@
 
 use crate::support;
 
-use crate::support::{
-    MlflowRest, OwnMlflow, config, free_port, mlflow_url, sign_in, trainer_catalog, unique,
-};
+use crate::support::site::Site;
+use crate::support::{MlflowRest, OwnMlflow, config, free_port, mlflow_url, sign_in, unique};
 use app::access::Role;
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use server::{build_state, web::router};
 use tower::ServiceExt;
-
-struct TestApp {
-    router: Router,
-    /// An admin's session: every page and form needs one.
-    cookie: String,
-    _data: tempfile::TempDir,
-}
-
-impl TestApp {
-    async fn new(mlflow_url: &str) -> Self {
-        let data = tempfile::tempdir().unwrap();
-        Self::start(config(mlflow_url, data.path()), data).await
-    }
-
-    async fn start(config: server::config::Config, data: tempfile::TempDir) -> Self {
-        let state = build_state(&config).await.unwrap();
-        let store = state.store.clone();
-        let router = router(state);
-        let cookie = sign_in(&router, &store, "tester", Role::Admin).await;
-        Self {
-            router,
-            cookie,
-            _data: data,
-        }
-    }
-
-    /// As a browser on Slipway's own pages sends it.
-    async fn send(
-        &self,
-        request: axum::http::request::Builder,
-        body: Body,
-    ) -> axum::response::Response {
-        self.router
-            .clone()
-            .oneshot(
-                request
-                    .header("cookie", &self.cookie)
-                    .header("sec-fetch-site", "same-origin")
-                    .body(body)
-                    .unwrap(),
-            )
-            .await
-            .unwrap()
-    }
-
-    /// With a catalog holding the test trainer project and a `cpu` profile.
-    async fn with_trainer() -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let catalog = trainer_catalog(data.path(), "");
-        let mut config = config(&mlflow_url(), data.path());
-        config.catalog = Some(catalog);
-        Self::start(config, data).await
-    }
-
-    async fn post_form(&self, uri: &str, body: String) -> axum::response::Response {
-        self.send(
-            Request::post(uri).header("content-type", "application/x-www-form-urlencoded"),
-            Body::from(body),
-        )
-        .await
-    }
-
-    /// The page's status and HTML, without Leptos's hydration markers
-    /// (`<!>`, empty comments): assertions are about what people read.
-    async fn get(&self, uri: &str) -> (StatusCode, String) {
-        let response = self.send(Request::get(uri), Body::empty()).await;
-        let status = response.status();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        let html = String::from_utf8(body.to_vec()).unwrap();
-        (status, html.replace("<!>", ""))
-    }
-}
 
 /// The `href` of the link with this `rel`, unescaped as a browser would.
 fn link(html: &str, rel: &str) -> Option<String> {
@@ -127,7 +53,7 @@ async fn experiments_page_lists_and_pages_through_mlflow() {
         rest.create_experiment(&format!("{prefix}-{index}"), &[("owner", "ml-team")])
             .await;
     }
-    let app = TestApp::new(&mlflow_url()).await;
+    let app = Site::new(&mlflow_url()).await;
 
     let (status, first) = app.get(&format!("/experiments?q={prefix}&size=3")).await;
     assert_eq!(status, StatusCode::OK);
@@ -171,7 +97,7 @@ async fn experiments_page_lists_and_pages_through_mlflow() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_search_without_matches_says_so() {
-    let app = TestApp::new(&mlflow_url()).await;
+    let app = Site::new(&mlflow_url()).await;
     let term = unique("nothing");
     let (status, html) = app.get(&format!("/experiments?q={term}")).await;
     assert_eq!(status, StatusCode::OK);
@@ -183,7 +109,7 @@ async fn a_search_without_matches_says_so() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_a_clear_message() {
-    let app = TestApp::new(&mlflow_url()).await;
+    let app = Site::new(&mlflow_url()).await;
     let (status, html) = app.get("/experiments?size=5000").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
@@ -200,7 +126,7 @@ async fn bad_input_gets_a_clear_message() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pages_of_things_that_do_not_exist_answer_404() {
-    let app = TestApp::new(&mlflow_url()).await;
+    let app = Site::new(&mlflow_url()).await;
     // Every page the app has that names a thing, with a thing that is not there.
     let mut pages: Vec<String> = leptos_axum::generate_route_list(app::App)
         .iter()
@@ -238,7 +164,7 @@ async fn pages_of_things_that_do_not_exist_answer_404() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn probes_and_metrics() {
-    let app = TestApp::new(&mlflow_url()).await;
+    let app = Site::new(&mlflow_url()).await;
     assert_eq!(
         app.get("/healthz").await,
         (StatusCode::OK, "ok".to_string())
@@ -279,7 +205,7 @@ async fn probes_and_metrics() {
 }
 
 /// MLflow calls Slipway made to `endpoint` so far, as `/metrics` counts them.
-async fn mlflow_calls(app: &TestApp, endpoint: &str) -> u64 {
+async fn mlflow_calls(app: &Site, endpoint: &str) -> u64 {
     let metrics = app.get("/metrics").await.1;
     let series = format!("slipway_mlflow_call_duration_seconds_count{{endpoint=\"{endpoint}\",");
     metrics
@@ -298,7 +224,7 @@ async fn many_page_views_at_once_share_one_mlflow_read() {
     let data = tempfile::tempdir().unwrap();
     let mut config = config(&mlflow_url(), data.path());
     config.mlflow_cache_ms = 3000;
-    let app = TestApp::start(config, data).await;
+    let app = Site::start(config, data).await;
     let prefix = unique("shared");
     let page = format!("/models?q={prefix}");
     let before = mlflow_calls(&app, "registered-models/search").await;
@@ -352,9 +278,9 @@ fn as_of(html: &str) -> chrono::DateTime<chrono::Utc> {
 /// and methods outside HTTP's own collapse into `other`.
 #[tokio::test(flavor = "multi_thread")]
 async fn random_methods_and_paths_keep_the_metrics_the_same_size() {
-    let app = TestApp::new(&mlflow_url()).await;
+    let app = Site::new(&mlflow_url()).await;
     let send = |method: String, path: String| {
-        app.send(
+        app.request(
             Request::builder().method(method.as_str()).uri(path),
             Body::empty(),
         )
@@ -380,7 +306,7 @@ async fn random_methods_and_paths_keep_the_metrics_the_same_size() {
 async fn an_mlflow_outage_is_explained_and_recovered_from_without_a_restart() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let app = TestApp::new(&url).await;
+    let app = Site::new(&url).await;
 
     let (status, html) = app.get("/experiments").await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
@@ -413,7 +339,7 @@ async fn a_frozen_mlflow_costs_a_page_its_deadline_and_then_nothing() {
     let mut config = config(&url, data.path());
     config.page_deadline_secs = 2;
     config.mlflow_cache_ms = 1000;
-    let app = TestApp::start(config, data).await;
+    let app = Site::start(config, data).await;
     let (status, html) = app.get("/experiments").await;
     assert_eq!(status, StatusCode::OK, "{html}");
 
@@ -478,7 +404,7 @@ async fn a_deployment_page_shows_what_slipway_knows_while_mlflow_is_down() {
     .unwrap();
     let mut config = config(&url, data.path());
     config.catalog = Some(catalog);
-    let app = TestApp::start(config, data).await;
+    let app = Site::start(config, data).await;
     let page = format!("/deployments/{model}");
     let production = format!("v{version} (stage Production)");
     let seen = support::eventually(std::time::Duration::from_secs(30), || async {
@@ -513,7 +439,7 @@ async fn the_registry_pages_show_stages_aliases_and_storage() {
     rest.transition_stage(&model, "2", "Production").await;
     rest.transition_stage(&model, "3", "Staging").await;
     rest.set_alias(&model, "champion", "2").await;
-    let app = TestApp::new(&mlflow_url()).await;
+    let app = Site::new(&mlflow_url()).await;
     let encoded = model.replace(' ', "%20");
 
     let (status, list) = app
@@ -603,7 +529,7 @@ async fn the_runs_table_filters_and_sorts_with_mlflows_syntax() {
         )
         .await;
     }
-    let app = TestApp::new(&mlflow_url()).await;
+    let app = Site::new(&mlflow_url()).await;
     let page = format!("/experiments/{experiment}");
 
     let (status, html) = app.get(&page).await;
@@ -697,7 +623,7 @@ async fn a_run_page_charts_the_real_metric_history() {
         rest.upload_model_artifact(&experiment, model_id, "MLmodel", "flavors: {}")
             .await;
     }
-    let app = TestApp::new(&mlflow_url()).await;
+    let app = Site::new(&mlflow_url()).await;
 
     let (status, html) = app.get(&format!("/runs/{run}")).await;
     assert_eq!(status, StatusCode::OK);
@@ -804,7 +730,7 @@ async fn compare_marks_differing_params_and_overlays_histories() {
             &[],
         )
         .await;
-    let app = TestApp::new(&mlflow_url()).await;
+    let app = Site::new(&mlflow_url()).await;
 
     let (status, html) = app
         .get(&format!("/compare?runs={first}&runs={second}"))
@@ -894,7 +820,7 @@ async fn lists_sort_by_the_column_asked_for() {
         rest.create_experiment(&format!("{prefix}-{name}"), &[])
             .await;
     }
-    let app = TestApp::new(&mlflow_url()).await;
+    let app = Site::new(&mlflow_url()).await;
     let names = |html: &str| listed_names(html, &prefix);
 
     let (_, newest_first) = app.get(&format!("/experiments?q={prefix}")).await;
@@ -932,7 +858,7 @@ async fn lists_sort_by_the_column_asked_for() {
 /// launches; the events stream follows it to the end.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_launch_form_sends_back_errors_then_launches_and_the_events_follow_it() {
-    let app = TestApp::with_trainer().await;
+    let app = Site::with_trainer().await;
 
     let (status, form) = app.get("/launch").await;
     assert_eq!(status, StatusCode::OK);
@@ -968,7 +894,7 @@ async fn the_launch_form_sends_back_errors_then_launches_and_the_events_follow_i
         .oneshot(
             Request::post("/launches")
                 .header("content-type", "application/x-www-form-urlencoded")
-                .header("cookie", &app.cookie)
+                .header("cookie", app.session(Role::Admin).await)
                 .header("host", "slipway.test")
                 .header("origin", "https://evil.example")
                 .body(Body::from(format!("submission={token}&project=trainer&entry_point=main&param.alpha=1&new_experiment=x&profile=cpu")))
@@ -1016,7 +942,7 @@ async fn the_launch_form_sends_back_errors_then_launches_and_the_events_follow_i
     for announce_length in [true, false] {
         let mut request = Request::post("/launches")
             .header("content-type", "application/x-www-form-urlencoded")
-            .header("cookie", &app.cookie)
+            .header("cookie", app.session(Role::Admin).await)
             .header("sec-fetch-site", "same-origin");
         if announce_length {
             request = request.header("content-length", huge.len());
@@ -1090,7 +1016,7 @@ fn attribute_after(html: &str, marker: &str, attribute: &str) -> Option<String> 
 /// then (1 in a few dozen). Two hundred renders caught it every time.
 #[tokio::test(flavor = "multi_thread")]
 async fn fast_pages_render_reliably_many_times_over() {
-    let app = TestApp::new(&mlflow_url()).await;
+    let app = Site::new(&mlflow_url()).await;
     for _ in 0..200 {
         let (status, html) = app.get("/launches").await;
         assert_eq!(status, StatusCode::OK);
@@ -1102,7 +1028,7 @@ async fn fast_pages_render_reliably_many_times_over() {
 /// back to the launch's page, with a notice when there is nothing to cancel.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cancel_button_stops_a_running_launch_and_explains_a_second_click() {
-    let app = TestApp::with_trainer().await;
+    let app = Site::with_trainer().await;
     let body = format!(
         "submission={}&project=trainer&entry_point=main&param.alpha=1&param.sleep=120&new_experiment={}&profile=cpu",
         uuid::Uuid::new_v4(),
@@ -1123,7 +1049,7 @@ async fn the_cancel_button_stops_a_running_launch_and_explains_a_second_click() 
     assert_eq!(cancelled.headers()["location"], page.as_str());
     let (_, html) = app.get(&page).await;
     assert!(html.contains("data-status=\"cancelled\""), "{html}");
-    assert!(html.contains("cancelled by tester"));
+    assert!(html.contains("cancelled by admin"));
     assert!(
         !html.contains("/cancel\""),
         "no cancel button once it has ended"

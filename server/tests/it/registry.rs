@@ -64,8 +64,19 @@ fn notice(response: &axum::response::Response) -> String {
         .into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn trainers_edit_the_registry_and_every_change_is_audited() {
+/// A Slipway, and a registered model nothing serves (`free`) with two
+/// versions; `edit` is where the registry forms post.
+struct Registry {
+    site: Site,
+    mlflow: MlflowRest,
+    free: String,
+    v1: String,
+    v2: String,
+    edit: String,
+    version_page: String,
+}
+
+async fn registry() -> Registry {
     let mlflow = MlflowRest::new(&mlflow_url());
     let experiment = mlflow.create_experiment(&unique("registry"), &[]).await;
     let run = mlflow.create_run(&experiment, "r", &[], &[], &[]).await;
@@ -85,7 +96,64 @@ async fn trainers_edit_the_registry_and_every_change_is_audited() {
     let site = Site::start(config, data).await;
     let edit = format!("/models/{free}/edit");
     let version_page = format!("/models/{free}/versions/{v1}");
+    Registry {
+        site,
+        mlflow,
+        free,
+        v1,
+        v2,
+        edit,
+        version_page,
+    }
+}
 
+/// Every change to `model` in the audit log, oldest first: (actor, action,
+/// detail, outcome).
+async fn audited(site: &Site, model: &str) -> Vec<(String, String, String, String)> {
+    let audit = site
+        .store
+        .recent_events(Some(&format!("model:{model}")), 100)
+        .await
+        .unwrap();
+    audit
+        .iter()
+        .rev()
+        .map(|event| {
+            (
+                event.actor.clone(),
+                event.action.clone(),
+                event.detail.clone(),
+                event.outcome.clone(),
+            )
+        })
+        .collect()
+}
+
+fn expect(
+    actor: &str,
+    action: &str,
+    detail: String,
+    outcome: &str,
+) -> (String, String, String, String) {
+    (
+        actor.to_string(),
+        action.to_string(),
+        detail,
+        outcome.to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trainers_and_up_edit_the_registry_and_a_viewer_sees_no_forms() {
+    let Registry {
+        site,
+        mlflow,
+        free,
+        v1,
+        edit,
+        version_page,
+        ..
+    } = registry().await;
     // Who may: trainers and up, from Slipway's own pages. A refusal changes
     // nothing in MLflow.
     let set_alias = |alias: &str| {
@@ -135,6 +203,37 @@ async fn trainers_edit_the_registry_and_every_change_is_audited() {
     assert!(viewer_html.contains("@a2"), "the viewer sees the alias");
     assert!(!viewer_html.contains("data-set-alias"), "but no forms");
 
+    // Each accepted change is in the audit log, by whom, with its outcome.
+    let described = audited(&site, &free).await;
+    assert_eq!(
+        described[..4],
+        [
+            expect("trainer", "registry-alias", format!("@a2 → v{v1}"), "done"),
+            expect("deployer", "registry-alias", format!("@a3 → v{v1}"), "done"),
+            expect("approver", "registry-alias", format!("@a4 → v{v1}"), "done"),
+            expect("admin", "registry-alias", format!("@a5 → v{v1}"), "done"),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aliases_stages_descriptions_and_tags_change_in_mlflow_and_are_audited() {
+    let Registry {
+        site,
+        mlflow,
+        free,
+        v1,
+        v2,
+        edit,
+        version_page,
+    } = registry().await;
+    // @a2 on v1, as a trainer set it.
+    site.post(
+        Role::Trainer,
+        &edit,
+        &[("op", "set-alias"), ("version", &v1), ("alias", "a2")],
+    )
+    .await;
     // Moving an alias is setting it on another version; removing it.
     site.post(
         Role::Trainer,
@@ -234,6 +333,31 @@ async fn trainers_edit_the_registry_and_every_change_is_audited() {
     .await;
     assert!(tags(&version_of(&mlflow, &free, &v1).await).is_empty());
 
+    let described = audited(&site, &free).await;
+    assert!(described.contains(&expect(
+        "trainer",
+        "registry-stage",
+        format!("v{v2} → Staging, the others in it archived"),
+        "done"
+    )));
+    assert!(described.contains(&expect(
+        "trainer",
+        "registry-tag",
+        format!("v{v1}: team removed"),
+        "done"
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mistakes_come_back_as_a_notice_and_change_nothing() {
+    let Registry {
+        site,
+        free,
+        v1,
+        edit,
+        version_page,
+        ..
+    } = registry().await;
     // Mistakes come back as a notice on the same page, and change nothing.
     let reserved = site
         .post(
@@ -260,53 +384,7 @@ async fn trainers_edit_the_registry_and_every_change_is_audited() {
         notice(&missing)
     );
 
-    // Every change is in the audit log, by whom, with its outcome.
-    let audit = site
-        .store
-        .recent_events(Some(&format!("model:{free}")), 100)
-        .await
-        .unwrap();
-    let described: Vec<(String, String, String, String)> = audit
-        .iter()
-        .rev()
-        .map(|event| {
-            (
-                event.actor.clone(),
-                event.action.clone(),
-                event.detail.clone(),
-                event.outcome.clone(),
-            )
-        })
-        .collect();
-    let expect = |actor: &str, action: &str, detail: String, outcome: &str| {
-        (
-            actor.to_string(),
-            action.to_string(),
-            detail,
-            outcome.to_string(),
-        )
-    };
-    assert_eq!(
-        described[..4],
-        [
-            expect("trainer", "registry-alias", format!("@a2 → v{v1}"), "done"),
-            expect("deployer", "registry-alias", format!("@a3 → v{v1}"), "done"),
-            expect("approver", "registry-alias", format!("@a4 → v{v1}"), "done"),
-            expect("admin", "registry-alias", format!("@a5 → v{v1}"), "done"),
-        ]
-    );
-    assert!(described.contains(&expect(
-        "trainer",
-        "registry-stage",
-        format!("v{v2} → Staging, the others in it archived"),
-        "done"
-    )));
-    assert!(described.contains(&expect(
-        "trainer",
-        "registry-tag",
-        format!("v{v1}: team removed"),
-        "done"
-    )));
+    let described = audited(&site, &free).await;
     let failed = described.last().unwrap();
     assert_eq!(
         (failed.1.as_str(), failed.2.as_str()),

@@ -1,5 +1,6 @@
 //! Slipway in process with a signed-in session per role, and requests as
 //! each kind of caller sends them: anonymous, a role, or another site.
+//! Every in-process test of the HTTP surface goes through it.
 
 use std::collections::BTreeMap;
 
@@ -7,13 +8,14 @@ use app::access::Role;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
 use server::config::Config;
 use server::services::Services;
 use server::store::Store;
 use server::{build_state, web::router};
 use tower::ServiceExt;
 
-use super::sign_in;
+use super::{config, mlflow_url, sign_in, trainer_catalog};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Caller {
@@ -50,29 +52,49 @@ pub struct Site {
     pub router: Router,
     pub services: Services,
     pub store: Store,
-    sessions: BTreeMap<Role, String>,
+    /// One account per role (named after it), signed in on first use.
+    sessions: tokio::sync::Mutex<BTreeMap<Role, String>>,
     _data: tempfile::TempDir,
 }
 
 impl Site {
-    /// Slipway in process on `config`, with one signed-in account per role
-    /// (named after it).
+    /// Slipway in process on `config`.
     pub async fn start(config: Config, data: tempfile::TempDir) -> Self {
         let state = build_state(&config).await.unwrap();
         let services = state.services.clone();
         let store = state.store.clone();
-        let router = router(state);
-        let mut sessions = BTreeMap::new();
-        for role in Role::ALL {
-            sessions.insert(role, sign_in(&router, &store, role.as_str(), role).await);
-        }
         Self {
-            router,
+            router: router(state),
             services,
             store,
-            sessions,
+            sessions: tokio::sync::Mutex::default(),
             _data: data,
         }
+    }
+
+    /// Slipway in process on the MLflow at `mlflow_url`, with no catalog.
+    pub async fn new(mlflow_url: &str) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        Self::start(config(mlflow_url, data.path()), data).await
+    }
+
+    /// With a catalog holding the test trainer project and a `cpu` profile.
+    pub async fn with_trainer() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = config(&mlflow_url(), data.path());
+        config.catalog = Some(trainer_catalog(data.path(), ""));
+        Self::start(config, data).await
+    }
+
+    /// The `Cookie` header of `role`'s session.
+    pub async fn session(&self, role: Role) -> String {
+        let mut sessions = self.sessions.lock().await;
+        if let Some(cookie) = sessions.get(&role) {
+            return cookie.clone();
+        }
+        let cookie = sign_in(&self.router, &self.store, role.as_str(), role).await;
+        sessions.insert(role, cookie.clone());
+        cookie
     }
 
     /// A form POST from Slipway's own page, as `role`.
@@ -105,11 +127,11 @@ impl Site {
             Caller::Anonymous => request = request.header("sec-fetch-site", "same-origin"),
             Caller::Signed(role) => {
                 request = request
-                    .header("cookie", &self.sessions[&role])
+                    .header("cookie", self.session(role).await)
                     .header("sec-fetch-site", "same-origin")
             }
             Caller::CrossSite(kind) => {
-                request = request.header("cookie", &self.sessions[&Role::Admin]);
+                request = request.header("cookie", self.session(Role::Admin).await);
                 request = match kind {
                     CrossSite::FetchMetadata => request
                         .header("sec-fetch-site", "cross-site")
@@ -124,6 +146,47 @@ impl Site {
             .oneshot(request.body(Body::from(body.to_string())).unwrap())
             .await
             .unwrap()
+    }
+}
+
+impl Site {
+    /// A request as an admin's browser on Slipway's own pages sends it.
+    pub async fn request(
+        &self,
+        request: axum::http::request::Builder,
+        body: Body,
+    ) -> axum::response::Response {
+        self.router
+            .clone()
+            .oneshot(
+                request
+                    .header("cookie", self.session(Role::Admin).await)
+                    .header("sec-fetch-site", "same-origin")
+                    .body(body)
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// An admin's form POST of this urlencoded body.
+    pub async fn post_form(&self, uri: &str, body: String) -> axum::response::Response {
+        self.request(
+            Request::post(uri).header("content-type", "application/x-www-form-urlencoded"),
+            Body::from(body),
+        )
+        .await
+    }
+
+    /// A page as an admin sees it: its status and HTML, without Leptos's
+    /// hydration markers (`<!>`, empty comments): assertions are about
+    /// what people read.
+    pub async fn get(&self, uri: &str) -> (StatusCode, String) {
+        let response = self.request(Request::get(uri), Body::empty()).await;
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        (status, html.replace("<!>", ""))
     }
 }
 
