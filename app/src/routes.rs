@@ -64,11 +64,6 @@ pub fn deployment_href(model: &str) -> String {
     format!("/deployments/{}", segment(model))
 }
 
-/// A deployment's page with a notice on top (an outcome, or why not).
-pub fn deployment_notice_href(model: &str, notice: &str) -> String {
-    with_query(&deployment_href(model), [("notice", notice)])
-}
-
 /// The confirm step of a promotion.
 pub fn promote_href(model: &str, version: &str) -> String {
     with_query(
@@ -105,6 +100,8 @@ pub fn approval_href(id: &str) -> String {
 }
 
 pub const LAUNCH_FORM: &str = "/launch";
+/// Where the launch form posts.
+pub const LAUNCHES: &str = "/launches";
 
 pub fn launch_href(id: &str) -> String {
     format!("/launches/{}", segment(id))
@@ -149,11 +146,6 @@ pub fn relaunch_href(launch: &Launch) -> String {
             .filter(|(_, value)| !value.is_empty())
             .map(|(name, value)| (name.as_str(), value.as_str())),
     )
-}
-
-/// The sign-in page, then `next`.
-pub fn login_href(next: &str) -> String {
-    with_query("/login", [("next", next)])
 }
 
 /// Single sign-on, then `next`.

@@ -13,7 +13,7 @@ use super::{NotAllowed, use_me};
 use crate::access::{Action, Role, authorize, describe_grants, holds_anywhere};
 use crate::error::AppError;
 use crate::model::{DeploymentForm, DeploymentSettings};
-use crate::routes::{deployment_href, settings_href};
+use crate::routes::{DEPLOYMENTS, deployment_href, settings_href};
 use crate::server_fns::load_deployment_form;
 
 #[component]
@@ -82,7 +82,7 @@ fn SettingsForm(form: DeploymentForm, allowed: Result<(), String>) -> impl IntoV
     let action = if form.exists {
         settings_href(&settings.model)
     } else {
-        "/deployments".to_string()
+        DEPLOYMENTS.to_string()
     };
     let button = if form.exists {
         "Save changes"
@@ -92,7 +92,7 @@ fn SettingsForm(form: DeploymentForm, allowed: Result<(), String>) -> impl IntoV
     let cancel = if form.exists {
         deployment_href(&settings.model)
     } else {
-        "/deployments".to_string()
+        DEPLOYMENTS.to_string()
     };
     let problems = (!form.problems.is_empty()).then(|| {
         let items = form

@@ -19,7 +19,7 @@ use crate::model::{
     DeploymentDetail, DeploymentEvent, DeploymentOutcome, DeploymentView, Prediction,
     PromotionPreview, ServingState, TryAnswer,
 };
-use crate::routes::{deployment_href, model_href, version_href};
+use crate::routes::{NEW_DEPLOYMENT, deployment_href, model_href, version_href};
 use crate::server_fns::{get_deployment, get_try_answer, list_deployments, preview_promotion};
 
 #[component]
@@ -35,7 +35,7 @@ pub fn DeploymentsPage() -> impl IntoView {
         <section class="page">
             <header class="page-header">
                 <h1>"Deployments"</h1>
-                {may_create.then(|| view! { <a class="button" href="/new-deployment">"New deployment"</a> })}
+                {may_create.then(|| view! { <a class="button" href=NEW_DEPLOYMENT>"New deployment"</a> })}
             </header>
             <Results loading_text="Loading deployments…">
                 {move || Suspend::new(async move {

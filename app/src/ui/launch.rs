@@ -21,7 +21,9 @@ use crate::model::{
     EntryPointSpec, FieldErrors, Launch, LaunchForm, LaunchRequest, LaunchStatus, LaunchUpdate,
     ParamKind, ProfileSpec, ProjectSpec,
 };
-use crate::routes::{launch_form_href, launch_href, relaunch_href, run_href};
+use crate::routes::{
+    LAUNCH_FORM, LAUNCHES, launch_form_href, launch_href, relaunch_href, run_href,
+};
 use crate::server_fns::{get_launch, list_launches, load_launch_draft, load_launch_form};
 
 #[component]
@@ -111,7 +113,7 @@ fn LaunchFormBody(
     let has_errors = !errors.is_empty();
     view! {
         {chooser}
-        <form class="launch-form" method="post" action="/launches" novalidate>
+        <form class="launch-form" method="post" action=LAUNCHES novalidate>
             {has_errors.then(|| view! {
                 <p class="form-errors" role="alert">
                     {form_error.unwrap_or_else(|| "Some fields need a fix; nothing was launched.".into())}
@@ -391,7 +393,7 @@ pub fn LaunchesPage() -> impl IntoView {
             <header class="page-header">
                 <h1>"Launches"</h1>
                 {me.0.with_value(|user| user.as_ref().is_ok_and(|user| holds_anywhere(user, Role::Trainer)))
-                    .then(|| view! { <a class="button primary" href="/launch">"Launch training"</a> })}
+                    .then(|| view! { <a class="button primary" href=LAUNCH_FORM>"Launch training"</a> })}
             </header>
             <Results loading_text="Loading launches…">
                 {move || Suspend::new(async move {

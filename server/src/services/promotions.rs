@@ -16,7 +16,7 @@ use std::sync::Arc;
 use app::access::{Action, User, authorize};
 use app::model::{PromotionPreview, PromotionRequest, RequestState};
 
-use super::audit::{Audit, Outcome, complete_by_id};
+use super::audit::{Audit, Begun, Outcome, complete_by_id};
 use super::reads::version_summary;
 use crate::adapters::mlflow::MlflowClient;
 use crate::catalog::{DeploymentBinding, ProductionMarker};
@@ -179,33 +179,8 @@ impl Promotions {
             )));
         }
         let audit = self
-            .audit
-            .begin(
-                &user.name,
-                "approve",
-                &subject(&request.model),
-                &format!(
-                    "v{} requested by {}: {comment}",
-                    request.version, request.requested_by
-                ),
-            )
+            .decide(user, &request, "approve", RequestState::Approving, &comment)
             .await?;
-        let decided = self
-            .store
-            .decide_promotion_request(
-                id,
-                RequestState::Pending,
-                RequestState::Approving,
-                &user.name,
-                &comment,
-            )
-            .await?;
-        if !decided {
-            audit
-                .complete(Outcome::failed("decided by someone else first"))
-                .await?;
-            return Err(decided_first());
-        }
         let expected = Expected::Version(request.base_version.clone());
         let promoted = self
             .mark_production(user, &binding, &request.version, Cause::Approval, expected)
@@ -227,33 +202,8 @@ impl Promotions {
         let request = self.pending_request(user, id).await?;
         let comment = checked_text(comment, "say why you reject it")?;
         let audit = self
-            .audit
-            .begin(
-                &user.name,
-                "reject",
-                &subject(&request.model),
-                &format!(
-                    "v{} requested by {}: {comment}",
-                    request.version, request.requested_by
-                ),
-            )
+            .decide(user, &request, "reject", RequestState::Rejected, &comment)
             .await?;
-        let decided = self
-            .store
-            .decide_promotion_request(
-                id,
-                RequestState::Pending,
-                RequestState::Rejected,
-                &user.name,
-                &comment,
-            )
-            .await?;
-        if !decided {
-            audit
-                .complete(Outcome::failed("decided by someone else first"))
-                .await?;
-            return Err(decided_first());
-        }
         audit.complete(Outcome::Done).await?;
         self.request(id).await
     }
@@ -459,6 +409,42 @@ impl Promotions {
             .ok_or_else(|| Error::NotFound(format!("{model} has no deployment")))
     }
 
+    /// Records `user`'s decision (`action`, with `comment`) and moves the
+    /// pending request to `to`, if nobody decided it first; the audit entry
+    /// to complete once the decision is carried out.
+    async fn decide(
+        &self,
+        user: &User,
+        request: &PromotionRequest,
+        action: &str,
+        to: RequestState,
+        comment: &str,
+    ) -> Result<Begun> {
+        let audit = self
+            .audit
+            .begin(
+                &user.name,
+                action,
+                &subject(&request.model),
+                &format!(
+                    "v{} requested by {}: {comment}",
+                    request.version, request.requested_by
+                ),
+            )
+            .await?;
+        let decided = self
+            .store
+            .decide_promotion_request(&request.id, RequestState::Pending, to, &user.name, comment)
+            .await?;
+        if !decided {
+            audit
+                .complete(Outcome::failed("decided by someone else first"))
+                .await?;
+            return Err(Error::invalid("Someone else decided this request first."));
+        }
+        Ok(audit)
+    }
+
     /// The request, if `user` may decide it and it is still undecided.
     async fn pending_request(&self, user: &User, id: &str) -> Result<PromotionRequest> {
         let request = self.request(id).await?;
@@ -512,10 +498,6 @@ impl Promotions {
 
 fn subject(model: &str) -> String {
     format!("model:{model}")
-}
-
-fn decided_first() -> Error {
-    Error::invalid("Someone else decided this request first.")
 }
 
 fn version_words(version: Option<&str>) -> String {

@@ -15,7 +15,7 @@ pub mod ops;
 pub mod port;
 pub mod sign_in;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use app::port::SharedControlPlane;
 use app::{App, shell};
@@ -60,23 +60,34 @@ impl FromRef<AppState> for Arc<Metrics> {
     }
 }
 
+/// The app's pages, listed once per process. Listing them runs the app with
+/// resource loads suppressed process-wide (a flag of leptos_server's), so a
+/// page rendering at that moment would wait forever (leptos #4773): a second
+/// router — another test's, in one test process — must never list again.
+/// Every page is rendered whole before it is sent, not streamed out of
+/// order: the HTML is complete without JavaScript, and islands hydrate what
+/// is already there.
+pub fn page_routes() -> &'static [AxumRouteListing] {
+    static PAGES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    PAGES.get_or_init(|| {
+        generate_route_list(App)
+            .into_iter()
+            .map(|route| {
+                AxumRouteListing::new(
+                    route.path().to_string(),
+                    SsrMode::Async,
+                    route.methods(),
+                    [],
+                )
+            })
+            .collect()
+    })
+}
+
 pub fn router(state: AppState) -> Router {
     let control_plane: SharedControlPlane = Arc::new(port::Port(state.services.clone()));
     let leptos_options = state.leptos_options.clone();
-    // Every page is rendered whole before it is sent, not streamed out of
-    // order: the HTML is complete without JavaScript, and islands hydrate
-    // what is already there.
-    let pages = generate_route_list(App)
-        .into_iter()
-        .map(|route| {
-            AxumRouteListing::new(
-                route.path().to_string(),
-                SsrMode::Async,
-                route.methods(),
-                [],
-            )
-        })
-        .collect::<Vec<_>>();
+    let pages = page_routes().to_vec();
     let ui = Router::new()
         .leptos_routes_with_context(
             &state,

@@ -143,7 +143,7 @@ async fn every_page_and_server_function_admits_everyone_signed_in() {
     values.insert("name", model.clone());
     values.insert("version", version.clone());
     values.insert("model", model.clone());
-    let pages: Vec<String> = leptos_axum::generate_route_list(app::App)
+    let pages: Vec<String> = server::web::page_routes()
         .iter()
         .map(|route| route.path().to_string())
         .collect();

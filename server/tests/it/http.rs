@@ -128,7 +128,7 @@ async fn bad_input_gets_a_clear_message() {
 async fn pages_of_things_that_do_not_exist_answer_404() {
     let app = Site::new(&mlflow_url()).await;
     // Every page the app has that names a thing, with a thing that is not there.
-    let mut pages: Vec<String> = leptos_axum::generate_route_list(app::App)
+    let mut pages: Vec<String> = server::web::page_routes()
         .iter()
         .map(|route| route.path().to_string())
         .filter(|path| path.contains('{'))
