@@ -103,10 +103,7 @@ impl Begun {
 
     /// Completes with the action's own result (`done`, or `failed: why`)
     /// and hands that result back.
-    pub async fn finish<T, E: Display>(self, result: Result<T, E>) -> Result<T, E>
-    where
-        E: From<crate::error::Error>,
-    {
+    pub async fn finish<T>(self, result: Result<T>) -> Result<T> {
         let outcome = match &result {
             Ok(_) => Outcome::Done,
             Err(err) => Outcome::failed(err),

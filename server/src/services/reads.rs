@@ -448,7 +448,7 @@ impl Reads {
     }
 
     pub async fn list_launches(&self) -> Result<Vec<Launch>> {
-        Ok(self.launches.recent(LAUNCHES_LISTED).await?)
+        self.launches.recent(LAUNCHES_LISTED).await
     }
 
     pub async fn get_launch(&self, id: String) -> Result<Launch> {
@@ -493,7 +493,7 @@ impl Reads {
     }
 
     pub async fn list_promotion_requests(&self) -> Result<Vec<PromotionRequest>> {
-        Ok(self.store.promotion_requests(None, false, 200).await?)
+        self.store.promotion_requests(None, false, 200).await
     }
 
     pub async fn search_audit(&self, query: AuditQuery, limit: i64) -> Result<Vec<AuditEntry>> {

@@ -230,7 +230,7 @@ async fn changes_a_crash_left_half_done_are_settled_on_the_next_start() {
         changes
             .iter()
             .find(|change| change.id == id)
-            .map(|change| (change.state.clone(), change.message.clone()))
+            .map(|change| (change.state, change.message.clone()))
             .unwrap()
     };
     let changes = store.promotions(&model, 10).await.unwrap();

@@ -145,7 +145,7 @@ async fn after_a_kill_the_next_slipway_finishes_the_promotion_and_stops_the_orph
     // not left pending.
     let history = support::eventually(Duration::from_secs(10), || async {
         let history = store.deployment_history(&model, 10).await.unwrap();
-        let outcomes: Vec<_> = history.iter().map(|event| event.outcome.clone()).collect();
+        let outcomes: Vec<_> = history.iter().map(|event| event.outcome).collect();
         (outcomes == ["serving", "interrupted"]).then_some(outcomes)
     })
     .await;

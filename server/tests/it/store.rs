@@ -66,7 +66,7 @@ async fn ends_deployment_events_a_stop_left_pending(url: &str) {
         history
             .iter()
             .find(|event| event.id == id)
-            .map(|event| event.outcome.clone())
+            .map(|event| event.outcome)
             .unwrap()
     };
     assert_eq!(outcome(&left), "interrupted");
