@@ -122,7 +122,8 @@ async fn sessions_end_on_account_changes_and_on_expiry() {
     signed_in(&auth, "another long password").await;
 
     // Idle too long, or older than the absolute limit (though in use): ended.
-    let short = Duration::from_millis(300);
+    // Long enough that a loaded machine checks a fresh session within it.
+    let short = Duration::from_millis(1500);
     let idling = auth_with(&store, short, hour, "https://slipway.example").await;
     let aging = auth_with(&store, hour, short, "https://slipway.example").await;
     let idle_token = signed_in(&idling, "another long password").await;
@@ -136,7 +137,7 @@ async fn sessions_end_on_account_changes_and_on_expiry() {
             .is_some()
     );
     assert!(aging.accounts.user_for(&old_token).await.unwrap().is_some());
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_eq!(
         idling.accounts.user_for(&idle_token).await.unwrap(),
         None,
@@ -150,7 +151,7 @@ async fn sessions_end_on_account_changes_and_on_expiry() {
 
     // The sweep deletes expired sessions nobody presents again.
     let forgotten = signed_in(&idling, "another long password").await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     assert!(idling.accounts.sweep_sessions().await.unwrap() >= 1);
     assert_eq!(auth.accounts.user_for(&forgotten).await.unwrap(), None);
 
