@@ -112,6 +112,10 @@ pub struct VersionDetail {
     pub storage_uri: String,
     /// Whether a deployment serves the model (else promoting it deploys nothing).
     pub deployed: bool,
+    /// Whether that deployment serves what is in the Production stage: the
+    /// stage then changes by Promote and Roll back, not by hand.
+    #[serde(default)]
+    pub stage_bound: bool,
     /// Its run's params and latest metrics, and its signature; `None` when
     /// MLflow could not give them (a deleted run).
     pub summary: Option<VersionSummary>,
@@ -445,9 +449,12 @@ pub struct ProjectSpec {
     pub description: String,
     pub entry_points: Vec<EntryPointSpec>,
     /// How a local launch may set up its Python (`virtualenv` from its
-    /// python_env, `conda`, `local`: Slipway's own), the default first.
+    /// python_env, `local`: Slipway's own), the default first.
     #[serde(default)]
     pub env_managers: Vec<String>,
+    /// Why the environment the project declares is not among them.
+    #[serde(default)]
+    pub env_note: Option<String>,
 }
 
 /// An admin-defined hardware profile, as the UI shows it.
@@ -491,7 +498,7 @@ pub struct LaunchRequest {
     pub new_experiment: String,
     pub profile: String,
     pub run_name: String,
-    /// `virtualenv`, `conda` or `local`; empty: the project's default.
+    /// `virtualenv` or `local`; empty: the project's default.
     #[serde(default)]
     pub env_manager: String,
 }
@@ -533,6 +540,9 @@ pub struct Launch {
     pub experiment_id: Option<String>,
     pub run_id: Option<String>,
     pub run_name: String,
+    /// How its Python was set up (`mlflow run --env-manager`): `virtualenv`
+    /// or `local`; `docker` on Kubernetes, where the image is the environment.
+    pub env_manager: String,
     pub launched_by: String,
     pub status: LaunchStatus,
     /// Why it is pending or how it ended, in the executor's words.
@@ -935,19 +945,33 @@ impl AuditQuery {
 pub const AUDIT_PAGE_LIMIT: i64 = 500;
 pub const AUDIT_EXPORT_LIMIT: i64 = 100_000;
 
-/// Every kind of entry the audit log holds.
-pub const AUDIT_ACTIONS: [&str; 10] = [
-    "login",
-    "account",
-    "launch",
-    "cancel",
-    "promote",
-    "rollback",
-    "promotion-request",
-    "approve",
-    "reject",
-    "approval",
-];
+crate::text_enum! {
+    /// What an audit entry records; the log's "What" filter offers each.
+    #[derive(Serialize, Deserialize)]
+    pub enum AuditAction {
+        Login => "login",
+        Account => "account",
+        Launch => "launch",
+        Cancel => "cancel",
+        Promote => "promote",
+        Rollback => "rollback",
+        PromotionRequest => "promotion-request",
+        Approve => "approve",
+        Reject => "reject",
+        /// An approved request carried out.
+        Approval => "approval",
+        RegistryRegister => "registry-register",
+        RegistryStage => "registry-stage",
+        RegistryAlias => "registry-alias",
+        RegistryDescription => "registry-description",
+        RegistryTag => "registry-tag",
+        CreateDeployment => "create-deployment",
+        EditDeployment => "edit-deployment",
+        DeleteDeployment => "delete-deployment",
+        /// A deployment's settings changed by the catalog file.
+        DeploymentSettings => "deployment-settings",
+    }
+}
 
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

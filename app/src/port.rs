@@ -110,6 +110,14 @@ pub trait ControlPlane: Send + Sync + 'static {
         version: String,
     ) -> Result<PromotionPreview, AppError>;
 
+    /// Production now and the version a rollback would make Production again.
+    /// `None`: it has served no earlier version.
+    async fn rollback_preview(
+        &self,
+        user: &User,
+        model: String,
+    ) -> Result<Option<PromotionPreview>, AppError>;
+
     /// Newest first: pending ones and recent decisions.
     async fn list_promotion_requests(&self, user: &User)
     -> Result<Vec<PromotionRequest>, AppError>;

@@ -33,9 +33,16 @@ pub fn run_href(run_id: &str) -> String {
 }
 
 /// A run's page showing the files of one of its logged models.
+/// A logged model's files, browsed on its run's page (at its artifact list).
 pub fn logged_model_href(run_id: &str, model_id: &str) -> String {
-    with_query(&run_href(run_id), [("model", model_id)])
+    format!(
+        "{}#{ARTIFACTS_ANCHOR}",
+        with_query(&run_href(run_id), [("model", model_id)])
+    )
 }
+
+/// The id of the run page's artifact list.
+pub const ARTIFACTS_ANCHOR: &str = "artifacts";
 
 /// An artifact file's viewer page (`view = ""`) or the file itself
 /// (`"/raw"`), of the run or of one of its logged models.
@@ -65,6 +72,32 @@ pub fn deployment_href(model: &str) -> String {
 }
 
 /// The confirm step of a promotion.
+/// A rollback's confirm step.
+pub fn rollback_href(model: &str) -> String {
+    format!("{}/rollback", deployment_href(model))
+}
+
+crate::text_enum! {
+    /// What a form did, said on the page it comes back to (`?done=`): a
+    /// fixed sentence, so a link cannot make the page say anything else.
+    pub enum Done {
+        Promoted => "promoted",
+        RolledBack => "rolled-back",
+    }
+}
+
+pub const DONE: &str = "done";
+pub const DONE_VERSION: &str = "version";
+
+/// `page`, saying that `done` happened to `version`.
+pub fn done_href(page: &str, done: Done, version: &str) -> String {
+    let joint = if page.contains('?') { "&" } else { "?" };
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([(DONE, done.as_str()), (DONE_VERSION, version)])
+        .finish();
+    format!("{page}{joint}{query}")
+}
+
 pub fn promote_href(model: &str, version: &str) -> String {
     with_query(
         &format!("{}/promote", deployment_href(model)),
@@ -130,12 +163,20 @@ pub fn launch_draft_href(draft: &str) -> String {
 
 /// The form, filled in as this launch was.
 pub fn relaunch_href(launch: &Launch) -> String {
+    // Every choice the launch had; on Kubernetes the image is the
+    // environment, which the form does not offer.
+    let env_manager = match launch.env_manager.as_str() {
+        "docker" => String::new(),
+        chosen => chosen.to_string(),
+    };
     let request = LaunchRequest {
         project: launch.project.clone(),
         entry_point: launch.entry_point.clone(),
         params: launch.params.clone(),
         experiment_id: launch.experiment_id.clone().unwrap_or_default(),
         profile: launch.profile.clone(),
+        run_name: launch.run_name.clone(),
+        env_manager,
         ..LaunchRequest::default()
     };
     let pairs = request.to_pairs();

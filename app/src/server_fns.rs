@@ -191,6 +191,14 @@ pub async fn preview_promotion(
         .await
 }
 
+/// Production now and the version a rollback would make Production again.
+#[server(output = JsonText)]
+pub async fn preview_rollback(model: String) -> Result<Option<PromotionPreview>, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.rollback_preview(&user, model).await
+}
+
 #[server(output = JsonText)]
 pub async fn get_try_answer(id: String) -> Result<TryAnswer, AppError> {
     use crate::port::{control_plane, current_user};

@@ -80,7 +80,8 @@ async function promoteFromVersionPage(version, model = byStage) {
   await page.getByRole('button', { name: 'Confirm: promote and deploy' }).click();
   await page.locator('section.try-it').waitFor();
   await page.waitForSelector('body[data-hydrated="true"]');
-  assert.match(page.url(), new RegExp(`/deployments/${model}$`));
+  assert.match(page.url(), new RegExp(`/deployments/${model}\\?done=promoted&version=${version}$`));
+  assert.match(await page.locator('[data-done="promoted"]').textContent(), new RegExp(`^v${version} is Production in MLflow now`));
   return page;
 }
 
@@ -114,7 +115,11 @@ test('promote, predict, promote again, roll back, and follow changes made in MLf
   await servingVersion(page, '2');
   assert.equal(await tryIt(page), 30, 'v2 answers (1 + 2) × 10');
 
-  await page.getByRole('button', { name: 'Roll back to the previous version' }).click();
+  await page.getByRole('link', { name: 'Roll back to the previous version…' }).click();
+  await page.getByRole('heading', { name: `Roll back ${byStage} to v1?` }).waitFor();
+  await page.getByRole('button', { name: 'Confirm: roll back to v1' }).click();
+  await page.waitForURL(new RegExp(`/deployments/${byStage}\\?done=rolled-back&version=1$`));
+  await page.waitForSelector('body[data-hydrated="true"]');
   await servingVersion(page, '1');
   assert.equal(await tryIt(page), 3, 'rolled back to v1');
   const causes = await page.locator('table.history tbody tr').evaluateAll((rows) => rows.map((row) => row.dataset.cause));
@@ -153,7 +158,7 @@ test('a trainer registers a run\'s model and sets and removes an alias without J
   const promoting = await app.open(`/models/${registered}/versions/1`, { as: 'deployer', javaScript: false });
   await promoting.getByRole('link', { name: 'Promote to production…' }).click();
   await promoting.getByRole('button', { name: 'Confirm: promote and deploy' }).click();
-  await promoting.waitForURL(new RegExp(`/deployments/${registered}$`));
+  await promoting.waitForURL(new RegExp(`/deployments/${registered}\\?done=promoted&version=1$`));
   await promoting.close();
   const deployment = await app.open(`/deployments/${registered}`, { as: 'deployer' });
   await servingVersion(deployment, '1');
@@ -235,7 +240,7 @@ test('four eyes: a deployer asks, cannot approve; an approver approves and it se
   assert.equal(await stageOf('1'), 'Production');
   const still = await app.open(`/deployments/${guarded}`, { as: 'viewer' });
   assert.equal(await still.locator('[data-serving]').textContent(), 'v1');
-  assert.equal(await still.getByRole('button', { name: 'Roll back to the previous version' }).count(), 0, 'a viewer cannot roll back');
+  assert.equal(await still.getByRole('link', { name: 'Roll back to the previous version…' }).count(), 0, 'a viewer cannot roll back');
   await still.close();
 });
 

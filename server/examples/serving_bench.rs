@@ -80,7 +80,10 @@ async fn main() {
     }
     let experiment = mlflow.ensure_experiment("serving-bench").await.unwrap();
     for _ in 0..2 {
-        let run = mlflow.create_run(&experiment, "r", 0, &[]).await.unwrap();
+        let run = mlflow
+            .create_run(&experiment, "r", "bench", 0, &[])
+            .await
+            .unwrap();
         let logged = rest(
             "logged-models",
             json!({"experiment_id": experiment, "name": "model", "source_run_id": run.run_id}),

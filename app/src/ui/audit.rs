@@ -9,7 +9,7 @@ use leptos_router::hooks::use_query_map;
 use super::format_millis;
 use super::list::{Results, data_table};
 use crate::error::AppError;
-use crate::model::{AUDIT_ACTIONS, AuditEntry, AuditQuery};
+use crate::model::{AuditAction, AuditEntry, AuditQuery};
 use crate::server_fns::search_audit;
 
 #[component]
@@ -50,11 +50,12 @@ pub fn AuditPage() -> impl IntoView {
 #[component]
 fn AuditFilters(filters: Memo<AuditQuery>) -> impl IntoView {
     let value = move |pick: fn(&AuditQuery) -> String| move || filters.with(pick);
-    let actions = AUDIT_ACTIONS
+    let actions = AuditAction::ALL
         .iter()
         .map(|action| {
-            let selected = move || filters.with(|filters| filters.action == *action);
-            view! { <option value=*action selected=selected>{*action}</option> }
+            let text = action.as_str();
+            let selected = move || filters.with(|filters| filters.action == text);
+            view! { <option value=text selected=selected>{text}</option> }
         })
         .collect_view();
     view! {

@@ -19,8 +19,10 @@ use crate::model::{
     DeploymentDetail, DeploymentEvent, DeploymentOutcome, DeploymentView, Prediction,
     PromotionPreview, ServingState, TryAnswer,
 };
-use crate::routes::{NEW_DEPLOYMENT, deployment_href, model_href, version_href};
-use crate::server_fns::{get_deployment, get_try_answer, list_deployments, preview_promotion};
+use crate::routes::{NEW_DEPLOYMENT, deployment_href, model_href, rollback_href, version_href};
+use crate::server_fns::{
+    get_deployment, get_try_answer, list_deployments, preview_promotion, preview_rollback,
+};
 
 #[component]
 pub fn DeploymentsPage() -> impl IntoView {
@@ -161,7 +163,6 @@ fn DeploymentBody(
     may_manage: bool,
 ) -> impl IntoView {
     let view_ = detail.view;
-    let rollback_action = format!("{}/rollback", deployment_href(&view_.model));
     let can_roll_back = may_roll_back
         && detail.history.iter().any(|event| {
             event.outcome == DeploymentOutcome::Serving
@@ -178,10 +179,7 @@ fn DeploymentBody(
             <a href=model_href(&view_.model)>"Versions in the registry"</a>
             {may_manage.then(|| view! { <a href=format!("{}/settings", deployment_href(&view_.model))>"Settings"</a> })}
             {can_roll_back.then(|| view! {
-                <form method="post" action=rollback_action class="inline">
-                    <input type="hidden" name="expected_version" value=view_.desired_version.clone().unwrap_or_default()/>
-                    <button type="submit" class="danger">"Roll back to the previous version"</button>
-                </form>
+                <a class="button danger" href=rollback_href(&view_.model)>"Roll back to the previous version…"</a>
             })}
         </div>
         <table class="data facts">
@@ -359,6 +357,7 @@ pub fn PromotePage() -> impl IntoView {
     view! {
         <Title text="Promote"/>
         <section class="page">
+            <super::Notice/>
             <Results loading_text="Comparing versions…">
                 {move || Suspend::new(async move {
                     let preview = preview.await?;
@@ -371,34 +370,123 @@ pub fn PromotePage() -> impl IntoView {
     }
 }
 
+/// `/deployments/{model}/rollback`: the rollback's confirm step — which
+/// version comes back, compared with Production now, and why.
+#[component]
+pub fn RollbackPage() -> impl IntoView {
+    let params = use_params_map();
+    let model = Memo::new(move |_| params.with(|params| params.get("model").unwrap_or_default()));
+    let preview = Resource::new(move || model.get(), preview_rollback);
+    let me = use_me();
+    view! {
+        <Title text="Roll back"/>
+        <section class="page">
+            <super::Notice/>
+            <Results loading_text="Comparing versions…">
+                {move || Suspend::new(async move {
+                    let user = me.await?;
+                    let model = model.get_untracked();
+                    let shown = match preview.await? {
+                        None => view! {
+                            <header class="page-header"><h1>{format!("Roll back {model}")}</h1></header>
+                            <p class="empty">{format!("{model} has served no earlier version to roll back to.")}</p>
+                            <p><a href=deployment_href(&model)>"Back to the deployment"</a></p>
+                        }
+                        .into_any(),
+                        Some(preview) => {
+                            let allowed = authorize(&user, Action::Rollback { model: &model }).map_err(|denied| denied.0);
+                            view! { <ConfirmRollback preview allowed/> }.into_any()
+                        }
+                    };
+                    Ok::<_, AppError>(shown)
+                })}
+            </Results>
+        </section>
+    }
+}
+
+#[component]
+fn ConfirmRollback(preview: PromotionPreview, allowed: Result<(), String>) -> impl IntoView {
+    let target = preview.candidate.version.clone();
+    let now = preview
+        .current
+        .as_ref()
+        .map_or("Nothing is".to_string(), |current| {
+            format!("v{} is", current.version)
+        });
+    let step = Step {
+        title: format!("Roll back {} to v{target}?", preview.model),
+        explanation: format!(
+            "{now} Production now (marked by {}). Rolling back makes v{target}, which served \
+             before it, Production again, and Slipway deploys it at once.",
+            preview.marker
+        ),
+        action: rollback_href(&preview.model),
+        // The server finds the version again: the one that served before.
+        version: None,
+        reason_label: "Why (kept in the audit log)",
+        button: format!("Confirm: roll back to v{target}"),
+        button_class: "danger",
+    };
+    view! { <ConfirmChange preview allowed step/> }
+}
+
 #[component]
 fn Confirm(preview: PromotionPreview, allowed: Result<(), String>) -> impl IntoView {
-    let action = format!("{}/promote", deployment_href(&preview.model));
-    let title = format!(
-        "Promote {} v{} to production?",
-        preview.model, preview.candidate.version
-    );
-    let explanation = if preview.requires_approval {
-        format!(
-            "Production is marked by {}. This model needs a second person: your request goes to an \
-             approver with this comparison, and is deployed as soon as they approve it.",
-            preview.marker
-        )
-    } else {
-        format!(
-            "Production is marked by {}; Slipway deploys it as soon as you confirm.",
-            preview.marker
-        )
-    };
-    let (button, reason_label) = if preview.requires_approval {
+    let (explanation, button, reason_label) = if preview.requires_approval {
         (
+            format!(
+                "Production is marked by {}. This model needs a second person: your request goes to an \
+                 approver with this comparison, and is deployed as soon as they approve it.",
+                preview.marker
+            ),
             "Request approval",
             "Why this version (the approver reads it)",
         )
     } else {
-        ("Confirm: promote and deploy", "Why (kept in the audit log)")
+        (
+            format!(
+                "Production is marked by {}; Slipway deploys it as soon as you confirm.",
+                preview.marker
+            ),
+            "Confirm: promote and deploy",
+            "Why (kept in the audit log)",
+        )
     };
-    let version = preview.candidate.version.clone();
+    let step = Step {
+        title: format!(
+            "Promote {} v{} to production?",
+            preview.model, preview.candidate.version
+        ),
+        explanation,
+        action: format!("{}/promote", deployment_href(&preview.model)),
+        version: Some(preview.candidate.version.clone()),
+        reason_label,
+        button: button.to_string(),
+        button_class: "primary",
+    };
+    view! { <ConfirmChange preview allowed step/> }
+}
+
+/// What a confirm step of a change of Production says and sends.
+struct Step {
+    title: String,
+    explanation: String,
+    action: String,
+    version: Option<String>,
+    reason_label: &'static str,
+    button: String,
+    button_class: &'static str,
+}
+
+/// The confirm step of a change of Production (promote, roll back): the
+/// evidence side by side, then a plain form with the reason.
+#[component]
+fn ConfirmChange(
+    preview: PromotionPreview,
+    allowed: Result<(), String>,
+    step: Step,
+) -> impl IntoView {
     // Sent back with the form: if Production moves before it arrives, the
     // server refuses it instead of overriding a change this page never showed.
     let expected = preview
@@ -407,6 +495,15 @@ fn Confirm(preview: PromotionPreview, allowed: Result<(), String>) -> impl IntoV
         .map(|current| current.version.clone())
         .unwrap_or_default();
     let cancel = deployment_href(&preview.model);
+    let Step {
+        title,
+        explanation,
+        action,
+        version,
+        reason_label,
+        button,
+        button_class,
+    } = step;
     view! {
         <header class="page-header"><h1>{title}</h1></header>
         <p class="reason">{explanation}</p>
@@ -414,12 +511,12 @@ fn Confirm(preview: PromotionPreview, allowed: Result<(), String>) -> impl IntoV
         {match allowed {
             Ok(()) => view! {
                 <form method="post" action=action class="promote-form">
-                    <input type="hidden" name="version" value=version/>
+                    {version.map(|version| view! { <input type="hidden" name="version" value=version/> })}
                     <input type="hidden" name="expected_version" value=expected/>
                     <label for="reason">{reason_label}</label>
                     <textarea id="reason" name="reason" rows="3"></textarea>
                     <div class="actions">
-                        <button type="submit" class="primary">{button}</button>
+                        <button type="submit" class=button_class>{button}</button>
                         <a href=cancel>"Cancel"</a>
                     </div>
                 </form>

@@ -22,7 +22,7 @@ use crate::model::{
     ParamKind, ProfileSpec, ProjectSpec,
 };
 use crate::routes::{
-    LAUNCH_FORM, LAUNCHES, launch_form_href, launch_href, relaunch_href, run_href,
+    LAUNCH_FORM, LAUNCHES, experiment_href, launch_form_href, launch_href, relaunch_href, run_href,
 };
 use crate::server_fns::{get_launch, list_launches, load_launch_draft, load_launch_form};
 
@@ -133,6 +133,10 @@ fn LaunchFormBody(
                 {experiment_fields(&form.experiments, &request, &errors)}
                 {(form.catalog.backend == "local" && project.env_managers.len() > 1)
                     .then(|| env_manager_field(&project.env_managers, &request, &errors))}
+                {(form.catalog.backend == "local")
+                    .then(|| project.env_note.clone())
+                    .flatten()
+                    .map(|note| view! { <p class="muted" data-env-note>{note}</p> })}
                 {profile_choices(&form.catalog.profiles, &request.profile, errors.get(PROFILE).cloned())}
                 <Field name=RUN_NAME label="Run name" error=errors.get(RUN_NAME).cloned()>
                     <input
@@ -283,7 +287,6 @@ fn env_manager_field(
                 request.env_manager == *manager || (request.env_manager.is_empty() && index == 0);
             let label = match manager.as_str() {
                 "virtualenv" => "virtualenv: the project's python_env, built once and reused",
-                "conda" => "conda: the project's conda_env (not built here)",
                 _ => "local: Slipway's own Python environment",
             };
             view! { <option value=manager.clone() selected=selected>{label}</option> }
@@ -505,8 +508,10 @@ pub fn LaunchPage() -> impl IntoView {
 fn LiveLaunch(launch: Launch, notice: Option<String>, may_cancel: bool) -> impl IntoView {
     let live = RwSignal::new(None::<LaunchUpdate>);
     let logs = RwSignal::new(String::new());
-    follow_launch(launch.id.clone(), live, logs);
-    view! { <LaunchDetail launch live logs notice may_cancel/> }.into_any()
+    // Whether the stream has said all there is (a finished launch's log).
+    let complete = RwSignal::new(false);
+    follow_launch(launch.id.clone(), live, logs, complete);
+    view! { <LaunchDetail launch live logs complete notice may_cancel/> }.into_any()
 }
 
 #[component]
@@ -514,6 +519,7 @@ fn LaunchDetail(
     launch: Launch,
     live: RwSignal<Option<LaunchUpdate>>,
     logs: RwSignal<String>,
+    complete: RwSignal<bool>,
     notice: Option<String>,
     may_cancel: bool,
 ) -> impl IntoView {
@@ -527,11 +533,20 @@ fn LaunchDetail(
     let reason = move || current.with(|current| current.reason.clone());
     let run_id = move || current.with(|current| current.run_id.clone());
     let finished = move || format_millis(current.with(|current| current.finished_ms));
-    let params = launch
-        .params
-        .iter()
-        .map(|(name, value)| view! { <tr><th scope="row">{name.clone()}</th><td><code>{value.clone()}</code></td></tr> })
-        .collect_view();
+    let params = if launch.params.is_empty() {
+        view! { <tr><td colspan="2" class="empty">"none"</td></tr> }.into_any()
+    } else {
+        launch
+            .params
+            .iter()
+            .map(|(name, value)| view! { <tr><th scope="row">{name.clone()}</th><td><code>{value.clone()}</code></td></tr> })
+            .collect_view()
+            .into_any()
+    };
+    let experiment = launch
+        .experiment_id
+        .clone()
+        .map(|id| view! { <a href=experiment_href(&id)>{format!("Experiment {id}")}</a> });
     // A plain POST, like the launch form: it works before hydration, and
     // the answer is this page again (with a notice if it failed).
     let cancel_action = format!("{}/cancel", launch_href(&launch.id));
@@ -562,7 +577,10 @@ fn LaunchDetail(
                 <tbody>
                     <tr><th scope="row">"Launched"</th><td>{format!("{} by {}", format_millis(Some(launch.created_ms)), launch.launched_by)}</td></tr>
                     <tr><th scope="row">"Finished"</th><td>{finished}</td></tr>
+                    <tr><th scope="row">"Run name"</th><td>{launch.run_name.clone()}</td></tr>
+                    <tr><th scope="row">"Experiment"</th><td>{experiment}</td></tr>
                     <tr><th scope="row">"Profile"</th><td>{launch.profile.clone()}</td></tr>
+                    <tr><th scope="row">"Environment"</th><td data-env>{launch.env_manager.clone()}</td></tr>
                     <tr><th scope="row">"Executor"</th><td>{launch.backend.clone()} " " <code>{launch.executor_ref.clone().unwrap_or_default()}</code></td></tr>
                     <tr>
                         <th scope="row">"MLflow run"</th>
@@ -584,7 +602,13 @@ fn LaunchDetail(
         <pre class="logs" id="logs" aria-live="off">
             {move || {
                 let text = logs.get();
-                if text.is_empty() { "Waiting for output…".to_string() } else { text }
+                match (text.is_empty(), complete.get(), status().is_terminal()) {
+                    (false, _, _) => text,
+                    (true, true, _) => "The training wrote no output.".to_string(),
+                    // Its log is on its way, not its output.
+                    (true, false, true) => "Reading the log…".to_string(),
+                    (true, false, false) => "Waiting for output…".to_string(),
+                }
             }}
         </pre>
     }
@@ -593,7 +617,12 @@ fn LaunchDetail(
 /// Server-sent events keep the status and logs current without a reload.
 /// Browser only: on the server the page shows the launch as it is.
 #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
-fn follow_launch(id: String, live: RwSignal<Option<LaunchUpdate>>, logs: RwSignal<String>) {
+fn follow_launch(
+    id: String,
+    live: RwSignal<Option<LaunchUpdate>>,
+    logs: RwSignal<String>,
+    complete: RwSignal<bool>,
+) {
     #[cfg(feature = "hydrate")]
     {
         use crate::routes::launch_events_href;
@@ -644,7 +673,13 @@ fn follow_launch(id: String, live: RwSignal<Option<LaunchUpdate>>, logs: RwSigna
                     }),
                 ),
                 // Ended: no reconnect, which would replay the whole log.
-                ("end", Closure::new(move |_| closer.close())),
+                (
+                    "end",
+                    Closure::new(move |_| {
+                        complete.set(true);
+                        closer.close();
+                    }),
+                ),
             ];
             for (name, handler) in &handlers {
                 let _ =

@@ -26,7 +26,7 @@ use crate::error::AppError;
 use approvals::{ApprovalPage, ApprovalsPage};
 use audit::AuditPage;
 use deployment_settings::DeploymentSettingsPage;
-use deployments::{DeploymentPage, DeploymentsPage, PromotePage};
+use deployments::{DeploymentPage, DeploymentsPage, PromotePage, RollbackPage};
 use experiments::ExperimentsPage;
 use launch::{LaunchFormPage, LaunchPage, LaunchesPage};
 use login::LoginPage;
@@ -83,6 +83,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/deployments") view=DeploymentsPage/>
                     <Route path=path!("/deployments/:model") view=DeploymentPage/>
                     <Route path=path!("/deployments/:model/promote") view=PromotePage/>
+                    <Route path=path!("/deployments/:model/rollback") view=RollbackPage/>
                     <Route path=path!("/deployments/:model/settings") view=DeploymentSettingsPage/>
                     <Route path=path!("/new-deployment") view=DeploymentSettingsPage/>
                     <Route path=path!("/approvals") view=ApprovalsPage/>
@@ -209,15 +210,41 @@ pub fn ErrorList(errors: ArcRwSignal<Errors>) -> impl IntoView {
     }
 }
 
-/// Why the last form sent back here did not do what it asked (`?notice=`).
+/// Why the last form sent back here did not do what it asked (`?notice=`),
+/// or what it did (`?done=`).
 #[component]
 pub fn Notice() -> impl IntoView {
+    use crate::routes::{DONE, DONE_VERSION, Done};
     let query = leptos_router::hooks::use_query_map();
     let notice = Memo::new(move |_| query.with(|query| query.get("notice")));
+    let done = Memo::new(move |_| {
+        query.with(|query| {
+            let done = Done::parse(&query.get(DONE)?)?;
+            // Version numbers only: the sentence is ours, not the link's.
+            let version = query.get(DONE_VERSION).filter(|version| {
+                !version.is_empty()
+                    && version.len() <= 20
+                    && version.chars().all(|c| c.is_ascii_alphanumeric())
+            })?;
+            Some((done, version))
+        })
+    });
     move || {
-        notice
+        let failed = notice
             .get()
-            .map(|notice| view! { <p class="form-errors" role="alert">{notice}</p> })
+            .map(|notice| view! { <p class="form-errors" role="alert">{notice}</p> });
+        let done = done.get().map(|(done, version)| {
+            let text = match done {
+                Done::Promoted => format!(
+                    "v{version} is Production in MLflow now. Slipway is deploying it; this page follows the change."
+                ),
+                Done::RolledBack => format!(
+                    "Rolled back: v{version} is Production in MLflow again. Slipway is deploying it; this page follows the change."
+                ),
+            };
+            view! { <p class="done-notice" role="status" data-done=done.as_str()>{text}</p> }
+        });
+        (failed, done)
     }
 }
 

@@ -244,7 +244,13 @@ fn VersionView(
     let editor = may_edit.then(|| {
         view! {
             <AliasEditor model=version.model.clone() version=version.version.clone() aliases=version.aliases.clone()/>
-            <StageEditor model=version.model.clone() version=version.version.clone() stage=version.stage.clone()/>
+            <StageEditor
+                model=version.model.clone()
+                version=version.version.clone()
+                stage=version.stage.clone()
+                stage_bound=detail.stage_bound
+                may_promote
+            />
             <RegistryEditor
                 model=version.model.clone()
                 version=Some(version.version.clone())
@@ -281,7 +287,7 @@ fn VersionView(
             <dt>"Aliases"</dt>
             <dd>{version.aliases.iter().map(|alias| view! { <span class="alias">{format!("@{alias}")}</span> }).collect_view()}</dd>
             <dt>"Status"</dt><dd>{version.status.clone()}</dd>
-            <dt>"Source"</dt><dd><code>{version.source.clone()}</code> {logged_model_link(&version.run_id, &version.source)}</dd>
+            <dt>"Source"</dt><dd><code>{version.source.clone()}</code>{logged_model_link(&version.run_id, &version.source)}</dd>
             <dt>"Stored at"</dt><dd><code>{detail.storage_uri}</code></dd>
             <dt>"Source run"</dt><dd class="mono">{source_run(&version.run_id)}</dd>
             <dt>"Created"</dt><dd>{format_millis(version.created)}</dd>
@@ -322,7 +328,7 @@ fn logged_model_link(run_id: &str, source: &str) -> impl IntoView + use<> {
         .filter(|id| id.starts_with("m-"));
     model_id.filter(|_| !run_id.is_empty()).map(|id| {
         let href = logged_model_href(run_id, id);
-        view! { <a href=href>"the logged model's files"</a> }
+        view! { " · " <a href=href>"the logged model's files"</a> }
     })
 }
 
@@ -360,14 +366,55 @@ fn AliasEditor(model: String, version: String, aliases: Vec<String>) -> impl Int
 }
 
 #[component]
-fn StageEditor(model: String, version: String, stage: String) -> impl IntoView {
+fn StageEditor(
+    model: String,
+    version: String,
+    stage: String,
+    stage_bound: bool,
+    may_promote: bool,
+) -> impl IntoView {
+    // Where a deployment serves the Production stage, Production comes and
+    // goes by Promote and Roll back (which deploy it), never by this form.
+    let by_promotion = stage_bound.then(|| {
+        let promote = promote_href(&model, &version);
+        let deployment = deployment_href(&model);
+        if stage == "Production" {
+            view! {
+                <p class="muted" data-stage-bound>
+                    "This version is in Production, which a deployment serves: it leaves Production by a \
+                     promotion of another version or a rollback, on "
+                    <a href=deployment>"the deployment's page"</a>"."
+                </p>
+            }
+            .into_any()
+        } else {
+            view! {
+                <p class="muted" data-stage-bound>
+                    "A deployment serves the Production stage: "
+                    {if may_promote {
+                        view! { <a href=promote>"promote this version"</a> }.into_any()
+                    } else {
+                        view! { "a deployer promotes a version" }.into_any()
+                    }}
+                    " to put it in Production and deploy it."
+                </p>
+            }
+            .into_any()
+        }
+    });
+    if stage_bound && stage == "Production" {
+        return view! { <section class="registry-edit"><h2>"Stage"</h2>{by_promotion}</section> }
+            .into_any();
+    }
     let options = ["None", "Staging", "Production", "Archived"]
         .into_iter()
+        .filter(|option| !(stage_bound && *option == "Production"))
         .map(|option| view! { <option value=option selected=option == stage>{option}</option> })
         .collect_view();
     view! {
         <section class="registry-edit">
             <h2>"Stage"</h2>
+            {by_promotion}
             <form method="post" action=registry_edit_href(&model) class="inline" data-stage-form>
                 <input type="hidden" name="op" value="stage"/>
                 <input type="hidden" name="version" value=version/>
@@ -381,6 +428,7 @@ fn StageEditor(model: String, version: String, stage: String) -> impl IntoView {
             </form>
         </section>
     }
+    .into_any()
 }
 
 /// The description and tags of a registered model (`version: None`) or of

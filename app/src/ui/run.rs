@@ -13,7 +13,9 @@ use crate::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, ChartOptions, ComparePlots, MetricChart,
     PreviewContent, RegistrableModel, RunDetail, signature_columns,
 };
-use crate::routes::{artifact_href, experiment_href, logged_model_href, run_href, version_href};
+use crate::routes::{
+    ARTIFACTS_ANCHOR, artifact_href, experiment_href, logged_model_href, run_href, version_href,
+};
 use crate::server_fns::{comparison_plots, get_run, list_artifacts, preview_artifact, run_charts};
 
 pub const MAX_COMPARED: usize = 10;
@@ -79,11 +81,12 @@ pub fn RunPage() -> impl IntoView {
                 })}
             </Results>
             <h2>"Metric charts"</h2>
-            <ChartSwitches base=move || run_href(&run_id.get())/>
             <Results loading_text="Drawing charts…">
-                {move || Suspend::new(async move { charts.await.map(|charts| view! { <Charts charts/> }) })}
+                {move || Suspend::new(async move {
+                    charts.await.map(|charts| view! { <Charts charts base=move || run_href(&run_id.get())/> })
+                })}
             </Results>
-            <h2>"Artifacts"</h2>
+            <h2 id=ARTIFACTS_ANCHOR>"Artifacts"</h2>
             <Results loading_text="Listing artifacts…">
                 {move || Suspend::new(async move {
                     let entries = artifacts.await?;
@@ -113,6 +116,21 @@ fn RunSummary(detail: RunDetail, may_register: bool) -> impl IntoView {
         view! { <RegisterForm run_id=run.run_id.clone() models=detail.registrable.clone() suggested/> }
     });
     let name = run.display_name().to_string();
+    let tag = |key: &str| {
+        detail
+            .tags
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.clone())
+    };
+    // What `mlflow run` (or a Slipway launch) records of the project it ran.
+    let project = tag("mlflow.source.name")
+        .filter(|_| tag("mlflow.source.type").as_deref() == Some("PROJECT"))
+        .map(|project| match tag("mlflow.project.entryPoint") {
+            Some(entry_point) => format!("{project} · {entry_point}"),
+            None => project,
+        });
+    let environment = tag("mlflow.project.env");
     let versions = detail
         .registered_versions
         .iter()
@@ -129,6 +147,8 @@ fn RunSummary(detail: RunDetail, may_register: bool) -> impl IntoView {
             <dt>"Status"</dt><dd><span class=format!("status status-{}", run.status.to_ascii_lowercase())>{run.status.clone()}</span></dd>
             <dt>"Run ID"</dt><dd class="mono">{run.run_id.clone()}</dd>
             <dt>"User"</dt><dd>{run.user.clone()}</dd>
+            {project.map(|project| view! { <dt>"Project"</dt><dd>{project}</dd> })}
+            {environment.map(|environment| view! { <dt>"Environment"</dt><dd>{environment}</dd> })}
             <dt>"Started"</dt><dd>{format_millis(run.start_time)}</dd>
             <dt>"Duration"</dt><dd>{format_duration(run.start_time, run.end_time)}</dd>
             <dt>"Artifacts at"</dt><dd><code>{detail.artifact_uri.clone()}</code></dd>
@@ -241,11 +261,17 @@ fn ChartSwitches(base: impl Fn() -> String + Send + Sync + Copy + 'static) -> im
 }
 
 #[component]
-fn Charts(charts: Vec<MetricChart>) -> impl IntoView {
+fn Charts(
+    charts: Vec<MetricChart>,
+    base: impl Fn() -> String + Send + Sync + Copy + 'static,
+) -> impl IntoView {
     if charts.is_empty() {
         return view! { <p class="empty">"No metrics were logged."</p> }.into_any();
     }
+    // Single values are shown as numbers: nothing to switch.
+    let drawn = charts.iter().any(|chart| !chart.svg.is_empty());
     view! {
+        {drawn.then(|| view! { <ChartSwitches base/> })}
         <div class="charts">
             {charts
                 .into_iter()
@@ -292,11 +318,12 @@ fn Artifacts(
         if let Some(dir) = dir {
             query.append_pair("dir", dir);
         }
+        // Folders open where the list is, not at the top of the run.
         let query = query.finish();
         if query.is_empty() {
-            base.clone()
+            format!("{base}#{ARTIFACTS_ANCHOR}")
         } else {
-            format!("{base}?{query}")
+            format!("{base}?{query}#{ARTIFACTS_ANCHOR}")
         }
     };
     let dir_href = |path: &str| href(Some(path));
@@ -304,7 +331,7 @@ fn Artifacts(
         .as_deref()
         .map(|dir| href(dir.rsplit_once('/').map(|(parent, _)| parent)));
     let owner = match &model {
-        Some(model) => view! { "Logged model " <code>{model.clone()}</code> " · " <a href=base.clone()>"the run's own artifacts"</a> }.into_any(),
+        Some(model) => view! { "Logged model " <code>{model.clone()}</code> " · " <a href=format!("{base}#{ARTIFACTS_ANCHOR}")>"the run's own artifacts"</a> }.into_any(),
         None => view! { "The run's artifacts" }.into_any(),
     };
     let rows = entries
@@ -372,9 +399,12 @@ pub fn ArtifactPage() -> impl IntoView {
                 if let Some(folder) = &folder {
                     back.append_pair("dir", folder);
                 }
-                let back = format!("{}?{}", run_href(&run_id), back.finish());
+                let back = format!("{}?{}#{ARTIFACTS_ANCHOR}", run_href(&run_id), back.finish());
                 view! {
-                    <nav class="crumbs"><a href=back>{format!("Run {run_id} artifacts")}</a></nav>
+                    <nav class="crumbs"><a href=back>{match &model {
+                        Some(model) => format!("Logged model {model}'s files"),
+                        None => format!("Run {run_id} artifacts"),
+                    }}</a></nav>
                     <header class="page-header">
                         <h1 class="mono">{path.clone()}</h1>
                         <a class="button" href=artifact_href(&run_id, model.as_deref(), &path, "/raw") download>"Download"</a>
@@ -504,9 +534,10 @@ pub fn ComparePage() -> impl IntoView {
                 {move || Suspend::new(async move { details.await.map(|runs| view! { <Comparison runs/> }) })}
             </Results>
             <h2>"Metric charts"</h2>
-            <ChartSwitches base=|| "/compare".to_string()/>
             <Results loading_text="Drawing charts…">
-                {move || Suspend::new(async move { charts.await.map(|charts| view! { <Charts charts/> }) })}
+                {move || Suspend::new(async move {
+                    charts.await.map(|charts| view! { <Charts charts base=|| "/compare".to_string()/> })
+                })}
             </Results>
             <Results loading_text="Drawing plots…">
                 {move || Suspend::new(async move {

@@ -469,6 +469,7 @@ impl Catalog {
                 name: project.name.clone(),
                 description: project.description.clone(),
                 env_managers: project.env_managers(),
+                env_note: project.env_note(),
                 entry_points: project
                     .mlproject
                     .entry_points
@@ -486,16 +487,26 @@ impl Catalog {
 
 impl Project {
     /// How a local launch may set up its Python, the default first: the
-    /// project's own environment where it declares one, else Slipway's.
+    /// project's python_env where it declares one, else Slipway's own. A
+    /// conda environment is not offered: Slipway does not build them.
     pub fn env_managers(&self) -> Vec<String> {
         let mut managers = Vec::new();
         if self.python_env.is_some() {
             managers.push(ENV_VIRTUALENV.to_string());
-        } else if self.mlproject.conda_env.is_some() {
-            managers.push(ENV_CONDA.to_string());
         }
         managers.push(ENV_LOCAL.to_string());
         managers
+    }
+
+    /// Why a local launch does not use the environment the project declares.
+    pub fn env_note(&self) -> Option<String> {
+        let conda_env = self.mlproject.conda_env.as_deref()?;
+        Some(format!(
+            "{:?} declares a conda environment ({conda_env}). Slipway builds python_env \
+             virtualenvs, not conda environments, so it runs in Slipway's own Python \
+             (\"local\"); give the project a python_env.yaml to pin its packages.",
+            self.name
+        ))
     }
 }
 

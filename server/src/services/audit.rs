@@ -5,6 +5,8 @@
 
 use std::fmt::Display;
 
+use app::model::AuditAction;
+
 use crate::error::Result;
 use crate::store::Store;
 
@@ -62,27 +64,35 @@ impl Audit {
     pub async fn record(
         &self,
         actor: &str,
-        action: &str,
+        action: AuditAction,
         subject: &str,
         detail: &str,
     ) -> Result<()> {
         self.store
-            .record_event(actor, action, subject, detail)
+            .record_event(actor, action.as_str(), subject, detail)
             .await
             .map(drop)
+    }
+
+    /// The final outcome of every `action` entry about `subject`: how an
+    /// action that outlives its request (a training) ended.
+    pub async fn settle(&self, action: AuditAction, subject: &str, outcome: Outcome) -> Result<()> {
+        self.store
+            .complete_events_of(action.as_str(), subject, &outcome.text())
+            .await
     }
 
     /// Records an action before it is carried out.
     pub async fn begin(
         &self,
         actor: &str,
-        action: &str,
+        action: AuditAction,
         subject: &str,
         detail: &str,
     ) -> Result<Begun> {
         let id = self
             .store
-            .begin_event(actor, action, subject, detail)
+            .begin_event(actor, action.as_str(), subject, detail)
             .await?;
         Ok(Begun {
             id,
@@ -99,6 +109,13 @@ impl Begun {
 
     pub async fn complete(self, outcome: Outcome) -> Result<()> {
         self.store.complete_event(&self.id, &outcome.text()).await
+    }
+
+    /// Completes unless the outcome was written meanwhile (by `settle`).
+    pub async fn complete_unless_settled(self, outcome: Outcome) -> Result<()> {
+        self.store
+            .complete_pending_event(&self.id, &outcome.text())
+            .await
     }
 
     /// Completes with the action's own result (`done`, or `failed: why`)

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use app::access::{Action, User, authorize};
-use app::model::{DeploymentForm, DeploymentOutcome, DeploymentSettings, TryAnswer};
+use app::model::{AuditAction, DeploymentForm, DeploymentOutcome, DeploymentSettings, TryAnswer};
 
 use super::audit::Audit;
 use crate::adapters::mlflow::MlflowClient;
@@ -252,7 +252,12 @@ impl Deployments {
                 Seeded::Removed => "no longer in the catalog file: deleted",
             };
             self.audit
-                .record("catalog", "deployment-settings", &subject(&model), what)
+                .record(
+                    "catalog",
+                    AuditAction::DeploymentSettings,
+                    &subject(&model),
+                    what,
+                )
                 .await?;
         }
         self.reconciler.reload_bindings().await?;
@@ -332,7 +337,7 @@ impl Deployments {
             )]));
         }
         let detail = format!("created: {}", binding.target.as_str());
-        self.changed(user, &binding.model, "create-deployment", &detail)
+        self.changed(user, &binding.model, AuditAction::CreateDeployment, &detail)
             .await
     }
 
@@ -360,7 +365,8 @@ impl Deployments {
             return Err(changed_meanwhile(model));
         }
         let detail = changes(&settings_of(&record), &settings);
-        self.changed(user, model, "edit-deployment", &detail).await
+        self.changed(user, model, AuditAction::EditDeployment, &detail)
+            .await
     }
 
     /// Deletes an app-managed deployment once its name is typed again
@@ -384,7 +390,7 @@ impl Deployments {
         if !self.store.delete_binding(model, revision).await? {
             return Err(changed_meanwhile(model));
         }
-        self.changed(user, model, "delete-deployment", "deleted")
+        self.changed(user, model, AuditAction::DeleteDeployment, "deleted")
             .await
     }
 
@@ -482,7 +488,13 @@ impl Deployments {
 
     /// Audits a change of settings, puts it in the deployment's history,
     /// and converges at once.
-    async fn changed(&self, user: &User, model: &str, action: &str, detail: &str) -> Result<()> {
+    async fn changed(
+        &self,
+        user: &User,
+        model: &str,
+        action: AuditAction,
+        detail: &str,
+    ) -> Result<()> {
         self.audit
             .record(&user.name, action, &subject(model), detail)
             .await?;

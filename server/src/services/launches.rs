@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use app::access::{Action, User, authorize};
-use app::model::{FieldErrors, Launch, LaunchCatalog, LaunchRequest, LaunchStatus, launch_fields};
+use app::model::{
+    AuditAction, FieldErrors, Launch, LaunchCatalog, LaunchRequest, LaunchStatus, launch_fields,
+};
 use tokio::sync::{mpsc, watch};
 
 use super::audit::{Audit, Outcome};
@@ -211,6 +213,9 @@ impl Launches {
         let offered = project.env_managers();
         let chosen = match asked.trim() {
             "" => offered[0].as_str(),
+            ENV_CONDA if project.mlproject.conda_env.is_some() => {
+                return Err(project.env_note().expect("a conda_env"));
+            }
             asked => offered
                 .iter()
                 .map(String::as_str)
@@ -225,13 +230,6 @@ impl Launches {
         };
         match chosen {
             ENV_VIRTUALENV => Ok((chosen.into(), project.python_env.clone())),
-            ENV_CONDA => Err(format!(
-                "{:?} declares a conda environment ({}), and Slipway builds python_env \
-                 virtualenvs, not conda environments: give the project a python_env.yaml, \
-                 or choose \"local\" to run it in Slipway's own Python.",
-                project.name,
-                project.mlproject.conda_env.as_deref().unwrap_or_default()
-            )),
             _ => Ok((ENV_LOCAL.into(), None)),
         }
     }
@@ -383,6 +381,7 @@ impl Launches {
                 profile: request.profile.clone(),
                 backend: self.backend().into(),
                 run_name: run_name.clone(),
+                env_manager: checked.env_manager.clone(),
                 launched_by: user.name.clone(),
             })
             .await?;
@@ -393,8 +392,8 @@ impl Launches {
             .audit
             .begin(
                 &user.name,
-                "launch",
-                &format!("launch:{}", launch.id),
+                AuditAction::Launch,
+                &launch_subject(&launch.id),
                 &format!(
                     "{} {} on {}",
                     launch.project, launch.entry_point, launch.profile
@@ -407,10 +406,10 @@ impl Launches {
             .await;
         let outcome = match &started {
             Err(err) => Outcome::failed(err),
-            Ok(launch) if launch.status == LaunchStatus::Failed => Outcome::failed(&launch.reason),
-            Ok(launch) => Outcome::DoneWith(launch.status.as_str().into()),
+            Ok(launch) => launch_outcome(launch),
         };
-        audit.complete(outcome).await?;
+        // A training that ended meanwhile has written how.
+        audit.complete_unless_settled(outcome).await?;
         started
     }
 
@@ -476,7 +475,7 @@ impl Launches {
         }));
         let run = match self
             .mlflow
-            .create_run(&experiment_id, run_name, now_ms(), &tags)
+            .create_run(&experiment_id, run_name, &user.name, now_ms(), &tags)
             .await
         {
             Ok(run) => run,
@@ -576,8 +575,17 @@ impl Launches {
         reason: &str,
     ) -> Result<Option<(Launch, bool)>> {
         let outcome = self.store.update_launch_status(id, status, reason).await?;
-        if matches!(outcome, Some((_, true))) {
+        if let Some((launch, true)) = &outcome {
             self.bump();
+            if launch.status.is_terminal() {
+                self.audit
+                    .settle(
+                        AuditAction::Launch,
+                        &launch_subject(id),
+                        launch_outcome(launch),
+                    )
+                    .await?;
+            }
         }
         Ok(outcome)
     }
@@ -632,8 +640,8 @@ impl Launches {
             .audit
             .begin(
                 &user.name,
-                "cancel",
-                &format!("launch:{}", launch.id),
+                AuditAction::Cancel,
+                &launch_subject(&launch.id),
                 &reason,
             )
             .await?;
@@ -739,6 +747,19 @@ fn without_credentials(remote: &str) -> String {
             url.to_string()
         }
         _ => remote.to_string(),
+    }
+}
+
+/// The audit log's subject for a launch.
+fn launch_subject(id: &str) -> String {
+    format!("launch:{id}")
+}
+
+/// What the audit log says of a launch as it now is.
+fn launch_outcome(launch: &Launch) -> Outcome {
+    match launch.status {
+        LaunchStatus::Failed => Outcome::failed(&launch.reason),
+        status => Outcome::DoneWith(status.as_str().into()),
     }
 }
 

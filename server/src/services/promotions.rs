@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use app::access::{Action, User, authorize};
-use app::model::{PromotionPreview, PromotionRequest, RequestState};
+use app::model::{AuditAction, PromotionPreview, PromotionRequest, RequestState};
 
 use super::audit::{Audit, Begun, Outcome, complete_by_id};
 use super::reads::version_summary;
@@ -54,12 +54,17 @@ enum Cause {
 }
 
 impl Cause {
-    fn as_str(self) -> &'static str {
+    fn action(self) -> AuditAction {
         match self {
-            Cause::Promote => "promote",
-            Cause::Rollback => "rollback",
-            Cause::Approval => "approval",
+            Cause::Promote => AuditAction::Promote,
+            Cause::Rollback => AuditAction::Rollback,
+            Cause::Approval => AuditAction::Approval,
         }
+    }
+
+    /// The history's word for it: the audit action's.
+    fn as_str(self) -> &'static str {
+        self.action().as_str()
     }
 }
 
@@ -108,7 +113,7 @@ impl Promotions {
         }
         let binding = self.binding(model).await?;
         if !binding.requires_approval {
-            self.mark_production(user, &binding, version, Cause::Promote, expected)
+            self.mark_production(user, &binding, version, (Cause::Promote, reason), expected)
                 .await?;
             return Ok(Promoted::Now);
         }
@@ -124,7 +129,7 @@ impl Promotions {
             .audit
             .begin(
                 &user.name,
-                "promotion-request",
+                AuditAction::PromotionRequest,
                 &subject(model),
                 &format!("v{version}: {reason}"),
             )
@@ -168,7 +173,7 @@ impl Promotions {
                 self.audit
                     .record(
                         &user.name,
-                        "approve",
+                        AuditAction::Approve,
                         &subject(&request.model),
                         &format!("refused, stale: {why}"),
                     )
@@ -179,11 +184,23 @@ impl Promotions {
             )));
         }
         let audit = self
-            .decide(user, &request, "approve", RequestState::Approving, &comment)
+            .decide(
+                user,
+                &request,
+                AuditAction::Approve,
+                RequestState::Approving,
+                &comment,
+            )
             .await?;
         let expected = Expected::Version(request.base_version.clone());
         let promoted = self
-            .mark_production(user, &binding, &request.version, Cause::Approval, expected)
+            .mark_production(
+                user,
+                &binding,
+                &request.version,
+                (Cause::Approval, &request.reason),
+                expected,
+            )
             .await;
         let (state, note) = match &promoted {
             Ok(()) => (RequestState::Approved, "promoted; deploying".to_string()),
@@ -202,7 +219,13 @@ impl Promotions {
         let request = self.pending_request(user, id).await?;
         let comment = checked_text(comment, "say why you reject it")?;
         let audit = self
-            .decide(user, &request, "reject", RequestState::Rejected, &comment)
+            .decide(
+                user,
+                &request,
+                AuditAction::Reject,
+                RequestState::Rejected,
+                &comment,
+            )
             .await?;
         audit.complete(Outcome::Done).await?;
         self.request(id).await
@@ -212,22 +235,54 @@ impl Promotions {
     /// Production again: the newest other version the history records as
     /// serving. "Current" is MLflow's, not the target's, which may not yet
     /// have recorded the last change as serving. The version rolled back to.
-    pub async fn rollback(&self, user: &User, model: &str, expected: Expected) -> Result<String> {
+    pub async fn rollback(
+        &self,
+        user: &User,
+        model: &str,
+        reason: &str,
+        expected: Expected,
+    ) -> Result<String> {
         authorize(user, Action::Rollback { model })?;
         let binding = self.binding(model).await?;
-        let current = self.production_version(&binding).await?;
+        let previous = self.rollback_target(&binding).await?;
+        self.mark_production(
+            user,
+            &binding,
+            &previous,
+            (Cause::Rollback, reason),
+            expected,
+        )
+        .await?;
+        Ok(previous)
+    }
+
+    /// What a rollback's confirm step shows: Production now and the version
+    /// a rollback would make Production again; `None` if there is none.
+    pub async fn rollback_preview(&self, model: &str) -> Result<Option<PromotionPreview>> {
+        let binding = self.binding(model).await?;
+        match self.rollback_target(&binding).await {
+            Ok(previous) => Ok(Some(self.preview(&binding, &previous).await?)),
+            Err(Error::Invalid(_)) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The newest version the history records as serving, other than
+    /// MLflow's Production one.
+    async fn rollback_target(&self, binding: &DeploymentBinding) -> Result<String> {
+        let model = binding.model.as_str();
+        let current = self.production_version(binding).await?;
         let history = self.store.deployment_history(model, 200).await?;
-        let previous = history
+        history
             .iter()
             .filter(|event| event.outcome == app::model::DeploymentOutcome::Serving)
             .filter_map(|event| event.version.clone())
             .find(|version| Some(version) != current.as_ref())
             .ok_or_else(|| {
-                Error::invalid(format!("{model} has no earlier version to roll back to"))
-            })?;
-        self.mark_production(user, &binding, &previous, Cause::Rollback, expected)
-            .await?;
-        Ok(previous)
+                Error::invalid(format!(
+                    "{model} has served no earlier version to roll back to"
+                ))
+            })
     }
 
     /// The Production version now and `version`, side by side: what a
@@ -327,7 +382,7 @@ impl Promotions {
         user: &User,
         binding: &DeploymentBinding,
         version: &str,
-        cause: Cause,
+        (cause, reason): (Cause, &str),
         expected: Expected,
     ) -> Result<()> {
         let model = binding.model.as_str();
@@ -346,7 +401,15 @@ impl Promotions {
             actor: &user.name,
             audit_id: None,
         };
-        let detail = format!("{} → v{version}", version_words(current.as_deref()));
+        // The reason given goes into the log (and its exports) with the change.
+        let detail = match reason.trim() {
+            "" => format!("{} → v{version}", version_words(current.as_deref())),
+            reason => format!(
+                "{} → v{version}: {}",
+                version_words(current.as_deref()),
+                clipped(reason)
+            ),
+        };
         if let Some(expected) = expected_version
             && expected != current.as_deref()
         {
@@ -359,7 +422,7 @@ impl Promotions {
             self.audit
                 .record(
                     &user.name,
-                    cause.as_str(),
+                    cause.action(),
                     &subject(model),
                     &format!("{detail}: refused, {why}"),
                 )
@@ -368,7 +431,7 @@ impl Promotions {
         }
         let audit = self
             .audit
-            .begin(&user.name, cause.as_str(), &subject(model), &detail)
+            .begin(&user.name, cause.action(), &subject(model), &detail)
             .await?;
         promotion.audit_id = Some(audit.id());
         let id = self.store.begin_promotion(&promotion).await?;
@@ -416,7 +479,7 @@ impl Promotions {
         &self,
         user: &User,
         request: &PromotionRequest,
-        action: &str,
+        action: AuditAction,
         to: RequestState,
         comment: &str,
     ) -> Result<Begun> {
@@ -509,5 +572,9 @@ fn checked_text(text: &str, missing: &str) -> Result<String> {
     if text.is_empty() {
         return Err(Error::invalid(format!("Please {missing}.")));
     }
-    Ok(text.chars().take(MAX_TEXT).collect())
+    Ok(clipped(text))
+}
+
+fn clipped(text: &str) -> String {
+    text.chars().take(MAX_TEXT).collect()
 }

@@ -409,6 +409,8 @@ impl Reads {
             version_summary(&self.mlflow, &name, &version),
             self.example_input(&name, &version)
         );
+        let bindings = self.reconciler.bindings();
+        let binding = bindings.iter().find(|binding| binding.model == name);
         Ok(VersionDetail {
             version: to_version_info(detail?),
             storage_uri: storage_uri?,
@@ -418,11 +420,9 @@ impl Reads {
                 )
                 .ok(),
             input_example,
-            deployed: self
-                .reconciler
-                .bindings()
-                .iter()
-                .any(|binding| binding.model == name),
+            stage_bound: binding
+                .is_some_and(|binding| binding.production == ProductionMarker::Stage),
+            deployed: binding.is_some(),
         })
     }
 
@@ -716,11 +716,22 @@ fn sorted_keys<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
 }
 
 fn to_run_row(run: mlflow::Run) -> RunRow {
+    // Runs made over the REST API without a user id name theirs in a tag.
+    let user = if run.info.user_id.is_empty() {
+        run.data
+            .tags
+            .iter()
+            .find(|tag| tag.key == "mlflow.user")
+            .map(|tag| tag.value.clone())
+            .unwrap_or_default()
+    } else {
+        run.info.user_id
+    };
     RunRow {
         run_id: run.info.run_id,
         run_name: run.info.run_name,
         status: run.info.status,
-        user: run.info.user_id,
+        user,
         start_time: run.info.start_time,
         end_time: run.info.end_time,
         params: run

@@ -5,7 +5,7 @@
 //! the deployment history cannot be bypassed from here.
 
 use app::access::{Action, User, authorize};
-use app::model::RegistrableModel;
+use app::model::{AuditAction, RegistrableModel};
 
 use super::audit::{Audit, Outcome};
 use crate::adapters::mlflow::MlflowClient;
@@ -150,7 +150,7 @@ impl RegistryEdit {
     }
 
     /// The audit entry's action and detail.
-    fn audit(&self) -> (&'static str, String) {
+    fn audit(&self) -> (AuditAction, String) {
         let of = |version: &Option<String>| {
             version
                 .as_ref()
@@ -158,15 +158,17 @@ impl RegistryEdit {
         };
         match self {
             RegistryEdit::SetAlias { version, alias } => {
-                ("registry-alias", format!("@{alias} → v{version}"))
+                (AuditAction::RegistryAlias, format!("@{alias} → v{version}"))
             }
-            RegistryEdit::RemoveAlias { alias } => ("registry-alias", format!("@{alias} removed")),
+            RegistryEdit::RemoveAlias { alias } => {
+                (AuditAction::RegistryAlias, format!("@{alias} removed"))
+            }
             RegistryEdit::Transition {
                 version,
                 stage,
                 archive_others,
             } => (
-                "registry-stage",
+                AuditAction::RegistryStage,
                 format!(
                     "v{version} → {stage}{}",
                     if *archive_others {
@@ -180,17 +182,21 @@ impl RegistryEdit {
                 version,
                 description,
             } => (
-                "registry-description",
+                AuditAction::RegistryDescription,
                 format!("{}: {description}", of(version)),
             ),
             RegistryEdit::SetTag {
                 version,
                 key,
                 value,
-            } => ("registry-tag", format!("{}: {key}={value}", of(version))),
-            RegistryEdit::DeleteTag { version, key } => {
-                ("registry-tag", format!("{}: {key} removed", of(version)))
-            }
+            } => (
+                AuditAction::RegistryTag,
+                format!("{}: {key}={value}", of(version)),
+            ),
+            RegistryEdit::DeleteTag { version, key } => (
+                AuditAction::RegistryTag,
+                format!("{}: {key} removed", of(version)),
+            ),
         }
     }
 }
@@ -313,7 +319,7 @@ impl Registry {
             .audit
             .begin(
                 &user.name,
-                "registry-register",
+                AuditAction::RegistryRegister,
                 &format!("model:{model}"),
                 &format!("run {run_id}: {}", chosen.label),
             )

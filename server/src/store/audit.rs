@@ -45,6 +45,33 @@ impl Store {
         Ok(())
     }
 
+    /// Like `complete_event`, unless an outcome was written already.
+    pub async fn complete_pending_event(&self, id: &str, outcome: &str) -> Result<()> {
+        sqlx::query("UPDATE audit_events SET outcome = $1 WHERE id = $2 AND outcome = 'pending'")
+            .bind(outcome)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets the outcome of every `action` entry about `subject`: how a
+    /// long action (a training) ended, after its entry was written.
+    pub async fn complete_events_of(
+        &self,
+        action: &str,
+        subject: &str,
+        outcome: &str,
+    ) -> Result<()> {
+        sqlx::query("UPDATE audit_events SET outcome = $1 WHERE action = $2 AND subject = $3")
+            .bind(outcome)
+            .bind(action)
+            .bind(subject)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn insert_event(
         &self,
         id: &str,

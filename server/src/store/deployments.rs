@@ -46,8 +46,30 @@ impl Store {
         outcome: DeploymentOutcome,
         message: &str,
     ) -> Result<()> {
+        let ready = (outcome == DeploymentOutcome::Serving).then(now_ms);
+        self.end_deployment(id, outcome, message, ready).await
+    }
+
+    /// Ends a deployment event as serving since `ready_ms`, when its
+    /// target said it became ready.
+    pub async fn finish_deployment_ready_at(
+        &self,
+        id: &str,
+        ready_ms: i64,
+        message: &str,
+    ) -> Result<()> {
+        self.end_deployment(id, DeploymentOutcome::Serving, message, Some(ready_ms))
+            .await
+    }
+
+    async fn end_deployment(
+        &self,
+        id: &str,
+        outcome: DeploymentOutcome,
+        message: &str,
+        ready: Option<i64>,
+    ) -> Result<()> {
         let serving = outcome == DeploymentOutcome::Serving;
-        let ready = serving.then(now_ms);
         sqlx::query(
             "UPDATE deployment_events SET outcome = $1, message = $2, ready_ms = $3 WHERE id = $4",
         )

@@ -11,7 +11,7 @@ use super::{Store, now_ms};
 use crate::error::{Error, Result};
 
 const LAUNCH_COLUMNS: &str = "id, project, entry_point, params, profile, backend, experiment_id, run_id, \
-     run_name, launched_by, status, reason, executor_ref, created_ms, updated_ms, finished_ms";
+     run_name, env_manager, launched_by, status, reason, executor_ref, created_ms, updated_ms, finished_ms";
 
 /// A launch as first recorded, before MLflow or an executor is involved.
 #[derive(Debug, Clone)]
@@ -23,6 +23,7 @@ pub struct NewLaunch {
     pub profile: String,
     pub backend: String,
     pub run_name: String,
+    pub env_manager: String,
     pub launched_by: String,
 }
 
@@ -38,8 +39,8 @@ impl Store {
         let params = serde_json::to_string(&new.params).expect("string map serialises");
         let inserted = sqlx::query(
             "INSERT INTO launches (id, submission, project, entry_point, params, profile, backend, run_name, \
-             launched_by, status, reason, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             env_manager, launched_by, status, reason, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&id)
         .bind(&new.submission)
@@ -49,6 +50,7 @@ impl Store {
         .bind(&new.profile)
         .bind(&new.backend)
         .bind(&new.run_name)
+        .bind(&new.env_manager)
         .bind(&new.launched_by)
         .bind(LaunchStatus::Submitted.as_str())
         .bind("")
@@ -200,6 +202,7 @@ fn launch_from_row(row: &AnyRow) -> Result<Launch> {
         experiment_id: row.try_get("experiment_id")?,
         run_id: row.try_get("run_id")?,
         run_name: row.try_get("run_name")?,
+        env_manager: row.try_get("env_manager")?,
         launched_by: row.try_get("launched_by")?,
         status: LaunchStatus::parse(&status).ok_or_else(|| {
             Error::Internal(format!("unknown launch status {status:?} in the database"))

@@ -7,9 +7,9 @@ use app::access::User;
 use app::error::AppError;
 use app::model::{DeploymentSettings, LaunchRequest};
 use app::routes::{
-    DEPLOYMENTS, NEW_DEPLOYMENT, approval_href, deployment_draft_href, deployment_href,
-    launch_draft_href, launch_href, model_href, promote_href, run_href, settings_href,
-    try_answer_href, version_href,
+    DEPLOYMENTS, Done, NEW_DEPLOYMENT, approval_href, deployment_draft_href, deployment_href,
+    done_href, launch_draft_href, launch_href, model_href, promote_href, rollback_href, run_href,
+    settings_href, try_answer_href, version_href,
 };
 use axum::Extension;
 use axum::Form;
@@ -77,6 +77,7 @@ pub struct PromoteForm {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct RollbackForm {
+    reason: String,
     expected_version: Option<String>,
 }
 
@@ -101,7 +102,7 @@ pub async fn promote(
         )
         .await;
     match outcome {
-        Ok(Promoted::Now) => back_to(page, None),
+        Ok(Promoted::Now) => back_to(done_href(&page, Done::Promoted, &form.version), None),
         Ok(Promoted::Requested(id)) => back_to(approval_href(&id), None),
         // Back to the confirm step, which keeps the version.
         Err(err @ Error::Invalid(_)) => back_to(promote_href(&model, &form.version), Some(err)),
@@ -115,12 +116,18 @@ pub async fn rollback(
     Path(model): Path<String>,
     Form(form): Form<RollbackForm>,
 ) -> Response {
+    let page = deployment_href(&model);
     let outcome = state
         .services
         .promotions
-        .rollback(&user, &model, expected(form.expected_version))
+        .rollback(&user, &model, &form.reason, expected(form.expected_version))
         .await;
-    back_to(deployment_href(&model), outcome.err())
+    match outcome {
+        Ok(version) => back_to(done_href(&page, Done::RolledBack, &version), None),
+        // Back to the confirm step, which shows why.
+        Err(err @ Error::Invalid(_)) => back_to(rollback_href(&model), Some(err)),
+        Err(err) => back_to(page, Some(err)),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -143,6 +143,14 @@ impl ControlPlane for Port {
         Ok(self.0.promotions.preview_for(&model, &version).await?)
     }
 
+    async fn rollback_preview(
+        &self,
+        _user: &User,
+        model: String,
+    ) -> Result<Option<PromotionPreview>, AppError> {
+        Ok(self.0.promotions.rollback_preview(&model).await?)
+    }
+
     async fn list_promotion_requests(
         &self,
         _user: &User,

@@ -386,7 +386,7 @@ async fn promote_and_roll_back_admit_deployers_and_up() {
         } else {
             assert_eq!(
                 location(&response),
-                format!("/deployments/{model}"),
+                format!("/deployments/{model}?done=promoted&version={version}"),
                 "{caller:?}"
             );
             allowed.push(caller);
@@ -401,7 +401,7 @@ async fn promote_and_roll_back_admit_deployers_and_up() {
         if !refused(&response) {
             // Allowed, though there is nothing earlier to go back to.
             assert!(
-                location(&response).starts_with(&format!("/deployments/{model}?notice=")),
+                location(&response).starts_with(&format!("{rollback}?notice=")),
                 "{caller:?}"
             );
             allowed.push(caller);

@@ -625,6 +625,28 @@ async fn a_profile_the_api_server_would_refuse_keeps_slipway_from_starting() {
     );
 }
 
+/// What Seldon's operator (absent here) writes once the model's pods are
+/// ready: `Available`, its address, and the `Ready` condition turning true now.
+async fn seldon_reports_ready(namespace: &TestNamespace, name: &str) {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let address = format!(
+        "http://{name}-default.{}.svc:8000/api/v1.0/predictions",
+        namespace.name
+    );
+    seldon_api(namespace)
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "state": "Available",
+                "address": {"url": address},
+                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}],
+            }})),
+        )
+        .await
+        .unwrap();
+}
+
 fn seldon_api(namespace: &TestNamespace) -> Api<DynamicObject> {
     let resource = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("machinelearning.seldon.io", "v1", "SeldonDeployment"),
@@ -775,22 +797,30 @@ async fn promote_rollback_and_drift_on_a_real_api_server_as_the_shipped_service_
         .collect();
     assert_eq!(managers, ["slipway"]);
 
-    // Seldon's operator reports it ready; the page reads it back.
-    seldon_api(namespace)
-        .patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"state": "Available",
-                "address": {"url": format!("http://{name}-default.{}.svc:8000/api/v1.0/predictions", namespace.name)}}})),
-        )
-        .await
-        .unwrap();
-    let ready = deployment_when(&slipway, &model, |detail| detail.view.state == "Available").await;
+    // Applied is not ready: the change waits for Seldon's own signal.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let applied = deployment(&slipway, &model).await;
+    assert_eq!(
+        applied.history[0].outcome, "pending",
+        "{:#?}",
+        applied.history
+    );
+    // Seldon's operator reports it ready; the page reads it back, and the
+    // time to ready is Seldon's, not the apply's.
+    seldon_reports_ready(namespace, &name).await;
+    let ready = deployment_when(&slipway, &model, |detail| {
+        detail.view.state == "Available" && detail.history[0].outcome == "serving"
+    })
+    .await;
     assert_eq!(
         ready.view.serving_version.as_deref(),
         Some(versions[0].as_str())
     );
     assert_eq!(ready.history.len(), 1);
+    let event = &ready.history[0];
+    let time_to_ready = event.ready_ms.unwrap() - event.started_ms;
+    // Seldon's times are whole seconds: at least 3 s less one.
+    assert!(time_to_ready >= 2000, "{time_to_ready} ms: {event:?}");
 
     // Nothing changes: passes every second add no history.
     tokio::time::sleep(Duration::from_secs(12)).await;
@@ -799,11 +829,27 @@ async fn promote_rollback_and_drift_on_a_real_api_server_as_the_shipped_service_
 
     promote(&versions[1]).await;
     wait_served(namespace, &name, Some(&versions[1])).await;
+    seldon_reports_ready(namespace, &name).await;
+    deployment_when(&slipway, &model, |detail| {
+        detail.history.len() == 2 && detail.history[0].outcome == "serving"
+    })
+    .await;
     let back = slipway
         .post_form(&format!("/deployments/{model}/rollback"), &[])
         .await;
-    assert_eq!(back, format!("/deployments/{model}"));
+    assert_eq!(
+        back,
+        format!(
+            "/deployments/{model}?done=rolled-back&version={}",
+            versions[0]
+        )
+    );
     wait_served(namespace, &name, Some(&versions[0])).await;
+    seldon_reports_ready(namespace, &name).await;
+    deployment_when(&slipway, &model, |detail| {
+        detail.history.len() == 3 && detail.history[0].outcome == "serving"
+    })
+    .await;
 
     // Someone edits the object: put back, and recorded as drift.
     let mut edited = seldon_api(namespace).get(&name).await.unwrap();
@@ -826,10 +872,13 @@ async fn promote_rollback_and_drift_on_a_real_api_server_as_the_shipped_service_
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     wait_served(namespace, &name, Some(&versions[0])).await;
+    seldon_reports_ready(namespace, &name).await;
 
-    let history = deployment_when(&slipway, &model, |detail| detail.history.len() == 5)
-        .await
-        .history;
+    let history = deployment_when(&slipway, &model, |detail| {
+        detail.history.len() == 5 && detail.history[0].outcome == "serving"
+    })
+    .await
+    .history;
     let rows: Vec<_> = history
         .iter()
         .rev()
@@ -846,12 +895,14 @@ async fn promote_rollback_and_drift_on_a_real_api_server_as_the_shipped_service_
         .collect();
     let v = |index: usize| Some(versions[index].clone());
     let user = "operator";
+    const READY: &str = "applied; Seldon reports it Available";
+    const RECREATED: &str = "put back: deleted outside Slipway; Seldon reports it Available";
     assert_eq!(
         rows,
         [
-            ("promote", user, v(0), None, "serving", "applied"),
-            ("promote", user, v(1), v(0), "serving", "applied"),
-            ("rollback", user, v(0), v(1), "serving", "applied"),
+            ("promote", user, v(0), None, "serving", READY),
+            ("promote", user, v(1), v(0), "serving", READY),
+            ("rollback", user, v(0), v(1), "serving", READY),
             (
                 "drift",
                 "slipway",
@@ -861,14 +912,7 @@ async fn promote_rollback_and_drift_on_a_real_api_server_as_the_shipped_service_
                 "put back: edited outside Slipway"
             ),
             // Nothing served while it was gone.
-            (
-                "drift",
-                "slipway",
-                v(0),
-                None,
-                "serving",
-                "put back: deleted outside Slipway"
-            ),
+            ("drift", "slipway", v(0), None, "serving", RECREATED),
         ]
     );
 

@@ -78,6 +78,105 @@ async fn predict(address: &str) -> Result<f64, String> {
     Ok((prediction * 1000.0).round() / 1000.0)
 }
 
+/// A rollback while the next version is still starting goes back to what
+/// serves: that server stays (nothing restarts), the start is stopped, and
+/// the history says so, as the audit log does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_while_the_next_version_starts_keeps_what_serves() {
+    let model = unique("kept");
+    let experiment = unique("kept");
+    assert_eq!(register(&model, &experiment, 1.0), "1");
+    assert_eq!(register(&model, &experiment, 10.0), "2");
+    let data = tempfile::tempdir().unwrap();
+    let setup = setup(data.path(), &model).await;
+    let (reconciler, promotions) = (&setup.reconciler, &setup.promotions);
+    let deployer = user("promoter", Role::Deployer);
+    promotions
+        .promote(&deployer, &model, "1", "", Expected::Any)
+        .await
+        .unwrap();
+    serving(reconciler, &model, "1").await;
+    let v1_pids = support::model_server_pids(&model, Some("1"));
+    assert_eq!(v1_pids.len(), 1);
+
+    promotions
+        .promote(&deployer, &model, "2", "", Expected::Any)
+        .await
+        .unwrap();
+    let starting = support::eventually(Duration::from_secs(30), || async {
+        let view = reconciler.view(&model).ok()?;
+        (view.state == "Creating" && view.serving_version.as_deref() == Some("1")).then_some(())
+    })
+    .await;
+    assert!(starting.is_some(), "{:?}", reconciler.view(&model));
+    let back_to = promotions
+        .rollback(&deployer, &model, "v2 looked wrong", Expected::Any)
+        .await
+        .unwrap();
+    assert_eq!(back_to, "1");
+
+    let settled = support::eventually(Duration::from_secs(30), || async {
+        let history = setup.store.deployment_history(&model, 10).await.ok()?;
+        history
+            .iter()
+            .all(|event| event.outcome != "pending")
+            .then_some(history)
+    })
+    .await
+    .expect("every change ends");
+    let rows: Vec<_> = settled
+        .iter()
+        .map(|event| {
+            (
+                event.cause.as_str(),
+                event.version.as_deref(),
+                event.previous_version.as_deref(),
+                event.outcome.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("rollback", Some("1"), Some("1"), "serving"),
+            ("promote", Some("2"), Some("1"), "superseded"),
+            ("promote", Some("1"), None, "serving"),
+        ]
+    );
+    let kept = &settled[0];
+    assert_eq!(
+        kept.message,
+        "v1 was still serving: kept, and the newer version's start stopped"
+    );
+    assert!(kept.ready_ms.unwrap() - kept.started_ms < 1000, "{kept:?}");
+    assert!(
+        settled[1].message.contains("version 1 was asked for"),
+        "{:?}",
+        settled[1]
+    );
+    let audit = setup
+        .store
+        .recent_events(Some(&format!("model:{model}")), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (audit[0].action.as_str(), audit[0].detail.as_str()),
+        ("rollback", "v2 → v1: v2 looked wrong")
+    );
+
+    // The same server serves on; v2's is gone.
+    assert_eq!(serving(reconciler, &model, "1").await.state, "Available");
+    assert_eq!(support::model_server_pids(&model, Some("1")), v1_pids);
+    let stopped = support::eventually(Duration::from_secs(30), || async {
+        support::model_server_pids(&model, Some("2"))
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert!(stopped.is_some(), "v2's start was stopped");
+    setup.reconciler.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
     let model = unique("served");
@@ -138,7 +237,12 @@ async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
     assert!(stopped, "the old server is stopped once the new one serves");
 
     let back_to = promotions
-        .rollback(&user("promoter", Role::Deployer), &model, Expected::Any)
+        .rollback(
+            &user("promoter", Role::Deployer),
+            &model,
+            "v2 is slower",
+            Expected::Any,
+        )
         .await
         .unwrap();
     assert_eq!(back_to, "1");
@@ -209,7 +313,7 @@ async fn promote_replace_rollback_and_outside_changes_all_end_up_serving() {
         ("deployment-settings", "bound by the catalog file")
     );
     assert_eq!(actions[1], ("promote", "nothing → v1"));
-    assert_eq!(actions[3].0, "rollback");
+    assert_eq!(actions[3], ("rollback", "v2 → v1: v2 is slower"));
     setup.reconciler.shutdown().await;
 }
 
@@ -826,7 +930,7 @@ async fn fifty_changes_at_once_over_three_models_end_served_as_mlflow_says() {
             tokio::spawn(async move {
                 if click % 5 == 4 {
                     promotions
-                        .rollback(&user("promoter", Role::Deployer), &model, Expected::Any)
+                        .rollback(&user("promoter", Role::Deployer), &model, "", Expected::Any)
                         .await
                         .map(|_| ())
                 } else {

@@ -645,7 +645,7 @@ async fn a_run_page_charts_the_real_metric_history() {
     let points = line.split('"').next().unwrap().split_whitespace().count();
     assert_eq!(points, losses.len(), "{line}");
     assert!(
-        html.contains("href=\"/runs/") && html.contains("dir=model\">model/</a>"),
+        html.contains("href=\"/runs/") && html.contains("dir=model#artifacts\">model/</a>"),
         "{html}"
     );
 

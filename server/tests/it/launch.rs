@@ -657,22 +657,26 @@ async fn a_python_env_project_runs_in_its_own_virtualenv() {
     );
     assert_eq!(tags["mlflow.project.env"], "local");
 
+    // A conda project runs in Slipway's Python by default; conda itself,
+    // asked for by name, is refused with what to do instead.
     let mut conda = request(&[], "cpu", &experiment);
     conda.project = "condaonly".into();
+    let by_default = launched(&harness, &conda).await;
+    let by_default = wait_for(&harness, &by_default.id, LaunchStatus::Succeeded).await;
+    assert_eq!(by_default.env_manager, "local");
+    assert_eq!(tags_of(&by_default).await["mlflow.project.env"], "local");
+    conda.env_manager = "conda".into();
+    conda.submission = uuid::Uuid::new_v4().to_string();
     let Err(Error::Invalid(Invalid { fields: errors, .. })) = harness
         .launcher
         .submit(&user("tester", Role::Admin), &conda)
         .await
     else {
-        panic!("ran a conda project without conda");
+        panic!("ran a conda project with conda");
     };
     assert!(
         errors["env_manager"]
             .contains("Slipway builds python_env virtualenvs, not conda environments"),
         "{errors:?}"
     );
-    conda.env_manager = "local".into();
-    conda.submission = uuid::Uuid::new_v4().to_string();
-    let conda = launched(&harness, &conda).await;
-    wait_for(&harness, &conda.id, LaunchStatus::Succeeded).await;
 }

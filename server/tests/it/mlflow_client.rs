@@ -522,7 +522,7 @@ async fn a_write_through_a_client_sharing_the_cache_drops_its_answers() {
     );
     let experiment = rest.create_experiment(&prefix, &[]).await;
     background
-        .create_run(&experiment, "a write", 0, &[])
+        .create_run(&experiment, "a write", "tester", 0, &[])
         .await
         .unwrap();
     assert_eq!(

@@ -137,7 +137,7 @@ async fn launch_promote_and_try(site: &Site, as_admin: &str, model: &str) {
         .await;
     assert_eq!(
         support::site::location(&promoted),
-        format!("/deployments/{model}")
+        format!("/deployments/{model}?done=promoted&version=1")
     );
     let served = eventually(Duration::from_secs(120), || async {
         let view = site

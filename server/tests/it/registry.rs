@@ -587,7 +587,9 @@ async fn a_runs_logged_model_is_registered_from_the_run_page() {
     }
     if let Some(id) = source.strip_prefix("models:/") {
         assert!(
-            html.contains(&format!("<a href=\"/runs/{run}?model={id}\">")),
+            html.contains(&format!(
+                "</code> · <a href=\"/runs/{run}?model={id}#artifacts\">the logged model's files</a>"
+            )),
             "{html}"
         );
     }

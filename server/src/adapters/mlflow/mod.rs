@@ -376,6 +376,7 @@ impl MlflowClient {
         &self,
         experiment_id: &str,
         run_name: &str,
+        user: &str,
         start_time: i64,
         tags: &[Tag],
     ) -> Result<RunInfo, MlflowError> {
@@ -386,6 +387,8 @@ impl MlflowClient {
         let body = serde_json::json!({
             "experiment_id": experiment_id,
             "run_name": run_name,
+            // Shown as the run's user by MLflow's UI and ours.
+            "user_id": user,
             "start_time": start_time,
             "tags": tags,
         });

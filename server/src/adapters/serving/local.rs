@@ -249,6 +249,36 @@ impl LocalServing {
         })
     }
 
+    /// Where `version` serves and another version is starting (a rollback
+    /// to what serves, before the newer one was ready): the start is given
+    /// up, and stopped, and the serving server stays. Whether it was so.
+    pub async fn keep_serving(&self, model: &str, version: &str) -> bool {
+        let given_up = {
+            let mut models = self.models.lock().expect("serving map");
+            let Some(servers) = models.get_mut(model) else {
+                return false;
+            };
+            let serves = servers
+                .current
+                .as_ref()
+                .is_some_and(|current| current.version == version);
+            if !serves || servers.starting.is_none() {
+                return false;
+            }
+            // Newer than the start given up, which then ends superseded by it.
+            let generation = self.starts.fetch_add(1, Ordering::SeqCst) + 1;
+            servers.generation = generation;
+            if let Some(current) = servers.current.as_mut() {
+                current.generation = generation;
+            }
+            servers.starting.take().and_then(|starting| starting.pgid)
+        };
+        if let Some(pgid) = given_up {
+            self.stop(pgid).await;
+        }
+        true
+    }
+
     /// Starts the server and, once it answers, makes it current and stops
     /// the previous one, unless a newer start has superseded it meanwhile:
     /// then it is stopped instead. Returns when the server is ready or not
@@ -624,6 +654,14 @@ impl Target for LocalTarget {
         let id = store
             .begin_deployment(model, Some(&version), previous.as_deref(), &cause, &actor)
             .await?;
+        if !died && self.serving.keep_serving(model, &version).await {
+            let kept = format!(
+                "v{version} was still serving: kept, and the newer version's start stopped"
+            );
+            return store
+                .finish_deployment(&id, DeploymentOutcome::Serving, &kept)
+                .await;
+        }
         // Marked starting now, before the server is spawned, so the next
         // pass sees it and does not start a second one.
         let start = match self.serving.begin(model, &version) {

@@ -173,6 +173,22 @@ pub struct SeldonTarget {
     unbound: UnboundObjects,
     /// Each bound model's object as the last pass saw it: version, status.
     observed: Mutex<HashMap<String, (Option<String>, ServingStatus)>>,
+    /// Changes applied and not yet reported ready by Seldon, by model: their
+    /// history rows stay `pending` until Seldon's own signal ends them.
+    awaiting: Mutex<HashMap<String, Awaited>>,
+}
+
+/// How a change ends that another took over from before it was ready.
+const SUPERSEDED: &str = "a newer change took over before Seldon reported this one ready";
+
+/// An applied change whose history row waits for Seldon's ready signal.
+#[derive(Debug, Clone)]
+struct Awaited {
+    event_id: String,
+    version: String,
+    applied_ms: i64,
+    /// What the apply did (`applied`, `put back: …`).
+    applied: &'static str,
 }
 
 impl SeldonTarget {
@@ -181,7 +197,65 @@ impl SeldonTarget {
             client,
             unbound,
             observed: Mutex::default(),
+            awaiting: Mutex::default(),
         }
+    }
+
+    /// Ends the history row of the change `model` waits on, if any, as
+    /// superseded: another change took over before it was ready.
+    async fn supersede_awaited(&self, store: &crate::store::Store, model: &str) -> Result<()> {
+        let awaited = self.awaiting.lock().expect("awaiting").remove(model);
+        match awaited {
+            Some(awaited) => {
+                store
+                    .finish_deployment(&awaited.event_id, DeploymentOutcome::Superseded, SUPERSEDED)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the history row of the change `model` waits on once Seldon
+    /// reports it ready (at the time Seldon says it became so) or failed;
+    /// a change to another version ends it as superseded.
+    async fn settle_awaited(
+        &self,
+        store: &crate::store::Store,
+        model: &str,
+        version: &str,
+        observed: &Observed,
+    ) -> Result<()> {
+        let Some(awaited) = self.awaiting.lock().expect("awaiting").get(model).cloned() else {
+            return Ok(());
+        };
+        if awaited.version != version {
+            return self.supersede_awaited(store, model).await;
+        }
+        let ended = if let Some(ready_ms) = observed.ready_since(awaited.applied_ms) {
+            store
+                .finish_deployment_ready_at(
+                    &awaited.event_id,
+                    ready_ms.max(awaited.applied_ms),
+                    &format!("{}; Seldon reports it Available", awaited.applied),
+                )
+                .await?;
+            true
+        } else if observed.status.state == ServingState::Failed {
+            store
+                .finish_deployment(
+                    &awaited.event_id,
+                    DeploymentOutcome::Failed,
+                    &observed.status.message,
+                )
+                .await?;
+            true
+        } else {
+            false
+        };
+        if ended {
+            self.awaiting.lock().expect("awaiting").remove(model);
+        }
+        Ok(())
     }
 
     fn api(&self, namespace: &str) -> Api<DynamicObject> {
@@ -277,10 +351,37 @@ pub struct Observed {
     pub version: Option<String>,
     pub generation: Option<i64>,
     pub status: ServingStatus,
+    /// When Seldon's `Ready` condition last turned `True` (epoch ms).
+    pub ready_condition_ms: Option<i64>,
+}
+
+impl Observed {
+    /// When the object became ready, if it is ready for a change applied
+    /// at `applied_ms`: Seldon's `Ready` condition turned `True` since
+    /// (its times are whole seconds). Without conditions, `Available` is
+    /// the only signal there is.
+    fn ready_since(&self, applied_ms: i64) -> Option<i64> {
+        if self.status.state != ServingState::Available {
+            return None;
+        }
+        match self.ready_condition_ms {
+            Some(since) if since >= applied_ms - 1000 => Some(since),
+            Some(_) => None,
+            None => Some(crate::store::now_ms()),
+        }
+    }
 }
 
 impl From<&DynamicObject> for Observed {
     fn from(object: &DynamicObject) -> Self {
+        let ready_condition_ms = object.data["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|condition| condition["type"] == "Ready" && condition["status"] == "True")
+            .and_then(|condition| condition["lastTransitionTime"].as_str())
+            .and_then(|time| chrono::DateTime::parse_from_rfc3339(time).ok())
+            .map(|time| time.timestamp_millis());
         Self {
             version: object
                 .metadata
@@ -290,6 +391,7 @@ impl From<&DynamicObject> for Observed {
                 .cloned(),
             generation: object.metadata.generation,
             status: status(&object.data),
+            ready_condition_ms,
         }
     }
 }
@@ -417,10 +519,20 @@ impl Target for SeldonTarget {
                 };
                 let previous = serving.as_deref();
                 match (pending, &change) {
+                    // Served once Seldon says so, not when applied: its
+                    // time to ready is the target's own.
                     (Some(id), _) => {
-                        store
-                            .finish_deployment(&id, DeploymentOutcome::Serving, message)
-                            .await?
+                        let awaited = Awaited {
+                            event_id: id,
+                            version: version.clone(),
+                            applied_ms: crate::store::now_ms(),
+                            applied: message,
+                        };
+                        self.supersede_awaited(store, model).await?;
+                        self.awaiting
+                            .lock()
+                            .expect("awaiting")
+                            .insert(model.clone(), awaited);
                     }
                     // A change that had failed before and went through now.
                     (None, Some((cause, actor))) => {
@@ -449,7 +561,16 @@ impl Target for SeldonTarget {
                     }
                     (None, None) => {}
                 }
-                self.observe(binding, Some(version), applied.status);
+                self.settle_awaited(store, model, &version, &applied)
+                    .await?;
+                let mut status = applied.status;
+                if self.awaiting.lock().expect("awaiting").contains_key(model) {
+                    // What Seldon says until then is about the previous spec.
+                    status.state = ServingState::Creating;
+                    status.message =
+                        format!("v{version} applied; waiting for Seldon to report it ready");
+                }
+                self.observe(binding, Some(version), status);
             }
             Err(err) => {
                 let why = err.to_string();
@@ -539,11 +660,16 @@ impl SeldonTarget {
         let serving = actual.as_ref().and_then(|actual| actual.version.clone());
         match (binding.no_production, actual) {
             (NoProduction::Keep, Some(actual)) => {
+                if let Some(version) = &serving {
+                    self.settle_awaited(ledger.store(), &binding.model, version, &actual)
+                        .await?;
+                }
                 self.observe(binding, serving, actual.status);
             }
             (_, None) => self.observe(binding, None, idle_status()),
             (NoProduction::Remove, Some(_)) => {
                 let store = ledger.store();
+                self.supersede_awaited(store, &binding.model).await?;
                 let (cause, actor) = ledger.attribution(&binding.model, None, trigger).await?;
                 let id = store
                     .begin_deployment(&binding.model, None, serving.as_deref(), &cause, &actor)

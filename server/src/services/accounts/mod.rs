@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use app::access::Grant;
 use app::access::User;
+use app::model::AuditAction;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use url::Url;
@@ -106,7 +107,7 @@ impl Accounts {
                 .audit
                 .record(
                     &name,
-                    "login",
+                    AuditAction::Login,
                     &subject(&name),
                     &format!(
                         "refused: single sign-on groups {:?} grant no role",
@@ -133,7 +134,7 @@ impl Accounts {
         self.audit
             .record(
                 &name,
-                "login",
+                AuditAction::Login,
                 &subject(&name),
                 &format!("signed in through single sign-on as {}", grants.join("; ")),
             )
@@ -160,7 +161,7 @@ impl Accounts {
             self.audit
                 .record(
                     name,
-                    "login",
+                    AuditAction::Login,
                     &subject(name),
                     "refused: too many failed attempts",
                 )
@@ -183,7 +184,7 @@ impl Accounts {
             self.audit
                 .record(
                     name,
-                    "login",
+                    AuditAction::Login,
                     &subject(name),
                     "failed: wrong name or password, or a disabled account",
                 )
@@ -194,7 +195,12 @@ impl Accounts {
         let token = self.open_session(name).await?;
         tracing::info!(user = name, ?address, "signed in");
         self.audit
-            .record(name, "login", &subject(name), "signed in with a password")
+            .record(
+                name,
+                AuditAction::Login,
+                &subject(name),
+                "signed in with a password",
+            )
             .await?;
         Ok(Ok(token))
     }
@@ -282,7 +288,7 @@ impl Accounts {
             return Err(Error::Conflict(format!("account {name} exists")));
         }
         self.audit
-            .record(actor, "account", &subject(name), &detail)
+            .record(actor, AuditAction::Account, &subject(name), &detail)
             .await?;
         Ok(format!("{name}: {detail}"))
     }
@@ -300,7 +306,7 @@ impl Accounts {
         )?;
         let detail = format!("role set to {grant}");
         self.audit
-            .record(actor, "account", &subject(name), &detail)
+            .record(actor, AuditAction::Account, &subject(name), &detail)
             .await?;
         Ok(format!("{name}: {detail}"))
     }
@@ -319,7 +325,7 @@ impl Accounts {
         self.audit
             .record(
                 actor,
-                "account",
+                AuditAction::Account,
                 &subject(name),
                 "password changed; sessions ended",
             )
@@ -336,7 +342,7 @@ impl Accounts {
             "enabled"
         };
         self.audit
-            .record(actor, "account", &subject(name), detail)
+            .record(actor, AuditAction::Account, &subject(name), detail)
             .await?;
         Ok(if disabled {
             format!("{name}: disabled; its sessions ended")
