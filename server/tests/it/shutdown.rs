@@ -92,7 +92,10 @@ async fn after_a_kill_the_next_slipway_finishes_the_promotion_and_stops_the_orph
             &[("version", "1"), ("reason", "before the crash")],
         )
         .await;
-    assert_eq!(back_to, format!("/deployments/{model}"));
+    assert_eq!(
+        back_to,
+        format!("/deployments/{model}?done=promoted&version=1")
+    );
     let starting = support::eventually(Duration::from_secs(30), || async {
         (support::model_servers(&model, Some("1")) == 1).then_some(())
     })
