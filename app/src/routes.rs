@@ -32,7 +32,6 @@ pub fn run_href(run_id: &str) -> String {
     format!("/runs/{}", segment(run_id))
 }
 
-/// A run's page showing the files of one of its logged models.
 /// A logged model's files, browsed on its run's page (at its artifact list).
 pub fn logged_model_href(run_id: &str, model_id: &str) -> String {
     format!(
@@ -71,7 +70,6 @@ pub fn deployment_href(model: &str) -> String {
     format!("/deployments/{}", segment(model))
 }
 
-/// The confirm step of a promotion.
 /// A rollback's confirm step.
 pub fn rollback_href(model: &str) -> String {
     format!("{}/rollback", deployment_href(model))
@@ -98,6 +96,7 @@ pub fn done_href(page: &str, done: Done, version: &str) -> String {
     format!("{page}{joint}{query}")
 }
 
+/// The confirm step of a promotion.
 pub fn promote_href(model: &str, version: &str) -> String {
     with_query(
         &format!("{}/promote", deployment_href(model)),

@@ -124,6 +124,33 @@ async fn bad_input_gets_a_clear_message() {
     );
 }
 
+/// What a page says a form did is Slipway's own sentence: a link picks
+/// which one and a version number, and can make it say nothing else.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_done_notice_says_only_slipways_own_words() {
+    let app = Site::new(&mlflow_url()).await;
+    let (_, html) = app.get("/deployments/m?done=promoted&version=7").await;
+    assert!(html.contains("data-done=\"promoted\""), "{html}");
+    assert!(
+        html.contains(">v7 is Production in MLflow now. Slipway is deploying it"),
+        "{html}"
+    );
+    let (_, html) = app.get("/deployments/m?done=rolled-back&version=3").await;
+    assert!(
+        html.contains("Rolled back: v3 is Production in MLflow again."),
+        "{html}"
+    );
+    for forged in [
+        "done=promoted&version=7%20-%20call%20support%20at%20evil.example",
+        "done=promoted&version=",
+        "done=hacked&version=7",
+    ] {
+        let (_, html) = app.get(&format!("/deployments/m?{forged}")).await;
+        assert!(!html.contains("data-done"), "{forged}: {html}");
+        assert!(!html.contains("evil.example"), "{forged}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pages_of_things_that_do_not_exist_answer_404() {
     let app = Site::new(&mlflow_url()).await;
