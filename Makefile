@@ -1,5 +1,5 @@
 # The two commands: `make run` (the demo on this machine) and `make test`.
-.PHONY: run test setup release lint bench
+.PHONY: run test setup release image lint bench
 
 run:
 	@scripts/run-demo.sh
@@ -15,6 +15,10 @@ setup:
 release:
 	@scripts/bootstrap.sh
 	@scripts/build.sh --release
+
+# The container image (Containerfile) from a release build: podman or docker.
+image:
+	@scripts/image.sh
 
 # With the flags every build uses (what ships is type-erased), so clippy
 # reuses the build scripts and proc macros the tests compiled.

@@ -74,7 +74,7 @@ BENCH_USER=bench BENCH_PASSWORD="$bench_password" \
 
 # Launching: submit → Job created (simulated and real API server) / process
 # started, and status change → launch page, against a fresh MLflow of its
-# own. Slipway talks to the real API server as deploy/rbac.yaml's account.
+# own. Slipway talks to the real API server as deploy/base/rbac.yaml's account.
 stop_mlflow
 launch_port=$(free_port)
 start_mlflow "$work/launch-mlflow" "$launch_port"

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Slipway need, skipping what is
-# already there. `--test` adds what only the tests need (Chromium, PostgreSQL).
+# already there. `--image` adds what builds the image (podman and mmdebstrap,
+# unless docker or podman is there); `--test` adds that and what only the
+# tests need (Chromium, PostgreSQL, kubectl for Kustomize).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-with_test_tools=false
-[ "${1:-}" = "--test" ] && with_test_tools=true
+with_test_tools=false with_image_tools=false
+case "${1:-}" in
+  --test) with_test_tools=true with_image_tools=true ;;
+  --image) with_image_tools=true ;;
+esac
 
 # Installs the Debian packages named, if their check command fails:
 # ensure_apt_packages "PACKAGE:CHECK" …
@@ -62,7 +67,14 @@ ensure_node_modules() {
 
 ensure_apt_packages "curl:command -v curl"
 if $with_test_tools; then
-  ensure_apt_packages "chromium:command -v chromium" "postgresql:ls /usr/lib/postgresql/*/bin/initdb"
+  ensure_apt_packages "chromium:command -v chromium" "postgresql:ls /usr/lib/postgresql/*/bin/initdb" \
+    "kubectl:kubectl kustomize --help"
+fi
+if $with_image_tools; then
+  # The tests run the image from its root filesystem, which podman gives.
+  if $with_test_tools || ! command -v docker >/dev/null; then
+    ensure_apt_packages "podman:command -v podman" "mmdebstrap:command -v mmdebstrap"
+  fi
 fi
 ensure_rust_tools
 ensure_python_venv "$SLIPWAY_VENV" "$SLIPWAY_ROOT/scripts/requirements.txt"

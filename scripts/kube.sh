@@ -116,7 +116,7 @@ build_kube() {
 # process leads its own group, recorded for stop_kube. The API server keeps
 # an audit log of Slipway's service accounts (any namespace) in
 # DIR/audit.log: the RBAC test compares what they did with what
-# deploy/rbac.yaml grants. Sets KUBE_ADMIN_CONFIG and KUBE_AUDIT_LOG.
+# deploy/base/rbac.yaml grants. Sets KUBE_ADMIN_CONFIG and KUBE_AUDIT_LOG.
 start_kube() {
   local dir=$1
   local pki="$dir/pki" etcd_port peer_port api_port kcm_port sched_port
@@ -265,13 +265,13 @@ stop_kube() {
   KUBE_PIDS=()
 }
 
-# Namespace NS with deploy/rbac.yaml applied, as a cluster admin would, and
+# Namespace NS with deploy/base/rbac.yaml applied, as a cluster admin would, and
 # a kubeconfig at OUT for its ServiceAccount `slipway` (its token Secret).
 kube_service_account_config() {
   local namespace=$1 out=$2 secret token server
   local kubectl=("$KUBE_BIN/kubectl" --kubeconfig "$KUBE_ADMIN_CONFIG")
   "${kubectl[@]}" create namespace "$namespace" >/dev/null
-  "${kubectl[@]}" -n "$namespace" apply -f "$SLIPWAY_ROOT/deploy/rbac.yaml" >/dev/null
+  "${kubectl[@]}" -n "$namespace" apply -f "$SLIPWAY_ROOT/deploy/base/rbac.yaml" >/dev/null
   kube_wait 30 "the slipway ServiceAccount's token" \
     kube_prints "${kubectl[@]}" -n "$namespace" get sa slipway -o 'jsonpath={.secrets[0].name}'
   secret=$("${kubectl[@]}" -n "$namespace" get sa slipway -o 'jsonpath={.secrets[0].name}')

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: installs what is missing, starts throwaway PostgreSQL and MLflow
-# servers, and runs the unit, integration and browser tests against them.
+# servers, and runs the unit, integration and browser tests against them;
+# then builds the image and runs it from its root filesystem.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/kube.sh"
@@ -62,3 +63,6 @@ done
 [ -z "$left" ] || die "processes the tests started are still running:
 $left"
 log "no training or model server outlived the tests"
+
+log "the image (a release build)"
+scripts/test-image.sh

@@ -679,6 +679,9 @@ pub struct DeploymentView {
     pub message: String,
     pub address: Option<String>,
     pub last_change_ms: Option<i64>,
+    /// The replica whose passes this view is from.
+    #[serde(default)]
+    pub reconciled_by: String,
 }
 
 /// A deployment's settings as its form shows and sends them: text as typed,

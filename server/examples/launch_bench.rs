@@ -157,7 +157,7 @@ async fn main() {
 
     // Kubernetes executor against a real API server (1.20.2, no kubelet:
     // the admin client reports the pod's end as a kubelet would), as the
-    // ServiceAccount deploy/rbac.yaml ships.
+    // ServiceAccount deploy/base/rbac.yaml ships.
     let BenchCluster {
         account,
         admin,
@@ -349,6 +349,7 @@ async fn serve(
             targets: vec![Arc::new(
                 server::adapters::serving::local::LocalTarget::new(Arc::new(local)),
             )],
+            leadership: server::adapters::lease::Leadership::solo("bench"),
         },
     )
     .await

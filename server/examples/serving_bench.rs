@@ -173,7 +173,7 @@ async fn main() {
         server::config::UnboundObjects::Delete,
     )));
     let (seldon, triggers, promotions) = serving(&mlflow, &store, &seldon_binding, targets).await;
-    seldon.run(triggers, Duration::from_secs(3600));
+    spawn_passes(&seldon, triggers, Duration::from_secs(3600));
     tokio::time::sleep(Duration::from_millis(500)).await;
     while applied.try_recv().is_ok() {}
     let mut promote = Vec::new();
@@ -197,7 +197,7 @@ async fn main() {
     );
 
     // Promote → SeldonDeployment present on a real API server, applied as
-    // the ServiceAccount deploy/rbac.yaml ships; an admin watch sees it.
+    // the ServiceAccount deploy/base/rbac.yaml ships; an admin watch sees it.
     let BenchCluster {
         account,
         admin,
@@ -227,7 +227,7 @@ async fn main() {
     )));
     let (real, triggers, real_promotions) =
         serving(&mlflow, &real_store, &real_binding, targets).await;
-    real.run(triggers, Duration::from_secs(3600));
+    spawn_passes(&real, triggers, Duration::from_secs(3600));
     let (served_tx, mut served) = mpsc::unbounded_channel::<(String, Instant)>();
     let watched: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
         admin,
@@ -326,7 +326,7 @@ async fn main() {
     .deployments;
     let (served, triggers, served_promotions) =
         serving(&mlflow, &store, &bound, local_target()).await;
-    served.run(triggers, Duration::from_secs(3600));
+    spawn_passes(&served, triggers, Duration::from_secs(3600));
     let mut ready = Vec::new();
     for round in 0..4 {
         let version = registered[round % 2].clone();
@@ -457,10 +457,14 @@ pub async fn serving(
     std::sync::Arc<server::services::promotions::Promotions>,
 ) {
     use std::sync::Arc;
-    let (reconciler, triggers) =
-        server::serving::reconciler::Reconciler::new(mlflow.clone(), store.clone(), targets)
-            .await
-            .unwrap();
+    let (reconciler, triggers) = server::serving::reconciler::Reconciler::new(
+        mlflow.clone(),
+        store.clone(),
+        targets,
+        server::adapters::lease::Leadership::solo("bench"),
+    )
+    .await
+    .unwrap();
     server::services::deployments::Deployments::new(
         store.clone(),
         reconciler.clone(),
@@ -477,4 +481,14 @@ pub async fn serving(
         reconciler.clone(),
     ));
     (reconciler, triggers, promotions)
+}
+
+/// Passes on triggers, as the leader runs them.
+fn spawn_passes(
+    reconciler: &std::sync::Arc<server::serving::reconciler::Reconciler>,
+    mut triggers: tokio::sync::mpsc::UnboundedReceiver<server::serving::target::Trigger>,
+    poll_every: Duration,
+) {
+    let reconciler = reconciler.clone();
+    tokio::spawn(async move { reconciler.serve(&mut triggers, poll_every).await });
 }

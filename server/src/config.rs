@@ -223,9 +223,48 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// The built UI (wasm, JS, CSS, public files), as `cargo leptos build` leaves it.
+    /// The built UI (wasm, JS, CSS, public files), as `scripts/build.sh` leaves it.
     #[arg(long, env = "SLIPWAY_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
+
+    /// Names this install among others on one MLflow (staging,
+    /// production): its webhook there is `slipway-<id>`.
+    #[arg(long, env = "SLIPWAY_INSTALL_ID", default_value = "default", value_parser = parse_install_id)]
+    pub install_id: String,
+
+    /// This replica's name (a pod sets its own name). Default: the host
+    /// name and process id.
+    #[arg(long, env = "SLIPWAY_REPLICA_NAME")]
+    pub replica_name: Option<String>,
+
+    /// With a cluster: the Lease replicas elect their leader on, in
+    /// --lease-namespace (default: the namespace of Slipway's kubeconfig
+    /// or pod).
+    #[arg(long, env = "SLIPWAY_LEASE_NAME", default_value = "slipway-leader")]
+    pub lease_name: String,
+
+    #[arg(long, env = "SLIPWAY_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Seconds a leader's Lease lasts unrenewed: how long the others wait
+    /// after a leader dies (it renews every fifth of this).
+    #[arg(long, env = "SLIPWAY_LEASE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(5..=120))]
+    pub lease_secs: u64,
+}
+
+/// Lower-case letters, digits and dashes, as a name in MLflow and a label
+/// value take them.
+fn parse_install_id(text: &str) -> std::result::Result<String, String> {
+    let fits = !text.is_empty()
+        && text.len() <= 40
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if fits {
+        Ok(text.into())
+    } else {
+        Err("an install id is 1 to 40 lower-case letters, digits and dashes".into())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -252,6 +291,40 @@ pub enum LogFormat {
 }
 
 impl Config {
+    pub fn replica_name(&self) -> String {
+        self.replica_name.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|name| name.trim().to_string())
+                .unwrap_or_else(|_| "slipway".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
+    pub fn lease_settings(&self, default_namespace: &str) -> crate::adapters::lease::LeaseSettings {
+        crate::adapters::lease::LeaseSettings {
+            namespace: self
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| default_namespace.to_string()),
+            name: self.lease_name.clone(),
+            identity: self.replica_name(),
+            duration: Duration::from_secs(self.lease_secs),
+        }
+    }
+
+    /// The webhook to register with MLflow, when both the public URL and
+    /// the secret are configured.
+    pub fn webhook_registration(&self) -> Option<crate::adapters::mlflow::webhook::Registration> {
+        let (Some(public_url), Some(secret)) = (&self.public_url, &self.webhook_secret) else {
+            return None;
+        };
+        Some(crate::adapters::mlflow::webhook::Registration::new(
+            &self.install_id,
+            public_url,
+            secret,
+        ))
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {
             format!(

@@ -6,6 +6,7 @@ pub mod adapters;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod duties;
 pub mod error;
 pub mod metrics;
 pub mod services;
@@ -21,6 +22,7 @@ use leptos::prelude::LeptosOptions;
 use crate::adapters::executor::kubernetes::{JobSettings, KubernetesExecutor};
 use crate::adapters::executor::local::LocalExecutor;
 use crate::adapters::executor::{Executor, ExecutorEvent};
+use crate::adapters::lease::{self, Leadership};
 use crate::adapters::mlflow::MlflowClient;
 use crate::adapters::mlflow::cache::ReadCache;
 use crate::adapters::mlflow::webhook::{self, Verifier};
@@ -95,6 +97,14 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         }
         ExecutorKind::Local => None,
     };
+    // In a cluster, replicas elect who runs the background work.
+    let leadership = match &kube_client {
+        Some(client) => lease::elect(
+            client.clone(),
+            config.lease_settings(client.default_namespace()),
+        ),
+        None => Leadership::solo(&config.replica_name()),
+    };
     let executor: Arc<dyn Executor> = match &kube_client {
         None => Arc::new(LocalExecutor::new(
             config.data_dir.join("launches"),
@@ -120,7 +130,10 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
                 return Err(Error::Config(format!("catalog: {}", refused.join("; "))));
             }
             let watching = executor.clone();
-            tokio::spawn(async move { watching.watch_status(sink).await });
+            duties::while_leading(&leadership, "following training Jobs", move || {
+                let (watching, sink) = (watching.clone(), sink.clone());
+                async move { watching.watch_status(sink).await }
+            });
             executor
         }
     };
@@ -148,6 +161,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
             executor,
             reports,
             targets,
+            leadership,
         },
     )
     .await
@@ -168,12 +182,14 @@ pub struct Parts {
     pub reports: tokio::sync::mpsc::UnboundedReceiver<ExecutorEvent>,
     /// Where models are served: local always, a cluster's when there is one.
     pub targets: Vec<Arc<dyn Target>>,
+    /// Whether this process runs the background work.
+    pub leadership: Leadership,
 }
 
 /// The serving loop and the use-case services on `parts`, started: the
-/// catalog's deployments seeded, what a crash left settled, and the
-/// background work (passes, executor reports, webhook registration,
-/// expiry) running.
+/// catalog's deployments seeded, and the background work running — on the
+/// leader, passes, executor reports, settling what a crash left, webhook
+/// registration and expiry; on every replica, its heartbeat.
 pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
     let Parts {
         store,
@@ -184,8 +200,10 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
         executor,
         reports,
         targets,
+        leadership,
     } = parts;
-    let (reconciler, triggers) = Reconciler::new(mlflow.clone(), store.clone(), targets).await?;
+    let (reconciler, triggers) =
+        Reconciler::new(mlflow.clone(), store.clone(), targets, leadership.clone()).await?;
     reconciler.report_to(metrics.clone());
     let launches = Arc::new(Launches::new(
         store.clone(),
@@ -227,15 +245,42 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
         .deployments
         .seed_from_catalog(&catalog.deployments)
         .await?;
-    reconciler.run(
-        triggers,
-        std::time::Duration::from_secs(config.reconcile_poll_secs),
-    );
-    settle_interrupted_promotions(services.promotions.clone());
+    duties::heartbeat(store.clone(), leadership.identity().to_string());
+    metrics.follow_leadership(&leadership);
+    let triggers = Arc::new(tokio::sync::Mutex::new(triggers));
+    let poll_every = std::time::Duration::from_secs(config.reconcile_poll_secs);
+    let passing = reconciler.clone();
+    duties::while_leading(&leadership, "reconciling", move || {
+        let (reconciler, triggers) = (passing.clone(), triggers.clone());
+        async move {
+            reconciler
+                .serve(&mut *triggers.lock().await, poll_every)
+                .await
+        }
+    });
+    let following = reconciler.clone();
+    duties::while_following(&leadership, "showing what the leader saw", move || {
+        let reconciler = following.clone();
+        async move { reconciler.follow(duties::FOLLOW_EVERY).await }
+    });
     services.launches.follow(reports);
-    services.launches.settle_interrupted().await?;
-    register_webhook(config, mlflow);
-    sweep_expired(accounts.clone(), store.clone());
+    duties::while_leading(
+        &leadership,
+        "settling what a stopped replica left",
+        duties::settle_interrupted(
+            services.promotions.clone(),
+            services.launches.clone(),
+            leadership.elected(),
+        ),
+    );
+    let webhook = config.webhook_registration();
+    duties::while_leading(&leadership, "registering the MLflow webhook", move || {
+        register_webhook(webhook.clone(), mlflow.clone())
+    });
+    let (sweeping, sweep_store) = (accounts.clone(), store.clone());
+    duties::while_leading(&leadership, "sweeping what expired", move || {
+        sweep_expired(sweeping.clone(), sweep_store.clone())
+    });
     Ok(AppState {
         leptos_options: leptos_options(config),
         gate: Arc::new(Gate {
@@ -246,25 +291,8 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
         store,
         metrics,
         webhooks: config.webhook_secret.as_deref().map(Verifier::new),
+        leadership,
     })
-}
-
-/// Settles changes of Production a crash left half done, in the
-/// background: it needs MLflow, which may not be up yet.
-fn settle_interrupted_promotions(promotions: Arc<Promotions>) {
-    tokio::spawn(async move {
-        let mut wait = std::time::Duration::from_secs(1);
-        loop {
-            match promotions.settle_interrupted().await {
-                Ok(_) => return,
-                Err(err) => {
-                    tracing::warn!(error = %err, retry_in = ?wait, "settling interrupted promotions");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(std::time::Duration::from_secs(60));
-                }
-            }
-        }
-    });
 }
 
 /// A deployment event still pending after this long was left by a Slipway
@@ -275,70 +303,62 @@ const STALE_DEPLOYMENT_MS: i64 = 10 * 60 * 1000;
 /// How long Try it answers are kept.
 const TRY_ANSWERS_KEPT_MS: i64 = 3600 * 1000;
 
-/// Once an hour (the first time at start-up): deletes expired sessions,
-/// old Try it answers and old form drafts, and ends deployment events a
-/// stopped Slipway left pending.
-fn sweep_expired(accounts: Arc<Accounts>, store: Store) {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
-        loop {
-            every.tick().await;
-            match accounts.sweep_sessions().await {
-                Ok(0) => {}
-                Ok(ended) => tracing::info!(ended, "expired sessions deleted"),
-                Err(err) => tracing::warn!(error = %err, "deleting expired sessions"),
-            }
-            let kept_since = store::now_ms() - TRY_ANSWERS_KEPT_MS;
-            if let Err(err) = store.forget_try_answers(kept_since).await {
-                tracing::warn!(error = %err, "deleting old Try it answers");
-            }
-            if let Err(err) = store.forget_drafts(kept_since).await {
-                tracing::warn!(error = %err, "deleting old form drafts");
-            }
-            let stale_since = store::now_ms() - STALE_DEPLOYMENT_MS;
-            if let Err(err) = store.settle_stale_deployments(stale_since).await {
-                tracing::warn!(error = %err, "ending deployment events a stop left pending");
-            }
+/// Once an hour (the first time on taking the lead): deletes expired
+/// sessions, old Try it answers and old form drafts, and ends deployment
+/// events a stopped Slipway left pending.
+async fn sweep_expired(accounts: Arc<Accounts>, store: Store) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        match accounts.sweep_sessions().await {
+            Ok(0) => {}
+            Ok(ended) => tracing::info!(ended, "expired sessions deleted"),
+            Err(err) => tracing::warn!(error = %err, "deleting expired sessions"),
         }
-    });
+        let kept_since = store::now_ms() - TRY_ANSWERS_KEPT_MS;
+        if let Err(err) = store.forget_try_answers(kept_since).await {
+            tracing::warn!(error = %err, "deleting old Try it answers");
+        }
+        if let Err(err) = store.forget_drafts(kept_since).await {
+            tracing::warn!(error = %err, "deleting old form drafts");
+        }
+        let stale_since = store::now_ms() - STALE_DEPLOYMENT_MS;
+        if let Err(err) = store.settle_stale_deployments(stale_since).await {
+            tracing::warn!(error = %err, "ending deployment events a stop left pending");
+        }
+        if let Err(err) = store.forget_replicas(stale_since).await {
+            tracing::warn!(error = %err, "forgetting replicas long gone");
+        }
+    }
 }
 
 /// Registers Slipway's webhook with MLflow when both the public URL and the
 /// secret are configured, retrying until MLflow answers.
-pub fn register_webhook(config: &Config, mlflow: MlflowClient) {
-    let (Some(public_url), Some(secret)) = (&config.public_url, &config.webhook_secret) else {
+pub async fn register_webhook(registration: Option<webhook::Registration>, mlflow: MlflowClient) {
+    let Some(registration) = registration else {
         return;
     };
-    let url = public_url
-        .join("webhooks/mlflow")
-        .expect("a path joins any http URL")
-        .to_string();
-    let secret = secret.clone();
-    let poll_secs = config.reconcile_poll_secs;
-    tokio::spawn(async move {
-        let mut wait = std::time::Duration::from_secs(1);
-        loop {
-            match webhook::register(&mlflow, &url, &secret).await {
-                Ok(webhook::Registration::Registered(id)) => {
-                    tracing::info!(webhook = %id, %url, "MLflow webhook registered");
-                    return;
-                }
-                Ok(webhook::Registration::Unsupported) => {
-                    tracing::info!(
-                        poll_secs,
-                        "this MLflow has no webhooks (MLflow 3.3 added them): \
-                         promotions made outside Slipway are found by the poll alone"
-                    );
-                    return;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "registering the MLflow webhook; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(std::time::Duration::from_secs(60));
-                }
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        match webhook::register(&mlflow, &registration).await {
+            Ok(webhook::Registered::Webhook(id)) => {
+                tracing::info!(webhook = %id, name = %registration.name, url = %registration.url, "MLflow webhook registered");
+                return;
+            }
+            Ok(webhook::Registered::Unsupported) => {
+                tracing::info!(
+                    "this MLflow has no webhooks (MLflow 3.3 added them): \
+                     promotions made outside Slipway are found by the poll alone"
+                );
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "registering the MLflow webhook; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(60));
             }
         }
-    });
+    }
 }
 
 pub fn leptos_options(config: &Config) -> LeptosOptions {

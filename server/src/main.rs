@@ -28,6 +28,7 @@ async fn main() -> std::process::ExitCode {
 async fn serve(config: Config) -> server::error::Result<()> {
     let state = build_state(&config).await?;
     let services = state.services.clone();
+    let leadership = state.leadership.clone();
     let app = web::router(state);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(
@@ -39,12 +40,14 @@ async fn serve(config: Config) -> server::error::Result<()> {
     let (stopping, mut stopped_background) = tokio::sync::watch::channel(false);
     // On the signal, first what would start processes (the reconciler), then
     // the processes (model servers, those starting too; local trainings),
-    // then the requests under way.
+    // then the lead (another replica takes over at once), then the
+    // requests under way.
     let signalled = async move {
         shutdown_signal().await;
         tracing::info!("stopping");
         services.deployments.shutdown().await;
         services.launches.shutdown().await;
+        leadership.release().await;
         stopping.send_replace(true);
     };
     // The peer's address counts failed sign-ins per address.

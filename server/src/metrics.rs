@@ -1,6 +1,7 @@
 //! Prometheus metrics: requests by matched route, method and status, and
 //! their latency; MLflow calls by endpoint and outcome, and their latency;
-//! reconcile passes and their duration; model servers started again. Every
+//! reconcile passes and their duration; model servers started again;
+//! whether this replica leads. Every
 //! label takes values from a fixed set (or the admin's bindings), never from
 //! what a client sends.
 
@@ -13,6 +14,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -45,6 +47,11 @@ struct ModelLabels {
     model: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicaLabels {
+    replica: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -52,6 +59,7 @@ pub struct Metrics {
     mlflow_calls: Family<MlflowLabels, Histogram>,
     passes: Family<OutcomeLabels, Histogram>,
     restarts: Family<ModelLabels, Counter>,
+    leader: Family<ReplicaLabels, Gauge>,
 }
 
 impl Metrics {
@@ -86,7 +94,14 @@ impl Metrics {
             "Local model servers started again because they died or stopped answering /ping",
             restarts.clone(),
         );
+        let leader = Family::<ReplicaLabels, Gauge>::default();
+        registry.register(
+            "leader",
+            "1 while this replica leads (runs the reconciler and the other background work), else 0",
+            leader.clone(),
+        );
         Arc::new(Self {
+            leader,
             registry,
             requests,
             mlflow_calls,
@@ -112,6 +127,27 @@ impl Metrics {
         self.passes
             .get_or_create(&OutcomeLabels { outcome })
             .observe(seconds);
+    }
+
+    /// Keeps `slipway_leader{replica}` up to date as the lead changes.
+    pub fn follow_leadership(self: &Arc<Self>, leadership: &crate::adapters::lease::Leadership) {
+        let gauge = self
+            .leader
+            .get_or_create(&ReplicaLabels {
+                replica: leadership.identity().into(),
+            })
+            .clone();
+        let mut changes = leadership.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let leading = *changes.borrow_and_update();
+                gauge.set(i64::from(leading));
+                if changes.changed().await.is_err() {
+                    gauge.set(0);
+                    return;
+                }
+            }
+        });
     }
 
     pub fn count_restart(&self, model: &str) {

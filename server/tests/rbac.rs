@@ -1,4 +1,4 @@
-//! What `deploy/rbac.yaml` grants equals what Slipway's ServiceAccounts
+//! What `deploy/base/rbac.yaml` grants equals what Slipway's ServiceAccounts
 //! did in the cluster tier (`tests/it/cluster.rs`), as the API server's own
 //! audit log records it: every verb the code uses is granted, and every
 //! verb granted is used. A binary of its own, which Cargo runs after `it`
@@ -19,7 +19,7 @@ const READ_ONLY_PREFIX: &str = "readonly-";
 
 fn granted() -> BTreeSet<Permission> {
     let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac.yaml"))
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/rbac.yaml"))
             .unwrap();
     let mut granted = BTreeSet::new();
     for document in serde_yaml::Deserializer::from_str(&text) {
@@ -100,6 +100,6 @@ fn the_roles_grant_exactly_what_slipway_did_on_the_real_api_server() {
     assert_eq!(
         used,
         granted(),
-        "left: what Slipway did; right: what deploy/rbac.yaml grants"
+        "left: what Slipway did; right: what deploy/base/rbac.yaml grants"
     );
 }

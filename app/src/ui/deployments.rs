@@ -54,7 +54,18 @@ pub fn DeploymentsPage() -> impl IntoView {
 fn LiveDeployments(deployments: Vec<DeploymentView>) -> impl IntoView {
     let current = RwSignal::new(deployments);
     keep_fresh(current, list_deployments);
-    move || view! { <DeploymentTable deployments=current.get()/> }
+    move || {
+        let deployments = current.get();
+        // With several replicas, one reconciles: its name.
+        let reconciler = deployments
+            .iter()
+            .map(|deployment| deployment.reconciled_by.clone())
+            .find(|name| !name.is_empty());
+        view! {
+            <DeploymentTable deployments/>
+            {reconciler.map(|name| view! { <p class="muted" data-reconciler>"Reconciled by replica " {name}</p> })}
+        }
+    }
 }
 
 #[component]

@@ -19,7 +19,7 @@ pub fn report(what: &str, samples: &mut [Duration]) {
     );
 }
 
-/// The real API server: a client as the ServiceAccount deploy/rbac.yaml
+/// The real API server: a client as the ServiceAccount deploy/base/rbac.yaml
 /// ships (BENCH_KUBECONFIG), an admin client that plays what the test
 /// cluster lacks (BENCH_KUBE_ADMIN), and their namespace
 /// (BENCH_KUBE_NAMESPACE).

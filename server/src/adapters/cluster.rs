@@ -115,7 +115,7 @@ pub fn explain(err: kube::Error, doing: &str, namespace: &str) -> Error {
                 (401, _) => format!("Kubernetes refused Slipway's credentials to {doing}: {said}"),
                 (403, _) => format!(
                     "Slipway's service account is not allowed to {doing} in namespace \
-                     {namespace}: {said} (see deploy/rbac.yaml)"
+                     {namespace}: {said} (see deploy/base/rbac.yaml)"
                 ),
                 // A path under an API group the server does not serve.
                 (404, _) if said.contains("could not find the requested resource") => format!(

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod executor;
+pub mod lease;
 pub mod mlflow;
 pub mod oidc;
 pub mod process;

@@ -678,21 +678,24 @@ impl Launches {
         }
     }
 
-    /// Launches a restart interrupted before their training was started
-    /// are closed with that reason; those that were started are settled by
-    /// the executor's first listing (`ExecutorEvent::Listed`).
-    pub async fn settle_interrupted(&self) -> Result<()> {
-        for launch in self.store.unfinished_launches(self.backend()).await? {
-            if launch.executor_ref.is_none() {
-                self.fail(
-                    &launch,
-                    launch.run_id.as_deref(),
-                    "Slipway restarted while it was starting this training",
-                )
-                .await?;
-            }
+    /// Launches whose start was under way in a process that is gone (not
+    /// seen since `alive_since`, ms) are closed with that reason; those
+    /// that were started are settled by the executor's first listing
+    /// (`ExecutorEvent::Listed`).
+    pub async fn settle_interrupted(&self, alive_since: i64) -> Result<usize> {
+        let left = self
+            .store
+            .launches_left_starting(self.backend(), alive_since)
+            .await?;
+        for launch in &left {
+            self.fail(
+                launch,
+                launch.run_id.as_deref(),
+                "Slipway stopped while it was starting this training",
+            )
+            .await?;
         }
-        Ok(())
+        Ok(left.len())
     }
 
     fn bump(&self) {

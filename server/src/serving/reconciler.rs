@@ -5,7 +5,7 @@
 //! target alone. Passes run on Slipway's own promotions (at once), on MLflow
 //! webhooks, and on a poll for what webhooks do not report (stage changes).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -15,11 +15,13 @@ use tokio::sync::{mpsc, watch};
 use super::desired::desired_versions;
 use super::target::{Ledger, Target, Trigger};
 use super::{failed_status, no_production_message};
+use crate::adapters::lease::Leadership;
 use crate::adapters::mlflow::{MlflowClient, MlflowError};
 use crate::catalog::{DeploymentBinding, ServingTarget};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::store::replicas::PublishedView;
 
 /// How long a pass waits for MLflow's desired state: a frozen MLflow costs
 /// a pass this much, not the background client's whole budget.
@@ -51,6 +53,9 @@ pub struct Reconciler {
     mlflow_trouble: Mutex<Option<(i64, String)>>,
     /// Where passes are counted and timed, once set.
     metrics: std::sync::OnceLock<Arc<Metrics>>,
+    /// Only the leader passes; the other replicas show what it published.
+    leadership: Leadership,
+    published: RwLock<HashMap<String, PublishedView>>,
 }
 
 impl Reconciler {
@@ -60,6 +65,7 @@ impl Reconciler {
         mlflow: MlflowClient,
         store: Store,
         targets: Vec<Arc<dyn Target>>,
+        leadership: Leadership,
     ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Trigger>)> {
         let (triggers, receiver) = mpsc::unbounded_channel();
         let reconciler = Arc::new(Self {
@@ -72,6 +78,8 @@ impl Reconciler {
             stopped: watch::channel(false).0,
             mlflow_trouble: Mutex::default(),
             metrics: std::sync::OnceLock::new(),
+            leadership,
+            published: RwLock::default(),
         });
         reconciler.reload_bindings().await?;
         Ok((reconciler, receiver))
@@ -91,67 +99,110 @@ impl Reconciler {
         Ok(bindings)
     }
 
-    /// Runs passes on triggers and every `poll_every`, until Slipway stops.
-    /// Triggers that pile up during a pass are served by one next pass. A
-    /// failed pass is retried sooner than the poll, backing off.
-    pub fn run(
+    /// Runs passes on triggers and every `poll_every`, until Slipway stops
+    /// (or, dropped, when this replica stops leading). Triggers that pile
+    /// up during a pass are served by one next pass. A failed pass is
+    /// retried sooner than the poll, backing off.
+    pub async fn serve(
         self: &Arc<Self>,
-        mut triggers: mpsc::UnboundedReceiver<Trigger>,
+        triggers: &mut mpsc::UnboundedReceiver<Trigger>,
         poll_every: Duration,
     ) {
+        // A term starts afresh: what the last pass of an earlier term saw
+        // (or failed at) may have changed under another leader.
+        for binding in self.bindings().iter() {
+            self.forget_failure(&binding.model);
+        }
         // Passes run even with no bindings: one may be made at any time, and
         // what removed ones left is still to be cleaned up.
-        let reconciler = self.clone();
         let mut stopped = self.stopped.subscribe();
-        tokio::spawn(async move {
-            let mut poll = tokio::time::interval(poll_every);
-            poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut first = true;
-            let mut failures: u32 = 0;
-            loop {
-                let retry_in = FIRST_RETRY
-                    .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
-                    .min(LAST_RETRY.min(poll_every));
-                let mut trigger = tokio::select! {
-                    _ = stopped.wait_for(|stopped| *stopped) => return,
-                    Some(trigger) = triggers.recv() => trigger,
-                    _ = poll.tick() => Trigger::new(if first { "startup" } else { "poll" }, "slipway"),
-                    _ = tokio::time::sleep(retry_in), if failures > 0 => Trigger::new("retry", "slipway"),
-                    else => return,
-                };
-                first = false;
-                // Coalesce: one pass answers every trigger already queued.
-                while let Ok(next) = triggers.try_recv() {
-                    if next.cause != "poll" {
-                        trigger = Trigger {
-                            retry_model: next.retry_model.or(trigger.retry_model),
-                            ..next
-                        };
-                    }
+        let mut poll = tokio::time::interval(poll_every);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut first = true;
+        let mut failures: u32 = 0;
+        loop {
+            let retry_in = FIRST_RETRY
+                .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
+                .min(LAST_RETRY.min(poll_every));
+            let mut trigger = tokio::select! {
+                _ = stopped.wait_for(|stopped| *stopped) => return,
+                Some(trigger) = triggers.recv() => trigger,
+                _ = poll.tick() => Trigger::new(if first { "startup" } else { "poll" }, "slipway"),
+                _ = tokio::time::sleep(retry_in), if failures > 0 => Trigger::new("retry", "slipway"),
+                else => return,
+            };
+            first = false;
+            // Coalesce: one pass answers every trigger already queued.
+            while let Ok(next) = triggers.try_recv() {
+                if next.cause != "poll" {
+                    trigger = Trigger {
+                        retry_model: next.retry_model.or(trigger.retry_model),
+                        ..next
+                    };
                 }
-                let started = std::time::Instant::now();
-                let outcome = reconciler.pass(&trigger).await;
-                if let Some(metrics) = reconciler.metrics.get() {
-                    metrics.observe_pass(outcome.is_ok(), started.elapsed().as_secs_f64());
-                }
-                match outcome {
-                    Ok(()) => {
-                        if failures > 0 {
-                            tracing::info!(failures, "reconcile passes work again");
-                        }
-                        failures = 0;
+            }
+            let started = std::time::Instant::now();
+            let outcome = self.pass(&trigger).await;
+            if let Some(metrics) = self.metrics.get() {
+                metrics.observe_pass(outcome.is_ok(), started.elapsed().as_secs_f64());
+            }
+            match outcome {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "reconcile passes work again");
                     }
-                    Err(err) => {
-                        failures = failures.saturating_add(1);
-                        // The first failure, then one in ten: an outage is
-                        // not a log line every second.
-                        if failures % 10 == 1 {
-                            tracing::warn!(error = %err, cause = %trigger.cause, failures, "reconcile pass failed");
-                        }
+                    failures = 0;
+                }
+                Err(err) => {
+                    failures = failures.saturating_add(1);
+                    // The first failure, then one in ten: an outage is
+                    // not a log line every second.
+                    if failures % 10 == 1 {
+                        tracing::warn!(error = %err, cause = %trigger.cause, failures, "reconcile pass failed");
                     }
                 }
             }
-        });
+            if self.leadership.elected() {
+                self.publish_views().await;
+            }
+        }
+    }
+
+    /// For the replicas that do not lead: what the leader saw of each
+    /// deployment, as it wrote it down after its last pass.
+    async fn publish_views(&self) {
+        let views: Vec<DeploymentView> = self
+            .bindings()
+            .iter()
+            .filter_map(|binding| self.view(&binding.model).ok())
+            .collect();
+        if let Err(err) = self
+            .store()
+            .publish_views(&views, self.leadership.identity())
+            .await
+        {
+            tracing::warn!(error = %err, "writing down what the deployments serve for the other replicas");
+        }
+    }
+
+    /// While this replica does not lead: reads the bindings and what the
+    /// leader published, every `every`.
+    pub async fn follow(&self, every: Duration) {
+        loop {
+            if let Err(err) = self.reload_bindings().await {
+                tracing::warn!(error = %err, "reading the bindings");
+            }
+            match self.store().published_views().await {
+                Ok(views) => {
+                    *self.published.write().expect("published") = views
+                        .into_iter()
+                        .map(|published| (published.view.model.clone(), published))
+                        .collect();
+                }
+                Err(err) => tracing::warn!(error = %err, "reading what the leader saw"),
+            }
+            tokio::time::sleep(every).await;
+        }
     }
 
     /// Stops passing, then every target's own shutdown: local model servers
@@ -193,8 +244,12 @@ impl Reconciler {
         }
     }
 
+    /// Asks for a pass at once. Only the leader passes: on another
+    /// replica the leader's poll finds the change.
     pub fn trigger(&self, trigger: Trigger) {
-        let _ = self.triggers.send(trigger);
+        if self.leadership.is_leading() {
+            let _ = self.triggers.send(trigger);
+        }
     }
 
     /// Wakes when a pass starts.
@@ -278,6 +333,14 @@ impl Reconciler {
     /// The version MLflow marked Production for `model` as of the last
     /// pass (`None`: nothing, or not read yet).
     pub fn desired_version(&self, model: &str) -> Option<String> {
+        if !self.leadership.is_leading() {
+            return self
+                .published
+                .read()
+                .expect("published")
+                .get(model)
+                .and_then(|published| published.view.desired_version.clone());
+        }
         self.desired
             .lock()
             .expect("desired")
@@ -297,6 +360,9 @@ impl Reconciler {
     /// What the deployment of `model` serves and how, as of now.
     pub fn view(&self, model: &str) -> Result<DeploymentView> {
         let binding = self.binding(model)?;
+        if !self.leadership.is_leading() {
+            return Ok(self.published_view(&binding));
+        }
         let known = self.desired.lock().expect("desired").get(model).cloned();
         let desired = known.clone().flatten();
         let (serving, mut status) = match self.target(binding.target) {
@@ -332,6 +398,31 @@ impl Reconciler {
             message,
             address: status.address,
             last_change_ms: None,
+            reconciled_by: self.leadership.identity().into(),
         })
+    }
+
+    fn published_view(&self, binding: &DeploymentBinding) -> DeploymentView {
+        let published = self.published.read().expect("published");
+        match published.get(&binding.model) {
+            Some(published) => DeploymentView {
+                reconciled_by: published.replica.clone(),
+                ..published.view.clone()
+            },
+            None => DeploymentView {
+                model: binding.model.clone(),
+                target: binding.target.as_str().into(),
+                namespace: binding.namespace.clone(),
+                marker: binding.marker(),
+                desired_version: None,
+                serving_version: None,
+                state: ServingState::Creating,
+                message: "The replica that reconciles has not reported on this deployment yet."
+                    .into(),
+                address: None,
+                last_change_ms: None,
+                reconciled_by: String::new(),
+            },
+        }
     }
 }

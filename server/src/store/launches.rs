@@ -39,8 +39,8 @@ impl Store {
         let params = serde_json::to_string(&new.params).expect("string map serialises");
         let inserted = sqlx::query(
             "INSERT INTO launches (id, submission, project, entry_point, params, profile, backend, run_name, \
-             env_manager, launched_by, status, reason, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             env_manager, launched_by, status, reason, created_ms, updated_ms, replica) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&id)
         .bind(&new.submission)
@@ -56,6 +56,7 @@ impl Store {
         .bind("")
         .bind(now)
         .bind(now)
+        .bind(self.instance())
         .execute(&self.pool)
         .await;
         match inserted {
@@ -217,7 +218,7 @@ fn launch_from_row(row: &AnyRow) -> Result<Launch> {
 
 /// The statuses a launch never leaves, as an SQL list of literals (the
 /// enum's own text, never input).
-fn ended_statuses() -> String {
+pub(super) fn ended_statuses() -> String {
     LaunchStatus::ALL
         .iter()
         .filter(|status| status.is_terminal())

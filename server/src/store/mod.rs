@@ -19,6 +19,7 @@ pub mod drafts;
 pub mod launches;
 pub mod locks;
 pub mod promotions;
+pub mod replicas;
 pub mod requests;
 pub mod serving_objects;
 pub mod try_answers;
@@ -29,6 +30,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Store {
     pool: AnyPool,
     model_locks: std::sync::Arc<locks::ModelLocks>,
+    /// This process among the replicas on the database: what it starts is
+    /// recorded as its own, and settled only once it is gone.
+    instance: std::sync::Arc<str>,
 }
 
 impl Store {
@@ -54,7 +58,13 @@ impl Store {
         Ok(Self {
             pool,
             model_locks: std::sync::Arc::new(locks::ModelLocks::new(postgres, max_connections)),
+            instance: uuid::Uuid::new_v4().simple().to_string().into(),
         })
+    }
+
+    /// This process's id among the replicas (new at every start).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     pub async fn ping(&self) -> Result<()> {

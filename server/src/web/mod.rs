@@ -46,6 +46,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Set when MLflow webhooks are configured (`SLIPWAY_WEBHOOK_SECRET`).
     pub webhooks: Option<Verifier>,
+    /// Whether this replica runs the background work (for `/metrics`).
+    pub leadership: crate::adapters::lease::Leadership,
 }
 
 impl FromRef<AppState> for LeptosOptions {

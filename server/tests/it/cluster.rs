@@ -1,6 +1,6 @@
 //! Every cluster path against a real Kubernetes API server (1.20.2, from
 //! scripts/kube.sh): Slipway runs as the binary with the ServiceAccount
-//! `deploy/rbac.yaml` ships, never as admin. The admin client plays what
+//! `deploy/base/rbac.yaml` ships, never as admin. The admin client plays what
 //! the test cluster lacks: the kubelet (pod states), Seldon's operator
 //! (deployment states), and people deleting and editing things.
 
@@ -1101,4 +1101,219 @@ async fn an_apply_the_cluster_refuses_is_recorded_once_not_on_every_pass() {
             .contains("is not allowed to apply the SeldonDeployment"),
         "the refusal is logged"
     );
+}
+
+/// The Lease's holder, when there is one.
+async fn lease_holder(namespace: &TestNamespace) -> Option<String> {
+    let leases = namespace.api::<k8s_openapi::api::coordination::v1::Lease>();
+    leases
+        .get_opt("slipway-leader")
+        .await
+        .unwrap()?
+        .spec?
+        .holder_identity
+        .filter(|holder| !holder.is_empty())
+}
+
+/// What `/metrics` of `replica` says of its lead.
+async fn promote_through(replica: &Slipway, model: &str, version: &str) {
+    replica
+        .post_form(
+            &format!("/deployments/{model}/promote"),
+            &[("version", version)],
+        )
+        .await;
+}
+
+async fn says_it_leads(replica: &Slipway, name: &str) -> Option<bool> {
+    let metrics = replica.get("/metrics").await.text().await.unwrap();
+    let line = |value: u8| format!("slipway_leader{{replica=\"{name}\"}} {value}");
+    if metrics.contains(&line(1)) {
+        Some(true)
+    } else if metrics.contains(&line(0)) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Three replicas on one PostgreSQL against the real API server, as the
+/// `ha` install runs them. One leads: the Lease's holder, the only one
+/// whose `/metrics` says so, and the one the others' deployments page
+/// names. Killed (SIGKILL), another takes the Lease within its time.
+/// Promotions made through any replica before, during and after the
+/// failover are each applied once (one change of the object's spec, one
+/// history row) and none is settled as interrupted.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_elect_one_leader_and_a_killed_leader_is_replaced_without_losing_a_promotion() {
+    let (model, versions) = registered_model(4).await;
+    let setup = Setup::new("ha", |namespace| seldon_binding(&model, namespace)).await;
+    let namespace = &setup.namespace;
+    let name = server::catalog::dns_name(&model);
+    let database = support::fresh_postgres_database().await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut replicas = Vec::new();
+    for dir in &dirs {
+        replicas.push(
+            Slipway::start(SlipwaySettings {
+                data_dir: dir.path(),
+                extra_env: vec![("SLIPWAY_DATABASE_URL", database.clone())],
+                ..setup.settings()
+            })
+            .await,
+        );
+    }
+    let mut names: Vec<String> = dirs
+        .iter()
+        .map(|dir| {
+            format!(
+                "replica-{}",
+                dir.path().file_name().unwrap().to_string_lossy()
+            )
+        })
+        .collect();
+
+    // One leads, and every replica agrees which.
+    let holder = eventually(A_WHILE, || lease_holder(namespace))
+        .await
+        .expect("a replica took the Lease");
+    let leader = names
+        .iter()
+        .position(|name| *name == holder)
+        .unwrap_or_else(|| panic!("{holder} is none of {names:?}"));
+    for (index, replica) in replicas.iter().enumerate() {
+        let wanted = index == leader;
+        let agreed = eventually(Duration::from_secs(5), || async {
+            (says_it_leads(replica, &names[index]).await == Some(wanted)).then_some(())
+        })
+        .await;
+        assert!(
+            agreed.is_some(),
+            "{}: /metrics should say leading = {wanted}",
+            names[index]
+        );
+    }
+    let follower = (leader + 1) % 3;
+    let listed = eventually(A_WHILE, || async {
+        let page = replicas[follower]
+            .get("/deployments")
+            .await
+            .text()
+            .await
+            .unwrap();
+        let note = page.split("data-reconciler").nth(1)?;
+        let note = &note[..note.find("</p>")?];
+        (note.contains("Reconciled by replica") && note.contains(&holder)).then_some(())
+    })
+    .await;
+    assert!(
+        listed.is_some(),
+        "a follower's deployments page names the leader"
+    );
+
+    // Through a replica that does not lead: the leader deploys it.
+    promote_through(&replicas[follower], &model, &versions[0]).await;
+    wait_served(namespace, &name, Some(&versions[0])).await;
+    seldon_reports_ready(namespace, &name).await;
+    deployment_when(&replicas[follower], &model, |detail| {
+        detail.history.len() == 1 && detail.history[0].outcome == "serving"
+    })
+    .await;
+    let generation_before = seldon_api(namespace)
+        .get(&name)
+        .await
+        .unwrap()
+        .metadata
+        .generation
+        .unwrap();
+
+    // The leader dies; promotions go on through the others meanwhile.
+    let killed = replicas.remove(leader);
+    let killed_name = names.remove(leader);
+    let killed_at = Instant::now();
+    killed.crash().await;
+    for (index, version) in versions[1..].iter().enumerate() {
+        promote_through(&replicas[index % 2], &model, version).await;
+    }
+    let new_holder = eventually(A_WHILE, || async {
+        lease_holder(namespace)
+            .await
+            .filter(|holder| *holder != killed_name)
+    })
+    .await
+    .expect("another replica took the Lease");
+    let failover = killed_at.elapsed();
+    eprintln!("leader killed → Lease taken by {new_holder}: {failover:?}");
+    assert!(
+        names.contains(&new_holder),
+        "{new_holder} is none of {names:?}"
+    );
+    assert!(
+        failover <= Duration::from_secs(15),
+        "the Lease changed hands after {failover:?}"
+    );
+    for (index, replica) in replicas.iter().enumerate() {
+        let wanted = names[index] == new_holder;
+        let agreed = eventually(Duration::from_secs(5), || async {
+            (says_it_leads(replica, &names[index]).await == Some(wanted)).then_some(())
+        })
+        .await;
+        assert!(agreed.is_some(), "{}: leading = {wanted}", names[index]);
+    }
+
+    let last = versions.last().unwrap();
+    wait_served(namespace, &name, Some(last)).await;
+    seldon_reports_ready(namespace, &name).await;
+    let history = deployment_when(&replicas[0], &model, |detail| {
+        detail.history[0].version.as_deref() == Some(last.as_str())
+            && detail.history[0].outcome == "serving"
+    })
+    .await
+    .history;
+    // Let passes run: nothing more is applied or recorded.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let store = server::store::Store::connect(&database).await.unwrap();
+    let history_now = store.deployment_history(&model, 100).await.unwrap();
+    assert_eq!(history_now.len(), history.len(), "{history_now:#?}");
+    let mut recorded: Vec<String> = history
+        .iter()
+        .filter_map(|event| event.version.clone())
+        .collect();
+    let rows = recorded.len();
+    recorded.dedup();
+    recorded.sort();
+    recorded.dedup();
+    assert_eq!(
+        recorded.len(),
+        rows,
+        "a version recorded twice: {history:#?}"
+    );
+    assert!(
+        history
+            .iter()
+            .all(|event| matches!(event.outcome.as_str(), "serving" | "superseded")),
+        "{history:#?}"
+    );
+    let generation_after = seldon_api(namespace)
+        .get(&name)
+        .await
+        .unwrap()
+        .metadata
+        .generation
+        .unwrap();
+    assert_eq!(
+        (generation_after - generation_before) as usize,
+        rows - 1,
+        "one change of the spec per recorded change after the first: {history:#?}"
+    );
+    // Every promotion's replica lived: none was settled as interrupted.
+    let promotions = store.promotions(&model, 100).await.unwrap();
+    assert_eq!(promotions.len(), versions.len());
+    for promotion in &promotions {
+        assert_eq!(
+            promotion.state,
+            server::store::promotions::PromotionState::Marked,
+            "{promotion:?}"
+        );
+    }
 }

@@ -99,7 +99,7 @@ async fn start_launcher(mlflow: &str, data: &Path) -> (Arc<Launches>, Arc<LocalE
         executor.clone(),
     ));
     launcher.follow(reports);
-    launcher.settle_interrupted().await.unwrap();
+    launcher.settle_interrupted(i64::MAX).await.unwrap();
     (launcher, executor, store)
 }
 

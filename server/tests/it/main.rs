@@ -11,6 +11,7 @@ mod cluster;
 mod deploy;
 mod hosts;
 mod http;
+mod install;
 mod kubernetes;
 mod launch;
 mod layout;

@@ -163,13 +163,17 @@ async fn slipway_registers_with_mlflow_and_accepts_what_mlflow_delivers() {
             Duration::from_secs(20),
         )
         .unwrap();
-        let registration =
-            server::adapters::mlflow::webhook::register(&mlflow, "http://slipway.test/", SECRET)
-                .await
-                .unwrap();
+        let registration = server::adapters::mlflow::webhook::Registration::new(
+            "default",
+            &"http://slipway.test/".parse().unwrap(),
+            SECRET,
+        );
+        let registered = server::adapters::mlflow::webhook::register(&mlflow, &registration)
+            .await
+            .unwrap();
         assert_eq!(
-            registration,
-            server::adapters::mlflow::webhook::Registration::Unsupported
+            registered,
+            server::adapters::mlflow::webhook::Registered::Unsupported
         );
         return;
     }
@@ -200,7 +204,7 @@ async fn slipway_registers_with_mlflow_and_accepts_what_mlflow_delivers() {
             .into_iter()
             .flatten()
             .find(|hook| {
-                hook["name"] == "slipway"
+                hook["name"] == "slipway-default"
                     && hook["url"] == format!("{public}/webhooks/mlflow").as_str()
             })
             .cloned();

@@ -24,7 +24,9 @@ pub const MAX_AGE_SECS: i64 = 300;
 /// How long accepted delivery ids are kept to refuse replays: twice the
 /// oldest a delivery may be.
 pub const REPLAY_WINDOW_MS: i64 = 2 * MAX_AGE_SECS * 1000;
-/// The name Slipway's webhook has in MLflow, so registration finds it again.
+/// What Slipway's webhooks in MLflow are named after: `slipway-<install
+/// id>`, so that two installs on one MLflow (staging, production) each find
+/// their own again. Before install ids, the one webhook was named this.
 pub const WEBHOOK_NAME: &str = "slipway";
 /// What can change which version should serve. Stage transitions have no
 /// event; the reconciler's poll covers them.
@@ -135,22 +137,54 @@ impl Verifier {
 
 /// What [`register`] found.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Registration {
+pub enum Registered {
     /// MLflow will deliver to Slipway: the webhook's id.
-    Registered(String),
+    Webhook(String),
     /// This MLflow has no webhooks (they came in MLflow 3.3); promotions made
     /// elsewhere are found by the reconciler's poll alone.
     Unsupported,
 }
 
-/// Makes sure MLflow has Slipway's webhook pointing at `url` with `secret`
-/// and the events above: creates it, or updates the one named `slipway`.
-/// Safe to run at every start and from every replica.
+/// The webhook an install of Slipway has MLflow call.
+#[derive(Clone)]
+pub struct Registration {
+    /// `slipway-<install id>`.
+    pub name: String,
+    /// Where MLflow delivers: this install's `/webhooks/mlflow`.
+    pub url: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registration {
+    pub fn new(install_id: &str, public_url: &url::Url, secret: &str) -> Self {
+        Self {
+            name: format!("{WEBHOOK_NAME}-{install_id}"),
+            url: public_url
+                .join("webhooks/mlflow")
+                .expect("a path joins any http URL")
+                .to_string(),
+            secret: secret.into(),
+        }
+    }
+}
+
+/// Makes sure MLflow has this install's webhook pointing at its URL with
+/// its secret and the events above: creates it, or updates the one of the
+/// same name (or, from before install ids, the one named `slipway` that
+/// delivers to the same URL). Safe to run at every start.
 pub async fn register(
     mlflow: &MlflowClient,
-    url: &str,
-    secret: &str,
-) -> Result<Registration, MlflowError> {
+    registration: &Registration,
+) -> Result<Registered, MlflowError> {
     let events: Vec<_> = EVENTS
         .iter()
         .map(|(entity, action)| serde_json::json!({"entity": entity, "action": action}))
@@ -158,25 +192,31 @@ pub async fn register(
     let existing = match mlflow.list_webhooks().await {
         Ok(existing) => existing,
         // The list takes no ids: a 404 means the endpoint itself is missing.
-        Err(MlflowError::Api { status: 404, .. }) => return Ok(Registration::Unsupported),
+        Err(MlflowError::Api { status: 404, .. }) => return Ok(Registered::Unsupported),
         Err(err) => return Err(err),
     };
     let body = serde_json::json!({
-        "name": WEBHOOK_NAME,
-        "url": url,
+        "name": registration.name,
+        "url": registration.url,
         "events": events,
-        "secret": secret,
+        "secret": registration.secret,
         "status": "ACTIVE",
         "description": "Slipway: deploy promotions made outside Slipway at once",
     });
-    match existing.iter().find(|webhook| webhook.name == WEBHOOK_NAME) {
+    let own = existing
+        .iter()
+        .find(|webhook| webhook.name == registration.name)
+        .or_else(|| {
+            existing
+                .iter()
+                .find(|webhook| webhook.name == WEBHOOK_NAME && webhook.url == registration.url)
+        });
+    match own {
         Some(webhook) => {
             mlflow.update_webhook(&webhook.webhook_id, &body).await?;
-            Ok(Registration::Registered(webhook.webhook_id.clone()))
+            Ok(Registered::Webhook(webhook.webhook_id.clone()))
         }
-        None => Ok(Registration::Registered(
-            mlflow.create_webhook(&body).await?,
-        )),
+        None => Ok(Registered::Webhook(mlflow.create_webhook(&body).await?)),
     }
 }
 

@@ -176,6 +176,10 @@ pub struct SeldonTarget {
     /// Changes applied and not yet reported ready by Seldon, by model: their
     /// history rows stay `pending` until Seldon's own signal ends them.
     awaiting: Mutex<HashMap<String, Awaited>>,
+    /// Models whose pending change, left by a replica that led before
+    /// (or by this one before a restart), was looked for since the last
+    /// `forget`: a new leader waits on them as if it had applied them.
+    adopted: Mutex<std::collections::HashSet<String>>,
 }
 
 /// How a change ends that another took over from before it was ready.
@@ -198,7 +202,39 @@ impl SeldonTarget {
             unbound,
             observed: Mutex::default(),
             awaiting: Mutex::default(),
+            adopted: Mutex::default(),
         }
+    }
+
+    /// Once per term: the model's newest history row, if pending and not
+    /// this replica's to end, is awaited here from now on.
+    async fn adopt_pending(&self, store: &crate::store::Store, model: &str) -> Result<()> {
+        if !self
+            .adopted
+            .lock()
+            .expect("adopted")
+            .insert(model.to_string())
+            || self.awaiting.lock().expect("awaiting").contains_key(model)
+        {
+            return Ok(());
+        }
+        let newest = store.deployment_history(model, 1).await?;
+        if let Some(event) = newest.into_iter().next()
+            && event.outcome == DeploymentOutcome::Pending
+            && let Some(version) = event.version
+        {
+            tracing::info!(model, version, "waiting on a change another leader applied");
+            self.awaiting.lock().expect("awaiting").insert(
+                model.to_string(),
+                Awaited {
+                    event_id: event.id,
+                    version,
+                    applied_ms: event.started_ms,
+                    applied: "applied",
+                },
+            );
+        }
+        Ok(())
     }
 
     /// Ends the history row of the change `model` waits on, if any, as
@@ -483,6 +519,7 @@ impl Target for SeldonTarget {
             }
         };
         let store = ledger.store();
+        self.adopt_pending(store, model).await?;
         // Written before the first apply, so that an object whose binding
         // goes away can always be found again.
         let created_before = !store.remember_serving_object(&object).await?;
@@ -643,6 +680,7 @@ impl Target for SeldonTarget {
 
     fn forget(&self, model: &str) {
         self.observed.lock().expect("observed").remove(model);
+        self.adopted.lock().expect("adopted").remove(model);
     }
 }
 

@@ -88,6 +88,15 @@ impl Slipway {
             .env("SLIPWAY_CATALOG", settings.catalog)
             .env("SLIPWAY_RECONCILE_POLL_SECS", "1")
             .env("SLIPWAY_SITE_ROOT", settings.data_dir.join("site"))
+            // One name across restarts, as a pod's container restarted in
+            // place keeps its pod's: it takes its own Lease back at once.
+            .env(
+                "SLIPWAY_REPLICA_NAME",
+                format!(
+                    "replica-{}",
+                    settings.data_dir.file_name().unwrap().to_string_lossy()
+                ),
+            )
             .envs(settings.extra_env.iter().cloned())
             .stdout(output.try_clone().unwrap())
             .stderr(output)

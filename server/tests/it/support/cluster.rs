@@ -1,5 +1,5 @@
 //! The real Kubernetes API server `make test` starts (scripts/kube.sh), a
-//! namespace per test with `deploy/rbac.yaml` applied as a cluster admin
+//! namespace per test with `deploy/base/rbac.yaml` applied as a cluster admin
 //! would, and Slipway run as the binary, with that ServiceAccount's token:
 //! never as admin. The admin client plays the people and controllers that
 //! are not there: someone deleting a Job, the kubelet reporting a pod's
@@ -40,7 +40,7 @@ pub async fn create_namespace(admin: &Client, name: &str) {
         .unwrap();
 }
 
-/// A namespace of its own, with what `deploy/rbac.yaml` grants Slipway's
+/// A namespace of its own, with what `deploy/base/rbac.yaml` grants Slipway's
 /// ServiceAccount there.
 pub struct TestNamespace {
     pub name: String,
@@ -55,14 +55,14 @@ impl TestNamespace {
         let admin = admin_client().await;
         let name = unique(prefix);
         create_namespace(&admin, &name).await;
-        let text = std::fs::read_to_string(repo_root().join("deploy/rbac.yaml")).unwrap();
+        let text = std::fs::read_to_string(repo_root().join("deploy/base/rbac.yaml")).unwrap();
         for document in serde_yaml::Deserializer::from_str(&text) {
             let object: Value = serde::Deserialize::deserialize(document).unwrap();
             match object["kind"].as_str().unwrap() {
                 "ServiceAccount" => create::<ServiceAccount>(&admin, &name, object).await,
                 "Role" => create::<Role>(&admin, &name, object).await,
                 "RoleBinding" => create::<RoleBinding>(&admin, &name, object).await,
-                other => panic!("deploy/rbac.yaml holds a {other} the test does not apply"),
+                other => panic!("deploy/base/rbac.yaml holds a {other} the test does not apply"),
             }
         }
         let token = service_account_token(&admin, &name, "slipway").await;

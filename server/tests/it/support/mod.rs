@@ -22,6 +22,22 @@ pub fn postgres_url() -> String {
     required_env("SLIPWAY_TEST_POSTGRES_URL")
 }
 
+/// A database of its own on the test PostgreSQL server, for Slipways that
+/// must see only their own rows (replicas sharing one).
+pub async fn fresh_postgres_database() -> String {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let server = postgres_url();
+    let name = unique("db").replace('-', "_");
+    let mut connection = sqlx::AnyConnection::connect(&server).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let (base, _) = server.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
 /// The suite needs its services; a missing one is a failure, never a skip.
 fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -534,6 +550,7 @@ pub async fn serving_of(
         mlflow.clone(),
         store.clone(),
         vec![Arc::new(target)],
+        server::adapters::lease::Leadership::solo("test"),
     )
     .await
     .unwrap();
@@ -550,7 +567,11 @@ pub async fn serving_of(
         mlflow,
         reconciler.clone(),
     ));
-    reconciler.run(triggers, poll_every);
+    let passing = reconciler.clone();
+    tokio::spawn(async move {
+        let mut triggers = triggers;
+        passing.serve(&mut triggers, poll_every).await
+    });
     Serving {
         reconciler,
         promotions,
