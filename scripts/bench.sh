@@ -11,8 +11,11 @@
 #    simulated and on a real API server) or process started, and status
 #    change → launch page;
 # 3. serving (server/examples/serving_bench.rs): promote → SeldonDeployment
-#    applied (simulated) and present (real API server), → local model ready,
-#    webhook → reconcile, poll over 1,000 models.
+#    applied (simulated) and present (real API server), deleted → re-created
+#    (on the watch event, and by the poll alone), → local model ready,
+#    webhook → reconcile, poll over 1,000 models;
+# 4. failover (server/examples/failover_bench.rs): the leader of two
+#    replicas killed → the first pass by the other.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/kube.sh"
@@ -42,6 +45,7 @@ cleanup() {
   [ -z "$slipway_pid" ] || kill -TERM "$slipway_pid" 2>/dev/null || true
   stop_kube
   stop_mlflow
+  [ -z "${POSTGRES_STOP+x}" ] || "${POSTGRES_STOP[@]}" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -88,3 +92,13 @@ BENCH_MLFLOW_URL="http://127.0.0.1:$launch_port" target/release/examples/launch_
 # 1,000 registered models, on the same fresh MLflow.
 cargo build --release -p server --example serving_bench
 PATH="$SLIPWAY_VENV/bin:$PATH" BENCH_MLFLOW_URL="http://127.0.0.1:$launch_port" target/release/examples/serving_bench
+
+# Failover: two replicas of the release binary on one PostgreSQL, the
+# leader killed ten times; the first pass by the next one is timed.
+start_postgres "$work/postgres" "$(free_port)"
+kube_service_account_config slipway-failover "$work/failover.kubeconfig"
+cargo build --release -p server --example failover_bench
+BENCH_SLIPWAY_BIN="$SLIPWAY_ROOT/target/release/slipway" BENCH_DATABASE_URL="$POSTGRES_URL" \
+BENCH_MLFLOW_URL="http://127.0.0.1:$launch_port" \
+BENCH_KUBECONFIG="$work/failover.kubeconfig" BENCH_KUBE_NAMESPACE=slipway-failover \
+  target/release/examples/failover_bench

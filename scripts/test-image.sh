@@ -53,7 +53,10 @@ added=$(cd "$root" && find . -path ./proc -prune -o -print | while read -r path;
   [ -e "$base_mount/$path" ] || [ -L "$base_mount/$path" ] || echo "$path"
 done | sort)
 podman image unmount "$base" >/dev/null
-unexpected=$(echo "$added" | grep -vE '^\./(usr/local/bin/slipway|usr/share/slipway(/.*)?|var/lib/slipway)$' || true)
+# (podman leaves an empty /etc/hosts where its RUN step had one mounted.)
+unexpected=$(echo "$added" | grep -vE '^\./(usr/local/bin/slipway|usr/share/slipway(/.*)?|var/lib/slipway|etc/hosts)$' || true)
+[ ! -s "$root/etc/hosts" ] || die "the image's /etc/hosts is not empty: $(cat "$root/etc/hosts")"
+
 [ -z "$unexpected" ] || die "the image adds files the Containerfile does not name:
 $unexpected"
 echo "$added" | grep -qx './usr/share/slipway/site/pkg/slipway.wasm' || die "the UI is missing: $added"

@@ -278,6 +278,37 @@ async fn main() {
         &mut present,
     );
 
+    // Deleted outside Slipway → re-created: on the watch event (the
+    // leader's watch of its objects), then by the 5 s poll alone.
+    let name = server::catalog::dns_name("bench-model-0000");
+    let objects: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        BenchCluster::from_env().await.admin,
+        &namespace,
+        &server::adapters::serving::seldon::api_resource(),
+    );
+    let watching = real.clone();
+    let watch = tokio::spawn(async move { watching.watch_targets().await });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut on_event = recreations(&objects, &name, &mut served, 30).await;
+    report(
+        "SeldonDeployment deleted → re-created, watch-driven (real API server)",
+        &mut on_event,
+    );
+    watch.abort();
+    let polling = real.clone();
+    let poll = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let _ = polling.pass(&Trigger::new("poll", "slipway")).await;
+        }
+    });
+    let mut on_poll = recreations(&objects, &name, &mut served, 10).await;
+    report(
+        "SeldonDeployment deleted → re-created, by the 5 s poll alone (before the watch)",
+        &mut on_poll,
+    );
+    poll.abort();
+
     // Webhook received → reconcile pass started, in process.
     let mut passes = seldon.subscribe_passes();
     let mut woke = Vec::new();
@@ -491,4 +522,30 @@ fn spawn_passes(
 ) {
     let reconciler = reconciler.clone();
     tokio::spawn(async move { reconciler.serve(&mut triggers, poll_every).await });
+}
+
+/// Deletes the object `rounds` times (as an admin), each time timing until
+/// the admin watch sees it again.
+async fn recreations(
+    objects: &kube::Api<kube::api::DynamicObject>,
+    name: &str,
+    seen: &mut mpsc::UnboundedReceiver<(String, Instant)>,
+    rounds: usize,
+) -> Vec<Duration> {
+    let mut samples = Vec::new();
+    for _ in 0..rounds {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while seen.try_recv().is_ok() {}
+        let deleted = Instant::now();
+        objects
+            .delete(name, &kube::api::DeleteParams::default())
+            .await
+            .unwrap();
+        let (_, at) = tokio::time::timeout(Duration::from_secs(20), seen.recv())
+            .await
+            .expect("re-created within 20 s")
+            .unwrap();
+        samples.push(at - deleted);
+    }
+    samples
 }

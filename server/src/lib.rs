@@ -258,6 +258,11 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
                 .await
         }
     });
+    let watching = reconciler.clone();
+    duties::while_leading(&leadership, "watching what the targets made", move || {
+        let reconciler = watching.clone();
+        async move { reconciler.watch_targets().await }
+    });
     let following = reconciler.clone();
     duties::while_following(&leadership, "showing what the leader saw", move || {
         let reconciler = following.clone();

@@ -1,7 +1,7 @@
 //! Prometheus metrics: requests by matched route, method and status, and
 //! their latency; MLflow calls by endpoint and outcome, and their latency;
-//! reconcile passes and their duration; model servers started again;
-//! whether this replica leads. Every
+//! reconcile passes and their duration, errors by target and the triggers
+//! waiting; model servers started again; whether this replica leads. Every
 //! label takes values from a fixed set (or the admin's bindings), never from
 //! what a client sends.
 
@@ -48,6 +48,11 @@ struct ModelLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReplicaLabels {
     replica: String,
 }
@@ -60,6 +65,8 @@ pub struct Metrics {
     passes: Family<OutcomeLabels, Histogram>,
     restarts: Family<ModelLabels, Counter>,
     leader: Family<ReplicaLabels, Gauge>,
+    reconcile_errors: Family<TargetLabels, Counter>,
+    reconcile_queue: Gauge,
 }
 
 impl Metrics {
@@ -100,7 +107,21 @@ impl Metrics {
             "1 while this replica leads (runs the reconciler and the other background work), else 0",
             leader.clone(),
         );
+        let reconcile_errors = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Bindings a reconcile pass could not converge, by target (local, seldon)",
+            reconcile_errors.clone(),
+        );
+        let reconcile_queue = Gauge::default();
+        registry.register(
+            "reconcile_queue_depth",
+            "Triggers (promotions, webhooks, watch events) waiting for the pass that answers them",
+            reconcile_queue.clone(),
+        );
         Arc::new(Self {
+            reconcile_errors,
+            reconcile_queue,
             leader,
             registry,
             requests,
@@ -148,6 +169,16 @@ impl Metrics {
                 }
             }
         });
+    }
+
+    pub fn count_reconcile_error(&self, target: &'static str) {
+        self.reconcile_errors
+            .get_or_create(&TargetLabels { target })
+            .inc();
+    }
+
+    pub fn set_reconcile_queue(&self, depth: usize) {
+        self.reconcile_queue.set(depth as i64);
     }
 
     pub fn count_restart(&self, model: &str) {

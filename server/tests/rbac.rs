@@ -18,9 +18,10 @@ type Permission = (String, String, String);
 const READ_ONLY_PREFIX: &str = "readonly-";
 
 fn granted() -> BTreeSet<Permission> {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/rbac.yaml"))
-            .unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/rbac.yaml"),
+    )
+    .unwrap();
     let mut granted = BTreeSet::new();
     for document in serde_yaml::Deserializer::from_str(&text) {
         let document = serde_yaml::Value::deserialize(document).unwrap();

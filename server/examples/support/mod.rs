@@ -23,6 +23,8 @@ pub fn report(what: &str, samples: &mut [Duration]) {
 /// ships (BENCH_KUBECONFIG), an admin client that plays what the test
 /// cluster lacks (BENCH_KUBE_ADMIN), and their namespace
 /// (BENCH_KUBE_NAMESPACE).
+// Each bench uses the part it needs.
+#[allow(dead_code)]
 pub struct BenchCluster {
     pub account: kube::Client,
     pub admin: kube::Client,

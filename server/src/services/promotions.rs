@@ -244,7 +244,11 @@ impl Promotions {
     ) -> Result<String> {
         authorize(user, Action::Rollback { model })?;
         let binding = self.binding(model).await?;
-        let previous = self.rollback_target(&binding).await?;
+        let previous = self.rollback_target(&binding).await?.ok_or_else(|| {
+            Error::invalid(format!(
+                "{model} has served no earlier version to roll back to"
+            ))
+        })?;
         self.mark_production(
             user,
             &binding,
@@ -260,29 +264,23 @@ impl Promotions {
     /// a rollback would make Production again; `None` if there is none.
     pub async fn rollback_preview(&self, model: &str) -> Result<Option<PromotionPreview>> {
         let binding = self.binding(model).await?;
-        match self.rollback_target(&binding).await {
-            Ok(previous) => Ok(Some(self.preview(&binding, &previous).await?)),
-            Err(Error::Invalid(_)) => Ok(None),
-            Err(err) => Err(err),
+        match self.rollback_target(&binding).await? {
+            Some(previous) => Ok(Some(self.preview(&binding, &previous).await?)),
+            None => Ok(None),
         }
     }
 
     /// The newest version the history records as serving, other than
-    /// MLflow's Production one.
-    async fn rollback_target(&self, binding: &DeploymentBinding) -> Result<String> {
+    /// MLflow's Production one; `None` if there is none.
+    async fn rollback_target(&self, binding: &DeploymentBinding) -> Result<Option<String>> {
         let model = binding.model.as_str();
         let current = self.production_version(binding).await?;
         let history = self.store.deployment_history(model, 200).await?;
-        history
+        Ok(history
             .iter()
             .filter(|event| event.outcome == app::model::DeploymentOutcome::Serving)
             .filter_map(|event| event.version.clone())
-            .find(|version| Some(version) != current.as_ref())
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "{model} has served no earlier version to roll back to"
-                ))
-            })
+            .find(|version| Some(version) != current.as_ref()))
     }
 
     /// The Production version now and `version`, side by side: what a

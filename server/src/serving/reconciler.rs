@@ -33,6 +33,10 @@ const DESIRED_READ_DEADLINE: Duration = Duration::from_secs(5);
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const LAST_RETRY: Duration = Duration::from_secs(2);
 
+/// How often the set of namespaces the targets watch is brought up to date
+/// with the bindings.
+const WATCHED_NAMESPACES_EVERY: Duration = Duration::from_secs(2);
+
 pub struct Reconciler {
     /// The history, failures and MLflow the targets share.
     ledger: Arc<Ledger>,
@@ -132,6 +136,9 @@ impl Reconciler {
                 else => return,
             };
             first = false;
+            if let Some(metrics) = self.metrics.get() {
+                metrics.set_reconcile_queue(triggers.len());
+            }
             // Coalesce: one pass answers every trigger already queued.
             while let Ok(next) = triggers.try_recv() {
                 if next.cause != "poll" {
@@ -182,6 +189,48 @@ impl Reconciler {
             .await
         {
             tracing::warn!(error = %err, "writing down what the deployments serve for the other replicas");
+        }
+    }
+
+    /// Watches what the targets made in every namespace a binding names,
+    /// asking for a pass on each change, so an object deleted or edited in
+    /// the cluster is put back on its event rather than at the next poll.
+    /// The leader's: dropped with the lead.
+    pub async fn watch_targets(&self) {
+        use futures::StreamExt;
+        let mut watched = BTreeMap::new();
+        let mut changes = futures::stream::SelectAll::new();
+        loop {
+            let wanted: BTreeMap<(&str, String), ServingTarget> = self
+                .bindings()
+                .iter()
+                .filter_map(|binding| {
+                    let namespace = binding.namespace.clone()?;
+                    Some(((binding.target.as_str(), namespace), binding.target))
+                })
+                .collect();
+            if wanted != watched {
+                // Started over on any change of the set: rare (a deployment
+                // made in a new namespace), and the new listing asks nothing.
+                changes = futures::stream::SelectAll::new();
+                for ((_, namespace), kind) in &wanted {
+                    if let Some(stream) = self
+                        .target(*kind)
+                        .and_then(|target| target.watch(namespace))
+                    {
+                        changes.push(stream);
+                    }
+                }
+                watched = wanted;
+            }
+            let until = tokio::time::sleep(WATCHED_NAMESPACES_EVERY);
+            tokio::pin!(until);
+            loop {
+                tokio::select! {
+                    Some(()) = changes.next() => self.trigger(Trigger::new("watch", "kubernetes")),
+                    () = &mut until => break,
+                }
+            }
         }
     }
 
@@ -324,6 +373,9 @@ impl Reconciler {
                 .converge(&self.ledger, binding, version, trigger)
                 .await;
             if let Err(err) = outcome {
+                if let Some(metrics) = self.metrics.get() {
+                    metrics.count_reconcile_error(binding.target.as_str());
+                }
                 tracing::warn!(model = %binding.model, error = %err, "converging");
             }
         }
@@ -398,7 +450,12 @@ impl Reconciler {
             message,
             address: status.address,
             last_change_ms: None,
-            reconciled_by: self.leadership.identity().into(),
+            // Named where there are replicas to tell apart.
+            reconciled_by: if self.leadership.elected() {
+                self.leadership.identity().into()
+            } else {
+                String::new()
+            },
         })
     }
 

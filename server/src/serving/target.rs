@@ -68,6 +68,14 @@ pub trait Target: Send + Sync {
     /// A changed binding starts afresh: what the last pass saw goes.
     fn forget(&self, _model: &str) {}
 
+    /// Changes to the objects this target made in `namespace`, made by
+    /// anyone (an edit, a deletion, a status the operator wrote), as they
+    /// happen: each item asks for a pass. `None`: the target has nothing
+    /// to watch (local serving, whose servers are checked every pass).
+    fn watch(&self, _namespace: &str) -> Option<futures::stream::BoxStream<'static, ()>> {
+        None
+    }
+
     /// Slipway stops: what cannot outlive it (its child processes) stops;
     /// what a cluster serves stays.
     async fn shutdown(&self) {}

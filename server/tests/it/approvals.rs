@@ -79,6 +79,12 @@ async fn nobody_approves_their_own_request_and_approving_promotes_at_once() {
     // No reason, no request.
     let back = location(&ask(&site, &promote, &versions[0], " ").await);
     assert!(back.contains("promote?version=1&notice="), "{back}");
+    // The confirm step it is sent back to says what is missing.
+    let (_, again) = site.get(&back).await;
+    assert!(
+        again.contains("Please say why this version should go to production."),
+        "{again}"
+    );
     assert!(
         site.store
             .promotion_requests(Some(&model), false, 10)

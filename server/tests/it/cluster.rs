@@ -1317,3 +1317,71 @@ async fn replicas_elect_one_leader_and_a_killed_leader_is_replaced_without_losin
         );
     }
 }
+
+/// With the poll an hour apart, what happens to Slipway's object in the
+/// cluster is seen on its watch event: a deletion is put back, an edit is
+/// undone, and the operator's ready signal ends the history row — each
+/// within seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_deleted_or_edited_in_the_cluster_is_put_back_on_its_event_not_the_poll() {
+    let (model, versions) = registered_model(1).await;
+    let setup = Setup::new("watch", |namespace| seldon_binding(&model, namespace)).await;
+    let namespace = &setup.namespace;
+    let name = server::catalog::dns_name(&model);
+    let slipway = Slipway::start(SlipwaySettings {
+        extra_env: vec![("SLIPWAY_RECONCILE_POLL_SECS", "3600".into())],
+        ..setup.settings()
+    })
+    .await;
+    promote_through(&slipway, &model, &versions[0]).await;
+    wait_served(namespace, &name, Some(&versions[0])).await;
+    seldon_reports_ready(namespace, &name).await;
+    let within = Duration::from_secs(10);
+    let ready = eventually(within, || async {
+        let detail = deployment(&slipway, &model).await;
+        (detail.history.first()?.outcome == "serving").then_some(())
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "Seldon's ready signal was seen on its event"
+    );
+
+    let deleted_at = Instant::now();
+    seldon_api(namespace)
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let recreated = eventually(within, || async {
+        let object = seldon_api(namespace).get_opt(&name).await.ok()??;
+        object.metadata.deletion_timestamp.is_none().then_some(())
+    })
+    .await;
+    assert!(recreated.is_some(), "not put back within {within:?}");
+    eprintln!(
+        "deleted → re-created on the watch event: {:?}",
+        deleted_at.elapsed()
+    );
+
+    let mut edited = seldon_api(namespace).get(&name).await.unwrap();
+    edited.data["spec"]["predictors"][0]["replicas"] = json!(4);
+    edited.metadata.managed_fields = None;
+    seldon_api(namespace)
+        .replace(&name, &PostParams::default(), &edited)
+        .await
+        .unwrap();
+    let undone = eventually(within, || async {
+        let object = seldon_api(namespace).get(&name).await.ok()?;
+        (object.data["spec"]["predictors"][0]["replicas"] == 1).then_some(())
+    })
+    .await;
+    assert!(
+        undone.is_some(),
+        "the edit was not undone within {within:?}"
+    );
+    let metrics = slipway.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("slipway_reconcile_queue_depth"),
+        "{metrics}"
+    );
+}

@@ -73,6 +73,84 @@ async fn ends_deployment_events_a_stop_left_pending(url: &str) {
     assert_eq!(outcome(&under_way), "pending");
 }
 
+/// Two replicas on one database: what one was starting is left alone while
+/// it is heard from, and settled once it is not; what the leader saw is
+/// read back as it wrote it.
+async fn replicas_and_what_they_left(url: &str) {
+    let leader = Store::connect(url).await.unwrap();
+    let other = Store::connect(url).await.unwrap();
+    assert_ne!(leader.instance(), other.instance());
+    let backend = unique("backend");
+    let (started, _) = other
+        .insert_launch(&server::store::launches::NewLaunch {
+            submission: unique("form"),
+            project: "p".into(),
+            entry_point: "main".into(),
+            params: Default::default(),
+            profile: "cpu".into(),
+            backend: backend.clone(),
+            run_name: String::new(),
+            env_manager: "local".into(),
+            launched_by: "alice".into(),
+        })
+        .await
+        .unwrap();
+    other.heartbeat("other", 0).await.unwrap();
+    let alive_since = server::store::now_ms() - 15_000;
+    let left = leader
+        .launches_left_starting(&backend, alive_since)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "its replica is alive: {left:?}");
+    // Its own starts are never another's leftovers.
+    let own = other
+        .launches_left_starting(&backend, i64::MAX)
+        .await
+        .unwrap();
+    assert!(own.is_empty(), "{own:?}");
+    // Not heard from since: gone.
+    let left = leader
+        .launches_left_starting(&backend, server::store::now_ms() + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        left.iter().map(|launch| &launch.id).collect::<Vec<_>>(),
+        [&started.id]
+    );
+    assert_eq!(
+        leader
+            .forget_replicas(server::store::now_ms() + 1)
+            .await
+            .unwrap(),
+        1
+    );
+
+    let view = app::model::DeploymentView {
+        model: unique("model"),
+        target: "seldon".into(),
+        namespace: Some("models".into()),
+        marker: "stage Production".into(),
+        desired_version: Some("3".into()),
+        serving_version: Some("2".into()),
+        state: app::model::ServingState::Creating,
+        message: "v3 applied; waiting".into(),
+        address: None,
+        last_change_ms: None,
+        reconciled_by: String::new(),
+    };
+    leader
+        .publish_views(std::slice::from_ref(&view), "replica-a")
+        .await
+        .unwrap();
+    let published = other.published_views().await.unwrap();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].view, view);
+    assert_eq!(published[0].replica, "replica-a");
+    // The next publication replaces it all: an unbound model's view goes.
+    leader.publish_views(&[], "replica-a").await.unwrap();
+    assert!(other.published_views().await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -82,12 +160,15 @@ async fn sqlite() {
     );
     records_and_lists_events_newest_first(&url).await;
     ends_deployment_events_a_stop_left_pending(&url).await;
+    replicas_and_what_they_left(&url).await;
 }
 
 #[tokio::test]
 async fn postgres() {
     records_and_lists_events_newest_first(&postgres_url()).await;
     ends_deployment_events_a_stop_left_pending(&postgres_url()).await;
+    // A database of its own: views are published for the whole database.
+    replicas_and_what_they_left(&support::fresh_postgres_database().await).await;
 }
 
 #[tokio::test]

@@ -263,3 +263,77 @@ async fn slipway_registers_with_mlflow_and_accepts_what_mlflow_delivers() {
         .unwrap();
     assert!(delivered > 0, "no delivery from MLflow for {model}");
 }
+
+/// Two installs of Slipway on one MLflow (staging, production) each keep
+/// their own webhook, found again by name at every start; a webhook from
+/// before install ids (named `slipway`, same URL) is taken over, not
+/// duplicated. MLflow 2 has none to keep.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_installs_on_one_mlflow_keep_their_own_webhooks() {
+    use server::adapters::mlflow::webhook::{Registered, Registration, register};
+    let mlflow = server::adapters::mlflow::MlflowClient::new(
+        &mlflow_url().parse().unwrap(),
+        server::adapters::mlflow::MlflowAuth::None,
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let install = |id: &str, port: u16| {
+        Registration::new(
+            id,
+            &format!("http://127.0.0.1:{port}/").parse().unwrap(),
+            SECRET,
+        )
+    };
+    let staging_id = unique("staging");
+    let production_id = unique("production");
+    if MlflowRest::new(&mlflow_url()).major_version().await < 3 {
+        let answer = register(&mlflow, &install(&staging_id, 1)).await.unwrap();
+        assert_eq!(answer, Registered::Unsupported);
+        return;
+    }
+    let id_of = |answer: Registered| match answer {
+        Registered::Webhook(id) => id,
+        Registered::Unsupported => panic!("MLflow 3 has webhooks"),
+    };
+    let staging = id_of(register(&mlflow, &install(&staging_id, 1)).await.unwrap());
+    let production = id_of(
+        register(&mlflow, &install(&production_id, 2))
+            .await
+            .unwrap(),
+    );
+    assert_ne!(staging, production);
+    // Staging starts again, at another address: its own webhook changes.
+    let again = id_of(register(&mlflow, &install(&staging_id, 3)).await.unwrap());
+    assert_eq!(again, staging);
+    let hooks = mlflow.list_webhooks().await.unwrap();
+    let find = |id: &str| hooks.iter().find(|hook| hook.webhook_id == id).unwrap();
+    assert_eq!(find(&staging).name, format!("slipway-{staging_id}"));
+    assert_eq!(find(&staging).url, "http://127.0.0.1:3/webhooks/mlflow");
+    assert_eq!(find(&production).name, format!("slipway-{production_id}"));
+    assert_eq!(find(&production).url, "http://127.0.0.1:2/webhooks/mlflow");
+
+    // One made before install ids, delivering to this install's address.
+    let legacy_id = unique("legacy");
+    let legacy_url = "http://127.0.0.1:4/webhooks/mlflow";
+    let legacy = mlflow
+        .create_webhook(&serde_json::json!({
+            "name": "slipway",
+            "url": legacy_url,
+            "events": [{"entity": "MODEL_VERSION_ALIAS", "action": "CREATED"}],
+            "secret": SECRET,
+        }))
+        .await
+        .unwrap();
+    let taken = id_of(register(&mlflow, &install(&legacy_id, 4)).await.unwrap());
+    assert_eq!(taken, legacy, "the old webhook is taken over");
+    let hooks = mlflow.list_webhooks().await.unwrap();
+    let renamed = hooks.iter().find(|hook| hook.webhook_id == legacy).unwrap();
+    assert_eq!(renamed.name, format!("slipway-{legacy_id}"));
+    for id in [staging, production, legacy] {
+        reqwest::Client::new()
+            .delete(format!("{}/api/2.0/mlflow/webhooks/{id}", mlflow_url()))
+            .send()
+            .await
+            .unwrap();
+    }
+}

@@ -682,6 +682,33 @@ impl Target for SeldonTarget {
         self.observed.lock().expect("observed").remove(model);
         self.adopted.lock().expect("adopted").remove(model);
     }
+
+    /// Slipway's SeldonDeployments in `namespace` (by their managed-by
+    /// label), watched: list, then watch, re-listing after a gap. The
+    /// initial listing asks for nothing; every later change asks for a pass.
+    fn watch(&self, namespace: &str) -> Option<futures::stream::BoxStream<'static, ()>> {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, watcher};
+        let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+        let namespace = namespace.to_string();
+        let changes = watcher::watcher(
+            self.api(&namespace),
+            watcher::Config::default().labels(&selector),
+        )
+        .default_backoff()
+        .filter_map(move |event| {
+            let changed = match event {
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => Some(()),
+                Ok(_) => None,
+                Err(err) => {
+                    tracing::warn!(%namespace, error = %err, "watching SeldonDeployments");
+                    None
+                }
+            };
+            std::future::ready(changed)
+        });
+        Some(changes.boxed())
+    }
 }
 
 impl SeldonTarget {
