@@ -8,7 +8,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SLIPWAY_ROOT"
 
-# What Slipway adds to the base: the binary and the UI (about 40 MB now).
+# What Slipway adds to the base: the binary and the UI (33 MB now).
 budget_mb=60
 image=localhost/slipway:test
 base=docker.io/library/debian:bookworm-slim

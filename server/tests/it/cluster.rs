@@ -1316,6 +1316,30 @@ async fn replicas_elect_one_leader_and_a_killed_leader_is_replaced_without_losin
             "{promotion:?}"
         );
     }
+
+    // Stopped as Kubernetes stops a pod (SIGTERM), the leader hands the
+    // Lease back: the last replica takes it at once, not after 10 s.
+    let leader = names.iter().position(|name| *name == new_holder).unwrap();
+    let stopping = replicas.remove(leader);
+    let remaining = names[1 - leader].clone();
+    let stopped_at = Instant::now();
+    let taken = async {
+        let handed = eventually(A_WHILE, || async {
+            lease_holder(namespace)
+                .await
+                .filter(|holder| *holder == remaining)
+        })
+        .await;
+        (handed, stopped_at.elapsed())
+    };
+    let (exit, (handed, handover)) = tokio::join!(stopping.stop(), taken);
+    assert!(exit.success(), "{exit}");
+    eprintln!("leader stopped (SIGTERM) → Lease taken by {remaining}: {handover:?}");
+    assert!(handed.is_some(), "{remaining} never took the Lease");
+    assert!(
+        handover < Duration::from_secs(5),
+        "a Lease handed back is taken at once, not when it runs out: {handover:?}"
+    );
 }
 
 /// With the poll an hour apart, what happens to Slipway's object in the
