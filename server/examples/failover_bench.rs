@@ -21,6 +21,7 @@ struct Replica {
     name: String,
     url: String,
     child: tokio::process::Child,
+    data: std::path::PathBuf,
 }
 
 async fn start(name: &str) -> Replica {
@@ -69,6 +70,7 @@ async fn start(name: &str) -> Replica {
         name: name.into(),
         url,
         child,
+        data,
     }
 }
 
@@ -117,6 +119,7 @@ async fn main() {
         let killed_at = Instant::now();
         killed.child.start_kill().unwrap();
         killed.child.wait().await.unwrap();
+        let _ = std::fs::remove_dir_all(&killed.data);
         while passes(survivor).await == before {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -127,4 +130,9 @@ async fn main() {
         "leader killed (SIGKILL) → first reconcile pass by the new leader (Lease 10 s)",
         &mut taken,
     );
+    for mut replica in replicas {
+        replica.child.start_kill().unwrap();
+        replica.child.wait().await.unwrap();
+        let _ = std::fs::remove_dir_all(&replica.data);
+    }
 }

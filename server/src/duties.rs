@@ -1,7 +1,7 @@
 //! Background work, and which replica does it: the leader reconciles,
 //! follows trainings, settles what a stopped replica left, registers the
-//! webhook and sweeps; the others show what the leader saw; every one says
-//! it is alive. A duty starts when its replica takes the lead and is
+//! webhook and sweeps; the others show what the leader saw; where there
+//! are several, every one says it is alive. A duty starts when its replica takes the lead and is
 //! dropped, mid-step if need be, the moment it loses it: what a duty does
 //! is level-triggered or recorded before it is done, so the next leader
 //! finishes it.
@@ -74,7 +74,8 @@ where
     });
 }
 
-/// Every replica: its row in `replicas`, renewed every few seconds.
+/// Every replica of several: its row in `replicas`, renewed every few
+/// seconds.
 pub fn heartbeat(store: Store, name: String) {
     let started = store::now_ms();
     tokio::spawn(async move {

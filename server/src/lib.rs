@@ -189,7 +189,7 @@ pub struct Parts {
 /// The serving loop and the use-case services on `parts`, started: the
 /// catalog's deployments seeded, and the background work running — on the
 /// leader, passes, executor reports, settling what a crash left, webhook
-/// registration and expiry; on every replica, its heartbeat.
+/// registration and expiry; with replicas, each one's heartbeat.
 pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
     let Parts {
         store,
@@ -245,7 +245,10 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
         .deployments
         .seed_from_catalog(&catalog.deployments)
         .await?;
-    duties::heartbeat(store.clone(), leadership.identity().to_string());
+    // Heard from only where another replica may need to know it lives.
+    if leadership.elected() {
+        duties::heartbeat(store.clone(), leadership.identity().to_string());
+    }
     metrics.follow_leadership(&leadership);
     let triggers = Arc::new(tokio::sync::Mutex::new(triggers));
     let poll_every = std::time::Duration::from_secs(config.reconcile_poll_secs);
