@@ -492,3 +492,99 @@ async fn promotions_in_mlflow_become_the_desired_versions() {
         "the previous Production version is archived"
     );
 }
+
+/// A pass reads the object, someone deletes it, and the pass's apply makes
+/// it anew (a watch event and a deletion can meet so): the change is
+/// recorded as a re-creation — `drift`, nothing served before it, pending
+/// until Seldon reports it ready — not as an edit of what was there. The
+/// API server answers through a mock transport: the interleaving is what a
+/// real one cannot be made to show on demand.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_deleted_between_a_pass_read_and_its_apply_is_recorded_as_made_again() {
+    use server::serving::target::{Ledger, Target, Trigger};
+    let rest = support::MlflowRest::new(&support::mlflow_url());
+    let model = support::unique("raced");
+    rest.create_registered_model(&model).await;
+    let experiment = rest.create_experiment(&support::unique("raced"), &[]).await;
+    let run = rest.create_run(&experiment, "r", &[], &[], &[]).await;
+    let version = rest
+        .register_version(&model, &experiment, &run)
+        .await
+        .version;
+    let binding = Catalog::parse(
+        &format!(
+            "[[deployment]]\nmodel = {model:?}\ntarget = \"seldon\"\nnamespace = \"models\"\n\
+             artifact_map = [{{ from = \"mlflow-artifacts:/\", to = \"s3://mlflow-artifacts/\" }}]\n"
+        ),
+        Path::new("."),
+    )
+    .unwrap()
+    .deployments
+    .remove(0);
+    let data = tempfile::tempdir().unwrap();
+    let store = server::store::Store::connect(&format!(
+        "sqlite://{}?mode=rwc",
+        data.path().join("slipway.db").display()
+    ))
+    .await
+    .unwrap();
+    let mlflow = server::adapters::mlflow::MlflowClient::new(
+        &support::mlflow_url().parse().unwrap(),
+        server::adapters::mlflow::MlflowAuth::None,
+        std::time::Duration::from_secs(20),
+    )
+    .unwrap();
+    let ledger = std::sync::Arc::new(Ledger::new(store.clone(), mlflow));
+    let (target, mut handle) = target();
+    let converging = {
+        let (binding, version) = (binding.clone(), version.clone());
+        tokio::spawn(async move {
+            target
+                .converge(
+                    &ledger,
+                    &binding,
+                    Some(version),
+                    &Trigger::new("watch", "kubernetes"),
+                )
+                .await
+        })
+    };
+    let object = |uid: &str, generation: i64, state: &str| {
+        let mut object = serde_json::to_value(seldon::render(
+            &binding,
+            &version,
+            "s3://mlflow-artifacts/x",
+        ))
+        .unwrap();
+        object["metadata"]["uid"] = json!(uid);
+        object["metadata"]["generation"] = json!(generation);
+        object["status"] = json!({"state": state});
+        object
+    };
+    // The pass reads it: serving this version already, the first object.
+    let (request, send) = handle.next_request().await.unwrap();
+    assert_eq!(request.method(), Method::GET);
+    send.send_response(respond(StatusCode::OK, object("first", 3, "Available")));
+    // Its apply finds it gone and makes another.
+    let (request, send) = handle.next_request().await.unwrap();
+    assert_eq!(request.method(), Method::PATCH);
+    send.send_response(respond(
+        StatusCode::CREATED,
+        object("second", 1, "Creating"),
+    ));
+    converging.await.unwrap().unwrap();
+
+    let history = store.deployment_history(&model, 10).await.unwrap();
+    assert_eq!(history.len(), 1, "{history:#?}");
+    let event = &history[0];
+    assert_eq!(
+        (
+            event.cause.as_str(),
+            event.version.as_deref(),
+            event.previous_version.as_deref(),
+            event.outcome.as_str()
+        ),
+        ("drift", Some(version.as_str()), None, "pending"),
+        "{event:?}"
+    );
+}

@@ -385,6 +385,8 @@ impl SeldonTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
     pub version: Option<String>,
+    /// Which object this is: one deleted and made again has another.
+    pub uid: Option<String>,
     pub generation: Option<i64>,
     pub status: ServingStatus,
     /// When Seldon's `Ready` condition last turned `True` (epoch ms).
@@ -425,6 +427,7 @@ impl From<&DynamicObject> for Observed {
                 .as_ref()
                 .and_then(|labels| labels.get(VERSION_LABEL))
                 .cloned(),
+            uid: object.metadata.uid.clone(),
             generation: object.metadata.generation,
             status: status(&object.data),
             ready_condition_ms,
@@ -545,16 +548,33 @@ impl Target for SeldonTarget {
         match self.apply(&rendered).await {
             Ok(applied) => {
                 ledger.forget_failure(model);
+                // Deleted between this pass's read and its apply (a watch
+                // event and someone's delete can meet): the apply made it
+                // anew, and what served before is gone.
+                let recreated = actual
+                    .as_ref()
+                    .is_some_and(|actual| actual.uid != applied.uid);
                 let edited = change.is_none()
+                    && !recreated
                     && actual
                         .as_ref()
                         .is_some_and(|actual| actual.generation != applied.generation);
                 let message = match &actual {
                     None if created_before => "put back: deleted outside Slipway",
+                    Some(_) if recreated && change.is_none() => "put back: deleted outside Slipway",
                     _ if edited => "put back: edited outside Slipway",
                     _ => "applied",
                 };
-                let previous = serving.as_deref();
+                let previous = if recreated { None } else { serving.as_deref() };
+                // Recorded as any re-creation is: pending until Seldon is ready.
+                let pending = match pending {
+                    None if recreated && change.is_none() => Some(
+                        store
+                            .begin_deployment(model, Some(&version), None, "drift", "slipway")
+                            .await?,
+                    ),
+                    pending => pending,
+                };
                 match (pending, &change) {
                     // Served once Seldon says so, not when applied: its
                     // time to ready is the target's own.
