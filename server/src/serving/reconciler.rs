@@ -3,7 +3,9 @@
 //! Actual state: what the target serves. Each pass converges the two, so a
 //! crash at any point is repaired by the next pass from MLflow and the
 //! target alone. Passes run on Slipway's own promotions (at once), on MLflow
-//! webhooks, and on a poll for what webhooks do not report (stage changes).
+//! webhooks, on watch events of the objects the targets made, and on a poll
+//! for what none of these report (stage changes). Only the leading replica
+//! passes; the others show what it published.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
