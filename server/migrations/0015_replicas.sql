@@ -3,18 +3,15 @@
 -- it left half done may be settled by the leader.
 CREATE TABLE replicas (
     instance TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    started_ms BIGINT NOT NULL,
     seen_ms BIGINT NOT NULL
 );
 -- The process that started a launch: its start is settled as interrupted
 -- only once that process is gone. Launches recorded before say nothing.
 ALTER TABLE launches ADD COLUMN replica TEXT NOT NULL DEFAULT '';
 -- What the leader last saw of each deployment, for the replicas that do
--- not reconcile: `view` is the page's view as JSON.
+-- not reconcile: `view` is the page's view as JSON, `replica` the leader.
 CREATE TABLE deployment_views (
     model TEXT PRIMARY KEY,
     view TEXT NOT NULL,
-    replica TEXT NOT NULL,
-    observed_ms BIGINT NOT NULL
+    replica TEXT NOT NULL
 );

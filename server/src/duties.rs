@@ -76,48 +76,42 @@ where
 
 /// Every replica of several: its row in `replicas`, renewed every few
 /// seconds.
-pub fn heartbeat(store: Store, name: String) {
-    let started = store::now_ms();
+pub fn heartbeat(store: Store) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(HEARTBEAT_EVERY);
         loop {
             every.tick().await;
-            if let Err(err) = store.heartbeat(&name, started).await {
+            if let Err(err) = store.heartbeat().await {
                 tracing::warn!(error = %err, "saying this replica is alive");
             }
         }
     });
 }
 
-/// The leader's: changes of Production a crash left half done (once the
-/// model's lock is free, so never one under way), and launches whose start
-/// was under way in a replica that is gone — every replica but this one
-/// when `elected` is false (the only process there is).
-pub fn settle_interrupted(
+/// The leader's, every few seconds: changes of Production a crash left
+/// half done (once the model's lock is free, so never one under way), and
+/// launches whose start was under way in a replica that is gone — every
+/// replica but this one when `elected` is false (the only process there is).
+pub async fn settle_interrupted(
     promotions: Arc<Promotions>,
     launches: Arc<Launches>,
     elected: bool,
-) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + 'static {
-    move || {
-        let (promotions, launches) = (promotions.clone(), launches.clone());
-        Box::pin(async move {
-            let mut every = tokio::time::interval(SETTLE_EVERY);
-            loop {
-                every.tick().await;
-                // Promotions need MLflow, which may not be up: the next
-                // round tries again.
-                if let Err(err) = promotions.settle_interrupted().await {
-                    tracing::warn!(error = %err, "settling interrupted promotions");
-                }
-                let alive_since = if elected {
-                    store::now_ms() - GONE_AFTER.as_millis() as i64
-                } else {
-                    i64::MAX
-                };
-                if let Err(err) = launches.settle_interrupted(alive_since).await {
-                    tracing::warn!(error = %err, "settling launches a stopped replica was starting");
-                }
-            }
-        })
+) {
+    let mut every = tokio::time::interval(SETTLE_EVERY);
+    loop {
+        every.tick().await;
+        // Promotions need MLflow, which may not be up: the next round
+        // tries again.
+        if let Err(err) = promotions.settle_interrupted().await {
+            tracing::warn!(error = %err, "settling interrupted promotions");
+        }
+        let alive_since = if elected {
+            store::now_ms() - GONE_AFTER.as_millis() as i64
+        } else {
+            i64::MAX
+        };
+        if let Err(err) = launches.settle_interrupted(alive_since).await {
+            tracing::warn!(error = %err, "settling launches a stopped replica was starting");
+        }
     }
 }

@@ -247,7 +247,7 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
         .await?;
     // Heard from only where another replica may need to know it lives.
     if leadership.elected() {
-        duties::heartbeat(store.clone(), leadership.identity().to_string());
+        duties::heartbeat(store.clone());
     }
     metrics.follow_leadership(&leadership);
     let triggers = Arc::new(tokio::sync::Mutex::new(triggers));
@@ -272,19 +272,21 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
         async move { reconciler.follow(duties::FOLLOW_EVERY).await }
     });
     services.launches.follow(reports);
+    let (promotions, launches, elected) = (
+        services.promotions.clone(),
+        services.launches.clone(),
+        leadership.elected(),
+    );
     duties::while_leading(
         &leadership,
         "settling what a stopped replica left",
-        duties::settle_interrupted(
-            services.promotions.clone(),
-            services.launches.clone(),
-            leadership.elected(),
-        ),
+        move || duties::settle_interrupted(promotions.clone(), launches.clone(), elected),
     );
-    let webhook = config.webhook_registration();
-    duties::while_leading(&leadership, "registering the MLflow webhook", move || {
-        register_webhook(webhook.clone(), mlflow.clone())
-    });
+    if let Some(webhook) = config.webhook_registration() {
+        duties::while_leading(&leadership, "registering the MLflow webhook", move || {
+            register_webhook(webhook.clone(), mlflow.clone())
+        });
+    }
     let (sweeping, sweep_store) = (accounts.clone(), store.clone());
     duties::while_leading(&leadership, "sweeping what expired", move || {
         sweep_expired(sweeping.clone(), sweep_store.clone())
@@ -340,12 +342,9 @@ async fn sweep_expired(accounts: Arc<Accounts>, store: Store) {
     }
 }
 
-/// Registers Slipway's webhook with MLflow when both the public URL and the
-/// secret are configured, retrying until MLflow answers.
-pub async fn register_webhook(registration: Option<webhook::Registration>, mlflow: MlflowClient) {
-    let Some(registration) = registration else {
-        return;
-    };
+/// Registers this install's webhook with MLflow, retrying until MLflow
+/// answers.
+pub async fn register_webhook(registration: webhook::Registration, mlflow: MlflowClient) {
     let mut wait = std::time::Duration::from_secs(1);
     loop {
         match webhook::register(&mlflow, &registration).await {

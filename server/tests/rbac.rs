@@ -6,48 +6,15 @@
 //! fails. It links nothing of Slipway's.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
-use serde::Deserialize;
 use serde_json::Value;
 
-/// (API group, resource[/subresource], verb)
-type Permission = (String, String, String);
+#[path = "it/support/roles.rs"]
+mod roles;
+use roles::granted;
 
 /// Namespaces where a test lets Slipway read but not write, on purpose.
 const READ_ONLY_PREFIX: &str = "readonly-";
-
-fn granted() -> BTreeSet<Permission> {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/rbac.yaml"),
-    )
-    .unwrap();
-    let mut granted = BTreeSet::new();
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let document = serde_yaml::Value::deserialize(document).unwrap();
-        if document["kind"] != "Role" {
-            continue;
-        }
-        for rule in document["rules"].as_sequence().unwrap() {
-            let strings = |key: &str| -> Vec<String> {
-                rule[key]
-                    .as_sequence()
-                    .unwrap()
-                    .iter()
-                    .map(|value| value.as_str().unwrap().to_string())
-                    .collect()
-            };
-            for group in strings("apiGroups") {
-                for resource in strings("resources") {
-                    for verb in strings("verbs") {
-                        granted.insert((group.clone(), resource.clone(), verb));
-                    }
-                }
-            }
-        }
-    }
-    granted
-}
 
 #[test]
 fn the_roles_grant_exactly_what_slipway_did_on_the_real_api_server() {

@@ -62,6 +62,9 @@ pub struct Reconciler {
     /// Only the leader passes; the other replicas show what it published.
     leadership: Leadership,
     published: RwLock<HashMap<String, PublishedView>>,
+    /// What this leader last wrote down for them: unchanged, not written
+    /// again. Cleared at each term (another leader may have written since).
+    last_published: Mutex<Option<Vec<DeploymentView>>>,
 }
 
 impl Reconciler {
@@ -86,6 +89,7 @@ impl Reconciler {
             metrics: std::sync::OnceLock::new(),
             leadership,
             published: RwLock::default(),
+            last_published: Mutex::default(),
         });
         reconciler.reload_bindings().await?;
         Ok((reconciler, receiver))
@@ -119,6 +123,7 @@ impl Reconciler {
         for binding in self.bindings().iter() {
             self.forget_failure(&binding.model);
         }
+        *self.last_published.lock().expect("last published") = None;
         // Passes run even with no bindings: one may be made at any time, and
         // what removed ones left is still to be cleaned up.
         let mut stopped = self.stopped.subscribe();
@@ -178,19 +183,25 @@ impl Reconciler {
     }
 
     /// For the replicas that do not lead: what the leader saw of each
-    /// deployment, as it wrote it down after its last pass.
+    /// deployment, written down after a pass that changed it.
     async fn publish_views(&self) {
         let views: Vec<DeploymentView> = self
             .bindings()
             .iter()
             .filter_map(|binding| self.view(&binding.model).ok())
             .collect();
-        if let Err(err) = self
+        if self.last_published.lock().expect("last published").as_ref() == Some(&views) {
+            return;
+        }
+        match self
             .store()
             .publish_views(&views, self.leadership.identity())
             .await
         {
-            tracing::warn!(error = %err, "writing down what the deployments serve for the other replicas");
+            Ok(()) => *self.last_published.lock().expect("last published") = Some(views),
+            Err(err) => {
+                tracing::warn!(error = %err, "writing down what the deployments serve for the other replicas")
+            }
         }
     }
 

@@ -187,6 +187,29 @@ impl Store {
         .await?;
         rows.iter().map(launch_from_row).collect()
     }
+
+    /// Launches of `backend` whose start was under way in a process other
+    /// than this one that has not been seen since `alive_since` (ms): they
+    /// will never get their training.
+    pub async fn launches_left_starting(
+        &self,
+        backend: &str,
+        alive_since: i64,
+    ) -> Result<Vec<Launch>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {LAUNCH_COLUMNS} FROM launches WHERE backend = $1 \
+             AND status NOT IN ({}) AND executor_ref IS NULL AND replica <> $2 \
+             AND replica NOT IN (SELECT instance FROM replicas WHERE seen_ms >= $3) \
+             ORDER BY created_ms",
+            ended_statuses()
+        ))
+        .bind(backend)
+        .bind(self.instance())
+        .bind(alive_since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(launch_from_row).collect()
+    }
 }
 
 fn launch_from_row(row: &AnyRow) -> Result<Launch> {
@@ -218,7 +241,7 @@ fn launch_from_row(row: &AnyRow) -> Result<Launch> {
 
 /// The statuses a launch never leaves, as an SQL list of literals (the
 /// enum's own text, never input).
-pub(super) fn ended_statuses() -> String {
+fn ended_statuses() -> String {
     LaunchStatus::ALL
         .iter()
         .filter(|status| status.is_terminal())

@@ -647,6 +647,24 @@ async fn seldon_reports_ready(namespace: &TestNamespace, name: &str) {
         .unwrap();
 }
 
+/// Someone sets the object's replicas to 5 (replacing it whole, as
+/// `kubectl edit` does); whether Slipway put its 1 back within `within`.
+async fn edited_and_put_back(namespace: &TestNamespace, name: &str, within: Duration) -> bool {
+    let mut edited = seldon_api(namespace).get(name).await.unwrap();
+    edited.data["spec"]["predictors"][0]["replicas"] = json!(5);
+    edited.metadata.managed_fields = None;
+    seldon_api(namespace)
+        .replace(name, &PostParams::default(), &edited)
+        .await
+        .unwrap();
+    eventually(within, || async {
+        let object = seldon_api(namespace).get(name).await.ok()?;
+        (object.data["spec"]["predictors"][0]["replicas"] == 1).then_some(())
+    })
+    .await
+    .is_some()
+}
+
 fn seldon_api(namespace: &TestNamespace) -> Api<DynamicObject> {
     let resource = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("machinelearning.seldon.io", "v1", "SeldonDeployment"),
@@ -852,19 +870,10 @@ async fn promote_rollback_and_drift_on_a_real_api_server_as_the_shipped_service_
     .await;
 
     // Someone edits the object: put back, and recorded as drift.
-    let mut edited = seldon_api(namespace).get(&name).await.unwrap();
-    edited.data["spec"]["predictors"][0]["replicas"] = json!(5);
-    edited.metadata.managed_fields = None;
-    seldon_api(namespace)
-        .replace(&name, &PostParams::default(), &edited)
-        .await
-        .unwrap();
-    let put_back = eventually(A_WHILE, || async {
-        let object = seldon_api(namespace).get(&name).await.ok()?;
-        (object.data["spec"]["predictors"][0]["replicas"] == 1).then_some(())
-    })
-    .await;
-    assert!(put_back.is_some(), "the edit is undone");
+    assert!(
+        edited_and_put_back(namespace, &name, A_WHILE).await,
+        "the edit is undone"
+    );
     // Someone deletes it: recreated, and recorded as drift.
     seldon_api(namespace)
         .delete(&name, &DeleteParams::default())
@@ -1103,6 +1112,12 @@ async fn an_apply_the_cluster_refuses_is_recorded_once_not_on_every_pass() {
     );
 }
 
+/// The SeldonDeployment's `metadata.generation`: one more per change of its spec.
+async fn generation(namespace: &TestNamespace, name: &str) -> i64 {
+    let object = seldon_api(namespace).get(name).await.unwrap();
+    object.metadata.generation.unwrap()
+}
+
 /// The Lease's holder, when there is one.
 async fn lease_holder(namespace: &TestNamespace) -> Option<String> {
     let leases = namespace.api::<k8s_openapi::api::coordination::v1::Lease>();
@@ -1219,13 +1234,7 @@ async fn replicas_elect_one_leader_and_a_killed_leader_is_replaced_without_losin
         detail.history.len() == 1 && detail.history[0].outcome == "serving"
     })
     .await;
-    let generation_before = seldon_api(namespace)
-        .get(&name)
-        .await
-        .unwrap()
-        .metadata
-        .generation
-        .unwrap();
+    let generation_before = generation(namespace, &name).await;
 
     // The leader dies; promotions go on through the others meanwhile.
     let killed = replicas.remove(leader);
@@ -1294,13 +1303,7 @@ async fn replicas_elect_one_leader_and_a_killed_leader_is_replaced_without_losin
             .all(|event| matches!(event.outcome.as_str(), "serving" | "superseded")),
         "{history:#?}"
     );
-    let generation_after = seldon_api(namespace)
-        .get(&name)
-        .await
-        .unwrap()
-        .metadata
-        .generation
-        .unwrap();
+    let generation_after = generation(namespace, &name).await;
     assert_eq!(
         (generation_after - generation_before) as usize,
         rows - 1,
@@ -1387,20 +1390,8 @@ async fn an_object_deleted_or_edited_in_the_cluster_is_put_back_on_its_event_not
         deleted_at.elapsed()
     );
 
-    let mut edited = seldon_api(namespace).get(&name).await.unwrap();
-    edited.data["spec"]["predictors"][0]["replicas"] = json!(4);
-    edited.metadata.managed_fields = None;
-    seldon_api(namespace)
-        .replace(&name, &PostParams::default(), &edited)
-        .await
-        .unwrap();
-    let undone = eventually(within, || async {
-        let object = seldon_api(namespace).get(&name).await.ok()?;
-        (object.data["spec"]["predictors"][0]["replicas"] == 1).then_some(())
-    })
-    .await;
     assert!(
-        undone.is_some(),
+        edited_and_put_back(namespace, &name, within).await,
         "the edit was not undone within {within:?}"
     );
     let metrics = slipway.get("/metrics").await.text().await.unwrap();

@@ -14,6 +14,7 @@ use kube::discovery::pinned_kind;
 use serde_json::{Value, json};
 
 use crate::support::cluster::{admin_client, create_namespace};
+use crate::support::roles::{Permission, granted};
 use crate::support::{repo_root, unique};
 
 /// `kubectl kustomize` of `dir` (relative to the repository), with every
@@ -89,42 +90,12 @@ async fn apply(client: &kube::Client, namespace: &str, mut object: Value) {
     }
 }
 
-/// (API group, resource, verb) for every rule of the shipped Roles.
-fn granted() -> BTreeSet<(String, String, String)> {
-    let text = std::fs::read_to_string(repo_root().join("deploy/base/rbac.yaml")).unwrap();
-    let mut granted = BTreeSet::new();
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let document: Value = serde::Deserialize::deserialize(document).unwrap();
-        if document["kind"] != "Role" {
-            continue;
-        }
-        for rule in document["rules"].as_array().unwrap() {
-            let strings = |key: &str| -> Vec<String> {
-                rule[key]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|value| value.as_str().unwrap().to_string())
-                    .collect()
-            };
-            for group in strings("apiGroups") {
-                for resource in strings("resources") {
-                    for verb in strings("verbs") {
-                        granted.insert((group.clone(), resource.clone(), verb));
-                    }
-                }
-            }
-        }
-    }
-    granted
-}
-
 /// What the API server answers to "may `user` do `verb` on `resource`".
 async fn may(
     client: &kube::Client,
     user: &str,
     namespace: &str,
-    (group, resource, verb): &(String, String, String),
+    (group, resource, verb): &Permission,
 ) -> bool {
     let (resource, subresource) = match resource.split_once('/') {
         Some((resource, subresource)) => (resource, subresource),

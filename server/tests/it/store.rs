@@ -95,7 +95,7 @@ async fn replicas_and_what_they_left(url: &str) {
         })
         .await
         .unwrap();
-    other.heartbeat("other", 0).await.unwrap();
+    other.heartbeat().await.unwrap();
     let alive_since = server::store::now_ms() - 15_000;
     let left = leader
         .launches_left_starting(&backend, alive_since)
