@@ -55,7 +55,7 @@ start_mlflow "$bench_dir" "$mlflow_port"
 slipway_port=$(free_port)
 bench_password="bench-$(date +%s%N)"
 printf '%s' "$bench_password" | SLIPWAY_DATA_DIR="$work" target/release/slipway users add bench --role viewer
-SLIPWAY_LISTEN="127.0.0.1:$slipway_port" \
+SLIPWAY_LISTEN="127.0.0.1:$slipway_port" SLIPWAY_GATEWAY_LISTEN=127.0.0.1:0 \
 SLIPWAY_MLFLOW_URI="http://127.0.0.1:$mlflow_port" \
 SLIPWAY_DATA_DIR="$work" \
 SLIPWAY_SITE_ROOT="$SLIPWAY_ROOT/target/site" \

@@ -68,7 +68,7 @@ ensure_node_modules() {
 ensure_apt_packages "curl:command -v curl"
 if $with_test_tools; then
   ensure_apt_packages "chromium:command -v chromium" "postgresql:ls /usr/lib/postgresql/*/bin/initdb" \
-    "kubectl:kubectl kustomize --help"
+    "kubectl:kubectl kustomize --help" "prometheus:command -v prometheus"
 fi
 if $with_image_tools; then
   # The tests run the image from its root filesystem, which podman gives.

@@ -74,7 +74,7 @@ mapfile -t environment < <(podman image inspect --format '{{range .Config.Env}}{
 [ "$user" = "65532:65532" ] || die "the image runs as '$user', not 65532:65532"
 port=$(free_port)
 chroot --userspec="$user" "$root" /usr/bin/env -i "${environment[@]}" \
-  SLIPWAY_LISTEN="127.0.0.1:$port" SLIPWAY_REPLICA_NAME=image-test \
+  SLIPWAY_LISTEN="127.0.0.1:$port" SLIPWAY_GATEWAY_LISTEN=127.0.0.1:0 SLIPWAY_REPLICA_NAME=image-test \
   SLIPWAY_MLFLOW_URI=http://127.0.0.1:9 "$entrypoint" >"$work/slipway.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do

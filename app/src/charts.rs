@@ -12,7 +12,10 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{ChartAxis, ChartOptions, ComparePlots, MetricChart, MetricHistory, RunRow};
+use crate::model::{
+    ChartAxis, ChartOptions, ComparePlots, MetricChart, MetricHistory, RunRow, TrafficPoint,
+    TrafficReport,
+};
 
 const SIZE: (u32, u32) = (640, 320);
 /// Past this many points a chart gets a hover mark on every n-th only.
@@ -172,6 +175,161 @@ fn line_chart(
         root.present().map_err(chart_error)?;
     }
     Ok(with_hover(svg, &hover))
+}
+
+/// A deployment's traffic: requests per second, errors and latency
+/// (p50, p95, p99), a line per version, each change of version a vertical
+/// mark. No charts when nothing was requested in the range.
+pub fn traffic_charts(report: &TrafficReport) -> Result<Vec<MetricChart>, AppError> {
+    if report
+        .versions
+        .iter()
+        .all(|version| version.points.is_empty())
+    {
+        return Ok(Vec::new());
+    }
+    type Value = fn(&TrafficPoint) -> Option<f64>;
+    let rate: Value = |point| Some(point.requests_per_second);
+    let errors: Value = |point| point.error_percent;
+    let p50: Value = |point| point.p50_ms;
+    let p95: Value = |point| point.p95_ms;
+    let p99: Value = |point| point.p99_ms;
+    // (title, unit, the lines each version gets: (suffix, value))
+    type Chart<'a> = (&'a str, &'a str, Vec<(&'a str, Value)>);
+    let charts: [Chart; 3] = [
+        ("Requests per second", "requests/s", vec![("", rate)]),
+        ("Errors", "% of requests", vec![("", errors)]),
+        (
+            "Latency",
+            "ms",
+            vec![(" p50", p50), (" p95", p95), (" p99", p99)],
+        ),
+    ];
+    charts
+        .into_iter()
+        .map(|(title, unit, values)| {
+            let mut series = Vec::new();
+            for version in &report.versions {
+                for (suffix, value) in &values {
+                    let points: Vec<(f64, f64)> = version
+                        .points
+                        .iter()
+                        .filter_map(|point| value(point).map(|v| (point.at_ms as f64, v)))
+                        .collect();
+                    series.push((format!("v{}{suffix}", version.version), points));
+                }
+            }
+            Ok(MetricChart {
+                metric: title.to_string(),
+                svg: time_chart(report, &series, unit, values.len())?,
+                values: Vec::new(),
+                note: None,
+            })
+        })
+        .collect()
+}
+
+/// Lines over the report's time range; `per_version` lines in a row share
+/// a version's colour (p50 fainter than p99).
+fn time_chart(
+    report: &TrafficReport,
+    series: &[(String, Vec<(f64, f64)>)],
+    unit: &str,
+    per_version: usize,
+) -> Result<String, AppError> {
+    let x_range = report.from_ms as f64..report.to_ms as f64;
+    let top = series
+        .iter()
+        .flat_map(|(_, points)| points.iter().map(|(_, y)| *y))
+        .fold(0.0f64, f64::max);
+    let y_range = 0.0..if top > 0.0 { top * 1.1 } else { 1.0 };
+    let long = report.to_ms - report.from_ms > 24 * 3600 * 1000;
+    let x_label = move |millis: &f64| clock(*millis as i64, long);
+    let mut svg = String::new();
+    let mut hover = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let mut chart = plane_with(
+            &root,
+            x_range,
+            y_range.clone(),
+            ("time (UTC)", unit),
+            &x_label,
+            &|value| format_value(*value),
+        )?;
+        for (at, label) in &report.changes {
+            let x = *at as f64;
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x, y_range.start), (x, y_range.end)],
+                    RGBColor(120, 126, 140).stroke_width(1),
+                )))
+                .map_err(chart_error)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    label.clone(),
+                    (x, y_range.end),
+                    ("sans-serif", 12).into_font().color(&RGBColor(70, 78, 92)),
+                )))
+                .map_err(chart_error)?;
+        }
+        for (index, (label, points)) in series.iter().enumerate() {
+            let (version, within) = (index / per_version, index % per_version);
+            let strength = (within + 1) as f64 / per_version as f64;
+            let color = Palette99::pick(version)
+                .to_rgba()
+                .mix(0.35 + 0.65 * strength);
+            let line = chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(chart_error)?;
+            line.label(label.clone()).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+            for point in points {
+                let (px, py) = chart.backend_coord(point);
+                let _ = write!(
+                    hover,
+                    "<circle cx=\"{px}\" cy=\"{py}\" r=\"4\"><title>{} · {}: {} {}</title></circle>",
+                    escape(label),
+                    clock(point.0 as i64, true),
+                    format_value(point.1),
+                    escape(unit)
+                );
+            }
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(214, 218, 226))
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(chart_error)?;
+        root.present().map_err(chart_error)?;
+    }
+    // The change marks' labels, hoverable too.
+    let marks: String = report
+        .changes
+        .iter()
+        .map(|(at, label)| format!("<title>{} at {}</title>", escape(label), clock(*at, true)))
+        .collect();
+    Ok(with_hover(
+        svg,
+        &format!("{hover}<g class=\"changes\">{marks}</g>"),
+    ))
+}
+
+/// `HH:MM`, with the date (`MM-DD HH:MM`) for spans longer than a day.
+fn clock(millis: i64, with_date: bool) -> String {
+    let text = crate::time::format_millis(Some(millis));
+    // "YYYY-MM-DD HH:MM UTC"
+    match (with_date, text.get(5..16), text.get(11..16)) {
+        (true, Some(dated), _) => dated.to_string(),
+        (false, _, Some(time)) => time.to_string(),
+        _ => text,
+    }
 }
 
 fn sorted_unique<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
@@ -446,6 +604,17 @@ fn plane<'c, 'b>(
     descs: (&str, &str),
     y_label: &dyn Fn(&f64) -> String,
 ) -> Result<Plane<'c, 'b>, AppError> {
+    plane_with(root, x, y, descs, &|value| format_value(*value), y_label)
+}
+
+fn plane_with<'c, 'b>(
+    root: &'c DrawingArea<SVGBackend<'b>, Shift>,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    descs: (&str, &str),
+    x_label: &dyn Fn(&f64) -> String,
+    y_label: &dyn Fn(&f64) -> String,
+) -> Result<Plane<'c, 'b>, AppError> {
     root.fill(&WHITE).map_err(chart_error)?;
     let mut chart = ChartBuilder::on(root)
         .margin(12)
@@ -457,7 +626,7 @@ fn plane<'c, 'b>(
         .configure_mesh()
         .x_desc(descs.0)
         .y_desc(descs.1)
-        .x_label_formatter(&|value| format_value(*value))
+        .x_label_formatter(x_label)
         .y_label_formatter(y_label)
         .light_line_style(RGBColor(236, 238, 242))
         .bold_line_style(RGBColor(214, 218, 226))

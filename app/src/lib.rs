@@ -12,6 +12,7 @@ pub mod port;
 pub mod routes;
 pub mod server_fns;
 pub mod states;
+pub mod time;
 pub mod ui;
 
 pub use ui::{App, shell};

@@ -663,7 +663,7 @@ impl Launch {
 }
 
 /// A bound model's deployment as the UI shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentView {
     pub model: String,
     /// `seldon` or `local`.
@@ -682,6 +682,92 @@ pub struct DeploymentView {
     /// The replica whose passes this view is from.
     #[serde(default)]
     pub reconciled_by: String,
+    /// Its traffic over the last minute (the list's columns); not kept
+    /// with the view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<TrafficNow>,
+}
+
+/// A deployment's traffic over a recent window, all versions together.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrafficNow {
+    pub requests_per_second: f64,
+    /// Answers that were not 2xx, in percent; `None` without requests.
+    pub error_percent: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+crate::text_enum! {
+    /// The span a deployment's traffic charts cover.
+    #[derive(Serialize, Deserialize, Default)]
+    pub enum TrafficRange {
+        #[default]
+        #[serde(rename = "1h")]
+        Hour => "1h",
+        #[serde(rename = "24h")]
+        Day => "24h",
+        #[serde(rename = "7d")]
+        Week => "7d",
+    }
+}
+
+impl TrafficRange {
+    pub fn millis(self) -> i64 {
+        match self {
+            TrafficRange::Hour => 3600 * 1000,
+            TrafficRange::Day => 24 * 3600 * 1000,
+            TrafficRange::Week => 7 * 24 * 3600 * 1000,
+        }
+    }
+
+    /// A chart's resolution: 120 points across the range.
+    pub fn step_millis(self) -> i64 {
+        self.millis() / 120
+    }
+}
+
+/// One version's traffic in one step of a chart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrafficPoint {
+    pub at_ms: i64,
+    pub requests_per_second: f64,
+    pub error_percent: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// One version's traffic over a range: its points, and the sums.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionTraffic {
+    /// The version, or "all versions" where the source cannot tell them apart.
+    pub version: String,
+    pub points: Vec<TrafficPoint>,
+    pub requests: f64,
+    pub error_percent: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// A deployment's traffic page section: charts by version with each change
+/// of version marked, and the numbers per version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrafficReport {
+    pub range: TrafficRange,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Where the numbers come from, in words.
+    pub source: String,
+    pub versions: Vec<VersionTraffic>,
+    /// Each time a version came to serve in the range: (when, "v7 · promote").
+    pub changes: Vec<(i64, String)>,
+    /// Requests per second, errors, latency: titled SVG charts, drawn by the
+    /// server function from the rest.
+    pub charts: Vec<MetricChart>,
+    /// Why numbers are missing or partial (no Prometheus, Prometheus down,
+    /// a range longer than the gateway keeps).
+    pub note: Option<String>,
 }
 
 /// A deployment's settings as its form shows and sends them: text as typed,

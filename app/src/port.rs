@@ -13,7 +13,8 @@ use crate::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, DeploymentDetail,
     DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm,
     LaunchRequest, ListQuery, MetricHistory, ModelDetail, ModelsPage, PromotionPreview,
-    PromotionRequest, RunDetail, RunQuery, RunsPage, TryAnswer, VersionDetail,
+    PromotionRequest, RunDetail, RunQuery, RunsPage, TrafficRange, TrafficReport, TryAnswer,
+    VersionDetail,
 };
 
 #[async_trait::async_trait]
@@ -92,6 +93,14 @@ pub trait ControlPlane: Send + Sync + 'static {
         user: &User,
         model: String,
     ) -> Result<DeploymentDetail, AppError>;
+
+    /// A deployment's traffic over `range`, by version (no charts yet).
+    async fn get_traffic(
+        &self,
+        user: &User,
+        model: String,
+        range: TrafficRange,
+    ) -> Result<TrafficReport, AppError>;
 
     /// The deployment form: a sent-back draft (with its problems), an
     /// existing deployment's settings, or a new deployment's defaults.

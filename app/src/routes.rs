@@ -70,6 +70,19 @@ pub fn deployment_href(model: &str) -> String {
     format!("/deployments/{}", segment(model))
 }
 
+/// A deployment's traffic over `range` on its page.
+pub fn deployment_traffic_href(model: &str, range: crate::model::TrafficRange) -> String {
+    format!(
+        "{}#traffic",
+        with_query(&deployment_href(model), [("range", range.as_str())])
+    )
+}
+
+/// A locally served deployment's address on the gateway (its own listener).
+pub fn gateway_invocations(model: &str) -> String {
+    format!("/serve/{}/invocations", segment(model))
+}
+
 /// A rollback's confirm step.
 pub fn rollback_href(model: &str) -> String {
     format!("{}/rollback", deployment_href(model))

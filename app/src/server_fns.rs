@@ -9,8 +9,8 @@ use crate::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, ChartOptions,
     ComparePlots, DeploymentDetail, DeploymentForm, DeploymentView, Experiment, ExperimentPage,
     FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery, MetricChart, ModelDetail,
-    ModelsPage, PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TryAnswer,
-    VersionDetail,
+    ModelsPage, PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TrafficRange,
+    TrafficReport, TryAnswer, VersionDetail,
 };
 
 /// Who is signed in (`anonymous` on the sign-in page), so pages show only
@@ -177,6 +177,16 @@ pub async fn get_deployment(model: String) -> Result<DeploymentDetail, AppError>
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.get_deployment(&user, model).await
+}
+
+/// A deployment's traffic over `range`, with its charts.
+#[server(output = JsonText)]
+pub async fn get_traffic(model: String, range: TrafficRange) -> Result<TrafficReport, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    let mut report = control_plane()?.get_traffic(&user, model, range).await?;
+    report.charts = crate::charts::traffic_charts(&report)?;
+    Ok(report)
 }
 
 #[server(output = JsonText)]

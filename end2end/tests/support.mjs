@@ -29,6 +29,7 @@ export async function startSlipway(env = () => ({})) {
   const settings = {
     ...process.env,
     SLIPWAY_LISTEN: `127.0.0.1:${port}`,
+    SLIPWAY_GATEWAY_LISTEN: '127.0.0.1:0',
     SLIPWAY_MLFLOW_URI: mlflowUrl,
     SLIPWAY_DATA_DIR: dataDir,
     SLIPWAY_SITE_ROOT: required('SLIPWAY_SITE_ROOT'),

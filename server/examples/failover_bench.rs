@@ -34,6 +34,7 @@ async fn start(name: &str) -> Replica {
     let child = tokio::process::Command::new(std::env::var("BENCH_SLIPWAY_BIN").unwrap())
         .env_clear()
         .env("SLIPWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SLIPWAY_GATEWAY_LISTEN", "127.0.0.1:0")
         .env(
             "SLIPWAY_DATABASE_URL",
             std::env::var("BENCH_DATABASE_URL").unwrap(),

@@ -330,6 +330,7 @@ async fn serve(
         .unwrap();
     let config = Config::try_parse_from(["slipway", "--data-dir", data.to_str().unwrap()]).unwrap();
     // No bindings: the reconciler stays idle.
+    let metrics = Metrics::new();
     let local = server::adapters::serving::local::LocalServing::new(
         server::adapters::process::ChildEnv::new(&mlflow.url(), &MlflowAuth::None, &[]),
         data.join("serving"),
@@ -342,12 +343,17 @@ async fn serve(
             store: store.clone(),
             mlflow: mlflow.clone(),
             mlflow_for_pages: mlflow.clone(),
-            metrics: Metrics::new(),
+            traffic: Arc::new(server::traffic::Traffic::new(
+                metrics.clone(),
+                None,
+                std::time::Duration::from_secs(60),
+            )),
+            metrics,
             catalog,
             executor,
             reports,
             targets: vec![Arc::new(
-                server::adapters::serving::local::LocalTarget::new(Arc::new(local)),
+                server::adapters::serving::local::LocalTarget::new(Arc::new(local), None),
             )],
             leadership: server::adapters::lease::Leadership::solo("bench"),
         },

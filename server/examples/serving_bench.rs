@@ -111,7 +111,7 @@ async fn main() {
         )
         .unwrap(),
     );
-    let local_target = || vec![Arc::new(LocalTarget::new(local.clone())) as _];
+    let local_target = || vec![Arc::new(LocalTarget::new(local.clone(), None)) as _];
     let (reconciler, _triggers, _) = serving(&mlflow, &store, &bindings, local_target()).await;
     let mut cpu = Vec::new();
     let mut wall = Vec::new();

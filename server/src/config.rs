@@ -18,6 +18,40 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
 
+    /// Address the gateway listens on: each locally served deployment's
+    /// stable address, `/serve/{model}/invocations`, without sign-in (for
+    /// programs on this machine; keep it on loopback).
+    #[arg(long, env = "SLIPWAY_GATEWAY_LISTEN", default_value = "127.0.0.1:3001")]
+    pub gateway_listen: SocketAddr,
+
+    /// Prometheus to read deployments' traffic from (its HTTP API). Without
+    /// one, local deployments show what the gateway kept (24 hours) and
+    /// cluster deployments show no traffic.
+    #[arg(long, env = "SLIPWAY_PROMETHEUS_URL")]
+    pub prometheus_url: Option<Url>,
+
+    /// The label naming a SeldonDeployment on its executor's metrics, as the
+    /// cluster's scrape configuration sets it.
+    #[arg(
+        long,
+        env = "SLIPWAY_PROMETHEUS_DEPLOYMENT_LABEL",
+        default_value = "deployment_name"
+    )]
+    pub prometheus_deployment_label: String,
+
+    /// The label naming the namespace on scraped metrics.
+    #[arg(
+        long,
+        env = "SLIPWAY_PROMETHEUS_NAMESPACE_LABEL",
+        default_value = "namespace"
+    )]
+    pub prometheus_namespace_label: String,
+
+    /// Seconds the deployments list's rate, errors and p99 are over. With
+    /// Prometheus, at least four scrape intervals.
+    #[arg(long, env = "SLIPWAY_TRAFFIC_WINDOW_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
+    pub traffic_window_secs: u64,
+
     /// MLflow tracking server.
     #[arg(
         long,
@@ -432,6 +466,33 @@ impl Config {
         Duration::from_secs(self.mlflow_timeout_secs)
     }
 
+    /// Prometheus with its queries' deadline (a page's), and the label
+    /// names of the cluster's metrics.
+    pub fn prometheus(
+        &self,
+    ) -> Result<
+        Option<(
+            crate::adapters::prometheus::Prometheus,
+            crate::traffic::SeldonLabels,
+        )>,
+    > {
+        let Some(url) = &self.prometheus_url else {
+            return Ok(None);
+        };
+        let prometheus = crate::adapters::prometheus::Prometheus::new(url, self.page_deadline())?;
+        Ok(Some((
+            prometheus,
+            crate::traffic::SeldonLabels {
+                deployment: self.prometheus_deployment_label.clone(),
+                namespace: self.prometheus_namespace_label.clone(),
+            },
+        )))
+    }
+
+    pub fn traffic_window(&self) -> Duration {
+        Duration::from_secs(self.traffic_window_secs)
+    }
+
     pub fn page_deadline(&self) -> Duration {
         Duration::from_secs(self.page_deadline_secs)
     }
@@ -463,6 +524,35 @@ impl Config {
             return Err(Error::Config(format!(
                 "SLIPWAY_EXTERNAL_URL must be http:// or https://, not {url}"
             )));
+        }
+        if let Some(url) = &self.prometheus_url
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            return Err(Error::Config(format!(
+                "SLIPWAY_PROMETHEUS_URL must be http:// or https://, not {}",
+                without_credentials(url)
+            )));
+        }
+        for (name, label) in [
+            (
+                "SLIPWAY_PROMETHEUS_DEPLOYMENT_LABEL",
+                &self.prometheus_deployment_label,
+            ),
+            (
+                "SLIPWAY_PROMETHEUS_NAMESPACE_LABEL",
+                &self.prometheus_namespace_label,
+            ),
+        ] {
+            let mut characters = label.chars();
+            let valid = characters
+                .next()
+                .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+                && characters.all(|rest| rest.is_ascii_alphanumeric() || rest == '_');
+            if !valid {
+                return Err(Error::Config(format!(
+                    "{name} must be a Prometheus label name (letters, digits, _), not {label:?}"
+                )));
+            }
         }
         let database_url = self.database_url();
         if !(database_url.starts_with("sqlite:")
@@ -507,6 +597,11 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
+            .field("gateway_listen", &self.gateway_listen)
+            .field(
+                "prometheus_url",
+                &self.prometheus_url.as_ref().map(without_credentials),
+            )
             .field("mlflow_uri", &self.mlflow_base().as_str())
             .field("mlflow_username", &self.mlflow_username)
             .field("data_dir", &self.data_dir)

@@ -13,6 +13,7 @@ pub mod services;
 pub mod serving;
 pub mod store;
 pub mod telemetry;
+pub mod traffic;
 pub mod web;
 
 use std::sync::Arc;
@@ -44,8 +45,10 @@ use crate::services::registry::Registry;
 use crate::serving::reconciler::Reconciler;
 use crate::serving::target::Target;
 use crate::store::Store;
+use crate::traffic::Traffic;
 use crate::web::AppState;
 use crate::web::gate::Gate;
+use crate::web::gateway::Gateway;
 
 /// Everything the server needs, built from the configuration. MLflow need
 /// not be up: Slipway starts anyway and reports it on `/readyz` and in the UI.
@@ -138,6 +141,21 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         }
     };
     let catalog = Arc::new(catalog);
+    // Bound before anything starts, so a taken address stops start-up.
+    let gateway_listener = tokio::net::TcpListener::bind(config.gateway_listen)
+        .await
+        .map_err(|err| {
+            Error::Config(format!(
+                "the gateway cannot listen on {} (SLIPWAY_GATEWAY_LISTEN): {err}",
+                config.gateway_listen
+            ))
+        })?;
+    let gateway_base = format!("http://{}", gateway_listener.local_addr()?);
+    let traffic = Arc::new(Traffic::new(
+        metrics.clone(),
+        config.prometheus()?,
+        config.traffic_window(),
+    ));
     let local_serving = Arc::new(LocalServing::new(
         config.child_env(),
         config.data_dir.join("serving"),
@@ -146,11 +164,15 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
     // Before the first pass: a server still serving what is wanted goes on
     // without a gap.
     local_serving.adopt(leftovers).await;
-    let mut targets: Vec<Arc<dyn Target>> = vec![Arc::new(LocalTarget::new(local_serving))];
+    let gateway = Gateway::new(local_serving.clone(), traffic.clone()).router();
+    let mut targets: Vec<Arc<dyn Target>> = vec![Arc::new(LocalTarget::new(
+        local_serving,
+        Some(gateway_base.clone()),
+    ))];
     if let Some(client) = kube_client {
         targets.push(Arc::new(SeldonTarget::new(client, config.unbound_objects)));
     }
-    assemble(
+    let state = assemble(
         config,
         Parts {
             store,
@@ -162,9 +184,17 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
             reports,
             targets,
             leadership,
+            traffic,
         },
     )
-    .await
+    .await?;
+    tracing::info!("the gateway serves local deployments on {gateway_base}");
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(gateway_listener, gateway).await {
+            tracing::error!(error = %err, "the gateway stopped");
+        }
+    });
+    Ok(state)
 }
 
 /// What `assemble` puts together: the store, MLflow's clients, and the
@@ -184,6 +214,8 @@ pub struct Parts {
     pub targets: Vec<Arc<dyn Target>>,
     /// Whether this process runs the background work.
     pub leadership: Leadership,
+    /// What serves records, and where its numbers are read.
+    pub traffic: Arc<Traffic>,
 }
 
 /// The serving loop and the use-case services on `parts`, started: the
@@ -201,6 +233,7 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
         reports,
         targets,
         leadership,
+        traffic,
     } = parts;
     let (reconciler, triggers) =
         Reconciler::new(mlflow.clone(), store.clone(), targets, leadership.clone()).await?;
@@ -216,6 +249,7 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
         store.clone(),
         launches.clone(),
         reconciler.clone(),
+        traffic,
     ));
     let accounts = Arc::new(Accounts::new(
         store.clone(),

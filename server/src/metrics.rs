@@ -1,5 +1,6 @@
 //! Prometheus metrics: requests by matched route, method and status, and
-//! their latency; MLflow calls by endpoint and outcome, and their latency;
+//! their latency; model traffic through the gateway by deployment, version
+//! and status class, and its latency; MLflow calls by endpoint and outcome, and their latency;
 //! reconcile passes and their duration, errors by target and the triggers
 //! waiting; model servers started again; whether this replica leads. Every
 //! label takes values from a fixed set (or the admin's bindings), never from
@@ -52,9 +53,41 @@ struct TargetLabels {
     target: &'static str,
 }
 
+/// A model's traffic: the deployment is the admin's binding, the version
+/// the one that answered, the code a class (2xx … 5xx).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServeLabels {
+    deployment: String,
+    version: String,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServeLatencyLabels {
+    deployment: String,
+    version: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReplicaLabels {
     replica: String,
+}
+
+/// The latency histogram's upper bounds, in seconds: from 0.5 ms, each a
+/// quarter above the one before, to about 18 s. The gateway's histogram and
+/// its in-memory history (`traffic::history`) use the same ones, so both read alike.
+pub const LATENCY_BOUNDS_SECONDS: [f64; 48] = latency_bounds();
+
+const fn latency_bounds() -> [f64; 48] {
+    let mut bounds = [0.0; 48];
+    let mut bound = 0.0005;
+    let mut index = 0;
+    while index < bounds.len() {
+        bounds[index] = bound;
+        bound *= 1.25;
+        index += 1;
+    }
+    bounds
 }
 
 pub struct Metrics {
@@ -67,6 +100,8 @@ pub struct Metrics {
     leader: Family<ReplicaLabels, Gauge>,
     reconcile_errors: Family<TargetLabels, Counter>,
     reconcile_queue: Gauge,
+    serve_requests: Family<ServeLabels, Counter>,
+    serve_latency: Family<ServeLatencyLabels, Histogram>,
 }
 
 impl Metrics {
@@ -119,7 +154,23 @@ impl Metrics {
             "Triggers (promotions, webhooks, watch events) waiting for the pass that answers them",
             reconcile_queue.clone(),
         );
+        let serve_requests = Family::<ServeLabels, Counter>::default();
+        registry.register(
+            "serve_requests",
+            "Model requests through Slipway's gateway, by deployment, version and status class (2xx, 4xx, 5xx; 5xx also when the model server did not answer)",
+            serve_requests.clone(),
+        );
+        let serve_latency = Family::<ServeLatencyLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(LATENCY_BOUNDS_SECONDS.iter().copied())
+        });
+        registry.register(
+            "serve_request_duration_seconds",
+            "Time the gateway took to answer a model request, the model server's time included",
+            serve_latency.clone(),
+        );
         Arc::new(Self {
+            serve_requests,
+            serve_latency,
             reconcile_errors,
             reconcile_queue,
             leader,
@@ -169,6 +220,30 @@ impl Metrics {
                 }
             }
         });
+    }
+
+    /// One model request through the gateway.
+    pub fn observe_serve(&self, deployment: &str, version: &str, status: u16, seconds: f64) {
+        let code = match status {
+            500.. => "5xx",
+            400..500 => "4xx",
+            300..400 => "3xx",
+            200..300 => "2xx",
+            _ => "1xx",
+        };
+        self.serve_requests
+            .get_or_create(&ServeLabels {
+                deployment: deployment.into(),
+                version: version.into(),
+                code,
+            })
+            .inc();
+        self.serve_latency
+            .get_or_create(&ServeLatencyLabels {
+                deployment: deployment.into(),
+                version: version.into(),
+            })
+            .observe(seconds);
     }
 
     pub fn count_reconcile_error(&self, target: &'static str) {

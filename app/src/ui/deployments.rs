@@ -10,18 +10,22 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::list::{Results, data_table};
-use super::live::keep_fresh;
+use super::live::{keep_fresh, keep_fresh_every};
 use super::parts::{Evidence, RequestTable};
 use super::{NotAllowed, format_millis, use_me};
 use crate::access::{Action, Role, authorize, holds_anywhere};
 use crate::error::AppError;
 use crate::model::{
     DeploymentDetail, DeploymentEvent, DeploymentOutcome, DeploymentView, Prediction,
-    PromotionPreview, ServingState, TryAnswer,
+    PromotionPreview, ServingState, TrafficNow, TrafficRange, TrafficReport, TryAnswer,
 };
-use crate::routes::{NEW_DEPLOYMENT, deployment_href, model_href, rollback_href, version_href};
+use crate::routes::{
+    NEW_DEPLOYMENT, deployment_href, deployment_traffic_href, model_href, rollback_href,
+    version_href,
+};
 use crate::server_fns::{
-    get_deployment, get_try_answer, list_deployments, preview_promotion, preview_rollback,
+    get_deployment, get_traffic, get_try_answer, list_deployments, preview_promotion,
+    preview_rollback,
 };
 
 #[component]
@@ -79,6 +83,9 @@ fn DeploymentTable(deployments: Vec<DeploymentView>) -> impl IntoView {
             "Production is",
             "Serving",
             "Status",
+            "Requests/s",
+            "Errors",
+            "p99",
             "Address",
             "Last change",
         ],
@@ -91,12 +98,55 @@ fn DeploymentTable(deployments: Vec<DeploymentView>) -> impl IntoView {
                     <td>{deployment.marker.clone()}</td>
                     <td class="number" data-serving>{version_text(&deployment.serving_version)}</td>
                     <td><StateBadge state=deployment.state/></td>
+                    <TrafficCells traffic=deployment.traffic.clone()/>
                     <td class="address">{deployment.address.clone().unwrap_or_default()}</td>
                     <td>{format_millis(deployment.last_change_ms)}</td>
                 </tr>
             }
         },
     )
+}
+
+/// The last minute's rate, errors and p99; dashes where nothing tells.
+#[component]
+fn TrafficCells(traffic: Option<TrafficNow>) -> impl IntoView {
+    let (rate, errors, p99) = match traffic {
+        Some(traffic) => (
+            format_rate(traffic.requests_per_second),
+            format_percent(traffic.error_percent),
+            format_ms(traffic.p99_ms),
+        ),
+        None => ("—".into(), "—".into(), "—".into()),
+    };
+    view! {
+        <td class="number" data-rate>{rate}</td>
+        <td class="number" data-errors>{errors}</td>
+        <td class="number" data-p99>{p99}</td>
+    }
+}
+
+fn format_rate(rate: f64) -> String {
+    if rate == 0.0 {
+        "0".into()
+    } else if rate < 10.0 {
+        format!("{rate:.2}")
+    } else {
+        format!("{rate:.0}")
+    }
+}
+
+fn format_percent(percent: Option<f64>) -> String {
+    percent.map_or("—".into(), |percent| format!("{percent:.1} %"))
+}
+
+fn format_ms(ms: Option<f64>) -> String {
+    ms.map_or("—".into(), |ms| {
+        if ms < 10.0 {
+            format!("{ms:.2} ms")
+        } else {
+            format!("{ms:.0} ms")
+        }
+    })
 }
 
 fn target_text(deployment: &DeploymentView) -> String {
@@ -124,7 +174,19 @@ pub fn DeploymentPage() -> impl IntoView {
     let query = use_query_map();
     let model = Memo::new(move |_| params.with(|params| params.get("model").unwrap_or_default()));
     let answer_id = Memo::new(move |_| query.with(|query| query.get("answer")));
+    let range = Memo::new(move |_| {
+        query.with(|query| {
+            query
+                .get("range")
+                .and_then(|range| TrafficRange::parse(&range))
+                .unwrap_or_default()
+        })
+    });
     let detail = Resource::new(move || model.get(), get_deployment);
+    let traffic = Resource::new(
+        move || (model.get(), range.get()),
+        |(model, range)| get_traffic(model, range),
+    );
     let me = use_me();
     let answer = Resource::new(
         move || answer_id.get(),
@@ -148,6 +210,23 @@ pub fn DeploymentPage() -> impl IntoView {
                     Ok::<_, AppError>(view! { <LiveDeployment detail may_roll_back may_manage/> })
                 })}
             </Results>
+            <section class="traffic" id="traffic">
+                <h2>"Traffic"</h2>
+                <nav class="ranges" aria-label="Range">
+                    {move || TrafficRange::ALL.iter().map(|option| {
+                        let current = (*option == range.get()).then_some("page");
+                        view! { <a href=deployment_traffic_href(&model.get(), *option) aria-current=current>{option.as_str()}</a> }
+                    }).collect_view()}
+                </nav>
+                <Suspense fallback=|| view! { <p class="loading">"Reading the traffic…"</p> }>
+                    {move || Suspend::new(async move {
+                        match traffic.await {
+                            Ok(report) => view! { <LiveTraffic report/> }.into_any(),
+                            Err(err) => view! { <p class="field-error" role="alert">{err.to_string()}</p> }.into_any(),
+                        }
+                    })}
+                </Suspense>
+            </section>
             <TryIt model answer/>
         </section>
     }
@@ -218,6 +297,54 @@ fn DeploymentBody(
                 </form>
             }
         })}
+    }
+}
+
+/// The traffic section as the server rendered it, re-read every 10 s.
+#[island]
+fn LiveTraffic(report: TrafficReport) -> impl IntoView {
+    let model = use_params_map().with_untracked(|params| params.get("model").unwrap_or_default());
+    let range = report.range;
+    let current = RwSignal::new(report);
+    keep_fresh_every(current, move || get_traffic(model.clone(), range), 10_000);
+    move || view! { <TrafficBody report=current.get()/> }
+}
+
+#[component]
+fn TrafficBody(report: TrafficReport) -> impl IntoView {
+    let charts = report
+        .charts
+        .into_iter()
+        .map(|chart| {
+            let caption = chart.metric.clone();
+            view! {
+                <figure class="chart" data-chart=chart.metric>
+                    <figcaption>{caption}</figcaption>
+                    <div class="chart-svg" inner_html=chart.svg></div>
+                </figure>
+            }
+        })
+        .collect_view();
+    view! {
+        <p class="muted" data-source>"From " {report.source}</p>
+        {report.note.map(|note| view! { <p class="notice" data-traffic-note>{note}</p> })}
+        {data_table(
+            report.versions,
+            "data traffic-versions",
+            &["Version", "Requests", "Errors", "p50", "p95", "p99"],
+            "No requests in this range.",
+            |version| view! {
+                <tr data-version=version.version.clone()>
+                    <td>{format!("v{}", version.version)}</td>
+                    <td class="number" data-requests>{format!("{:.0}", version.requests)}</td>
+                    <td class="number" data-errors>{format_percent(version.error_percent)}</td>
+                    <td class="number">{format_ms(version.p50_ms)}</td>
+                    <td class="number">{format_ms(version.p95_ms)}</td>
+                    <td class="number" data-p99>{format_ms(version.p99_ms)}</td>
+                </tr>
+            },
+        )}
+        <div class="charts">{charts}</div>
     }
 }
 

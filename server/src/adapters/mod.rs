@@ -9,4 +9,5 @@ pub mod lease;
 pub mod mlflow;
 pub mod oidc;
 pub mod process;
+pub mod prometheus;
 pub mod serving;

@@ -10,9 +10,10 @@ use futures::{StreamExt, TryStreamExt};
 use app::access::User;
 use app::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, DeploymentDetail,
-    DeploymentView, Experiment, ExperimentPage, Launch, LaunchForm, ListQuery, MAX_PAGE_SIZE,
-    MetricHistory, ModelDetail, ModelSummary, ModelVersionInfo, ModelsPage, PromotionRequest,
-    RunDetail, RunQuery, RunRow, RunsPage, ServedBy, TryAnswer, VersionDetail, VersionSummary,
+    DeploymentOutcome, DeploymentView, Experiment, ExperimentPage, Launch, LaunchForm, ListQuery,
+    MAX_PAGE_SIZE, MetricHistory, ModelDetail, ModelSummary, ModelVersionInfo, ModelsPage,
+    PromotionRequest, RunDetail, RunQuery, RunRow, RunsPage, ServedBy, TrafficRange, TrafficReport,
+    TryAnswer, VersionDetail, VersionSummary,
 };
 
 use super::artifacts::signature_of;
@@ -23,6 +24,7 @@ use crate::catalog::ProductionMarker;
 use crate::error::{Error, Result};
 use crate::serving::reconciler::Reconciler;
 use crate::store::{self, Store};
+use crate::traffic::Traffic;
 
 /// MLflow's largest page of model versions; a model has rarely more.
 const VERSIONS_PAGE_SIZE: u32 = 1000;
@@ -36,6 +38,7 @@ pub struct Reads {
     store: Store,
     launches: Arc<Launches>,
     reconciler: Arc<Reconciler>,
+    traffic: Arc<Traffic>,
     example_inputs: ExampleInputs,
 }
 
@@ -47,6 +50,10 @@ pub struct ExampleInputs(
     std::sync::Mutex<std::collections::HashMap<(String, String), Option<String>>>,
 );
 
+/// Deployment events read to mark changes on a traffic chart and to tell
+/// which version served when.
+const TRAFFIC_HISTORY_READ: i64 = 500;
+
 /// Deployment events a deployment's page shows.
 const DEPLOYMENT_HISTORY_SHOWN: i64 = 50;
 
@@ -56,8 +63,10 @@ impl Reads {
         store: Store,
         launches: Arc<Launches>,
         reconciler: Arc<Reconciler>,
+        traffic: Arc<Traffic>,
     ) -> Self {
         Self {
+            traffic,
             mlflow,
             store,
             launches,
@@ -456,14 +465,47 @@ impl Reads {
     }
 
     pub async fn list_deployments(&self) -> Result<Vec<DeploymentView>> {
-        let mut views = Vec::new();
-        for binding in self.reconciler.bindings().iter() {
+        let bindings = self.reconciler.bindings();
+        futures::future::try_join_all(bindings.iter().map(|binding| async move {
             let mut view = self.reconciler.view(&binding.model)?;
             let latest = self.store.deployment_history(&binding.model, 1).await?;
             view.last_change_ms = latest.first().map(|event| event.started_ms);
-            views.push(view);
-        }
-        Ok(views)
+            view.traffic = self.traffic.now(binding).await;
+            Ok::<_, Error>(view)
+        }))
+        .await
+    }
+
+    /// A deployment's traffic over `range` by version, and every change of
+    /// version in it (the charts are drawn from these).
+    pub async fn get_traffic(&self, model: String, range: TrafficRange) -> Result<TrafficReport> {
+        let binding = self.reconciler.binding(&model)?;
+        let history = self
+            .store
+            .deployment_history(&model, TRAFFIC_HISTORY_READ)
+            .await?;
+        let report = self.traffic.report(&binding, range, &history).await;
+        let to_ms = store::now_ms();
+        let from_ms = to_ms - range.millis();
+        let changes: Vec<(i64, String)> = history
+            .iter()
+            .filter(|event| event.outcome == DeploymentOutcome::Serving)
+            .filter_map(|event| {
+                let at = event.ready_ms.unwrap_or(event.started_ms);
+                let version = event.version.as_ref()?;
+                (at >= from_ms).then(|| (at, format!("v{version} · {}", event.cause)))
+            })
+            .collect();
+        Ok(TrafficReport {
+            range,
+            from_ms,
+            to_ms,
+            source: report.source,
+            versions: report.versions,
+            changes,
+            charts: Vec::new(),
+            note: report.note,
+        })
     }
 
     pub async fn get_deployment(&self, model: String) -> Result<DeploymentDetail> {

@@ -469,6 +469,7 @@ impl Reconciler {
             } else {
                 String::new()
             },
+            traffic: None,
         })
     }
 
@@ -492,6 +493,7 @@ impl Reconciler {
                 address: None,
                 last_change_ms: None,
                 reconciled_by: String::new(),
+                traffic: None,
             },
         }
     }

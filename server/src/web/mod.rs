@@ -10,6 +10,7 @@ pub mod events;
 pub mod files;
 pub mod forms;
 pub mod gate;
+pub mod gateway;
 pub mod hosts;
 pub mod ops;
 pub mod port;

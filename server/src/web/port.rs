@@ -8,7 +8,8 @@ use app::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, DeploymentDetail,
     DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm,
     LaunchRequest, ListQuery, MetricHistory, ModelDetail, ModelsPage, PromotionPreview,
-    PromotionRequest, RunDetail, RunQuery, RunsPage, TryAnswer, VersionDetail,
+    PromotionRequest, RunDetail, RunQuery, RunsPage, TrafficRange, TrafficReport, TryAnswer,
+    VersionDetail,
 };
 use app::port::ControlPlane;
 
@@ -119,6 +120,15 @@ impl ControlPlane for Port {
         model: String,
     ) -> Result<DeploymentDetail, AppError> {
         Ok(self.0.reads.get_deployment(model).await?)
+    }
+
+    async fn get_traffic(
+        &self,
+        _user: &User,
+        model: String,
+        range: TrafficRange,
+    ) -> Result<TrafficReport, AppError> {
+        Ok(self.0.reads.get_traffic(model, range).await?)
     }
 
     async fn deployment_form(

@@ -24,4 +24,5 @@ mod serving;
 mod sessions;
 mod shutdown;
 mod store;
+mod traffic;
 mod webhook;

@@ -137,6 +137,7 @@ async fn replicas_and_what_they_left(url: &str) {
         address: None,
         last_change_ms: None,
         reconciled_by: String::new(),
+        traffic: None,
     };
     leader
         .publish_views(std::slice::from_ref(&view), "replica-a")

@@ -593,11 +593,14 @@ impl LocalServing {
 /// ready (or not), so the history shows the time to ready.
 pub struct LocalTarget {
     serving: Arc<LocalServing>,
+    /// The gateway's base URL: each deployment's address is there, stable
+    /// across versions. `None`: the model server's own address.
+    gateway: Option<String>,
 }
 
 impl LocalTarget {
-    pub fn new(serving: Arc<LocalServing>) -> Self {
-        Self { serving }
+    pub fn new(serving: Arc<LocalServing>, gateway: Option<String>) -> Self {
+        Self { serving, gateway }
     }
 }
 
@@ -699,7 +702,13 @@ impl Target for LocalTarget {
     }
 
     fn status(&self, binding: &DeploymentBinding) -> (Option<String>, ServingStatus) {
-        let (server, status) = self.serving.status(&binding.model);
+        let (server, mut status) = self.serving.status(&binding.model);
+        if let (Some(gateway), Some(_)) = (&self.gateway, &status.address) {
+            status.address = Some(format!(
+                "{gateway}{}",
+                app::routes::gateway_invocations(&binding.model)
+            ));
+        }
         (server.map(|server| server.version), status)
     }
 

@@ -85,6 +85,7 @@ impl Slipway {
         command
             .env("RUST_LOG", "info,server=debug")
             .env("SLIPWAY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SLIPWAY_GATEWAY_LISTEN", "127.0.0.1:0")
             .env("SLIPWAY_CATALOG", settings.catalog)
             .env("SLIPWAY_RECONCILE_POLL_SECS", "1")
             .env("SLIPWAY_SITE_ROOT", settings.data_dir.join("site"))

@@ -114,6 +114,8 @@ pub fn config(mlflow_url: &str, data_dir: &std::path::Path) -> Config {
         // The host in-process requests name (support::site).
         "--allowed-hosts",
         "slipway.test",
+        "--gateway-listen",
+        "127.0.0.1:0",
     ])
     .unwrap()
 }
@@ -546,7 +548,7 @@ pub async fn serving_of(
     )
     .unwrap();
     let local = local_serving_of(url, data);
-    let target = server::adapters::serving::local::LocalTarget::new(local.clone());
+    let target = server::adapters::serving::local::LocalTarget::new(local.clone(), None);
     let (reconciler, triggers) = server::serving::reconciler::Reconciler::new(
         mlflow.clone(),
         store.clone(),

@@ -1,0 +1,599 @@
+//! How deployments serve: what the gateway records of each model request,
+//! and the numbers the pages show — from Prometheus when one is configured
+//! (every target; its queries are all in [`Promql`]), otherwise from the
+//! gateway's own history (local serving, the last 24 hours).
+
+pub mod history;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use app::model::{
+    DeploymentEvent, DeploymentOutcome, TrafficNow, TrafficPoint, TrafficRange, VersionTraffic,
+};
+
+use crate::adapters::prometheus::{Prometheus, Sample, string_literal};
+use crate::catalog::{DeploymentBinding, ServingTarget};
+use crate::error::Result;
+use crate::metrics::Metrics;
+use history::{Answer, History, Stats};
+
+/// The names Seldon Core v1's executor metrics carry, as the cluster's
+/// scrape configuration labels them.
+#[derive(Debug, Clone)]
+pub struct SeldonLabels {
+    pub deployment: String,
+    pub namespace: String,
+}
+
+impl Default for SeldonLabels {
+    fn default() -> Self {
+        Self {
+            deployment: "deployment_name".into(),
+            namespace: "namespace".into(),
+        }
+    }
+}
+
+/// How long the list's numbers from Prometheus are reused: the list is
+/// re-read every second by every open page.
+const NOW_KEPT: Duration = Duration::from_secs(5);
+
+pub struct Traffic {
+    history: History,
+    metrics: Arc<Metrics>,
+    prometheus: Option<(Prometheus, SeldonLabels)>,
+    /// The span "now" means: the list's rate, errors and p99.
+    window_ms: i64,
+    recent: Mutex<HashMap<String, (Instant, Option<TrafficNow>)>>,
+}
+
+/// A deployment's numbers over a range, and where they come from.
+pub struct Report {
+    pub source: String,
+    pub versions: Vec<VersionTraffic>,
+    pub note: Option<String>,
+}
+
+impl Traffic {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        prometheus: Option<(Prometheus, SeldonLabels)>,
+        window: Duration,
+    ) -> Self {
+        Self {
+            history: History::default(),
+            metrics,
+            prometheus,
+            window_ms: window.as_millis() as i64,
+            recent: Mutex::default(),
+        }
+    }
+
+    /// One model request the gateway answered (or could not).
+    pub fn record(&self, deployment: &str, version: &str, status: u16, seconds: f64) {
+        self.metrics
+            .observe_serve(deployment, version, status, seconds);
+        self.history.record(
+            deployment,
+            version,
+            Answer::of_status(status),
+            seconds,
+            crate::store::now_ms(),
+        );
+    }
+
+    /// A deleted deployment's record goes with it.
+    pub fn forget(&self, deployment: &str) {
+        self.history.forget(deployment);
+    }
+
+    /// The deployment's traffic over the window, all versions together;
+    /// `None` where nothing can tell (no Prometheus for a cluster target,
+    /// Prometheus not answering).
+    pub async fn now(&self, binding: &DeploymentBinding) -> Option<TrafficNow> {
+        let Some((prometheus, labels)) = &self.prometheus else {
+            if binding.target != ServingTarget::Local {
+                return None;
+            }
+            let since = crate::store::now_ms() - self.window_ms;
+            let mut total = Stats::default();
+            for (_, stats) in self.history.totals(&binding.model, since) {
+                total.add(&stats);
+            }
+            return Some(now_of(&total, self.window_ms));
+        };
+        if let Some((at, kept)) = self
+            .recent
+            .lock()
+            .expect("recent traffic")
+            .get(&binding.model)
+            && at.elapsed() < NOW_KEPT
+        {
+            return kept.clone();
+        }
+        let promql = Promql::for_binding(binding, labels);
+        let window = self.window_ms / 1000;
+        let at = crate::store::now_ms();
+        let queries = [
+            promql.rate(window, false),
+            promql.error_rate(window, false),
+            promql.quantile(0.99, window, false),
+        ];
+        let (rate, errors, p99) = tokio::join!(
+            prometheus.query(&queries[0], at),
+            prometheus.query(&queries[1], at),
+            prometheus.query(&queries[2], at),
+        );
+        let first = |samples: Result<Vec<Sample>>| {
+            samples.map(|samples| samples.first().map(|sample| sample.value))
+        };
+        let found = match (first(rate), first(errors), first(p99)) {
+            (Ok(rate), Ok(errors), Ok(p99)) => {
+                let rate = rate.unwrap_or(0.0);
+                Some(TrafficNow {
+                    requests_per_second: rate,
+                    error_percent: (rate > 0.0).then(|| errors.unwrap_or(0.0) / rate * 100.0),
+                    p99_ms: p99.map(|seconds| seconds * 1000.0),
+                })
+            }
+            (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => {
+                tracing::warn!(error = %err, model = %binding.model, "reading traffic from Prometheus");
+                None
+            }
+        };
+        self.recent
+            .lock()
+            .expect("recent traffic")
+            .insert(binding.model.clone(), (Instant::now(), found.clone()));
+        found
+    }
+
+    /// The deployment's traffic over `range` ending now, by version.
+    /// `history` (newest first) says which version served when, for targets
+    /// whose metrics do not name the version.
+    pub async fn report(
+        &self,
+        binding: &DeploymentBinding,
+        range: TrafficRange,
+        history: &[DeploymentEvent],
+    ) -> Report {
+        let to_ms = crate::store::now_ms();
+        let from_ms = to_ms - range.millis();
+        match &self.prometheus {
+            Some((prometheus, labels)) => {
+                let source = format!("Prometheus at {}", prometheus.address());
+                match self
+                    .read_prometheus(prometheus, labels, binding, range, from_ms, to_ms, history)
+                    .await
+                {
+                    Ok(versions) => Report {
+                        note: versions.is_empty().then(|| {
+                            format!(
+                                "Prometheus has no requests of {} in this range.",
+                                binding.model
+                            )
+                        }),
+                        source,
+                        versions,
+                    },
+                    Err(err) => Report {
+                        source,
+                        versions: Vec::new(),
+                        note: Some(format!("No traffic numbers: {err}.")),
+                    },
+                }
+            }
+            None if binding.target != ServingTarget::Local => Report {
+                source: "none".into(),
+                versions: Vec::new(),
+                note: Some(
+                    "Slipway reads the traffic of cluster deployments from Prometheus: \
+                     none is configured (SLIPWAY_PROMETHEUS_URL)."
+                        .into(),
+                ),
+            },
+            None => {
+                let kept_from = to_ms - history::KEPT_MS;
+                let note = (from_ms < kept_from).then(|| {
+                    "Slipway's gateway keeps the last 24 hours; with Prometheus \
+                     (SLIPWAY_PROMETHEUS_URL) the charts reach further back."
+                        .to_string()
+                });
+                Report {
+                    source: "Slipway's gateway (the last 24 hours, kept in memory)".into(),
+                    versions: self.read_history(&binding.model, range, from_ms, to_ms),
+                    note,
+                }
+            }
+        }
+    }
+
+    fn read_history(
+        &self,
+        deployment: &str,
+        range: TrafficRange,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Vec<VersionTraffic> {
+        let step_ms = range.step_millis();
+        let totals = self.history.totals(deployment, from_ms);
+        self.history
+            .steps(deployment, from_ms, to_ms, step_ms)
+            .into_iter()
+            .map(|(version, steps)| {
+                let mut points: Vec<TrafficPoint> = Vec::new();
+                for (at_ms, stats) in steps {
+                    // Steps without a request between two with: a rate of 0.
+                    if let Some(last) = points.last() {
+                        let mut gap = last.at_ms + step_ms;
+                        while gap < at_ms {
+                            points.push(idle_point(gap));
+                            gap += step_ms;
+                        }
+                    }
+                    points.push(point_of(at_ms, &stats, step_ms));
+                }
+                let total = totals
+                    .iter()
+                    .find(|(v, _)| *v == version)
+                    .map(|(_, stats)| stats.clone())
+                    .unwrap_or_default();
+                VersionTraffic {
+                    requests: total.requests as f64,
+                    error_percent: error_percent(&total),
+                    p50_ms: millis(total.quantile(0.5)),
+                    p95_ms: millis(total.quantile(0.95)),
+                    p99_ms: millis(total.quantile(0.99)),
+                    version,
+                    points,
+                }
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn read_prometheus(
+        &self,
+        prometheus: &Prometheus,
+        labels: &SeldonLabels,
+        binding: &DeploymentBinding,
+        range: TrafficRange,
+        from_ms: i64,
+        to_ms: i64,
+        history: &[DeploymentEvent],
+    ) -> Result<Vec<VersionTraffic>> {
+        let promql = Promql::for_binding(binding, labels);
+        let step_ms = range.step_millis();
+        // A rate needs a few scrapes in its window, however fine the step.
+        let window = step_ms.max(self.window_ms) / 1000;
+        let whole = range.millis() / 1000;
+        let over_range = [
+            promql.rate(window, true),
+            promql.error_rate(window, true),
+            promql.quantile(0.5, window, true),
+            promql.quantile(0.95, window, true),
+            promql.quantile(0.99, window, true),
+        ];
+        let at_end = [
+            promql.increase(whole, false),
+            promql.increase(whole, true),
+            promql.quantile(0.5, whole, true),
+            promql.quantile(0.95, whole, true),
+            promql.quantile(0.99, whole, true),
+        ];
+        let (series, totals) = tokio::try_join!(
+            futures::future::try_join_all(
+                over_range
+                    .iter()
+                    .map(|query| prometheus.query_range(query, from_ms, to_ms, step_ms))
+            ),
+            futures::future::try_join_all(
+                at_end.iter().map(|query| prometheus.query(query, to_ms))
+            ),
+        )?;
+        let served = ServedVersions::from_history(history);
+        let version_of = |labels: &BTreeMap<String, String>, at_ms: i64| match promql.version_label
+        {
+            Some(label) => labels.get(label).cloned().unwrap_or_default(),
+            None => served.at(at_ms).unwrap_or_else(|| "unknown".into()),
+        };
+        let mut by_version: Vec<(String, Vec<TrafficPoint>)> = Vec::new();
+        for (which, found) in series.iter().enumerate() {
+            for one in found {
+                for (at_ms, value) in &one.points {
+                    let point = point_at(&mut by_version, version_of(&one.labels, *at_ms), *at_ms);
+                    match which {
+                        0 => point.requests_per_second += value,
+                        // Errors per second for now; a percentage below.
+                        1 => *point.error_percent.get_or_insert(0.0) += value,
+                        2 => point.p50_ms = Some(value * 1000.0),
+                        3 => point.p95_ms = Some(value * 1000.0),
+                        _ => point.p99_ms = Some(value * 1000.0),
+                    }
+                }
+            }
+        }
+        // The sums at the end name the version where the metrics do; else
+        // they are the deployment's, right for a version only if it was alone.
+        let exact = promql.version_label.is_some() || by_version.len() <= 1;
+        let total = |which: usize, version: &str| -> Option<f64> {
+            let values: Vec<f64> = totals[which]
+                .iter()
+                .filter(|sample| match promql.version_label {
+                    Some(label) => sample.labels.get(label).map(String::as_str) == Some(version),
+                    None => true,
+                })
+                .map(|sample| sample.value)
+                .collect();
+            (!values.is_empty()).then(|| values.iter().sum())
+        };
+        Ok(by_version
+            .into_iter()
+            .map(|(version, mut points)| {
+                points.sort_by_key(|point| point.at_ms);
+                let step_secs = step_ms as f64 / 1000.0;
+                let (mut requests, mut errors) = (0.0, 0.0);
+                for point in &mut points {
+                    requests += point.requests_per_second * step_secs;
+                    errors += point.error_percent.unwrap_or(0.0) * step_secs;
+                    point.error_percent = (point.requests_per_second > 0.0).then(|| {
+                        point.error_percent.unwrap_or(0.0) / point.requests_per_second * 100.0
+                    });
+                }
+                if exact {
+                    requests = total(0, &version).unwrap_or(0.0);
+                    errors = total(1, &version).unwrap_or(0.0);
+                }
+                let quantile = |which: usize| {
+                    exact
+                        .then(|| total(which, &version))
+                        .flatten()
+                        .map(|seconds| seconds * 1000.0)
+                };
+                VersionTraffic {
+                    requests,
+                    error_percent: (requests > 0.0).then(|| errors / requests * 100.0),
+                    p50_ms: quantile(2),
+                    p95_ms: quantile(3),
+                    p99_ms: quantile(4),
+                    version,
+                    points,
+                }
+            })
+            .collect())
+    }
+}
+
+/// The point of `version` at `at_ms`, made (idle) if there is none yet.
+fn point_at(
+    by_version: &mut Vec<(String, Vec<TrafficPoint>)>,
+    version: String,
+    at_ms: i64,
+) -> &mut TrafficPoint {
+    let index = match by_version.iter().position(|(v, _)| *v == version) {
+        Some(index) => index,
+        None => {
+            by_version.push((version, Vec::new()));
+            by_version.len() - 1
+        }
+    };
+    let points = &mut by_version[index].1;
+    let at = match points.iter().position(|point| point.at_ms == at_ms) {
+        Some(at) => at,
+        None => {
+            points.push(idle_point(at_ms));
+            points.len() - 1
+        }
+    };
+    &mut points[at]
+}
+
+/// Which version served when, from the deployment's history.
+struct ServedVersions(Vec<(i64, String)>);
+
+impl ServedVersions {
+    fn from_history(history: &[DeploymentEvent]) -> Self {
+        let mut periods: Vec<(i64, String)> = history
+            .iter()
+            .filter(|event| event.outcome == DeploymentOutcome::Serving)
+            .filter_map(|event| {
+                let version = event.version.clone()?;
+                Some((event.ready_ms.unwrap_or(event.started_ms), version))
+            })
+            .collect();
+        periods.sort_by_key(|(from, _)| *from);
+        Self(periods)
+    }
+
+    fn at(&self, at_ms: i64) -> Option<String> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= at_ms)
+            .or(self.0.first())
+            .map(|(_, version)| version.clone())
+    }
+}
+
+/// The PromQL for one deployment's traffic, per target kind: what Slipway's
+/// gateway exports for local serving, Seldon Core v1's executor histogram
+/// for a SeldonDeployment.
+pub struct Promql {
+    /// The requests counter, selected for the deployment.
+    requests: String,
+    /// The same, only answers that were errors.
+    errors: String,
+    /// The latency histogram's buckets, selected for the deployment.
+    buckets: String,
+    /// The label naming the version, where the metrics carry one.
+    version_label: Option<&'static str>,
+}
+
+impl Promql {
+    pub fn for_binding(binding: &DeploymentBinding, labels: &SeldonLabels) -> Self {
+        match binding.target {
+            ServingTarget::Local => {
+                let selector = format!("deployment={}", string_literal(&binding.model));
+                Self {
+                    requests: format!("slipway_serve_requests_total{{{selector}}}"),
+                    errors: format!("slipway_serve_requests_total{{{selector},code=~\"4xx|5xx\"}}"),
+                    buckets: format!("slipway_serve_request_duration_seconds_bucket{{{selector}}}"),
+                    version_label: Some("version"),
+                }
+            }
+            ServingTarget::Seldon => {
+                let selector = format!(
+                    "{}={},{}={}",
+                    labels.deployment,
+                    string_literal(&binding.object_name()),
+                    labels.namespace,
+                    string_literal(binding.namespace.as_deref().unwrap_or_default()),
+                );
+                let metric = "seldon_api_executor_server_requests_seconds";
+                Self {
+                    requests: format!("{metric}_count{{{selector}}}"),
+                    errors: format!("{metric}_count{{{selector},code!~\"2..\"}}"),
+                    buckets: format!("{metric}_bucket{{{selector}}}"),
+                    version_label: None,
+                }
+            }
+        }
+    }
+
+    fn by(&self, per_version: bool) -> &'static str {
+        match (per_version, self.version_label) {
+            (true, Some(label)) => label,
+            _ => "",
+        }
+    }
+
+    pub fn rate(&self, window_secs: i64, per_version: bool) -> String {
+        format!(
+            "sum by ({}) (rate({}[{window_secs}s]))",
+            self.by(per_version),
+            self.requests
+        )
+    }
+
+    pub fn error_rate(&self, window_secs: i64, per_version: bool) -> String {
+        format!(
+            "sum by ({}) (rate({}[{window_secs}s]))",
+            self.by(per_version),
+            self.errors
+        )
+    }
+
+    /// Requests (or only errors) over the window.
+    pub fn increase(&self, window_secs: i64, only_errors: bool) -> String {
+        let counter = if only_errors {
+            &self.errors
+        } else {
+            &self.requests
+        };
+        format!(
+            "sum by ({}) (increase({counter}[{window_secs}s]))",
+            self.by(true)
+        )
+    }
+
+    pub fn quantile(&self, q: f64, window_secs: i64, per_version: bool) -> String {
+        let by = match self.by(per_version) {
+            "" => "le".to_string(),
+            label => format!("{label}, le"),
+        };
+        format!(
+            "histogram_quantile({q}, sum by ({by}) (rate({}[{window_secs}s])))",
+            self.buckets
+        )
+    }
+}
+
+fn now_of(total: &Stats, window_ms: i64) -> TrafficNow {
+    TrafficNow {
+        requests_per_second: total.requests as f64 / (window_ms as f64 / 1000.0),
+        error_percent: error_percent(total),
+        p99_ms: millis(total.quantile(0.99)),
+    }
+}
+
+fn point_of(at_ms: i64, stats: &Stats, step_ms: i64) -> TrafficPoint {
+    TrafficPoint {
+        at_ms,
+        requests_per_second: stats.requests as f64 / (step_ms as f64 / 1000.0),
+        error_percent: error_percent(stats),
+        p50_ms: millis(stats.quantile(0.5)),
+        p95_ms: millis(stats.quantile(0.95)),
+        p99_ms: millis(stats.quantile(0.99)),
+    }
+}
+
+fn idle_point(at_ms: i64) -> TrafficPoint {
+    TrafficPoint {
+        at_ms,
+        requests_per_second: 0.0,
+        error_percent: None,
+        p50_ms: None,
+        p95_ms: None,
+        p99_ms: None,
+    }
+}
+
+fn error_percent(stats: &Stats) -> Option<f64> {
+    (stats.requests > 0).then(|| stats.errors() as f64 / stats.requests as f64 * 100.0)
+}
+
+fn millis(seconds: Option<f64>) -> Option<f64> {
+    seconds.map(|seconds| seconds * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(target: &str) -> DeploymentBinding {
+        toml::from_str(&format!(
+            "model = \"fraud \\\"x\\\"\"\ntarget = \"{target}\"\nnamespace = \"models\"\nname = \"fraud\""
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn local_queries_read_the_gateways_metrics_by_version() {
+        let promql = Promql::for_binding(&binding("local"), &SeldonLabels::default());
+        assert_eq!(
+            promql.rate(60, true),
+            r#"sum by (version) (rate(slipway_serve_requests_total{deployment="fraud \"x\""}[60s]))"#
+        );
+        assert_eq!(
+            promql.quantile(0.99, 60, false),
+            r#"histogram_quantile(0.99, sum by (le) (rate(slipway_serve_request_duration_seconds_bucket{deployment="fraud \"x\""}[60s])))"#
+        );
+    }
+
+    #[test]
+    fn seldon_queries_read_the_executor_histogram_with_the_configured_labels() {
+        let labels = SeldonLabels {
+            deployment: "seldon_deployment".into(),
+            namespace: "kubernetes_namespace".into(),
+        };
+        let promql = Promql::for_binding(&binding("seldon"), &labels);
+        assert_eq!(
+            promql.error_rate(60, true),
+            r#"sum by () (rate(seldon_api_executor_server_requests_seconds_count{seldon_deployment="fraud",kubernetes_namespace="models",code!~"2.."}[60s]))"#
+        );
+        assert_eq!(
+            promql.quantile(0.5, 60, true),
+            r#"histogram_quantile(0.5, sum by (le) (rate(seldon_api_executor_server_requests_seconds_bucket{seldon_deployment="fraud",kubernetes_namespace="models"}[60s])))"#
+        );
+    }
+
+    #[test]
+    fn the_bounds_grow_by_a_quarter_from_half_a_millisecond() {
+        use crate::metrics::LATENCY_BOUNDS_SECONDS;
+        assert_eq!(LATENCY_BOUNDS_SECONDS[0], 0.0005);
+        assert!((LATENCY_BOUNDS_SECONDS[47] - 17.9).abs() < 0.1);
+        assert_eq!(std::mem::size_of::<Stats>(), 224);
+    }
+}

@@ -1,0 +1,518 @@
+//! What serves, seen: model requests through the gateway to real
+//! `mlflow models serve` processes, counted by deployment, version and
+//! status class; the deployment's numbers and charts from the gateway's own
+//! history, and from a real Prometheus (Debian's package) scraping Slipway.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use app::access::Role;
+use app::model::{DeploymentView, TrafficRange, TrafficReport};
+use leptos::server_fn::ServerFn;
+use server::services::promotions::Expected;
+
+use crate::support::binary::{Slipway, SlipwaySettings};
+use crate::support::site::Site;
+use crate::support::{
+    config, eventually, free_port, mlflow_url, register_sklearn_model as register, unique, user,
+};
+
+const GOOD: &str = r#"{"inputs": [[1.0, 2.0]]}"#;
+/// Not a shape MLflow's scoring server takes: its 400, not Slipway's.
+const REJECTED: &str = r#"{"wrong": 1}"#;
+
+fn local_catalog(dir: &Path, model: &str) -> std::path::PathBuf {
+    let catalog = dir.join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        format!("[[deployment]]\nmodel = \"{model}\"\ntarget = \"local\"\n"),
+    )
+    .unwrap();
+    catalog
+}
+
+async fn serving_view(site: &Site, model: &str, version: &str) -> DeploymentView {
+    eventually(Duration::from_secs(180), || async {
+        let detail = site
+            .services
+            .reads
+            .get_deployment(model.to_string())
+            .await
+            .ok()?;
+        let view = detail.view;
+        assert_ne!(view.state, "Failed", "{view:?}");
+        (view.serving_version.as_deref() == Some(version) && view.state == "Available")
+            .then_some(view)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{model} v{version} never served"))
+}
+
+/// Posts `body` to `address`; the status, the answer and how long it took.
+async fn send(http: &reqwest::Client, address: &str, body: &str) -> (u16, String, f64) {
+    let started = Instant::now();
+    let response = http
+        .post(address)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, text, started.elapsed().as_secs_f64())
+}
+
+/// With no Prometheus: one stable address across versions, the model's own
+/// answers passed through (its 400 included), every request counted under
+/// the version that answered it, Try it among them; the numbers per version
+/// exact, each promotion marked on the charts, the list's numbers over its
+/// window, and `/metrics` saying the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_counts_each_versions_requests_and_the_page_charts_them() {
+    let model = unique("gated");
+    let experiment = unique("gated");
+    assert_eq!(register(&model, &experiment, 1.0), "1");
+    assert_eq!(register(&model, &experiment, 2.0), "2");
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = config(&mlflow_url(), data.path());
+    settings.catalog = Some(local_catalog(data.path(), &model));
+    settings.reconcile_poll_secs = 1;
+    // Long enough to hold the whole test's traffic.
+    settings.traffic_window_secs = 600;
+    let site = Site::start(settings, data).await;
+    let deployer = user("deployer", Role::Deployer);
+    let promote = |version: &'static str| {
+        let (promotions, deployer, model) = (
+            site.services.promotions.clone(),
+            deployer.clone(),
+            model.clone(),
+        );
+        async move {
+            promotions
+                .promote(&deployer, &model, version, "", Expected::Any)
+                .await
+                .unwrap();
+        }
+    };
+    let http = reqwest::Client::new();
+
+    promote("1").await;
+    let address = serving_view(&site, &model, "1").await.address.unwrap();
+    assert!(
+        address.starts_with("http://127.0.0.1:")
+            && address.ends_with(&app::routes::gateway_invocations(&model)),
+        "{address}"
+    );
+    for _ in 0..20 {
+        let (status, answer, _) = send(&http, &address, GOOD).await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer.contains("predictions"), "{answer}");
+    }
+    for _ in 0..5 {
+        let (status, answer, _) = send(&http, &address, REJECTED).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer.contains("error_code"),
+            "the model's own answer: {answer}"
+        );
+    }
+    // Try it goes through the gateway, and counts.
+    let answer_id = site
+        .services
+        .deployments
+        .try_it(&deployer, &model, GOOD.into())
+        .await
+        .unwrap();
+    let tried = site
+        .store
+        .try_answer(&deployer.name, &answer_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tried.outcome.as_ref().map(|answer| answer.status), Ok(200));
+
+    promote("2").await;
+    let after = serving_view(&site, &model, "2").await;
+    assert_eq!(
+        after.address.as_deref(),
+        Some(address.as_str()),
+        "one stable address"
+    );
+    for _ in 0..10 {
+        let (status, answer, _) = send(&http, &address, GOOD).await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(
+            answer.contains("6.0") || answer.contains("5.99"),
+            "v2 answers: {answer}"
+        );
+    }
+
+    // Once v2's history row is complete (just after it serves), both
+    // promotions are marked.
+    let report: TrafficReport = eventually(Duration::from_secs(10), || async {
+        let report = site
+            .services
+            .reads
+            .get_traffic(model.clone(), TrafficRange::Hour)
+            .await
+            .unwrap();
+        (report.changes.len() == 2).then_some(report)
+    })
+    .await
+    .expect("both promotions marked");
+    let numbers: Vec<(String, f64, Option<f64>)> = report
+        .versions
+        .iter()
+        .map(|version| {
+            (
+                version.version.clone(),
+                version.requests,
+                version.error_percent,
+            )
+        })
+        .collect();
+    assert_eq!(
+        numbers,
+        vec![
+            ("1".to_string(), 26.0, Some(5.0 / 26.0 * 100.0)),
+            ("2".to_string(), 10.0, Some(0.0)),
+        ]
+    );
+    assert!(
+        report
+            .versions
+            .iter()
+            .all(|version| version.p99_ms.is_some_and(|ms| ms > 0.0))
+    );
+    assert!(report.source.contains("gateway"), "{}", report.source);
+    assert_eq!(report.note, None);
+    let marks: Vec<&str> = report
+        .changes
+        .iter()
+        .map(|(_, label)| label.as_str())
+        .collect();
+    assert_eq!(marks, ["v2 · promote", "v1 · promote"]);
+    let charts = app::charts::traffic_charts(&report).unwrap();
+    let titles: Vec<&str> = charts.iter().map(|chart| chart.metric.as_str()).collect();
+    assert_eq!(titles, ["Requests per second", "Errors", "Latency"]);
+    for chart in &charts {
+        for label in ["v1", "v2", "v2 · promote", "v1 · promote"] {
+            assert!(chart.svg.contains(label), "{} lacks {label}", chart.metric);
+        }
+    }
+
+    let listed = site.services.reads.list_deployments().await.unwrap();
+    let now = listed
+        .iter()
+        .find(|view| view.model == model)
+        .and_then(|view| view.traffic.clone())
+        .unwrap();
+    assert_eq!(now.requests_per_second, 36.0 / 600.0);
+    assert_eq!(now.error_percent, Some(5.0 / 36.0 * 100.0));
+    assert!(now.p99_ms.is_some());
+
+    let (status, page) = site.get(&format!("/deployments/{model}?range=1h")).await;
+    assert_eq!(status, 200);
+    for shown in [
+        "data-version=\"1\"",
+        "data-version=\"2\"",
+        "data-chart=\"Latency\"",
+        "<svg",
+    ] {
+        assert!(page.contains(shown), "the page lacks {shown}");
+    }
+    let (_, list) = site.get("/deployments").await;
+    assert!(list.contains("0.06"), "the list shows 0.06 requests/s");
+
+    let (_, metrics) = site.get("/metrics").await;
+    for line in [
+        format!(
+            "slipway_serve_requests_total{{deployment=\"{model}\",version=\"1\",code=\"2xx\"}} 21"
+        ),
+        format!(
+            "slipway_serve_requests_total{{deployment=\"{model}\",version=\"1\",code=\"4xx\"}} 5"
+        ),
+        format!(
+            "slipway_serve_requests_total{{deployment=\"{model}\",version=\"2\",code=\"2xx\"}} 10"
+        ),
+    ] {
+        assert!(metrics.contains(&line), "/metrics lacks {line}");
+    }
+
+    // Nothing by that name serves: a sentence, not a Slipway failure.
+    let elsewhere = address.replace(
+        &app::routes::gateway_invocations(&model),
+        &app::routes::gateway_invocations("nothing-here"),
+    );
+    let (status, answer, _) = send(&http, &elsewhere, GOOD).await;
+    assert_eq!(
+        (status, answer.as_str()),
+        (
+            503,
+            "No deployment named nothing-here is served here (local serving)."
+        )
+    );
+}
+
+/// Debian's Prometheus on 127.0.0.1, scraping `target` (host:port) every
+/// second. Killed when dropped.
+struct Prometheus {
+    child: tokio::process::Child,
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Prometheus {
+    async fn start(target: &str, port: u16) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let config = data.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: slipway\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let child = tokio::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                data.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(data.path().join("prometheus.log")).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("prometheus on PATH (make test installs Debian's package)");
+        let url = format!("http://127.0.0.1:{port}");
+        let ready = eventually(Duration::from_secs(30), || async {
+            let answer = reqwest::get(format!("{url}/-/ready")).await.ok()?;
+            answer.status().is_success().then_some(())
+        })
+        .await;
+        assert!(ready.is_some(), "Prometheus did not become ready");
+        Self {
+            child,
+            url,
+            _data: data,
+        }
+    }
+
+    /// Waits until Prometheus has scraped its target at least once more.
+    async fn scraped_again(&self) {
+        let query = format!("{}/api/v1/query?query=up", self.url);
+        let first = scrape_time(&query).await;
+        eventually(Duration::from_secs(10), || async {
+            (scrape_time(&query).await > first).then_some(())
+        })
+        .await
+        .expect("Prometheus scrapes every second");
+    }
+}
+
+async fn scrape_time(query: &str) -> f64 {
+    let answer: serde_json::Value = reqwest::get(query).await.unwrap().json().await.unwrap();
+    answer["data"]["result"][0]["value"][0]
+        .as_f64()
+        .unwrap_or(0.0)
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// In the embedded default's place, a real Prometheus scrapes Slipway while
+/// traffic flows through the gateway to a real model server: the list's
+/// rate, errors and p99, and the page's numbers per version, all read
+/// through Prometheus' API, are what the test sent, within the error a
+/// one-second scrape and the histogram's cells allow.
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_numbers_match_what_was_sent() {
+    let model = unique("scraped");
+    let experiment = unique("scraped");
+    assert_eq!(register(&model, &experiment, 1.0), "1");
+    let data = tempfile::tempdir().unwrap();
+    let catalog = local_catalog(data.path(), &model);
+    let prometheus_port = free_port();
+    const WINDOW_SECS: f64 = 20.0;
+    let slipway = Slipway::start(SlipwaySettings {
+        namespace: None,
+        catalog: &catalog,
+        data_dir: &data.path().join("slipway"),
+        mlflow_url: mlflow_url(),
+        extra_env: vec![
+            (
+                "SLIPWAY_PROMETHEUS_URL",
+                format!("http://127.0.0.1:{prometheus_port}"),
+            ),
+            ("SLIPWAY_TRAFFIC_WINDOW_SECS", format!("{WINDOW_SECS}")),
+        ],
+    })
+    .await;
+    slipway
+        .post_form(
+            &format!("/deployments/{model}/promote"),
+            &[("version", "1")],
+        )
+        .await;
+    let address = eventually(Duration::from_secs(180), || async {
+        let detail: app::model::DeploymentDetail = slipway
+            .server_fn(app::server_fns::GetDeployment::PATH, &[("model", &model)])
+            .await;
+        (detail.view.state == "Available" && detail.view.serving_version.as_deref() == Some("1"))
+            .then_some(detail.view.address)
+            .flatten()
+    })
+    .await
+    .expect("v1 serves");
+    // Prometheus on the port Slipway was told, scraping Slipway.
+    let prometheus =
+        Prometheus::start(slipway.url.trim_start_matches("http://"), prometheus_port).await;
+    // Its first scrape comes seconds after it is ready: what came before
+    // would be one step for it.
+    prometheus.scraped_again().await;
+
+    // Five requests a second for longer than the window, every fifth one
+    // rejected by the model.
+    let http = reqwest::Client::new();
+    let mut sent: Vec<(Instant, u16, f64)> = Vec::new();
+    let mut every = tokio::time::interval(Duration::from_millis(200));
+    let started = Instant::now();
+    let mut index = 0;
+    while started.elapsed() < Duration::from_secs_f64(WINDOW_SECS + 6.0) {
+        every.tick().await;
+        let body = if index % 5 == 4 { REJECTED } else { GOOD };
+        let (status, answer, seconds) = send(&http, &address, body).await;
+        assert!(status == 200 || status == 400, "{status}: {answer}");
+        sent.push((Instant::now(), status, seconds));
+        index += 1;
+    }
+    prometheus.scraped_again().await;
+    prometheus.scraped_again().await;
+    let read_at = Instant::now();
+    let listed: Vec<DeploymentView> = slipway
+        .server_fn(app::server_fns::ListDeployments::PATH, &[])
+        .await;
+    let now = listed
+        .into_iter()
+        .find(|view| view.model == model)
+        .and_then(|view| view.traffic)
+        .expect("the list shows the deployment's traffic");
+    let in_window: Vec<&(Instant, u16, f64)> = sent
+        .iter()
+        .filter(|(at, _, _)| read_at.duration_since(*at).as_secs_f64() <= WINDOW_SECS)
+        .collect();
+    let expected_rate = in_window.len() as f64 / WINDOW_SECS;
+    // Two scrapes' worth of requests either way.
+    let slack = 5.0 * 2.0 / WINDOW_SECS + 0.1;
+    assert!(
+        (now.requests_per_second - expected_rate).abs() <= slack,
+        "rate {} vs {expected_rate} sent",
+        now.requests_per_second
+    );
+    let error_percent = now.error_percent.expect("requests in the window");
+    assert!(
+        (error_percent - 20.0).abs() <= 5.0,
+        "errors {error_percent} %"
+    );
+    let mut latencies: Vec<f64> = in_window.iter().map(|(_, _, seconds)| *seconds).collect();
+    latencies.sort_by(f64::total_cmp);
+    let client_ms =
+        |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).max(1) - 1] * 1000.0;
+    let (client_p95, slowest) = (client_ms(0.95), client_ms(1.0));
+    let p99 = now.p99_ms.expect("a p99");
+    // About a hundred requests are in the window, so their p99 is the
+    // slowest one or two: it lies between the client's p95 and its slowest
+    // (the gateway's own time is within the client's; a histogram cell is a
+    // quarter wide).
+    assert!(
+        p99 >= client_p95 / 1.25 - 0.5 && p99 <= slowest * 1.25 + 0.5,
+        "p99 {p99} ms; the client saw p95 {client_p95} ms, at most {slowest} ms"
+    );
+
+    let report: TrafficReport = slipway
+        .server_fn(
+            app::server_fns::GetTraffic::PATH,
+            &[("model", &model), ("range", "1h")],
+        )
+        .await;
+    assert!(
+        report.source.starts_with("Prometheus at http://127.0.0.1:"),
+        "{}",
+        report.source
+    );
+    assert_eq!(report.note, None);
+    let [version] = report.versions.as_slice() else {
+        panic!("one version: {:?}", report.versions);
+    };
+    assert_eq!(version.version, "1");
+    let total = sent.len() as f64;
+    assert!(
+        (version.requests - total).abs() <= total * 0.1,
+        "{} requests counted, {total} sent",
+        version.requests
+    );
+    let rejected = sent.iter().filter(|(_, status, _)| *status == 400).count() as f64;
+    let percent = version.error_percent.unwrap();
+    assert!(
+        (percent - rejected / total * 100.0).abs() <= 5.0,
+        "{percent} % vs {rejected} of {total}"
+    );
+    assert!(!version.points.is_empty());
+    let titles: Vec<&str> = report
+        .charts
+        .iter()
+        .map(|chart| chart.metric.as_str())
+        .collect();
+    assert_eq!(titles, ["Requests per second", "Errors", "Latency"]);
+    assert!(report.charts[0].svg.contains("v1 · promote"));
+}
+
+/// A Prometheus that is down, or that never answers, costs the page a
+/// sentence within its deadline, not the page.
+#[tokio::test]
+async fn a_prometheus_down_or_silent_is_a_sentence_on_the_page() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_address = silent.local_addr().unwrap();
+    // Accepts, reads nothing, answers nothing.
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            held.push(connection);
+        }
+    });
+    let down = free_port();
+    for (prometheus, said) in [
+        (format!("http://127.0.0.1:{down}"), "nothing answers there"),
+        (format!("http://{silent_address}"), "no answer in time"),
+    ] {
+        let model = unique("unwatched");
+        let data = tempfile::tempdir().unwrap();
+        let mut settings = config(&mlflow_url(), data.path());
+        settings.catalog = Some(local_catalog(data.path(), &model));
+        settings.prometheus_url = Some(prometheus.parse().unwrap());
+        settings.page_deadline_secs = 2;
+        let site = Site::start(settings, data).await;
+        let report = site
+            .services
+            .reads
+            .get_traffic(model.clone(), TrafficRange::Day)
+            .await
+            .unwrap();
+        assert_eq!(
+            report.note.as_deref(),
+            Some(format!("No traffic numbers: Prometheus at {prometheus}: {said}.").as_str())
+        );
+        assert!(report.versions.is_empty());
+        let (status, page) = site.get(&format!("/deployments/{model}")).await;
+        assert_eq!(status, 200);
+        assert!(page.contains(said), "the page says {said}");
+        let listed = site.services.reads.list_deployments().await.unwrap();
+        assert_eq!(listed[0].traffic, None);
+    }
+}
