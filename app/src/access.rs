@@ -140,6 +140,10 @@ pub enum Action<'a> {
     EditRegistry {
         model: &'a str,
     },
+    /// Send a deployment a load test, or cancel one.
+    LoadTest {
+        model: &'a str,
+    },
     /// Create, change or delete the deployment of a model.
     ManageDeployment {
         model: &'a str,
@@ -233,6 +237,12 @@ pub fn authorize(user: &User, action: Action<'_>) -> Result<(), Denied> {
             holds(Role::Trainer, model),
             "Editing the registry",
             Role::Trainer,
+            Some(model),
+        ),
+        Action::LoadTest { model } => (
+            holds(Role::Deployer, model),
+            "Load-testing",
+            Role::Deployer,
             Some(model),
         ),
         Action::ManageDeployment { model } => (

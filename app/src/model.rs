@@ -750,6 +750,99 @@ pub struct VersionTraffic {
     pub p99_ms: Option<f64>,
 }
 
+/// A load test as its form sends it: text as typed, checked by the server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoadTestRequest {
+    /// Concurrent users, each sending a request as soon as its last answered.
+    pub users: String,
+    /// Requests per second across all users; empty: as fast as they can.
+    pub rate: String,
+    pub duration_secs: String,
+    /// Seconds over which the users start, one after another.
+    pub ramp_up_secs: String,
+    /// The JSON each request sends.
+    pub body: String,
+    /// Ticked to test a deployment that serves production in a cluster.
+    pub confirm: String,
+}
+
+/// What an admin allows a load test.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadTestCaps {
+    pub max_users: u32,
+    pub max_rate: u32,
+    pub max_duration_secs: u32,
+}
+
+/// The load test form of a deployment: defaults or a sent-back draft with
+/// its problems per field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadTestForm {
+    pub model: String,
+    pub request: LoadTestRequest,
+    pub problems: FieldErrors,
+    pub caps: LoadTestCaps,
+    /// Where the requests go.
+    pub address: Option<String>,
+    pub serving_version: Option<String>,
+    /// A cluster deployment serving production: the form asks to confirm.
+    pub needs_confirmation: bool,
+}
+
+crate::text_enum! {
+    /// Where a load test is.
+    #[derive(Serialize, Deserialize)]
+    pub enum LoadTestState {
+        Running => "running",
+        /// Ran its whole duration.
+        Finished => "finished",
+        Cancelled => "cancelled",
+        /// The Slipway running it stopped before it ended.
+        Interrupted => "interrupted",
+    }
+}
+
+/// One second of a load test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadTestSecond {
+    pub second: u32,
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// A load test, running or done, with the version it hit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadTest {
+    pub id: String,
+    pub model: String,
+    pub version: Option<String>,
+    pub address: String,
+    pub users: u32,
+    pub rate: Option<u32>,
+    pub duration_secs: u32,
+    pub ramp_up_secs: u32,
+    pub body: String,
+    pub state: LoadTestState,
+    pub started_by: String,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    /// So far, or in all.
+    pub requests: u64,
+    /// Answers that were not 2xx, and requests with no answer.
+    pub errors: u64,
+    pub requests_per_second: f64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// The first error seen, as the model (or the connection) said it.
+    pub first_error: Option<String>,
+    pub seconds: Vec<LoadTestSecond>,
+}
+
 /// A deployment's traffic page section: charts by version with each change
 /// of version marked, and the numbers per version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1059,6 +1152,8 @@ crate::text_enum! {
         DeleteDeployment => "delete-deployment",
         /// A deployment's settings changed by the catalog file.
         DeploymentSettings => "deployment-settings",
+        LoadTest => "load-test",
+        CancelLoadTest => "cancel-load-test",
     }
 }
 

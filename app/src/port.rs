@@ -12,9 +12,9 @@ use crate::error::AppError;
 use crate::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, DeploymentDetail,
     DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm,
-    LaunchRequest, ListQuery, MetricHistory, ModelDetail, ModelsPage, PromotionPreview,
-    PromotionRequest, RunDetail, RunQuery, RunsPage, TrafficRange, TrafficReport, TryAnswer,
-    VersionDetail,
+    LaunchRequest, ListQuery, LoadTest, LoadTestForm, MetricHistory, ModelDetail, ModelsPage,
+    PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TrafficRange, TrafficReport,
+    TryAnswer, VersionDetail,
 };
 
 #[async_trait::async_trait]
@@ -93,6 +93,18 @@ pub trait ControlPlane: Send + Sync + 'static {
         user: &User,
         model: String,
     ) -> Result<DeploymentDetail, AppError>;
+
+    async fn load_test_form(
+        &self,
+        user: &User,
+        model: String,
+        draft: Option<String>,
+    ) -> Result<LoadTestForm, AppError>;
+
+    async fn get_load_test(&self, user: &User, id: String) -> Result<LoadTest, AppError>;
+
+    /// Newest first.
+    async fn list_load_tests(&self, user: &User, model: String) -> Result<Vec<LoadTest>, AppError>;
 
     /// A deployment's traffic over `range`, by version (no charts yet).
     async fn get_traffic(

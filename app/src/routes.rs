@@ -78,6 +78,25 @@ pub fn deployment_traffic_href(model: &str, range: crate::model::TrafficRange) -
     )
 }
 
+/// A deployment's load test form (GET), and where it posts (`…/load-tests`).
+pub fn load_test_form_href(model: &str) -> String {
+    format!("{}/load-test", deployment_href(model))
+}
+
+pub fn load_tests_href(model: &str) -> String {
+    format!("{}/load-tests", deployment_href(model))
+}
+
+/// A load test's live page (GET); `…/cancel` (POST) stops it.
+pub fn load_test_href(model: &str, id: &str) -> String {
+    format!("{}/{}", load_tests_href(model), segment(id))
+}
+
+/// Two load tests side by side, `?a=…&b=…` (the list's GET form).
+pub fn compare_load_tests_href(model: &str) -> String {
+    format!("{}/compare-load-tests", deployment_href(model))
+}
+
 /// A locally served deployment's address on the gateway (its own listener).
 pub fn gateway_invocations(model: &str) -> String {
     format!("/serve/{}/invocations", segment(model))

@@ -8,9 +8,9 @@ use crate::error::AppError;
 use crate::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, ChartOptions,
     ComparePlots, DeploymentDetail, DeploymentForm, DeploymentView, Experiment, ExperimentPage,
-    FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery, MetricChart, ModelDetail,
-    ModelsPage, PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TrafficRange,
-    TrafficReport, TryAnswer, VersionDetail,
+    FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery, LoadTest, LoadTestForm, MetricChart,
+    ModelDetail, ModelsPage, PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage,
+    TrafficRange, TrafficReport, TryAnswer, VersionDetail,
 };
 
 /// Who is signed in (`anonymous` on the sign-in page), so pages show only
@@ -177,6 +177,32 @@ pub async fn get_deployment(model: String) -> Result<DeploymentDetail, AppError>
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.get_deployment(&user, model).await
+}
+
+/// A deployment's load test form: a sent-back draft, or the defaults.
+#[server(output = JsonText)]
+pub async fn get_load_test_form(
+    model: String,
+    draft: Option<String>,
+) -> Result<LoadTestForm, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.load_test_form(&user, model, draft).await
+}
+
+#[server(output = JsonText)]
+pub async fn get_load_test(id: String) -> Result<LoadTest, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.get_load_test(&user, id).await
+}
+
+/// A deployment's latest load tests, newest first.
+#[server(output = JsonText)]
+pub async fn list_load_tests(model: String) -> Result<Vec<LoadTest>, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.list_load_tests(&user, model).await
 }
 
 /// A deployment's traffic over `range`, with its charts.

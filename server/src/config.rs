@@ -52,6 +52,18 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_TRAFFIC_WINDOW_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
     pub traffic_window_secs: u64,
 
+    /// The most concurrent users a load test may have.
+    #[arg(long, env = "SLIPWAY_LOAD_TEST_MAX_USERS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub load_test_max_users: u32,
+
+    /// The highest request rate (per second) a load test may ask for.
+    #[arg(long, env = "SLIPWAY_LOAD_TEST_MAX_RATE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub load_test_max_rate: u32,
+
+    /// The longest a load test may run, in seconds.
+    #[arg(long, env = "SLIPWAY_LOAD_TEST_MAX_SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub load_test_max_secs: u32,
+
     /// MLflow tracking server.
     #[arg(
         long,
@@ -487,6 +499,14 @@ impl Config {
                 namespace: self.prometheus_namespace_label.clone(),
             },
         )))
+    }
+
+    pub fn load_test_caps(&self) -> app::model::LoadTestCaps {
+        app::model::LoadTestCaps {
+            max_users: self.load_test_max_users,
+            max_rate: self.load_test_max_rate,
+            max_duration_secs: self.load_test_max_secs,
+        }
     }
 
     pub fn traffic_window(&self) -> Duration {

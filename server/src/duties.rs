@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::adapters::lease::Leadership;
 use crate::services::launches::Launches;
+use crate::services::load_tests::LoadTests;
 use crate::services::promotions::Promotions;
 use crate::store::{self, Store};
 
@@ -90,11 +91,13 @@ pub fn heartbeat(store: Store) {
 
 /// The leader's, every few seconds: changes of Production a crash left
 /// half done (once the model's lock is free, so never one under way), and
-/// launches whose start was under way in a replica that is gone — every
-/// replica but this one when `elected` is false (the only process there is).
+/// launches whose start was under way and load tests running in a replica
+/// that is gone — every replica but this one when `elected` is false (the
+/// only process there is).
 pub async fn settle_interrupted(
     promotions: Arc<Promotions>,
     launches: Arc<Launches>,
+    load_tests: Arc<LoadTests>,
     elected: bool,
 ) {
     let mut every = tokio::time::interval(SETTLE_EVERY);
@@ -112,6 +115,9 @@ pub async fn settle_interrupted(
         };
         if let Err(err) = launches.settle_interrupted(alive_since).await {
             tracing::warn!(error = %err, "settling launches a stopped replica was starting");
+        }
+        if let Err(err) = load_tests.settle_interrupted(alive_since).await {
+            tracing::warn!(error = %err, "settling load tests a stopped replica was running");
         }
     }
 }

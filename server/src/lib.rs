@@ -39,6 +39,7 @@ use crate::services::Services;
 use crate::services::accounts::Accounts;
 use crate::services::deployments::Deployments;
 use crate::services::launches::Launches;
+use crate::services::load_tests::LoadTests;
 use crate::services::promotions::Promotions;
 use crate::services::reads::Reads;
 use crate::services::registry::Registry;
@@ -270,6 +271,12 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
             reconciler.clone(),
         )),
         registry: Arc::new(Registry::new(store.clone(), mlflow_for_pages)),
+        load_tests: Arc::new(LoadTests::new(
+            store.clone(),
+            reconciler.clone(),
+            reads.clone(),
+            config.load_test_caps(),
+        )),
         launches,
         reads,
         accounts: accounts.clone(),
@@ -306,15 +313,23 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
         async move { reconciler.follow(duties::FOLLOW_EVERY).await }
     });
     services.launches.follow(reports);
-    let (promotions, launches, elected) = (
+    let (promotions, launches, load_tests, elected) = (
         services.promotions.clone(),
         services.launches.clone(),
+        services.load_tests.clone(),
         leadership.elected(),
     );
     duties::while_leading(
         &leadership,
         "settling what a stopped replica left",
-        move || duties::settle_interrupted(promotions.clone(), launches.clone(), elected),
+        move || {
+            duties::settle_interrupted(
+                promotions.clone(),
+                launches.clone(),
+                load_tests.clone(),
+                elected,
+            )
+        },
     );
     if let Some(webhook) = config.webhook_registration() {
         duties::while_leading(&leadership, "registering the MLflow webhook", move || {

@@ -222,6 +222,23 @@ impl Metrics {
         });
     }
 
+    /// A version's traffic series, at zero before its first request: a
+    /// scraper then counts that request too (a counter first seen at 1 is
+    /// a step it cannot see).
+    pub fn prepare_serve(&self, deployment: &str, version: &str) {
+        for code in ["2xx", "4xx", "5xx"] {
+            drop(self.serve_requests.get_or_create(&ServeLabels {
+                deployment: deployment.into(),
+                version: version.into(),
+                code,
+            }));
+        }
+        drop(self.serve_latency.get_or_create(&ServeLatencyLabels {
+            deployment: deployment.into(),
+            version: version.into(),
+        }));
+    }
+
     /// One model request through the gateway.
     pub fn observe_serve(&self, deployment: &str, version: &str, status: u16, seconds: f64) {
         let code = match status {

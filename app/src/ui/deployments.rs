@@ -11,8 +11,9 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::list::{Results, data_table};
 use super::live::{keep_fresh, keep_fresh_every};
+use super::load_tests::LoadTestsSection;
 use super::parts::{Evidence, RequestTable};
-use super::{NotAllowed, format_millis, use_me};
+use super::{NotAllowed, format_millis, format_ms, format_percent, use_me};
 use crate::access::{Action, Role, authorize, holds_anywhere};
 use crate::error::AppError;
 use crate::model::{
@@ -135,20 +136,6 @@ fn format_rate(rate: f64) -> String {
     }
 }
 
-fn format_percent(percent: Option<f64>) -> String {
-    percent.map_or("—".into(), |percent| format!("{percent:.1} %"))
-}
-
-fn format_ms(ms: Option<f64>) -> String {
-    ms.map_or("—".into(), |ms| {
-        if ms < 10.0 {
-            format!("{ms:.2} ms")
-        } else {
-            format!("{ms:.0} ms")
-        }
-    })
-}
-
 fn target_text(deployment: &DeploymentView) -> String {
     match &deployment.namespace {
         Some(namespace) => format!("{} in {namespace}", deployment.target),
@@ -227,6 +214,14 @@ pub fn DeploymentPage() -> impl IntoView {
                     })}
                 </Suspense>
             </section>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let user = me.await.ok()?;
+                    let model = model.get();
+                    let may_test = user.may(Action::LoadTest { model: &model });
+                    Some(view! { <LoadTestsSection model may_test/> })
+                })}
+            </Suspense>
             <TryIt model answer/>
         </section>
     }

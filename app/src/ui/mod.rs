@@ -6,6 +6,7 @@ mod experiments;
 mod launch;
 mod list;
 mod live;
+mod load_tests;
 mod login;
 mod models;
 pub mod paging;
@@ -29,6 +30,7 @@ use deployment_settings::DeploymentSettingsPage;
 use deployments::{DeploymentPage, DeploymentsPage, PromotePage, RollbackPage};
 use experiments::ExperimentsPage;
 use launch::{LaunchFormPage, LaunchPage, LaunchesPage};
+use load_tests::{CompareLoadTestsPage, LoadTestFormPage, LoadTestPage};
 use login::LoginPage;
 use models::{ModelPage, ModelsPage, VersionPage};
 use run::{ArtifactPage, ComparePage, RunPage};
@@ -85,6 +87,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/deployments/:model/promote") view=PromotePage/>
                     <Route path=path!("/deployments/:model/rollback") view=RollbackPage/>
                     <Route path=path!("/deployments/:model/settings") view=DeploymentSettingsPage/>
+                    <Route path=path!("/deployments/:model/load-test") view=LoadTestFormPage/>
+                    <Route path=path!("/deployments/:model/load-tests/:id") view=LoadTestPage/>
+                    <Route path=path!("/deployments/:model/compare-load-tests") view=CompareLoadTestsPage/>
                     <Route path=path!("/new-deployment") view=DeploymentSettingsPage/>
                     <Route path=path!("/approvals") view=ApprovalsPage/>
                     <Route path=path!("/audit") view=AuditPage/>
@@ -261,6 +266,22 @@ pub fn DataSource(mlflow_url: String, as_of: i64) -> impl IntoView {
 }
 
 pub use crate::time::{format_clock, format_instant, format_millis};
+
+/// A percentage to a tenth; a dash for none.
+pub fn format_percent(percent: Option<f64>) -> String {
+    percent.map_or("—".into(), |percent| format!("{percent:.1} %"))
+}
+
+/// Milliseconds, to a hundredth below 10.
+pub fn format_ms(ms: Option<f64>) -> String {
+    ms.map_or("—".into(), |ms| {
+        if ms < 10.0 {
+            format!("{ms:.2} ms")
+        } else {
+            format!("{ms:.0} ms")
+        }
+    })
+}
 
 /// Four significant figures, scientific notation for very large or small values.
 pub fn format_metric(value: f64) -> String {

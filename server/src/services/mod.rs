@@ -9,6 +9,7 @@ pub mod artifacts;
 pub mod audit;
 pub mod deployments;
 pub mod launches;
+pub mod load_tests;
 pub mod promotions;
 pub mod reads;
 pub mod registry;
@@ -28,6 +29,7 @@ pub struct Services {
     pub accounts: Arc<Accounts>,
     pub deployments: Arc<Deployments>,
     pub launches: Arc<Launches>,
+    pub load_tests: Arc<load_tests::LoadTests>,
     pub promotions: Arc<Promotions>,
     pub registry: Arc<Registry>,
     pub reads: Arc<Reads>,

@@ -588,7 +588,7 @@ impl Reads {
 impl Reads {
     /// The version's input example, if it has one; `None` while MLflow
     /// cannot say (asked again next time).
-    async fn example_input(&self, model: &str, version: &str) -> Option<String> {
+    pub async fn example_input(&self, model: &str, version: &str) -> Option<String> {
         let key = (model.to_string(), version.to_string());
         if let Some(known) = self
             .example_inputs

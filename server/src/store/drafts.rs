@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 pub enum DraftForm {
     Launch,
     Deployment,
+    LoadTest,
 }
 
 impl DraftForm {
@@ -20,6 +21,7 @@ impl DraftForm {
         match self {
             DraftForm::Launch => "launch",
             DraftForm::Deployment => "deployment",
+            DraftForm::LoadTest => "load-test",
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod deliveries;
 pub mod deployments;
 pub mod drafts;
 pub mod launches;
+pub mod load_tests;
 pub mod locks;
 pub mod promotions;
 pub mod replicas;

@@ -58,7 +58,7 @@ impl Default for Stats {
 }
 
 impl Stats {
-    fn record(&mut self, answer: Answer, seconds: f64) {
+    pub fn record(&mut self, answer: Answer, seconds: f64) {
         self.requests += 1;
         match answer {
             Answer::Success => {}

@@ -4,6 +4,7 @@
 //! gateway's own history (local serving, the last 24 hours).
 
 pub mod history;
+pub mod load;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -5,11 +5,11 @@
 
 use app::access::User;
 use app::error::AppError;
-use app::model::{DeploymentSettings, LaunchRequest};
+use app::model::{DeploymentSettings, LaunchRequest, LoadTestRequest};
 use app::routes::{
     DEPLOYMENTS, Done, NEW_DEPLOYMENT, approval_href, deployment_draft_href, deployment_href,
-    done_href, launch_draft_href, launch_href, model_href, promote_href, rollback_href, run_href,
-    settings_href, try_answer_href, version_href,
+    done_href, launch_draft_href, launch_href, load_test_form_href, load_test_href, model_href,
+    promote_href, rollback_href, run_href, settings_href, try_answer_href, version_href,
 };
 use axum::Extension;
 use axum::Form;
@@ -42,6 +42,41 @@ pub async fn submit_launch(
         },
         Err(err) => err.into_response(),
     }
+}
+
+/// A deployment's load test form: started, to the test's live page;
+/// invalid, back to the form as a draft; refused otherwise (one running
+/// already, nothing serving), back to the form with the reason.
+pub async fn start_load_test(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Form(request): Form<LoadTestRequest>,
+) -> Response {
+    let load_tests = &state.services.load_tests;
+    match load_tests.start(&user, &model, &request).await {
+        Ok(id) => Redirect::to(&load_test_href(&model, &id)).into_response(),
+        Err(Error::Invalid(invalid)) if !invalid.fields.is_empty() => {
+            match load_tests.keep_draft(&user, &request).await {
+                Ok(draft) => {
+                    Redirect::to(&format!("{}?draft={draft}", load_test_form_href(&model)))
+                        .into_response()
+                }
+                Err(err) => err.into_response(),
+            }
+        }
+        Err(err) => back_to(load_test_form_href(&model), Some(err)),
+    }
+}
+
+/// A running load test's cancel button; back to its page.
+pub async fn cancel_load_test(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path((model, id)): Path<(String, String)>,
+) -> Response {
+    let outcome = state.services.load_tests.cancel(&user, &id).await;
+    back_to(load_test_href(&model, &id), outcome.err())
 }
 
 /// The cancel button; back to the launch's page either way, with the

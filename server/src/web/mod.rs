@@ -121,6 +121,14 @@ pub fn router(state: AppState) -> Router {
         .route("/deployments/{model}/promote", post(forms::promote))
         .route("/deployments/{model}/rollback", post(forms::rollback))
         .route("/deployments/{model}/try", post(forms::send_try))
+        .route(
+            "/deployments/{model}/load-tests",
+            post(forms::start_load_test),
+        )
+        .route(
+            "/deployments/{model}/load-tests/{id}/cancel",
+            post(forms::cancel_load_test),
+        )
         .route("/audit.csv", get(files::export_audit_csv))
         .route("/audit.json", get(files::export_audit_json))
         .route("/models/{name}/edit", post(forms::edit_registry))

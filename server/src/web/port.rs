@@ -7,9 +7,9 @@ use app::error::AppError;
 use app::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, DeploymentDetail,
     DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm,
-    LaunchRequest, ListQuery, MetricHistory, ModelDetail, ModelsPage, PromotionPreview,
-    PromotionRequest, RunDetail, RunQuery, RunsPage, TrafficRange, TrafficReport, TryAnswer,
-    VersionDetail,
+    LaunchRequest, ListQuery, LoadTest, LoadTestForm, MetricHistory, ModelDetail, ModelsPage,
+    PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TrafficRange, TrafficReport,
+    TryAnswer, VersionDetail,
 };
 use app::port::ControlPlane;
 
@@ -120,6 +120,31 @@ impl ControlPlane for Port {
         model: String,
     ) -> Result<DeploymentDetail, AppError> {
         Ok(self.0.reads.get_deployment(model).await?)
+    }
+
+    async fn load_test_form(
+        &self,
+        user: &User,
+        model: String,
+        draft: Option<String>,
+    ) -> Result<LoadTestForm, AppError> {
+        Ok(self
+            .0
+            .load_tests
+            .form(user, &model, draft.as_deref())
+            .await?)
+    }
+
+    async fn get_load_test(&self, _user: &User, id: String) -> Result<LoadTest, AppError> {
+        Ok(self.0.load_tests.test(&id).await?)
+    }
+
+    async fn list_load_tests(
+        &self,
+        _user: &User,
+        model: String,
+    ) -> Result<Vec<LoadTest>, AppError> {
+        Ok(self.0.load_tests.of_deployment(&model).await?)
     }
 
     async fn get_traffic(

@@ -680,10 +680,15 @@ impl Target for LocalTarget {
         let model = model.clone();
         tokio::spawn(async move {
             let (outcome, message) = match serving.deploy(start).await {
-                Ok(server) => (
-                    DeploymentOutcome::Serving,
-                    format!("ready on {}", server.address()),
-                ),
+                Ok(server) => {
+                    if let Some(metrics) = ledger.metrics() {
+                        metrics.prepare_serve(&model, &server.version);
+                    }
+                    (
+                        DeploymentOutcome::Serving,
+                        format!("ready on {}", server.address()),
+                    )
+                }
                 Err(NotServing::Superseded(why)) => (DeploymentOutcome::Superseded, why),
                 Err(NotServing::Failed(why)) => {
                     ledger.set_failed(&model, &version);
