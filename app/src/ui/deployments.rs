@@ -208,7 +208,7 @@ pub fn DeploymentPage() -> impl IntoView {
                 <Suspense fallback=|| view! { <p class="loading">"Reading the traffic…"</p> }>
                     {move || Suspend::new(async move {
                         match traffic.await {
-                            Ok(report) => view! { <LiveTraffic report/> }.into_any(),
+                            Ok(report) => view! { <LiveTraffic model=model.get_untracked() report/> }.into_any(),
                             Err(err) => view! { <p class="field-error" role="alert">{err.to_string()}</p> }.into_any(),
                         }
                     })}
@@ -297,8 +297,7 @@ fn DeploymentBody(
 
 /// The traffic section as the server rendered it, re-read every 10 s.
 #[island]
-fn LiveTraffic(report: TrafficReport) -> impl IntoView {
-    let model = use_params_map().with_untracked(|params| params.get("model").unwrap_or_default());
+fn LiveTraffic(model: String, report: TrafficReport) -> impl IntoView {
     let range = report.range;
     let current = RwSignal::new(report);
     keep_fresh_every(current, move || get_traffic(model.clone(), range), 10_000);
