@@ -15,13 +15,18 @@
 #    (on the watch event, and by the poll alone), → local model ready,
 #    webhook → reconcile, poll over 1,000 models;
 # 4. failover (server/examples/failover_bench.rs): the leader of two
-#    replicas killed → the first pass by the other.
+#    replicas killed → the first pass by the other;
+# 5. traffic (server/examples/gateway_bench.rs): what the gateway adds to a
+#    model request, and the load generator's requests per second next to
+#    Locust's (from PyPI, scripts/requirements-bench.txt).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/kube.sh"
 cd "$SLIPWAY_ROOT"
 
 RUNS=10000
+# The flags scripts/build.sh uses: the examples share its compiled crates.
+export RUSTFLAGS="--cfg erase_components"
 bench_dir="$SLIPWAY_CACHE/bench-mlflow"
 
 scripts/bootstrap.sh --test
@@ -102,3 +107,14 @@ BENCH_SLIPWAY_BIN="$SLIPWAY_ROOT/target/release/slipway" BENCH_DATABASE_URL="$PO
 BENCH_MLFLOW_URL="http://127.0.0.1:$launch_port" \
 BENCH_KUBECONFIG="$work/failover.kubeconfig" BENCH_KUBE_NAMESPACE=slipway-failover \
   target/release/examples/failover_bench
+
+# Traffic: the gateway's own cost, and the load generator next to Locust.
+locust_venv="$SLIPWAY_CACHE/venv-locust"
+if ! cmp -s scripts/requirements-bench.txt "$locust_venv/.requirements"; then
+  log "installing Locust into $locust_venv"
+  python3 -m venv "$locust_venv"
+  "$locust_venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-bench.txt
+  cp scripts/requirements-bench.txt "$locust_venv/.requirements"
+fi
+cargo build --release -p server --example gateway_bench
+BENCH_LOCUST="$locust_venv/bin/locust" target/release/examples/gateway_bench
