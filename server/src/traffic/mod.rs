@@ -591,6 +591,34 @@ mod tests {
     }
 
     #[test]
+    fn each_moment_belongs_to_the_version_that_served_then() {
+        let event = |version: &str, at: i64, outcome: DeploymentOutcome| DeploymentEvent {
+            id: String::new(),
+            model: "m".into(),
+            version: Some(version.into()),
+            previous_version: None,
+            cause: "promote".into(),
+            actor: "a".into(),
+            started_ms: at - 5,
+            ready_ms: Some(at),
+            outcome,
+            message: String::new(),
+        };
+        // Newest first, as the store gives them; a failed change serves nothing.
+        let served = ServedVersions::from_history(&[
+            event("3", 300, DeploymentOutcome::Failed),
+            event("2", 200, DeploymentOutcome::Serving),
+            event("1", 100, DeploymentOutcome::Serving),
+        ]);
+        let at = |ms| served.at(ms);
+        assert_eq!(at(150).as_deref(), Some("1"));
+        assert_eq!(at(200).as_deref(), Some("2"));
+        assert_eq!(at(350).as_deref(), Some("2"));
+        // Before the history begins: its first version.
+        assert_eq!(at(50).as_deref(), Some("1"));
+    }
+
+    #[test]
     fn the_bounds_grow_by_a_quarter_from_half_a_millisecond() {
         use crate::metrics::LATENCY_BOUNDS_SECONDS;
         assert_eq!(LATENCY_BOUNDS_SECONDS[0], 0.0005);

@@ -185,8 +185,12 @@ async fn every_page_and_server_function_admits_everyone_signed_in() {
                 assert_eq!(status, StatusCode::SEE_OTHER, "GET {uri}");
                 assert_eq!(redirect, format!("/login?next={next}"), "GET {uri}");
             } else {
-                // No request exists yet: the page says so, with its status.
-                let expected = if page == "/approvals/{id}" {
+                // No request or load test exists yet: the page says so,
+                // with its status.
+                let expected = if page == "/approvals/{id}"
+                    || page.starts_with("/deployments/{model}/load-tests/")
+                    || page.ends_with("/compare-load-tests")
+                {
                     StatusCode::NOT_FOUND
                 } else {
                     StatusCode::OK

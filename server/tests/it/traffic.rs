@@ -812,3 +812,138 @@ async fn a_load_test_whose_slipway_stopped_is_settled_as_interrupted() {
         entries[0]
     );
 }
+
+/// Seldon Core v1's executor metrics, read through a real Prometheus. No
+/// Seldon runs here: a stand-in exposes the series a SeldonDeployment's
+/// executor does (its histogram by deployment, namespace, predictor and
+/// code). The rate and errors are what it counted, and the numbers are
+/// split by version where the history says v2 came to serve.
+#[tokio::test(flavor = "multi_thread")]
+async fn seldon_executor_metrics_are_read_per_version_through_prometheus() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    // (successes, failures) so far; every request takes 20 ms.
+    let counts = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let exposed = counts.clone();
+    let exporter = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let counts = exposed.clone();
+            async move {
+                let mut text = String::new();
+                for (code, count) in [
+                    ("200", counts.0.load(Ordering::SeqCst)),
+                    ("500", counts.1.load(Ordering::SeqCst)),
+                ] {
+                    let labels = format!(
+                        "deployment_name=\"fraud\",namespace=\"models\",predictor_name=\"default\",model_name=\"classifier\",method=\"post\",service=\"predictions\",code=\"{code}\""
+                    );
+                    for le in ["0.01", "0.025", "0.05", "+Inf"] {
+                        let within = if le == "0.01" { 0 } else { count };
+                        text.push_str(&format!(
+                            "seldon_api_executor_server_requests_seconds_bucket{{{labels},le=\"{le}\"}} {within}\n"
+                        ));
+                    }
+                    text.push_str(&format!(
+                        "seldon_api_executor_server_requests_seconds_count{{{labels}}} {count}\n\
+                         seldon_api_executor_server_requests_seconds_sum{{{labels}}} {}\n",
+                        count as f64 * 0.02
+                    ));
+                }
+                text
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let exporter_address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, exporter).await.unwrap() });
+    let port = free_port();
+    let prometheus = Prometheus::start(&exporter_address, port).await;
+    prometheus.scraped_again().await;
+
+    // Ten requests a second, every fifth one failing; v2 serves from the
+    // middle on.
+    let started = server::store::now_ms();
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    for index in 0..150u64 {
+        every.tick().await;
+        if index % 5 == 4 {
+            counts.1.fetch_add(1, Ordering::SeqCst);
+        } else {
+            counts.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    prometheus.scraped_again().await;
+    prometheus.scraped_again().await;
+    let middle = started + 7_500;
+    let event = |version: &str, at: i64| app::model::DeploymentEvent {
+        id: unique("event"),
+        model: "fraud-model".into(),
+        version: Some(version.into()),
+        previous_version: None,
+        cause: "promote".into(),
+        actor: "deployer".into(),
+        started_ms: at,
+        ready_ms: Some(at),
+        outcome: app::model::DeploymentOutcome::Serving,
+        message: String::new(),
+    };
+    let history = vec![event("2", middle), event("1", started - 3_600_000)];
+    let binding: server::catalog::DeploymentBinding = toml::from_str(
+        "model = \"fraud-model\"\ntarget = \"seldon\"\nnamespace = \"models\"\nname = \"fraud\"",
+    )
+    .unwrap();
+    let traffic = server::traffic::Traffic::new(
+        server::metrics::Metrics::new(),
+        Some((
+            server::adapters::prometheus::Prometheus::new(
+                &prometheus.url.parse().unwrap(),
+                Duration::from_secs(5),
+            )
+            .unwrap(),
+            server::traffic::SeldonLabels::default(),
+        )),
+        Duration::from_secs(10),
+    );
+    let now = traffic
+        .now(&binding)
+        .await
+        .expect("numbers from Prometheus");
+    assert!(
+        (now.requests_per_second - 10.0).abs() <= 2.5,
+        "{} requests/s",
+        now.requests_per_second
+    );
+    let errors = now.error_percent.unwrap();
+    assert!((errors - 20.0).abs() <= 5.0, "{errors} % errors");
+    assert!(
+        now.p99_ms.is_some_and(|ms| (10.0..=25.0).contains(&ms)),
+        "{:?}",
+        now.p99_ms
+    );
+    let report = traffic.report(&binding, TrafficRange::Hour, &history).await;
+    assert_eq!(report.note, None);
+    // A chart's step is 30 s over an hour: the points after v2 came are
+    // v2's, any before it v1's.
+    assert!(
+        report.versions.iter().any(|version| version.version == "2"),
+        "{:?}",
+        report.versions
+    );
+    let counted: f64 = report.versions.iter().map(|v| v.requests).sum();
+    assert!(
+        (counted - 150.0).abs() <= 150.0 * 0.2,
+        "{counted} requests counted, 150 sent"
+    );
+    for version in &report.versions {
+        assert!(
+            version.points.iter().all(|point| {
+                let v1 = point.at_ms < middle;
+                v1 == (version.version == "1")
+            }),
+            "v{}'s points lie in its period",
+            version.version
+        );
+    }
+}
