@@ -266,7 +266,12 @@ test('an admin creates a deployment in the app, it serves, is changed, and once 
   let page = await promoteFromVersionPage('1', made);
   await servingVersion(page, '1');
   assert.equal(await tryIt(page), 3, 'the new deployment serves v1');
+  // The gateway's address; the model server's own is in the history.
   const address = await page.locator('[data-address]').textContent();
+  const readyCell = page.locator('table.history td.description', { hasText: 'ready on' }).first();
+  await readyCell.waitFor();
+  const ready = await readyCell.textContent();
+  const modelServer = ready.match(/ready on (http:\/\/127\.0\.0\.1:\d+)\/invocations/)[1];
   await page.close();
 
   page = await app.open(`/deployments/${made}`, { as: 'admin' });
@@ -293,8 +298,11 @@ test('an admin creates a deployment in the app, it serves, is changed, and once 
   assert.equal(await page.locator(`tr[data-model="${made}"]`).count(), 0);
   assert.equal(await page.getByRole('link', { name: 'New deployment' }).count(), 1, 'offered to an admin');
   await eventually(async () => {
-    await assert.rejects(fetch(`${address.replace(/\/invocations$/, '')}/ping`), 'the model server is gone');
+    await assert.rejects(fetch(`${modelServer}/ping`), 'the model server is gone');
   }, 30_000);
+  const unserved = await fetch(address, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  assert.equal(unserved.status, 503, 'the gateway says nothing serves it');
+  assert.match(await unserved.text(), new RegExp(`No deployment named ${made} is served here`));
   const refused = await app.open('/new-deployment', { as: 'deployer' });
   assert.match(await refused.locator('[data-not-allowed]').textContent(), /needs the admin role/);
   assert.equal(await refused.getByRole('button', { name: 'Create deployment' }).count(), 0);
