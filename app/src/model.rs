@@ -750,6 +750,19 @@ pub struct VersionTraffic {
     pub p99_ms: Option<f64>,
 }
 
+/// Runs one comparison can hold: each is a call to MLflow.
+pub const MAX_COMPARED_RUNS: usize = 10;
+
+/// Whether `count` runs can be compared; why not, in a sentence.
+pub fn check_compared_runs(count: usize) -> Result<(), String> {
+    if count == 0 || count > MAX_COMPARED_RUNS {
+        return Err(format!(
+            "Choose from 1 to {MAX_COMPARED_RUNS} runs, not {count}"
+        ));
+    }
+    Ok(())
+}
+
 /// A load test as its form sends it: text as typed, checked by the server.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

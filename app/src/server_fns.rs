@@ -69,6 +69,7 @@ pub async fn comparison_plots(
 ) -> Result<ComparePlots, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
+    crate::model::check_compared_runs(run_ids.len()).map_err(AppError::InvalidInput)?;
     let control_plane = control_plane()?;
     let details = futures::future::try_join_all(
         run_ids

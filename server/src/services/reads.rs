@@ -29,8 +29,6 @@ use crate::traffic::Traffic;
 /// MLflow's largest page of model versions; a model has rarely more.
 const VERSIONS_PAGE_SIZE: u32 = 1000;
 const HISTORY_REQUESTS_IN_FLIGHT: usize = 8;
-/// Runs one comparison can hold.
-pub const MAX_COMPARED_RUNS: usize = 10;
 
 pub struct Reads {
     /// The page client: a deadline a page can wait, and kept answers.
@@ -244,12 +242,7 @@ impl Reads {
     }
 
     pub async fn metric_histories(&self, run_ids: Vec<String>) -> Result<Vec<MetricHistory>> {
-        if run_ids.is_empty() || run_ids.len() > MAX_COMPARED_RUNS {
-            return Err(Error::invalid(format!(
-                "Choose from 1 to {MAX_COMPARED_RUNS} runs, not {}",
-                run_ids.len()
-            )));
-        }
+        app::model::check_compared_runs(run_ids.len()).map_err(Error::invalid)?;
         let runs =
             futures::future::try_join_all(run_ids.iter().map(|run_id| self.mlflow.get_run(run_id)))
                 .await?;

@@ -147,6 +147,7 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.gate.clone(), gate::gate))
         .layer(from_fn_with_state(state.gate.clone(), gate::same_site))
         .layer(from_fn(refuse_large_bodies))
+        .layer(from_fn(refuse_framing))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Outermost: a request for another host reaches none of the above.
         .layer(from_fn_with_state(allowed_hosts, hosts::allowed_host));
@@ -172,6 +173,21 @@ pub fn router(state: AppState) -> Router {
 /// a Try it body (at most 64 KiB, URL-encoded). Larger ones are refused
 /// before any handler reads them.
 const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// No other site may show Slipway's pages in a frame (clickjacking a
+/// Promote or Approve button): both the old header and CSP's directive. An
+/// answer that sets its own policy (an artifact's sandbox) keeps it.
+async fn refuse_framing(request: Request, next: axum::middleware::Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers
+        .entry(header::X_FRAME_OPTIONS)
+        .or_insert(header::HeaderValue::from_static("DENY"));
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(header::HeaderValue::from_static("frame-ancestors 'none'"));
+    response
+}
 
 /// Says plainly why a body that announces its size is too large (a body
 /// without a length is cut off by `DefaultBodyLimit`).

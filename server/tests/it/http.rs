@@ -124,6 +124,40 @@ async fn bad_input_gets_a_clear_message() {
     );
 }
 
+/// No other site can frame a page (a Promote or Approve button under a
+/// decoy); and comparing runs is capped where each run is a call to MLflow,
+/// the plots' server function too.
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_refuse_frames_and_comparisons_are_capped() {
+    let app = Site::new(&mlflow_url()).await;
+    for uri in ["/login", "/experiments", "/deployments"] {
+        let response = app.request(Request::get(uri), Body::empty()).await;
+        let headers = response.headers();
+        assert_eq!(headers["x-frame-options"], "DENY", "{uri}");
+        assert_eq!(
+            headers["content-security-policy"], "frame-ancestors 'none'",
+            "{uri}"
+        );
+    }
+    let many: Vec<(String, String)> = (0..11)
+        .map(|n| (format!("run_ids[{n}]"), format!("r{n}")))
+        .collect();
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(many)
+        .finish();
+    use leptos::server_fn::ServerFn;
+    let response = app
+        .post_form(app::server_fns::ComparisonPlots::PATH, body)
+        .await;
+    // Refused before any MLflow call, as the page's error.
+    let answer = response.into_body().collect().await.unwrap().to_bytes();
+    let answer: app::error::AppError = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(
+        answer,
+        app::error::AppError::InvalidInput("Choose from 1 to 10 runs, not 11".into())
+    );
+}
+
 /// What a page says a form did is Slipway's own sentence: a link picks
 /// which one and a version number, and can make it say nothing else.
 #[tokio::test(flavor = "multi_thread")]
