@@ -164,13 +164,7 @@ fn line_chart(
             }
         }
         if series.len() > 1 {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(214, 218, 226))
-                .label_font(("sans-serif", 13))
-                .draw()
-                .map_err(chart_error)?;
+            draw_legend(&mut chart)?;
         }
         root.present().map_err(chart_error)?;
     }
@@ -300,13 +294,7 @@ fn time_chart(
                 );
             }
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(214, 218, 226))
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(chart_error)?;
+        draw_legend(&mut chart)?;
         root.present().map_err(chart_error)?;
     }
     // The change marks' labels, hoverable too.
@@ -637,6 +625,17 @@ fn plane_with<'c, 'b>(
 }
 
 /// The SVG with the invisible hover marks (`<circle><title>`) on top.
+/// The labelled lines' legend, in the charts' style.
+fn draw_legend<'c, 'b: 'c>(chart: &mut Plane<'c, 'b>) -> Result<(), AppError> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(214, 218, 226))
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(chart_error)
+}
+
 fn with_hover(mut svg: String, hover: &str) -> String {
     let end = svg.rfind("</svg>").unwrap_or(svg.len());
     svg.insert_str(end, &format!("<g class=\"hover\">{hover}</g>\n"));

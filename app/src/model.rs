@@ -844,6 +844,13 @@ pub struct LoadTest {
     pub started_ms: i64,
     pub finished_ms: Option<i64>,
     /// So far, or in all.
+    pub results: LoadTestResults,
+}
+
+/// A load test's numbers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoadTestResults {
     pub requests: u64,
     /// Answers that were not 2xx, and requests with no answer.
     pub errors: u64,
@@ -854,6 +861,13 @@ pub struct LoadTest {
     /// The first error seen, as the model (or the connection) said it.
     pub first_error: Option<String>,
     pub seconds: Vec<LoadTestSecond>,
+}
+
+impl LoadTestResults {
+    /// Errors in percent of the requests; `None` without requests.
+    pub fn error_percent(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.errors as f64 / self.requests as f64 * 100.0)
+    }
 }
 
 /// A deployment's traffic page section: charts by version with each change

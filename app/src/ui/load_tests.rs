@@ -152,8 +152,8 @@ fn LoadTestBody(test: LoadTest, may_cancel: bool) -> impl IntoView {
             </form>
         }
     });
-    let elapsed = test.seconds.len();
-    let mut seconds = test.seconds.clone();
+    let elapsed = test.results.seconds.len();
+    let mut seconds = test.results.seconds.clone();
     seconds.reverse();
     view! {
         <header class="page-header">
@@ -191,8 +191,13 @@ fn LoadTestBody(test: LoadTest, may_cancel: bool) -> impl IntoView {
 /// A test's settings and numbers, as a table of facts.
 #[component]
 fn LoadTestFacts(test: LoadTest) -> impl IntoView {
-    let error_percent = format_percent(
-        (test.requests > 0).then(|| test.errors as f64 / test.requests as f64 * 100.0),
+    let results = &test.results;
+    let error_percent = format_percent(results.error_percent());
+    let latency = format!(
+        "{} / {} / {}",
+        format_ms(results.p50_ms),
+        format_ms(results.p95_ms),
+        format_ms(results.p99_ms)
     );
     view! {
         <table class="data facts load-facts">
@@ -200,11 +205,11 @@ fn LoadTestFacts(test: LoadTest) -> impl IntoView {
                 <tr><th scope="row">"Version"</th><td data-version>{version_text(&test.version)}</td></tr>
                 <tr><th scope="row">"Users"</th><td>{settings_text(&test)}</td></tr>
                 <tr><th scope="row">"Started"</th><td>{format!("{} by {}", format_millis(Some(test.started_ms)), test.started_by)}</td></tr>
-                <tr><th scope="row">"Requests"</th><td data-requests>{test.requests}</td></tr>
-                <tr><th scope="row">"Requests/s"</th><td data-rate>{format!("{:.1}", test.requests_per_second)}</td></tr>
-                <tr><th scope="row">"Errors"</th><td data-errors>{format!("{} ({error_percent})", test.errors)}</td></tr>
-                <tr><th scope="row">"Latency p50 / p95 / p99"</th><td data-latency>{format!("{} / {} / {}", format_ms(test.p50_ms), format_ms(test.p95_ms), format_ms(test.p99_ms))}</td></tr>
-                <tr><th scope="row">"First error"</th><td class="description" data-first-error>{test.first_error.clone().unwrap_or_else(|| "—".into())}</td></tr>
+                <tr><th scope="row">"Requests"</th><td data-requests>{test.results.requests}</td></tr>
+                <tr><th scope="row">"Requests/s"</th><td data-rate>{format!("{:.1}", test.results.requests_per_second)}</td></tr>
+                <tr><th scope="row">"Errors"</th><td data-errors>{format!("{} ({error_percent})", test.results.errors)}</td></tr>
+                <tr><th scope="row">"Latency p50 / p95 / p99"</th><td data-latency>{latency}</td></tr>
+                <tr><th scope="row">"First error"</th><td class="description" data-first-error>{test.results.first_error.clone().unwrap_or_else(|| "—".into())}</td></tr>
             </tbody>
         </table>
     }
@@ -267,10 +272,10 @@ pub fn LoadTestsSection(model: String, may_test: bool) -> impl IntoView {
                                         <td>{version_text(&test.version)}</td>
                                         <td>{settings_text(&test)}</td>
                                         <td data-state=test.state.as_str()>{test.state.as_str()}</td>
-                                        <td class="number">{test.requests}</td>
-                                        <td class="number">{format!("{:.1}", test.requests_per_second)}</td>
-                                        <td class="number">{test.errors}</td>
-                                        <td class="number">{format_ms(test.p99_ms)}</td>
+                                        <td class="number">{test.results.requests}</td>
+                                        <td class="number">{format!("{:.1}", test.results.requests_per_second)}</td>
+                                        <td class="number">{test.results.errors}</td>
+                                        <td class="number">{format_ms(test.results.p99_ms)}</td>
                                         <td>{test.started_by.clone()}</td>
                                     </tr>
                                 },
@@ -329,9 +334,6 @@ fn Comparison(a: LoadTest, b: LoadTest) -> impl IntoView {
         }
         _ => String::new(),
     };
-    let error_percent = |test: &LoadTest| {
-        (test.requests > 0).then(|| test.errors as f64 / test.requests as f64 * 100.0)
-    };
     let rows: Vec<(&str, String, String, String)> = vec![
         (
             "Version",
@@ -359,39 +361,42 @@ fn Comparison(a: LoadTest, b: LoadTest) -> impl IntoView {
         ),
         (
             "Requests",
-            a.requests.to_string(),
-            b.requests.to_string(),
+            a.results.requests.to_string(),
+            b.results.requests.to_string(),
             String::new(),
         ),
         (
             "Requests/s",
-            format!("{:.1}", a.requests_per_second),
-            format!("{:.1}", b.requests_per_second),
-            change(Some(a.requests_per_second), Some(b.requests_per_second)),
+            format!("{:.1}", a.results.requests_per_second),
+            format!("{:.1}", b.results.requests_per_second),
+            change(
+                Some(a.results.requests_per_second),
+                Some(b.results.requests_per_second),
+            ),
         ),
         (
             "Errors",
-            format_percent(error_percent(&a)),
-            format_percent(error_percent(&b)),
+            format_percent(a.results.error_percent()),
+            format_percent(b.results.error_percent()),
             String::new(),
         ),
         (
             "p50",
-            format_ms(a.p50_ms),
-            format_ms(b.p50_ms),
-            change(a.p50_ms, b.p50_ms),
+            format_ms(a.results.p50_ms),
+            format_ms(b.results.p50_ms),
+            change(a.results.p50_ms, b.results.p50_ms),
         ),
         (
             "p95",
-            format_ms(a.p95_ms),
-            format_ms(b.p95_ms),
-            change(a.p95_ms, b.p95_ms),
+            format_ms(a.results.p95_ms),
+            format_ms(b.results.p95_ms),
+            change(a.results.p95_ms, b.results.p95_ms),
         ),
         (
             "p99",
-            format_ms(a.p99_ms),
-            format_ms(b.p99_ms),
-            change(a.p99_ms, b.p99_ms),
+            format_ms(a.results.p99_ms),
+            format_ms(b.results.p99_ms),
+            change(a.results.p99_ms, b.results.p99_ms),
         ),
     ];
     view! {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use app::access::{Action, User, authorize};
 use app::model::{
-    AuditAction, FieldErrors, LoadTest, LoadTestCaps, LoadTestForm, LoadTestRequest, LoadTestState,
+    AuditAction, FieldErrors, LoadTest, LoadTestCaps, LoadTestForm, LoadTestRequest,
+    LoadTestResults, LoadTestState,
 };
 
 use super::audit::{Audit, Outcome, complete_by_id};
@@ -17,7 +18,6 @@ use crate::catalog::ServingTarget;
 use crate::error::{Error, Invalid, Result};
 use crate::serving::reconciler::Reconciler;
 use crate::store::drafts::DraftForm;
-use crate::store::load_tests::LoadResults;
 use crate::store::{Store, now_ms};
 use crate::traffic::load::{self, Ended, Plan};
 
@@ -150,14 +150,7 @@ impl LoadTests {
             started_by: user.name.clone(),
             started_ms: now_ms(),
             finished_ms: None,
-            requests: 0,
-            errors: 0,
-            requests_per_second: 0.0,
-            p50_ms: None,
-            p95_ms: None,
-            p99_ms: None,
-            first_error: None,
-            seconds: Vec::new(),
+            results: LoadTestResults::default(),
         };
         let begun = self
             .audit
@@ -261,7 +254,7 @@ impl LoadTests {
                 &audit_id,
                 Outcome::failed(format!(
                     "interrupted: the Slipway running it stopped ({} requests sent)",
-                    test.requests
+                    test.results.requests
                 )),
             )
             .await?;
@@ -390,7 +383,7 @@ fn describe(test: &LoadTest) -> String {
     )
 }
 
-fn summary(results: &LoadResults) -> String {
+fn summary(results: &LoadTestResults) -> String {
     let p99 = results
         .p99_ms
         .map(|ms| format!(", p99 {ms:.1} ms"))

@@ -10,10 +10,10 @@ use futures::{StreamExt, TryStreamExt};
 use app::access::User;
 use app::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, DeploymentDetail,
-    DeploymentOutcome, DeploymentView, Experiment, ExperimentPage, Launch, LaunchForm, ListQuery,
-    MAX_PAGE_SIZE, MetricHistory, ModelDetail, ModelSummary, ModelVersionInfo, ModelsPage,
-    PromotionRequest, RunDetail, RunQuery, RunRow, RunsPage, ServedBy, TrafficRange, TrafficReport,
-    TryAnswer, VersionDetail, VersionSummary,
+    DeploymentView, Experiment, ExperimentPage, Launch, LaunchForm, ListQuery, MAX_PAGE_SIZE,
+    MetricHistory, ModelDetail, ModelSummary, ModelVersionInfo, ModelsPage, PromotionRequest,
+    RunDetail, RunQuery, RunRow, RunsPage, ServedBy, TrafficRange, TrafficReport, TryAnswer,
+    VersionDetail, VersionSummary,
 };
 
 use super::artifacts::signature_of;
@@ -470,35 +470,14 @@ impl Reads {
     }
 
     /// A deployment's traffic over `range` by version, and every change of
-    /// version in it (the charts are drawn from these).
+    /// version in it (the server function draws the charts).
     pub async fn get_traffic(&self, model: String, range: TrafficRange) -> Result<TrafficReport> {
         let binding = self.reconciler.binding(&model)?;
         let history = self
             .store
             .deployment_history(&model, TRAFFIC_HISTORY_READ)
             .await?;
-        let report = self.traffic.report(&binding, range, &history).await;
-        let to_ms = store::now_ms();
-        let from_ms = to_ms - range.millis();
-        let changes: Vec<(i64, String)> = history
-            .iter()
-            .filter(|event| event.outcome == DeploymentOutcome::Serving)
-            .filter_map(|event| {
-                let at = event.ready_ms.unwrap_or(event.started_ms);
-                let version = event.version.as_ref()?;
-                (at >= from_ms).then(|| (at, format!("v{version} · {}", event.cause)))
-            })
-            .collect();
-        Ok(TrafficReport {
-            range,
-            from_ms,
-            to_ms,
-            source: report.source,
-            versions: report.versions,
-            changes,
-            charts: Vec::new(),
-            note: report.note,
-        })
+        Ok(self.traffic.report(&binding, range, &history).await)
     }
 
     pub async fn get_deployment(&self, model: String) -> Result<DeploymentDetail> {

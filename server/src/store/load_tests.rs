@@ -1,27 +1,12 @@
 //! Load tests: written `running` before the first request, their numbers
 //! every second, completed with how they ended.
 
-use app::model::{LoadTest, LoadTestSecond, LoadTestState};
-use serde::{Deserialize, Serialize};
+use app::model::{LoadTest, LoadTestResults, LoadTestState};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Store, now_ms};
 use crate::error::{Error, Result};
-
-/// The numbers of a test, kept as JSON in its row.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct LoadResults {
-    pub requests: u64,
-    pub errors: u64,
-    pub requests_per_second: f64,
-    pub p50_ms: Option<f64>,
-    pub p95_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub first_error: Option<String>,
-    pub seconds: Vec<LoadTestSecond>,
-}
 
 const COLUMNS: &str = "id, model, version, address, users, rate, duration_secs, ramp_up_secs, \
                        body, state, started_by, started_ms, finished_ms, results";
@@ -47,7 +32,7 @@ impl Store {
         .bind(&test.started_by)
         .bind(test.started_ms)
         .bind(None::<i64>)
-        .bind(results_text(&LoadResults::default())?)
+        .bind(results_text(&test.results)?)
         .bind(self.instance())
         .bind(audit_id)
         .execute(&self.pool)
@@ -60,18 +45,16 @@ impl Store {
     }
 
     /// The numbers so far; whether someone asked to cancel it.
-    pub async fn record_load_progress(&self, id: &str, results: &LoadResults) -> Result<bool> {
-        sqlx::query("UPDATE load_tests SET results = $1 WHERE id = $2 AND state = $3")
-            .bind(results_text(results)?)
-            .bind(id)
-            .bind(LoadTestState::Running.as_str())
-            .execute(&self.pool)
-            .await?;
-        let cancel: Option<i64> =
-            sqlx::query_scalar("SELECT cancel_requested FROM load_tests WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+    pub async fn record_load_progress(&self, id: &str, results: &LoadTestResults) -> Result<bool> {
+        let cancel: Option<i64> = sqlx::query_scalar(
+            "UPDATE load_tests SET results = $1 WHERE id = $2 AND state = $3 \
+             RETURNING cancel_requested",
+        )
+        .bind(results_text(results)?)
+        .bind(id)
+        .bind(LoadTestState::Running.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(cancel.unwrap_or(0) != 0)
     }
 
@@ -80,7 +63,7 @@ impl Store {
         &self,
         id: &str,
         state: LoadTestState,
-        results: &LoadResults,
+        results: &LoadTestResults,
     ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE load_tests SET state = $1, results = $2, finished_ms = $3 \
@@ -147,7 +130,7 @@ impl Store {
                 continue;
             };
             if self
-                .finish_load_test(&id, LoadTestState::Interrupted, &results_of(&test))
+                .finish_load_test(&id, LoadTestState::Interrupted, &test.results)
                 .await?
             {
                 ended.push((test, audit_id));
@@ -157,21 +140,7 @@ impl Store {
     }
 }
 
-/// The numbers a test row holds.
-pub fn results_of(test: &LoadTest) -> LoadResults {
-    LoadResults {
-        requests: test.requests,
-        errors: test.errors,
-        requests_per_second: test.requests_per_second,
-        p50_ms: test.p50_ms,
-        p95_ms: test.p95_ms,
-        p99_ms: test.p99_ms,
-        first_error: test.first_error.clone(),
-        seconds: test.seconds.clone(),
-    }
-}
-
-fn results_text(results: &LoadResults) -> Result<String> {
+fn results_text(results: &LoadTestResults) -> Result<String> {
     serde_json::to_string(results)
         .map_err(|err| Error::Internal(format!("a load test's results: {err}")))
 }
@@ -179,7 +148,7 @@ fn results_text(results: &LoadResults) -> Result<String> {
 fn load_test_from_row(row: &AnyRow) -> Result<LoadTest> {
     let state: String = row.try_get("state")?;
     let results: String = row.try_get("results")?;
-    let results: LoadResults = serde_json::from_str(&results)
+    let results = serde_json::from_str(&results)
         .map_err(|err| Error::Internal(format!("a load test's results in the database: {err}")))?;
     let count = |column: &str| -> Result<u32> {
         Ok(u32::try_from(row.try_get::<i64, _>(column)?).unwrap_or_default())
@@ -201,13 +170,6 @@ fn load_test_from_row(row: &AnyRow) -> Result<LoadTest> {
         started_by: row.try_get("started_by")?,
         started_ms: row.try_get("started_ms")?,
         finished_ms: row.try_get("finished_ms")?,
-        requests: results.requests,
-        errors: results.errors,
-        requests_per_second: results.requests_per_second,
-        p50_ms: results.p50_ms,
-        p95_ms: results.p95_ms,
-        p99_ms: results.p99_ms,
-        first_error: results.first_error,
-        seconds: results.seconds,
+        results,
     })
 }

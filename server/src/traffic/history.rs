@@ -198,9 +198,9 @@ impl History {
         by_version
     }
 
-    /// Per version, everything from `from_ms` on.
+    /// Per version, everything from `from_ms` on: one step over it all.
     pub fn totals(&self, deployment: &str, from_ms: i64) -> Vec<(String, Stats)> {
-        self.steps(deployment, from_ms, i64::MAX, i64::MAX / 4)
+        self.steps(deployment, from_ms, i64::MAX, i64::MAX - from_ms)
             .into_iter()
             .map(|(version, steps)| {
                 let mut total = Stats::default();

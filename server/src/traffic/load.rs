@@ -7,11 +7,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use app::model::LoadTestSecond;
+use app::model::{LoadTestResults, LoadTestSecond};
 use tokio::task::JoinSet;
 
 use super::history::{Answer, Stats};
-use crate::store::load_tests::LoadResults;
 
 /// The most of an answer read; a model's answer to a load test is thrown
 /// away, an error's start is kept.
@@ -53,9 +52,9 @@ impl Tally {
         self.seconds[second].record(answer, seconds);
     }
 
-    fn results(&self, elapsed: Duration) -> LoadResults {
+    fn results(&self, elapsed: Duration) -> LoadTestResults {
         let millis = |stats: &Stats, q: f64| stats.quantile(q).map(|seconds| seconds * 1000.0);
-        LoadResults {
+        LoadTestResults {
             requests: self.total.requests,
             errors: self.total.errors(),
             requests_per_second: self.total.requests as f64 / elapsed.as_secs_f64().max(0.001),
@@ -96,9 +95,9 @@ pub async fn run<Report, Reported>(
     plan: Plan,
     http: reqwest::Client,
     mut report: Report,
-) -> (Ended, LoadResults)
+) -> (Ended, LoadTestResults)
 where
-    Report: FnMut(LoadResults) -> Reported,
+    Report: FnMut(LoadTestResults) -> Reported,
     Reported: std::future::Future<Output = bool>,
 {
     let started = Instant::now();

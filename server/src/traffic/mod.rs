@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use app::model::{
-    DeploymentEvent, DeploymentOutcome, TrafficNow, TrafficPoint, TrafficRange, VersionTraffic,
+    DeploymentEvent, DeploymentOutcome, TrafficNow, TrafficPoint, TrafficRange, TrafficReport,
+    VersionTraffic,
 };
 
 use crate::adapters::prometheus::{Prometheus, Sample, string_literal};
@@ -48,13 +49,6 @@ pub struct Traffic {
     /// The span "now" means: the list's rate, errors and p99.
     window_ms: i64,
     recent: Mutex<HashMap<String, (Instant, Option<TrafficNow>)>>,
-}
-
-/// A deployment's numbers over a range, and where they come from.
-pub struct Report {
-    pub source: String,
-    pub versions: Vec<VersionTraffic>,
-    pub note: Option<String>,
 }
 
 impl Traffic {
@@ -151,50 +145,51 @@ impl Traffic {
         found
     }
 
-    /// The deployment's traffic over `range` ending now, by version.
-    /// `history` (newest first) says which version served when, for targets
-    /// whose metrics do not name the version.
+    /// The deployment's traffic over `range` ending now, by version, and
+    /// every change of version in it; the charts are drawn from these.
+    /// `history` (newest first) says which version served when: the marks,
+    /// and the version of what metrics that do not name it counted.
     pub async fn report(
         &self,
         binding: &DeploymentBinding,
         range: TrafficRange,
         history: &[DeploymentEvent],
-    ) -> Report {
+    ) -> TrafficReport {
         let to_ms = crate::store::now_ms();
         let from_ms = to_ms - range.millis();
-        match &self.prometheus {
+        let served = ServedVersions::from_history(history);
+        let (source, versions, note) = match &self.prometheus {
             Some((prometheus, labels)) => {
                 let source = format!("Prometheus at {}", prometheus.address());
                 match self
-                    .read_prometheus(prometheus, labels, binding, range, from_ms, to_ms, history)
+                    .read_prometheus(prometheus, labels, binding, range, from_ms, to_ms, &served)
                     .await
                 {
-                    Ok(versions) => Report {
-                        note: versions.is_empty().then(|| {
+                    Ok(versions) => {
+                        let note = versions.is_empty().then(|| {
                             format!(
                                 "Prometheus has no requests of {} in this range.",
                                 binding.model
                             )
-                        }),
+                        });
+                        (source, versions, note)
+                    }
+                    Err(err) => (
                         source,
-                        versions,
-                    },
-                    Err(err) => Report {
-                        source,
-                        versions: Vec::new(),
-                        note: Some(format!("No traffic numbers: {err}.")),
-                    },
+                        Vec::new(),
+                        Some(format!("No traffic numbers: {err}.")),
+                    ),
                 }
             }
-            None if binding.target != ServingTarget::Local => Report {
-                source: "none".into(),
-                versions: Vec::new(),
-                note: Some(
+            None if binding.target != ServingTarget::Local => (
+                "none".into(),
+                Vec::new(),
+                Some(
                     "Slipway reads the traffic of cluster deployments from Prometheus: \
                      none is configured (SLIPWAY_PROMETHEUS_URL)."
                         .into(),
                 ),
-            },
+            ),
             None => {
                 let kept_from = to_ms - history::KEPT_MS;
                 let note = (from_ms < kept_from).then(|| {
@@ -202,12 +197,22 @@ impl Traffic {
                      (SLIPWAY_PROMETHEUS_URL) the charts reach further back."
                         .to_string()
                 });
-                Report {
-                    source: "Slipway's gateway (the last 24 hours, kept in memory)".into(),
-                    versions: self.read_history(&binding.model, range, from_ms, to_ms),
+                (
+                    "Slipway's gateway (the last 24 hours, kept in memory)".into(),
+                    self.read_history(&binding.model, range, from_ms, to_ms),
                     note,
-                }
+                )
             }
+        };
+        TrafficReport {
+            range,
+            from_ms,
+            to_ms,
+            source,
+            versions,
+            changes: served.changes_since(from_ms),
+            charts: Vec::new(),
+            note,
         }
     }
 
@@ -219,13 +224,14 @@ impl Traffic {
         to_ms: i64,
     ) -> Vec<VersionTraffic> {
         let step_ms = range.step_millis();
-        let totals = self.history.totals(deployment, from_ms);
         self.history
             .steps(deployment, from_ms, to_ms, step_ms)
             .into_iter()
             .map(|(version, steps)| {
                 let mut points: Vec<TrafficPoint> = Vec::new();
+                let mut total = Stats::default();
                 for (at_ms, stats) in steps {
+                    total.add(&stats);
                     // Steps without a request between two with: a rate of 0.
                     if let Some(last) = points.last() {
                         let mut gap = last.at_ms + step_ms;
@@ -236,11 +242,6 @@ impl Traffic {
                     }
                     points.push(point_of(at_ms, &stats, step_ms));
                 }
-                let total = totals
-                    .iter()
-                    .find(|(v, _)| *v == version)
-                    .map(|(_, stats)| stats.clone())
-                    .unwrap_or_default();
                 VersionTraffic {
                     requests: total.requests as f64,
                     error_percent: error_percent(&total),
@@ -263,7 +264,7 @@ impl Traffic {
         range: TrafficRange,
         from_ms: i64,
         to_ms: i64,
-        history: &[DeploymentEvent],
+        served: &ServedVersions,
     ) -> Result<Vec<VersionTraffic>> {
         let promql = Promql::for_binding(binding, labels);
         let step_ms = range.step_millis();
@@ -294,7 +295,6 @@ impl Traffic {
                 at_end.iter().map(|query| prometheus.query(query, to_ms))
             ),
         )?;
-        let served = ServedVersions::from_history(history);
         let version_of = |labels: &BTreeMap<String, String>, at_ms: i64| match promql.version_label
         {
             Some(label) => labels.get(label).cloned().unwrap_or_default(),
@@ -391,20 +391,22 @@ fn point_at(
     &mut points[at]
 }
 
-/// Which version served when, from the deployment's history.
-struct ServedVersions(Vec<(i64, String)>);
+/// Which version served when, from the deployment's history: (from,
+/// version, what made the change), oldest first.
+struct ServedVersions(Vec<(i64, String, String)>);
 
 impl ServedVersions {
     fn from_history(history: &[DeploymentEvent]) -> Self {
-        let mut periods: Vec<(i64, String)> = history
+        let mut periods: Vec<(i64, String, String)> = history
             .iter()
             .filter(|event| event.outcome == DeploymentOutcome::Serving)
             .filter_map(|event| {
                 let version = event.version.clone()?;
-                Some((event.ready_ms.unwrap_or(event.started_ms), version))
+                let from = event.ready_ms.unwrap_or(event.started_ms);
+                Some((from, version, event.cause.clone()))
             })
             .collect();
-        periods.sort_by_key(|(from, _)| *from);
+        periods.sort_by_key(|(from, _, _)| *from);
         Self(periods)
     }
 
@@ -412,9 +414,19 @@ impl ServedVersions {
         self.0
             .iter()
             .rev()
-            .find(|(from, _)| *from <= at_ms)
+            .find(|(from, _, _)| *from <= at_ms)
             .or(self.0.first())
-            .map(|(_, version)| version.clone())
+            .map(|(_, version, _)| version.clone())
+    }
+
+    /// The changes from `from_ms` on, newest first: (when, "v7 · promote").
+    fn changes_since(&self, from_ms: i64) -> Vec<(i64, String)> {
+        self.0
+            .iter()
+            .rev()
+            .filter(|(at, _, _)| *at >= from_ms)
+            .map(|(at, version, cause)| (*at, format!("v{version} · {cause}")))
+            .collect()
     }
 }
 

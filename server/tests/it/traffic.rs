@@ -319,12 +319,15 @@ async fn load_tests_against_the_gateway(site: &Site, model: &str) {
     assert_eq!(test.state, LoadTestState::Finished);
     assert_eq!(test.version.as_deref(), Some("2"));
     assert!(
-        (55..=65).contains(&test.requests),
+        (55..=65).contains(&test.results.requests),
         "{} requests",
-        test.requests
+        test.results.requests
     );
-    assert_eq!((test.errors, test.first_error.as_deref()), (0, None));
-    assert!(test.p99_ms.is_some() && test.seconds.len() >= 3);
+    assert_eq!(
+        (test.results.errors, test.results.first_error.as_deref()),
+        (0, None)
+    );
+    assert!(test.results.p99_ms.is_some() && test.results.seconds.len() >= 3);
     let entries = site
         .services
         .reads
@@ -358,7 +361,7 @@ async fn load_tests_against_the_gateway(site: &Site, model: &str) {
         .requests;
     assert_eq!(
         after - before,
-        test.requests as f64,
+        test.results.requests as f64,
         "the gateway counted each request"
     );
 
@@ -367,9 +370,9 @@ async fn load_tests_against_the_gateway(site: &Site, model: &str) {
         .await
         .unwrap();
     let test = ended(rejected).await;
-    assert!(test.requests > 0);
-    assert_eq!(test.errors, test.requests);
-    let said = test.first_error.unwrap();
+    assert!(test.results.requests > 0);
+    assert_eq!(test.results.errors, test.results.requests);
+    let said = test.results.first_error.unwrap();
     assert!(
         said.starts_with("HTTP 400: ") && said.contains("error_code"),
         "{said}"
@@ -382,7 +385,10 @@ async fn load_tests_against_the_gateway(site: &Site, model: &str) {
     load_tests.cancel(&deployer, &long).await.unwrap();
     let test = ended(long.clone()).await;
     assert_eq!(test.state, LoadTestState::Cancelled);
-    assert!(test.seconds.len() < 30, "stopped soon after the cancel");
+    assert!(
+        test.results.seconds.len() < 30,
+        "stopped soon after the cancel"
+    );
     let again = load_tests.cancel(&deployer, &long).await;
     assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
     let listed = load_tests.of_deployment(model).await.unwrap();
@@ -777,14 +783,7 @@ async fn a_load_test_whose_slipway_stopped_is_settled_as_interrupted() {
         started_by: "deployer".into(),
         started_ms: server::store::now_ms(),
         finished_ms: None,
-        requests: 0,
-        errors: 0,
-        requests_per_second: 0.0,
-        p50_ms: None,
-        p95_ms: None,
-        p99_ms: None,
-        first_error: None,
-        seconds: Vec::new(),
+        results: Default::default(),
     };
     assert!(other.begin_load_test(&test, &begun).await.unwrap());
     site.services
