@@ -17,6 +17,11 @@ pub struct User {
     pub authenticated: bool,
     /// What the user may do beyond reading (`authorize` decides).
     pub grants: Vec<Grant>,
+    /// The service token the request came with, by name: `name` is then
+    /// the token's owner, and `grants` the token's own (never more than the
+    /// owner's).
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 impl User {
@@ -25,6 +30,16 @@ impl User {
             name: "anonymous".into(),
             authenticated: false,
             grants: Vec::new(),
+            token: None,
+        }
+    }
+
+    /// Who did it, as the audit log names them: the person, or a token on
+    /// behalf of its owner.
+    pub fn actor(&self) -> String {
+        match &self.token {
+            Some(token) => format!("{} (token {token})", self.name),
+            None => self.name.clone(),
         }
     }
 
@@ -36,6 +51,7 @@ impl User {
 
 /// Built-in roles; each includes everything the ones before it may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads everything.
@@ -85,6 +101,7 @@ impl fmt::Display for Role {
 /// `scope`'s patterns (`*` matches any run of characters); an empty scope
 /// covers everything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Grant {
     pub role: Role,
     #[serde(default)]
@@ -275,6 +292,38 @@ pub fn authorize(user: &User, action: Action<'_>) -> Result<(), Denied> {
     )))
 }
 
+/// Whether `user` holds all that `grant` would give: a role at least as
+/// high over every name the grant covers. What a service token may be
+/// given, checked when it is made and again on every use.
+pub fn grants_cover(user: &User, grant: &Grant) -> Result<(), Denied> {
+    let covered = |pattern: &str| {
+        user.grants.iter().any(|held| {
+            held.role >= grant.role
+                && (held.scope.is_empty() || held.scope.iter().any(|own| glob_match(own, pattern)))
+        })
+    };
+    let within = if grant.scope.is_empty() {
+        user.grants
+            .iter()
+            .any(|held| held.role >= grant.role && held.scope.is_empty())
+    } else {
+        grant.scope.iter().all(|pattern| covered(pattern))
+    };
+    if within {
+        Ok(())
+    } else {
+        Err(Denied(format!(
+            "A token with {grant} needs that much of {}, who has {}.",
+            user.name,
+            if user.grants.is_empty() {
+                "no role".to_string()
+            } else {
+                describe_grants(user)
+            }
+        )))
+    }
+}
+
 /// Whether the user holds `role` (or more) for anything at all; for
 /// navigation, before the project or model is known.
 pub fn holds_anywhere(user: &User, role: Role) -> bool {
@@ -320,6 +369,7 @@ mod tests {
             name: name.into(),
             authenticated: true,
             grants,
+            token: None,
         }
     }
 
@@ -431,6 +481,30 @@ mod tests {
             }],
         );
         assert!(authorize(&scoped_admin, Action::ManageAccounts).is_err());
+    }
+
+    #[test]
+    fn a_token_gets_no_more_than_its_owner_holds() {
+        let scoped = user(
+            "s",
+            vec![
+                Grant::global(Role::Trainer),
+                Grant {
+                    role: Role::Deployer,
+                    scope: vec!["fraud-*".into()],
+                },
+            ],
+        );
+        let grant = |role, scope: &[&str]| Grant {
+            role,
+            scope: scope.iter().map(|s| s.to_string()).collect(),
+        };
+        assert!(grants_cover(&scoped, &grant(Role::Trainer, &[])).is_ok());
+        assert!(grants_cover(&scoped, &grant(Role::Deployer, &["fraud-v2"])).is_ok());
+        assert!(grants_cover(&scoped, &grant(Role::Deployer, &["fraud-x*"])).is_ok());
+        assert!(grants_cover(&scoped, &grant(Role::Deployer, &["fraud-v2", "iris"])).is_err());
+        assert!(grants_cover(&scoped, &grant(Role::Deployer, &[])).is_err());
+        assert!(grants_cover(&scoped, &grant(Role::Approver, &["fraud-v2"])).is_err());
     }
 
     #[test]

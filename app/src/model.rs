@@ -10,6 +10,7 @@ pub const MAX_PAGE_SIZE: u32 = 500;
 
 /// One page of a list searched by name (experiments, registered models).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ListQuery {
     /// Case-insensitive substring of the name.
     pub name_contains: Option<String>,
@@ -22,6 +23,7 @@ pub struct ListQuery {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Experiment {
     pub id: String,
     pub name: String,
@@ -34,6 +36,7 @@ pub struct Experiment {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ExperimentPage {
     pub experiments: Vec<Experiment>,
     pub next_page_token: Option<String>,
@@ -46,6 +49,7 @@ pub struct ExperimentPage {
 
 /// A registered model as the models list shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ModelSummary {
     pub name: String,
     pub description: String,
@@ -60,6 +64,7 @@ pub struct ModelSummary {
 /// How a deployment picks the version it serves, and the version that
 /// picks now: with an alias, the alias rules, whatever the stages say.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ServedBy {
     /// `stage Production` or `alias @champion`.
     pub marker: String,
@@ -67,6 +72,7 @@ pub struct ServedBy {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ModelsPage {
     pub models: Vec<ModelSummary>,
     pub next_page_token: Option<String>,
@@ -76,6 +82,7 @@ pub struct ModelsPage {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ModelVersionInfo {
     pub model: String,
     pub version: String,
@@ -93,6 +100,7 @@ pub struct ModelVersionInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ModelDetail {
     pub name: String,
     pub description: String,
@@ -106,6 +114,7 @@ pub struct ModelDetail {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct VersionDetail {
     pub version: ModelVersionInfo,
     /// Where the version's files are stored, with `models:/…` sources resolved.
@@ -158,6 +167,7 @@ pub fn signature_columns(signature: &str) -> Vec<(String, String, String)> {
 
 /// One page of an experiment's runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct RunQuery {
     pub experiment_id: String,
     /// MLflow's filter syntax, passed through: `metrics.auc > 0.9 AND params.optimizer = 'adam'`.
@@ -170,6 +180,7 @@ pub struct RunQuery {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct RunRow {
     pub run_id: String,
     pub run_name: String,
@@ -194,6 +205,7 @@ impl RunRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct RunsPage {
     pub runs: Vec<RunRow>,
     /// Every param and metric key on this page, sorted: the table's columns.
@@ -203,6 +215,7 @@ pub struct RunsPage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct RunDetail {
     pub run: RunRow,
     pub experiment_id: String,
@@ -220,6 +233,7 @@ pub struct RunDetail {
 
 /// A model a run logged, as registering it needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct RegistrableModel {
     /// The logged model's name and id (MLflow 3), or its artifact folder.
     pub label: String,
@@ -230,6 +244,7 @@ pub struct RegistrableModel {
 
 /// One metric of one run, every recorded value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct MetricHistory {
     pub run_id: String,
     pub run_name: String,
@@ -240,6 +255,7 @@ pub struct MetricHistory {
 
 /// What a metric chart's x axis shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum ChartAxis {
     #[default]
     Step,
@@ -250,6 +266,7 @@ pub enum ChartAxis {
 /// The comparison's plots: a parameter (or metric) against a metric, and
 /// every numeric column side by side as parallel coordinates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ComparePlots {
     /// Columns the scatter can plot (`params.<key>`, `metrics.<key>`):
     /// those with a number in every run that has them.
@@ -264,6 +281,7 @@ pub struct ComparePlots {
 /// How metric charts are drawn: the page's `axis`, `scale`, `smooth`, and
 /// the x range `from`…`to`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ChartOptions {
     pub axis: ChartAxis,
     /// Only points with x at or above this (a zoom).
@@ -353,6 +371,7 @@ impl ChartOptions {
 /// A metric's chart, drawn on the server as SVG; a metric with one value
 /// per run is not a line but numbers (`values`, and no `svg`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct MetricChart {
     pub metric: String,
     pub svg: String,
@@ -363,6 +382,7 @@ pub struct MetricChart {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ArtifactEntry {
     pub path: String,
     pub is_dir: bool,
@@ -371,6 +391,7 @@ pub struct ArtifactEntry {
 
 /// The start of an artifact file, as its viewer shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ArtifactPreview {
     pub path: String,
     pub content: PreviewContent,
@@ -384,6 +405,7 @@ pub struct ArtifactPreview {
 pub const PREVIEW_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum PreviewContent {
     /// Text (JSON pretty-printed when it parses).
     Text(String),
@@ -400,6 +422,7 @@ pub enum PreviewContent {
 
 /// Whose artifacts to list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum ArtifactOwner {
     Run(String),
     /// An MLflow 3 logged model, by id (`m-…`).
@@ -408,6 +431,7 @@ pub enum ArtifactOwner {
 
 /// A parameter type of an `MLproject` entry point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum ParamKind {
     Float,
     Int,
@@ -429,6 +453,7 @@ impl ParamKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ParamSpec {
     pub name: String,
     pub kind: ParamKind,
@@ -436,6 +461,7 @@ pub struct ParamSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct EntryPointSpec {
     pub name: String,
     pub params: Vec<ParamSpec>,
@@ -444,6 +470,7 @@ pub struct EntryPointSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ProjectSpec {
     pub name: String,
     pub description: String,
@@ -459,6 +486,7 @@ pub struct ProjectSpec {
 
 /// An admin-defined hardware profile, as the UI shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ProfileSpec {
     pub name: String,
     pub description: String,
@@ -478,6 +506,7 @@ pub struct ProfileSpec {
 
 /// What the launch form offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct LaunchCatalog {
     /// `local` or `kubernetes`.
     pub backend: String,
@@ -488,6 +517,7 @@ pub struct LaunchCatalog {
 /// A submitted launch form. `submission` is a token rendered into the form so
 /// that a second click (or a resubmitted POST) finds the first launch.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct LaunchRequest {
     pub submission: String,
     pub project: String,
@@ -508,6 +538,7 @@ pub type FieldErrors = BTreeMap<String, String>;
 
 crate::text_enum! {
     #[derive(Serialize, Deserialize)]
+    #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
     pub enum LaunchStatus {
         /// Recorded; the MLflow run and the executor are being set up.
         Submitted => "submitted",
@@ -530,6 +561,7 @@ impl LaunchStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Launch {
     pub id: String,
     pub project: String,
@@ -556,6 +588,7 @@ pub struct Launch {
 
 /// A live update of a launch, as the launch page receives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct LaunchUpdate {
     pub status: LaunchStatus,
     pub reason: String,
@@ -567,6 +600,7 @@ pub struct LaunchUpdate {
 /// What the launch form needs: the catalog, the experiments to choose from,
 /// and a fresh submission token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct LaunchForm {
     pub catalog: LaunchCatalog,
     /// (id, name), by name.
@@ -664,6 +698,7 @@ impl Launch {
 
 /// A bound model's deployment as the UI shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DeploymentView {
     pub model: String,
     /// `seldon` or `local`.
@@ -690,6 +725,7 @@ pub struct DeploymentView {
 
 /// A deployment's traffic over a recent window, all versions together.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct TrafficNow {
     pub requests_per_second: f64,
     /// Answers that were not 2xx, in percent; `None` without requests.
@@ -700,6 +736,7 @@ pub struct TrafficNow {
 crate::text_enum! {
     /// The span a deployment's traffic charts cover.
     #[derive(Serialize, Deserialize, Default)]
+    #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
     pub enum TrafficRange {
         #[default]
         #[serde(rename = "1h")]
@@ -728,6 +765,7 @@ impl TrafficRange {
 
 /// One version's traffic in one step of a chart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct TrafficPoint {
     pub at_ms: i64,
     pub requests_per_second: f64,
@@ -739,6 +777,7 @@ pub struct TrafficPoint {
 
 /// One version's traffic over a range: its points, and the sums.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct VersionTraffic {
     /// The version, or "all versions" where the source cannot tell them apart.
     pub version: String,
@@ -765,6 +804,7 @@ pub fn check_compared_runs(count: usize) -> Result<(), String> {
 
 /// A load test as its form sends it: text as typed, checked by the server.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct LoadTestRequest {
     /// Concurrent users, each sending a request as soon as its last answered.
@@ -782,6 +822,7 @@ pub struct LoadTestRequest {
 
 /// What an admin allows a load test.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct LoadTestCaps {
     pub max_users: u32,
     pub max_rate: u32,
@@ -791,6 +832,7 @@ pub struct LoadTestCaps {
 /// The load test form of a deployment: defaults or a sent-back draft with
 /// its problems per field.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct LoadTestForm {
     pub model: String,
     pub request: LoadTestRequest,
@@ -806,6 +848,7 @@ pub struct LoadTestForm {
 crate::text_enum! {
     /// Where a load test is.
     #[derive(Serialize, Deserialize)]
+    #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
     pub enum LoadTestState {
         Running => "running",
         /// Ran its whole duration.
@@ -818,6 +861,7 @@ crate::text_enum! {
 
 /// One second of a load test.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct LoadTestSecond {
     pub second: u32,
     pub requests: u64,
@@ -829,6 +873,7 @@ pub struct LoadTestSecond {
 
 /// A load test, running or done, with the version it hit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct LoadTest {
     pub id: String,
     pub model: String,
@@ -849,6 +894,7 @@ pub struct LoadTest {
 
 /// A load test's numbers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct LoadTestResults {
     pub requests: u64,
@@ -873,6 +919,7 @@ impl LoadTestResults {
 /// A deployment's traffic page section: charts by version with each change
 /// of version marked, and the numbers per version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct TrafficReport {
     pub range: TrafficRange,
     pub from_ms: i64,
@@ -894,6 +941,7 @@ pub struct TrafficReport {
 /// checked by the server (`server::serving::bindings`), which turns them into
 /// the catalog's binding.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct DeploymentSettings {
     pub model: String,
@@ -953,6 +1001,7 @@ fn checkbox<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D
 
 /// The deployment form: its values, who manages it, and what is wrong.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DeploymentForm {
     pub settings: DeploymentSettings,
     /// Whether the deployment exists (an edit) or is to be created.
@@ -964,6 +1013,7 @@ pub struct DeploymentForm {
 
 /// One change of what serves a model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DeploymentEvent {
     pub id: String,
     pub model: String,
@@ -981,6 +1031,7 @@ pub struct DeploymentEvent {
 crate::text_enum! {
     /// How a deployment serves, from its target's own signals.
     #[derive(Serialize, Deserialize)]
+    #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
     pub enum ServingState {
         Creating => "Creating",
         Available => "Available",
@@ -993,6 +1044,7 @@ crate::text_enum! {
 crate::text_enum! {
     /// How one change of what serves a model ended.
     #[derive(Serialize, Deserialize)]
+    #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
     pub enum DeploymentOutcome {
         /// Under way (or its deployer stopped before it could say).
         Pending => "pending",
@@ -1012,6 +1064,7 @@ crate::text_enum! {
 
 /// A deployment's page: its state, history and what Try it starts with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DeploymentDetail {
     pub view: DeploymentView,
     pub history: Vec<DeploymentEvent>,
@@ -1025,6 +1078,7 @@ pub struct DeploymentDetail {
 
 /// One side of the promotion confirmation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct VersionSummary {
     pub version: String,
     pub run_id: String,
@@ -1038,6 +1092,7 @@ pub struct VersionSummary {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PromotionPreview {
     pub model: String,
     pub marker: String,
@@ -1052,6 +1107,7 @@ crate::text_enum! {
     /// Where a promotion request is. Written before each side effect, so a
     /// crash leaves `approving` (decided, promotion not confirmed) to explain.
     #[derive(Serialize, Deserialize)]
+    #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
     pub enum RequestState {
         Pending => "pending",
         Approving => "approving",
@@ -1067,6 +1123,7 @@ crate::text_enum! {
 /// A deployer's request to promote a version, with the evidence as it was
 /// when they asked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PromotionRequest {
     pub id: String,
     pub model: String,
@@ -1087,6 +1144,7 @@ pub struct PromotionRequest {
 
 /// A model server's answer to a Try it request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Prediction {
     pub status: u16,
     /// At most 64 KiB of it; `truncated` says whether there was more.
@@ -1108,6 +1166,7 @@ pub struct TryAnswer {
 /// What the audit log page and its exports filter by; empty means any.
 /// Dates are `YYYY-MM-DD` (UTC), `to` included.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct AuditQuery {
     pub actor: String,
     pub action: String,
@@ -1157,6 +1216,7 @@ pub const AUDIT_EXPORT_LIMIT: i64 = 100_000;
 crate::text_enum! {
     /// What an audit entry records; the log's "What" filter offers each.
     #[derive(Serialize, Deserialize)]
+    #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
     pub enum AuditAction {
         Login => "login",
         Account => "account",
@@ -1181,11 +1241,58 @@ crate::text_enum! {
         DeploymentSettings => "deployment-settings",
         LoadTest => "load-test",
         CancelLoadTest => "cancel-load-test",
+        /// A service token made or revoked.
+        Token => "token",
     }
+}
+
+/// A service token as it is listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceToken {
+    pub id: String,
+    pub name: String,
+    /// The account it acts for.
+    pub owner: String,
+    pub grant: crate::access::Grant,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    pub last_used_ms: Option<i64>,
+    pub revoked_ms: Option<i64>,
+}
+
+/// The new-token form as sent: text as typed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TokenRequest {
+    pub name: String,
+    pub role: String,
+    /// Model and project name patterns, separated by commas or spaces;
+    /// empty: everything the role covers.
+    pub scope: String,
+    pub expires_days: String,
+}
+
+/// The tokens page: the user's tokens (an admin's: everyone's), the roles
+/// a new one may have, and a new token's secret, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokensPage {
+    pub tokens: Vec<ServiceToken>,
+    pub roles: Vec<crate::access::Role>,
+    pub created: Option<CreatedToken>,
+    /// When it was read: what has expired by then shows so.
+    pub as_of_ms: i64,
+}
+
+/// A token just made, with the secret its holder must copy now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub name: String,
+    pub secret: String,
 }
 
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub at_ms: i64,
     pub actor: String,

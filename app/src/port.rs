@@ -13,8 +13,8 @@ use crate::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, DeploymentDetail,
     DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm,
     LaunchRequest, ListQuery, LoadTest, LoadTestForm, MetricHistory, ModelDetail, ModelsPage,
-    PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TrafficRange, TrafficReport,
-    TryAnswer, VersionDetail,
+    PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TokensPage, TrafficRange,
+    TrafficReport, TryAnswer, VersionDetail,
 };
 
 #[async_trait::async_trait]
@@ -142,6 +142,14 @@ pub trait ControlPlane: Send + Sync + 'static {
     /// Newest first: pending ones and recent decisions.
     async fn list_promotion_requests(&self, user: &User)
     -> Result<Vec<PromotionRequest>, AppError>;
+
+    /// The user's service tokens (an account admin's: everyone's); the
+    /// secret of the one `created` names, once.
+    async fn tokens_page(
+        &self,
+        user: &User,
+        created: Option<String>,
+    ) -> Result<TokensPage, AppError>;
 
     async fn get_promotion_request(
         &self,

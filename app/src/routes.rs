@@ -142,6 +142,16 @@ pub fn settings_href(model: &str) -> String {
 
 pub const DEPLOYMENTS: &str = "/deployments";
 pub const NEW_DEPLOYMENT: &str = "/new-deployment";
+pub const TOKENS: &str = "/tokens";
+
+/// The tokens page showing a new token's secret, kept under `id` until shown.
+pub fn created_token_href(id: &str) -> String {
+    with_query(TOKENS, [("created", id)])
+}
+
+pub fn revoke_token_href(id: &str) -> String {
+    format!("{TOKENS}/{}/revoke", segment(id))
+}
 
 /// The new deployment form, for `model`.
 pub fn new_deployment_href(model: &str) -> String {

@@ -10,7 +10,7 @@ use crate::model::{
     ComparePlots, DeploymentDetail, DeploymentForm, DeploymentView, Experiment, ExperimentPage,
     FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery, LoadTest, LoadTestForm, MetricChart,
     ModelDetail, ModelsPage, PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage,
-    TrafficRange, TrafficReport, TryAnswer, VersionDetail,
+    TokensPage, TrafficRange, TrafficReport, TryAnswer, VersionDetail,
 };
 
 /// Who is signed in (`anonymous` on the sign-in page), so pages show only
@@ -271,4 +271,12 @@ pub async fn search_audit(query: AuditQuery) -> Result<Vec<AuditEntry>, AppError
 #[server(endpoint = "login_options", output = JsonText)]
 pub async fn login_options() -> Result<Option<String>, AppError> {
     Ok(crate::port::control_plane()?.single_sign_on())
+}
+
+/// The tokens page; `created` names a new token whose secret it shows, once.
+#[server(output = JsonText)]
+pub async fn get_tokens_page(created: Option<String>) -> Result<TokensPage, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.tokens_page(&user, created).await
 }

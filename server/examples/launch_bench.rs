@@ -125,6 +125,7 @@ async fn main() {
         name: "bench".into(),
         authenticated: true,
         grants: vec![app::access::Grant::global(app::access::Role::Trainer)],
+        token: None,
     };
 
     let (mut submit, ids) = submit_many(&kube_launcher, &user, launches, || {

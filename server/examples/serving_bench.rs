@@ -66,6 +66,7 @@ async fn main() {
         name: "bench".into(),
         authenticated: true,
         grants: vec![app::access::Grant::global(app::access::Role::Deployer)],
+        token: None,
     };
     println!("serving benchmark, MLflow at {mlflow_url}");
 

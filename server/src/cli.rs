@@ -1,5 +1,7 @@
 //! The command line: with no subcommand, the server; `users …` manages
-//! local accounts in the same database, for operators.
+//! local accounts in the same database, for operators; the pipeline
+//! commands (`launch`, `promote`, …) talk to a running Slipway's API
+//! (`crate::client`).
 
 use std::io::BufRead;
 
@@ -30,6 +32,8 @@ pub enum Command {
     /// Local accounts (passwords are read from standard input).
     #[command(subcommand)]
     Users(UsersCommand),
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@
 pub mod adapters;
 pub mod catalog;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod duties;
 pub mod error;
@@ -280,6 +281,7 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
         launches,
         reads,
         accounts: accounts.clone(),
+        tokens: Arc::new(services::tokens::Tokens::new(store.clone())),
     };
     // The catalog file's deployments, before the first pass serves them.
     services

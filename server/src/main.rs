@@ -4,23 +4,44 @@ use std::net::SocketAddr;
 use clap::Parser;
 use server::cli::{Cli, Command};
 use server::config::Config;
-use server::{build_state, cli, telemetry, web};
+use server::{build_state, cli, client, telemetry, web};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let Cli { config, command } = Cli::parse();
-    telemetry::init(config.log_format);
     let outcome = match command {
-        None => serve(config).await,
-        Some(Command::Users(command)) => cli::users(&config, command, std::io::stdin().lock())
-            .await
-            .map(|report| println!("{report}")),
+        Some(Command::Client(command)) => return pipeline_step(command).await,
+        Some(Command::Users(command)) => {
+            telemetry::init(config.log_format);
+            cli::users(&config, command, std::io::stdin().lock())
+                .await
+                .map(|report| println!("{report}"))
+        }
+        None => {
+            telemetry::init(config.log_format);
+            serve(config).await
+        }
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// A pipeline command: its answer on stdout, the reason on stderr, and an
+/// exit code to branch on.
+async fn pipeline_step(command: client::ClientCommand) -> std::process::ExitCode {
+    match client::run(command, std::env::var("SLIPWAY_TOKEN").ok()).await {
+        Ok(shown) => {
+            println!("{shown}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("{}", failure.message);
+            std::process::ExitCode::from(failure.exit as u8)
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod paging;
 mod parts;
 mod run;
 mod runs;
+mod tokens;
 
 use leptos::prelude::*;
 use leptos_meta::{Link, MetaTags, Stylesheet, Title, provide_meta_context};
@@ -35,6 +36,7 @@ use login::LoginPage;
 use models::{ModelPage, ModelsPage, VersionPage};
 use run::{ArtifactPage, ComparePage, RunPage};
 use runs::ExperimentRunsPage;
+use tokens::TokensPage;
 
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -97,6 +99,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/launch") view=LaunchFormPage/>
                     <Route path=path!("/launches") view=LaunchesPage/>
                     <Route path=path!("/launches/:id") view=LaunchPage/>
+                    <Route path=path!("/tokens") view=TokensPage/>
                 </Routes>
             </main>
             <HydratedMark/>
@@ -153,6 +156,7 @@ fn TopNav(user: User) -> impl IntoView {
         </nav>
         <div class="who">
             <span data-user=user.name.clone() title=describe_grants(&user)>{user.name.clone()}</span>
+            <a href="/tokens">"Tokens"</a>
             <form method="post" action="/logout" class="inline">
                 <button type="submit" class="link">"Sign out"</button>
             </form>

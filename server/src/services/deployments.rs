@@ -496,11 +496,11 @@ impl Deployments {
         detail: &str,
     ) -> Result<()> {
         self.audit
-            .record(&user.name, action, &subject(model), detail)
+            .record(&user.actor(), action, &subject(model), detail)
             .await?;
         let id = self
             .store
-            .begin_deployment(model, None, None, "settings", &user.name)
+            .begin_deployment(model, None, None, "settings", &user.actor())
             .await?;
         self.store
             .finish_deployment(&id, DeploymentOutcome::Changed, detail)
@@ -509,7 +509,7 @@ impl Deployments {
         self.reconciler.reload_bindings().await?;
         self.reconciler.trigger(Trigger {
             cause: "settings".into(),
-            actor: user.name.clone(),
+            actor: user.actor(),
             retry_model: Some(model.into()),
         });
         Ok(())

@@ -391,7 +391,7 @@ impl Launches {
         let audit = self
             .audit
             .begin(
-                &user.name,
+                &user.actor(),
                 AuditAction::Launch,
                 &launch_subject(&launch.id),
                 &format!(
@@ -639,7 +639,7 @@ impl Launches {
         let audit = self
             .audit
             .begin(
-                &user.name,
+                &user.actor(),
                 AuditAction::Cancel,
                 &launch_subject(&launch.id),
                 &reason,

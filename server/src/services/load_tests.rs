@@ -155,7 +155,7 @@ impl LoadTests {
         let begun = self
             .audit
             .begin(
-                &user.name,
+                &user.actor(),
                 AuditAction::LoadTest,
                 &format!("model:{model}"),
                 &describe(&test),
@@ -215,7 +215,7 @@ impl LoadTests {
         let begun = self
             .audit
             .begin(
-                &user.name,
+                &user.actor(),
                 AuditAction::CancelLoadTest,
                 &format!("model:{}", test.model),
                 &format!("load test {id}"),

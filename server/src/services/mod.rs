@@ -1,6 +1,6 @@
 //! The use cases. Every change anyone asks for goes through one of these
 //! services, whichever door it came in by (a page's form, a server
-//! function, and later the API and the CLI): each authorizes its command
+//! function, the API and so the CLI): each authorizes its command
 //! once, against the stored object, and writes the audit log before and
 //! after the side effect. `Reads` is the read side the pages use.
 
@@ -13,6 +13,7 @@ pub mod load_tests;
 pub mod promotions;
 pub mod reads;
 pub mod registry;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -33,4 +34,5 @@ pub struct Services {
     pub promotions: Arc<Promotions>,
     pub registry: Arc<Registry>,
     pub reads: Arc<Reads>,
+    pub tokens: Arc<tokens::Tokens>,
 }

@@ -128,7 +128,7 @@ impl Promotions {
         let audit = self
             .audit
             .begin(
-                &user.name,
+                &user.actor(),
                 AuditAction::PromotionRequest,
                 &subject(model),
                 &format!("v{version}: {reason}"),
@@ -172,7 +172,7 @@ impl Promotions {
             if decided {
                 self.audit
                     .record(
-                        &user.name,
+                        &user.actor(),
                         AuditAction::Approve,
                         &subject(&request.model),
                         &format!("refused, stale: {why}"),
@@ -390,13 +390,14 @@ impl Promotions {
             Expected::Any => None,
             Expected::Version(version) => Some(version.as_deref()),
         };
+        let actor = user.actor();
         let mut promotion = NewPromotion {
             model,
             cause: cause.as_str(),
             version,
             previous_version: current.as_deref(),
             expected_version,
-            actor: &user.name,
+            actor: &actor,
             audit_id: None,
         };
         // The reason given goes into the log (and its exports) with the change.
@@ -419,7 +420,7 @@ impl Promotions {
             self.store.refuse_promotion(&promotion, &why).await?;
             self.audit
                 .record(
-                    &user.name,
+                    &user.actor(),
                     cause.action(),
                     &subject(model),
                     &format!("{detail}: refused, {why}"),
@@ -429,7 +430,7 @@ impl Promotions {
         }
         let audit = self
             .audit
-            .begin(&user.name, cause.action(), &subject(model), &detail)
+            .begin(&user.actor(), cause.action(), &subject(model), &detail)
             .await?;
         promotion.audit_id = Some(audit.id());
         let id = self.store.begin_promotion(&promotion).await?;
@@ -446,7 +447,7 @@ impl Promotions {
         drop(turn);
         self.reconciler.trigger(Trigger {
             cause: cause.as_str().into(),
-            actor: user.name.clone(),
+            actor: user.actor(),
             retry_model: Some(model.into()),
         });
         Ok(())
@@ -484,7 +485,7 @@ impl Promotions {
         let audit = self
             .audit
             .begin(
-                &user.name,
+                &user.actor(),
                 action,
                 &subject(&request.model),
                 &format!(
@@ -516,8 +517,9 @@ impl Promotions {
                 requested_by: &request.requested_by,
             },
         )?;
+        // Decided meanwhile (by someone else, or a second click).
         if request.state != RequestState::Pending {
-            return Err(Error::invalid(format!(
+            return Err(Error::Conflict(format!(
                 "This request is already {}.",
                 request.state.as_str()
             )));

@@ -249,7 +249,7 @@ impl Registry {
         let (action, detail) = edit.audit();
         let audit = self
             .audit
-            .begin(&user.name, action, &format!("model:{model}"), &detail)
+            .begin(&user.actor(), action, &format!("model:{model}"), &detail)
             .await?;
         let outcome = match edit {
             RegistryEdit::SetAlias { version, alias } => {
@@ -318,7 +318,7 @@ impl Registry {
         let audit = self
             .audit
             .begin(
-                &user.name,
+                &user.actor(),
                 AuditAction::RegistryRegister,
                 &format!("model:{model}"),
                 &format!("run {run_id}: {}", chosen.label),

@@ -14,6 +14,8 @@ pub enum DraftForm {
     Launch,
     Deployment,
     LoadTest,
+    /// A new service token's secret, shown once on the next page.
+    TokenSecret,
 }
 
 impl DraftForm {
@@ -22,6 +24,7 @@ impl DraftForm {
             DraftForm::Launch => "launch",
             DraftForm::Deployment => "deployment",
             DraftForm::LoadTest => "load-test",
+            DraftForm::TokenSecret => "token-secret",
         }
     }
 }
@@ -71,6 +74,31 @@ impl Store {
                 .map_err(|err| Error::Internal(format!("a {} draft: {err}", form.as_str()))),
             None => Ok(None),
         }
+    }
+
+    /// As `draft`, made after `since_ms`, and gone once read.
+    pub async fn take_draft<T: DeserializeOwned>(
+        &self,
+        user: &str,
+        form: DraftForm,
+        id: &str,
+        since_ms: i64,
+    ) -> Result<Option<T>> {
+        let body: Option<String> = sqlx::query_scalar(
+            "DELETE FROM form_drafts WHERE id = $1 AND user_name = $2 AND form = $3 \
+             AND created_ms >= $4 RETURNING body",
+        )
+        .bind(id)
+        .bind(user)
+        .bind(form.as_str())
+        .bind(since_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        body.map(|body| {
+            serde_json::from_str(&body)
+                .map_err(|err| Error::Internal(format!("a {} draft: {err}", form.as_str())))
+        })
+        .transpose()
     }
 
     /// Deletes drafts made before `before_ms`.

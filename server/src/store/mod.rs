@@ -23,6 +23,7 @@ pub mod promotions;
 pub mod replicas;
 pub mod requests;
 pub mod serving_objects;
+pub mod tokens;
 pub mod try_answers;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -5,11 +5,12 @@
 
 use app::access::User;
 use app::error::AppError;
-use app::model::{DeploymentSettings, LaunchRequest, LoadTestRequest};
+use app::model::{CreatedToken, DeploymentSettings, LaunchRequest, LoadTestRequest, TokenRequest};
 use app::routes::{
-    DEPLOYMENTS, Done, NEW_DEPLOYMENT, approval_href, deployment_draft_href, deployment_href,
-    done_href, launch_draft_href, launch_href, load_test_form_href, load_test_href, model_href,
-    promote_href, rollback_href, run_href, settings_href, try_answer_href, version_href,
+    DEPLOYMENTS, Done, NEW_DEPLOYMENT, TOKENS, approval_href, created_token_href,
+    deployment_draft_href, deployment_href, done_href, launch_draft_href, launch_href,
+    load_test_form_href, load_test_href, model_href, promote_href, rollback_href, run_href,
+    settings_href, try_answer_href, version_href,
 };
 use axum::Extension;
 use axum::Form;
@@ -376,6 +377,44 @@ pub async fn register_run_model(
         Ok(version) => back_to(version_href(form.model.trim(), &version), None),
         Err(err) => back_to(run_href(&run_id), Some(err)),
     }
+}
+
+/// The new-token form: to the tokens page, which shows the secret once
+/// (kept on the server meanwhile, never in the URL); refused or invalid,
+/// back to it with why.
+pub async fn create_token(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Form(request): Form<TokenRequest>,
+) -> Response {
+    let tokens = &state.services.tokens;
+    let made = match tokens.create(&user, &request).await {
+        Ok((token, secret)) => {
+            tokens
+                .keep_secret(
+                    &user,
+                    &CreatedToken {
+                        name: token.name,
+                        secret,
+                    },
+                )
+                .await
+        }
+        Err(err) => Err(err),
+    };
+    match made {
+        Ok(id) => Redirect::to(&created_token_href(&id)).into_response(),
+        Err(err) => back_to(TOKENS.to_string(), Some(err)),
+    }
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> Response {
+    let outcome = state.services.tokens.revoke(&user, &id).await;
+    back_to(TOKENS.to_string(), outcome.err())
 }
 
 const MAX_NOTICE_CHARS: usize = 300;

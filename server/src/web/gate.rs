@@ -166,7 +166,7 @@ pub async fn gate(State(gate): State<Arc<Gate>>, mut request: Request, next: Nex
 /// page it asked for afterwards.
 fn sign_in_first(request: &Request) -> Response {
     let path = request.uri().path();
-    if path.starts_with("/api/") {
+    if path.starts_with("/api/") && !path.starts_with(super::api::DOCS_PATH) {
         return (StatusCode::UNAUTHORIZED, "Sign in first.").into_response();
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {

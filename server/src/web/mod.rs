@@ -5,6 +5,7 @@
 //! a request may do is decided by the services it calls; here requests are
 //! routed and decoded, and errors become answers (`errors`).
 
+pub mod api;
 pub mod errors;
 pub mod events;
 pub mod files;
@@ -25,7 +26,7 @@ use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request};
 use axum::http::{StatusCode, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use leptos::prelude::{LeptosOptions, provide_context};
 use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
 use leptos_router::SsrMode;
@@ -136,6 +137,8 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}/artifact/raw", get(files::artifact_file))
         .route("/approvals/{id}/approve", post(forms::approve))
         .route("/approvals/{id}/reject", post(forms::reject))
+        .route("/tokens", post(forms::create_token))
+        .route("/tokens/{id}/revoke", post(forms::revoke_token))
         .route("/api/launches/{id}/events", get(events::launch_events));
 
     // Everything people use passes the same three checks; the operations
@@ -148,9 +151,35 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.gate.clone(), gate::same_site))
         .layer(from_fn(refuse_large_bodies))
         .layer(from_fn(refuse_framing))
+        .layer(from_fn(keep_no_copy))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Outermost: a request for another host reaches none of the above.
-        .layer(from_fn_with_state(allowed_hosts, hosts::allowed_host));
+        .layer(from_fn_with_state(
+            allowed_hosts.clone(),
+            hosts::allowed_host,
+        ));
+
+    // Pipelines and the CLI: a bearer token instead of a session, so none
+    // of the browser's checks above (a token is never sent by itself).
+    let (api_routes, api_document) = api::routes();
+    let api = api_routes
+        .route("/api/v1/{*rest}", any(api::no_such_route))
+        .layer(from_fn_with_state(
+            state.services.tokens.clone(),
+            api::bearer,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    // The document and its reader are for people (and the CLI's docs link):
+    // behind the session gate, like every page.
+    let api_reference = Router::<AppState>::new()
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new(api::DOCS_PATH).url(api::OPENAPI_PATH, api_document),
+        )
+        .layer(from_fn_with_state(state.gate.clone(), gate::gate))
+        .layer(from_fn_with_state(
+            allowed_hosts.clone(),
+            hosts::allowed_host,
+        ));
 
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))
@@ -160,6 +189,8 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/mlflow", post(ops::receive_webhook));
 
     people
+        .merge(api_reference)
+        .merge(api)
         .merge(ops)
         .layer(from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -186,6 +217,20 @@ async fn refuse_framing(request: Request, next: axum::middleware::Next) -> Respo
     headers
         .entry(header::CONTENT_SECURITY_POLICY)
         .or_insert(header::HeaderValue::from_static("frame-ancestors 'none'"));
+    response
+}
+
+/// The tokens page may carry a new secret: no cache, shared or the
+/// browser's, keeps a copy.
+async fn keep_no_copy(request: Request, next: axum::middleware::Next) -> Response {
+    let secret_page = request.uri().path() == app::routes::TOKENS;
+    let mut response = next.run(request).await;
+    if secret_page {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
     response
 }
 

@@ -8,8 +8,8 @@ use app::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, DeploymentDetail,
     DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm,
     LaunchRequest, ListQuery, LoadTest, LoadTestForm, MetricHistory, ModelDetail, ModelsPage,
-    PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TrafficRange, TrafficReport,
-    TryAnswer, VersionDetail,
+    PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TokensPage, TrafficRange,
+    TrafficReport, TryAnswer, VersionDetail,
 };
 use app::port::ControlPlane;
 
@@ -191,6 +191,14 @@ impl ControlPlane for Port {
         _user: &User,
     ) -> Result<Vec<PromotionRequest>, AppError> {
         Ok(self.0.reads.list_promotion_requests().await?)
+    }
+
+    async fn tokens_page(
+        &self,
+        user: &User,
+        created: Option<String>,
+    ) -> Result<TokensPage, AppError> {
+        Ok(self.0.tokens.page(user, created.as_deref()).await?)
     }
 
     async fn get_promotion_request(

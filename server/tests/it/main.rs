@@ -17,6 +17,7 @@ mod launch;
 mod layout;
 mod mlflow_client;
 mod mlflow_login;
+mod pipeline;
 mod promotions;
 mod registry;
 mod secrets;

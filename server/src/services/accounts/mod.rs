@@ -374,6 +374,7 @@ pub fn user_of(account: &Account) -> User {
         name: account.name.clone(),
         authenticated: true,
         grants: account.grants.clone(),
+        token: None,
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Slipway {
     http: reqwest::Client,
     /// The session of the `operator` admin account, made with the CLI.
     cookie: String,
+    /// What `slipway users …` needs to find the same database.
+    operator_env: Vec<(String, String)>,
 }
 
 pub struct SlipwaySettings<'a> {
@@ -143,12 +145,29 @@ impl Slipway {
                     .and_then(|cookie| cookie.split(';').next())
                     .ok_or_else(|| format!("sign-in answered {}", signed_in.status()))?
                     .to_string();
+                let mut operator_env = vec![
+                    (
+                        "SLIPWAY_MLFLOW_URI".to_string(),
+                        settings.mlflow_url.clone(),
+                    ),
+                    (
+                        "SLIPWAY_DATA_DIR".to_string(),
+                        settings.data_dir.display().to_string(),
+                    ),
+                ];
+                operator_env.extend(
+                    settings
+                        .extra_env
+                        .iter()
+                        .map(|(name, value)| (name.to_string(), value.clone())),
+                );
                 return Ok(Self {
                     child,
                     url,
                     log,
                     http,
                     cookie,
+                    operator_env,
                 });
             }
             assert!(
@@ -188,6 +207,99 @@ impl Slipway {
             .unwrap();
         self.assert_no_panic();
         status
+    }
+
+    /// Adds a local account with `slipway users add`, as an operator does.
+    pub async fn add_user(&self, name: &str, role: &str) {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_slipway"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.operator_env.iter().cloned())
+            .args(["users", "add", name, "--role", role])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut adding = command.spawn().unwrap();
+        {
+            use tokio::io::AsyncWriteExt;
+            let mut stdin = adding.stdin.take().unwrap();
+            stdin
+                .write_all(format!("{}\n", super::TEST_PASSWORD).as_bytes())
+                .await
+                .unwrap();
+        }
+        let added = adding.wait_with_output().await.unwrap();
+        assert!(
+            added.status.success(),
+            "slipway users add {name}: {}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+    }
+
+    /// Signs `name` in through `/login`; its session's `Cookie` value.
+    pub async fn sign_in(&self, name: &str) -> String {
+        let signed_in = self
+            .http
+            .post(format!("{}/login", self.url))
+            .header("sec-fetch-site", "same-origin")
+            .form(&[("name", name), ("password", super::TEST_PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        signed_in
+            .headers()
+            .get("set-cookie")
+            .and_then(|cookie| cookie.to_str().ok())
+            .and_then(|cookie| cookie.split(';').next())
+            .unwrap_or_else(|| panic!("{name} could not sign in: {}", signed_in.status()))
+            .to_string()
+    }
+
+    /// Makes a service token on the tokens page as the person signed in
+    /// with `cookie`, as a browser does; the secret the page shows once.
+    pub async fn make_token(&self, cookie: &str, fields: &[(&str, &str)]) -> String {
+        let made = self
+            .http
+            .post(format!("{}/tokens", self.url))
+            .header("cookie", cookie)
+            .header("sec-fetch-site", "same-origin")
+            .form(fields)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(made.status(), reqwest::StatusCode::SEE_OTHER);
+        let shown = made.headers()["location"].to_str().unwrap().to_string();
+        assert!(shown.starts_with("/tokens?created="), "{shown}");
+        let page = |cookie: String| {
+            let request = self
+                .http
+                .get(format!("{}{shown}", self.url))
+                .header("cookie", cookie);
+            async move {
+                let response = request.send().await.unwrap();
+                assert_eq!(
+                    response
+                        .headers()
+                        .get("cache-control")
+                        .map(|value| value.to_str().unwrap()),
+                    Some("no-store")
+                );
+                response.text().await.unwrap()
+            }
+        };
+        let html = page(cookie.to_string()).await;
+        let secret = html
+            .split("data-secret")
+            .nth(1)
+            .and_then(|rest| rest.split_once('>'))
+            .and_then(|(_, rest)| rest.split('<').next())
+            .unwrap_or_else(|| panic!("no secret on the page:\n{html}"))
+            .to_string();
+        // Shown once: the same link again shows no secret.
+        assert!(!page(cookie.to_string()).await.contains(&secret));
+        secret
     }
 
     pub fn log(&self) -> String {

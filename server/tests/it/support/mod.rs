@@ -61,6 +61,7 @@ pub fn user(name: &str, role: app::access::Role) -> app::access::User {
         name: name.into(),
         authenticated: true,
         grants: vec![app::access::Grant::global(role)],
+        token: None,
     }
 }
 
