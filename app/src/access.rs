@@ -166,6 +166,8 @@ pub enum Action<'a> {
         model: &'a str,
     },
     ManageAccounts,
+    /// Where Slipway sends notifications, and their delivery log.
+    ManageNotifications,
 }
 
 /// Why something was refused, in words the user can act on.
@@ -268,11 +270,11 @@ pub fn authorize(user: &User, action: Action<'_>) -> Result<(), Denied> {
             Role::Admin,
             Some(model),
         ),
-        Action::ManageAccounts => (
-            user.grants
-                .iter()
-                .any(|grant| grant.role == Role::Admin && grant.scope.is_empty()),
-            "Managing accounts",
+        Action::ManageAccounts => (global_admin(user), "Managing accounts", Role::Admin, None),
+        // A channel hears about every model: no scope is enough for it.
+        Action::ManageNotifications => (
+            global_admin(user),
+            "Managing notifications",
             Role::Admin,
             None,
         ),
@@ -322,6 +324,12 @@ pub fn grants_cover(user: &User, grant: &Grant) -> Result<(), Denied> {
             }
         )))
     }
+}
+
+fn global_admin(user: &User) -> bool {
+    user.grants
+        .iter()
+        .any(|grant| grant.role == Role::Admin && grant.scope.is_empty())
 }
 
 /// Whether the user holds `role` (or more) for anything at all; for

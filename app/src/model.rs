@@ -1243,7 +1243,127 @@ crate::text_enum! {
         CancelLoadTest => "cancel-load-test",
         /// A service token made or revoked.
         Token => "token",
+        /// A notification channel added or deleted.
+        Notifications => "notifications",
     }
+}
+
+crate::text_enum! {
+    /// What Slipway tells notification channels about.
+    #[derive(Serialize, Deserialize)]
+    #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+    pub enum NotificationEvent {
+        #[serde(rename = "launch.succeeded")]
+        LaunchSucceeded => "launch.succeeded",
+        #[serde(rename = "launch.failed")]
+        LaunchFailed => "launch.failed",
+        #[serde(rename = "promotion.requested")]
+        PromotionRequested => "promotion.requested",
+        #[serde(rename = "promotion.approved")]
+        PromotionApproved => "promotion.approved",
+        #[serde(rename = "promotion.rejected")]
+        PromotionRejected => "promotion.rejected",
+        /// A promotion made at once, without a request.
+        #[serde(rename = "promotion.done")]
+        Promoted => "promotion.done",
+        #[serde(rename = "rollback")]
+        Rollback => "rollback",
+        /// A new version serves.
+        #[serde(rename = "deployment.serving")]
+        DeploymentServing => "deployment.serving",
+        #[serde(rename = "deployment.failed")]
+        DeploymentFailed => "deployment.failed",
+    }
+}
+
+impl NotificationEvent {
+    pub fn describe(self) -> &'static str {
+        match self {
+            NotificationEvent::LaunchSucceeded => "A training succeeded",
+            NotificationEvent::LaunchFailed => "A training failed",
+            NotificationEvent::PromotionRequested => "A promotion is requested",
+            NotificationEvent::PromotionApproved => "A promotion request is approved",
+            NotificationEvent::PromotionRejected => "A promotion request is rejected",
+            NotificationEvent::Promoted => "A version is promoted (no approval needed)",
+            NotificationEvent::Rollback => "A deployment is rolled back",
+            NotificationEvent::DeploymentServing => "A new version serves",
+            NotificationEvent::DeploymentFailed => "A deployment failed",
+        }
+    }
+}
+
+/// One event as channels receive it (a webhook's JSON body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub event: NotificationEvent,
+    pub at_ms: i64,
+    /// What happened, in a sentence.
+    pub text: String,
+    /// The page about it, a path on Slipway (made absolute when sent).
+    pub link: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Who caused it, where a person (or their token) did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+}
+
+/// A notification channel as listed: its URL shortened to its host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationChannel {
+    pub id: String,
+    pub name: String,
+    /// `webhook` or `slack`.
+    pub kind: String,
+    /// Scheme and host only: the rest may be a credential.
+    pub destination: String,
+    pub signed: bool,
+    pub events: Vec<NotificationEvent>,
+    pub created_by: String,
+    pub created_ms: i64,
+}
+
+/// The new-channel form as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChannelRequest {
+    pub name: String,
+    pub kind: String,
+    pub url: String,
+    pub secret: String,
+    /// The ticked events.
+    pub events: Vec<String>,
+}
+
+/// One delivery of one event to one channel, as the log shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationDelivery {
+    pub id: String,
+    pub channel: String,
+    pub event: NotificationEvent,
+    pub text: String,
+    /// `pending`, `delivered` or `failed` (gave up).
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: String,
+    pub created_ms: i64,
+    pub next_attempt_ms: i64,
+    pub delivered_ms: Option<i64>,
+}
+
+/// The notifications page: the channels and the newest deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationsPage {
+    pub channels: Vec<NotificationChannel>,
+    pub deliveries: Vec<NotificationDelivery>,
 }
 
 /// A service token as it is listed: never its secret.

@@ -13,8 +13,8 @@ use crate::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, DeploymentDetail,
     DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm,
     LaunchRequest, ListQuery, LoadTest, LoadTestForm, MetricHistory, ModelDetail, ModelsPage,
-    PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TokensPage, TrafficRange,
-    TrafficReport, TryAnswer, VersionDetail,
+    NotificationsPage, PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage,
+    TokensPage, TrafficRange, TrafficReport, TryAnswer, VersionDetail,
 };
 
 #[async_trait::async_trait]
@@ -150,6 +150,8 @@ pub trait ControlPlane: Send + Sync + 'static {
         user: &User,
         created: Option<String>,
     ) -> Result<TokensPage, AppError>;
+
+    async fn notifications_page(&self, user: &User) -> Result<NotificationsPage, AppError>;
 
     async fn get_promotion_request(
         &self,

@@ -143,6 +143,11 @@ pub fn settings_href(model: &str) -> String {
 pub const DEPLOYMENTS: &str = "/deployments";
 pub const NEW_DEPLOYMENT: &str = "/new-deployment";
 pub const TOKENS: &str = "/tokens";
+pub const NOTIFICATIONS: &str = "/notifications";
+
+pub fn delete_channel_href(id: &str) -> String {
+    format!("{NOTIFICATIONS}/{}/delete", segment(id))
+}
 
 /// The tokens page showing a new token's secret, kept under `id` until shown.
 pub fn created_token_href(id: &str) -> String {

@@ -9,8 +9,8 @@ use crate::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, ChartOptions,
     ComparePlots, DeploymentDetail, DeploymentForm, DeploymentView, Experiment, ExperimentPage,
     FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery, LoadTest, LoadTestForm, MetricChart,
-    ModelDetail, ModelsPage, PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage,
-    TokensPage, TrafficRange, TrafficReport, TryAnswer, VersionDetail,
+    ModelDetail, ModelsPage, NotificationsPage, PromotionPreview, PromotionRequest, RunDetail,
+    RunQuery, RunsPage, TokensPage, TrafficRange, TrafficReport, TryAnswer, VersionDetail,
 };
 
 /// Who is signed in (`anonymous` on the sign-in page), so pages show only
@@ -279,4 +279,12 @@ pub async fn get_tokens_page(created: Option<String>) -> Result<TokensPage, AppE
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.tokens_page(&user, created).await
+}
+
+/// The notification channels and the delivery log (admins).
+#[server(output = JsonText)]
+pub async fn get_notifications_page() -> Result<NotificationsPage, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.notifications_page(&user).await
 }

@@ -64,6 +64,11 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_LOAD_TEST_MAX_SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub load_test_max_secs: u32,
 
+    /// Seconds before a notification that was not delivered is sent again;
+    /// doubled after each failed attempt (at most 15 minutes, 10 attempts).
+    #[arg(long, env = "SLIPWAY_NOTIFY_RETRY_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub notify_retry_secs: u64,
+
     /// MLflow tracking server.
     #[arg(
         long,

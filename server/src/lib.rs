@@ -282,6 +282,11 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
         reads,
         accounts: accounts.clone(),
         tokens: Arc::new(services::tokens::Tokens::new(store.clone())),
+        notifications: Arc::new(services::notifications::Notifications::new(
+            store.clone(),
+            config.external_url.clone(),
+            std::time::Duration::from_secs(config.notify_retry_secs),
+        )?),
     };
     // The catalog file's deployments, before the first pass serves them.
     services
@@ -338,6 +343,11 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
             register_webhook(webhook.clone(), mlflow.clone())
         });
     }
+    let notifying = services.notifications.clone();
+    duties::while_leading(&leadership, "sending notifications", move || {
+        let notifying = notifying.clone();
+        async move { notifying.keep_delivering().await }
+    });
     let (sweeping, sweep_store) = (accounts.clone(), store.clone());
     duties::while_leading(&leadership, "sweeping what expired", move || {
         sweep_expired(sweeping.clone(), sweep_store.clone())

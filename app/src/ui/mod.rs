@@ -9,6 +9,7 @@ mod live;
 mod load_tests;
 mod login;
 mod models;
+mod notifications;
 pub mod paging;
 mod parts;
 mod run;
@@ -34,6 +35,7 @@ use launch::{LaunchFormPage, LaunchPage, LaunchesPage};
 use load_tests::{CompareLoadTestsPage, LoadTestFormPage, LoadTestPage};
 use login::LoginPage;
 use models::{ModelPage, ModelsPage, VersionPage};
+use notifications::NotificationsPage;
 use run::{ArtifactPage, ComparePage, RunPage};
 use runs::ExperimentRunsPage;
 use tokens::TokensPage;
@@ -100,6 +102,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/launches") view=LaunchesPage/>
                     <Route path=path!("/launches/:id") view=LaunchPage/>
                     <Route path=path!("/tokens") view=TokensPage/>
+                    <Route path=path!("/notifications") view=NotificationsPage/>
                 </Routes>
             </main>
             <HydratedMark/>
@@ -152,6 +155,7 @@ fn TopNav(user: User) -> impl IntoView {
             <a href="/deployments">"Deployments"</a>
             <a href="/approvals">"Approvals"</a>
             <a href="/audit">"Audit"</a>
+            {user.may(crate::access::Action::ManageNotifications).then(|| view! { <a href="/notifications">"Notifications"</a> })}
             {may_launch.then(|| view! { <a href="/launch">"Launch"</a> })}
         </nav>
         <div class="who">

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use app::access::{Action, User, authorize};
 use app::model::{
-    AuditAction, FieldErrors, Launch, LaunchCatalog, LaunchRequest, LaunchStatus, launch_fields,
+    AuditAction, FieldErrors, Launch, LaunchCatalog, LaunchRequest, LaunchStatus, Notification,
+    NotificationEvent, launch_fields,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -585,9 +586,40 @@ impl Launches {
                         launch_outcome(launch),
                     )
                     .await?;
+                self.tell_ended(launch).await;
             }
         }
         Ok(outcome)
+    }
+
+    /// Tells the channels how a training ended (a cancel is someone's act, not news).
+    async fn tell_ended(&self, launch: &Launch) {
+        let (event, how) = match launch.status {
+            LaunchStatus::Succeeded => {
+                (NotificationEvent::LaunchSucceeded, "succeeded".to_string())
+            }
+            LaunchStatus::Failed => (
+                NotificationEvent::LaunchFailed,
+                format!("failed: {}", launch.reason),
+            ),
+            _ => return,
+        };
+        let notification = Notification {
+            event,
+            at_ms: crate::store::now_ms(),
+            text: format!(
+                "{} {} on {} by {} {how}",
+                launch.project, launch.entry_point, launch.profile, launch.launched_by
+            ),
+            link: app::routes::launch_href(&launch.id),
+            model: None,
+            version: None,
+            launch_id: Some(launch.id.clone()),
+            request_id: None,
+            run_id: launch.run_id.clone(),
+            actor: Some(launch.launched_by.clone()),
+        };
+        super::notifications::tell(&self.store, notification).await;
     }
 
     /// Writes the end to the MLflow run unless the training code already did.

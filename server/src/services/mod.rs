@@ -10,6 +10,7 @@ pub mod audit;
 pub mod deployments;
 pub mod launches;
 pub mod load_tests;
+pub mod notifications;
 pub mod promotions;
 pub mod reads;
 pub mod registry;
@@ -35,4 +36,5 @@ pub struct Services {
     pub registry: Arc<Registry>,
     pub reads: Arc<Reads>,
     pub tokens: Arc<tokens::Tokens>,
+    pub notifications: Arc<notifications::Notifications>,
 }

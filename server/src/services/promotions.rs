@@ -14,7 +14,10 @@
 use std::sync::Arc;
 
 use app::access::{Action, User, authorize};
-use app::model::{AuditAction, PromotionPreview, PromotionRequest, RequestState};
+use app::model::{
+    AuditAction, Notification, NotificationEvent, PromotionPreview, PromotionRequest, RequestState,
+};
+use app::routes::{approval_href, deployment_href};
 
 use super::audit::{Audit, Begun, Outcome, complete_by_id};
 use super::reads::version_summary;
@@ -115,6 +118,20 @@ impl Promotions {
         if !binding.requires_approval {
             self.mark_production(user, &binding, version, (Cause::Promote, reason), expected)
                 .await?;
+            self.tell(
+                NotificationEvent::Promoted,
+                format!(
+                    "{} promoted {model} v{version}: {}",
+                    user.actor(),
+                    clipped(reason)
+                ),
+                deployment_href(model),
+                model,
+                version,
+                None,
+                user,
+            )
+            .await;
             return Ok(Promoted::Now);
         }
         let reason = checked_text(reason, "say why this version should go to production")?;
@@ -149,6 +166,20 @@ impl Promotions {
             .complete(Outcome::DoneWith(format!("request {}", request.id)))
             .await?;
         tracing::info!(%model, %version, user = %user.name, request = %request.id, "promotion requested");
+        self.tell(
+            NotificationEvent::PromotionRequested,
+            format!(
+                "{} asks to promote {model} v{version}: {}",
+                user.actor(),
+                clipped(&reason)
+            ),
+            approval_href(&request.id),
+            model,
+            version,
+            Some(&request.id),
+            user,
+        )
+        .await;
         Ok(Promoted::Requested(request.id))
     }
 
@@ -211,6 +242,22 @@ impl Promotions {
             .await?;
         audit.finish(promoted).await?;
         tracing::info!(model = %request.model, version = %request.version, approver = %user.name, request = %id, "promotion approved");
+        self.tell(
+            NotificationEvent::PromotionApproved,
+            format!(
+                "{} approved {} v{} (asked by {}): {note}",
+                user.actor(),
+                request.model,
+                request.version,
+                request.requested_by
+            ),
+            approval_href(id),
+            &request.model,
+            &request.version,
+            Some(id),
+            user,
+        )
+        .await;
         self.request(id).await
     }
 
@@ -228,6 +275,22 @@ impl Promotions {
             )
             .await?;
         audit.complete(Outcome::Done).await?;
+        self.tell(
+            NotificationEvent::PromotionRejected,
+            format!(
+                "{} rejected {} v{} (asked by {}): {comment}",
+                user.actor(),
+                request.model,
+                request.version,
+                request.requested_by
+            ),
+            approval_href(id),
+            &request.model,
+            &request.version,
+            Some(id),
+            user,
+        )
+        .await;
         self.request(id).await
     }
 
@@ -257,6 +320,20 @@ impl Promotions {
             expected,
         )
         .await?;
+        self.tell(
+            NotificationEvent::Rollback,
+            format!(
+                "{} rolled {model} back to v{previous}: {}",
+                user.actor(),
+                clipped(reason)
+            ),
+            deployment_href(model),
+            model,
+            &previous,
+            None,
+            user,
+        )
+        .await;
         Ok(previous)
     }
 
@@ -451,6 +528,35 @@ impl Promotions {
             retry_model: Some(model.into()),
         });
         Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn tell(
+        &self,
+        event: NotificationEvent,
+        text: String,
+        link: String,
+        model: &str,
+        version: &str,
+        request_id: Option<&str>,
+        user: &User,
+    ) {
+        super::notifications::tell(
+            &self.store,
+            Notification {
+                event,
+                at_ms: crate::store::now_ms(),
+                text,
+                link,
+                model: Some(model.to_string()),
+                version: Some(version.to_string()),
+                launch_id: None,
+                request_id: request_id.map(str::to_string),
+                run_id: None,
+                actor: Some(user.actor()),
+            },
+        )
+        .await;
     }
 
     /// The version MLflow marks Production for the binding right now (not

@@ -1,8 +1,9 @@
 //! Each deployment's history: one row per change of what serves it,
 //! begun when the change starts and ended with how it came out.
 
-use app::model::{DeploymentEvent, DeploymentOutcome};
+use app::model::{DeploymentEvent, DeploymentOutcome, Notification, NotificationEvent};
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::{Store, now_ms};
 use crate::error::{Error, Result};
@@ -70,15 +71,19 @@ impl Store {
         ready: Option<i64>,
     ) -> Result<()> {
         let serving = outcome == DeploymentOutcome::Serving;
-        sqlx::query(
-            "UPDATE deployment_events SET outcome = $1, message = $2, ready_ms = $3 WHERE id = $4",
+        let ended = sqlx::query(
+            "UPDATE deployment_events SET outcome = $1, message = $2, ready_ms = $3 WHERE id = $4 \
+             RETURNING model, version, previous_version, cause, actor",
         )
         .bind(outcome.as_str())
         .bind(message)
         .bind(ready)
         .bind(id)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
+        if let Some(row) = ended {
+            self.notify_deployment(&row, outcome, message).await;
+        }
         if serving {
             // What began before this and is still pending was left by a
             // Slipway that was killed: a later change serves now. (A change
@@ -97,6 +102,54 @@ impl Store {
             .await?;
         }
         Ok(())
+    }
+
+    /// Tells the channels of a new version serving, or of a failure, in
+    /// the outbox; a failure to queue is logged, never the deployment's.
+    async fn notify_deployment(&self, row: &AnyRow, outcome: DeploymentOutcome, message: &str) {
+        let read = || -> std::result::Result<_, sqlx::Error> {
+            Ok((
+                row.try_get::<String, _>("model")?,
+                row.try_get::<Option<String>, _>("version")?,
+                row.try_get::<Option<String>, _>("previous_version")?,
+                row.try_get::<String, _>("cause")?,
+                row.try_get::<String, _>("actor")?,
+            ))
+        };
+        let Ok((model, version, previous, cause, actor)) = read() else {
+            return;
+        };
+        let shown = version
+            .as_deref()
+            .map(|v| format!(" v{v}"))
+            .unwrap_or_default();
+        let (event, text) = match outcome {
+            // A restart finding what served still serving is no news.
+            DeploymentOutcome::Serving if version.is_some() && version != previous => (
+                NotificationEvent::DeploymentServing,
+                format!("{model}{shown} serves now ({cause} by {actor})."),
+            ),
+            DeploymentOutcome::Failed => (
+                NotificationEvent::DeploymentFailed,
+                format!("{model}{shown} failed to deploy ({cause} by {actor}): {message}"),
+            ),
+            _ => return,
+        };
+        let notification = Notification {
+            event,
+            at_ms: now_ms(),
+            text,
+            link: app::routes::deployment_href(&model),
+            model: Some(model),
+            version,
+            launch_id: None,
+            request_id: None,
+            run_id: None,
+            actor: Some(actor),
+        };
+        if let Err(err) = self.enqueue_notification(&notification).await {
+            tracing::warn!(error = %err, event = %notification.event, "queueing a notification");
+        }
     }
 
     /// Ends deployment events still `pending` that began before

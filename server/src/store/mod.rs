@@ -19,6 +19,7 @@ pub mod drafts;
 pub mod launches;
 pub mod load_tests;
 pub mod locks;
+pub mod notifications;
 pub mod promotions;
 pub mod replicas;
 pub mod requests;

@@ -5,9 +5,11 @@
 
 use app::access::User;
 use app::error::AppError;
-use app::model::{CreatedToken, DeploymentSettings, LaunchRequest, LoadTestRequest, TokenRequest};
+use app::model::{
+    ChannelRequest, CreatedToken, DeploymentSettings, LaunchRequest, LoadTestRequest, TokenRequest,
+};
 use app::routes::{
-    DEPLOYMENTS, Done, NEW_DEPLOYMENT, TOKENS, approval_href, created_token_href,
+    DEPLOYMENTS, Done, NEW_DEPLOYMENT, NOTIFICATIONS, TOKENS, approval_href, created_token_href,
     deployment_draft_href, deployment_href, done_href, launch_draft_href, launch_href,
     load_test_form_href, load_test_href, model_href, promote_href, rollback_href, run_href,
     settings_href, try_answer_href, version_href,
@@ -415,6 +417,44 @@ pub async fn revoke_token(
 ) -> Response {
     let outcome = state.services.tokens.revoke(&user, &id).await;
     back_to(TOKENS.to_string(), outcome.err())
+}
+
+/// The new-channel form (its events a repeated field); back to the page.
+pub async fn add_channel(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let mut request = ChannelRequest::default();
+    for (name, value) in fields {
+        match name.as_str() {
+            "name" => request.name = value,
+            "kind" => request.kind = value,
+            "url" => request.url = value,
+            "secret" => request.secret = value,
+            "events" => request.events.push(value),
+            _ => {}
+        }
+    }
+    let outcome = state
+        .services
+        .notifications
+        .add_channel(&user, &request)
+        .await;
+    back_to(NOTIFICATIONS.to_string(), outcome.err())
+}
+
+pub async fn delete_channel(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> Response {
+    let outcome = state
+        .services
+        .notifications
+        .delete_channel(&user, &id)
+        .await;
+    back_to(NOTIFICATIONS.to_string(), outcome.err())
 }
 
 const MAX_NOTICE_CHARS: usize = 300;

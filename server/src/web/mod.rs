@@ -139,6 +139,8 @@ pub fn router(state: AppState) -> Router {
         .route("/approvals/{id}/reject", post(forms::reject))
         .route("/tokens", post(forms::create_token))
         .route("/tokens/{id}/revoke", post(forms::revoke_token))
+        .route("/notifications", post(forms::add_channel))
+        .route("/notifications/{id}/delete", post(forms::delete_channel))
         .route("/api/launches/{id}/events", get(events::launch_events));
 
     // Everything people use passes the same three checks; the operations

@@ -8,8 +8,8 @@ use app::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, DeploymentDetail,
     DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm,
     LaunchRequest, ListQuery, LoadTest, LoadTestForm, MetricHistory, ModelDetail, ModelsPage,
-    PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage, TokensPage, TrafficRange,
-    TrafficReport, TryAnswer, VersionDetail,
+    NotificationsPage, PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage,
+    TokensPage, TrafficRange, TrafficReport, TryAnswer, VersionDetail,
 };
 use app::port::ControlPlane;
 
@@ -199,6 +199,10 @@ impl ControlPlane for Port {
         created: Option<String>,
     ) -> Result<TokensPage, AppError> {
         Ok(self.0.tokens.page(user, created.as_deref()).await?)
+    }
+
+    async fn notifications_page(&self, user: &User) -> Result<NotificationsPage, AppError> {
+        Ok(self.0.notifications.page(user).await?)
     }
 
     async fn get_promotion_request(

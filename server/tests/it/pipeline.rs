@@ -4,6 +4,7 @@
 //! Every step's exit code is checked, failures included; the OpenAPI
 //! document is checked against the routes that answer.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -76,9 +77,61 @@ async fn start(catalog_more: &str, data: &std::path::Path) -> Slipway {
         catalog: &catalog,
         data_dir: data,
         mlflow_url: mlflow_url(),
-        extra_env: Vec::new(),
+        // Notifications not delivered are tried again after 1, 2, 4… s.
+        extra_env: vec![("SLIPWAY_NOTIFY_RETRY_SECS", "1".into())],
     })
     .await
+}
+
+/// A notification receiver: keeps what it is sent (headers and body) and
+/// answers 503 to the first `fail_first` requests, as one that is down.
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn receiver(fail_first: usize) -> Receiver {
+    let got: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>> = Arc::default();
+    let kept = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let kept = kept.clone();
+            async move {
+                let mut got = kept.lock().unwrap();
+                got.push((headers, body));
+                if got.len() <= fail_first {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    Receiver { url, got, server }
+}
+
+/// What `receiver` was sent, once it has `count` requests (or 60 s passed).
+async fn received(receiver: &Receiver, count: usize) -> Vec<(axum::http::HeaderMap, String)> {
+    for _ in 0..600 {
+        if receiver.got.lock().unwrap().len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    receiver.got.lock().unwrap().clone()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -92,6 +145,38 @@ async fn a_pipeline_trains_registers_asks_is_approved_by_another_and_serves_thro
         data.path(),
     )
     .await;
+    // Where the team hears of it: a signed webhook, and a Slack-compatible
+    // one that is down for its first three requests.
+    let hook = receiver(0).await;
+    let chat = receiver(3).await;
+    let events = [
+        "launch.succeeded",
+        "promotion.requested",
+        "promotion.approved",
+        "deployment.serving",
+    ];
+    let mut fields = vec![
+        ("name", "ci-hook"),
+        ("kind", "webhook"),
+        ("url", hook.url.as_str()),
+        ("secret", "hook-secret"),
+    ];
+    fields.extend(events.iter().map(|event| ("events", *event)));
+    assert_eq!(
+        slipway.post_form("/notifications", &fields).await,
+        "/notifications"
+    );
+    let fields = [
+        ("name", "team-chat"),
+        ("kind", "slack"),
+        ("url", chat.url.as_str()),
+        ("events", "promotion.requested"),
+    ];
+    assert_eq!(
+        slipway.post_form("/notifications", &fields).await,
+        "/notifications"
+    );
+
     slipway.add_user("ci", "deployer").await;
     slipway.add_user("gatekeeper", "approver").await;
     let ci = slipway.sign_in("ci").await;
@@ -264,6 +349,53 @@ async fn a_pipeline_trains_registers_asks_is_approved_by_another_and_serves_thro
         .unwrap();
     let predicted = prediction["predictions"][0].as_f64().unwrap();
     assert!((predicted - 9.0).abs() < 1e-6, "{prediction}");
+
+    // The webhook heard each step, signed; the chat heard the request once
+    // it was up again, after three failed attempts, as the log says.
+    let heard = received(&hook, events.len()).await;
+    let mut names = Vec::new();
+    for (headers, body) in &heard {
+        let signed = headers["x-slipway-signature-256"].to_str().unwrap();
+        assert_eq!(
+            signed,
+            server::services::notifications::signature("hook-secret", body.as_bytes())
+        );
+        let notification: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            headers["x-slipway-event"],
+            notification["event"].as_str().unwrap()
+        );
+        assert_eq!(
+            headers["x-slipway-delivery"],
+            notification["delivery"].as_str().unwrap()
+        );
+        names.push(notification["event"].as_str().unwrap().to_string());
+        if notification["event"] != "launch.succeeded" {
+            assert_eq!(notification["model"], model.as_str(), "{notification}");
+            assert_eq!(notification["version"], "1", "{notification}");
+        }
+    }
+    names.sort();
+    let mut expected: Vec<String> = events.iter().map(|event| event.to_string()).collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    let chatted = received(&chat, 4).await;
+    assert_eq!(chatted.len(), 4, "three refused, then delivered");
+    let message: Value = serde_json::from_str(&chatted[3].1).unwrap();
+    let text = message["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("asks to promote {model} v1")),
+        "{text}"
+    );
+    let log = slipway.get("/notifications").await.text().await.unwrap();
+    let row = log
+        .split("data-delivery=")
+        .skip(1)
+        .find(|row| row.contains("team-chat"))
+        .unwrap();
+    assert!(row.contains("data-state=\"delivered\""), "{row}");
+    assert!(row.contains("data-attempts=\"4\""), "{row}");
+    assert!(row.contains("HTTP 503"), "{row}");
 
     // The audit log names the token and the person behind it.
     let (_, entries) = api_get(
