@@ -531,6 +531,10 @@ pub struct LaunchRequest {
     /// `virtualenv` or `local`; empty: the project's default.
     #[serde(default)]
     pub env_manager: String,
+    /// The commit to run, for a project from git (40 hex digits); empty:
+    /// the branch's newest, pinned now.
+    #[serde(default)]
+    pub commit: String,
 }
 
 /// Field name → what is wrong with it. Parameter fields are `param.<name>`.
@@ -584,6 +588,9 @@ pub struct Launch {
     pub created_ms: i64,
     pub updated_ms: i64,
     pub finished_ms: Option<i64>,
+    /// The commit it runs, for a project from git.
+    #[serde(default)]
+    pub git_commit: Option<String>,
 }
 
 /// A live update of a launch, as the launch page receives it.

@@ -94,6 +94,7 @@ async fn main() {
             ttl_seconds_after_finished: 600,
             service_account: None,
             mlflow_secret: None,
+            git_image: "alpine/git:2.47.2".into(),
         },
     ));
     let (sink, reports) = mpsc::unbounded_channel();
@@ -120,6 +121,7 @@ async fn main() {
         profile: profile.into(),
         run_name: String::new(),
         env_manager: String::new(),
+        commit: String::new(),
     };
     let user = User {
         name: "bench".into(),
@@ -172,6 +174,7 @@ async fn main() {
             ttl_seconds_after_finished: 600,
             service_account: None,
             mlflow_secret: None,
+            git_image: "alpine/git:2.47.2".into(),
         },
     ));
     let (sink, reports) = mpsc::unbounded_channel();

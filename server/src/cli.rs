@@ -27,6 +27,8 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+// Parsed once, at start-up: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Local accounts (passwords are read from standard input).

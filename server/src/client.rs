@@ -95,6 +95,9 @@ pub enum ClientCommand {
         new_experiment: Option<String>,
         #[arg(long)]
         run_name: Option<String>,
+        /// The commit to run, for a project from git; default: its branch's newest.
+        #[arg(long)]
+        commit: Option<String>,
         /// An idempotency key: running the same command again with the
         /// same key finds the first launch instead of starting another.
         #[arg(long)]
@@ -212,6 +215,7 @@ pub async fn run(command: ClientCommand, token: Option<String>) -> Outcome<Strin
             experiment,
             new_experiment,
             run_name,
+            commit,
             submission,
             wait,
             ..
@@ -226,6 +230,7 @@ pub async fn run(command: ClientCommand, token: Option<String>) -> Outcome<Strin
                 profile,
                 run_name: run_name.unwrap_or_default(),
                 env_manager: String::new(),
+                commit: commit.unwrap_or_default(),
             };
             let launch: Launch = api.post("/launches", &request).await?;
             eprintln!("launch {} {}", launch.id, launch.status);

@@ -211,6 +211,16 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
 
+    /// The image of the step that fetches a git project's commit in a
+    /// training Job (it needs `sh` and `git`).
+    #[arg(long, env = "SLIPWAY_GIT_IMAGE", default_value = "alpine/git:2.47.2")]
+    pub git_image: String,
+
+    /// Shared secret of git push webhooks (`/webhooks/git`): GitHub's and
+    /// Gitea's HMAC signature, or GitLab's token. Without it, pushes are refused.
+    #[arg(long, env = "SLIPWAY_GIT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub git_webhook_secret: Option<String>,
+
     /// Service account training pods run as. Default: the namespace's default.
     #[arg(long, env = "SLIPWAY_JOB_SERVICE_ACCOUNT")]
     pub job_service_account: Option<String>,

@@ -72,8 +72,14 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
     let mlflow_for_pages = mlflow_client(config.page_deadline())?
         .observed_by(metrics.clone())
         .reading_through(reads);
-    let catalog = match &config.catalog {
-        Some(path) => Catalog::load(path)?,
+    let catalog = match config.catalog.clone() {
+        // Projects from git are fetched as it is read: off the runtime's threads.
+        Some(path) => {
+            let checkouts = config.data_dir.join("git");
+            tokio::task::spawn_blocking(move || Catalog::load(&path, Some(&checkouts)))
+                .await
+                .map_err(|err| Error::Internal(format!("reading the catalog: {err}")))??
+        }
         None => Catalog::default(),
     };
     // Before anything of this Slipway's starts: what a killed one left.
@@ -128,6 +134,7 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
                 ttl_seconds_after_finished: config.job_ttl_secs,
                 service_account: config.job_service_account.clone(),
                 mlflow_secret: config.job_mlflow_secret.clone(),
+                git_image: config.git_image.clone(),
             };
             let executor = Arc::new(KubernetesExecutor::new(client.clone(), settings));
             let refused = executor.dry_run_profiles(&catalog).await;
@@ -240,12 +247,10 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
     let (reconciler, triggers) =
         Reconciler::new(mlflow.clone(), store.clone(), targets, leadership.clone()).await?;
     reconciler.report_to(metrics.clone());
-    let launches = Arc::new(Launches::new(
-        store.clone(),
-        mlflow.clone(),
-        catalog.clone(),
-        executor,
-    ));
+    let launches = Arc::new(
+        Launches::new(store.clone(), mlflow.clone(), catalog.clone(), executor)
+            .checking_out_into(config.data_dir.join("git-work"))?,
+    );
     let reads = Arc::new(Reads::new(
         mlflow_for_pages.clone(),
         store.clone(),
@@ -362,6 +367,7 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
         store,
         metrics,
         webhooks: config.webhook_secret.as_deref().map(Verifier::new),
+        git_webhook_secret: config.git_webhook_secret.clone(),
         leadership,
     })
 }

@@ -581,6 +581,9 @@ fn LaunchDetail(
                     <tr><th scope="row">"Experiment"</th><td>{experiment}</td></tr>
                     <tr><th scope="row">"Profile"</th><td>{launch.profile.clone()}</td></tr>
                     <tr><th scope="row">"Environment"</th><td data-env>{launch.env_manager.clone()}</td></tr>
+                    {launch.git_commit.clone().map(|commit| view! {
+                        <tr><th scope="row">"Commit"</th><td><code data-commit=commit.clone()>{commit.clone()}</code></td></tr>
+                    })}
                     <tr><th scope="row">"Executor"</th><td>{launch.backend.clone()} " " <code>{launch.executor_ref.clone().unwrap_or_default()}</code></td></tr>
                     <tr>
                         <th scope="row">"MLflow run"</th>

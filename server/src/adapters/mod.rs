@@ -1,10 +1,11 @@
 //! What Slipway talks to: MLflow, the cluster, the executors that run
-//! trainings, the serving targets, the single sign-on provider, and the
+//! trainings, git repositories, the serving targets, the single sign-on provider, and the
 //! processes it starts. Each speaks its own protocol and reports in the
 //! server's `Error`; none decides who may do what.
 
 pub mod cluster;
 pub mod executor;
+pub mod git;
 pub mod lease;
 pub mod mlflow;
 pub mod oidc;

@@ -335,9 +335,47 @@ struct ProjectEntry {
     #[serde(default)]
     description: String,
     /// The directory holding the `MLproject` file, relative to the catalog file.
-    directory: PathBuf,
+    directory: Option<PathBuf>,
+    /// Or a git repository's URL: each launch runs one commit of `branch`.
+    git: Option<String>,
+    branch: Option<String>,
+    /// The repository's directory holding the `MLproject` file; default: its top.
+    #[serde(default)]
+    path: String,
+    /// Kubernetes Secret (keys `username`, `password`) for a private
+    /// repository over https, read by the Job's fetch step.
+    git_secret: Option<String>,
+    /// What a push to the branch launches (`/webhooks/git`).
+    #[serde(default)]
+    on_push: Vec<PushLaunch>,
     /// The training image; default: the project's `docker_env.image`.
     image: Option<String>,
+}
+
+/// One launch a push starts.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushLaunch {
+    pub entry_point: String,
+    pub profile: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// The experiment's name; default: Slipway's default experiment.
+    #[serde(default)]
+    pub experiment: String,
+}
+
+/// Where a git project's code comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GitSource {
+    pub url: String,
+    pub branch: String,
+    /// The directory in the repository holding `MLproject` ("" for its top).
+    pub path: String,
+    pub secret: Option<String>,
+    pub on_push: Vec<PushLaunch>,
+    /// The commit whose `MLproject` the catalog read (at start-up).
+    pub read_at: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -346,6 +384,10 @@ pub struct Project {
     pub description: String,
     pub directory: PathBuf,
     pub image: Option<String>,
+    /// Set for a project from git: `directory` is then a copy of the
+    /// branch as of start-up, read for its `MLproject`; launches run the
+    /// commit they pin, fetched for each.
+    pub git: Option<GitSource>,
     pub mlproject: MlProject,
     /// Its `python_env` file, read when the catalog is.
     pub python_env: Option<mlproject::PythonEnv>,
@@ -359,12 +401,14 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    pub fn load(path: &Path) -> Result<Self> {
+    /// Reads the catalog file; projects from git are checked out under
+    /// `git_checkouts` (their branch as of now) to read their `MLproject`.
+    pub fn load(path: &Path, git_checkouts: Option<&Path>) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|err| {
             Error::Config(format!("cannot read the catalog {}: {err}", path.display()))
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base).map_err(|problems| {
+        Self::parse_with(&text, base, git_checkouts).map_err(|problems| {
             Error::Config(format!(
                 "catalog {}: {}",
                 path.display(),
@@ -375,6 +419,14 @@ impl Catalog {
 
     /// `base` resolves project directories. All problems are returned together.
     pub fn parse(text: &str, base: &Path) -> std::result::Result<Self, Vec<String>> {
+        Self::parse_with(text, base, None)
+    }
+
+    fn parse_with(
+        text: &str,
+        base: &Path,
+        git_checkouts: Option<&Path>,
+    ) -> std::result::Result<Self, Vec<String>> {
         let file: CatalogFile = toml::from_str(text).map_err(|err| vec![err.to_string()])?;
         let mut problems = Vec::new();
         let mut names = HashSet::new();
@@ -396,7 +448,13 @@ impl Catalog {
                 problems.push(format!("project {:?} is defined twice", entry.name));
                 continue;
             }
-            let directory = base.join(&entry.directory);
+            let (directory, git) = match source(&entry, base, git_checkouts) {
+                Ok(found) => found,
+                Err(problem) => {
+                    problems.push(format!("project {:?}: {problem}", entry.name));
+                    continue;
+                }
+            };
             let loaded = MlProject::load(&directory.join("MLproject")).and_then(|mlproject| {
                 let python_env = match &mlproject.python_env {
                     None => None,
@@ -413,14 +471,35 @@ impl Catalog {
                 Ok((mlproject, python_env))
             });
             match loaded {
-                Ok((mlproject, python_env)) => projects.push(Project {
-                    image: entry.image.or_else(|| mlproject.docker_image.clone()),
-                    name: entry.name,
-                    description: entry.description,
-                    directory,
-                    mlproject,
-                    python_env,
-                }),
+                Ok((mlproject, python_env)) => {
+                    for push in git.iter().flat_map(|git| &git.on_push) {
+                        if mlproject.entry_point(&push.entry_point).is_none() {
+                            problems.push(format!(
+                                "project {:?}: on_push names entry point {:?}, which its MLproject lacks",
+                                entry.name, push.entry_point
+                            ));
+                        }
+                        if !file
+                            .profiles
+                            .iter()
+                            .any(|profile| profile.name == push.profile)
+                        {
+                            problems.push(format!(
+                                "project {:?}: on_push names profile {:?}, which the catalog lacks",
+                                entry.name, push.profile
+                            ));
+                        }
+                    }
+                    projects.push(Project {
+                        image: entry.image.or_else(|| mlproject.docker_image.clone()),
+                        name: entry.name,
+                        description: entry.description,
+                        directory,
+                        git,
+                        mlproject,
+                        python_env,
+                    })
+                }
                 Err(err) => problems.push(format!("project {:?}: {err}", entry.name)),
             }
         }
@@ -482,6 +561,53 @@ impl Catalog {
 
     pub fn profile_specs(&self) -> Vec<ProfileSpec> {
         self.profiles.iter().map(HardwareProfile::spec).collect()
+    }
+}
+
+/// Where a project's `MLproject` is read: its directory, or a copy of its
+/// git branch (made now, under `git_checkouts`).
+fn source(
+    entry: &ProjectEntry,
+    base: &Path,
+    git_checkouts: Option<&Path>,
+) -> std::result::Result<(PathBuf, Option<GitSource>), String> {
+    match (&entry.directory, &entry.git) {
+        (Some(directory), None) => {
+            if entry.branch.is_some() || entry.git_secret.is_some() || !entry.on_push.is_empty() {
+                return Err("branch, git_secret and on_push are for projects from git".into());
+            }
+            Ok((base.join(directory), None))
+        }
+        (None, Some(url)) => {
+            let path = entry.path.trim_matches('/').to_string();
+            if Path::new(&path)
+                .components()
+                .any(|part| !matches!(part, std::path::Component::Normal(_)))
+            {
+                return Err(format!(
+                    "path {:?} must stay inside the repository",
+                    entry.path
+                ));
+            }
+            let branch = entry.branch.clone().unwrap_or_else(|| "main".into());
+            let checkouts = git_checkouts
+                .ok_or("a project from git needs Slipway's data directory to read it")?;
+            let checkout = checkouts.join(&entry.name);
+            let read_at = crate::adapters::git::check_out_branch_blocking(url, &branch, &checkout)
+                .map_err(|err| err.to_string())?;
+            Ok((
+                checkout.join(&path),
+                Some(GitSource {
+                    url: url.clone(),
+                    branch,
+                    path,
+                    secret: entry.git_secret.clone(),
+                    on_push: entry.on_push.clone(),
+                    read_at,
+                }),
+            ))
+        }
+        _ => Err("give either `directory` or `git`".into()),
     }
 }
 
@@ -741,7 +867,7 @@ mod tests {
     #[test]
     fn the_demo_catalog_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo/catalog.toml");
-        let catalog = Catalog::load(&path).unwrap();
+        let catalog = Catalog::load(&path, None).unwrap();
         let names: Vec<_> = catalog.profiles.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["cpu-small", "cpu-large", "gpu-1"]);
         assert_eq!(catalog.profile("gpu-1").unwrap().gpus(), 1);

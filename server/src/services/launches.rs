@@ -9,9 +9,10 @@
 //!    run if the training code did not.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use app::access::{Action, User, authorize};
+use app::access::{Action, Grant, Role, User, authorize};
 use app::model::{
     AuditAction, FieldErrors, Launch, LaunchCatalog, LaunchRequest, LaunchStatus, Notification,
     NotificationEvent, launch_fields,
@@ -19,7 +20,10 @@ use app::model::{
 use tokio::sync::{mpsc, watch};
 
 use super::audit::{Audit, Outcome};
-use crate::adapters::executor::{Executor, ExecutorEvent, LogStream, StatusReport, TrainingJob};
+use crate::adapters::executor::{
+    Executor, ExecutorEvent, GitCheckout, LogStream, StatusReport, TrainingJob,
+};
+use crate::adapters::git::Push;
 use crate::adapters::mlflow::{MlflowClient, Tag};
 use crate::catalog::mlproject::PythonEnv;
 use crate::catalog::{Catalog, ENV_CONDA, ENV_LOCAL, ENV_VIRTUALENV, Project};
@@ -40,6 +44,8 @@ pub struct Launches {
     executor: Arc<dyn Executor>,
     /// Bumped whenever a launch changes, so live pages wake up at once.
     changes: watch::Sender<u64>,
+    /// Where local launches of projects from git get their commit checked out.
+    git_work: Option<PathBuf>,
 }
 
 /// A form that passed validation.
@@ -66,7 +72,20 @@ impl Launches {
             catalog,
             executor,
             changes: watch::channel(0).0,
+            git_work: None,
         }
+    }
+
+    /// Local launches of projects from git check their commit out under
+    /// `root`, emptied now: what is there is from a Slipway that stopped
+    /// (its trainings stopped with it).
+    pub fn checking_out_into(mut self, root: PathBuf) -> Result<Self> {
+        if root.exists() {
+            std::fs::remove_dir_all(&root)?;
+        }
+        std::fs::create_dir_all(&root)?;
+        self.git_work = Some(root);
+        Ok(self)
     }
 
     pub fn backend(&self) -> &'static str {
@@ -368,6 +387,7 @@ impl Launches {
                 ..Invalid::default()
             })
         })?;
+        let git_commit = self.pinned_commit(request).await?;
         let run_name = match request.run_name.trim() {
             "" => format!("{}-{}", request.project, request.entry_point),
             name => name.to_string(),
@@ -384,6 +404,7 @@ impl Launches {
                 run_name: run_name.clone(),
                 env_manager: checked.env_manager.clone(),
                 launched_by: user.name.clone(),
+                git_commit,
             })
             .await?;
         if !new {
@@ -412,6 +433,88 @@ impl Launches {
         // A training that ended meanwhile has written how.
         audit.complete_unless_settled(outcome).await?;
         started
+    }
+
+    /// Launches what the catalog says a push to this branch of this
+    /// repository launches, at the pushed commit. A delivery made again
+    /// finds the launches of the first (one submission per project, entry
+    /// point and commit).
+    pub async fn on_push(&self, push: &Push) -> Result<Vec<Launch>> {
+        let mut launched = Vec::new();
+        for project in &self.catalog.projects {
+            let Some(git) = &project.git else { continue };
+            let same = push
+                .repository_urls
+                .iter()
+                .any(|url| crate::adapters::git::same_repository(url, &git.url));
+            if !same || git.branch != push.branch {
+                continue;
+            }
+            // Not an account (names have no spaces): the push, as the log says who made it.
+            let pusher = User {
+                name: format!("git push by {}", clean(&push.pusher)),
+                authenticated: true,
+                grants: vec![Grant {
+                    role: Role::Trainer,
+                    scope: vec![project.name.clone()],
+                }],
+                token: None,
+            };
+            for on_push in &git.on_push {
+                let request = LaunchRequest {
+                    submission: push_submission(&project.name, &on_push.entry_point, &push.commit),
+                    project: project.name.clone(),
+                    entry_point: on_push.entry_point.clone(),
+                    params: on_push.params.clone(),
+                    experiment_id: String::new(),
+                    new_experiment: on_push.experiment.clone(),
+                    profile: on_push.profile.clone(),
+                    run_name: format!(
+                        "{}-{}-{}",
+                        project.name,
+                        on_push.entry_point,
+                        &push.commit[..8]
+                    ),
+                    env_manager: String::new(),
+                    commit: push.commit.clone(),
+                };
+                launched.push(self.submit(&pusher, &request).await?);
+            }
+        }
+        Ok(launched)
+    }
+
+    /// The commit a launch of a project from git runs: the one asked for,
+    /// or the branch's newest now. `None` for a project from a directory.
+    async fn pinned_commit(&self, request: &LaunchRequest) -> Result<Option<String>> {
+        let asked = request.commit.trim();
+        let invalid = |problem: String| {
+            Error::Invalid(Invalid {
+                fields: FieldErrors::from([("commit".to_string(), problem)]),
+                ..Invalid::default()
+            })
+        };
+        let git = self
+            .catalog
+            .project(&request.project)
+            .and_then(|project| project.git.as_ref());
+        match (git, asked) {
+            (None, "") => Ok(None),
+            (None, _) => Err(invalid(format!(
+                "{} is not a project from git: it has no commits to choose",
+                request.project
+            ))),
+            (Some(_), commit) if !commit.is_empty() => {
+                if crate::adapters::git::is_commit(commit) {
+                    Ok(Some(commit.to_ascii_lowercase()))
+                } else {
+                    Err(invalid("a commit's full id: 40 hexadecimal digits".into()))
+                }
+            }
+            (Some(git), _) => Ok(Some(
+                crate::adapters::git::branch_head(&git.url, &git.branch).await?,
+            )),
+        }
     }
 
     /// Keeps a form that was refused as invalid, for the user to fix: its
@@ -454,7 +557,17 @@ impl Launches {
             }
         };
         let project = self.catalog.project(&launch.project).expect("checked");
-        let code = code_version(&project.directory).await;
+        let code = match (&project.git, &launch.git_commit) {
+            (Some(git), Some(commit)) => vec![
+                ("mlflow.source.git.commit", commit.clone()),
+                (
+                    "mlflow.source.git.repoURL",
+                    crate::adapters::git::without_credentials(&git.url),
+                ),
+                ("mlflow.source.git.branch", git.branch.clone()),
+            ],
+            _ => code_version(&project.directory).await,
+        };
         let mut tags: Vec<Tag> = [
             ("mlflow.source.type", "PROJECT"),
             ("mlflow.source.name", launch.project.as_str()),
@@ -500,17 +613,40 @@ impl Launches {
                 .await;
         }
         let profile = self.catalog.profile(&launch.profile).expect("checked");
+        let git = match (&project.git, &launch.git_commit) {
+            (Some(git), Some(commit)) => Some(GitCheckout {
+                url: git.url.clone(),
+                commit: commit.clone(),
+                path: git.path.clone(),
+                secret: git.secret.clone(),
+            }),
+            _ => None,
+        };
+        // Here the commit is fetched into a directory of its own; a Job
+        // fetches it itself.
+        let directory = match &git {
+            Some(checkout) if self.backend() == "local" => {
+                match self.check_out(&launch.id, checkout).await {
+                    Ok(directory) => directory,
+                    Err(err) => {
+                        return self.fail(launch, Some(&run.run_id), &err.to_string()).await;
+                    }
+                }
+            }
+            _ => project.directory.clone(),
+        };
         let job = TrainingJob {
             launch_id: launch.id.clone(),
             run_id: run.run_id.clone(),
             experiment_id,
             project: project.name.clone(),
             entry_point: launch.entry_point.clone(),
-            directory: project.directory.clone(),
+            directory,
             image: project.image.clone(),
             argv: checked.argv,
             profile: profile.clone(),
             python_env: checked.python_env,
+            git,
         };
         match self.executor.start(&job).await {
             Ok(executor_ref) => {
@@ -587,9 +723,32 @@ impl Launches {
                     )
                     .await?;
                 self.tell_ended(launch).await;
+                self.forget_checkout(id).await;
             }
         }
         Ok(outcome)
+    }
+
+    /// A launch's own copy of its commit (`git_work/<launch id>`); the
+    /// directory its `MLproject` is in.
+    async fn check_out(&self, launch_id: &str, checkout: &GitCheckout) -> Result<PathBuf> {
+        let root = self.git_work.as_ref().ok_or_else(|| {
+            Error::Unavailable("no work directory for checking out git projects".into())
+        })?;
+        let into = root.join(launch_id);
+        crate::adapters::git::check_out(&checkout.url, &checkout.commit, &into).await?;
+        Ok(into.join(&checkout.path))
+    }
+
+    /// Removes an ended launch's checkout, if it had one.
+    async fn forget_checkout(&self, launch_id: &str) {
+        let Some(root) = &self.git_work else { return };
+        let checkout = root.join(launch_id);
+        if tokio::fs::metadata(&checkout).await.is_ok()
+            && let Err(err) = tokio::fs::remove_dir_all(&checkout).await
+        {
+            tracing::warn!(launch = launch_id, error = %err, "removing a launch's checkout");
+        }
     }
 
     /// Tells the channels how a training ended (a cancel is someone's act, not news).
@@ -767,22 +926,13 @@ async fn code_version(directory: &std::path::Path) -> Vec<(&'static str, String)
     if let Some(commit) = git(&["rev-parse", "HEAD"]).await {
         tags.push(("mlflow.source.git.commit", commit));
         if let Some(origin) = git(&["remote", "get-url", "origin"]).await {
-            tags.push(("mlflow.source.git.repoURL", without_credentials(&origin)));
+            tags.push((
+                "mlflow.source.git.repoURL",
+                crate::adapters::git::without_credentials(&origin),
+            ));
         }
     }
     tags
-}
-
-/// A remote's URL without the user and token some clones carry in it.
-fn without_credentials(remote: &str) -> String {
-    match url::Url::parse(remote) {
-        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.to_string()
-        }
-        _ => remote.to_string(),
-    }
 }
 
 /// The audit log's subject for a launch.
@@ -798,19 +948,25 @@ fn launch_outcome(launch: &Launch) -> Outcome {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::without_credentials;
-
-    #[test]
-    fn a_remote_is_recorded_without_its_credentials() {
-        assert_eq!(
-            without_credentials("https://bot:ghp_secret@github.com/org/repo.git"),
-            "https://github.com/org/repo.git"
-        );
-        assert_eq!(
-            without_credentials("git@github.com:org/repo.git"),
-            "git@github.com:org/repo.git"
-        );
+/// A name from a push payload, fit for a log line: printable, short.
+fn clean(name: &str) -> String {
+    let name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+    if name.is_empty() {
+        "someone".into()
+    } else {
+        name
     }
+}
+
+/// One submission per project, entry point and commit (the form's token
+/// alphabet: letters, digits and '-').
+fn push_submission(project: &str, entry_point: &str, commit: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{project}\0{entry_point}\0{commit}").as_bytes());
+    let hex: String = digest
+        .iter()
+        .take(20)
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("push-{hex}")
 }

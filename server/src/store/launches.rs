@@ -11,7 +11,8 @@ use super::{Store, now_ms};
 use crate::error::{Error, Result};
 
 const LAUNCH_COLUMNS: &str = "id, project, entry_point, params, profile, backend, experiment_id, run_id, \
-     run_name, env_manager, launched_by, status, reason, executor_ref, created_ms, updated_ms, finished_ms";
+     run_name, env_manager, launched_by, status, reason, executor_ref, created_ms, updated_ms, finished_ms, \
+     git_commit";
 
 /// A launch as first recorded, before MLflow or an executor is involved.
 #[derive(Debug, Clone)]
@@ -25,6 +26,7 @@ pub struct NewLaunch {
     pub run_name: String,
     pub env_manager: String,
     pub launched_by: String,
+    pub git_commit: Option<String>,
 }
 
 impl Store {
@@ -39,8 +41,8 @@ impl Store {
         let params = serde_json::to_string(&new.params).expect("string map serialises");
         let inserted = sqlx::query(
             "INSERT INTO launches (id, submission, project, entry_point, params, profile, backend, run_name, \
-             env_manager, launched_by, status, reason, created_ms, updated_ms, replica) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             env_manager, launched_by, status, reason, created_ms, updated_ms, replica, git_commit) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(&id)
         .bind(&new.submission)
@@ -57,6 +59,7 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(self.instance())
+        .bind(new.git_commit.as_deref())
         .execute(&self.pool)
         .await;
         match inserted {
@@ -236,6 +239,7 @@ fn launch_from_row(row: &AnyRow) -> Result<Launch> {
         created_ms: row.try_get("created_ms")?,
         updated_ms: row.try_get("updated_ms")?,
         finished_ms: row.try_get("finished_ms")?,
+        git_commit: row.try_get("git_commit")?,
     })
 }
 

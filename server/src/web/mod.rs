@@ -48,6 +48,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Set when MLflow webhooks are configured (`SLIPWAY_WEBHOOK_SECRET`).
     pub webhooks: Option<Verifier>,
+    /// Set when git push webhooks are configured (`SLIPWAY_GIT_WEBHOOK_SECRET`).
+    pub git_webhook_secret: Option<String>,
     /// Whether this replica runs the background work (for `/metrics`).
     pub leadership: crate::adapters::lease::Leadership,
 }
@@ -188,7 +190,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::render_metrics))
         // MLflow calls this; the HMAC signature authenticates it, not the gate.
-        .route("/webhooks/mlflow", post(ops::receive_webhook));
+        .route("/webhooks/mlflow", post(ops::receive_webhook))
+        // A git server calls this; its signature or token authenticates it.
+        .route("/webhooks/git", post(ops::receive_git_push));
 
     people
         .merge(api_reference)

@@ -1,5 +1,6 @@
-//! What probes, scrapers and MLflow call, without a session: liveness,
-//! readiness, metrics, and MLflow's signed webhook deliveries.
+//! What probes, scrapers, MLflow and git servers call, without a session:
+//! liveness, readiness, metrics, MLflow's signed webhook deliveries, and
+//! signed git pushes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,4 +112,48 @@ pub async fn receive_webhook(
 fn refuse(rejection: Rejection) -> Response {
     tracing::warn!(reason = %rejection, "MLflow webhook refused");
     (rejection.status(), rejection.to_string()).into_response()
+}
+
+/// A git server's push: launches what the catalog names for that branch,
+/// at the pushed commit. 401 unsigned or wrongly signed; 200 with nothing
+/// launched for a push no project listens to; 202 with the launches.
+pub async fn receive_git_push(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    use crate::adapters::git::{PushRejected, verify_push};
+    let Some(secret) = state.git_webhook_secret.as_deref() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "Git push webhooks are not configured here (SLIPWAY_GIT_WEBHOOK_SECRET).",
+        )
+            .into_response();
+    };
+    let push = match verify_push(&headers, &body, secret) {
+        Ok(push) => push,
+        Err(PushRejected::Unsigned(why)) => {
+            tracing::warn!(reason = why, "refused a git push delivery");
+            return (StatusCode::UNAUTHORIZED, format!("Refused: {why}.")).into_response();
+        }
+        Err(PushRejected::NotABranchPush(what)) => {
+            return axum::Json(json!({ "launched": [], "ignored": what })).into_response();
+        }
+        Err(PushRejected::Unreadable(why)) => {
+            return (StatusCode::BAD_REQUEST, format!("Not a push: {why}")).into_response();
+        }
+    };
+    match state.services.launches.on_push(&push).await {
+        Ok(launches) if launches.is_empty() => axum::Json(json!({
+            "launched": [],
+            "ignored": format!("no project launches on a push to {} of this repository", push.branch),
+        }))
+        .into_response(),
+        Ok(launches) => {
+            let ids: Vec<&str> = launches.iter().map(|launch| launch.id.as_str()).collect();
+            tracing::info!(branch = %push.branch, commit = %push.commit, launches = ?ids, "git push launched");
+            (StatusCode::ACCEPTED, axum::Json(json!({ "launched": ids }))).into_response()
+        }
+        Err(err) => err.into_response(),
+    }
 }

@@ -6,6 +6,7 @@
 
 use crate::support;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -447,6 +448,118 @@ async fn launches_on_each_demo_profile_follow_their_pods_to_the_end() {
         )
     );
     namespace.release_node().await;
+}
+
+/// A project from git: its Job fetches exactly the pinned commit into a
+/// workspace first (credentials by reference), and trains in it — accepted
+/// by the API server from the shipped ServiceAccount.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_git_projects_job_fetches_its_commit_before_it_trains() {
+    let repository = tempfile::tempdir().unwrap();
+    let bare = repository.path().join("diabetes.git");
+    let run = |args: &[&str], directory: &Path| {
+        let output = std::process::Command::new("git")
+            .arg("-C")
+            .arg(directory)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    };
+    std::fs::create_dir_all(&bare).unwrap();
+    run(
+        &["init", "--quiet", "--bare", "--initial-branch=main"],
+        &bare,
+    );
+    let work = repository.path().join("work");
+    let project = work.join("training/diabetes");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::copy(
+        repo_root().join("deploy/demo/projects/diabetes/MLproject"),
+        project.join("MLproject"),
+    )
+    .unwrap();
+    run(&["init", "--quiet", "--initial-branch=main"], &work);
+    run(&["add", "."], &work);
+    run(&["commit", "--quiet", "-m", "diabetes"], &work);
+    let url = format!("file://{}", bare.display());
+    run(&["push", "--quiet", &url, "main"], &work);
+    let commit = run(&["rev-parse", "HEAD"], &work);
+    let setup = Setup::new("git", |_| {
+        format!(
+            "[[project]]\nname = \"diabetes-git\"\ngit = {url:?}\npath = \"training/diabetes\"\n\
+             git_secret = \"git-credentials\"\nimage = {TRAINING_IMAGE:?}\n"
+        )
+    })
+    .await;
+    let slipway = setup.slipway().await;
+    let location = slipway
+        .post_form(
+            "/launches",
+            &[
+                ("submission", &unique("form")),
+                ("project", "diabetes-git"),
+                ("entry_point", "main"),
+                ("param.alpha", "0.3"),
+                ("param.l1_ratio", "0.7"),
+                ("new_experiment", &unique("git")),
+                ("profile", "cpu-small"),
+            ],
+        )
+        .await;
+    let id = location.strip_prefix("/launches/").unwrap().to_string();
+    let launch = get_launch(&slipway, &id).await;
+    assert_eq!(
+        launch.git_commit.as_deref(),
+        Some(commit.as_str()),
+        "{launch:?}"
+    );
+    let job = job_of(&setup.namespace, &id)
+        .await
+        .expect("a Job for the launch");
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let fetch = &pod.init_containers.as_ref().expect("a fetch step")[0];
+    assert_eq!(fetch.image.as_deref(), Some("alpine/git:2.47.2"));
+    let env: BTreeMap<String, Value> = fetch
+        .env
+        .iter()
+        .flatten()
+        .map(|var| (var.name.clone(), serde_json::to_value(var).unwrap()))
+        .collect();
+    assert_eq!(env["GIT_URL"]["value"], url.as_str());
+    assert_eq!(env["GIT_COMMIT"]["value"], commit.as_str());
+    // The credentials by reference: no value in the Job.
+    assert_eq!(
+        env["GIT_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"],
+        "git-credentials"
+    );
+    assert!(env["GIT_PASSWORD"].get("value").is_none());
+    // The URL and the commit are never in the script a shell runs.
+    let script = fetch.command.as_ref().unwrap().join(" ");
+    assert!(
+        !script.contains(&commit) && !script.contains(&url),
+        "{script}"
+    );
+    let training = &pod.containers[0];
+    assert_eq!(
+        training.working_dir.as_deref(),
+        Some("/workspace/training/diabetes")
+    );
+    assert_eq!(
+        training.volume_mounts.as_ref().unwrap()[0].mount_path,
+        "/workspace"
+    );
+    let volume = &pod.volumes.as_ref().unwrap()[0];
+    assert!(volume.empty_dir.is_some(), "{volume:?}");
+    // The code is the Job's to fetch: nothing was checked out here.
+    assert!(!setup.data.path().join("git-work").join(&id).exists());
+    slipway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

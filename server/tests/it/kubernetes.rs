@@ -24,8 +24,11 @@ const LAUNCH_ID: &str = "3f2a9c0d4b5e6f708192a3b4c5d6e7f8";
 const RUN_ID: &str = "0123456789abcdef0123456789abcdef";
 
 fn demo_catalog() -> Catalog {
-    Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo/catalog.toml"))
-        .unwrap()
+    Catalog::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo/catalog.toml"),
+        None,
+    )
+    .unwrap()
 }
 
 fn settings() -> JobSettings {
@@ -35,6 +38,7 @@ fn settings() -> JobSettings {
         ttl_seconds_after_finished: 3600,
         service_account: Some("training".into()),
         mlflow_secret: Some("mlflow-training".into()),
+        git_image: "alpine/git:2.47.2".into(),
     }
 }
 
@@ -51,6 +55,7 @@ fn training_job(catalog: &Catalog, profile: &str, argv: &[&str]) -> TrainingJob 
         argv: argv.iter().map(|arg| arg.to_string()).collect(),
         profile: catalog.profile(profile).unwrap().clone(),
         python_env: None,
+        git: None,
     }
 }
 

@@ -117,6 +117,7 @@ fn request(params: &[(&str, &str)], profile: &str, new_experiment: &str) -> Laun
         profile: profile.into(),
         run_name: String::new(),
         env_manager: String::new(),
+        commit: String::new(),
     }
 }
 

@@ -9,6 +9,7 @@ mod approvals;
 mod artifacts;
 mod cluster;
 mod deploy;
+mod git_push;
 mod hosts;
 mod http;
 mod install;

@@ -92,6 +92,7 @@ async fn replicas_and_what_they_left(url: &str) {
             run_name: String::new(),
             env_manager: "local".into(),
             launched_by: "alice".into(),
+            git_commit: None,
         })
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Container, EnvVar, EnvVarSource, Event, Pod, PodSpec, PodTemplateSpec, ResourceRequirements,
-    SecretKeySelector, Toleration,
+    SecretKeySelector, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -19,7 +19,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::time::Instant;
 
-use super::{Executor, ExecutorEvent, LogStream, StatusReport, StatusSink, TrainingJob};
+use super::{
+    Executor, ExecutorEvent, GitCheckout, LogStream, StatusReport, StatusSink, TrainingJob,
+};
 use crate::adapters::cluster::explain;
 use crate::adapters::cluster::{FIELD_MANAGER, MANAGED_BY};
 use crate::catalog::Catalog;
@@ -40,7 +42,28 @@ pub struct JobSettings {
     pub service_account: Option<String>,
     /// Secret the training container takes its MLflow credentials from.
     pub mlflow_secret: Option<String>,
+    /// The image of the step that fetches a git project's commit (it runs
+    /// `sh` and `git`).
+    pub git_image: String,
 }
+
+/// Where a git project's commit is fetched to, in both containers.
+const WORKSPACE: &str = "/workspace";
+const WORKSPACE_VOLUME: &str = "workspace";
+/// The fetch step. Constant: the URL and the commit come as environment
+/// variables, so no shell ever parses them. Credentials, when the project
+/// names a Secret, go to git through a helper that reads them from the
+/// environment (never the command line or the URL).
+const FETCH_SCRIPT: &str = r#"set -eu
+cd /workspace
+git init -q .
+if [ -n "${GIT_USERNAME:-}" ]; then
+  git config credential.helper '!f() { echo "username=$GIT_USERNAME"; echo "password=$GIT_PASSWORD"; }; f'
+fi
+git fetch -q --depth 1 -- "$GIT_URL" "$GIT_COMMIT"
+git checkout -q FETCH_HEAD
+echo "fetched $GIT_COMMIT"
+"#;
 
 /// What a training pod may take from the MLflow Secret; each key is optional.
 const MLFLOW_SECRET_KEYS: [&str; 3] = [
@@ -106,6 +129,10 @@ pub fn render_job(job: &TrainingJob, settings: &JobSettings) -> Result<Job> {
             ..Default::default()
         }));
     }
+    let workspace = job
+        .git
+        .as_ref()
+        .map(|git| fetch_step(git, &settings.git_image));
     let tolerations = profile
         .tolerations
         .iter()
@@ -145,6 +172,14 @@ pub fn render_job(job: &TrainingJob, settings: &JobSettings) -> Result<Job> {
                         .then(|| profile.node_selector.clone()),
                     tolerations: (!tolerations.is_empty()).then_some(tolerations),
                     priority_class_name: profile.priority_class.clone(),
+                    init_containers: workspace.as_ref().map(|(fetch, _)| vec![fetch.clone()]),
+                    volumes: workspace.as_ref().map(|_| {
+                        vec![Volume {
+                            name: WORKSPACE_VOLUME.into(),
+                            empty_dir: Some(Default::default()),
+                            ..Default::default()
+                        }]
+                    }),
                     containers: vec![Container {
                         name: CONTAINER.into(),
                         image: Some(image),
@@ -152,6 +187,8 @@ pub fn render_job(job: &TrainingJob, settings: &JobSettings) -> Result<Job> {
                         // no shell ever parses a parameter.
                         command: Some(job.argv.clone()),
                         env: Some(env),
+                        working_dir: workspace.as_ref().map(|(_, directory)| directory.clone()),
+                        volume_mounts: workspace.as_ref().map(|_| vec![workspace_mount()]),
                         resources: Some(ResourceRequirements {
                             requests: (!requests.is_empty()).then_some(requests),
                             limits: (!limits.is_empty()).then_some(limits),
@@ -166,6 +203,57 @@ pub fn render_job(job: &TrainingJob, settings: &JobSettings) -> Result<Job> {
         }),
         status: None,
     })
+}
+
+fn workspace_mount() -> VolumeMount {
+    VolumeMount {
+        name: WORKSPACE_VOLUME.into(),
+        mount_path: WORKSPACE.into(),
+        ..Default::default()
+    }
+}
+
+/// The init container that fetches the commit, and the training's working
+/// directory in what it fetched.
+fn fetch_step(git: &GitCheckout, image: &str) -> (Container, String) {
+    let plain = |name: &str, value: &str| EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    };
+    let mut env = vec![plain("GIT_URL", &git.url), plain("GIT_COMMIT", &git.commit)];
+    if let Some(secret) = &git.secret {
+        env.extend(
+            [("GIT_USERNAME", "username"), ("GIT_PASSWORD", "password")].map(|(name, key)| {
+                EnvVar {
+                    name: name.into(),
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: secret.clone(),
+                            key: key.into(),
+                            optional: Some(false),
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }
+            }),
+        );
+    }
+    let fetch = Container {
+        name: "fetch-code".into(),
+        image: Some(image.to_string()),
+        command: Some(vec!["sh".into(), "-c".into(), FETCH_SCRIPT.into()]),
+        env: Some(env),
+        volume_mounts: Some(vec![workspace_mount()]),
+        ..Default::default()
+    };
+    let directory = if git.path.is_empty() {
+        WORKSPACE.to_string()
+    } else {
+        format!("{WORKSPACE}/{}", git.path)
+    };
+    (fetch, directory)
 }
 
 /// `<project>-<launch id prefix>`, DNS-1123 safe and at most 63 characters,
@@ -305,6 +393,7 @@ impl KubernetesExecutor {
                 argv: vec!["true".into()],
                 profile: profile.clone(),
                 python_env: None,
+                git: None,
             };
             let job = match render_job(&probe, &self.settings) {
                 Ok(job) => job,

@@ -32,6 +32,20 @@ pub struct TrainingJob {
     pub profile: HardwareProfile,
     /// The virtualenv to build and run in (local executor).
     pub python_env: Option<crate::catalog::mlproject::PythonEnv>,
+    /// A project from git: the commit the Job fetches before it trains
+    /// (Kubernetes executor; the local one is given `directory` checked out).
+    pub git: Option<GitCheckout>,
+}
+
+/// One commit of a repository, as a training Job fetches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitCheckout {
+    pub url: String,
+    pub commit: String,
+    /// The directory in the repository holding `MLproject` ("" for its top).
+    pub path: String,
+    /// Secret with `username` and `password` for the fetch, by reference.
+    pub secret: Option<String>,
 }
 
 /// A status change seen by an executor.
