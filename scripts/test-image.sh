@@ -8,8 +8,9 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SLIPWAY_ROOT"
 
-# What Slipway adds to the base: the binary and the UI (33 MB now).
-budget_mb=60
+# What Slipway adds to the base: the binary and the UI (33 MB now), and git
+# with its dependencies (48 MB, most of it Perl).
+budget_mb=100
 image=localhost/slipway:test
 base=docker.io/library/debian:bookworm-slim
 work=$(mktemp -d "${TMPDIR:-/tmp}/slipway-image.XXXXXX")
@@ -54,7 +55,13 @@ added=$(cd "$root" && find . -path ./proc -prune -o -print | while read -r path;
 done | sort)
 podman image unmount "$base" >/dev/null
 # (podman leaves an empty /etc/hosts where its RUN step had one mounted.)
-unexpected=$(echo "$added" | grep -vE '^\./(usr/local/bin/slipway|usr/share/slipway(/.*)?|var/lib/slipway|etc/hosts)$' || true)
+# And what the packages it installs own (dpkg's file lists; /lib is
+# /usr/lib here), with dpkg's and the CA certificates' bookkeeping.
+owned=$(cat "$root"/var/lib/dpkg/info/*.list \
+  | sed -e 's#^/lib/#/usr/lib/#' -e 's#^/bin/#/usr/bin/#' -e 's#^/sbin/#/usr/sbin/#' -e 's#^#.#' | LC_ALL=C sort -u)
+unexpected=$(echo "$added" | grep -vE '^\./(usr/local/bin/slipway|usr/share/slipway(/.*)?|var/lib/slipway|etc/hosts)$' \
+  | grep -vE '^\./(var/lib/dpkg/.*|var/cache/ldconfig(/.*)?|etc/ssl/certs/.*|etc/ca-certificates\.conf|usr/local/share/ca-certificates)$' \
+  | LC_ALL=C sort | LC_ALL=C comm -23 - <(echo "$owned") || true)
 [ ! -s "$root/etc/hosts" ] || die "the image's /etc/hosts is not empty: $(cat "$root/etc/hosts")"
 
 [ -z "$unexpected" ] || die "the image adds files the Containerfile does not name:
@@ -72,6 +79,9 @@ user=$(podman image inspect --format '{{.Config.User}}' "$image")
 entrypoint=$(podman image inspect --format '{{index .Config.Entrypoint 0}}' "$image")
 mapfile -t environment < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$image" | grep .)
 [ "$user" = "65532:65532" ] || die "the image runs as '$user', not 65532:65532"
+# Git runs there as Slipway's user (projects from a repository need it).
+chroot --userspec="$user" "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/tmp git --version | grep -q '^git version' \
+  || die "git does not run in the image as $user"
 port=$(free_port)
 chroot --userspec="$user" "$root" /usr/bin/env -i "${environment[@]}" \
   SLIPWAY_LISTEN="127.0.0.1:$port" SLIPWAY_GATEWAY_LISTEN=127.0.0.1:0 SLIPWAY_REPLICA_NAME=image-test \

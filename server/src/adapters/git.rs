@@ -306,8 +306,19 @@ mod push_tests {
     fn github(body: &[u8], secret: &str) -> http::HeaderMap {
         let mut headers = http::HeaderMap::new();
         headers.insert("x-github-event", "push".parse().unwrap());
-        let signature = crate::services::notifications::signature(secret, body);
-        headers.insert("x-hub-signature-256", signature.parse().unwrap());
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body);
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        headers.insert(
+            "x-hub-signature-256",
+            format!("sha256={hex}").parse().unwrap(),
+        );
         headers
     }
 
