@@ -12,8 +12,9 @@ use std::sync::Arc;
 use app::access::{Grant, User};
 use app::model::{
     AuditEntry, AuditQuery, DeploymentDetail, DeploymentForm, DeploymentSettings, DeploymentView,
-    Experiment, ExperimentPage, Launch, LaunchForm, LaunchRequest, ListQuery, ModelDetail,
-    ModelsPage, PromotionRequest, RunDetail, RunQuery, RunsPage, VersionDetail,
+    Experiment, ExperimentPage, Launch, LaunchForm, LaunchRequest, ListQuery, LoadTest,
+    LoadTestRequest, ModelDetail, ModelsPage, Prediction, PromotionRequest, RunDetail, RunQuery,
+    RunsPage, TrafficRange, TrafficReport, VersionDetail,
 };
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -92,6 +93,11 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
             delete_deployment
         ))
         .routes(routes!(deployment_settings))
+        .routes(routes!(deployment_traffic))
+        .routes(routes!(try_deployment))
+        .routes(routes!(list_load_tests, start_load_test))
+        .routes(routes!(get_load_test))
+        .routes(routes!(cancel_load_test))
         .routes(routes!(promote))
         .routes(routes!(rollback))
         .routes(routes!(list_promotion_requests))
@@ -803,6 +809,122 @@ async fn rollback(
     Ok(Json(RolledBack { version }))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct TrafficParams {
+    /// `1h` (the default), `24h` or `7d`.
+    #[serde(default)]
+    range: TrafficRange,
+}
+
+#[utoipa::path(get, path = "/api/v1/deployments/{model}/traffic", tag = "deployments",
+    params(("model" = String, Path), TrafficParams),
+    responses((status = 200, body = TrafficReport, description = "Requests, errors and latency by version over the range, and the changes of version in it"),
+        (status = "4XX", body = ApiErrorBody)))]
+async fn deployment_traffic(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    Params(params): Params<TrafficParams>,
+) -> ApiResult<Json<TrafficReport>> {
+    Ok(Json(
+        state
+            .services
+            .reads
+            .get_traffic(model, params.range)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct TryBody {
+    /// The request body for the model, as it takes it (JSON).
+    input: String,
+}
+
+/// What the model answered, or why nothing did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Tried {
+    pub prediction: Option<Prediction>,
+    pub error: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/deployments/{model}/try", tag = "deployments",
+    params(("model" = String, Path)), request_body = TryBody,
+    responses((status = 200, body = Tried, description = "Sent to what serves the model (counted in its traffic); its answer"),
+        (status = "4XX", body = ApiErrorBody)))]
+async fn try_deployment(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Body(body): Body<TryBody>,
+) -> ApiResult<Json<Tried>> {
+    let id = state
+        .services
+        .deployments
+        .try_it(&user, &model, body.input)
+        .await?;
+    let answer = state.services.reads.try_answer(&user, id).await?;
+    Ok(Json(match answer.outcome {
+        Ok(prediction) => Tried {
+            prediction: Some(prediction),
+            error: None,
+        },
+        Err(why) => Tried {
+            prediction: None,
+            error: Some(why),
+        },
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/deployments/{model}/load-tests", tag = "load tests",
+    params(("model" = String, Path)),
+    responses((status = 200, body = Vec<LoadTest>, description = "Newest first"), (status = "4XX", body = ApiErrorBody)))]
+async fn list_load_tests(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> ApiResult<Json<Vec<LoadTest>>> {
+    Ok(Json(state.services.load_tests.of_deployment(&model).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/deployments/{model}/load-tests", tag = "load tests",
+    params(("model" = String, Path)), request_body = LoadTestRequest,
+    responses((status = 201, body = LoadTest, description = "Started; its numbers grow every second"),
+        (status = 400, body = ApiErrorBody, description = "Each field's problem (over the caps, a body that is not JSON, a cluster deployment not confirmed)"),
+        (status = 409, body = ApiErrorBody, description = "One is running already"),
+        (status = "4XX", body = ApiErrorBody)))]
+async fn start_load_test(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Body(request): Body<LoadTestRequest>,
+) -> ApiResult<(StatusCode, Json<LoadTest>)> {
+    let load_tests = &state.services.load_tests;
+    let id = load_tests.start(&user, &model, &request).await?;
+    Ok((StatusCode::CREATED, Json(load_tests.test(&id).await?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/load-tests/{id}", tag = "load tests",
+    params(("id" = String, Path)),
+    responses((status = 200, body = LoadTest), (status = "4XX", body = ApiErrorBody)))]
+async fn get_load_test(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<LoadTest>> {
+    Ok(Json(state.services.load_tests.test(&id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/load-tests/{id}/cancel", tag = "load tests",
+    params(("id" = String, Path)),
+    responses((status = 200, body = LoadTest), (status = 409, body = ApiErrorBody, description = "It has ended"),
+        (status = "4XX", body = ApiErrorBody)))]
+async fn cancel_load_test(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<LoadTest>> {
+    Ok(Json(state.services.load_tests.cancel(&user, &id).await?))
+}
+
 // ---- promotion requests ----
 
 #[utoipa::path(get, path = "/api/v1/promotion-requests", tag = "approvals",
@@ -943,7 +1065,7 @@ mod tests {
         operation_ids.sort();
         operation_ids.dedup();
         assert_eq!(operation_ids.len(), count, "operation ids repeat");
-        assert!(count >= 29, "{count} operations");
+        assert!(count >= 35, "{count} operations");
         let json = document.to_json().unwrap();
         assert!(json.contains("\"openapi\":\"3.1.0\""), "{}", &json[..80]);
         assert!(json.contains("\"bearer\""));

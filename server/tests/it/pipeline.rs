@@ -350,6 +350,70 @@ async fn a_pipeline_trains_registers_asks_is_approved_by_another_and_serves_thro
     let predicted = prediction["predictions"][0].as_f64().unwrap();
     assert!((predicted - 9.0).abs() < 1e-6, "{prediction}");
 
+    // Try it, a short load test and the traffic they made, through the API.
+    let post = |path: String, body: Value| {
+        reqwest::Client::new()
+            .post(format!("{}{path}", slipway.url))
+            .bearer_auth(&ci_token)
+            .json(&body)
+            .send()
+    };
+    let tried: Value = post(
+        format!("/api/v1/deployments/{model}/try"),
+        serde_json::json!({"input": "{\"inputs\": [[2.0, 2.0]]}"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(tried["prediction"]["status"], 200, "{tried}");
+    let answer: Value =
+        serde_json::from_str(tried["prediction"]["body"].as_str().unwrap()).unwrap();
+    assert!(
+        (answer["predictions"][0].as_f64().unwrap() - 12.0).abs() < 1e-6,
+        "{tried}"
+    );
+    let started = post(
+        format!("/api/v1/deployments/{model}/load-tests"),
+        serde_json::json!({"users": "1", "rate": "10", "duration_secs": "2", "ramp_up_secs": "0",
+            "body": "{\"inputs\": [[1.0, 1.0]]}"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(started.status(), 201);
+    let test: Value = started.json().await.unwrap();
+    let test_id = test["id"].as_str().unwrap().to_string();
+    let finished = loop {
+        let (_, test) = api_get(
+            &slipway,
+            &ci_token,
+            &format!("/api/v1/load-tests/{test_id}"),
+        )
+        .await;
+        if test["state"] != "Running" {
+            break test;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(finished["state"], "Finished", "{finished}");
+    assert_eq!(finished["results"]["errors"], 0, "{finished}");
+    let (_, traffic) = api_get(
+        &slipway,
+        &ci_token,
+        &format!("/api/v1/deployments/{model}/traffic?range=1h"),
+    )
+    .await;
+    let served: f64 = traffic["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|version| version["requests"].as_f64().unwrap_or(0.0))
+        .sum();
+    let load = finished["results"]["requests"].as_f64().unwrap();
+    // The prediction above, Try it, and the load test: all through the gateway.
+    assert_eq!(served, load + 2.0, "{traffic}");
+
     // The webhook heard each step, signed; the chat heard the request once
     // it was up again, after three failed attempts, as the log says.
     let heard = received(&hook, events.len()).await;
@@ -533,7 +597,7 @@ async fn the_openapi_document_and_the_routes_that_answer_are_the_same() {
             }
         }
     }
-    assert!(operations >= 29, "{operations}");
+    assert!(operations >= 35, "{operations}");
 
     let (status, missing) = api_get(&slipway, &token, "/api/v1/no-such-route").await;
     assert_eq!(status, 404);
