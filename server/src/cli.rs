@@ -18,7 +18,11 @@ use crate::store::accounts::AccountSource;
 #[command(
     name = "slipway",
     version,
-    about = "Control plane for shipping ML models"
+    about = "Control plane for shipping ML models",
+    after_help = "Secrets (--mlflow-password, --mlflow-token, --database-url, --job-mlflow-password, \
+                  --job-mlflow-token, --webhook-secret, --git-webhook-secret, --oidc-client-secret) \
+                  are best given as their variables, or in files: <VARIABLE>_FILE or <flag>-file \
+                  (a flag's value is visible to every user of the machine in ps)."
 )]
 pub struct Cli {
     #[command(flatten)]

@@ -628,6 +628,112 @@ fn credentials_in(url: &Url) -> MlflowAuth {
 // Written out so that secrets (passwords, tokens, the database URL, MLflow
 // URIs with credentials) cannot appear: a new field is left out until
 // someone decides it is safe to show.
+/// The settings that are secrets, as (argument id, flag, variable). Each
+/// may come from its variable, from a file (`<VARIABLE>_FILE` or
+/// `<flag>-file`: a mounted Secret, say), or from its flag — which every
+/// local user can read in `ps`, and is warned against.
+pub const SECRETS: [(&str, &str, &str); 8] = [
+    (
+        "mlflow_password",
+        "--mlflow-password",
+        "SLIPWAY_MLFLOW_PASSWORD",
+    ),
+    ("mlflow_token", "--mlflow-token", "SLIPWAY_MLFLOW_TOKEN"),
+    ("database_url", "--database-url", "SLIPWAY_DATABASE_URL"),
+    (
+        "job_mlflow_password",
+        "--job-mlflow-password",
+        "SLIPWAY_JOB_MLFLOW_PASSWORD",
+    ),
+    (
+        "job_mlflow_token",
+        "--job-mlflow-token",
+        "SLIPWAY_JOB_MLFLOW_TOKEN",
+    ),
+    (
+        "webhook_secret",
+        "--webhook-secret",
+        "SLIPWAY_WEBHOOK_SECRET",
+    ),
+    (
+        "git_webhook_secret",
+        "--git-webhook-secret",
+        "SLIPWAY_GIT_WEBHOOK_SECRET",
+    ),
+    (
+        "oidc_client_secret",
+        "--oidc-client-secret",
+        "SLIPWAY_OIDC_CLIENT_SECRET",
+    ),
+];
+
+/// Secrets read from files: each one's variable and value.
+pub type SecretValues = Vec<(&'static str, String)>;
+
+/// Secrets given as files: the arguments without their `--…-file` flags,
+/// and each secret's variable with the file's content (its last line
+/// ending dropped), for the caller to set before the arguments are parsed.
+pub fn secrets_from_files(
+    args: Vec<std::ffi::OsString>,
+    variable: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> std::result::Result<(Vec<std::ffi::OsString>, SecretValues), String> {
+    let mut kept = Vec::new();
+    let mut files: Vec<(&'static str, std::path::PathBuf)> = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy().into_owned();
+        let named = SECRETS.iter().find_map(|(_, flag, env)| {
+            let file_flag = format!("{flag}-file");
+            if text == file_flag {
+                Some((*env, None))
+            } else {
+                text.strip_prefix(&format!("{file_flag}="))
+                    .map(|path| (*env, Some(std::path::PathBuf::from(path))))
+            }
+        });
+        match named {
+            Some((env, Some(path))) => files.push((env, path)),
+            Some((env, None)) => {
+                let path = args.next().ok_or_else(|| format!("{text} needs a file"))?;
+                files.push((env, path.into()));
+            }
+            None => kept.push(arg),
+        }
+    }
+    for (_, _, env) in SECRETS {
+        if let Some(path) = variable(&format!("{env}_FILE")) {
+            files.push((env, path.into()));
+        }
+    }
+    let mut values = Vec::new();
+    for (env, path) in files {
+        if variable(env).is_some() || values.iter().any(|(set, _)| *set == env) {
+            return Err(format!(
+                "{env} is given twice (as itself and as a file, or as two files)"
+            ));
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|err| format!("{env}: cannot read {}: {err}", path.display()))?;
+        let value = text
+            .strip_suffix('\n')
+            .map(|text| text.strip_suffix('\r').unwrap_or(text))
+            .unwrap_or(&text);
+        values.push((env, value.to_string()));
+    }
+    Ok((kept, values))
+}
+
+/// The secrets given as flags, which every local user can read in `ps`.
+pub fn secrets_on_command_line(matches: &clap::ArgMatches) -> Vec<(&'static str, &'static str)> {
+    SECRETS
+        .iter()
+        .filter(|(id, _, _)| {
+            matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .map(|(_, flag, env)| (*flag, *env))
+        .collect()
+}
+
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
@@ -653,6 +759,59 @@ impl std::fmt::Debug for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_come_from_files_and_flags_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let args: Vec<std::ffi::OsString> = [
+            "slipway",
+            "--webhook-secret-file",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:1",
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        let oidc_file = file.to_string_lossy().into_owned();
+        let (kept, values) = secrets_from_files(args, |name| {
+            (name == "SLIPWAY_OIDC_CLIENT_SECRET_FILE").then(|| oidc_file.clone().into())
+        })
+        .unwrap();
+        assert_eq!(kept, ["slipway", "--listen", "127.0.0.1:1"]);
+        assert_eq!(
+            values,
+            [
+                ("SLIPWAY_WEBHOOK_SECRET", "s3cret".to_string()),
+                ("SLIPWAY_OIDC_CLIENT_SECRET", "s3cret".to_string())
+            ]
+        );
+        // Given twice: refused, not guessed.
+        let twice = secrets_from_files(vec!["slipway".into()], |name| {
+            matches!(
+                name,
+                "SLIPWAY_WEBHOOK_SECRET" | "SLIPWAY_WEBHOOK_SECRET_FILE"
+            )
+            .then(|| oidc_file.clone().into())
+        });
+        assert!(twice.unwrap_err().contains("given twice"));
+
+        let matches = <crate::cli::Cli as clap::CommandFactory>::command()
+            .try_get_matches_from([
+                "slipway",
+                "--webhook-secret",
+                "visible-in-ps",
+                "--listen",
+                "127.0.0.1:1",
+            ])
+            .unwrap();
+        assert_eq!(
+            secrets_on_command_line(&matches),
+            [("--webhook-secret", "SLIPWAY_WEBHOOK_SECRET")]
+        );
+    }
 
     fn parse(args: &[&str]) -> std::result::Result<Config, clap::Error> {
         Config::try_parse_from(std::iter::once("slipway").chain(args.iter().copied()))

@@ -56,6 +56,7 @@ use crate::web::gateway::Gateway;
 /// not be up: Slipway starts anyway and reports it on `/readyz` and in the UI.
 pub async fn build_state(config: &Config) -> Result<AppState> {
     config.validate()?;
+    keep_data_dir_private(&config.data_dir)?;
     let store = Store::connect(&config.database_url()).await?;
     let mlflow_client = |deadline| {
         MlflowClient::new(&config.mlflow_base(), config.mlflow_auth(), deadline)
@@ -442,4 +443,26 @@ pub fn leptos_options(config: &Config) -> LeptosOptions {
         .site_pkg_dir("pkg")
         .site_addr(config.listen)
         .build()
+}
+
+/// The data directory holds the database, sessions and what Slipway's
+/// children write: only Slipway's user may enter it. A directory Slipway
+/// does not own (a volume's root, as a pod mounts it) keeps its mode, and
+/// the log says so.
+fn keep_data_dir_private(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the data directory is not Slipway's own: its mode stays as it is; the database file is kept 0600"
+            );
+            Ok(())
+        }
+        done => done.map_err(Error::from),
+    }
 }

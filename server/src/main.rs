@@ -1,24 +1,63 @@
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use server::cli::{Cli, Command};
 use server::config::Config;
 use server::{build_state, cli, client, telemetry, web};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let Cli { config, command } = Cli::parse();
+fn main() -> std::process::ExitCode {
+    // Secrets given as files become their variables before anything
+    // reads the environment, and before any thread starts.
+    let variable = |name: &str| std::env::var_os(name);
+    let args = match server::config::secrets_from_files(std::env::args_os().collect(), variable) {
+        Ok((args, values)) => {
+            for (name, value) in values {
+                // SAFETY: no other thread exists yet to read the environment.
+                unsafe { std::env::set_var(name, value) };
+            }
+            args
+        }
+        Err(why) => {
+            eprintln!("{why}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let matches = Cli::command().get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    let on_command_line = server::config::secrets_on_command_line(&matches);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(run(cli, on_command_line))
+}
+
+async fn run(
+    Cli { config, command }: Cli,
+    on_command_line: Vec<(&'static str, &'static str)>,
+) -> std::process::ExitCode {
+    let warn_of_flags = || {
+        for (flag, variable) in &on_command_line {
+            tracing::warn!(
+                "{flag} was given on the command line, where every user of this machine can read it (ps); \
+                 give it as {variable}, or in a file ({variable}_FILE or {flag}-file)"
+            );
+        }
+    };
     let outcome = match command {
         Some(Command::Client(command)) => return pipeline_step(command).await,
         Some(Command::Users(command)) => {
             telemetry::init(config.log_format);
+            warn_of_flags();
             cli::users(&config, command, std::io::stdin().lock())
                 .await
                 .map(|report| println!("{report}"))
         }
         None => {
             telemetry::init(config.log_format);
+            warn_of_flags();
+            keep_to_itself();
             serve(config).await
         }
     };
@@ -44,6 +83,18 @@ async fn pipeline_step(command: client::ClientCommand) -> std::process::ExitCode
             std::process::ExitCode::from(failure.exit as u8)
         }
     }
+}
+
+/// Model and training code runs as Slipway's children: none may read its
+/// memory or `/proc/<pid>/environ` (the credentials it was started with),
+/// which a non-dumpable process's `/proc` files refuse to its own user too
+/// (children are dumpable again after exec). What Slipway writes is its
+/// user's alone.
+fn keep_to_itself() {
+    if let Err(err) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %err, "could not make Slipway non-dumpable; its children may read its environment");
+    }
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
 }
 
 async fn serve(config: Config) -> server::error::Result<()> {

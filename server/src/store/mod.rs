@@ -46,7 +46,11 @@ impl Store {
             .and_then(|path| Path::new(path).parent())
             .filter(|dir| !dir.as_os_str().is_empty());
         if let Some(dir) = sqlite_dir {
-            std::fs::create_dir_all(dir)?;
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
         }
         // SQLite takes one writer at a time; a single connection avoids
         // "database is locked" between our own connections.
@@ -57,6 +61,9 @@ impl Store {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
+        if let Some(path) = sqlite_path(url) {
+            keep_private(path)?;
+        }
         let postgres = sqlite_path(url).is_none();
         Ok(Self {
             pool,
@@ -74,6 +81,23 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// The database file (sessions, tokens' hashes, channels' secrets) is its
+/// owner's alone, with its journal files.
+fn keep_private(path: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for file in [
+        path.to_string(),
+        format!("{path}-wal"),
+        format!("{path}-shm"),
+        format!("{path}-journal"),
+    ] {
+        if std::path::Path::new(&file).exists() {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
 }
 
 fn sqlite_path(url: &str) -> Option<&str> {

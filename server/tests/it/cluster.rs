@@ -80,6 +80,7 @@ impl Setup {
             data_dir: self.data.path(),
             mlflow_url: mlflow_url(),
             extra_env: Vec::new(),
+            run_as: None,
         }
     }
 
@@ -725,6 +726,7 @@ async fn a_profile_the_api_server_would_refuse_keeps_slipway_from_starting() {
         data_dir: data.path(),
         mlflow_url: mlflow_url(),
         extra_env: Vec::new(),
+        run_as: None,
     })
     .await;
     let log = match outcome {

@@ -128,6 +128,7 @@ async fn a_signed_push_launches_the_pushed_commit_and_nothing_else_launches_anyt
         data_dir: &data,
         mlflow_url: mlflow_url(),
         extra_env: vec![("SLIPWAY_GIT_WEBHOOK_SECRET", SECRET.into())],
+        run_as: None,
     })
     .await;
     let token = slipway

@@ -79,6 +79,7 @@ async fn start(catalog_more: &str, data: &std::path::Path) -> Slipway {
         mlflow_url: mlflow_url(),
         // Notifications not delivered are tried again after 1, 2, 4… s.
         extra_env: vec![("SLIPWAY_NOTIFY_RETRY_SECS", "1".into())],
+        run_as: None,
     })
     .await
 }

@@ -3,6 +3,9 @@
 //! local training that prints its whole environment gets none of them, but
 //! does get the MLflow credentials meant for training code. The secrets
 //! appear in no page, no API answer, `/metrics` or Slipway's log either.
+//! Run as a service user, Slipway keeps its `/proc` files from its own
+//! children, its data directory and database from everyone else, and
+//! takes secrets from files.
 
 use std::time::Duration;
 
@@ -37,6 +40,7 @@ async fn no_secret_reaches_a_training_a_page_the_metrics_or_the_log() {
             ("SLIPWAY_JOB_MLFLOW_USERNAME", "trainer-bot".into()),
             ("SLIPWAY_JOB_MLFLOW_PASSWORD", job_password.clone()),
         ],
+        run_as: None,
     })
     .await;
 
@@ -101,4 +105,117 @@ async fn no_secret_reaches_a_training_a_page_the_metrics_or_the_log() {
             "{secret} appears in a page, /metrics, /readyz or the log"
         );
     }
+}
+
+/// The training's log, once it has ended.
+async fn launched_log(slipway: &Slipway, entry_point: &str, fields: &[(&str, &str)]) -> String {
+    let submission = uuid::Uuid::new_v4().to_string();
+    let experiment = unique("peek");
+    let mut form = vec![
+        ("submission", submission.as_str()),
+        ("project", "trainer"),
+        ("entry_point", entry_point),
+        ("new_experiment", experiment.as_str()),
+        ("profile", "cpu"),
+    ];
+    form.extend_from_slice(fields);
+    let page = slipway.post_form("/launches", &form).await;
+    let mut events = slipway.events(&format!("/api{page}/events")).await;
+    events
+        .until_end(Duration::from_secs(60))
+        .await
+        .into_iter()
+        .filter(|(name, _)| name == "log")
+        .map(|(_, data)| data)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_training_cannot_read_slipways_environment_nor_anyone_its_files() {
+    use std::os::unix::fs::PermissionsExt;
+    const SERVICE_USER: u32 = 65532;
+    let data = tempfile::tempdir().unwrap();
+    let catalog = trainer_catalog(data.path(), "");
+    let slipway_data = data.path().join("slipway");
+    std::fs::create_dir(&slipway_data).unwrap();
+    let canary = unique("webhook-secret");
+    let git_secret = unique("git-secret");
+    let secret_file = data.path().join("git-webhook-secret");
+    std::fs::write(&secret_file, format!("{git_secret}\n")).unwrap();
+    let slipway = Slipway::start(SlipwaySettings {
+        namespace: None,
+        catalog: &catalog,
+        data_dir: &slipway_data,
+        mlflow_url: mlflow_url(),
+        extra_env: vec![
+            ("SLIPWAY_WEBHOOK_SECRET", canary.clone()),
+            // In a file, as a mounted Secret is.
+            (
+                "SLIPWAY_GIT_WEBHOOK_SECRET_FILE",
+                secret_file.display().to_string(),
+            ),
+        ],
+        run_as: Some(SERVICE_USER),
+    })
+    .await;
+    let pid = slipway.pid().to_string();
+    // Read as root, its environment holds the secret it was given there
+    // (and not the one from the file).
+    let environ = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap())
+        .into_owned();
+    assert!(environ.contains(&canary));
+    assert!(!environ.contains(&git_secret));
+    // The one from the file is the one in force.
+    let push = serde_json::json!({"ref": "refs/heads/main", "after": "a".repeat(40),
+        "repository": {"clone_url": "file:///nowhere.git"}})
+    .to_string();
+    let deliver = |secret: &str| {
+        reqwest::Client::new()
+            .post(format!("{}/webhooks/git", slipway.url))
+            .header("x-github-event", "push")
+            .header(
+                "x-hub-signature-256",
+                server::services::notifications::signature(secret, push.as_bytes()),
+            )
+            .body(push.clone())
+            .send()
+    };
+    assert_eq!(deliver(&git_secret).await.unwrap().status(), 200);
+    assert_eq!(deliver(&canary).await.unwrap().status(), 401);
+
+    // A training of the same user is refused Slipway's environment...
+    let peeked = launched_log(&slipway, "peek", &[("param.pid", &pid)]).await;
+    assert!(peeked.contains("Permission denied"), "{peeked}");
+    assert!(
+        !peeked.contains(&canary),
+        "the training read Slipway's secret"
+    );
+    // ...where that user's other processes are open to it: the refusal is Slipway's doing.
+    let mut neighbour = std::process::Command::new("sleep");
+    std::os::unix::process::CommandExt::uid(&mut neighbour, SERVICE_USER);
+    std::os::unix::process::CommandExt::gid(&mut neighbour, SERVICE_USER);
+    let mut neighbour = neighbour
+        .arg("60")
+        .env_clear()
+        .env("NEIGHBOUR_MARK", "readable")
+        .spawn()
+        .unwrap();
+    let read = launched_log(
+        &slipway,
+        "peek",
+        &[("param.pid", &neighbour.id().to_string())],
+    )
+    .await;
+    neighbour.kill().unwrap();
+    neighbour.wait().unwrap();
+    assert!(read.contains("NEIGHBOUR_MARK=readable"), "{read}");
+
+    // Its data directory and database are its user's alone.
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&slipway_data), 0o700);
+    assert_eq!(mode(&slipway_data.join("slipway.db")), 0o600);
+    let log = slipway.log();
+    assert!(!log.contains(&canary), "the secret is in the log");
+    assert!(!log.contains("given on the command line"), "{log}");
 }

@@ -265,6 +265,7 @@ impl LocalDeployment {
             data_dir: self.data.path(),
             mlflow_url: mlflow_url(),
             extra_env: Vec::new(),
+            run_as: None,
         }
     }
 }

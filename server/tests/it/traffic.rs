@@ -502,6 +502,7 @@ async fn prometheus_numbers_match_what_was_sent() {
             ),
             ("SLIPWAY_TRAFFIC_WINDOW_SECS", format!("{WINDOW_SECS}")),
         ],
+        run_as: None,
     })
     .await;
     slipway

@@ -32,6 +32,9 @@ pub struct SlipwaySettings<'a> {
     pub data_dir: &'a Path,
     pub mlflow_url: String,
     pub extra_env: Vec<(&'a str, String)>,
+    /// Another user to run it as (the data directory is given to it), as
+    /// a service user runs it; `None`: the test's own.
+    pub run_as: Option<u32>,
 }
 
 impl Slipway {
@@ -48,7 +51,13 @@ impl Slipway {
         let log = settings.data_dir.join(format!("slipway-{port}.log"));
         std::fs::create_dir_all(settings.data_dir).unwrap();
         let output = std::fs::File::create(&log).unwrap();
+        if let Some(uid) = settings.run_as {
+            std::os::unix::fs::chown(settings.data_dir, Some(uid), Some(uid)).unwrap();
+        }
         let environment = |command: &mut tokio::process::Command| {
+            if let Some(uid) = settings.run_as {
+                command.uid(uid).gid(uid);
+            }
             command
                 .env_clear()
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -300,6 +309,11 @@ impl Slipway {
         // Shown once: the same link again shows no secret.
         assert!(!page(cookie.to_string()).await.contains(&secret));
         secret
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
     }
 
     pub fn log(&self) -> String {
