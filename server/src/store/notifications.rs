@@ -142,12 +142,10 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                let payload: String = row.try_get("payload")?;
                 Ok(DueDelivery {
                     id: row.try_get("delivery_id")?,
                     channel: channel_from_row(row)?,
-                    notification: serde_json::from_str(&payload)
-                        .map_err(|err| Error::Internal(format!("a queued notification: {err}")))?,
+                    notification: notification_from_row(row)?,
                     attempts: row.try_get("attempts")?,
                 })
             })
@@ -198,9 +196,7 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                let payload: String = row.try_get("payload")?;
-                let notification: Notification = serde_json::from_str(&payload)
-                    .map_err(|err| Error::Internal(format!("a queued notification: {err}")))?;
+                let notification = notification_from_row(row)?;
                 Ok(NotificationDelivery {
                     id: row.try_get("id")?,
                     channel: row.try_get("name")?,
@@ -236,6 +232,12 @@ fn events_text(events: &[NotificationEvent]) -> String {
         .map(|event| event.as_str())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+fn notification_from_row(row: &AnyRow) -> Result<Notification> {
+    let payload: String = row.try_get("payload")?;
+    serde_json::from_str(&payload)
+        .map_err(|err| Error::Internal(format!("a queued notification: {err}")))
 }
 
 fn channel_from_row(row: &AnyRow) -> Result<Channel> {

@@ -1204,3 +1204,80 @@ async fn failed_sign_ins_are_audited_and_then_held() {
             .all(|event| !event.detail.contains("guess-one-two"))
     );
 }
+
+/// 200 wrong passwords for one account sent at once from one client: five
+/// are checked (no more, whatever the timing), the rest held without a
+/// hash; at most `HASHES_AT_ONCE` hashes run at a time; the burst is six
+/// audit entries, not 200; and the same account signs in from another
+/// client meanwhile: nobody locks it out by failing on purpose.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_guesses_is_held_after_five_and_locks_nobody_else_out() {
+    use axum::extract::ConnectInfo;
+    let data = tempfile::tempdir().unwrap();
+    let state = build_state(&config(&mlflow_url(), data.path()))
+        .await
+        .unwrap();
+    let store = state.store.clone();
+    let accounts = state.gate.accounts.clone();
+    let router = router(state);
+    sign_in(&router, &store, "burst-target", Role::Admin).await;
+    let attempt = |password: &'static str, client: &'static str| {
+        let router = router.clone();
+        async move {
+            let mut request = Request::post("/login")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("sec-fetch-site", "same-origin")
+                .body(Body::from(format!("name=burst-target&password={password}")))
+                .unwrap();
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(client.parse::<std::net::SocketAddr>().unwrap()));
+            let response = router.oneshot(request).await.unwrap();
+            response.headers()["location"].to_str().unwrap().to_string()
+        }
+    };
+    let burst: Vec<_> = (0..200)
+        .map(|_| tokio::spawn(attempt("wrong-guess-123", "203.0.113.7:40000")))
+        .collect();
+    let mut answers = std::collections::BTreeMap::<String, usize>::new();
+    for answer in burst {
+        *answers.entry(answer.await.unwrap()).or_default() += 1;
+    }
+    assert_eq!(
+        answers.get("/login?error=invalid&next=%2F"),
+        Some(&5),
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.get("/login?error=throttled&next=%2F"),
+        Some(&195),
+        "{answers:?}"
+    );
+    let peak = accounts.hashing_peak();
+    assert!(
+        (1..=server::services::accounts::password::HASHES_AT_ONCE).contains(&peak),
+        "{peak} hashes at once"
+    );
+    // The account's owner, elsewhere, is not held.
+    assert_eq!(
+        attempt("correct horse battery", "198.51.100.4:50000").await,
+        "/"
+    );
+    let audit = store
+        .recent_events(Some("user:burst-target"), 50)
+        .await
+        .unwrap();
+    let count = |prefix: &str| {
+        audit
+            .iter()
+            .filter(|event| event.detail.starts_with(prefix))
+            .count()
+    };
+    assert_eq!(count("failed"), 5);
+    assert_eq!(count("refused"), 1);
+    assert!(
+        audit
+            .iter()
+            .any(|event| event.detail.contains("from 203.0.113.7"))
+    );
+}

@@ -40,6 +40,7 @@ pub struct Accounts {
     audit: Audit,
     settings: SessionSettings,
     limiter: LoginLimiter,
+    hashing: password::Hashing,
     oidc: Option<Oidc>,
 }
 
@@ -58,6 +59,7 @@ impl Accounts {
             store,
             settings,
             limiter: LoginLimiter::default(),
+            hashing: password::Hashing::default(),
             oidc,
         }
     }
@@ -143,6 +145,12 @@ impl Accounts {
         Ok((token, signed_in.next))
     }
 
+    /// The most password hashes that were ever computed at once (tests
+    /// read it: it must stay within `password::HASHES_AT_ONCE`).
+    pub fn hashing_peak(&self) -> usize {
+        self.hashing.peak()
+    }
+
     fn oidc(&self) -> Result<&Oidc> {
         self.oidc
             .as_ref()
@@ -156,17 +164,28 @@ impl Accounts {
         password: &str,
         address: Option<IpAddr>,
     ) -> Result<std::result::Result<String, LoginRefused>> {
-        if let Err(wait) = self.limiter.check(name, address) {
-            tracing::warn!(user = name, ?address, "sign-in refused: too many failures");
-            self.audit
-                .record(
-                    name,
-                    AuditAction::Login,
-                    &subject(name),
-                    "refused: too many failed attempts",
-                )
-                .await?;
-            return Ok(Err(LoginRefused::Throttled(wait)));
+        // No account has a longer name: refused before anything is counted or hashed.
+        if check_name(name).is_err() {
+            return Ok(Err(LoginRefused::Invalid));
+        }
+        if let Err(held) = self.limiter.attempt(name, address) {
+            // The first refusal of a window is recorded; the rest of a burst is not.
+            if held.first {
+                tracing::warn!(user = name, ?address, "sign-in refused: too many attempts");
+                self.audit
+                    .record(
+                        name,
+                        AuditAction::Login,
+                        &subject(name),
+                        &format!(
+                            "refused: too many failed attempts{}; further ones are refused unrecorded for {} min",
+                            address.map(|address| format!(" from {address}")).unwrap_or_default(),
+                            held.wait.as_secs().div_ceil(60)
+                        ),
+                    )
+                    .await?;
+            }
+            return Ok(Err(LoginRefused::Throttled(held.wait)));
         }
         let account = self.store.account(name).await?;
         let stored = account
@@ -174,12 +193,8 @@ impl Accounts {
             .filter(|account| !account.disabled)
             .and_then(|account| account.password_hash.clone());
         let password = password.to_string();
-        let matches =
-            tokio::task::spawn_blocking(move || password::verify(&password, stored.as_deref()))
-                .await
-                .map_err(|err| Error::Internal(format!("password check: {err}")))?;
+        let matches = self.hashing.verify(password, stored).await?;
         if !matches {
-            self.limiter.failed(name, address);
             tracing::warn!(user = name, ?address, "sign-in failed");
             self.audit
                 .record(
@@ -191,7 +206,7 @@ impl Accounts {
                 .await?;
             return Ok(Err(LoginRefused::Invalid));
         }
-        self.limiter.succeeded(name);
+        self.limiter.succeeded(name, address);
         let token = self.open_session(name).await?;
         tracing::info!(user = name, ?address, "signed in");
         self.audit

@@ -44,6 +44,54 @@ pub fn verify(password: &str, stored: Option<&str>) -> bool {
     matches && real
 }
 
+/// Password hashes computed at once, at most. argon2id's default costs
+/// 19 MiB of memory a hash: four at a time is 76 MiB, whatever the number
+/// of sign-ins waiting (they queue, each holding only its form).
+pub const HASHES_AT_ONCE: usize = 4;
+
+/// Runs password checks off the async threads, a bounded number at a time.
+pub struct Hashing {
+    permits: tokio::sync::Semaphore,
+    running: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for Hashing {
+    fn default() -> Self {
+        Self {
+            permits: tokio::sync::Semaphore::new(HASHES_AT_ONCE),
+            running: Default::default(),
+            peak: Default::default(),
+        }
+    }
+}
+
+impl Hashing {
+    /// `verify`, when a permit is free.
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> crate::error::Result<bool> {
+        use std::sync::atomic::Ordering;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|err| crate::error::Error::Internal(format!("password check: {err}")))?;
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let checked =
+            tokio::task::spawn_blocking(move || verify(&password, stored.as_deref())).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        checked.map_err(|err| crate::error::Error::Internal(format!("password check: {err}")))
+    }
+
+    pub fn peak(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,29 +68,7 @@ impl Slipway {
         // An operator's first step: an admin account, its password on stdin.
         let mut add_user = tokio::process::Command::new(env!("CARGO_BIN_EXE_slipway"));
         environment(&mut add_user);
-        add_user
-            .args(["users", "add", "operator", "--role", "admin", "--exists-ok"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let mut adding = add_user.spawn().unwrap();
-        {
-            use tokio::io::AsyncWriteExt;
-            let mut stdin = adding.stdin.take().unwrap();
-            stdin
-                .write_all(format!("{}\n", super::TEST_PASSWORD).as_bytes())
-                .await
-                .unwrap();
-        }
-        let added = adding.wait_with_output().await.unwrap();
-        if !added.status.success() {
-            return Err(format!(
-                "slipway users add: {}{}",
-                String::from_utf8_lossy(&added.stdout),
-                String::from_utf8_lossy(&added.stderr)
-            ));
-        }
+        users_add(add_user, &["operator", "--role", "admin", "--exists-ok"]).await?;
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_slipway"));
         environment(&mut command);
         command
@@ -224,27 +202,10 @@ impl Slipway {
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.operator_env.iter().cloned())
-            .args(["users", "add", name, "--role", role])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let mut adding = command.spawn().unwrap();
-        {
-            use tokio::io::AsyncWriteExt;
-            let mut stdin = adding.stdin.take().unwrap();
-            stdin
-                .write_all(format!("{}\n", super::TEST_PASSWORD).as_bytes())
-                .await
-                .unwrap();
+            .envs(self.operator_env.iter().cloned());
+        if let Err(why) = users_add(command, &[name, "--role", role]).await {
+            panic!("{why}");
         }
-        let added = adding.wait_with_output().await.unwrap();
-        assert!(
-            added.status.success(),
-            "slipway users add {name}: {}",
-            String::from_utf8_lossy(&added.stderr)
-        );
     }
 
     /// Signs `name` in through `/login`; its session's `Cookie` value.
@@ -478,5 +439,34 @@ impl Drop for Slipway {
         while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// `slipway users add ARGS…`, the test password on its standard input.
+async fn users_add(mut command: tokio::process::Command, args: &[&str]) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    command
+        .args(["users", "add"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut adding = command.spawn().unwrap();
+    let mut stdin = adding.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{}\n", super::TEST_PASSWORD).as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let added = adding.wait_with_output().await.unwrap();
+    if added.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "slipway users add {args:?}: {}{}",
+            String::from_utf8_lossy(&added.stdout),
+            String::from_utf8_lossy(&added.stderr)
+        ))
     }
 }
