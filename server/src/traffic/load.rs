@@ -119,6 +119,10 @@ where
             while started.elapsed() < plan.duration {
                 if let Some(pace) = &pace {
                     pace.lock().await.tick().await;
+                    // The pace may let a user go past the end: nothing is sent then.
+                    if started.elapsed() >= plan.duration {
+                        break;
+                    }
                 }
                 let sent = Instant::now();
                 let answer = send(&http, &plan).await;
@@ -153,9 +157,17 @@ where
             break Ended::Cancelled;
         }
     };
-    // Requests under way at the end are not counted.
-    users.abort_all();
-    while users.join_next().await.is_some() {}
+    // At the end, requests under way are answered and counted (the model
+    // served them: its traffic says so too), within the request timeout;
+    // a cancel stops them at once.
+    if ended == Ended::Cancelled {
+        users.abort_all();
+    }
+    let drained = async { while users.join_next().await.is_some() {} };
+    if tokio::time::timeout(REQUEST_TIMEOUT, drained).await.is_err() {
+        users.abort_all();
+        while users.join_next().await.is_some() {}
+    }
     let elapsed = started.elapsed().min(plan.duration);
     let results = tally.lock().expect("load tally").results(elapsed);
     (ended, results)
