@@ -164,7 +164,10 @@ where
         users.abort_all();
     }
     let drained = async { while users.join_next().await.is_some() {} };
-    if tokio::time::timeout(REQUEST_TIMEOUT, drained).await.is_err() {
+    if tokio::time::timeout(REQUEST_TIMEOUT, drained)
+        .await
+        .is_err()
+    {
         users.abort_all();
         while users.join_next().await.is_some() {}
     }
