@@ -242,22 +242,7 @@ impl Promotions {
             .await?;
         audit.finish(promoted).await?;
         tracing::info!(model = %request.model, version = %request.version, approver = %user.name, request = %id, "promotion approved");
-        self.tell(
-            NotificationEvent::PromotionApproved,
-            format!(
-                "{} approved {} v{} (asked by {}): {note}",
-                user.actor(),
-                request.model,
-                request.version,
-                request.requested_by
-            ),
-            approval_href(id),
-            &request.model,
-            &request.version,
-            Some(id),
-            user,
-        )
-        .await;
+        self.tell_decision(true, user, &request, &note).await;
         self.request(id).await
     }
 
@@ -275,22 +260,7 @@ impl Promotions {
             )
             .await?;
         audit.complete(Outcome::Done).await?;
-        self.tell(
-            NotificationEvent::PromotionRejected,
-            format!(
-                "{} rejected {} v{} (asked by {}): {comment}",
-                user.actor(),
-                request.model,
-                request.version,
-                request.requested_by
-            ),
-            approval_href(id),
-            &request.model,
-            &request.version,
-            Some(id),
-            user,
-        )
-        .await;
+        self.tell_decision(false, user, &request, &comment).await;
         self.request(id).await
     }
 
@@ -528,6 +498,39 @@ impl Promotions {
             retry_model: Some(model.into()),
         });
         Ok(())
+    }
+
+    /// An approver's decision on `request`, as the channels hear of it.
+    async fn tell_decision(
+        &self,
+        approved: bool,
+        user: &User,
+        request: &PromotionRequest,
+        note: &str,
+    ) {
+        let (event, decided) = if approved {
+            (NotificationEvent::PromotionApproved, "approved")
+        } else {
+            (NotificationEvent::PromotionRejected, "rejected")
+        };
+        let text = format!(
+            "{} {decided} {} v{} (asked by {}): {note}",
+            user.actor(),
+            request.model,
+            request.version,
+            request.requested_by
+        );
+        let link = approval_href(&request.id);
+        self.tell(
+            event,
+            text,
+            link,
+            &request.model,
+            &request.version,
+            Some(&request.id),
+            user,
+        )
+        .await;
     }
 
     #[allow(clippy::too_many_arguments)]

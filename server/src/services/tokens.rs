@@ -6,10 +6,8 @@
 
 use app::access::{Action, Grant, Role, User, authorize, grants_cover};
 use app::model::{AuditAction, CreatedToken, FieldErrors, ServiceToken, TokenRequest, TokensPage};
-use base64::Engine;
-use sha2::{Digest, Sha256};
 
-use super::accounts::user_of;
+use super::accounts::{new_token, token_hash, user_of};
 use super::audit::Audit;
 use crate::error::{Error, Invalid, Result};
 use crate::store::Store;
@@ -104,7 +102,7 @@ impl Tokens {
         };
         if !self
             .store
-            .insert_token(&token, &secret_hash(&secret))
+            .insert_token(&token, &token_hash(&secret))
             .await?
         {
             return Err(Error::Conflict(format!(
@@ -168,7 +166,7 @@ impl Tokens {
         if !secret.starts_with(SECRET_PREFIX) {
             return refused("This is not a Slipway token (they start with slp_).");
         }
-        let Some(token) = self.store.token_by_secret(&secret_hash(secret)).await? else {
+        let Some(token) = self.store.token_by_secret(&token_hash(secret)).await? else {
             return refused("This token is not known here.");
         };
         let now = now_ms();
@@ -292,19 +290,7 @@ fn expiry_days(text: &str) -> Result<i64> {
 }
 
 fn new_secret() -> String {
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).expect("the OS has randomness");
-    format!(
-        "{SECRET_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
-}
-
-fn secret_hash(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    format!("{SECRET_PREFIX}{}", new_token())
 }
 
 #[cfg(test)]
@@ -339,6 +325,6 @@ mod tests {
         let (a, b) = (new_secret(), new_secret());
         assert!(a.starts_with(SECRET_PREFIX) && a.len() == SECRET_PREFIX.len() + 43);
         assert_ne!(a, b);
-        assert_ne!(secret_hash(&a), secret_hash(&b));
+        assert_ne!(token_hash(&a), token_hash(&b));
     }
 }

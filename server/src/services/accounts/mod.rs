@@ -413,14 +413,16 @@ async fn hash(password: &str) -> Result<String> {
         .map_err(|err| Error::Internal(format!("hashing: {err}")))
 }
 
-fn new_token() -> String {
+/// 32 random bytes, base64url: a session's token, a service token's secret.
+pub(crate) fn new_token() -> String {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).expect("the OS has randomness");
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// What is stored of a session token or a sign-in's state: its hash only.
-fn token_hash(token: &str) -> String {
+/// What is stored of a session token, a sign-in's state or a service
+/// token's secret: its hash only.
+pub(crate) fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes())
         .iter()
         .map(|byte| format!("{byte:02x}"))
