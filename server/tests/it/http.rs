@@ -974,23 +974,24 @@ async fn the_launch_form_sends_back_errors_then_launches_and_the_events_follow_i
         "a form posted from another site is refused"
     );
 
-    let response = post("abc").await;
+    // Not hex: the draft id in the URL is, and must not match it by chance.
+    let response = post("twelve").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let back = response.headers()["location"].to_str().unwrap().to_string();
     assert!(
-        back.starts_with("/launch?draft=") && !back.contains("abc"),
+        back.starts_with("/launch?draft=") && !back.contains("twelve"),
         "the values stay on the server, not in the URL: {back}"
     );
     let (_, shown) = app.get(&back).await;
     assert!(
-        shown.contains("class=\"field-error\">\"abc\" is not a number</p>"),
+        shown.contains("class=\"field-error\">\"twelve\" is not a number</p>"),
         "the field's error is shown: {shown}"
     );
     assert!(
         !shown.contains("out of date"),
         "a form sent back is not stale: {shown}"
     );
-    assert!(shown.contains("value=\"abc\""), "the value typed is kept");
+    assert!(shown.contains("value=\"twelve\""), "the value typed is kept");
     assert!(shown.contains("nothing was launched"));
     let (_, list) = app.get("/launches").await;
     assert!(
