@@ -224,11 +224,16 @@ EOF
   "${kubectl[@]}" taint node "$KUBE_NODE" node.kubernetes.io/not-ready- >/dev/null 2>&1 || true
   "${kubectl[@]}" apply --server-side -f "$SLIPWAY_ROOT/deploy/crds/" >/dev/null \
     || die "installing the CRDs in the test cluster failed"
-  kube_wait 60 "the SeldonDeployment CRD" kube_crd_established "${kubectl[@]}"
+  local crd
+  for crd in seldondeployments.machinelearning.seldon.io inferenceservices.serving.kserve.io \
+    models.mlops.seldon.io; do
+    kube_wait 60 "the CRD $crd" kube_crd_established "$crd" "${kubectl[@]}"
+  done
 }
 
-kube_crd_established() {
-  [ "$("$@" get crd seldondeployments.machinelearning.seldon.io \
+kube_crd_established() { # crd, kubectl...
+  local crd=$1; shift
+  [ "$("$@" get crd "$crd" \
     -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}')" = True ]
 }
 

@@ -708,7 +708,7 @@ impl Launch {
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DeploymentView {
     pub model: String,
-    /// `seldon` or `local`.
+    /// `local`, `seldon`, `kserve` or `seldon-core-2`.
     pub target: String,
     pub namespace: Option<String>,
     /// "stage Production" or "alias @production".
@@ -952,17 +952,23 @@ pub struct TrafficReport {
 #[serde(default)]
 pub struct DeploymentSettings {
     pub model: String,
-    /// `local` or `seldon`.
+    /// `local`, `seldon`, `kserve` or `seldon-core-2`.
     pub target: String,
     /// The cluster object's name; empty: the model's name as a DNS label.
     pub name: String,
     pub namespace: String,
     pub replicas: String,
+    /// The most replicas (kserve, seldon-core-2); empty: the target's default.
+    pub max_replicas: String,
     pub cpu_request: String,
     pub cpu_limit: String,
     pub memory_request: String,
     pub memory_limit: String,
     pub storage_secret: String,
+    /// KServe: the service account holding the bucket credentials.
+    pub service_account: String,
+    /// Seldon Core 2: the Server to place the model on.
+    pub server: String,
     /// `stage` or `alias`.
     pub production: String,
     pub alias: String,

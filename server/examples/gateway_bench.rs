@@ -144,6 +144,7 @@ async fn bench() {
     let (_, results) = load::run(
         Plan {
             address: direct.clone(),
+            headers: Vec::new(),
             body: bytes::Bytes::from_static(BODY.as_bytes()),
             users: CEILING_USERS,
             rate: None,

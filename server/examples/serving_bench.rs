@@ -246,7 +246,7 @@ async fn main() {
                 .labels
                 .and_then(|labels| {
                     labels
-                        .get(server::adapters::serving::seldon::VERSION_LABEL)
+                        .get(server::adapters::serving::objects::VERSION_LABEL)
                         .cloned()
                 })
                 .unwrap_or_default();

@@ -29,8 +29,10 @@ use crate::adapters::mlflow::MlflowClient;
 use crate::adapters::mlflow::cache::ReadCache;
 use crate::adapters::mlflow::webhook::{self, Verifier};
 use crate::adapters::serving::caller::ModelCaller;
+use crate::adapters::serving::kserve::KserveTarget;
 use crate::adapters::serving::local::{LocalServing, LocalTarget};
 use crate::adapters::serving::seldon::SeldonTarget;
+use crate::adapters::serving::seldon_core2::SeldonCore2Target;
 use crate::adapters::{cluster, oidc, process};
 use crate::catalog::Catalog;
 use crate::config::{Config, Executor as ExecutorKind};
@@ -180,7 +182,18 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         Some(gateway_base.clone()),
     ))];
     if let Some(client) = kube_client {
-        targets.push(Arc::new(SeldonTarget::new(client, config.unbound_objects)));
+        targets.push(Arc::new(SeldonTarget::new(
+            client.clone(),
+            config.unbound_objects,
+        )));
+        targets.push(Arc::new(KserveTarget::new(
+            client.clone(),
+            config.unbound_objects,
+        )));
+        targets.push(Arc::new(SeldonCore2Target::new(
+            client,
+            config.unbound_objects,
+        )));
     }
     let state = assemble(
         config,

@@ -151,7 +151,9 @@ fn SettingsForm(form: DeploymentForm, allowed: Result<(), String>) -> impl IntoV
                 <Field name="target" label="Target" error=None>
                     <select id="target" name="target">
                         {choice("local", "local: mlflow models serve on Slipway's machine", &settings.target)}
-                        {choice("seldon", "seldon: a SeldonDeployment in the cluster", &settings.target)}
+                        {choice("seldon", "seldon: a SeldonDeployment (Seldon Core v1) in the cluster", &settings.target)}
+                        {choice("kserve", "kserve: a KServe InferenceService in the cluster", &settings.target)}
+                        {choice("seldon-core-2", "seldon-core-2: a Seldon Core 2 Model in the cluster", &settings.target)}
                     </select>
                 </Field>
                 <Field name="namespace" label="Namespace (cluster targets)" error=None>
@@ -162,6 +164,9 @@ fn SettingsForm(form: DeploymentForm, allowed: Result<(), String>) -> impl IntoV
                 </Field>
                 <Field name="replicas" label="Replicas" error=None>
                     <input id="replicas" name="replicas" type="text" inputmode="numeric" value=settings.replicas.clone()/>
+                </Field>
+                <Field name="max_replicas" label="Most replicas (kserve, seldon-core-2; empty: the target's default)" error=None>
+                    <input id="max_replicas" name="max_replicas" type="text" inputmode="numeric" value=settings.max_replicas.clone()/>
                 </Field>
                 <Field name="cpu_request" label="CPU request / limit (e.g. 500m / 1)" error=None>
                     <div class="pair">
@@ -175,8 +180,14 @@ fn SettingsForm(form: DeploymentForm, allowed: Result<(), String>) -> impl IntoV
                         <input name="memory_limit" type="text" aria-label="Memory limit" value=settings.memory_limit.clone()/>
                     </div>
                 </Field>
-                <Field name="storage_secret" label="Secret with the bucket's credentials" error=None>
+                <Field name="storage_secret" label="Secret with the bucket's credentials (seldon, seldon-core-2)" error=None>
                     <input id="storage_secret" name="storage_secret" type="text" value=settings.storage_secret.clone()/>
+                </Field>
+                <Field name="service_account" label="Service account with the bucket's credentials (kserve)" error=None>
+                    <input id="service_account" name="service_account" type="text" value=settings.service_account.clone()/>
+                </Field>
+                <Field name="server" label="Seldon Core 2 Server to place it on (empty: any that fits)" error=None>
+                    <input id="server" name="server" type="text" value=settings.server.clone()/>
                 </Field>
                 <Field name="artifact_map" label="Artifact map: one line per prefix, MLflow's URI then the bucket's" error=None>
                     <textarea id="artifact_map" name="artifact_map" rows="3"

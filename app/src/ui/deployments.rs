@@ -222,7 +222,7 @@ pub fn DeploymentPage() -> impl IntoView {
                     Some(view! { <LoadTestsSection model may_test/> })
                 })}
             </Suspense>
-            <TryIt model answer/>
+            <TryIt model answer detail/>
         </section>
     }
 }
@@ -434,6 +434,7 @@ fn History(model: String, events: Vec<DeploymentEvent>) -> impl IntoView {
 fn TryIt(
     model: Memo<String>,
     answer: Resource<Result<Option<TryAnswer>, AppError>>,
+    detail: Resource<Result<DeploymentDetail, AppError>>,
 ) -> impl IntoView {
     let action = move || format!("{}/try", deployment_href(&model.get()));
     view! {
@@ -441,6 +442,21 @@ fn TryIt(
             <h2>"Try it"</h2>
             <Suspense fallback=|| view! { <p class="loading">"Reading the answer…"</p> }>
                 {move || Suspend::new(async move {
+                    // KServe and Seldon Core 2 run MLServer: the open inference protocol.
+                    let v2 = detail.await.is_ok_and(|detail| {
+                        matches!(detail.view.target.as_str(), "kserve" | "seldon-core-2")
+                    });
+                    let (label, placeholder) = if v2 {
+                        (
+                            "Request body (JSON, as /v2/models/…/infer takes it)",
+                            r#"{"parameters": {"content_type": "pd"}, "inputs": [{"name": "...", "shape": [1], "datatype": "FP64", "data": [...]}]}"#,
+                        )
+                    } else {
+                        (
+                            "Request body (JSON, as /invocations takes it)",
+                            r#"{"dataframe_split": {"columns": [...], "data": [[...]]}}"#,
+                        )
+                    };
                     let (input, shown) = match answer.await {
                         Ok(Some(answer)) => (answer.input, answer_view(answer.outcome)),
                         Ok(None) => (String::new(), view! { <p class="muted">"Send a request to see the model's answer."</p> }.into_any()),
@@ -448,9 +464,8 @@ fn TryIt(
                     };
                     view! {
                         <form method="post" action=action class="try-form">
-                            <label for="input">"Request body (JSON, as /invocations takes it)"</label>
-                            <textarea id="input" name="input" rows="6"
-                                placeholder=r#"{"dataframe_split": {"columns": [...], "data": [[...]]}}"#>{input}</textarea>
+                            <label for="input">{label}</label>
+                            <textarea id="input" name="input" rows="6" placeholder=placeholder>{input}</textarea>
                             <button type="submit">"Send"</button>
                         </form>
                         {shown}

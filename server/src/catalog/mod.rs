@@ -40,12 +40,23 @@ pub struct DeploymentBinding {
     pub name: Option<String>,
     /// Required for cluster targets.
     pub namespace: Option<String>,
+    /// Replicas (the least, where the target scales: kserve, seldon-core-2).
     #[serde(default = "one")]
     pub replicas: i32,
+    /// The most replicas the target may scale to (kserve, seldon-core-2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replicas: Option<i32>,
     pub cpu: Option<RequestLimit>,
     pub memory: Option<RequestLimit>,
-    /// Secret with the bucket credentials the serving runtime reads the model with.
+    /// Secret with the bucket credentials the serving runtime reads the
+    /// model with (seldon: environment; seldon-core-2: rclone configuration).
     pub storage_secret: Option<String>,
+    /// The service account whose secrets give KServe the bucket credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// The Seldon Core 2 Server to place the model on (default: any that fits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// How MLflow marks the version to serve.
     #[serde(default)]
     pub production: ProductionMarker,
@@ -83,6 +94,11 @@ app::text_enum! {
     pub enum ServingTarget {
         /// SeldonDeployment (Seldon Core v1), MLflow server implementation.
         Seldon => "seldon",
+        /// KServe InferenceService, MLflow model format over protocol v2.
+        Kserve => "kserve",
+        /// Seldon Core 2 Model with the `mlflow` requirement.
+        #[serde(rename = "seldon-core-2")]
+        SeldonCore2 => "seldon-core-2",
         /// `mlflow models serve` on this machine (the embedded default).
         Local => "local",
     }
@@ -180,17 +196,65 @@ impl DeploymentBinding {
                 self.object_name()
             ));
         }
-        match (self.target, &self.namespace) {
-            (ServingTarget::Seldon, None) => {
-                problems.push("a seldon target needs a `namespace`".into())
-            }
-            (ServingTarget::Seldon, Some(namespace)) if !is_dns_label(namespace) => {
+        let in_cluster = self.target != ServingTarget::Local;
+        match &self.namespace {
+            None if in_cluster => problems.push(format!(
+                "a {} target needs a `namespace`",
+                self.target.as_str()
+            )),
+            Some(namespace) if in_cluster && !is_dns_label(namespace) => {
                 problems.push(format!("namespace {namespace:?} is not a DNS label"))
             }
             _ => {}
         }
         if self.replicas < 0 {
             problems.push("replicas must not be negative".into());
+        }
+        let scales = matches!(
+            self.target,
+            ServingTarget::Kserve | ServingTarget::SeldonCore2
+        );
+        match self.max_replicas {
+            Some(_) if !scales => problems.push(format!(
+                "max_replicas is for the kserve and seldon-core-2 targets, not {}",
+                self.target.as_str()
+            )),
+            Some(most) if most < self.replicas.max(1) => problems.push(format!(
+                "max_replicas {most} is below replicas {}",
+                self.replicas.max(1)
+            )),
+            _ => {}
+        }
+        match (&self.service_account, self.target) {
+            (Some(_), ServingTarget::Kserve) | (None, _) => {}
+            (Some(_), other) => problems.push(format!(
+                "service_account is for the kserve target, not {}",
+                other.as_str()
+            )),
+        }
+        if self.target == ServingTarget::Kserve && self.storage_secret.is_some() {
+            problems.push(
+                "KServe reads bucket credentials through a service account: set service_account instead of storage_secret"
+                    .into(),
+            );
+        }
+        match (&self.server, self.target) {
+            (Some(_), ServingTarget::SeldonCore2) | (None, _) => {}
+            (Some(_), other) => problems.push(format!(
+                "server is for the seldon-core-2 target, not {}",
+                other.as_str()
+            )),
+        }
+        for (field, value) in [
+            ("service_account", &self.service_account),
+            ("server", &self.server),
+            ("storage_secret", &self.storage_secret),
+        ] {
+            if let Some(value) = value
+                && !is_dns_subdomain(value)
+            {
+                problems.push(format!("{field} {value:?} is not a Kubernetes object name"));
+            }
         }
         problems.extend(quantity_problems(&[
             ("cpu", &self.cpu),

@@ -17,6 +17,7 @@ use crate::catalog::{
     binding_problems,
 };
 use crate::error::{Error, Invalid, Result};
+use crate::serving::protocol;
 use crate::serving::reconciler::Reconciler;
 use crate::serving::target::Trigger;
 use crate::store::Store;
@@ -36,11 +37,17 @@ pub fn settings_of(record: &BindingRecord) -> DeploymentSettings {
         name: text(&binding.name),
         namespace: text(&binding.namespace),
         replicas: binding.replicas.to_string(),
+        max_replicas: binding
+            .max_replicas
+            .map(|most| most.to_string())
+            .unwrap_or_default(),
         cpu_request,
         cpu_limit,
         memory_request,
         memory_limit,
         storage_secret: text(&binding.storage_secret),
+        service_account: text(&binding.service_account),
+        server: text(&binding.server),
         production: binding.production.as_str().into(),
         alias: binding.alias.clone(),
         no_production: binding.no_production.as_str().into(),
@@ -75,7 +82,7 @@ pub fn binding_of(settings: &DeploymentSettings) -> Result<DeploymentBinding, Ve
     };
     let target = ServingTarget::parse(&settings.target).unwrap_or_else(|| {
         problems.push(format!(
-            "target {:?} is neither local nor seldon",
+            "target {:?} is none of local, seldon, kserve, seldon-core-2",
             settings.target
         ));
         ServingTarget::Local
@@ -86,6 +93,11 @@ pub fn binding_of(settings: &DeploymentSettings) -> Result<DeploymentBinding, Ve
             settings.replicas
         ));
         1
+    });
+    let max_replicas = optional(&settings.max_replicas).and_then(|text| {
+        text.parse::<i32>()
+            .map_err(|_| problems.push(format!("max replicas {text:?} is not a whole number")))
+            .ok()
     });
     let request_limit = |request: &str, limit: &str| {
         let (request, limit) = (optional(request), optional(limit));
@@ -130,9 +142,12 @@ pub fn binding_of(settings: &DeploymentSettings) -> Result<DeploymentBinding, Ve
         name: optional(&settings.name),
         namespace: optional(&settings.namespace),
         replicas,
+        max_replicas,
         cpu: request_limit(&settings.cpu_request, &settings.cpu_limit),
         memory: request_limit(&settings.memory_request, &settings.memory_limit),
         storage_secret: optional(&settings.storage_secret),
+        service_account: optional(&settings.service_account),
+        server: optional(&settings.server),
         production,
         alias: settings.alias.trim().to_string(),
         artifact_map,
@@ -143,11 +158,18 @@ pub fn binding_of(settings: &DeploymentSettings) -> Result<DeploymentBinding, Ve
 
 /// What changed between two versions of a form, for the history.
 fn changes(before: &DeploymentSettings, after: &DeploymentSettings) -> String {
-    let fields: [(&str, &str, &str); 14] = [
+    let fields: [(&str, &str, &str); 17] = [
         ("target", &before.target, &after.target),
         ("name", &before.name, &after.name),
         ("namespace", &before.namespace, &after.namespace),
         ("replicas", &before.replicas, &after.replicas),
+        ("max replicas", &before.max_replicas, &after.max_replicas),
+        (
+            "service account",
+            &before.service_account,
+            &after.service_account,
+        ),
+        ("server", &before.server, &after.server),
         ("cpu request", &before.cpu_request, &after.cpu_request),
         ("cpu limit", &before.cpu_limit, &after.cpu_limit),
         (
@@ -407,6 +429,7 @@ impl Deployments {
             )));
         }
         let view = self.reconciler.view(model)?;
+        let headers = protocol::request_headers(&self.reconciler.binding(model)?);
         let outcome = match (
             serde_json::from_str::<serde_json::Value>(&input),
             view.address,
@@ -415,7 +438,7 @@ impl Deployments {
             (Ok(_), None) => Err(format!("{model} is not serving yet.")),
             (Ok(body), Some(address)) => self
                 .caller
-                .ask(&address, &body)
+                .ask(&address, &headers, &body)
                 .await
                 .map_err(|err| err.to_string()),
         };
@@ -453,13 +476,11 @@ impl Deployments {
         {
             problems.push(format!("{} already has a deployment", binding.model));
         }
-        if binding.target == ServingTarget::Seldon
-            && !self.reconciler.has_target(ServingTarget::Seldon)
-        {
-            problems.push(
-                "the seldon target needs Slipway to run with a cluster (SLIPWAY_EXECUTOR=kubernetes)"
-                    .into(),
-            );
+        if !self.reconciler.has_target(binding.target) {
+            problems.push(format!(
+                "the {} target needs Slipway to run with a cluster (SLIPWAY_EXECUTOR=kubernetes)",
+                binding.target.as_str()
+            ));
         }
         let mut all: Vec<DeploymentBinding> = records
             .into_iter()
@@ -601,7 +622,7 @@ artifact_map = [{ from = "mlflow-artifacts:/", to = "s3://mlflow/" }, { from = "
         assert_eq!(
             problems,
             [
-                "target \"gke\" is neither local nor seldon",
+                "target \"gke\" is none of local, seldon, kserve, seldon-core-2",
                 "replicas \"two\" is not a whole number",
                 "artifact map line \"s3://only-one\" is not two URIs separated by a space",
             ]

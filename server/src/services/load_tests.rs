@@ -16,6 +16,7 @@ use super::audit::{Audit, Outcome, complete_by_id};
 use super::reads::Reads;
 use crate::catalog::ServingTarget;
 use crate::error::{Error, Invalid, Result};
+use crate::serving::protocol;
 use crate::serving::reconciler::Reconciler;
 use crate::store::drafts::DraftForm;
 use crate::store::{Store, now_ms};
@@ -79,7 +80,7 @@ impl LoadTests {
             }
             None => {
                 let body = match &view.serving_version {
-                    Some(version) => self.reads.example_input(model, version).await,
+                    Some(version) => self.reads.example_request(&binding, version).await,
                     None => None,
                 };
                 let request = LoadTestRequest {
@@ -169,6 +170,7 @@ impl LoadTests {
         }
         let plan = Plan {
             address,
+            headers: protocol::request_headers(&binding),
             body: bytes::Bytes::from(request.body.clone()),
             users: test.users,
             rate: test.rate,

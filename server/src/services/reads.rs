@@ -20,8 +20,9 @@ use super::artifacts::signature_of;
 use super::launches::Launches;
 use super::registry::registrable_models;
 use crate::adapters::mlflow::{self, MlflowClient, MlflowError, SearchExperiments, SearchRuns};
-use crate::catalog::ProductionMarker;
+use crate::catalog::{DeploymentBinding, ProductionMarker};
 use crate::error::{Error, Result};
+use crate::serving::protocol;
 use crate::serving::reconciler::Reconciler;
 use crate::store::{self, Store};
 use crate::traffic::Traffic;
@@ -490,12 +491,13 @@ impl Reads {
             .serving_version
             .clone()
             .or(view.desired_version.clone());
+        let binding = self.reconciler.binding(&model)?;
         let example_input = match example_version {
-            Some(version) => self.example_input(&model, &version).await,
+            Some(version) => self.example_request(&binding, &version).await,
             None => None,
         };
         Ok(DeploymentDetail {
-            requires_approval: self.reconciler.binding(&model)?.requires_approval,
+            requires_approval: binding.requires_approval,
             pending_requests: self
                 .store
                 .promotion_requests(Some(&model), true, 50)
@@ -558,6 +560,17 @@ impl Reads {
 }
 
 impl Reads {
+    /// The version's input example as the binding's model servers take it
+    /// (the open inference protocol's form for KServe and Seldon Core 2).
+    pub async fn example_request(
+        &self,
+        binding: &DeploymentBinding,
+        version: &str,
+    ) -> Option<String> {
+        let example = self.example_input(&binding.model, version).await?;
+        protocol::example_request(binding, &example)
+    }
+
     /// The version's input example, if it has one; `None` while MLflow
     /// cannot say (asked again next time).
     pub async fn example_input(&self, model: &str, version: &str) -> Option<String> {

@@ -3,6 +3,7 @@
 //! themselves are adapters: `adapters::serving`).
 
 pub mod desired;
+pub mod protocol;
 pub mod reconciler;
 pub mod target;
 

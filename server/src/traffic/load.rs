@@ -21,6 +21,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub address: String,
+    /// Sent with every request besides the content type (a mesh's routing).
+    pub headers: Vec<(String, String)>,
     pub body: bytes::Bytes,
     pub users: u32,
     /// Requests per second across all users.
@@ -178,9 +180,13 @@ where
 
 /// One request: answered 2xx; or the status (0: no answer) and what was said.
 async fn send(http: &reqwest::Client, plan: &Plan) -> Result<(), (u16, String)> {
-    let response = http
+    let mut request = http
         .post(&plan.address)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    for (name, value) in &plan.headers {
+        request = request.header(name, value);
+    }
+    let response = request
         .body(plan.body.clone())
         .send()
         .await
@@ -242,6 +248,7 @@ mod tests {
     async fn a_paced_run_sends_the_rate_counts_errors_and_keeps_the_first() {
         let plan = Plan {
             address: upstream().await,
+            headers: Vec::new(),
             body: bytes::Bytes::from_static(b"{}"),
             users: 4,
             rate: Some(20),
@@ -272,6 +279,7 @@ mod tests {
     async fn a_cancel_stops_the_run_at_its_next_report() {
         let plan = Plan {
             address: upstream().await,
+            headers: Vec::new(),
             body: bytes::Bytes::from_static(b"{}"),
             users: 2,
             rate: None,
@@ -292,6 +300,7 @@ mod tests {
         drop(listener);
         let plan = Plan {
             address,
+            headers: Vec::new(),
             body: bytes::Bytes::from_static(b"{}"),
             users: 1,
             rate: Some(10),

@@ -108,7 +108,7 @@ impl Traffic {
         {
             return kept.clone();
         }
-        let promql = Promql::for_binding(binding, labels);
+        let promql = Promql::for_binding(binding, labels).ok()?;
         let window = self.window_ms / 1000;
         let at = crate::store::now_ms();
         let queries = [
@@ -266,7 +266,7 @@ impl Traffic {
         to_ms: i64,
         served: &ServedVersions,
     ) -> Result<Vec<VersionTraffic>> {
-        let promql = Promql::for_binding(binding, labels);
+        let promql = Promql::for_binding(binding, labels)?;
         let step_ms = range.step_millis();
         // A rate needs a few scrapes in its window, however fine the step.
         let window = step_ms.max(self.window_ms) / 1000;
@@ -445,8 +445,8 @@ pub struct Promql {
 }
 
 impl Promql {
-    pub fn for_binding(binding: &DeploymentBinding, labels: &SeldonLabels) -> Self {
-        match binding.target {
+    pub fn for_binding(binding: &DeploymentBinding, labels: &SeldonLabels) -> Result<Self> {
+        Ok(match binding.target {
             ServingTarget::Local => {
                 let selector = format!("deployment={}", string_literal(&binding.model));
                 Self {
@@ -472,7 +472,16 @@ impl Promql {
                     version_label: None,
                 }
             }
-        }
+            // Their runtimes' metrics differ in name and labels per install
+            // (MLServer's per model, Seldon Core 2's latency per server):
+            // read with the rollout's gates, not guessed here.
+            ServingTarget::Kserve | ServingTarget::SeldonCore2 => {
+                return Err(crate::error::Error::Unavailable(format!(
+                    "Slipway does not read the traffic of {} deployments from Prometheus",
+                    binding.target.as_str()
+                )));
+            }
+        })
     }
 
     fn by(&self, per_version: bool) -> &'static str {
@@ -574,7 +583,7 @@ mod tests {
 
     #[test]
     fn local_queries_read_the_gateways_metrics_by_version() {
-        let promql = Promql::for_binding(&binding("local"), &SeldonLabels::default());
+        let promql = Promql::for_binding(&binding("local"), &SeldonLabels::default()).unwrap();
         assert_eq!(
             promql.rate(60, true),
             r#"sum by (version) (rate(slipway_serve_requests_total{deployment="fraud \"x\""}[60s]))"#
@@ -591,7 +600,7 @@ mod tests {
             deployment: "seldon_deployment".into(),
             namespace: "kubernetes_namespace".into(),
         };
-        let promql = Promql::for_binding(&binding("seldon"), &labels);
+        let promql = Promql::for_binding(&binding("seldon"), &labels).unwrap();
         assert_eq!(
             promql.error_rate(60, true),
             r#"sum by () (rate(seldon_api_executor_server_requests_seconds_count{seldon_deployment="fraud",kubernetes_namespace="models",code!~"2.."}[60s]))"#

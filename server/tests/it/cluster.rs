@@ -1515,3 +1515,268 @@ async fn an_object_deleted_or_edited_in_the_cluster_is_put_back_on_its_event_not
         "{metrics}"
     );
 }
+
+fn kind_api(namespace: &TestNamespace, resource: ApiResource) -> Api<DynamicObject> {
+    Api::namespaced_with(namespace.admin.clone(), &namespace.name, &resource)
+}
+
+/// The version Slipway's label on the object names, once it is `wanted`
+/// (`None`: until the object is gone); panics with what it saw.
+async fn object_serves(api: &Api<DynamicObject>, name: &str, wanted: Option<&str>) {
+    let label = || async {
+        let object = api.get_opt(name).await.unwrap()?;
+        object
+            .metadata
+            .labels?
+            .get("slipway.dev/model-version")
+            .cloned()
+    };
+    let reached = eventually(A_WHILE, || async {
+        (label().await.as_deref() == wanted).then_some(())
+    })
+    .await;
+    assert!(
+        reached.is_some(),
+        "{name} should serve {wanted:?}, serves {:?}",
+        label().await
+    );
+}
+
+async fn write_status(api: &Api<DynamicObject>, name: &str, status: Value) {
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await
+    .unwrap();
+}
+
+/// An address answering the open inference protocol's infer call as
+/// MLServer does, keeping each request's path and body.
+async fn v2_endpoint() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) {
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = received.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: String| {
+        let kept = kept.clone();
+        async move {
+            let name = uri.path().split('/').nth(3).unwrap_or_default().to_string();
+            kept.lock().unwrap().push((uri.path().to_string(), body));
+            axum::Json(json!({"model_name": name, "outputs": [
+                {"name": "predict", "shape": [1], "datatype": "FP64", "data": [3.0]}
+            ]}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+fn ready_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A KServe InferenceService and a Seldon Core 2 Model on the real API
+/// server, applied by Slipway as the shipped ServiceAccount: each follows
+/// MLflow's Production version, waits for its operator's ready signal
+/// (played here by the admin writing status), reads that status as
+/// sentences with its v2 address, is put back when deleted, and goes when
+/// its binding does.
+#[tokio::test(flavor = "multi_thread")]
+async fn inference_services_and_seldon_core_2_models_follow_production_as_the_shipped_service_account()
+ {
+    let mlflow = MlflowRest::new(&mlflow_url());
+    let (kserved, kserve_versions) = registered_model(2).await;
+    let (seldoned, seldon_versions) = registered_model(2).await;
+    for (model, versions) in [(&kserved, &kserve_versions), (&seldoned, &seldon_versions)] {
+        mlflow
+            .transition_stage(model, &versions[0], "Production")
+            .await;
+    }
+    let bindings = |namespace: &str| {
+        format!(
+            "[[deployment]]\nmodel = {kserved:?}\ntarget = \"kserve\"\nnamespace = {namespace:?}\n\
+             replicas = 1\nmax_replicas = 3\nservice_account = \"mlflow-bucket\"\n\
+             artifact_map = [{{ from = \"mlflow-artifacts:/\", to = \"s3://mlflow-artifacts/\" }}]\n\
+             [[deployment]]\nmodel = {seldoned:?}\ntarget = \"seldon-core-2\"\nnamespace = {namespace:?}\n\
+             server = \"mlserver\"\nstorage_secret = \"rclone-s3\"\nmemory = {{ request = \"1Gi\" }}\n\
+             artifact_map = [{{ from = \"mlflow-artifacts:/\", to = \"s3://mlflow-artifacts/\" }}]\n"
+        )
+    };
+    let setup = Setup::new("isvc", bindings).await;
+    let namespace = &setup.namespace;
+    let slipway = setup.slipway().await;
+    let inference_services = kind_api(namespace, server::adapters::serving::kserve::api_resource());
+    let models = kind_api(
+        namespace,
+        server::adapters::serving::seldon_core2::api_resource(),
+    );
+    let (kserve_name, seldon_name) = (
+        server::catalog::dns_name(&kserved),
+        server::catalog::dns_name(&seldoned),
+    );
+    object_serves(&inference_services, &kserve_name, Some(&kserve_versions[0])).await;
+    object_serves(&models, &seldon_name, Some(&seldon_versions[0])).await;
+
+    let service = inference_services.get(&kserve_name).await.unwrap();
+    let model = &service.data["spec"]["predictor"]["model"];
+    assert_eq!(model["modelFormat"]["name"], "mlflow");
+    assert_eq!(model["protocolVersion"], "v2");
+    assert!(
+        model["storageUri"]
+            .as_str()
+            .unwrap()
+            .starts_with("s3://mlflow-artifacts/"),
+        "{model}"
+    );
+    assert_eq!(
+        service.data["spec"]["predictor"]["serviceAccountName"],
+        "mlflow-bucket"
+    );
+    let placed = models.get(&seldon_name).await.unwrap();
+    assert_eq!(placed.data["spec"]["requirements"], json!(["mlflow"]));
+    assert_eq!(placed.data["spec"]["server"], "mlserver");
+    for object in [&service, &placed] {
+        let managers: Vec<_> = object
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|fields| fields.manager.clone())
+            .collect();
+        assert_eq!(managers, ["slipway"]);
+    }
+
+    // Applied is not ready: both wait for their operator.
+    for model in [&kserved, &seldoned] {
+        let waiting = deployment_when(&slipway, model, |detail| {
+            detail.history.len() == 1 && detail.view.state == "Creating"
+        })
+        .await;
+        assert_eq!(waiting.history[0].outcome, "pending");
+        assert!(
+            waiting.view.message.contains("to report it ready"),
+            "{}",
+            waiting.view.message
+        );
+    }
+    // KServe's ingress, which this cluster lacks: it records what reaches it.
+    let (url, received) = v2_endpoint().await;
+    write_status(
+        &inference_services,
+        &kserve_name,
+        json!({
+            "url": url,
+            "conditions": [
+                {"type": "IngressReady", "status": "True", "lastTransitionTime": ready_now()},
+                {"type": "PredictorReady", "status": "True", "lastTransitionTime": ready_now()},
+                {"type": "Ready", "status": "True", "lastTransitionTime": ready_now()},
+            ],
+            "components": {"predictor": {
+                "traffic": [{"revisionName": format!("{kserve_name}-predictor-00001"), "percent": 100, "latestRevision": true}],
+                "latestRolledoutRevision": format!("{kserve_name}-predictor-00001"),
+            }},
+            "modelStatus": {"transitionStatus": "UpToDate"},
+        }),
+    )
+    .await;
+    write_status(
+        &models,
+        &seldon_name,
+        json!({
+            "replicas": 1, "availableReplicas": 1,
+            "conditions": [
+                {"type": "ModelReady", "status": "True", "reason": "ModelAvailable", "lastTransitionTime": ready_now()},
+                {"type": "Ready", "status": "True", "lastTransitionTime": ready_now()},
+            ],
+        }),
+    )
+    .await;
+    let ready = deployment_when(&slipway, &kserved, |detail| {
+        detail.view.state == "Available" && detail.history[0].outcome == "serving"
+    })
+    .await;
+    assert_eq!(
+        ready.view.address.as_deref(),
+        Some(format!("{url}/v2/models/{kserve_name}/infer").as_str())
+    );
+    assert_eq!(
+        ready.view.message,
+        format!(
+            "traffic: 100 % to {kserve_name}-predictor-00001 (latest); rolled out {kserve_name}-predictor-00001"
+        )
+    );
+    assert_eq!(ready.history[0].message, "applied; KServe reports it Ready");
+    // Try it speaks the open inference protocol to KServe's address.
+    let v2_body = r#"{"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1.5]}]}"#;
+    let tried = slipway
+        .post_form(
+            &format!("/deployments/{kserved}/try"),
+            &[("input", v2_body)],
+        )
+        .await;
+    let answer = slipway.get(&tried).await.text().await.unwrap();
+    assert!(answer.contains("HTTP 200 in"), "{answer}");
+    assert!(answer.contains("model_name"), "{answer}");
+    let (path, body) = received.lock().unwrap().pop().expect("the request arrived");
+    assert_eq!(path, format!("/v2/models/{kserve_name}/infer"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        serde_json::from_str::<Value>(v2_body).unwrap()
+    );
+    let ready = deployment_when(&slipway, &seldoned, |detail| {
+        detail.view.state == "Available" && detail.history[0].outcome == "serving"
+    })
+    .await;
+    assert_eq!(
+        ready.view.address,
+        Some(format!(
+            "http://seldon-mesh.{}/v2/models/{seldon_name}/infer",
+            namespace.name
+        ))
+    );
+    assert_eq!(ready.view.message, "1 of 1 replicas available");
+
+    // The next version in Production: KServe cannot load it, and says why.
+    mlflow
+        .transition_stage(&kserved, &kserve_versions[1], "Production")
+        .await;
+    object_serves(&inference_services, &kserve_name, Some(&kserve_versions[1])).await;
+    write_status(
+        &inference_services,
+        &kserve_name,
+        json!({"modelStatus": {
+            "transitionStatus": "BlockedByFailedLoad",
+            "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "No module named 'sklearn'"},
+        }}),
+    )
+    .await;
+    let failed = deployment_when(&slipway, &kserved, |detail| {
+        detail.history.len() == 2 && detail.history[0].outcome == "failed"
+    })
+    .await;
+    assert_eq!(
+        failed.history[0].message,
+        "the model failed to load: No module named 'sklearn'"
+    );
+    assert_eq!(failed.view.state, "Failed");
+
+    // Deleted outside Slipway: put back on the watch's event.
+    models
+        .delete(&seldon_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    object_serves(&models, &seldon_name, Some(&seldon_versions[0])).await;
+    drop(slipway);
+
+    // The bindings go: so do their objects.
+    assert_eq!(catalog(setup.data.path(), ""), setup.catalog);
+    let _slipway = setup.slipway().await;
+    object_serves(&inference_services, &kserve_name, None).await;
+    object_serves(&models, &seldon_name, None).await;
+}

@@ -991,7 +991,10 @@ async fn the_launch_form_sends_back_errors_then_launches_and_the_events_follow_i
         !shown.contains("out of date"),
         "a form sent back is not stale: {shown}"
     );
-    assert!(shown.contains("value=\"twelve\""), "the value typed is kept");
+    assert!(
+        shown.contains("value=\"twelve\""),
+        "the value typed is kept"
+    );
     assert!(shown.contains("nothing was launched"));
     let (_, list) = app.get("/launches").await;
     assert!(

@@ -13,7 +13,8 @@ use app::model::ServingState;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use server::adapters::serving::seldon::{self, SeldonTarget};
-use server::catalog::{Catalog, DeploymentBinding};
+use server::adapters::serving::{kserve, objects, seldon_core2};
+use server::catalog::{Catalog, DeploymentBinding, ServingTarget};
 use server::serving::ServingStatus;
 
 const BINDINGS: &str = r#"
@@ -285,6 +286,326 @@ fn status_reads_seldons_state_description_and_address() {
     );
 }
 
+const CLUSTER_TARGETS: &str = r#"
+[[deployment]]
+model = "fraud"
+target = "kserve"
+namespace = "models"
+replicas = 2
+max_replicas = 5
+service_account = "mlflow-bucket-reader"
+cpu = { request = "500m", limit = "2" }
+memory = { request = "1Gi", limit = "4Gi" }
+artifact_map = [{ from = "mlflow-artifacts:/", to = "s3://mlflow-artifacts/" }]
+
+[[deployment]]
+model = "Churn"
+target = "kserve"
+namespace = "models"
+
+[[deployment]]
+model = "ranker"
+target = "seldon-core-2"
+namespace = "seldon"
+replicas = 1
+max_replicas = 3
+server = "mlserver"
+memory = { request = "2Gi" }
+storage_secret = "rclone-s3"
+artifact_map = [{ from = "mlflow-artifacts:/", to = "s3://mlflow-artifacts/" }]
+
+[[deployment]]
+model = "minimal"
+target = "seldon-core-2"
+namespace = "seldon"
+"#;
+
+fn crd(file: &str, version: &str) -> CrdSchema {
+    CrdSchema::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../deploy/crds/{file}")),
+        version,
+    )
+}
+
+#[test]
+fn inference_services_and_seldon_core_2_models_validate_against_their_crds() {
+    let kserve_crd = crd("serving.kserve.io_inferenceservices.yaml", "v1beta1");
+    let model_crd = crd("mlops.seldon.io_models.yaml", "v1alpha1");
+    let bindings = Catalog::parse(CLUSTER_TARGETS, Path::new("."))
+        .unwrap()
+        .deployments;
+    let uri = |binding: &DeploymentBinding| {
+        binding
+            .storage_uri(MLFLOW_URI)
+            .unwrap_or_else(|_| "s3://bucket/model".into())
+    };
+    let rendered: Vec<Value> = bindings
+        .iter()
+        .map(|binding| match binding.target {
+            ServingTarget::Kserve => {
+                serde_json::to_value(kserve::render(binding, "7", &uri(binding))).unwrap()
+            }
+            ServingTarget::SeldonCore2 => {
+                serde_json::to_value(seldon_core2::render(binding, "7", &uri(binding))).unwrap()
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    for (binding, object) in bindings.iter().zip(&rendered) {
+        let schema = match binding.target {
+            ServingTarget::Kserve => &kserve_crd,
+            _ => &model_crd,
+        };
+        assert_eq!(
+            schema.violations(object),
+            Vec::<String>::new(),
+            "{}",
+            binding.model
+        );
+        let labels = &object["metadata"]["labels"];
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "slipway");
+        assert_eq!(labels[objects::VERSION_LABEL], "7");
+        assert_eq!(
+            object["metadata"]["annotations"][objects::MODEL_ANNOTATION],
+            binding.model.as_str()
+        );
+    }
+
+    let fraud = &rendered[0];
+    assert_eq!(fraud["apiVersion"], "serving.kserve.io/v1beta1");
+    assert_eq!(fraud["kind"], "InferenceService");
+    assert_eq!(fraud["metadata"]["name"], "fraud");
+    let predictor = &fraud["spec"]["predictor"];
+    assert_eq!(predictor["minReplicas"], 2);
+    assert_eq!(predictor["maxReplicas"], 5);
+    assert_eq!(predictor["serviceAccountName"], "mlflow-bucket-reader");
+    let model = &predictor["model"];
+    assert_eq!(model["modelFormat"]["name"], "mlflow");
+    // MLServer serves MLflow models over v2 only; unset means v1.
+    assert_eq!(model["protocolVersion"], "v2");
+    assert_eq!(
+        model["storageUri"],
+        "s3://mlflow-artifacts/3/models/m-4f1e2d/artifacts"
+    );
+    assert_eq!(
+        model["resources"],
+        json!({"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}})
+    );
+    let churn = &rendered[1]["spec"]["predictor"];
+    assert_eq!(rendered[1]["metadata"]["name"], "churn");
+    for unset in ["maxReplicas", "serviceAccountName"] {
+        assert!(churn.get(unset).is_none(), "{unset}: {churn}");
+    }
+    assert!(churn["model"].get("resources").is_none(), "{churn}");
+
+    let ranker = &rendered[2];
+    assert_eq!(ranker["apiVersion"], "mlops.seldon.io/v1alpha1");
+    assert_eq!(ranker["kind"], "Model");
+    assert_eq!(
+        ranker["spec"],
+        json!({
+            "storageUri": "s3://mlflow-artifacts/3/models/m-4f1e2d/artifacts",
+            "requirements": ["mlflow"],
+            "replicas": 1,
+            "maxReplicas": 3,
+            "memory": "2Gi",
+            "server": "mlserver",
+            "secretName": "rclone-s3",
+        })
+    );
+    assert_eq!(
+        rendered[3]["spec"],
+        json!({"storageUri": "s3://bucket/model", "requirements": ["mlflow"], "replicas": 1})
+    );
+
+    // The strict check sees a misplaced field in these schemas too.
+    let mut misplaced = fraud.clone();
+    misplaced["spec"]["predictor"]["model"]["minReplicas"] = json!("2");
+    let violations = kserve_crd.violations(&misplaced).join("\n");
+    assert!(violations.contains("minReplicas"), "{violations}");
+}
+
+#[test]
+fn cluster_target_settings_that_cannot_work_are_refused() {
+    let problems = Catalog::parse(
+        r#"
+[[deployment]]
+model = "a"
+target = "kserve"
+storage_secret = "s3-keys"
+server = "mlserver"
+replicas = 3
+max_replicas = 2
+
+[[deployment]]
+model = "b"
+target = "seldon"
+namespace = "models"
+service_account = "reader"
+max_replicas = 4
+
+[[deployment]]
+model = "c"
+target = "seldon-core-2"
+namespace = "Models"
+server = "ML_Server"
+"#,
+        Path::new("."),
+    )
+    .unwrap_err()
+    .join("\n");
+    for expected in [
+        "a kserve target needs a `namespace`",
+        "set service_account instead of storage_secret",
+        "server is for the seldon-core-2 target, not kserve",
+        "max_replicas 2 is below replicas 3",
+        "service_account is for the kserve target, not seldon",
+        "max_replicas is for the kserve and seldon-core-2 targets, not seldon",
+        "namespace \"Models\" is not a DNS label",
+        "server \"ML_Server\" is not a Kubernetes object name",
+    ] {
+        assert!(
+            problems.contains(expected),
+            "missing {expected:?} in:\n{problems}"
+        );
+    }
+}
+
+#[test]
+fn kserve_status_reads_as_sentences_with_its_traffic_and_v2_address() {
+    let ready = kserve::status(
+        "fraud",
+        &json!({"status": {
+            "url": "http://fraud.models.example.com",
+            "conditions": [
+                {"type": "IngressReady", "status": "True"},
+                {"type": "PredictorReady", "status": "True"},
+                {"type": "Ready", "status": "True"},
+            ],
+            "components": {"predictor": {
+                "traffic": [
+                    {"revisionName": "fraud-predictor-00002", "percent": 80, "latestRevision": true},
+                    {"revisionName": "fraud-predictor-00001", "percent": 20, "tag": "prev", "latestRevision": false},
+                ],
+                "latestRolledoutRevision": "fraud-predictor-00001",
+                "previousRolledoutRevision": "fraud-predictor-00000",
+            }},
+            "modelStatus": {"transitionStatus": "UpToDate"},
+        }}),
+    );
+    assert_eq!(
+        ready,
+        ServingStatus {
+            state: ServingState::Available,
+            message: "traffic: 80 % to fraud-predictor-00002 (latest), 20 % to fraud-predictor-00001 (prev); \
+                      rolled out fraud-predictor-00001, before it fraud-predictor-00000"
+                .into(),
+            address: Some("http://fraud.models.example.com/v2/models/fraud/infer".into()),
+        }
+    );
+    let loading = kserve::status(
+        "fraud",
+        &json!({"status": {
+            "conditions": [
+                {"type": "PredictorReady", "status": "False", "reason": "RevisionMissing",
+                 "message": "Configuration \"fraud-predictor\" is waiting for a Revision to become ready."},
+                {"type": "Ready", "status": "False", "reason": "RevisionMissing"},
+            ],
+            "modelStatus": {"transitionStatus": "InProgress"},
+        }}),
+    );
+    assert_eq!(loading.state, ServingState::Creating);
+    assert_eq!(
+        loading.message,
+        "loading the model: Configuration \"fraud-predictor\" is waiting for a Revision to become ready."
+    );
+    assert_eq!(loading.address, None);
+    let failed = kserve::status(
+        "fraud",
+        &json!({"status": {
+            "url": "http://fraud.models.example.com",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "modelStatus": {
+                "transitionStatus": "BlockedByFailedLoad",
+                "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "No module named 'sklearn'"},
+            },
+        }}),
+    );
+    assert_eq!(failed.state, ServingState::Failed);
+    assert_eq!(
+        failed.message,
+        "the model failed to load: No module named 'sklearn'"
+    );
+    let invalid = kserve::status(
+        "fraud",
+        &json!({"status": {"modelStatus": {
+            "transitionStatus": "InvalidSpec",
+            "lastFailureInfo": {"reason": "NoSupportingRuntime"},
+        }}}),
+    );
+    assert_eq!(invalid.state, ServingState::Failed);
+    assert_eq!(
+        invalid.message,
+        "KServe refused the spec: NoSupportingRuntime"
+    );
+    let fresh = kserve::status("fraud", &json!({"spec": {}}));
+    assert_eq!(
+        (fresh.state, fresh.message.as_str()),
+        (ServingState::Creating, "")
+    );
+}
+
+#[test]
+fn seldon_core_2_status_reads_its_model_state_and_replicas() {
+    let address = Some("http://seldon-mesh.seldon/v2/models/ranker/infer".to_string());
+    let ready = seldon_core2::status(
+        "seldon",
+        "ranker",
+        &json!({"status": {
+            "availableReplicas": 2, "replicas": 2,
+            "conditions": [
+                {"type": "ModelReady", "status": "True", "reason": "ModelAvailable"},
+                {"type": "Ready", "status": "True"},
+            ],
+        }}),
+    );
+    assert_eq!(
+        ready,
+        ServingStatus {
+            state: ServingState::Available,
+            message: "2 of 2 replicas available".into(),
+            address: address.clone(),
+        }
+    );
+    let progressing = seldon_core2::status(
+        "seldon",
+        "ranker",
+        &json!({"status": {"conditions": [
+            {"type": "ModelReady", "status": "False", "reason": "ModelProgressing", "message": "Model loading"},
+            {"type": "Ready", "status": "False"},
+        ]}}),
+    );
+    assert_eq!(
+        (progressing.state, progressing.message.as_str()),
+        (ServingState::Creating, "Model loading")
+    );
+    let unschedulable = seldon_core2::status(
+        "seldon",
+        "ranker",
+        &json!({"status": {"conditions": [
+            {"type": "ModelReady", "status": "False", "reason": "ScheduleFailed",
+             "message": "failed to schedule model ranker: no matching servers available"},
+            {"type": "Ready", "status": "False", "reason": "ScheduleFailed"},
+        ]}}),
+    );
+    assert_eq!(unschedulable.state, ServingState::Failed);
+    assert_eq!(
+        unschedulable.message,
+        "failed to schedule model ranker: no matching servers available"
+    );
+    assert_eq!(unschedulable.address, address);
+}
+
 fn target() -> (SeldonTarget, Handle) {
     let (client, handle) = mock_api::client("default");
     (
@@ -296,11 +617,12 @@ fn target() -> (SeldonTarget, Handle) {
 #[tokio::test]
 async fn apply_is_server_side_as_slipway_with_strict_validation_and_explains_refusals() {
     let binding = bindings()[0].clone();
-    let object = seldon::render(
+    let object = serde_json::to_value(seldon::render(
         &binding,
         "7",
         "s3://mlflow-artifacts/3/models/m-4f1e2d/artifacts",
-    );
+    ))
+    .unwrap();
     let answers = [
         (StatusCode::OK, None),
         (
@@ -360,11 +682,7 @@ async fn apply_is_server_side_as_slipway_with_strict_validation_and_explains_ref
         );
         let body: Value =
             serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap();
-        assert_eq!(
-            body,
-            serde_json::to_value(&object).unwrap(),
-            "the rendered object, as is"
-        );
+        assert_eq!(body, object, "the rendered object, as is");
         match refusal {
             None => {
                 let mut answer = body.clone();
@@ -376,14 +694,8 @@ async fn apply_is_server_side_as_slipway_with_strict_validation_and_explains_ref
                 assert_eq!(applied.status.state, ServingState::Creating);
                 // The version comes back from the object's metadata.
                 assert_eq!(
-                    applied.version,
-                    object
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .unwrap()
-                        .get(seldon::VERSION_LABEL)
-                        .cloned()
+                    applied.version.as_deref(),
+                    object["metadata"]["labels"][objects::VERSION_LABEL].as_str()
                 );
                 assert_eq!(applied.generation, None);
             }

@@ -31,20 +31,23 @@ impl ModelCaller {
         Ok(Self { http })
     }
 
-    /// Posts `body` (JSON) to `address`; the status, at most
-    /// `MAX_ANSWER_BYTES` of the answer, and how long it took; or why
+    /// Posts `body` (JSON) to `address` with `headers`; the status, at
+    /// most `MAX_ANSWER_BYTES` of the answer, and how long it took; or why
     /// there was no answer, in a sentence for the user.
-    pub async fn ask(&self, address: &str, body: &serde_json::Value) -> Result<Prediction> {
+    pub async fn ask(
+        &self,
+        address: &str,
+        headers: &[(String, String)],
+        body: &serde_json::Value,
+    ) -> Result<Prediction> {
         let started = Instant::now();
-        let mut response = self
-            .http
-            .post(address)
-            .json(body)
-            .send()
-            .await
-            .map_err(|err| {
-                Error::Unavailable(format!("{address} did not answer: {}", without_url(&err)))
-            })?;
+        let mut request = self.http.post(address).json(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let mut response = request.send().await.map_err(|err| {
+            Error::Unavailable(format!("{address} did not answer: {}", without_url(&err)))
+        })?;
         let status = response.status().as_u16();
         let mut answer = Vec::new();
         let mut truncated = false;
@@ -103,6 +106,12 @@ mod tests {
                 post(|| async { Redirect::temporary("/elsewhere") }),
             )
             .route("/elsewhere", post(|| async { "followed" }))
+            .route(
+                "/routed",
+                post(|headers: axum::http::HeaderMap| async move {
+                    format!("{:?}", headers.get("seldon-model"))
+                }),
+            )
             .route("/endless", post(endless));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -115,7 +124,7 @@ mod tests {
         let server = misbehaving_server().await;
         let caller = ModelCaller::new().unwrap();
         let answer = caller
-            .ask(&format!("{server}/redirect"), &serde_json::json!({}))
+            .ask(&format!("{server}/redirect"), &[], &serde_json::json!({}))
             .await
             .unwrap();
         assert_eq!(answer.status, 307);
@@ -123,11 +132,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_targets_headers_go_with_the_request() {
+        let server = misbehaving_server().await;
+        let caller = ModelCaller::new().unwrap();
+        let headers = [("Seldon-Model".to_string(), "ranker".to_string())];
+        let answer = caller
+            .ask(
+                &format!("{server}/routed"),
+                &headers,
+                &serde_json::json!({}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.body, r#"Some("ranker")"#);
+    }
+
+    #[tokio::test]
     async fn an_endless_answer_is_cut_at_the_cap() {
         let server = misbehaving_server().await;
         let caller = ModelCaller::new().unwrap();
         let answer = caller
-            .ask(&format!("{server}/endless"), &serde_json::json!({}))
+            .ask(&format!("{server}/endless"), &[], &serde_json::json!({}))
             .await
             .unwrap();
         assert_eq!(answer.status, 200);
@@ -142,7 +167,7 @@ mod tests {
         drop(listener);
         let caller = ModelCaller::new().unwrap();
         let err = caller
-            .ask(&address, &serde_json::json!({}))
+            .ask(&address, &[], &serde_json::json!({}))
             .await
             .unwrap_err()
             .to_string();

@@ -1,0 +1,145 @@
+//! Seldon Core 2's Model (`mlops.seldon.io/v1alpha1`) with the `mlflow`
+//! requirement, so the scheduler places it on a server whose runtime
+//! (MLServer) reads MLflow models. Requests reach it through the
+//! namespace's `seldon-mesh` service, which routes on the `Seldon-Model`
+//! header (`serving::protocol::request_headers`), over the open inference
+//! protocol (v2).
+
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use serde::Serialize;
+use serde_json::Value;
+
+use app::model::ServingState;
+
+use super::objects::{ObjectKind, ObjectTarget, condition_true, false_condition, metadata};
+use crate::catalog::{DeploymentBinding, ServingTarget as TargetKind};
+use crate::serving::ServingStatus;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Model {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    pub spec: ModelSpec,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelSpec {
+    pub storage_uri: String,
+    pub requirements: Vec<&'static str>,
+    pub replicas: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_replicas: Option<i32>,
+    /// What the scheduler reserves on a server for the model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// The Server to place it on; default: any whose capabilities match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// Bucket credentials (an rclone configuration secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+}
+
+pub fn api_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("mlops.seldon.io", "v1alpha1", "Model"),
+        "models",
+    )
+}
+
+pub fn render(binding: &DeploymentBinding, version: &str, storage_uri: &str) -> Model {
+    let memory = binding
+        .memory
+        .as_ref()
+        .and_then(|pair| pair.request.clone().or(pair.limit.clone()));
+    Model {
+        api_version: "mlops.seldon.io/v1alpha1",
+        kind: "Model",
+        metadata: metadata(binding, version),
+        spec: ModelSpec {
+            storage_uri: storage_uri.into(),
+            requirements: vec!["mlflow"],
+            replicas: binding.replicas,
+            max_replicas: binding.max_replicas,
+            memory,
+            server: binding.server.clone(),
+            secret_name: binding.storage_secret.clone(),
+        },
+    }
+}
+
+/// Where a Model in `namespace` answers (with the `Seldon-Model` header naming it).
+pub fn address(namespace: &str, name: &str) -> String {
+    format!("http://seldon-mesh.{namespace}/v2/models/{name}/infer")
+}
+
+/// Seldon Core 2's own words: `ModelReady`/`Ready`, whose reason is the
+/// model's state (`ModelAvailable`, `ModelProgressing`, `ModelFailed`,
+/// `ScheduleFailed`, …), and how many replicas are available.
+pub fn status(namespace: &str, name: &str, object: &Value) -> ServingStatus {
+    let status = &object["status"];
+    let replicas = match (
+        status["availableReplicas"].as_i64(),
+        status["replicas"].as_i64(),
+    ) {
+        (Some(available), Some(wanted)) => format!("{available} of {wanted} replicas available"),
+        (Some(available), None) => format!("{available} replicas available"),
+        _ => String::new(),
+    };
+    let model_ready = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|condition| condition["type"] == "ModelReady");
+    let failed = model_ready.is_some_and(|condition| {
+        condition["status"] == "False"
+            && condition["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.ends_with("Failed"))
+    });
+    let (state, message) = if failed {
+        let why = false_condition(status, &["ModelReady"]).unwrap_or("the model failed");
+        (ServingState::Failed, why.to_string())
+    } else if condition_true(status, "Ready") {
+        (ServingState::Available, replicas)
+    } else {
+        let waiting = false_condition(status, &["ModelReady", "Ready"]).unwrap_or_default();
+        (ServingState::Creating, waiting.to_string())
+    };
+    ServingStatus {
+        state,
+        message,
+        address: Some(address(namespace, name)),
+    }
+}
+
+/// Seldon Core 2's Model.
+pub struct ModelKind;
+
+pub type SeldonCore2Target = ObjectTarget<ModelKind>;
+
+impl ObjectKind for ModelKind {
+    const TARGET: TargetKind = TargetKind::SeldonCore2;
+    const KIND: &'static str = "Model";
+    const OPERATOR: &'static str = "Seldon Core 2";
+    const READY: &'static str = "Seldon Core 2 reports it Ready";
+
+    fn api_resource() -> ApiResource {
+        api_resource()
+    }
+
+    fn render(binding: &DeploymentBinding, version: &str, storage_uri: &str) -> Value {
+        serde_json::to_value(render(binding, version, storage_uri)).expect("a Model is JSON")
+    }
+
+    fn status(object: &DynamicObject) -> ServingStatus {
+        status(
+            object.metadata.namespace.as_deref().unwrap_or_default(),
+            object.metadata.name.as_deref().unwrap_or_default(),
+            &object.data,
+        )
+    }
+}
