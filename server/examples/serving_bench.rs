@@ -172,6 +172,7 @@ async fn main() {
     targets.push(Arc::new(SeldonTarget::new(
         client,
         server::config::UnboundObjects::Delete,
+        "default",
     )));
     let (seldon, triggers, promotions) = serving(&mlflow, &store, &seldon_binding, targets).await;
     spawn_passes(&seldon, triggers, Duration::from_secs(3600));
@@ -225,6 +226,7 @@ async fn main() {
     targets.push(Arc::new(SeldonTarget::new(
         account,
         server::config::UnboundObjects::Delete,
+        "default",
     )));
     let (real, triggers, real_promotions) =
         serving(&mlflow, &real_store, &real_binding, targets).await;

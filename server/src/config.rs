@@ -237,6 +237,13 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Vec<crate::web::hosts::AllowedHost>,
 
+    /// Reverse proxies in front of Slipway (addresses or networks,
+    /// comma-separated): from them, the client is read from
+    /// `X-Forwarded-For`, so sign-in limits count each client, not the
+    /// proxy. From anyone else the header is ignored.
+    #[arg(long, env = "SLIPWAY_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<crate::web::proxies::Network>,
+
     /// Minutes a session may go unused before it ends.
     #[arg(long, env = "SLIPWAY_SESSION_IDLE_MINUTES", default_value_t = 720, value_parser = clap::value_parser!(u64).range(1..=43_200))]
     pub session_idle_minutes: u64,
@@ -288,8 +295,9 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
 
-    /// Names this install among others on one MLflow (staging,
-    /// production): its webhook there is `slipway-<id>`.
+    /// Names this install among others on one MLflow or cluster (staging,
+    /// production): its webhook there is `slipway-<id>`, its serving
+    /// objects are labelled with it, and it touches no other install's.
     #[arg(long, env = "SLIPWAY_INSTALL_ID", default_value = "default", value_parser = parse_install_id)]
     pub install_id: String,
 
@@ -468,6 +476,7 @@ impl Config {
                 &self.allowed_hosts,
                 self.external_url.as_ref(),
             ),
+            trusted_proxies: crate::web::proxies::TrustedProxies::new(self.trusted_proxies.clone()),
         }
     }
 
@@ -752,6 +761,7 @@ impl std::fmt::Debug for Config {
             .field("kube_namespace", &self.kube_namespace)
             .field("external_url", &self.external_url.as_ref().map(Url::as_str))
             .field("allowed_hosts", &self.allowed_hosts)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }

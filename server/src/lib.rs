@@ -182,18 +182,18 @@ pub async fn build_state(config: &Config) -> Result<AppState> {
         Some(gateway_base.clone()),
     ))];
     if let Some(client) = kube_client {
+        let (unbound, install) = (config.unbound_objects, config.install_id.as_str());
         targets.push(Arc::new(SeldonTarget::new(
             client.clone(),
-            config.unbound_objects,
+            unbound,
+            install,
         )));
         targets.push(Arc::new(KserveTarget::new(
             client.clone(),
-            config.unbound_objects,
+            unbound,
+            install,
         )));
-        targets.push(Arc::new(SeldonCore2Target::new(
-            client,
-            config.unbound_objects,
-        )));
+        targets.push(Arc::new(SeldonCore2Target::new(client, unbound, install)));
     }
     let state = assemble(
         config,

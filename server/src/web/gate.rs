@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use url::Url;
 
 use super::hosts::AllowedHosts;
+use super::proxies::TrustedProxies;
 use crate::services::accounts::Accounts;
 
 pub const SESSION_COOKIE: &str = "slipway_session";
@@ -35,6 +36,8 @@ pub struct GateSettings {
     pub external_url: Option<Url>,
     /// The host names requests may name (`--allowed-hosts`, `--external-url`).
     pub allowed_hosts: AllowedHosts,
+    /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxies`).
+    pub trusted_proxies: TrustedProxies,
 }
 
 pub struct Gate {
@@ -115,12 +118,14 @@ fn cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
         .filter(|value| !value.is_empty())
 }
 
-/// The peer's address, when the server was started with connect info.
-pub fn peer_address(request: &Request) -> Option<IpAddr> {
-    request
+/// The client's address: the peer's (when the server was started with
+/// connect info), or behind a trusted proxy the one it forwards for.
+pub fn client_address(request: &Request, proxies: &TrustedProxies) -> Option<IpAddr> {
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip())
+        .map(|info| info.0.ip());
+    proxies.client(peer, request.headers())
 }
 
 /// Paths served without a session: the sign-in page and what it needs.

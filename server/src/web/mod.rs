@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod hosts;
 pub mod ops;
 pub mod port;
+pub mod proxies;
 pub mod sign_in;
 
 use std::sync::{Arc, OnceLock};

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::AppState;
-use super::gate::{local_target, peer_address, session_token, sso_state};
+use super::gate::{client_address, local_target, session_token, sso_state};
 use crate::services::accounts::LoginRefused;
 use app::routes::{SIGNED_OUT, SSO_FAILED, login_refused_href};
 
@@ -24,7 +24,7 @@ const LOGIN_FORM_BYTES: usize = 16 * 1024;
 /// The sign-in form's POST: a new session (any earlier one on this browser
 /// ends), then the page asked for; a refusal goes back to the form.
 pub async fn login(State(state): State<AppState>, request: Request) -> Response {
-    let address = peer_address(&request);
+    let address = client_address(&request, &state.gate.settings.trusted_proxies);
     let previous = session_token(request.headers());
     let Ok(body) = axum::body::to_bytes(request.into_body(), LOGIN_FORM_BYTES).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.").into_response();

@@ -1542,7 +1542,10 @@ async fn object_serves(api: &Api<DynamicObject>, name: &str, wanted: Option<&str
     );
 }
 
-async fn write_status(api: &Api<DynamicObject>, name: &str, status: Value) {
+/// What the object's operator writes, about the spec it sees now.
+async fn write_status(api: &Api<DynamicObject>, name: &str, mut status: Value) {
+    let generation = api.get(name).await.unwrap().metadata.generation;
+    status["observedGeneration"] = json!(generation);
     api.patch_status(
         name,
         &PatchParams::default(),
@@ -1746,6 +1749,34 @@ async fn inference_services_and_seldon_core_2_models_follow_production_as_the_sh
         .transition_stage(&kserved, &kserve_versions[1], "Production")
         .await;
     object_serves(&inference_services, &kserve_name, Some(&kserve_versions[1])).await;
+    // A status still about the spec before (its observedGeneration) says
+    // nothing about this change, however fresh and ready it looks.
+    let generation = inference_services
+        .get(&kserve_name)
+        .await
+        .unwrap()
+        .metadata
+        .generation
+        .unwrap();
+    inference_services
+        .patch_status(
+            &kserve_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "observedGeneration": generation - 1,
+                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": ready_now()}],
+            }})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stale = deployment(&slipway, &kserved).await;
+    assert_eq!(
+        (stale.history.len(), stale.history[0].outcome.as_str()),
+        (2, "pending"),
+        "{:#?}",
+        stale.history
+    );
     write_status(
         &inference_services,
         &kserve_name,
@@ -1779,4 +1810,137 @@ async fn inference_services_and_seldon_core_2_models_follow_production_as_the_sh
     let _slipway = setup.slipway().await;
     object_serves(&inference_services, &kserve_name, None).await;
     object_serves(&models, &seldon_name, None).await;
+}
+
+/// Another team's SeldonDeployment and another install's InferenceService
+/// carry the names two of this install's deployments would use: Slipway
+/// never applies over them (the page says whose they are) and never deletes
+/// them when its deployments go.
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_of_another_team_or_install_are_never_taken_over_nor_deleted() {
+    let mlflow = MlflowRest::new(&mlflow_url());
+    let (seldoned, seldon_versions) = registered_model(1).await;
+    let (kserved, kserve_versions) = registered_model(1).await;
+    mlflow
+        .transition_stage(&seldoned, &seldon_versions[0], "Production")
+        .await;
+    mlflow
+        .transition_stage(&kserved, &kserve_versions[0], "Production")
+        .await;
+    let setup = Setup::new("foreign", |namespace| {
+        seldon_binding(&seldoned, namespace)
+            + &format!(
+                "[[deployment]]\nmodel = {kserved:?}\ntarget = \"kserve\"\nnamespace = {namespace:?}\n\
+                 artifact_map = [{{ from = \"mlflow-artifacts:/\", to = \"s3://mlflow-artifacts/\" }}]\n"
+            )
+    })
+    .await;
+    let namespace = &setup.namespace;
+    let (seldon_name, kserve_name) = (
+        server::catalog::dns_name(&seldoned),
+        server::catalog::dns_name(&kserved),
+    );
+    let inference_services = kind_api(namespace, server::adapters::serving::kserve::api_resource());
+    let theirs: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "machinelearning.seldon.io/v1",
+        "kind": "SeldonDeployment",
+        "metadata": {"name": seldon_name},
+        "spec": {"predictors": [{"name": "default", "replicas": 1, "graph": {
+            "name": "model", "implementation": "SKLEARN_SERVER", "modelUri": "gs://other-team/model",
+        }}]},
+    }))
+    .unwrap();
+    let theirs = seldon_api(namespace)
+        .create(&PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    let staging: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": kserve_name, "labels": {
+            "app.kubernetes.io/managed-by": "slipway",
+            "slipway.dev/install": "staging",
+            "slipway.dev/model-version": "9",
+        }},
+        "spec": {"predictor": {"model": {
+            "modelFormat": {"name": "mlflow"}, "protocolVersion": "v2", "storageUri": "gs://staging/model",
+        }}},
+    }))
+    .unwrap();
+    let staging = inference_services
+        .create(&PostParams::default(), &staging)
+        .await
+        .unwrap();
+
+    let slipway = setup.slipway().await;
+    let refused = deployment_when(&slipway, &seldoned, |detail| {
+        detail.view.state == "Failed" && !detail.history.is_empty()
+    })
+    .await;
+    assert_eq!(
+        refused.view.message,
+        format!(
+            "the SeldonDeployment {seldon_name} in namespace {} was made by someone else (it has no \
+             app.kubernetes.io/managed-by label), not by this Slipway, which leaves it alone: give \
+             this deployment another object name",
+            namespace.name
+        )
+    );
+    assert_eq!(refused.history[0].outcome, "failed");
+    assert_eq!(refused.history[0].message, refused.view.message);
+    let refused = deployment_when(&slipway, &kserved, |detail| detail.view.state == "Failed").await;
+    assert!(
+        refused
+            .view
+            .message
+            .contains("was made by another Slipway install (\"staging\")"),
+        "{}",
+        refused.view.message
+    );
+    // Passes go on every second: still nobody touches them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let untouched = |before: &DynamicObject, now: &DynamicObject| {
+        assert_eq!(
+            before.metadata.resource_version, now.metadata.resource_version,
+            "{now:?}"
+        );
+        assert!(
+            now.metadata
+                .managed_fields
+                .iter()
+                .flatten()
+                .all(|fields| fields.manager.as_deref() != Some("slipway")),
+            "{now:?}"
+        );
+    };
+    untouched(
+        &theirs,
+        &seldon_api(namespace).get(&seldon_name).await.unwrap(),
+    );
+    untouched(
+        &staging,
+        &inference_services.get(&kserve_name).await.unwrap(),
+    );
+    drop(slipway);
+
+    // The deployments go: the objects they never owned stay.
+    assert_eq!(catalog(setup.data.path(), ""), setup.catalog);
+    let slipway = setup.slipway().await;
+    let listed = eventually(A_WHILE, || async {
+        let list: Vec<app::model::DeploymentView> = slipway
+            .server_fn(app::server_fns::ListDeployments::PATH, &[])
+            .await;
+        list.is_empty().then_some(())
+    })
+    .await;
+    assert!(listed.is_some());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    untouched(
+        &theirs,
+        &seldon_api(namespace).get(&seldon_name).await.unwrap(),
+    );
+    untouched(
+        &staging,
+        &inference_services.get(&kserve_name).await.unwrap(),
+    );
 }

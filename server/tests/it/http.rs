@@ -1285,3 +1285,76 @@ async fn a_burst_of_guesses_is_held_after_five_and_locks_nobody_else_out() {
             .any(|event| event.detail.contains("from 203.0.113.7"))
     );
 }
+
+/// Behind a trusted proxy each client is counted by the address the proxy
+/// forwards for: one client's guesses hold that client, not everyone the
+/// proxy carries; from an untrusted peer the header changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_trusted_proxy_sign_in_limits_count_each_client() {
+    use axum::extract::ConnectInfo;
+    let data = tempfile::tempdir().unwrap();
+    let mut config = config(&mlflow_url(), data.path());
+    config.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+    let state = build_state(&config).await.unwrap();
+    let store = state.store.clone();
+    let router = router(state);
+    sign_in(&router, &store, "proxied", Role::Admin).await;
+    let attempt = |password: &'static str, peer: &'static str, forwarded: &'static str| {
+        let router = router.clone();
+        async move {
+            let mut request = Request::post("/login")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("sec-fetch-site", "same-origin")
+                .header("x-forwarded-for", forwarded)
+                .body(Body::from(format!("name=proxied&password={password}")))
+                .unwrap();
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
+            let response = router.oneshot(request).await.unwrap();
+            response.headers()["location"].to_str().unwrap().to_string()
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            attempt("wrong-guess-123", "10.0.0.2:40000", "203.0.113.7").await,
+            "/login?error=invalid&next=%2F"
+        );
+    }
+    assert_eq!(
+        attempt("wrong-guess-123", "10.0.0.2:40000", "203.0.113.7").await,
+        "/login?error=throttled&next=%2F",
+        "the guessing client is held"
+    );
+    assert_eq!(
+        attempt("correct horse battery", "10.0.0.2:40000", "198.51.100.4").await,
+        "/",
+        "another client through the same proxy is not"
+    );
+    // Claimed by an untrusted peer, the header is nobody's alibi: the peer
+    // itself is counted (and the account's own limit is per client too).
+    for _ in 0..5 {
+        attempt("wrong-guess-123", "192.0.2.50:40000", "198.51.100.4").await;
+    }
+    assert_eq!(
+        attempt("wrong-guess-123", "192.0.2.50:40000", "198.51.100.99").await,
+        "/login?error=throttled&next=%2F"
+    );
+    assert_eq!(
+        attempt("correct horse battery", "10.0.0.2:40000", "198.51.100.4").await,
+        "/"
+    );
+    let audit = store.recent_events(Some("user:proxied"), 50).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|event| event.detail.contains("from 203.0.113.7")),
+        "{audit:?}"
+    );
+    assert!(
+        !audit
+            .iter()
+            .any(|event| event.detail.contains("from 10.0.0.2")),
+        "{audit:?}"
+    );
+}

@@ -609,7 +609,7 @@ fn seldon_core_2_status_reads_its_model_state_and_replicas() {
 fn target() -> (SeldonTarget, Handle) {
     let (client, handle) = mock_api::client("default");
     (
-        SeldonTarget::new(client, server::config::UnboundObjects::Delete),
+        SeldonTarget::new(client, server::config::UnboundObjects::Delete, "default"),
         handle,
     )
 }
@@ -661,7 +661,7 @@ async fn apply_is_server_side_as_slipway_with_strict_validation_and_explains_ref
     for (code, refusal) in answers {
         let (target, mut handle) = target();
         let sent_object = object.clone();
-        let applied = tokio::spawn(async move { target.apply(&sent_object).await });
+        let applied = tokio::spawn(async move { target.apply(&sent_object, true).await });
         let (request, send) = handle.next_request().await.unwrap();
         assert_eq!(request.method(), Method::PATCH);
         assert_eq!(
@@ -870,6 +870,8 @@ async fn an_object_deleted_between_a_pass_read_and_its_apply_is_recorded_as_made
         .unwrap();
         object["metadata"]["uid"] = json!(uid);
         object["metadata"]["generation"] = json!(generation);
+        // Made by this install, as its apply labels it.
+        object["metadata"]["labels"][objects::INSTALL_LABEL] = json!("default");
         object["status"] = json!({"state": state});
         object
     };

@@ -24,6 +24,7 @@ async fn auth_with(store: &Store, idle: Duration, absolute: Duration, external: 
         settings: GateSettings {
             allowed_hosts: AllowedHosts::new(&[], Some(&external_url)),
             external_url: Some(external_url),
+            trusted_proxies: Default::default(),
         },
     }
 }

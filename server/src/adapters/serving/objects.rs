@@ -34,6 +34,9 @@ pub const VERSION_LABEL: &str = "slipway.dev/model-version";
 pub const MODEL_ANNOTATION: &str = "slipway.dev/registered-model";
 /// On an object whose binding is gone and that was left serving: since when.
 pub const UNBOUND_ANNOTATION: &str = "slipway.dev/unbound";
+/// Which install made the object (`SLIPWAY_INSTALL_ID`): two installs on
+/// one cluster never touch each other's objects.
+pub const INSTALL_LABEL: &str = "slipway.dev/install";
 
 /// One kind of serving object: how it is rendered and how its status reads.
 pub trait ObjectKind: Send + Sync + 'static {
@@ -129,6 +132,7 @@ pub struct ObjectTarget<K: ObjectKind> {
     kind: PhantomData<K>,
     client: Client,
     unbound: UnboundObjects,
+    install_id: String,
     /// Each bound model's object as the last pass saw it: version, status.
     observed: Mutex<HashMap<String, (Option<String>, ServingStatus)>>,
     /// Changes applied and not yet reported ready by the operator, by model:
@@ -149,16 +153,20 @@ struct Awaited {
     event_id: String,
     version: String,
     applied_ms: i64,
+    /// The spec's generation the apply made, where known: a status about
+    /// an older one says nothing about this change.
+    generation: Option<i64>,
     /// What the apply did (`applied`, `put back: …`).
     applied: &'static str,
 }
 
 impl<K: ObjectKind> ObjectTarget<K> {
-    pub fn new(client: Client, unbound: UnboundObjects) -> Self {
+    pub fn new(client: Client, unbound: UnboundObjects, install_id: &str) -> Self {
         Self {
             kind: PhantomData,
             client,
             unbound,
+            install_id: install_id.to_string(),
             observed: Mutex::default(),
             awaiting: Mutex::default(),
             adopted: Mutex::default(),
@@ -189,6 +197,7 @@ impl<K: ObjectKind> ObjectTarget<K> {
                     event_id: event.id,
                     version,
                     applied_ms: event.started_ms,
+                    generation: None,
                     applied: "applied",
                 },
             );
@@ -226,6 +235,9 @@ impl<K: ObjectKind> ObjectTarget<K> {
         if awaited.version != version {
             return self.supersede_awaited(store, model).await;
         }
+        if !observed.reports_on(awaited.generation) {
+            return Ok(());
+        }
         let ended = if let Some(ready_ms) = observed.ready_since(awaited.applied_ms) {
             store
                 .finish_deployment_ready_at(
@@ -257,11 +269,13 @@ impl<K: ObjectKind> ObjectTarget<K> {
         Api::namespaced_with(self.client.clone(), namespace, &K::api_resource())
     }
 
-    /// Server-side apply as field manager `slipway`, forcing ownership of
-    /// the fields it sets (Slipway owns these objects: an edit by someone
-    /// else is drift and is corrected), with strict field validation so a
-    /// field the CRD does not know fails instead of vanishing (1.25+).
-    pub async fn apply(&self, object: &Value) -> Result<Observed> {
+    /// Server-side apply as field manager `slipway` with strict field
+    /// validation, so a field the CRD does not know fails instead of
+    /// vanishing (1.25+). `force` takes over fields others set: only on an
+    /// object this install made (an edit by someone else is drift and is
+    /// corrected); a create does not force, so an object someone made
+    /// meanwhile conflicts instead of being taken over.
+    pub async fn apply(&self, object: &Value, force: bool) -> Result<Observed> {
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -272,7 +286,7 @@ impl<K: ObjectKind> ObjectTarget<K> {
             .to_string();
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
-            force: true,
+            force,
             field_validation: Some(ValidationDirective::Strict),
             ..Default::default()
         };
@@ -295,13 +309,18 @@ impl<K: ObjectKind> ObjectTarget<K> {
         }
     }
 
-    /// Deletes the object; one already gone is no error.
-    pub async fn delete(&self, namespace: &str, name: &str) -> Result<()> {
-        match self
-            .api(namespace)
-            .delete(name, &DeleteParams::background())
-            .await
-        {
+    /// Deletes the object with uid `uid` (the one read and judged this
+    /// install's, not one made since under its name); one already gone is
+    /// no error.
+    pub async fn delete(&self, namespace: &str, name: &str, uid: Option<&str>) -> Result<()> {
+        let params = DeleteParams {
+            preconditions: uid.map(|uid| kube::api::Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match self.api(namespace).delete(name, &params).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(err) => Err(explain(
@@ -350,9 +369,23 @@ pub struct Observed {
     pub status: ServingStatus,
     /// When the `Ready` condition last turned `True` (epoch ms).
     pub ready_condition_ms: Option<i64>,
+    /// Its `app.kubernetes.io/managed-by` and `slipway.dev/install` labels.
+    pub managed_by: Option<String>,
+    pub install: Option<String>,
+    /// The generation the operator's status is about (`status.observedGeneration`).
+    pub observed_generation: Option<i64>,
 }
 
 impl Observed {
+    /// Whether the operator's status is about `generation` of the spec
+    /// (or a later one): its `observedGeneration`, where it writes one.
+    fn reports_on(&self, generation: Option<i64>) -> bool {
+        match (self.observed_generation, generation) {
+            (Some(observed), Some(applied)) => observed >= applied,
+            _ => true,
+        }
+    }
+
     /// When the object became ready, if it is ready for a change applied
     /// at `applied_ms`: the `Ready` condition turned `True` since
     /// (its times are whole seconds). Without conditions, `Available` is
@@ -379,15 +412,21 @@ impl Observed {
             .and_then(|condition| condition["lastTransitionTime"].as_str())
             .and_then(|time| chrono::DateTime::parse_from_rfc3339(time).ok())
             .map(|time| time.timestamp_millis());
-        Self {
-            version: object
+        let label = |key: &str| {
+            object
                 .metadata
                 .labels
                 .as_ref()
-                .and_then(|labels| labels.get(VERSION_LABEL))
-                .cloned(),
+                .and_then(|labels| labels.get(key))
+                .cloned()
+        };
+        Self {
+            version: label(VERSION_LABEL),
+            managed_by: label(MANAGED_BY.0),
+            install: label(INSTALL_LABEL),
             uid: object.metadata.uid.clone(),
             generation: object.metadata.generation,
+            observed_generation: object.data["status"]["observedGeneration"].as_i64(),
             status: K::status(object),
             ready_condition_ms,
         }
@@ -426,6 +465,17 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
                 return Ok(());
             }
         };
+        if let Some(found) = &actual
+            && let Some(why) = self.not_ours(ledger.store(), &object, found).await?
+        {
+            if let Some(version) = &version {
+                ledger
+                    .record_failure(model, version, None, trigger, &why)
+                    .await?;
+            }
+            self.observe(binding, None, failed_status(&why));
+            return Ok(());
+        }
         let serving = actual.as_ref().and_then(|actual| actual.version.clone());
         let Some(version) = version else {
             return self
@@ -436,7 +486,7 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
             .mlflow()
             .model_version_download_uri(model, &version)
             .await?;
-        let rendered = match binding.storage_uri(&download) {
+        let mut rendered = match binding.storage_uri(&download) {
             Ok(uri) => K::render(binding, &version, &uri),
             Err(why) => {
                 ledger
@@ -470,7 +520,8 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
             ),
             _ => None,
         };
-        match self.apply(&rendered).await {
+        rendered["metadata"]["labels"][INSTALL_LABEL] = Value::from(self.install_id.as_str());
+        match self.apply(&rendered, actual.is_some()).await {
             Ok(applied) => {
                 ledger.forget_failure(model);
                 // Deleted between this pass's read and its apply (a watch
@@ -508,6 +559,7 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
                             event_id: id,
                             version: version.clone(),
                             applied_ms: crate::store::now_ms(),
+                            generation: applied.generation,
                             applied: message,
                         };
                         self.supersede_awaited(store, model).await?;
@@ -603,16 +655,31 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
             if object.target != K::TARGET.as_str() || bound.contains(&object) {
                 continue;
             }
-            let outcome = match self.unbound {
-                UnboundObjects::Delete => self.delete(&object.namespace, &object.name).await,
-                UnboundObjects::Keep => self.mark_unbound(&object.namespace, &object.name).await,
-            };
             // A failure is logged by `explain` and tried again next pass.
-            if outcome.is_ok() {
-                let what = match self.unbound {
-                    UnboundObjects::Delete => "deleted",
-                    UnboundObjects::Keep => "left serving and marked",
-                };
+            let Ok(found) = self.get(&object.namespace, &object.name).await else {
+                continue;
+            };
+            let outcome = match &found {
+                None => Ok("already gone"),
+                Some(found) => match self.not_ours(ledger.store(), &object, found).await? {
+                    // Replaced by someone else's since: theirs to keep.
+                    Some(why) => {
+                        tracing::warn!(model = %object.model, "{why}");
+                        Ok("left alone")
+                    }
+                    None => match self.unbound {
+                        UnboundObjects::Delete => self
+                            .delete(&object.namespace, &object.name, found.uid.as_deref())
+                            .await
+                            .map(|()| "deleted"),
+                        UnboundObjects::Keep => self
+                            .mark_unbound(&object.namespace, &object.name)
+                            .await
+                            .map(|()| "left serving and marked"),
+                    },
+                },
+            };
+            if let Ok(what) = outcome {
                 ledger.store().forget_serving_object(&object).await?;
                 self.observed
                     .lock()
@@ -636,7 +703,10 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
     fn watch(&self, namespace: &str) -> Option<futures::stream::BoxStream<'static, ()>> {
         use futures::StreamExt;
         use kube::runtime::{WatchStreamExt, watcher};
-        let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+        let selector = format!(
+            "{}={},{INSTALL_LABEL}={}",
+            MANAGED_BY.0, MANAGED_BY.1, self.install_id
+        );
         let namespace = namespace.to_string();
         let changes = watcher::watcher(
             self.api(&namespace),
@@ -679,14 +749,17 @@ impl<K: ObjectKind> ObjectTarget<K> {
                 self.observe(binding, serving, actual.status);
             }
             (_, None) => self.observe(binding, None, idle_status()),
-            (NoProduction::Remove, Some(_)) => {
+            (NoProduction::Remove, Some(actual)) => {
                 let store = ledger.store();
                 self.supersede_awaited(store, &binding.model).await?;
                 let (cause, actor) = ledger.attribution(&binding.model, None, trigger).await?;
                 let id = store
                     .begin_deployment(&binding.model, None, serving.as_deref(), &cause, &actor)
                     .await?;
-                match self.delete(&object.namespace, &object.name).await {
+                match self
+                    .delete(&object.namespace, &object.name, actual.uid.as_deref())
+                    .await
+                {
                     Ok(()) => {
                         store
                             .finish_deployment(
@@ -709,6 +782,41 @@ impl<K: ObjectKind> ObjectTarget<K> {
             }
         }
         Ok(())
+    }
+
+    /// Why the object found under the binding's name is not this install's
+    /// to change or delete, if it is not: made by someone else, or by
+    /// another install. One without an install label (made before there
+    /// was one) is this install's if it wrote it down when it made it.
+    async fn not_ours(
+        &self,
+        store: &crate::store::Store,
+        object: &ServingObject,
+        found: &Observed,
+    ) -> Result<Option<String>> {
+        let whose = match (found.managed_by.as_deref(), found.install.as_deref()) {
+            (Some(manager), Some(install)) if manager == MANAGED_BY.1 => {
+                if install == self.install_id {
+                    return Ok(None);
+                }
+                format!("another Slipway install ({install:?})")
+            }
+            (Some(manager), None) if manager == MANAGED_BY.1 => {
+                if store.serving_objects().await?.contains(object) {
+                    return Ok(None);
+                }
+                "a Slipway that does not say which install".into()
+            }
+            (Some(manager), _) => format!("{manager:?} (its {} label)", MANAGED_BY.0),
+            (None, _) => format!("someone else (it has no {} label)", MANAGED_BY.0),
+        };
+        Ok(Some(format!(
+            "the {} {} in namespace {} was made by {whose}, not by this Slipway, which leaves it \
+             alone: give this deployment another object name",
+            K::KIND,
+            object.name,
+            object.namespace
+        )))
     }
 
     /// What the view shows until the next pass.
