@@ -156,8 +156,9 @@ fn line_chart(
                 let (px, py) = chart.backend_coord(point);
                 let _ = write!(
                     hover,
-                    "<circle cx=\"{px}\" cy=\"{py}\" r=\"4\"><title>{} · {x_label} {}: {}</title></circle>",
+                    "<circle cx=\"{px}\" cy=\"{py}\" r=\"4\"><title>{} · {} {}: {}</title></circle>",
                     escape(label),
+                    escape(x_label),
                     format_value(*x),
                     format_value(*value)
                 );
@@ -467,9 +468,11 @@ fn scatter_plot(
             let (px, py) = chart.backend_coord(point);
             let _ = write!(
                 hover,
-                "<circle cx=\"{px}\" cy=\"{py}\" r=\"6\"><title>{}: {x_name} {}, {y_name} {}</title></circle>",
+                "<circle cx=\"{px}\" cy=\"{py}\" r=\"6\"><title>{}: {} {}, {} {}</title></circle>",
                 escape(runs[*index].display_name()),
+                escape(x_name),
                 format_value(point.0),
+                escape(y_name),
                 format_value(point.1)
             );
         }
@@ -676,10 +679,14 @@ pub fn format_value(value: f64) -> String {
     }
 }
 
+/// Names from MLflow (runs, parameters, metrics) go into SVG that the page
+/// inserts as HTML: whatever MLflow lets through, they stay text.
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 fn points(history: &MetricHistory, axis: ChartAxis) -> Vec<(f64, f64)> {
@@ -890,6 +897,30 @@ mod tests {
                 .to_string(),
             "\"params.optimizer\" is not a numeric parameter or metric of these runs"
         );
+    }
+
+    #[test]
+    fn names_from_mlflow_stay_text_in_the_drawn_svg() {
+        let hostile = "x</title><script>alert(1)</script>";
+        let runs = [
+            run("<b>a</b>", &[(hostile, "0.1")], &[(hostile, 0.8)]),
+            run("b\"", &[(hostile, "0.2")], &[(hostile, 0.9)]),
+        ];
+        let plots = compare_plots(&runs, None, None).unwrap();
+        for svg in [&plots.scatter, &plots.parallel] {
+            assert!(!svg.is_empty());
+            assert!(!svg.contains("<script>") && !svg.contains("<b>"), "{svg}");
+        }
+        assert!(
+            plots
+                .scatter
+                .contains("params.x&lt;/title&gt;&lt;script&gt;alert(1)&lt;/script&gt; 0.1"),
+            "{}",
+            plots.scatter
+        );
+        let histories = [history(hostile, hostile, &[1.0, 0.5])];
+        let charts = metric_charts(&histories, ChartOptions::default()).unwrap();
+        assert!(!charts[0].svg.contains("<script>"), "{}", charts[0].svg);
     }
 
     #[test]

@@ -61,7 +61,9 @@ impl FileKind {
     pub fn served_as(self) -> (&'static str, bool) {
         match self {
             FileKind::Image(mime) => (mime, true),
-            FileKind::Svg => ("image/svg+xml", true),
+            // `<img>` shows it whatever the disposition; opened directly, a
+            // download, never a document at Slipway's origin.
+            FileKind::Svg => ("image/svg+xml", false),
             FileKind::Text | FileKind::Json | FileKind::Table(_) => {
                 ("text/plain; charset=utf-8", true)
             }

@@ -39,7 +39,7 @@ async fn artifact_files_are_shown_by_kind_and_downloaded_whole() {
     let experiment = mlflow.create_experiment(&unique("artifacts"), &[]).await;
     let run = mlflow.create_run(&experiment, "r", &[], &[], &[]).await;
     let big: String = (0..40_000).map(|line| format!("line {line}\n")).collect();
-    let files: [(&str, Vec<u8>); 7] = [
+    let files: [(&str, Vec<u8>); 8] = [
         (
             "data/scores.csv",
             b"name,score\n\"Smith, J\",0.9\nDoe,\"said \"\"hi\"\"\"\n".to_vec(),
@@ -55,6 +55,10 @@ async fn artifact_files_are_shown_by_kind_and_downloaded_whole() {
             b"<script>alert(document.cookie)</script>".to_vec(),
         ),
         ("weights.bin", vec![0, 159, 146, 150, 0, 1]),
+        (
+            "plots/evil.svg",
+            br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#.to_vec(),
+        ),
         ("logs/big.txt", big.clone().into_bytes()),
     ];
     for (path, content) in &files {
@@ -138,6 +142,27 @@ async fn artifact_files_are_shown_by_kind_and_downloaded_whole() {
         "never a page of Slipway's"
     );
     assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert!(
+        headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox;")
+    );
+    // An SVG can hold script: shown from <img> (where none runs), and opened
+    // directly it is a download, never a document at Slipway's origin.
+    let (_, svg_page) = viewer(&site, &page("plots/evil.svg")).await;
+    assert!(
+        svg_page.contains(&format!(
+            "<img src=\"/runs/{run}/artifact/raw?path=plots%2Fevil.svg\""
+        )),
+        "{svg_page}"
+    );
+    let (_, headers, _) = get(&site, &raw("plots/evil.svg")).await;
+    assert_eq!(headers[header::CONTENT_TYPE], "image/svg+xml");
+    assert_eq!(
+        headers[header::CONTENT_DISPOSITION],
+        "attachment; filename*=UTF-8''evil.svg"
+    );
     assert!(
         headers[header::CONTENT_SECURITY_POLICY]
             .to_str()
