@@ -11,9 +11,10 @@ let provider;
 let issuer;
 let app;
 
-before(async () => {
-  const port = await freePort();
-  issuer = `http://127.0.0.1:${port}`;
+let port;
+
+/** The provider, started afresh: with signing keys of its own. */
+async function startProvider() {
   provider = spawn('oidc-provider-mock', ['-p', String(port)], { stdio: 'ignore' });
   const deadline = Date.now() + 30_000;
   for (;;) {
@@ -25,14 +26,18 @@ before(async () => {
     if (Date.now() > deadline) throw new Error('oidc-provider-mock did not start');
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
+}
+
+before(async () => {
+  port = await freePort();
+  issuer = `http://127.0.0.1:${port}`;
+  await startProvider();
   for (const [sub, groups] of [['alice', ['ml-approvers', 'staff']], ['bob', ['staff']]]) {
-    const response = await fetch(`${issuer}/users/${sub}`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ preferred_username: sub, groups }),
-    });
-    assert.equal(response.status, 204);
+    await setUser(sub, sub, groups);
   }
+  // Two people the provider calls "carol": the same name, other subjects.
+  await setUser('u-1001', 'carol', ['ml-approvers']);
+  await setUser('u-2002', 'carol', ['ml-approvers']);
   app = await startSlipway((baseUrl) => ({
     SLIPWAY_EXTERNAL_URL: baseUrl,
     SLIPWAY_OIDC_ISSUER: issuer,
@@ -46,6 +51,15 @@ after(async () => {
   await app?.stop();
   provider?.kill('SIGTERM');
 });
+
+async function setUser(sub, name, groups) {
+  const response = await fetch(`${issuer}/users/${sub}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ preferred_username: name, groups }),
+  });
+  assert.equal(response.status, 204);
+}
 
 async function signInAt(page, sub) {
   await page.goto(`${app.baseUrl}/login?next=${encodeURIComponent('/approvals')}`);
@@ -76,5 +90,55 @@ test('single sign-on: groups that map to no role are turned away', async () => {
   assert.equal(`${url.pathname}${url.search}`, '/login?error=sso');
   assert.equal(await page.locator('[role="alert"]').textContent(), 'Single sign-on failed; the server log says why.');
   assert.equal((await context.cookies()).filter((cookie) => cookie.name === 'slipway_session').length, 0);
+  await context.close();
+});
+
+test('single sign-on: the person is the provider\'s subject, never the name it calls them', async () => {
+  const who = (page) => page.locator('.who [data-user]').textContent();
+  const first = await app.browser.newContext();
+  const carol = await first.newPage();
+  await signInAt(carol, 'u-1001');
+  assert.equal(await who(carol), 'carol');
+
+  // Renamed at the provider: the same account, not a second one.
+  await setUser('u-1001', 'carol-renamed', ['ml-approvers']);
+  const renamed = await app.browser.newContext();
+  const again = await renamed.newPage();
+  await signInAt(again, 'u-1001');
+  assert.equal(await who(again), 'carol');
+  await renamed.close();
+
+  // Another person with the name claim "carol" is not carol.
+  const other = await app.browser.newContext();
+  const impostor = await other.newPage();
+  await signInAt(impostor, 'u-2002');
+  const url = new URL(impostor.url());
+  assert.equal(`${url.pathname}${url.search}`, '/login?error=sso');
+  assert.equal((await other.cookies()).filter((cookie) => cookie.name === 'slipway_session').length, 0);
+  assert.match(app.log(), /the name carol belongs to another person's single sign-on account/);
+  await other.close();
+
+  // The provider takes carol's groups away: her next sign-in is refused,
+  // and the session she still has open ends with it.
+  await setUser('u-1001', 'carol', ['staff']);
+  const later = await app.browser.newContext();
+  await signInAt(await later.newPage(), 'u-1001');
+  await later.close();
+  await carol.goto(`${app.baseUrl}/approvals`);
+  assert.equal(new URL(carol.url()).pathname, '/login', 'the open session ended');
+  await first.close();
+});
+
+test('single sign-on: after the provider rotates its signing keys, sign-in works without a restart', async () => {
+  const stopped = new Promise((resolve) => provider.once('exit', resolve));
+  provider.kill('SIGTERM');
+  await stopped;
+  await startProvider();
+  await setUser('alice', 'alice', ['ml-approvers', 'staff']);
+  const context = await app.browser.newContext();
+  const page = await context.newPage();
+  await signInAt(page, 'alice');
+  assert.equal(await page.locator('.who [data-user]').textContent(), 'alice');
+  assert.match(app.log(), /discovering again/);
   await context.close();
 });

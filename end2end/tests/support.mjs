@@ -82,6 +82,8 @@ export async function startSlipway(env = () => ({})) {
   return {
     baseUrl,
     browser,
+    /** What Slipway printed so far. */
+    log: () => output,
     /**
      * A new tab on `path` as `as` (an account named after its role), once
      * the app has hydrated without script errors; or, with `javaScript:

@@ -8,8 +8,8 @@ use base64::Engine;
 use openidconnect::core::{CoreClient, CoreProviderMetadata, CoreResponseType};
 use openidconnect::{
     AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, Scope,
+    EndpointNotSet, EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope,
 };
 use url::Url;
 
@@ -83,12 +83,17 @@ impl std::str::FromStr for GroupRole {
 pub struct Oidc {
     settings: OidcSettings,
     http: openidconnect::reqwest::Client,
-    client: tokio::sync::OnceCell<Client>,
+    /// Discovered on first use, and again when a token names a signing key
+    /// it does not have (the provider rotated its keys).
+    client: tokio::sync::RwLock<Option<Client>>,
 }
 
-/// Who signed in, as the provider vouches.
+/// Who signed in, as the provider vouches: the person is the issuer and
+/// subject (`sub`); the name claim is only what they are called.
 #[derive(Debug)]
 pub struct SignedIn {
+    pub issuer: String,
+    pub subject: String,
     pub name: String,
     pub grants: Vec<Grant>,
     pub groups: Vec<String>,
@@ -106,8 +111,13 @@ impl Oidc {
         Self {
             settings,
             http,
-            client: tokio::sync::OnceCell::new(),
+            client: tokio::sync::RwLock::new(None),
         }
+    }
+
+    /// The issuer as configured, as the callback's `iss` must name it.
+    pub fn issuer(&self) -> &str {
+        &self.settings.issuer
     }
 
     /// The provider as the sign-in page names it.
@@ -118,33 +128,43 @@ impl Oidc {
             .unwrap_or_else(|| self.settings.issuer.clone())
     }
 
-    async fn client(&self) -> Result<&Client> {
-        self.client
-            .get_or_try_init(|| async {
-                let issuer = IssuerUrl::new(self.settings.issuer.clone())
-                    .map_err(|err| format!("issuer URL: {err}"))?;
-                let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
-                    .await
-                    .map_err(|err| format!("discovery at {}: {err}", self.settings.issuer))?;
-                let redirect = RedirectUrl::new(self.settings.redirect_url.to_string())
-                    .map_err(|err| format!("redirect URL: {err}"))?;
-                Ok::<_, String>(
-                    CoreClient::from_provider_metadata(
-                        metadata,
-                        ClientId::new(self.settings.client_id.clone()),
-                        self.settings.client_secret.clone().map(ClientSecret::new),
-                    )
-                    .set_redirect_uri(redirect),
+    /// The client from the provider's discovery document (and its keys),
+    /// discovered once, or again with `rediscover`.
+    async fn client(&self, rediscover: bool) -> Result<Client> {
+        if !rediscover && let Some(client) = self.client.read().await.as_ref() {
+            return Ok(client.clone());
+        }
+        let mut slot = self.client.write().await;
+        if !rediscover && let Some(client) = slot.as_ref() {
+            return Ok(client.clone());
+        }
+        let discovered = async {
+            let issuer = IssuerUrl::new(self.settings.issuer.clone())
+                .map_err(|err| format!("issuer URL: {err}"))?;
+            let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
+                .await
+                .map_err(|err| format!("discovery at {}: {err}", self.settings.issuer))?;
+            let redirect = RedirectUrl::new(self.settings.redirect_url.to_string())
+                .map_err(|err| format!("redirect URL: {err}"))?;
+            Ok::<_, String>(
+                CoreClient::from_provider_metadata(
+                    metadata,
+                    ClientId::new(self.settings.client_id.clone()),
+                    self.settings.client_secret.clone().map(ClientSecret::new),
                 )
-            })
-            .await
-            .map_err(|why| Error::Unavailable(format!("single sign-on: {why}")))
+                .set_redirect_uri(redirect),
+            )
+        }
+        .await
+        .map_err(|why| Error::Unavailable(format!("single sign-on: {why}")))?;
+        *slot = Some(discovered.clone());
+        Ok(discovered)
     }
 
     /// Where to send the browser, the state its cookie must carry back,
     /// and what the callback needs kept until then.
     pub async fn begin(&self, next: String) -> Result<(Url, String, OidcFlow)> {
-        let client = self.client().await?;
+        let client = self.client(false).await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
             .authorize_url(
@@ -167,9 +187,10 @@ impl Oidc {
 
     /// The callback: the code for tokens (with the PKCE verifier), the ID
     /// token verified (signature, issuer, audience, expiry, nonce), then
-    /// the user's name and groups from it.
+    /// the user's name and groups from it, or from the provider's userinfo
+    /// where the ID token leaves them out (as many providers do by default).
     pub async fn finish(&self, flow: OidcFlow, code: &str) -> Result<SignedIn> {
-        let client = self.client().await?;
+        let client = self.client(false).await?;
         let refused = |why: String| Error::Unavailable(format!("single sign-on: {why}"));
         let tokens = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
@@ -182,15 +203,48 @@ impl Oidc {
             .extra_fields()
             .id_token()
             .ok_or_else(|| refused("the provider sent no ID token".into()))?;
-        let claims = id_token
-            .claims(&client.id_token_verifier(), &Nonce::new(flow.nonce))
-            .map_err(|err| refused(format!("the ID token: {err}")))?;
+        let nonce = Nonce::new(flow.nonce);
+        let claims = match id_token.claims(&client.id_token_verifier(), &nonce) {
+            Ok(claims) => claims.clone(),
+            // Signed with a key Slipway has not seen: the provider may have
+            // rotated its keys since discovery. Its keys once more, then.
+            Err(openidconnect::ClaimsVerificationError::SignatureVerification(_)) => {
+                tracing::info!(
+                    "the ID token's key is not among the provider's known keys: discovering again"
+                );
+                let fresh = self.client(true).await?;
+                id_token
+                    .claims(&fresh.id_token_verifier(), &nonce)
+                    .map_err(|err| refused(format!("the ID token: {err}")))?
+                    .clone()
+            }
+            Err(err) => return Err(refused(format!("the ID token: {err}"))),
+        };
+        let subject = claims.subject().as_str().to_string();
         // Verified above; its other claims are read from the same token.
-        let payload = id_token_payload(&id_token.to_string()).map_err(refused)?;
+        let mut payload = id_token_payload(&id_token.to_string()).map_err(refused)?;
+        let wanted = [&self.settings.username_claim, &self.settings.groups_claim];
+        if wanted
+            .iter()
+            .any(|claim| payload.get(claim.as_str()).is_none())
+            && let Some(url) = client.user_info_url()
+        {
+            let info = self
+                .user_info(url.as_str(), tokens.access_token().secret(), &subject)
+                .await
+                .map_err(refused)?;
+            for claim in wanted {
+                if payload.get(claim.as_str()).is_none()
+                    && let Some(value) = info.get(claim.as_str())
+                {
+                    payload[claim.as_str()] = value.clone();
+                }
+            }
+        }
         let name = payload
             .get(&self.settings.username_claim)
             .and_then(|value| value.as_str())
-            .unwrap_or(claims.subject().as_str())
+            .unwrap_or(&subject)
             .to_string();
         let groups: Vec<String> = payload
             .get(&self.settings.groups_claim)
@@ -204,11 +258,41 @@ impl Oidc {
             .unwrap_or_default();
         let grants = self.grants_for(&groups);
         Ok(SignedIn {
+            issuer: claims.issuer().as_str().to_string(),
+            subject,
             name,
             grants,
             groups,
             next: flow.next,
         })
+    }
+
+    /// The provider's userinfo for the access token; it must be about the
+    /// ID token's subject (OpenID Connect Core 5.3.2).
+    async fn user_info(
+        &self,
+        url: &str,
+        access_token: &str,
+        subject: &str,
+    ) -> std::result::Result<serde_json::Value, String> {
+        let answer = self
+            .http
+            .get(url)
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(|err| format!("userinfo: {err}"))?;
+        if !answer.status().is_success() {
+            return Err(format!("userinfo answered {}", answer.status()));
+        }
+        let info: serde_json::Value = answer
+            .json()
+            .await
+            .map_err(|err| format!("userinfo is not JSON: {err}"))?;
+        if info["sub"].as_str() != Some(subject) {
+            return Err("userinfo is about another subject than the ID token".into());
+        }
+        Ok(info)
     }
 
     pub fn grants_for(&self, groups: &[String]) -> Vec<Grant> {
@@ -244,6 +328,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn userinfo_counts_only_when_it_is_about_the_same_subject() {
+        let app = axum::Router::new().route(
+            "/userinfo",
+            axum::routing::get(|headers: axum::http::HeaderMap| async move {
+                let token = headers["authorization"].to_str().unwrap().to_string();
+                let sub = if token == "Bearer for-u-1" {
+                    "u-1"
+                } else {
+                    "u-2"
+                };
+                axum::Json(serde_json::json!({"sub": sub, "groups": ["ml-approvers"]}))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/userinfo", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let oidc = Oidc::new(OidcSettings {
+            issuer: "https://idp.example".into(),
+            client_id: "slipway".into(),
+            client_secret: None,
+            scopes: vec!["openid".into()],
+            groups_claim: "groups".into(),
+            username_claim: "preferred_username".into(),
+            role_map: Vec::new(),
+            redirect_url: Url::parse("https://slipway.example/login/oidc/callback").unwrap(),
+        });
+        let info = oidc.user_info(&url, "for-u-1", "u-1").await.unwrap();
+        assert_eq!(info["groups"][0], "ml-approvers");
+        let other = oidc.user_info(&url, "for-u-1", "u-9").await.unwrap_err();
+        assert!(other.contains("another subject"), "{other}");
+    }
+
+    #[tokio::test]
     async fn the_authorization_request_carries_pkce_state_and_nonce() {
         // Discovery is what needs a provider; the request itself is built
         // from the client, so a client is made from fixed metadata here.
@@ -272,7 +389,7 @@ mod tests {
                 .set_redirect_uri(
                     RedirectUrl::new(oidc.settings.redirect_url.to_string()).unwrap(),
                 );
-        oidc.client.set(client).ok().unwrap();
+        *oidc.client.write().await = Some(client);
         let (url, state, flow) = oidc.begin("/models".into()).await.unwrap();
         let query: std::collections::HashMap<String, String> =
             url.query_pairs().into_owned().collect();

@@ -152,27 +152,86 @@ impl Store {
     /// A single sign-on account as its provider describes it now: created on
     /// first login, its grants replaced on every later one. A disabled account
     /// stays disabled.
-    pub async fn upsert_sso_account(&self, name: &str, grants: &[Grant]) -> Result<Account> {
-        let created = self
-            .create_account(&Account {
-                name: name.into(),
-                password_hash: None,
-                grants: grants.to_vec(),
-                source: AccountSource::Oidc,
-                disabled: false,
-                created_ms: now_ms(),
-            })
-            .await?;
-        if !created {
-            let existing = self.account(name).await?.expect("the name is taken");
+    /// The single sign-on account of the provider's person (`issuer`,
+    /// `subject`) with `grants` now: found by that person, whatever the
+    /// name claim says today; else made under `name`, or bound to the
+    /// account of that name made before accounts recorded their person.
+    /// A name held by a local account or by another person is refused.
+    pub async fn upsert_sso_account(
+        &self,
+        issuer: &str,
+        subject: &str,
+        name: &str,
+        grants: &[Grant],
+    ) -> Result<std::result::Result<Account, String>> {
+        // Twice at most: a first sign-in of the same person racing this one.
+        for _ in 0..2 {
+            if let Some(known) = self.sso_account_name(issuer, subject).await? {
+                self.set_account_grants(&known, grants).await?;
+                return Ok(Ok(self.account(&known).await?.expect("just found")));
+            }
+            let now = now_ms();
+            let inserted = sqlx::query(
+                "INSERT INTO users (name, password_hash, grants, source, disabled, created_ms, updated_ms, \
+                 oidc_issuer, oidc_subject) VALUES ($1, NULL, $2, $3, 0, $4, $4, $5, $6)",
+            )
+            .bind(name)
+            .bind(grants_json(grants))
+            .bind(AccountSource::Oidc.as_str())
+            .bind(now)
+            .bind(issuer)
+            .bind(subject)
+            .execute(&self.pool)
+            .await;
+            match inserted {
+                Ok(_) => return Ok(Ok(self.account(name).await?.expect("just made"))),
+                Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {}
+                Err(err) => return Err(err.into()),
+            }
+            let Some(existing) = self.account(name).await? else {
+                continue;
+            };
             if existing.source != AccountSource::Oidc {
-                return Err(Error::Internal(format!(
+                return Ok(Err(format!(
                     "{name} is a local account; single sign-on cannot take it over"
                 )));
             }
-            self.set_account_grants(name, grants).await?;
+            let bound = sqlx::query(
+                "UPDATE users SET oidc_issuer = $1, oidc_subject = $2, grants = $3, updated_ms = $4 \
+                 WHERE name = $5 AND oidc_subject IS NULL",
+            )
+            .bind(issuer)
+            .bind(subject)
+            .bind(grants_json(grants))
+            .bind(now)
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if bound == 1 {
+                return Ok(Ok(self.account(name).await?.expect("just bound")));
+            }
+            if self.sso_account_name(issuer, subject).await?.is_none() {
+                return Ok(Err(format!(
+                    "the name {name} belongs to another person's single sign-on account \
+                     (another subject at the provider); an admin must tell them apart"
+                )));
+            }
         }
-        Ok(self.account(name).await?.expect("just written"))
+        Err(Error::Internal(format!(
+            "single sign-on account {name} changed under two sign-ins at once"
+        )))
+    }
+
+    /// The name of the single sign-on account of (`issuer`, `subject`).
+    pub async fn sso_account_name(&self, issuer: &str, subject: &str) -> Result<Option<String>> {
+        let row =
+            sqlx::query("SELECT name FROM users WHERE oidc_issuer = $1 AND oidc_subject = $2")
+                .bind(issuer)
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|row| row.try_get("name")).transpose()?)
     }
 
     pub async fn create_session(&self, token_hash: &str, user_name: &str) -> Result<()> {

@@ -116,6 +116,8 @@ pub struct SsoCallback {
     code: String,
     state: String,
     error: String,
+    /// RFC 9207: the provider that answered, where it says so.
+    iss: Option<String>,
 }
 
 /// Back from the provider: a session, or the sign-in page with an error
@@ -135,6 +137,7 @@ pub async fn finish_sso(
                 sso_state(&headers).as_deref(),
                 &callback.code,
                 &callback.state,
+                callback.iss.as_deref(),
             )
             .await
             .map_err(|err| err.to_string())

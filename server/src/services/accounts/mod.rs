@@ -88,6 +88,7 @@ impl Accounts {
         browser_state: Option<&str>,
         code: &str,
         state: &str,
+        issuer: Option<&str>,
     ) -> Result<(String, String)> {
         let oidc = self.oidc()?;
         // The state must come back to the browser that started the login.
@@ -95,6 +96,16 @@ impl Accounts {
             return Err(Error::Forbidden(
                 "the sign-in did not start in this browser".into(),
             ));
+        }
+        // RFC 9207: a provider that names itself must be the one configured
+        // (a code from another provider is not exchanged with this one).
+        if let Some(issuer) = issuer
+            && issuer.trim_end_matches('/') != oidc.issuer().trim_end_matches('/')
+        {
+            return Err(Error::Forbidden(format!(
+                "the callback came from issuer {issuer:?}, not {:?}",
+                oidc.issuer()
+            )));
         }
         let flow = self
             .store
@@ -105,6 +116,16 @@ impl Accounts {
         let name = signed_in.name.clone();
         check_name(&name)?;
         if signed_in.grants.is_empty() {
+            // The provider took their groups away: what they could do ends
+            // now, in every open session, not when those expire.
+            if let Some(known) = self
+                .store
+                .sso_account_name(&signed_in.issuer, &signed_in.subject)
+                .await?
+            {
+                self.store.set_account_grants(&known, &[]).await?;
+                self.store.end_sessions_of(&known).await?;
+            }
             let refused = self
                 .audit
                 .record(
@@ -124,10 +145,32 @@ impl Accounts {
                 "{name}'s groups grant no role in Slipway"
             )));
         }
-        let account = self
+        let account = match self
             .store
-            .upsert_sso_account(&name, &signed_in.grants)
-            .await?;
+            .upsert_sso_account(
+                &signed_in.issuer,
+                &signed_in.subject,
+                &name,
+                &signed_in.grants,
+            )
+            .await?
+        {
+            Ok(account) => account,
+            Err(why) => {
+                self.audit
+                    .record(
+                        &name,
+                        AuditAction::Login,
+                        &subject(&name),
+                        &format!("refused: {why}"),
+                    )
+                    .await?;
+                return Err(Error::Forbidden(why));
+            }
+        };
+        // Known by their person, they keep the account's name whatever
+        // the name claim says today.
+        let name = account.name.clone();
         if account.disabled {
             return Err(Error::Forbidden(format!("{name}'s account is disabled")));
         }
