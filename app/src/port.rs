@@ -172,6 +172,8 @@ pub trait ControlPlane: Send + Sync + 'static {
 
     /// A Try it request the user sent, with its answer.
     async fn try_answer(&self, user: &User, id: String) -> Result<TryAnswer, AppError>;
+    /// Why the last form sent back here did not do what it asked (`?notice=`).
+    async fn notice(&self, user: &User, id: String) -> Result<Option<String>, AppError>;
 }
 
 pub type SharedControlPlane = Arc<dyn ControlPlane>;

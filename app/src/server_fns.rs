@@ -237,6 +237,13 @@ pub async fn preview_rollback(model: String) -> Result<Option<PromotionPreview>,
 }
 
 #[server(output = JsonText)]
+pub async fn get_notice(id: String) -> Result<Option<String>, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.notice(&user, id).await
+}
+
+#[server(output = JsonText)]
 pub async fn get_try_answer(id: String) -> Result<TryAnswer, AppError> {
     use crate::port::{control_plane, current_user};
     let user = current_user()?;

@@ -93,6 +93,12 @@ export async function startSlipway(env = () => ({})) {
       const page = await (await signedIn(as, javaScript)).newPage();
       const errors = [];
       page.on('pageerror', (error) => errors.push(error.message));
+      // The page's Content-Security-Policy lets through all it needs.
+      page.on('console', (message) => {
+        if (message.type() === 'error' && message.text().includes('Content Security Policy')) {
+          errors.push(message.text());
+        }
+      });
       await page.goto(`${baseUrl}${path}`);
       if (javaScript) {
         await page.waitForSelector('body[data-hydrated="true"]', { timeout: 30_000 });

@@ -494,7 +494,11 @@ pub fn LaunchPage() -> impl IntoView {
                         project: &launch.project,
                         launched_by: &launch.launched_by,
                     });
-                    let notice = notice.get_untracked();
+                    // An id the server kept the sentence under, for this user.
+                    let notice = match notice.get_untracked() {
+                        Some(id) => crate::server_fns::get_notice(id).await.ok().flatten(),
+                        None => None,
+                    };
                     Ok::<_, AppError>(view! { <LiveLaunch launch notice may_cancel/> })
                 })}
             </Results>

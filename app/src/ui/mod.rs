@@ -42,6 +42,8 @@ use tokens::TokensPage;
 
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    content_security_policy();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -57,6 +59,29 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <App/>
             </body>
         </html>
+    }
+}
+
+/// Pages run only the scripts Slipway put there: its inline hydration
+/// scripts carry this response's nonce, and what they load follows
+/// ('strict-dynamic'); no plugins, no `<base>`, forms post to Slipway only,
+/// no frames of it elsewhere. Styles and images are Slipway's own (charts
+/// style their SVG inline).
+#[cfg(feature = "ssr")]
+fn content_security_policy() {
+    let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    let policy = format!(
+        "default-src 'self'; script-src 'nonce-{nonce}' 'strict-dynamic' 'wasm-unsafe-eval'; \
+         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&policy) {
+        response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
     }
 }
 
@@ -229,7 +254,18 @@ pub fn ErrorList(errors: ArcRwSignal<Errors>) -> impl IntoView {
 pub fn Notice() -> impl IntoView {
     use crate::routes::{DONE, DONE_VERSION, Done};
     let query = leptos_router::hooks::use_query_map();
-    let notice = Memo::new(move |_| query.with(|query| query.get("notice")));
+    let notice_id = Memo::new(move |_| query.with(|query| query.get("notice")));
+    // The id of a sentence the server kept for this user: a link cannot
+    // make the page say anything.
+    let notice = Resource::new(
+        move || notice_id.get(),
+        |id| async move {
+            match id {
+                Some(id) => crate::server_fns::get_notice(id).await.ok().flatten(),
+                None => None,
+            }
+        },
+    );
     let done = Memo::new(move |_| {
         query.with(|query| {
             let done = Done::parse(&query.get(DONE)?)?;
@@ -243,9 +279,13 @@ pub fn Notice() -> impl IntoView {
         })
     });
     move || {
-        let failed = notice
-            .get()
-            .map(|notice| view! { <p class="form-errors" role="alert">{notice}</p> });
+        let failed = view! {
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    notice.await.map(|notice| view! { <p class="form-errors" role="alert">{notice}</p> })
+                })}
+            </Suspense>
+        };
         let done = done.get().map(|(done, version)| {
             let text = match done {
                 Done::Promoted => format!(

@@ -24,6 +24,7 @@ use crate::catalog::{DeploymentBinding, ProductionMarker};
 use crate::error::{Error, Result};
 use crate::serving::protocol;
 use crate::serving::reconciler::Reconciler;
+use crate::store::drafts::DraftForm;
 use crate::store::{self, Store};
 use crate::traffic::Traffic;
 
@@ -547,6 +548,20 @@ impl Reads {
                 limit,
             )
             .await
+    }
+
+    /// Keeps why a form of `user`'s did not do what it asked; its id, for
+    /// the page the form goes back to (`?notice=`).
+    pub async fn keep_notice(&self, user: &User, text: &str) -> Result<String> {
+        self.store
+            .insert_draft(&user.name, DraftForm::Notice, &text)
+            .await
+    }
+
+    /// The notice `id`, if `user` was given it: a link cannot make a page
+    /// say anything.
+    pub async fn notice(&self, user: &User, id: &str) -> Result<Option<String>> {
+        self.store.draft(&user.name, DraftForm::Notice, id).await
     }
 
     pub async fn try_answer(&self, user: &User, id: String) -> Result<TryAnswer> {

@@ -16,6 +16,8 @@ pub enum DraftForm {
     LoadTest,
     /// A new service token's secret, shown once on the next page.
     TokenSecret,
+    /// Why a form did not do what it asked, for the page it goes back to.
+    Notice,
 }
 
 impl DraftForm {
@@ -25,6 +27,7 @@ impl DraftForm {
             DraftForm::Deployment => "deployment",
             DraftForm::LoadTest => "load-test",
             DraftForm::TokenSecret => "token-secret",
+            DraftForm::Notice => "notice",
         }
     }
 }

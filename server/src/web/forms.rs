@@ -68,7 +68,7 @@ pub async fn start_load_test(
                 Err(err) => err.into_response(),
             }
         }
-        Err(err) => back_to(load_test_form_href(&model), Some(err)),
+        Err(err) => back_to(&state, &user, load_test_form_href(&model), Some(err)).await,
     }
 }
 
@@ -79,7 +79,7 @@ pub async fn cancel_load_test(
     Path((model, id)): Path<(String, String)>,
 ) -> Response {
     let outcome = state.services.load_tests.cancel(&user, &id).await;
-    back_to(load_test_href(&model, &id), outcome.err())
+    back_to(&state, &user, load_test_href(&model, &id), outcome.err()).await
 }
 
 /// The cancel button; back to the launch's page either way, with the
@@ -90,7 +90,7 @@ pub async fn cancel_launch(
     Path(id): Path<String>,
 ) -> Response {
     let outcome = state.services.launches.cancel(&user, &id).await;
-    back_to(launch_href(&id), outcome.err())
+    back_to(&state, &user, launch_href(&id), outcome.err()).await
 }
 
 /// What a change of Production says it saw: the Production version the
@@ -140,11 +140,27 @@ pub async fn promote(
         )
         .await;
     match outcome {
-        Ok(Promoted::Now) => back_to(done_href(&page, Done::Promoted, &form.version), None),
-        Ok(Promoted::Requested(id)) => back_to(approval_href(&id), None),
+        Ok(Promoted::Now) => {
+            back_to(
+                &state,
+                &user,
+                done_href(&page, Done::Promoted, &form.version),
+                None,
+            )
+            .await
+        }
+        Ok(Promoted::Requested(id)) => back_to(&state, &user, approval_href(&id), None).await,
         // Back to the confirm step, which keeps the version.
-        Err(err @ Error::Invalid(_)) => back_to(promote_href(&model, &form.version), Some(err)),
-        Err(err) => back_to(page, Some(err)),
+        Err(err @ Error::Invalid(_)) => {
+            back_to(
+                &state,
+                &user,
+                promote_href(&model, &form.version),
+                Some(err),
+            )
+            .await
+        }
+        Err(err) => back_to(&state, &user, page, Some(err)).await,
     }
 }
 
@@ -161,10 +177,20 @@ pub async fn rollback(
         .rollback(&user, &model, &form.reason, expected(form.expected_version))
         .await;
     match outcome {
-        Ok(version) => back_to(done_href(&page, Done::RolledBack, &version), None),
+        Ok(version) => {
+            back_to(
+                &state,
+                &user,
+                done_href(&page, Done::RolledBack, &version),
+                None,
+            )
+            .await
+        }
         // Back to the confirm step, which shows why.
-        Err(err @ Error::Invalid(_)) => back_to(rollback_href(&model), Some(err)),
-        Err(err) => back_to(page, Some(err)),
+        Err(err @ Error::Invalid(_)) => {
+            back_to(&state, &user, rollback_href(&model), Some(err)).await
+        }
+        Err(err) => back_to(&state, &user, page, Some(err)).await,
     }
 }
 
@@ -186,7 +212,7 @@ pub async fn approve(
         .promotions
         .approve(&user, &id, &form.comment)
         .await;
-    back_to(approval_href(&id), outcome.err())
+    back_to(&state, &user, approval_href(&id), outcome.err()).await
 }
 
 pub async fn reject(
@@ -200,7 +226,7 @@ pub async fn reject(
         .promotions
         .reject(&user, &id, &form.comment)
         .await;
-    back_to(approval_href(&id), outcome.err())
+    back_to(&state, &user, approval_href(&id), outcome.err()).await
 }
 
 /// The new deployment form: to the deployment's page once created;
@@ -274,10 +300,10 @@ async fn after_settings(
                 .await;
             match kept {
                 Ok(draft) => Redirect::to(&deployment_draft_href(form, &draft)).into_response(),
-                Err(err) => back_to(form.to_string(), Some(err)),
+                Err(err) => back_to(state, user, form.to_string(), Some(err)).await,
             }
         }
-        Err(err) => back_to(form.to_string(), Some(err)),
+        Err(err) => back_to(state, user, form.to_string(), Some(err)).await,
     }
 }
 
@@ -304,7 +330,7 @@ pub async fn delete_deployment(
         .await;
     match outcome {
         Ok(()) => Redirect::to(DEPLOYMENTS).into_response(),
-        Err(err) => back_to(settings_href(&model), Some(err)),
+        Err(err) => back_to(&state, &user, settings_href(&model), Some(err)).await,
     }
 }
 
@@ -329,7 +355,7 @@ pub async fn send_try(
         .await
     {
         Ok(answer) => Redirect::to(&try_answer_href(&model, &answer)).into_response(),
-        Err(err) => back_to(deployment_href(&model), Some(err)),
+        Err(err) => back_to(&state, &user, deployment_href(&model), Some(err)).await,
     }
 }
 
@@ -351,7 +377,7 @@ pub async fn edit_registry(
         Ok(edit) => state.services.registry.edit(&user, &model, &edit).await,
         Err(err) => Err(err),
     };
-    back_to(page, outcome.err())
+    back_to(&state, &user, page, outcome.err()).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -376,8 +402,16 @@ pub async fn register_run_model(
         .register_run_model(&user, &run_id, &form.source, &form.model)
         .await
     {
-        Ok(version) => back_to(version_href(form.model.trim(), &version), None),
-        Err(err) => back_to(run_href(&run_id), Some(err)),
+        Ok(version) => {
+            back_to(
+                &state,
+                &user,
+                version_href(form.model.trim(), &version),
+                None,
+            )
+            .await
+        }
+        Err(err) => back_to(&state, &user, run_href(&run_id), Some(err)).await,
     }
 }
 
@@ -406,7 +440,7 @@ pub async fn create_token(
     };
     match made {
         Ok(id) => Redirect::to(&created_token_href(&id)).into_response(),
-        Err(err) => back_to(TOKENS.to_string(), Some(err)),
+        Err(err) => back_to(&state, &user, TOKENS.to_string(), Some(err)).await,
     }
 }
 
@@ -416,7 +450,7 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> Response {
     let outcome = state.services.tokens.revoke(&user, &id).await;
-    back_to(TOKENS.to_string(), outcome.err())
+    back_to(&state, &user, TOKENS.to_string(), outcome.err()).await
 }
 
 /// The new-channel form (its events a repeated field); back to the page.
@@ -441,7 +475,7 @@ pub async fn add_channel(
         .notifications
         .add_channel(&user, &request)
         .await;
-    back_to(NOTIFICATIONS.to_string(), outcome.err())
+    back_to(&state, &user, NOTIFICATIONS.to_string(), outcome.err()).await
 }
 
 pub async fn delete_channel(
@@ -454,13 +488,13 @@ pub async fn delete_channel(
         .notifications
         .delete_channel(&user, &id)
         .await;
-    back_to(NOTIFICATIONS.to_string(), outcome.err())
+    back_to(&state, &user, NOTIFICATIONS.to_string(), outcome.err()).await
 }
 
 const MAX_NOTICE_CHARS: usize = 300;
 
 /// Back to `page`, with the error (if any) as its `notice`.
-fn back_to(page: String, error: Option<Error>) -> Response {
+async fn back_to(state: &AppState, user: &User, page: String, error: Option<Error>) -> Response {
     let Some(err) = error.map(AppError::from) else {
         return Redirect::to(&page).into_response();
     };
@@ -475,7 +509,12 @@ fn back_to(page: String, error: Option<Error>) -> Response {
         message.truncate(cut);
         message.push('…');
     }
-    let notice: String = url::form_urlencoded::byte_serialize(message.as_bytes()).collect();
+    // Kept on the server under an id: the page shows only what Slipway
+    // said to this user, never text a link brings.
+    let notice = match state.services.reads.keep_notice(user, &message).await {
+        Ok(id) => id,
+        Err(err) => return err.into_response(),
+    };
     let joint = if page.contains('?') { '&' } else { '?' };
     Redirect::to(&format!("{page}{joint}notice={notice}")).into_response()
 }

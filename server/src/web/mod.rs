@@ -156,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.gate.clone(), gate::same_site))
         .layer(from_fn(refuse_large_bodies))
         .layer(from_fn(refuse_framing))
+        .layer(from_fn_with_state(state.gate.clone(), strict_transport))
         .layer(from_fn(keep_no_copy))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Outermost: a request for another host reaches none of the above.
@@ -224,6 +225,28 @@ async fn refuse_framing(request: Request, next: axum::middleware::Next) -> Respo
     headers
         .entry(header::CONTENT_SECURITY_POLICY)
         .or_insert(header::HeaderValue::from_static("frame-ancestors 'none'"));
+    response
+}
+
+/// Where people reach Slipway over https (`--external-url`), browsers
+/// are told to come back only over https for a year (HSTS).
+async fn strict_transport(
+    axum::extract::State(gate): axum::extract::State<Arc<gate::Gate>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if gate
+        .settings
+        .external_url
+        .as_ref()
+        .is_some_and(|url| url.scheme() == "https")
+    {
+        response.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            header::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     response
 }
 

@@ -229,4 +229,8 @@ impl ControlPlane for Port {
     async fn try_answer(&self, user: &User, id: String) -> Result<TryAnswer, AppError> {
         Ok(self.0.reads.try_answer(user, id).await?)
     }
+
+    async fn notice(&self, user: &User, id: String) -> Result<Option<String>, AppError> {
+        Ok(self.0.reads.notice(user, &id).await?)
+    }
 }

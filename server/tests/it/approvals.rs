@@ -77,13 +77,14 @@ async fn nobody_approves_their_own_request_and_approving_promotes_at_once() {
         promote,
     } = four_eyes().await;
     // No reason, no request.
-    let back = location(&ask(&site, &promote, &versions[0], " ").await);
+    let asked = ask(&site, &promote, &versions[0], " ").await;
+    let back = location(&asked);
     assert!(back.contains("promote?version=1&notice="), "{back}");
     // The confirm step it is sent back to says what is missing.
-    let (_, again) = site.get(&back).await;
+    let why = site.notice(Role::Deployer, &asked).await;
     assert!(
-        again.contains("Please say why this version should go to production."),
-        "{again}"
+        why.contains("Please say why this version should go to production."),
+        "{why}"
     );
     assert!(
         site.store
@@ -251,8 +252,8 @@ async fn a_request_overtaken_in_mlflow_is_stale() {
             &[("comment", "go")],
         )
         .await;
-    let back = location(&stale);
-    assert!(back.contains("notice=") && back.contains("stale"), "{back}");
+    let why = site.notice(Role::Approver, &stale).await;
+    assert!(why.contains("stale"), "{why}");
     let fourth_id = fourth.strip_prefix("/approvals/").unwrap();
     assert_eq!(
         site.services

@@ -114,5 +114,19 @@ async fn the_external_url_and_the_allowed_list_are_the_names_served() {
     ] {
         let (status, body, _) = send(&router, "GET", "/login", &[("host", host)], "").await;
         assert_eq!(status, expected, "{host}: {body}");
-    }
+    } // Reached over https: browsers are told to keep to it.
+    let response = router
+        .clone()
+        .oneshot(
+            Request::get("/login")
+                .header("host", "slipway.example.com")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
 }

@@ -3,11 +3,11 @@
 
 use crate::support;
 
-use crate::support::site::Site;
+use crate::support::site::{Caller, Site, location};
 use crate::support::{MlflowRest, OwnMlflow, config, free_port, mlflow_url, sign_in, unique};
 use app::access::Role;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use server::{build_state, web::router};
@@ -132,11 +132,50 @@ async fn pages_refuse_frames_and_comparisons_are_capped() {
     let app = Site::new(&mlflow_url()).await;
     for uri in ["/login", "/experiments", "/deployments"] {
         let response = app.request(Request::get(uri), Body::empty()).await;
-        let headers = response.headers();
+        let headers = response.headers().clone();
         assert_eq!(headers["x-frame-options"], "DENY", "{uri}");
-        assert_eq!(
-            headers["content-security-policy"], "frame-ancestors 'none'",
-            "{uri}"
+        let policy = headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(policy.contains("frame-ancestors 'none'"), "{uri}: {policy}");
+        // Only the scripts the page itself carries, by this answer's nonce.
+        let nonce = policy
+            .split("'nonce-")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .unwrap_or_else(|| panic!("{uri}: no nonce in {policy}"));
+        assert!(nonce.len() >= 16, "{nonce}");
+        for directive in [
+            "default-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+        ] {
+            assert!(policy.contains(directive), "{uri}: {policy}");
+        }
+        let html = String::from_utf8(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        let scripts: Vec<&str> = html.split("<script").skip(1).collect();
+        assert!(!scripts.is_empty(), "{uri}: {html}");
+        for script in scripts {
+            let tag = script.split('>').next().unwrap();
+            assert!(
+                tag.contains(&format!("nonce=\"{nonce}\"")),
+                "{uri}: a script without this answer's nonce: <script{tag}>"
+            );
+        }
+        assert!(
+            headers.get("strict-transport-security").is_none(),
+            "plain http: no HSTS"
         );
     }
     let many: Vec<(String, String)> = (0..11)
@@ -182,6 +221,39 @@ async fn a_done_notice_says_only_slipways_own_words() {
         let (_, html) = app.get(&format!("/deployments/m?{forged}")).await;
         assert!(!html.contains("data-done"), "{forged}: {html}");
         assert!(!html.contains("evil.example"), "{forged}");
+    }
+    // A notice is an id the server gave its user: text in a link, or
+    // someone else's id, shows nothing.
+    let refused = app
+        .send(
+            Caller::Signed(Role::Admin),
+            Method::POST,
+            "/deployments/m/rollback",
+            "reason=x",
+        )
+        .await;
+    assert!(
+        !app.notice(Role::Admin, &refused).await.is_empty(),
+        "its sender sees it"
+    );
+    let mine = location(&refused);
+    let id = mine
+        .split("notice=")
+        .nth(1)
+        .expect("a notice id")
+        .to_string();
+    for (role, page) in [
+        (Role::Viewer, format!("/deployments/m?notice={id}")),
+        (
+            Role::Admin,
+            "/deployments/m?notice=Your%20session%20expired%3A%20sign%20in%20at%20evil.example"
+                .into(),
+        ),
+    ] {
+        let shown = app.send(Caller::Signed(role), Method::GET, &page, "").await;
+        let body = shown.into_body().collect().await.unwrap().to_bytes();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        assert!(!html.contains("form-errors"), "{page}: {html}");
     }
 }
 

@@ -52,18 +52,6 @@ fn tags(entity: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn notice(response: &axum::response::Response) -> String {
-    let location = location(response);
-    let (_, notice) = location
-        .split_once("notice=")
-        .unwrap_or_else(|| panic!("no notice in {location}"));
-    url::form_urlencoded::parse(format!("n={notice}").as_bytes())
-        .next()
-        .unwrap()
-        .1
-        .into_owned()
-}
-
 /// A Slipway, and a registered model nothing serves (`free`) with two
 /// versions; `edit` is where the registry forms post.
 struct Registry {
@@ -368,7 +356,7 @@ async fn mistakes_come_back_as_a_notice_and_change_nothing() {
         .await;
     assert!(location(&reserved).starts_with(&format!("{version_page}?notice=")));
     assert_eq!(
-        notice(&reserved),
+        site.notice(Role::Trainer, &reserved).await,
         "\"latest\" names versions in MLflow; choose another alias."
     );
     let missing = site
@@ -378,10 +366,10 @@ async fn mistakes_come_back_as_a_notice_and_change_nothing() {
             &[("op", "set-alias"), ("version", "999"), ("alias", "ghost")],
         )
         .await;
+    let refusal = site.notice(Role::Trainer, &missing).await;
     assert!(
-        notice(&missing).contains("MLflow"),
-        "MLflow's own refusal: {}",
-        notice(&missing)
+        refusal.contains("MLflow"),
+        "MLflow's own refusal: {refusal}"
     );
 
     let described = audited(&site, &free).await;
@@ -428,7 +416,7 @@ async fn what_a_deployment_serves_by_moves_only_through_promote() {
     ] {
         let response = site.post(Role::Admin, &stage_edit, &form).await;
         assert_eq!(
-            notice(&response),
+            site.notice(Role::Admin, &response).await,
             format!(
                 "A deployment serves {by_stage} by stage Production: change it with Promote or Roll back on the deployment's page."
             )
@@ -455,11 +443,8 @@ async fn what_a_deployment_serves_by_moves_only_through_promote() {
         ],
     ] {
         let response = site.post(Role::Admin, &alias_edit, &form).await;
-        assert!(
-            notice(&response).contains("by alias @champion"),
-            "{}",
-            notice(&response)
-        );
+        let refusal = site.notice(Role::Admin, &response).await;
+        assert!(refusal.contains("by alias @champion"), "{refusal}");
     }
     let (_, champion) = mlflow
         .get(
@@ -603,7 +588,7 @@ async fn a_runs_logged_model_is_registered_from_the_run_page() {
         )
         .await;
     assert_eq!(
-        notice(&foreign),
+        site.notice(Role::Trainer, &foreign).await,
         "Choose one of the models this run logged."
     );
     let (_, versions) = mlflow

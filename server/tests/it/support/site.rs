@@ -190,6 +190,31 @@ impl Site {
     }
 }
 
+impl Site {
+    /// The notice the page a form went back to shows `role` (the form's
+    /// sender): the server keeps it, the URL names it.
+    pub async fn notice(&self, role: Role, sent: &axum::response::Response) -> String {
+        let page = location(sent);
+        assert!(page.contains("notice="), "no notice in {page}");
+        let shown = self
+            .send(Caller::Signed(role), Method::GET, &page, "")
+            .await;
+        let body = shown.into_body().collect().await.unwrap().to_bytes();
+        let html = String::from_utf8(body.to_vec()).unwrap().replace("<!>", "");
+        let text = html
+            .split("class=\"form-errors\"")
+            .nth(1)
+            .and_then(|rest| rest.split_once('>'))
+            .and_then(|(_, rest)| rest.split("</p>").next())
+            .unwrap_or_else(|| panic!("{page} shows no notice: {html}"));
+        text.replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    }
+}
+
 pub fn location(response: &axum::response::Response) -> String {
     response
         .headers()
