@@ -504,6 +504,7 @@ pub async fn serving(
         reconciler.clone(),
         mlflow.clone(),
         server::adapters::serving::caller::ModelCaller::new().unwrap(),
+        Default::default(),
     )
     .seed_from_catalog(bindings)
     .await

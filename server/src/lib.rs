@@ -283,6 +283,7 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
             reconciler.clone(),
             mlflow_for_pages.clone(),
             ModelCaller::new()?,
+            catalog.clone(),
         )),
         promotions: Arc::new(Promotions::new(
             store.clone(),

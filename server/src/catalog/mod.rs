@@ -25,6 +25,69 @@ struct CatalogFile {
     projects: Vec<ProjectEntry>,
     #[serde(default, rename = "deployment")]
     deployments: Vec<DeploymentBinding>,
+    #[serde(default, rename = "serving_scope")]
+    serving_scopes: Vec<ServingScope>,
+}
+
+/// Where admins whose grant is scoped to some models may serve them in a
+/// cluster: an unscoped admin names any namespace, secret and object; a
+/// scoped one only what an entry covering the model allows (and local
+/// serving).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServingScope {
+    /// Model name patterns (`fraud-*`) this entry is for.
+    pub models: Vec<String>,
+    pub namespaces: Vec<String>,
+    /// Patterns for `storage_secret` and `service_account`.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Patterns for object names; default: the `models` patterns.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+impl ServingScope {
+    /// What a scoped admin may not name for `binding`, this entry being
+    /// the one for its model.
+    fn refusals(&self, binding: &DeploymentBinding) -> Vec<String> {
+        let matches = |patterns: &[String], name: &str| {
+            patterns
+                .iter()
+                .any(|pattern| app::access::glob_match(pattern, name))
+        };
+        let mut refused = Vec::new();
+        let namespace = binding.namespace.as_deref().unwrap_or_default();
+        if !self.namespaces.iter().any(|allowed| allowed == namespace) {
+            refused.push(format!(
+                "namespace {namespace:?} is not one your scope may serve in ({})",
+                self.namespaces.join(", ")
+            ));
+        }
+        for (field, value) in [
+            ("storage_secret", &binding.storage_secret),
+            ("service_account", &binding.service_account),
+        ] {
+            if let Some(value) = value
+                && !matches(&self.secrets, value)
+            {
+                refused.push(format!("{field} {value:?} is not one your scope may use"));
+            }
+        }
+        let names = if self.names.is_empty() {
+            &self.models
+        } else {
+            &self.names
+        };
+        let name = binding.object_name();
+        if !matches(names, &name) {
+            refused.push(format!(
+                "object name {name:?} is not one your scope may use ({})",
+                names.join(", ")
+            ));
+        }
+        refused
+    }
 }
 
 /// Which registered model is served, where, and how it gets there. Kept
@@ -462,6 +525,7 @@ pub struct Catalog {
     pub profiles: Vec<HardwareProfile>,
     pub projects: Vec<Project>,
     pub deployments: Vec<DeploymentBinding>,
+    pub serving_scopes: Vec<ServingScope>,
 }
 
 impl Catalog {
@@ -573,9 +637,39 @@ impl Catalog {
                 profiles: file.profiles,
                 projects,
                 deployments: file.deployments,
+                serving_scopes: file.serving_scopes,
             })
         } else {
             Err(problems)
+        }
+    }
+
+    /// What `grants` (an admin's, scoped to some models) may not name for
+    /// `binding` in a cluster; nothing for an unscoped admin or local serving.
+    pub fn serving_refusals(
+        &self,
+        grants: &[app::access::Grant],
+        binding: &DeploymentBinding,
+    ) -> Vec<String> {
+        let unscoped = grants
+            .iter()
+            .any(|grant| grant.role >= app::access::Role::Admin && grant.scope.is_empty());
+        if unscoped || binding.target == ServingTarget::Local {
+            return Vec::new();
+        }
+        let entry = self.serving_scopes.iter().find(|entry| {
+            entry
+                .models
+                .iter()
+                .any(|pattern| app::access::glob_match(pattern, &binding.model))
+        });
+        match entry {
+            Some(entry) => entry.refusals(binding),
+            None => vec![format!(
+                "no serving_scope in the catalog covers {}: an admin scoped to some models \
+                 serves them locally, or where the catalog allows",
+                binding.model
+            )],
         }
     }
 

@@ -13,8 +13,8 @@ use super::audit::Audit;
 use crate::adapters::mlflow::MlflowClient;
 use crate::adapters::serving::caller::{MAX_INPUT_BYTES, ModelCaller};
 use crate::catalog::{
-    DeploymentBinding, NoProduction, ProductionMarker, RequestLimit, ServingTarget, UriMapping,
-    binding_problems,
+    Catalog, DeploymentBinding, NoProduction, ProductionMarker, RequestLimit, ServingTarget,
+    UriMapping, binding_problems,
 };
 use crate::error::{Error, Invalid, Result};
 use crate::serving::protocol;
@@ -224,6 +224,8 @@ pub struct Deployments {
     pages: MlflowClient,
     /// For Try it: requests to what serves a model.
     caller: ModelCaller,
+    /// Where admins scoped to some models may serve them.
+    catalog: Arc<Catalog>,
 }
 
 impl Deployments {
@@ -232,6 +234,7 @@ impl Deployments {
         reconciler: Arc<Reconciler>,
         pages: MlflowClient,
         caller: ModelCaller,
+        catalog: Arc<Catalog>,
     ) -> Self {
         Self {
             audit: Audit::new(store.clone()),
@@ -239,6 +242,7 @@ impl Deployments {
             reconciler,
             pages,
             caller,
+            catalog,
         }
     }
 
@@ -315,7 +319,7 @@ impl Deployments {
                     "no such deployment form (sent-back forms are kept for an hour)".into(),
                 )
             })?;
-        let problems = match self.check(&sent.settings, sent.exists).await? {
+        let problems = match self.check(user, &sent.settings, sent.exists).await? {
             Ok(_) => Vec::new(),
             Err(problems) => problems,
         };
@@ -351,7 +355,7 @@ impl Deployments {
                 model: settings.model.trim(),
             },
         )?;
-        let binding = self.check(settings, false).await?.map_err(invalid)?;
+        let binding = self.check(user, settings, false).await?.map_err(invalid)?;
         if !self.store.insert_binding(&binding, &user.name).await? {
             return Err(invalid(vec![format!(
                 "{} already has a deployment",
@@ -377,7 +381,7 @@ impl Deployments {
             model: model.into(),
             ..settings.clone()
         };
-        let binding = self.check(&settings, true).await?.map_err(invalid)?;
+        let binding = self.check(user, &settings, true).await?.map_err(invalid)?;
         let revision = form_revision(&settings.revision)?;
         if !self
             .store
@@ -457,9 +461,13 @@ impl Deployments {
             .ok_or_else(|| Error::NotFound(format!("{model} has no deployment")))
     }
 
-    /// The binding the form describes, checked against every other one.
+    /// The binding the form describes, checked against every other one,
+    /// and against where `user` may serve (an admin scoped to some models
+    /// names only the namespaces, secrets and object names the catalog's
+    /// `serving_scope` allows them).
     async fn check(
         &self,
+        user: &User,
         settings: &DeploymentSettings,
         exists: bool,
     ) -> Result<std::result::Result<DeploymentBinding, Vec<String>>> {
@@ -489,6 +497,7 @@ impl Deployments {
             .collect();
         all.push(binding.clone());
         problems.extend(binding_problems(&all));
+        problems.extend(self.catalog.serving_refusals(&user.grants, &binding));
         Ok(if problems.is_empty() {
             Ok(binding)
         } else {

@@ -647,3 +647,103 @@ async fn sign_in_needs_slipways_own_pages_and_probes_need_no_session() {
         );
     }
 }
+
+/// An admin scoped to some models serves them only where the catalog's
+/// `serving_scope` says: its namespaces, secrets and object names; an
+/// unscoped admin names any, and local serving needs no entry.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scoped_admin_names_only_the_namespaces_secrets_and_objects_its_scope_allows() {
+    let data = tempfile::tempdir().unwrap();
+    let catalog = data.path().join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        "[[serving_scope]]\nmodels = [\"fraud-*\"]\nnamespaces = [\"fraud\"]\n\
+         secrets = [\"fraud-*\"]\n",
+    )
+    .unwrap();
+    let mut config = config(&mlflow_url(), data.path());
+    config.catalog = Some(catalog);
+    let state = server::build_state(&config).await.unwrap();
+    let deployments = &state.services.deployments;
+    let person = |scope: &[&str]| app::access::User {
+        name: "fraud-lead".into(),
+        authenticated: true,
+        grants: vec![app::access::Grant {
+            role: Role::Admin,
+            scope: scope.iter().map(|pattern| pattern.to_string()).collect(),
+        }],
+        token: None,
+    };
+    let settings =
+        |model: &str, namespace: &str, secret: &str, name: &str| app::model::DeploymentSettings {
+            model: model.into(),
+            target: "seldon".into(),
+            namespace: namespace.into(),
+            storage_secret: secret.into(),
+            name: name.into(),
+            ..app::model::DeploymentSettings::new_deployment()
+        };
+    let problems = |outcome: server::error::Result<()>| match outcome {
+        Err(server::error::Error::Invalid(invalid)) => invalid.problems.join("\n"),
+        other => panic!("{other:?}"),
+    };
+    let scoped = person(&["fraud-*"]);
+    let sent = problems(
+        deployments
+            .create(
+                &scoped,
+                &settings("fraud-model", "payments", "payments-bucket", "payments-api"),
+            )
+            .await,
+    );
+    for refused in [
+        "namespace \"payments\" is not one your scope may serve in (fraud)",
+        "storage_secret \"payments-bucket\" is not one your scope may use",
+        "object name \"payments-api\" is not one your scope may use (fraud-*)",
+    ] {
+        assert!(sent.contains(refused), "{refused:?} missing from:\n{sent}");
+    }
+    // Within its scope only the cluster's absence is in the way here.
+    let allowed = problems(
+        deployments
+            .create(
+                &scoped,
+                &settings("fraud-model", "fraud", "fraud-bucket", ""),
+            )
+            .await,
+    );
+    assert!(!allowed.contains("scope"), "{allowed}");
+    assert!(
+        allowed.contains("needs Slipway to run with a cluster"),
+        "{allowed}"
+    );
+    // A model no serving_scope covers: no cluster at all for this admin.
+    let uncovered = problems(
+        deployments
+            .create(
+                &person(&["risk-*"]),
+                &settings("risk-model", "fraud", "", ""),
+            )
+            .await,
+    );
+    assert!(
+        uncovered.contains("no serving_scope in the catalog covers risk-model"),
+        "{uncovered}"
+    );
+    // An unscoped admin is not held to any entry.
+    let unscoped = problems(
+        deployments
+            .create(
+                &person(&[]),
+                &settings("fraud-model", "payments", "payments-bucket", "payments-api"),
+            )
+            .await,
+    );
+    assert!(!unscoped.contains("scope"), "{unscoped}");
+    // Local serving is within every scope.
+    let local = app::model::DeploymentSettings {
+        model: "fraud-local".into(),
+        ..app::model::DeploymentSettings::new_deployment()
+    };
+    deployments.create(&scoped, &local).await.unwrap();
+}

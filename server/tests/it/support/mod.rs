@@ -563,6 +563,7 @@ pub async fn serving_of(
         reconciler.clone(),
         mlflow.clone(),
         server::adapters::serving::caller::ModelCaller::new().unwrap(),
+        Default::default(),
     ));
     deployments.seed_from_catalog(&bindings).await.unwrap();
     let promotions = Arc::new(server::services::promotions::Promotions::new(
