@@ -858,15 +858,7 @@ async fn version_label(namespace: &TestNamespace, name: &str) -> Option<String> 
 
 /// Waits until the SeldonDeployment serves `version` (None: until it is gone).
 async fn wait_served(namespace: &TestNamespace, name: &str, version: Option<&str>) {
-    let reached = eventually(A_WHILE, || async {
-        (version_label(namespace, name).await.as_deref() == version).then_some(())
-    })
-    .await;
-    assert!(
-        reached.is_some(),
-        "{name} should serve {version:?}, serves {:?}",
-        version_label(namespace, name).await
-    );
+    object_serves(&seldon_api(namespace), name, version).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1787,7 +1779,9 @@ async fn inference_services_and_seldon_core_2_models_follow_production_as_the_sh
     )
     .await;
     let failed = deployment_when(&slipway, &kserved, |detail| {
-        detail.history.len() == 2 && detail.history[0].outcome == "failed"
+        detail.history.len() == 2
+            && detail.history[0].outcome == "failed"
+            && detail.view.state == "Failed"
     })
     .await;
     assert_eq!(
@@ -1873,8 +1867,9 @@ async fn objects_of_another_team_or_install_are_never_taken_over_nor_deleted() {
         .unwrap();
 
     let slipway = setup.slipway().await;
+    // Until its first pass a deployment reads "not reconciled yet".
     let refused = deployment_when(&slipway, &seldoned, |detail| {
-        detail.view.state == "Failed" && !detail.history.is_empty()
+        detail.view.message.contains("not by this Slipway") && !detail.history.is_empty()
     })
     .await;
     assert_eq!(
@@ -1888,7 +1883,11 @@ async fn objects_of_another_team_or_install_are_never_taken_over_nor_deleted() {
     );
     assert_eq!(refused.history[0].outcome, "failed");
     assert_eq!(refused.history[0].message, refused.view.message);
-    let refused = deployment_when(&slipway, &kserved, |detail| detail.view.state == "Failed").await;
+    let refused = deployment_when(&slipway, &kserved, |detail| {
+        detail.view.message.contains("not by this Slipway")
+    })
+    .await;
+    assert_eq!(refused.view.state, "Failed");
     assert!(
         refused
             .view

@@ -468,12 +468,12 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
         if let Some(found) = &actual
             && let Some(why) = self.not_ours(ledger.store(), &object, found).await?
         {
+            self.observe(binding, None, failed_status(&why));
             if let Some(version) = &version {
                 ledger
                     .record_failure(model, version, None, trigger, &why)
                     .await?;
             }
-            self.observe(binding, None, failed_status(&why));
             return Ok(());
         }
         let serving = actual.as_ref().and_then(|actual| actual.version.clone());
