@@ -245,6 +245,38 @@ mod tests {
     use axum::response::IntoResponse;
 
     #[tokio::test]
+    async fn every_request_carries_the_targets_headers() {
+        // Answers 200 only to requests naming the model, as Seldon Core 2's mesh routes.
+        let app = axum::Router::new().route(
+            "/v2/models/ranker/infer",
+            post(|headers: axum::http::HeaderMap| async move {
+                match headers.get("seldon-model") {
+                    Some(name) if name == "ranker" => "ok".into_response(),
+                    _ => (axum::http::StatusCode::NOT_FOUND, "no route").into_response(),
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!(
+            "http://{}/v2/models/ranker/infer",
+            listener.local_addr().unwrap()
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let plan = Plan {
+            address,
+            headers: vec![("Seldon-Model".into(), "ranker".into())],
+            body: bytes::Bytes::from_static(b"{}"),
+            users: 2,
+            rate: Some(10),
+            duration: Duration::from_secs(1),
+            ramp_up: Duration::ZERO,
+        };
+        let (_, results) = run(plan, client(), |_| async { false }).await;
+        assert!(results.requests >= 5, "{}", results.requests);
+        assert_eq!(results.errors, 0, "{:?}", results.first_error);
+    }
+
+    #[tokio::test]
     async fn a_paced_run_sends_the_rate_counts_errors_and_keeps_the_first() {
         let plan = Plan {
             address: upstream().await,

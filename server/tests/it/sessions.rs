@@ -168,3 +168,52 @@ async fn sessions_end_on_account_changes_and_on_expiry() {
         "slipway_session=t; Path=/; HttpOnly; SameSite=Lax"
     );
 }
+
+/// RFC 9207: a callback that names another issuer than the configured one
+/// is refused before its code goes anywhere.
+#[tokio::test]
+async fn a_callback_from_another_issuer_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let config = config(&mlflow_url(), data.path());
+    let store = Store::connect(&config.database_url()).await.unwrap();
+    let oidc = server::adapters::oidc::Oidc::new(server::adapters::oidc::OidcSettings {
+        issuer: "https://idp.example".into(),
+        client_id: "slipway".into(),
+        client_secret: None,
+        scopes: vec!["openid".into()],
+        groups_claim: "groups".into(),
+        username_claim: "preferred_username".into(),
+        role_map: Vec::new(),
+        redirect_url: "https://slipway.example/login/oidc/callback"
+            .parse()
+            .unwrap(),
+    });
+    let hour = Duration::from_secs(3600);
+    let settings = SessionSettings {
+        idle: hour,
+        absolute: hour,
+    };
+    let accounts = Accounts::new(store, settings, Some(oidc));
+    let refused = accounts
+        .finish_sso(Some("st"), "code", "st", Some("https://evil.example"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, server::error::Error::Forbidden(_)),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("https://evil.example"),
+        "{refused}"
+    );
+    // The configured issuer (a trailing slash aside) goes on to the flow's
+    // own checks: this state was never begun.
+    let next = accounts
+        .finish_sso(Some("st"), "code", "st", Some("https://idp.example/"))
+        .await
+        .unwrap_err();
+    assert!(
+        next.to_string().contains("expired or was already used"),
+        "{next}"
+    );
+}
