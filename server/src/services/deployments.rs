@@ -382,6 +382,7 @@ impl Deployments {
             ..settings.clone()
         };
         let binding = self.check(user, &settings, true).await?.map_err(invalid)?;
+        self.marker_moves_nothing(&record.binding, &binding).await?;
         let revision = form_revision(&settings.revision)?;
         if !self
             .store
@@ -452,6 +453,54 @@ impl Deployments {
             outcome,
         };
         self.store.insert_try_answer(&user.name, &answer).await
+    }
+
+    /// Four eyes hold for settings too: where a deployment needs an
+    /// approver (before or after the change), its marker (stage or alias)
+    /// may change only to one that marks the same version in MLflow, so no
+    /// one ships another version alone by switching markers.
+    async fn marker_moves_nothing(
+        &self,
+        before: &DeploymentBinding,
+        after: &DeploymentBinding,
+    ) -> Result<()> {
+        let moved = before.production != after.production
+            || (after.production == ProductionMarker::Alias && before.alias != after.alias);
+        if !moved || !(before.requires_approval || after.requires_approval) {
+            return Ok(());
+        }
+        let model = self
+            .pages
+            .get_registered_model(&after.model)
+            .await
+            .map_err(|err| {
+                Error::Unavailable(format!("reading {} in MLflow: {err}", after.model))
+            })?;
+        let marked = |binding: &DeploymentBinding| {
+            crate::serving::desired::desired_versions(
+                std::slice::from_ref(binding),
+                std::slice::from_ref(&model),
+            )
+            .remove(&binding.model)
+            .flatten()
+        };
+        let (now, then) = (marked(before), marked(after));
+        if now == then {
+            return Ok(());
+        }
+        let shown = |version: &Option<String>| match version {
+            Some(version) => format!("v{version}"),
+            None => "no version".to_string(),
+        };
+        Err(invalid(vec![format!(
+            "{} needs an approver: its marker may change only to one that marks the same version \
+             ({} marks {}, {} marks {}); a new version goes out through a promotion request.",
+            after.model,
+            before.marker(),
+            shown(&now),
+            after.marker(),
+            shown(&then),
+        )]))
     }
 
     async fn record(&self, model: &str) -> Result<BindingRecord> {

@@ -747,3 +747,104 @@ async fn a_scoped_admin_names_only_the_namespaces_secrets_and_objects_its_scope_
     };
     deployments.create(&scoped, &local).await.unwrap();
 }
+
+/// Four eyes hold for settings: where a deployment needs an approver, its
+/// marker may change only to one that marks the same version, so an admin
+/// alone cannot ship another version by switching stage for alias (or one
+/// alias for another), even while turning approval off in the same form.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_alone_cannot_switch_a_deployments_marker_to_another_version() {
+    let mlflow = MlflowRest::new(&mlflow_url());
+    let model = unique("four-eyes-marker");
+    mlflow.create_registered_model(&model).await;
+    let experiment = mlflow.create_experiment(&unique("marker"), &[]).await;
+    for name in ["v1", "v2"] {
+        let run = mlflow.create_run(&experiment, name, &[], &[], &[]).await;
+        mlflow.register_version(&model, &experiment, &run).await;
+    }
+    mlflow.transition_stage(&model, "1", "Production").await;
+    mlflow.set_alias(&model, "challenger", "2").await;
+    mlflow.set_alias(&model, "same", "1").await;
+
+    let data = tempfile::tempdir().unwrap();
+    let mut config = config(&mlflow_url(), data.path());
+    config.reconcile_poll_secs = 3600;
+    let state = server::build_state(&config).await.unwrap();
+    let deployments = &state.services.deployments;
+    let admin = app::access::User {
+        name: "solo-admin".into(),
+        authenticated: true,
+        grants: vec![app::access::Grant::global(Role::Admin)],
+        token: None,
+    };
+    let guarded = app::model::DeploymentSettings {
+        model: model.clone(),
+        requires_approval: true,
+        ..app::model::DeploymentSettings::new_deployment()
+    };
+    deployments.create(&admin, &guarded).await.unwrap();
+    let revision = || async {
+        state
+            .store
+            .binding(&model)
+            .await
+            .unwrap()
+            .unwrap()
+            .revision
+            .to_string()
+    };
+    let to_alias = |alias: &str, approval: bool, revision: String| app::model::DeploymentSettings {
+        production: "alias".into(),
+        alias: alias.into(),
+        requires_approval: approval,
+        revision,
+        ..guarded.clone()
+    };
+    for approval in [true, false] {
+        let refused = deployments
+            .update(
+                &admin,
+                &model,
+                &to_alias("challenger", approval, revision().await),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("stage Production marks v1, alias @challenger marks v2"),
+            "{refused}"
+        );
+    }
+    // To a marker of the same version: nothing else starts serving.
+    deployments
+        .update(&admin, &model, &to_alias("same", true, revision().await))
+        .await
+        .unwrap();
+    let stored = state.store.binding(&model).await.unwrap().unwrap();
+    assert_eq!(stored.binding.alias, "same");
+    // Without an approver to begin with, the admin's change is the admin's.
+    let free = unique("no-approval");
+    mlflow.create_registered_model(&free).await;
+    let run = mlflow.create_run(&experiment, "v1", &[], &[], &[]).await;
+    mlflow.register_version(&free, &experiment, &run).await;
+    mlflow.set_alias(&free, "challenger", "1").await;
+    let open = app::model::DeploymentSettings {
+        model: free.clone(),
+        ..app::model::DeploymentSettings::new_deployment()
+    };
+    deployments.create(&admin, &open).await.unwrap();
+    let revision = state.store.binding(&free).await.unwrap().unwrap().revision;
+    deployments
+        .update(
+            &admin,
+            &free,
+            &app::model::DeploymentSettings {
+                production: "alias".into(),
+                alias: "challenger".into(),
+                revision: revision.to_string(),
+                ..open.clone()
+            },
+        )
+        .await
+        .unwrap();
+}
