@@ -327,6 +327,20 @@ mod tests {
         assert!("g=wizard".parse::<GroupRole>().is_err());
     }
 
+    /// A provider at idp.example, not discovered (no network).
+    fn settings() -> OidcSettings {
+        OidcSettings {
+            issuer: "https://idp.example".into(),
+            client_id: "slipway".into(),
+            client_secret: None,
+            scopes: vec!["openid".into(), "groups".into()],
+            groups_claim: "groups".into(),
+            username_claim: "preferred_username".into(),
+            role_map: Vec::new(),
+            redirect_url: Url::parse("https://slipway.example/login/oidc/callback").unwrap(),
+        }
+    }
+
     #[tokio::test]
     async fn userinfo_counts_only_when_it_is_about_the_same_subject() {
         let app = axum::Router::new().route(
@@ -344,16 +358,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/userinfo", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let oidc = Oidc::new(OidcSettings {
-            issuer: "https://idp.example".into(),
-            client_id: "slipway".into(),
-            client_secret: None,
-            scopes: vec!["openid".into()],
-            groups_claim: "groups".into(),
-            username_claim: "preferred_username".into(),
-            role_map: Vec::new(),
-            redirect_url: Url::parse("https://slipway.example/login/oidc/callback").unwrap(),
-        });
+        let oidc = Oidc::new(settings());
         let info = oidc.user_info(&url, "for-u-1", "u-1").await.unwrap();
         assert_eq!(info["groups"][0], "ml-approvers");
         let other = oidc.user_info(&url, "for-u-1", "u-9").await.unwrap_err();
@@ -364,16 +369,7 @@ mod tests {
     async fn the_authorization_request_carries_pkce_state_and_nonce() {
         // Discovery is what needs a provider; the request itself is built
         // from the client, so a client is made from fixed metadata here.
-        let oidc = Oidc::new(OidcSettings {
-            issuer: "https://idp.example".into(),
-            client_id: "slipway".into(),
-            client_secret: None,
-            scopes: vec!["openid".into(), "groups".into()],
-            groups_claim: "groups".into(),
-            username_claim: "preferred_username".into(),
-            role_map: Vec::new(),
-            redirect_url: Url::parse("https://slipway.example/login/oidc/callback").unwrap(),
-        });
+        let oidc = Oidc::new(settings());
         let metadata: CoreProviderMetadata = serde_json::from_value(serde_json::json!({
             "issuer": "https://idp.example",
             "authorization_endpoint": "https://idp.example/authorize",

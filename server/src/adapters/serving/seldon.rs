@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use app::model::ServingState;
 
-use super::objects::{ObjectKind, ObjectTarget, metadata, resources};
+use super::objects::{ObjectKind, ObjectTarget, false_condition, metadata, resources};
 use crate::catalog::{DeploymentBinding, ServingTarget as TargetKind};
 use crate::serving::ServingStatus;
 
@@ -133,20 +133,10 @@ pub fn status(object: &Value) -> ServingStatus {
         Some("Failed") => ServingState::Failed,
         _ => ServingState::Creating,
     };
-    let failed_condition = status["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|condition| condition["status"] == "False")
-        .and_then(|condition| {
-            condition["message"]
-                .as_str()
-                .or(condition["reason"].as_str())
-        });
     let message = status["description"]
         .as_str()
         .filter(|text| !text.is_empty())
-        .or(failed_condition)
+        .or(false_condition(status, &[]))
         .unwrap_or_default()
         .to_string();
     ServingStatus {
