@@ -1133,26 +1133,47 @@ crate::text_enum! {
     }
 }
 
-/// A deployer's request to promote a version, with the evidence as it was
-/// when they asked.
+/// A request another person decides: a deployer's promotion of a version,
+/// or a deployment's settings change that needs a second person
+/// (`settings`), with the evidence as it was when they asked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PromotionRequest {
     pub id: String,
     pub model: String,
+    /// The version it would make serve; empty: none (a settings change
+    /// while nothing is in production).
     pub version: String,
     pub reason: String,
     pub requested_by: String,
     pub requested_ms: i64,
     /// What was in production when it was asked for.
     pub base_version: Option<String>,
-    pub evidence: PromotionPreview,
+    /// The version it would make serve against production then; `None`
+    /// when it would make no version serve.
+    pub evidence: Option<PromotionPreview>,
+    /// A settings change instead of a promotion: what approving it saves.
+    #[serde(default)]
+    pub settings: Option<SettingsChange>,
     pub state: RequestState,
     pub decided_by: Option<String>,
     pub decided_ms: Option<i64>,
     pub comment: String,
     /// What happened when it was carried out (or why it could not be).
     pub outcome: String,
+}
+
+/// A deployment's settings change held for a second person: a new
+/// deployment whose marker already marks a version (it would serve it at
+/// once), or one that turns approval off for a model that has it on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct SettingsChange {
+    /// A new deployment; else a change of the one at `settings.revision`.
+    pub create: bool,
+    pub settings: DeploymentSettings,
+    /// The change in words, as the deployment's history will say it.
+    pub changes: String,
 }
 
 /// A model server's answer to a Try it request.

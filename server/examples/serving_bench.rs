@@ -499,21 +499,20 @@ pub async fn serving(
     )
     .await
     .unwrap();
-    server::services::deployments::Deployments::new(
+    let deployments = Arc::new(server::services::deployments::Deployments::new(
         store.clone(),
         reconciler.clone(),
-        mlflow.clone(),
+        (mlflow.clone(), mlflow.clone()),
         server::adapters::serving::caller::ModelCaller::new().unwrap(),
         Default::default(),
-    )
-    .seed_from_catalog(bindings)
-    .await
-    .unwrap();
+    ));
+    deployments.seed_from_catalog(bindings).await.unwrap();
     let promotions = Arc::new(server::services::promotions::Promotions::new(
         store.clone(),
         mlflow.clone(),
         mlflow.clone(),
         reconciler.clone(),
+        deployments,
     ));
     (reconciler, triggers, promotions)
 }

@@ -277,19 +277,21 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
         config.session_settings(),
         config.oidc_settings().map(oidc::Oidc::new),
     ));
+    let deployments = Arc::new(Deployments::new(
+        store.clone(),
+        reconciler.clone(),
+        (mlflow.clone(), mlflow_for_pages.clone()),
+        ModelCaller::new()?,
+        catalog.clone(),
+    ));
     let services = Services {
-        deployments: Arc::new(Deployments::new(
-            store.clone(),
-            reconciler.clone(),
-            mlflow_for_pages.clone(),
-            ModelCaller::new()?,
-            catalog.clone(),
-        )),
+        deployments: deployments.clone(),
         promotions: Arc::new(Promotions::new(
             store.clone(),
             mlflow.clone(),
             mlflow_for_pages.clone(),
             reconciler.clone(),
+            deployments,
         )),
         registry: Arc::new(Registry::new(store.clone(), mlflow_for_pages)),
         load_tests: Arc::new(LoadTests::new(

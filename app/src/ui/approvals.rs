@@ -62,7 +62,16 @@ pub fn ApprovalPage() -> impl IntoView {
 
 #[component]
 fn RequestDetail(request: PromotionRequest, allowed: Result<(), String>) -> impl IntoView {
-    let title = format!("Promote {} v{}?", request.model, request.version);
+    let title = match &request.settings {
+        Some(change) if change.create => format!("Make the deployment of {}?", request.model),
+        Some(_) => format!("Change the deployment of {}?", request.model),
+        None => format!("Promote {} v{}?", request.model, request.version),
+    };
+    let approve_label = if request.settings.is_some() {
+        "Approve and save"
+    } else {
+        "Approve and deploy"
+    };
     let decision = match request.state {
         RequestState::Pending => match allowed {
             Ok(()) => {
@@ -73,7 +82,7 @@ fn RequestDetail(request: PromotionRequest, allowed: Result<(), String>) -> impl
                         <label for="comment">"Comment (required to reject)"</label>
                         <textarea id="comment" name="comment" rows="3"></textarea>
                         <div class="actions">
-                            <button type="submit" class="primary">"Approve and deploy"</button>
+                            <button type="submit" class="primary">{approve_label}</button>
                             <button type="submit" class="danger" formaction=reject>"Reject"</button>
                         </div>
                     </form>
@@ -107,8 +116,15 @@ fn RequestDetail(request: PromotionRequest, allowed: Result<(), String>) -> impl
             <dt>"Why"</dt><dd class="description">{request.reason.clone()}</dd>
             <dt>"In production then"</dt><dd>{base}</dd>
         </dl>
+        {request.settings.clone().map(|change| view! {
+            <h2>"The settings change"</h2>
+            <p class="description" data-settings-change>{change.changes}</p>
+        })}
         <h2>"Evidence, as it was when asked"</h2>
-        <Evidence preview=request.evidence.clone()/>
+        {match request.evidence.clone() {
+            Some(preview) => view! { <Evidence preview/> }.into_any(),
+            None => view! { <p>"It makes no version serve: nothing is in production."</p> }.into_any(),
+        }}
         {decision}
         <p><a href=deployment_href(&request.model)>"The deployment"</a></p>
     }

@@ -30,7 +30,9 @@ pub fn RequestTable(requests: Vec<PromotionRequest>) -> impl IntoView {
                 <tr data-request=request.id.clone()>
                     <td><a href=approval_href(&request.id)>{format_millis(Some(request.requested_ms))}</a></td>
                     <td><a href=deployment_href(&request.model)>{request.model.clone()}</a></td>
-                    <td><a href=version_href(&request.model, &request.version)>{format!("v{}", request.version)}</a></td>
+                    <td>{(!request.version.is_empty()).then(|| view! {
+                        <a href=version_href(&request.model, &request.version)>{format!("v{}", request.version)}</a>
+                    })}</td>
                     <td>{request.requested_by.clone()}</td>
                     <td class="description">{request.reason.clone()}</td>
                     <td><RequestBadge state=request.state/></td>

@@ -7,10 +7,15 @@
 use std::sync::Arc;
 
 use app::access::{Action, User, authorize};
-use app::model::{AuditAction, DeploymentForm, DeploymentOutcome, DeploymentSettings, TryAnswer};
+use app::model::{
+    AuditAction, DeploymentForm, DeploymentOutcome, DeploymentSettings, Notification,
+    NotificationEvent, PromotionPreview, PromotionRequest, SettingsChange, TryAnswer,
+};
+use app::routes::approval_href;
 
-use super::audit::Audit;
-use crate::adapters::mlflow::MlflowClient;
+use super::audit::{Audit, Outcome};
+use super::reads::version_summary;
+use crate::adapters::mlflow::{MlflowClient, MlflowError};
 use crate::adapters::serving::caller::{MAX_INPUT_BYTES, ModelCaller};
 use crate::catalog::{
     Catalog, DeploymentBinding, NoProduction, ProductionMarker, RequestLimit, ServingTarget,
@@ -24,6 +29,16 @@ use crate::store::Store;
 use crate::store::bindings::{BindingRecord, ManagedBy, Seeded};
 use crate::store::deliveries::Delivery;
 use crate::store::drafts::DraftForm;
+use crate::store::requests::NewRequest;
+
+/// What saving a deployment's settings did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Saved {
+    /// Saved and converging.
+    Now,
+    /// Held for a second person: the request's id.
+    Requested(String),
+}
 
 /// A binding's settings as its form shows them.
 pub fn settings_of(record: &BindingRecord) -> DeploymentSettings {
@@ -220,6 +235,8 @@ pub struct Deployments {
     store: Store,
     audit: Audit,
     reconciler: Arc<Reconciler>,
+    /// MLflow as it is now (never a kept answer): what a marker marks.
+    mlflow: MlflowClient,
     /// The pages' MLflow client: its kept answers go when MLflow changes.
     pages: MlflowClient,
     /// For Try it: requests to what serves a model.
@@ -232,7 +249,7 @@ impl Deployments {
     pub fn new(
         store: Store,
         reconciler: Arc<Reconciler>,
-        pages: MlflowClient,
+        (mlflow, pages): (MlflowClient, MlflowClient),
         caller: ModelCaller,
         catalog: Arc<Catalog>,
     ) -> Self {
@@ -240,6 +257,7 @@ impl Deployments {
             audit: Audit::new(store.clone()),
             store,
             reconciler,
+            mlflow,
             pages,
             caller,
             catalog,
@@ -347,8 +365,9 @@ impl Deployments {
             .await
     }
 
-    /// Creates an app-managed deployment and converges it at once.
-    pub async fn create(&self, user: &User, settings: &DeploymentSettings) -> Result<()> {
+    /// Creates an app-managed deployment and converges it at once, or
+    /// asks a second person where four eyes hold (`second_person`).
+    pub async fn create(&self, user: &User, settings: &DeploymentSettings) -> Result<Saved> {
         authorize(
             user,
             Action::ManageDeployment {
@@ -356,25 +375,44 @@ impl Deployments {
             },
         )?;
         let binding = self.check(user, settings, false).await?.map_err(invalid)?;
+        let detail = format!(
+            "created: {}, serving by {}, approval {}",
+            binding.target.as_str(),
+            binding.marker(),
+            if binding.requires_approval {
+                "required"
+            } else {
+                "not required"
+            }
+        );
+        if let Some(why) = self.second_person(None, &binding).await? {
+            let change = SettingsChange {
+                create: true,
+                settings: settings.clone(),
+                changes: detail,
+            };
+            return self.ask(user, &binding, change, &why).await;
+        }
         if !self.store.insert_binding(&binding, &user.name).await? {
             return Err(invalid(vec![format!(
                 "{} already has a deployment",
                 binding.model
             )]));
         }
-        let detail = format!("created: {}", binding.target.as_str());
         self.changed(user, &binding.model, AuditAction::CreateDeployment, &detail)
-            .await
+            .await?;
+        Ok(Saved::Now)
     }
 
     /// Changes an app-managed deployment, if nobody changed it since the
-    /// form was read (`settings.revision`).
+    /// form was read (`settings.revision`); or asks a second person, as
+    /// `create`.
     pub async fn update(
         &self,
         user: &User,
         model: &str,
         settings: &DeploymentSettings,
-    ) -> Result<()> {
+    ) -> Result<Saved> {
         authorize(user, Action::ManageDeployment { model })?;
         let record = self.editable(model).await?;
         let settings = DeploymentSettings {
@@ -384,6 +422,18 @@ impl Deployments {
         let binding = self.check(user, &settings, true).await?.map_err(invalid)?;
         self.marker_moves_nothing(&record.binding, &binding).await?;
         let revision = form_revision(&settings.revision)?;
+        if revision != record.revision {
+            return Err(changed_meanwhile(model));
+        }
+        let detail = changes(&settings_of(&record), &settings);
+        if let Some(why) = self.second_person(Some(&record.binding), &binding).await? {
+            let change = SettingsChange {
+                create: false,
+                settings,
+                changes: detail,
+            };
+            return self.ask(user, &binding, change, &why).await;
+        }
         if !self
             .store
             .update_binding(&binding, revision, &user.name)
@@ -391,9 +441,183 @@ impl Deployments {
         {
             return Err(changed_meanwhile(model));
         }
-        let detail = changes(&settings_of(&record), &settings);
         self.changed(user, model, AuditAction::EditDeployment, &detail)
-            .await
+            .await?;
+        Ok(Saved::Now)
+    }
+
+    /// Why saving `after` (over `before`, or as a new deployment) needs a
+    /// second person, if it does: it turns approval off for a model that
+    /// has it on (its deployment, or its last one if deleted), or it is a
+    /// new deployment requiring approval whose marker already marks a
+    /// version, which would start serving with nobody having approved it.
+    async fn second_person(
+        &self,
+        before: Option<&DeploymentBinding>,
+        after: &DeploymentBinding,
+    ) -> Result<Option<String>> {
+        let approval_on = match before {
+            Some(before) => before.requires_approval,
+            None => self.store.approval_required(&after.model).await?,
+        };
+        if approval_on && !after.requires_approval {
+            return Ok(Some(format!(
+                "{} requires approval: turning it off needs a second person",
+                after.model
+            )));
+        }
+        if before.is_none()
+            && after.requires_approval
+            && let Some(version) = self.marked_version(after).await?
+        {
+            return Ok(Some(format!(
+                "its {} already marks v{version}, which would start serving with nobody having approved it",
+                after.marker()
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Holds `change` for a second person: a request with the version it
+    /// would make serve as evidence. The request's id.
+    async fn ask(
+        &self,
+        user: &User,
+        binding: &DeploymentBinding,
+        change: SettingsChange,
+        why: &str,
+    ) -> Result<Saved> {
+        let model = binding.model.as_str();
+        let version = self.marked_version(binding).await?;
+        let evidence = match &version {
+            Some(version) => Some(PromotionPreview {
+                model: model.to_string(),
+                marker: binding.marker(),
+                current: None,
+                candidate: version_summary(&self.pages, model, version).await?,
+                requires_approval: true,
+            }),
+            None => None,
+        };
+        let reason = format!("{}: {why}", change.changes);
+        let audit = self
+            .audit
+            .begin(
+                &user.actor(),
+                AuditAction::PromotionRequest,
+                &subject(model),
+                &format!("settings: {reason}"),
+            )
+            .await?;
+        let request = self
+            .store
+            .insert_promotion_request(&NewRequest {
+                model,
+                version: version.as_deref().unwrap_or_default(),
+                reason: &reason,
+                requested_by: &user.name,
+                base_version: version.as_deref(),
+                evidence: evidence.as_ref(),
+                settings: Some(&change),
+            })
+            .await?;
+        audit
+            .complete(Outcome::DoneWith(format!("request {}", request.id)))
+            .await?;
+        tracing::info!(%model, user = %user.name, request = %request.id, "settings change requested");
+        super::notifications::tell(
+            &self.store,
+            Notification {
+                event: NotificationEvent::PromotionRequested,
+                at_ms: crate::store::now_ms(),
+                text: format!(
+                    "{} asks to change the deployment of {model}: {reason}",
+                    user.actor()
+                ),
+                link: approval_href(&request.id),
+                model: Some(model.to_string()),
+                version: version.clone(),
+                launch_id: None,
+                request_id: Some(request.id.clone()),
+                run_id: None,
+                actor: Some(user.actor()),
+            },
+        )
+        .await;
+        Ok(Saved::Requested(request.id))
+    }
+
+    /// Saves an approved settings change as its requester asked for it,
+    /// if nothing it was decided on moved meanwhile: the deployment is
+    /// still absent (new) or at the same revision, and the marker still
+    /// marks the version the request showed. The caller has recorded the
+    /// decision; `Err` is why it could not be saved.
+    pub async fn apply_approved(
+        &self,
+        approver: &User,
+        request: &PromotionRequest,
+        change: &SettingsChange,
+    ) -> Result<()> {
+        let binding = binding_of(&change.settings).map_err(invalid)?;
+        let now = self.marked_version(&binding).await?;
+        let then = (!request.version.is_empty()).then(|| request.version.clone());
+        if now != then {
+            return Err(Error::Conflict(format!(
+                "its {} marks {} now, not {} as when this was asked for; nothing was saved",
+                binding.marker(),
+                version_words(now.as_deref()),
+                version_words(then.as_deref())
+            )));
+        }
+        let by = format!(
+            "{} (approved by {})",
+            request.requested_by,
+            approver.actor()
+        );
+        let model = binding.model.as_str();
+        if change.create {
+            if !self.store.insert_binding(&binding, &by).await? {
+                return Err(Error::Conflict(format!(
+                    "{model} has a deployment made since; nothing was saved"
+                )));
+            }
+        } else {
+            let revision = form_revision(&change.settings.revision)?;
+            if !self.store.update_binding(&binding, revision, &by).await? {
+                return Err(changed_meanwhile(model));
+            }
+        }
+        let action = if change.create {
+            AuditAction::CreateDeployment
+        } else {
+            AuditAction::EditDeployment
+        };
+        let detail = format!(
+            "{}; asked by {} in request {}",
+            change.changes, request.requested_by, request.id
+        );
+        self.changed(approver, model, action, &detail).await
+    }
+
+    /// What the binding's marker marks in MLflow right now; `None` for a
+    /// model MLflow does not have (yet).
+    async fn marked_version(&self, binding: &DeploymentBinding) -> Result<Option<String>> {
+        let model = match self.mlflow.get_registered_model(&binding.model).await {
+            Ok(model) => model,
+            Err(MlflowError::Api { status: 404, .. }) => return Ok(None),
+            Err(err) => {
+                return Err(Error::Unavailable(format!(
+                    "reading {} in MLflow: {err}",
+                    binding.model
+                )));
+            }
+        };
+        Ok(crate::serving::desired::desired_versions(
+            std::slice::from_ref(binding),
+            std::slice::from_ref(&model),
+        )
+        .remove(&binding.model)
+        .flatten())
     }
 
     /// Deletes an app-managed deployment once its name is typed again
@@ -469,29 +693,14 @@ impl Deployments {
         if !moved || !(before.requires_approval || after.requires_approval) {
             return Ok(());
         }
-        let model = self
-            .pages
-            .get_registered_model(&after.model)
-            .await
-            .map_err(|err| {
-                Error::Unavailable(format!("reading {} in MLflow: {err}", after.model))
-            })?;
-        let marked = |binding: &DeploymentBinding| {
-            crate::serving::desired::desired_versions(
-                std::slice::from_ref(binding),
-                std::slice::from_ref(&model),
-            )
-            .remove(&binding.model)
-            .flatten()
-        };
-        let (now, then) = (marked(before), marked(after));
+        let (now, then) = (
+            self.marked_version(before).await?,
+            self.marked_version(after).await?,
+        );
         if now == then {
             return Ok(());
         }
-        let shown = |version: &Option<String>| match version {
-            Some(version) => format!("v{version}"),
-            None => "no version".to_string(),
-        };
+        let shown = |version: &Option<String>| version_words(version.as_deref());
         Err(invalid(vec![format!(
             "{} needs an approver: its marker may change only to one that marks the same version \
              ({} marks {}, {} marks {}); a new version goes out through a promotion request.",
@@ -610,6 +819,10 @@ fn form_revision(revision: &str) -> Result<i64> {
     revision
         .parse()
         .map_err(|_| Error::invalid("the form lacks its revision"))
+}
+
+fn version_words(version: Option<&str>) -> String {
+    version.map_or("no version".to_string(), |version| format!("v{version}"))
 }
 
 fn changed_meanwhile(model: &str) -> Error {

@@ -16,10 +16,12 @@ use std::sync::Arc;
 use app::access::{Action, User, authorize};
 use app::model::{
     AuditAction, Notification, NotificationEvent, PromotionPreview, PromotionRequest, RequestState,
+    SettingsChange,
 };
 use app::routes::{approval_href, deployment_href};
 
 use super::audit::{Audit, Begun, Outcome, complete_by_id};
+use super::deployments::Deployments;
 use super::reads::version_summary;
 use crate::adapters::mlflow::MlflowClient;
 use crate::catalog::{DeploymentBinding, ProductionMarker};
@@ -29,6 +31,7 @@ use crate::serving::reconciler::Reconciler;
 use crate::serving::target::Trigger;
 use crate::store::Store;
 use crate::store::promotions::{NewPromotion, PromotionState};
+use crate::store::requests::NewRequest;
 
 /// What a deployer's "Promote" did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +85,8 @@ pub struct Promotions {
     /// The pages' client, for the evidence a confirm page shows.
     pages: MlflowClient,
     reconciler: Arc<Reconciler>,
+    /// Saves the settings changes approvers approve.
+    deployments: Arc<Deployments>,
 }
 
 impl Promotions {
@@ -90,6 +95,7 @@ impl Promotions {
         mlflow: MlflowClient,
         pages: MlflowClient,
         reconciler: Arc<Reconciler>,
+        deployments: Arc<Deployments>,
     ) -> Self {
         Self {
             audit: Audit::new(store.clone()),
@@ -97,6 +103,7 @@ impl Promotions {
             mlflow,
             pages,
             reconciler,
+            deployments,
         }
     }
 
@@ -153,14 +160,15 @@ impl Promotions {
             .await?;
         let request = self
             .store
-            .insert_promotion_request(
+            .insert_promotion_request(&NewRequest {
                 model,
                 version,
-                &reason,
-                &user.name,
-                base_version.as_deref(),
-                &evidence,
-            )
+                reason: &reason,
+                requested_by: &user.name,
+                base_version: base_version.as_deref(),
+                evidence: Some(&evidence),
+                settings: None,
+            })
             .await?;
         audit
             .complete(Outcome::DoneWith(format!("request {}", request.id)))
@@ -184,10 +192,15 @@ impl Promotions {
     }
 
     /// An approver's yes: promotes at once, if Production is still what
-    /// it was when the request was made.
+    /// it was when the request was made (or saves the settings change).
     pub async fn approve(&self, user: &User, id: &str, comment: &str) -> Result<PromotionRequest> {
         let request = self.pending_request(user, id).await?;
         let comment = comment.trim().chars().take(MAX_TEXT).collect::<String>();
+        if let Some(change) = &request.settings {
+            return self
+                .approve_settings(user, &request, change, &comment)
+                .await;
+        }
         let binding = self.binding(&request.model).await?;
         if let Some(why) = self.staleness(&binding, &request).await? {
             let decided = self
@@ -244,6 +257,45 @@ impl Promotions {
         tracing::info!(model = %request.model, version = %request.version, approver = %user.name, request = %id, "promotion approved");
         self.tell_decision(true, user, &request, &note).await;
         self.request(id).await
+    }
+
+    /// An approver's yes to a settings change: decided first, then saved
+    /// as asked for, unless what it was decided on moved meanwhile (stale).
+    async fn approve_settings(
+        &self,
+        user: &User,
+        request: &PromotionRequest,
+        change: &SettingsChange,
+        comment: &str,
+    ) -> Result<PromotionRequest> {
+        let audit = self
+            .decide(
+                user,
+                request,
+                AuditAction::Approve,
+                RequestState::Approving,
+                comment,
+            )
+            .await?;
+        let saved = self.deployments.apply_approved(user, request, change).await;
+        let (state, note) = match &saved {
+            Ok(()) => (RequestState::Approved, "saved; converging".to_string()),
+            Err(Error::Conflict(why)) => (RequestState::Stale, why.clone()),
+            Err(err) => (RequestState::Failed, Outcome::failed(err).text()),
+        };
+        self.store
+            .finish_promotion_request(&request.id, state, &note)
+            .await?;
+        tracing::info!(model = %request.model, approver = %user.name, request = %request.id, ?state, "settings change decided");
+        let finished = audit.finish(saved).await;
+        if state == RequestState::Stale {
+            return Err(Error::invalid(format!(
+                "This request is stale and cannot be approved: {note}. Ask for a new one."
+            )));
+        }
+        finished?;
+        self.tell_decision(true, user, request, &note).await;
+        self.request(&request.id).await
     }
 
     /// An approver's no, with why; nothing changes in MLflow.
@@ -514,10 +566,9 @@ impl Promotions {
             (NotificationEvent::PromotionRejected, "rejected")
         };
         let text = format!(
-            "{} {decided} {} v{} (asked by {}): {note}",
+            "{} {decided} {} (asked by {}): {note}",
             user.actor(),
-            request.model,
-            request.version,
+            asked_for(request),
             request.requested_by
         );
         let link = approval_href(&request.id);
@@ -552,7 +603,7 @@ impl Promotions {
                 text,
                 link,
                 model: Some(model.to_string()),
-                version: Some(version.to_string()),
+                version: (!version.is_empty()).then(|| version.to_string()),
                 launch_id: None,
                 request_id: request_id.map(str::to_string),
                 run_id: None,
@@ -598,8 +649,9 @@ impl Promotions {
                 action,
                 &subject(&request.model),
                 &format!(
-                    "v{} requested by {}: {comment}",
-                    request.version, request.requested_by
+                    "{} requested by {}: {comment}",
+                    asked_for(request),
+                    request.requested_by
                 ),
             )
             .await?;
@@ -665,6 +717,14 @@ impl Promotions {
                     && event.outcome == Outcome::Done.text()
             });
         Ok(changed.map(|event| format!("{} made a {} since", event.actor, event.action)))
+    }
+}
+
+/// What a request asks for, in words.
+fn asked_for(request: &PromotionRequest) -> String {
+    match &request.settings {
+        Some(change) => format!("the deployment of {}: {}", request.model, change.changes),
+        None => format!("{} v{}", request.model, request.version),
     }
 }
 

@@ -101,6 +101,7 @@ impl Store {
             .bind(now_ms())
             .execute(&self.pool)
             .await?;
+            self.remember_approval(binding).await?;
             changes.push((binding.model.clone(), seeded));
         }
         for record in self.bindings().await? {
@@ -134,7 +135,10 @@ impl Store {
         .execute(&self.pool)
         .await;
         match inserted {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.remember_approval(binding).await?;
+                Ok(true)
+            }
             Err(sqlx::Error::Database(err)) if err.is_unique_violation() => Ok(false),
             Err(err) => Err(err.into()),
         }
@@ -160,7 +164,40 @@ impl Store {
         .bind(ManagedBy::App.as_str())
         .execute(&self.pool)
         .await?;
-        Ok(updated.rows_affected() == 1)
+        if updated.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.remember_approval(binding).await?;
+        Ok(true)
+    }
+
+    /// Whether `model`'s deployment requires approval, or, with none, its
+    /// last one did: what a new deployment of it is held to.
+    pub async fn approval_required(&self, model: &str) -> Result<bool> {
+        if let Some(record) = self.binding(model).await? {
+            return Ok(record.binding.requires_approval);
+        }
+        let row = sqlx::query("SELECT model FROM approval_required WHERE model = $1")
+            .bind(model)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Keeps whether the binding requires approval beyond its deletion.
+    async fn remember_approval(&self, binding: &DeploymentBinding) -> Result<()> {
+        let query = if binding.requires_approval {
+            sqlx::query(
+                "INSERT INTO approval_required (model, since_ms) VALUES ($1, $2) \
+                 ON CONFLICT (model) DO NOTHING",
+            )
+            .bind(&binding.model)
+            .bind(now_ms())
+        } else {
+            sqlx::query("DELETE FROM approval_required WHERE model = $1").bind(&binding.model)
+        };
+        query.execute(&self.pool).await?;
+        Ok(())
     }
 
     /// Deletes an app-managed binding if it is still at `revision`; false

@@ -1,6 +1,7 @@
-//! Promotion requests (four eyes).
+//! Requests a second person decides (four eyes): promotions, and
+//! deployment settings changes that need one.
 
-use app::model::{PromotionPreview, PromotionRequest, RequestState};
+use app::model::{PromotionPreview, PromotionRequest, RequestState, SettingsChange};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -8,32 +9,41 @@ use super::{Store, now_ms};
 use crate::error::{Error, Result};
 
 const REQUEST_COLUMNS: &str = "id, model, version, reason, requested_by, requested_ms, base_version, \
-     evidence, state, decided_by, decided_ms, comment, outcome";
+     evidence, state, decided_by, decided_ms, comment, outcome, settings";
+
+/// A request as it is asked for.
+pub struct NewRequest<'a> {
+    pub model: &'a str,
+    /// The version it would make serve; empty: none.
+    pub version: &'a str,
+    pub reason: &'a str,
+    pub requested_by: &'a str,
+    pub base_version: Option<&'a str>,
+    pub evidence: Option<&'a PromotionPreview>,
+    /// A settings change instead of a promotion.
+    pub settings: Option<&'a SettingsChange>,
+}
 
 impl Store {
-    pub async fn insert_promotion_request(
-        &self,
-        model: &str,
-        version: &str,
-        reason: &str,
-        requested_by: &str,
-        base_version: Option<&str>,
-        evidence: &PromotionPreview,
-    ) -> Result<PromotionRequest> {
+    pub async fn insert_promotion_request(&self, new: &NewRequest<'_>) -> Result<PromotionRequest> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         sqlx::query(&format!(
             "INSERT INTO promotion_requests ({REQUEST_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, '', '')"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, '', '', $10)"
         ))
         .bind(&id)
-        .bind(model)
-        .bind(version)
-        .bind(reason)
-        .bind(requested_by)
+        .bind(new.model)
+        .bind(new.version)
+        .bind(new.reason)
+        .bind(new.requested_by)
         .bind(now_ms())
-        .bind(base_version)
-        .bind(serde_json::to_string(evidence).expect("evidence serialises"))
+        .bind(new.base_version)
+        .bind(serde_json::to_string(&new.evidence).expect("evidence serialises"))
         .bind(RequestState::Pending.as_str())
+        .bind(
+            new.settings
+                .map(|settings| serde_json::to_string(settings).expect("settings serialise")),
+        )
         .execute(&self.pool)
         .await?;
         Ok(self.promotion_request(&id).await?.expect("just inserted"))
@@ -118,6 +128,7 @@ impl Store {
 
 fn request_from_row(row: &AnyRow) -> Result<PromotionRequest> {
     let evidence: String = row.try_get("evidence")?;
+    let settings: Option<String> = row.try_get("settings")?;
     let state: String = row.try_get("state")?;
     Ok(PromotionRequest {
         id: row.try_get("id")?,
@@ -129,6 +140,10 @@ fn request_from_row(row: &AnyRow) -> Result<PromotionRequest> {
         base_version: row.try_get("base_version")?,
         evidence: serde_json::from_str(&evidence)
             .map_err(|err| Error::Internal(format!("evidence of a promotion request: {err}")))?,
+        settings: settings
+            .map(|settings| serde_json::from_str(&settings))
+            .transpose()
+            .map_err(|err| Error::Internal(format!("settings of a request: {err}")))?,
         state: RequestState::parse(&state)
             .ok_or_else(|| Error::Internal(format!("unknown request state {state:?}")))?,
         decided_by: row.try_get("decided_by")?,

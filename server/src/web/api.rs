@@ -30,6 +30,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use crate::error::Error;
+use crate::services::deployments::Saved;
 use crate::services::promotions::{Expected, Promoted};
 use crate::services::registry::{RegistryEdit, RegistryForm};
 use crate::services::tokens::Tokens;
@@ -623,18 +624,39 @@ async fn list_deployments(State(state): State<AppState>) -> ApiResult<Json<Vec<D
 }
 
 #[utoipa::path(post, path = "/api/v1/deployments", tag = "deployments", request_body = DeploymentSettings,
-    responses((status = 201, body = DeploymentDetail), (status = "4XX", body = ApiErrorBody), (status = "5XX", body = ApiErrorBody)))]
+    responses((status = 201, body = DeploymentDetail),
+        (status = 202, body = PromotionRequest, description = "Held for a second person: the model requires approval and its marker already marks a version, or it turns approval off (its last deployment required it)"),
+        (status = "4XX", body = ApiErrorBody), (status = "5XX", body = ApiErrorBody)))]
 async fn create_deployment(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
     Body(settings): Body<DeploymentSettings>,
-) -> ApiResult<(StatusCode, Json<DeploymentDetail>)> {
-    state.services.deployments.create(&user, &settings).await?;
+) -> ApiResult<Response> {
+    let saved = state.services.deployments.create(&user, &settings).await?;
     let model = settings.model.trim().to_string();
-    Ok((
-        StatusCode::CREATED,
-        Json(state.services.reads.get_deployment(model).await?),
-    ))
+    saved_answer(&state, saved, StatusCode::CREATED, model).await
+}
+
+/// A deployment saved (`done` with its detail) or held for a second
+/// person (202 with the request).
+async fn saved_answer(
+    state: &AppState,
+    saved: Saved,
+    done: StatusCode,
+    model: String,
+) -> ApiResult<Response> {
+    Ok(match saved {
+        Saved::Now => (
+            done,
+            Json(state.services.reads.get_deployment(model).await?),
+        )
+            .into_response(),
+        Saved::Requested(id) => (
+            StatusCode::ACCEPTED,
+            Json(state.services.promotions.request(&id).await?),
+        )
+            .into_response(),
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/deployments/{model}", tag = "deployments",
@@ -661,24 +683,26 @@ async fn deployment_settings(
 
 #[utoipa::path(put, path = "/api/v1/deployments/{model}", tag = "deployments",
     params(("model" = String, Path)), request_body = DeploymentSettings,
-    responses((status = 200, body = DeploymentDetail), (status = 409, body = ApiErrorBody, description = "Changed by someone else since `revision`"),
+    responses((status = 200, body = DeploymentDetail),
+        (status = 202, body = PromotionRequest, description = "Held for a second person: it turns approval off"),
+        (status = 409, body = ApiErrorBody, description = "Changed by someone else since `revision`"),
         (status = "4XX", body = ApiErrorBody), (status = "5XX", body = ApiErrorBody)))]
 async fn update_deployment(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
     Path(model): Path<String>,
     Body(settings): Body<DeploymentSettings>,
-) -> ApiResult<Json<DeploymentDetail>> {
+) -> ApiResult<Response> {
     let settings = DeploymentSettings {
         model: model.clone(),
         ..settings
     };
-    state
+    let saved = state
         .services
         .deployments
         .update(&user, &model, &settings)
         .await?;
-    Ok(Json(state.services.reads.get_deployment(model).await?))
+    saved_answer(&state, saved, StatusCode::OK, model).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::errors::status_of;
 use crate::error::Error;
+use crate::services::deployments::Saved;
 use crate::services::promotions::{Expected, Promoted};
 use crate::services::registry::{RegistryEdit, RegistryForm};
 
@@ -279,19 +280,21 @@ pub async fn update_deployment(
     .await
 }
 
-/// Saved: the deployment's page. Invalid: the form again, its values kept
-/// as a draft. Refused: the form, with why.
+/// Saved: the deployment's page; held for a second person: the request's.
+/// Invalid: the form again, its values kept as a draft. Refused: the
+/// form, with why.
 async fn after_settings(
     state: &AppState,
     user: &User,
-    outcome: Result<(), Error>,
+    outcome: Result<Saved, Error>,
     settings: DeploymentSettings,
     exists: bool,
     page: String,
     form: &str,
 ) -> Response {
     match outcome {
-        Ok(()) => Redirect::to(&page).into_response(),
+        Ok(Saved::Now) => Redirect::to(&page).into_response(),
+        Ok(Saved::Requested(id)) => Redirect::to(&approval_href(&id)).into_response(),
         Err(Error::Invalid(_)) => {
             let kept = state
                 .services

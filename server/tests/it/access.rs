@@ -12,6 +12,7 @@ use app::access::Role;
 use axum::http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::json;
+use server::services::deployments::Saved;
 
 /// A Slipway with the trainer project, a run to look at, and two bound
 /// models: `model` (any deployer promotes it) and `guarded` (an approver
@@ -471,6 +472,50 @@ async fn deployments_are_created_changed_and_deleted_by_admins_alone() {
     }
     assert_eq!(allowed, admins, "who may delete a deployment");
     assert!(site.store.binding(&made).await.unwrap().is_none());
+
+    // It required approval when deleted: made again without, the form
+    // leads to a request another person approves, and nothing is saved
+    // before that.
+    let again = site
+        .send(
+            Caller::Signed(Role::Admin),
+            Method::POST,
+            "/deployments",
+            &settings(""),
+        )
+        .await;
+    let request_page = location(&again);
+    assert!(request_page.starts_with("/approvals/"), "{request_page}");
+    assert!(site.store.binding(&made).await.unwrap().is_none());
+    let (status, html) = site.get(&request_page).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(&format!("Make the deployment of {made}?")),
+        "{html}"
+    );
+    assert!(html.contains("approval not required"), "{html}");
+    assert!(html.contains("It makes no version serve"), "{html}");
+    let approve = format!("{request_page}/approve");
+    site.send(
+        Caller::Signed(Role::Admin),
+        Method::POST,
+        &approve,
+        "comment=",
+    )
+    .await;
+    assert!(
+        site.store.binding(&made).await.unwrap().is_none(),
+        "the requester cannot approve it"
+    );
+    site.send(
+        Caller::Signed(Role::Approver),
+        Method::POST,
+        &approve,
+        "comment=ok",
+    )
+    .await;
+    let saved = site.store.binding(&made).await.unwrap().unwrap();
+    assert!(!saved.binding.requires_approval);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -683,7 +728,7 @@ async fn a_scoped_admin_names_only_the_namespaces_secrets_and_objects_its_scope_
             name: name.into(),
             ..app::model::DeploymentSettings::new_deployment()
         };
-    let problems = |outcome: server::error::Result<()>| match outcome {
+    let problems = |outcome: server::error::Result<Saved>| match outcome {
         Err(server::error::Error::Invalid(invalid)) => invalid.problems.join("\n"),
         other => panic!("{other:?}"),
     };
@@ -748,12 +793,16 @@ async fn a_scoped_admin_names_only_the_namespaces_secrets_and_objects_its_scope_
     deployments.create(&scoped, &local).await.unwrap();
 }
 
-/// Four eyes hold for settings: where a deployment needs an approver, its
+/// Four eyes hold for settings. Where a deployment needs an approver, its
 /// marker may change only to one that marks the same version, so an admin
 /// alone cannot ship another version by switching stage for alias (or one
 /// alias for another), even while turning approval off in the same form.
+/// Turning approval off, making a deployment requiring approval whose
+/// marker already marks a version (a trainer may have set it), and making
+/// again without approval a deployment that had it, are each held for a
+/// second person, and saved as asked once approved, unless they went stale.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_admin_alone_cannot_switch_a_deployments_marker_to_another_version() {
+async fn an_admin_alone_cannot_switch_markers_turn_approval_off_or_serve_a_preset_marker() {
     let mlflow = MlflowRest::new(&mlflow_url());
     let model = unique("four-eyes-marker");
     mlflow.create_registered_model(&model).await;
@@ -771,18 +820,50 @@ async fn an_admin_alone_cannot_switch_a_deployments_marker_to_another_version() 
     config.reconcile_poll_secs = 3600;
     let state = server::build_state(&config).await.unwrap();
     let deployments = &state.services.deployments;
-    let admin = app::access::User {
-        name: "solo-admin".into(),
+    let promotions = &state.services.promotions;
+    let person = |name: &str, role: Role| app::access::User {
+        name: name.into(),
         authenticated: true,
-        grants: vec![app::access::Grant::global(Role::Admin)],
+        grants: vec![app::access::Grant::global(role)],
         token: None,
     };
+    let admin = person("solo-admin", Role::Admin);
+    let approver = person("second", Role::Approver);
+    let requested = |saved: server::error::Result<Saved>| match saved {
+        Ok(Saved::Requested(id)) => id,
+        other => panic!("held for a second person, not {other:?}"),
+    };
+
+    // A new deployment requiring approval whose stage Production already
+    // marks v1: nothing is saved until someone else approves.
     let guarded = app::model::DeploymentSettings {
         model: model.clone(),
         requires_approval: true,
         ..app::model::DeploymentSettings::new_deployment()
     };
-    deployments.create(&admin, &guarded).await.unwrap();
+    let id = requested(deployments.create(&admin, &guarded).await);
+    assert!(state.store.binding(&model).await.unwrap().is_none());
+    let request = promotions.request(&id).await.unwrap();
+    assert_eq!(request.version, "1", "the version it would serve");
+    assert_eq!(request.evidence.as_ref().unwrap().candidate.version, "1");
+    assert!(
+        request
+            .reason
+            .contains("stage Production already marks v1, which would start serving"),
+        "{}",
+        request.reason
+    );
+    let own = promotions.approve(&admin, &id, "").await.unwrap_err();
+    assert!(matches!(own, server::error::Error::Forbidden(_)), "{own:?}");
+    promotions.approve(&approver, &id, "looked").await.unwrap();
+    let stored = state.store.binding(&model).await.unwrap().unwrap();
+    assert!(stored.binding.requires_approval);
+    assert_eq!(stored.changed_by, "solo-admin (approved by second)");
+    assert_eq!(
+        promotions.request(&id).await.unwrap().state,
+        app::model::RequestState::Approved
+    );
+
     let revision = || async {
         state
             .store
@@ -816,12 +897,123 @@ async fn an_admin_alone_cannot_switch_a_deployments_marker_to_another_version() 
         );
     }
     // To a marker of the same version: nothing else starts serving.
+    assert_eq!(
+        deployments
+            .update(&admin, &model, &to_alias("same", true, revision().await))
+            .await
+            .unwrap(),
+        Saved::Now
+    );
+    assert_eq!(
+        state
+            .store
+            .binding(&model)
+            .await
+            .unwrap()
+            .unwrap()
+            .binding
+            .alias,
+        "same"
+    );
+
+    // Turning approval off is held; a change made meanwhile makes it stale.
+    let id = requested(
+        deployments
+            .update(&admin, &model, &to_alias("same", false, revision().await))
+            .await,
+    );
+    assert!(
+        state
+            .store
+            .binding(&model)
+            .await
+            .unwrap()
+            .unwrap()
+            .binding
+            .requires_approval
+    );
+    let replicas = app::model::DeploymentSettings {
+        replicas: "2".into(),
+        ..to_alias("same", true, revision().await)
+    };
+    assert_eq!(
+        deployments.update(&admin, &model, &replicas).await.unwrap(),
+        Saved::Now
+    );
+    let stale = promotions
+        .approve(&approver, &id, "")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(stale.contains("stale"), "{stale}");
+    assert_eq!(
+        promotions.request(&id).await.unwrap().state,
+        app::model::RequestState::Stale
+    );
+    assert!(
+        state
+            .store
+            .binding(&model)
+            .await
+            .unwrap()
+            .unwrap()
+            .binding
+            .requires_approval
+    );
+    // Asked again and approved: off.
+    let off = app::model::DeploymentSettings {
+        replicas: "2".into(),
+        ..to_alias("same", false, revision().await)
+    };
+    let id = requested(deployments.update(&admin, &model, &off).await);
+    promotions.approve(&approver, &id, "ok").await.unwrap();
+    assert!(
+        !state
+            .store
+            .binding(&model)
+            .await
+            .unwrap()
+            .unwrap()
+            .binding
+            .requires_approval
+    );
+
+    // Deleted while it required approval, it cannot come back without.
+    let held = unique("four-eyes-again");
+    mlflow.create_registered_model(&held).await;
+    let run = mlflow.create_run(&experiment, "v1", &[], &[], &[]).await;
+    mlflow.register_version(&held, &experiment, &run).await;
+    let with_approval = app::model::DeploymentSettings {
+        model: held.clone(),
+        requires_approval: true,
+        ..app::model::DeploymentSettings::new_deployment()
+    };
+    // Nothing in Production: nothing would start serving, nothing to ask.
+    assert_eq!(
+        deployments.create(&admin, &with_approval).await.unwrap(),
+        Saved::Now
+    );
+    let revision = state.store.binding(&held).await.unwrap().unwrap().revision;
     deployments
-        .update(&admin, &model, &to_alias("same", true, revision().await))
+        .delete(&admin, &held, &held, &revision.to_string())
         .await
         .unwrap();
-    let stored = state.store.binding(&model).await.unwrap().unwrap();
-    assert_eq!(stored.binding.alias, "same");
+    let without = app::model::DeploymentSettings {
+        requires_approval: false,
+        ..with_approval.clone()
+    };
+    let id = requested(deployments.create(&admin, &without).await);
+    let request = promotions.request(&id).await.unwrap();
+    assert!(request.evidence.is_none(), "no version would serve");
+    assert!(
+        request
+            .reason
+            .contains("turning it off needs a second person"),
+        "{}",
+        request.reason
+    );
+    assert!(state.store.binding(&held).await.unwrap().is_none());
+
     // Without an approver to begin with, the admin's change is the admin's.
     let free = unique("no-approval");
     mlflow.create_registered_model(&free).await;
@@ -832,9 +1024,9 @@ async fn an_admin_alone_cannot_switch_a_deployments_marker_to_another_version() 
         model: free.clone(),
         ..app::model::DeploymentSettings::new_deployment()
     };
-    deployments.create(&admin, &open).await.unwrap();
+    assert_eq!(deployments.create(&admin, &open).await.unwrap(), Saved::Now);
     let revision = state.store.binding(&free).await.unwrap().unwrap().revision;
-    deployments
+    let switched = deployments
         .update(
             &admin,
             &free,
@@ -847,4 +1039,5 @@ async fn an_admin_alone_cannot_switch_a_deployments_marker_to_another_version() 
         )
         .await
         .unwrap();
+    assert_eq!(switched, Saved::Now);
 }

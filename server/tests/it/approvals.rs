@@ -105,11 +105,11 @@ async fn nobody_approves_their_own_request_and_approving_promotes_at_once() {
     assert_eq!(request.requested_by, "deployer");
     assert_eq!(request.base_version, None);
     assert_eq!(
-        request.evidence.candidate.metrics,
+        request.evidence.as_ref().unwrap().candidate.metrics,
         vec![("rmse".to_string(), 0.9)]
     );
     assert_eq!(
-        request.evidence.candidate.params,
+        request.evidence.as_ref().unwrap().candidate.params,
         vec![("alpha".to_string(), "0.1".to_string())]
     );
     assert_eq!(
@@ -178,8 +178,8 @@ async fn a_rejection_changes_nothing_and_of_two_approvals_at_once_one_promotes()
     assert_eq!(
         request
             .evidence
-            .current
             .as_ref()
+            .and_then(|evidence| evidence.current.as_ref())
             .map(|current| current.version.as_str()),
         Some("1"),
         "compared with what is in production"

@@ -18,6 +18,7 @@ use app::model::DeploymentView;
 use server::adapters::mlflow::MlflowClient;
 use server::adapters::serving::local::{LocalServing, NotServing};
 use server::error::{Error, Invalid};
+use server::services::deployments::Saved;
 use server::services::promotions::{Expected, Promotions};
 use server::serving::reconciler::Reconciler;
 use server::serving::target::Trigger;
@@ -573,7 +574,7 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
         deployments
             .create(&user("admin", Role::Admin), &settings)
             .await,
-        Ok(())
+        Ok(Saved::Now)
     ));
     let Err(Error::Invalid(Invalid {
         problems: twice, ..
@@ -619,7 +620,7 @@ async fn a_deployment_made_in_the_app_serves_changes_and_once_deleted_stops_its_
         deployments
             .update(&user("admin", Role::Admin), &model, &needs_approval)
             .await,
-        Ok(())
+        Ok(Saved::Now)
     ));
     assert!(reconciler.binding(&model).unwrap().requires_approval);
     // Now a deployer's promotion only asks, and asking needs a reason:

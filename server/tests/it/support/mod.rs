@@ -561,7 +561,7 @@ pub async fn serving_of(
     let deployments = Arc::new(server::services::deployments::Deployments::new(
         store.clone(),
         reconciler.clone(),
-        mlflow.clone(),
+        (mlflow.clone(), mlflow.clone()),
         server::adapters::serving::caller::ModelCaller::new().unwrap(),
         Default::default(),
     ));
@@ -571,6 +571,7 @@ pub async fn serving_of(
         mlflow.clone(),
         mlflow,
         reconciler.clone(),
+        deployments.clone(),
     ));
     let passing = reconciler.clone();
     tokio::spawn(async move {
