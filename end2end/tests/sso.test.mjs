@@ -1,7 +1,9 @@
 // Single sign-on through a real OpenID Connect provider process
 // (oidc-provider-mock): a user whose group maps to `approver` signs in and
 // lands where they wanted to go with that role; a user whose groups map to
-// nothing is turned away.
+// nothing is turned away; a renamed person stays one account, a reused name
+// is not another's account; key rotation is survived; a session lasts
+// SLIPWAY_SSO_SESSION_SECS, then the provider is asked again.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -28,6 +30,18 @@ async function startProvider() {
   }
 }
 
+/** Slipway signing in through the provider; `extra` settings on top. */
+function withProvider(extra = {}) {
+  return (baseUrl) => ({
+    SLIPWAY_EXTERNAL_URL: baseUrl,
+    SLIPWAY_OIDC_ISSUER: issuer,
+    SLIPWAY_OIDC_CLIENT_ID: 'slipway',
+    SLIPWAY_OIDC_CLIENT_SECRET: 'a-client-secret',
+    SLIPWAY_OIDC_ROLE_MAP: 'ml-approvers=approver;platform=admin',
+    ...extra,
+  });
+}
+
 before(async () => {
   port = await freePort();
   issuer = `http://127.0.0.1:${port}`;
@@ -38,13 +52,7 @@ before(async () => {
   // Two people the provider calls "carol": the same name, other subjects.
   await setUser('u-1001', 'carol', ['ml-approvers']);
   await setUser('u-2002', 'carol', ['ml-approvers']);
-  app = await startSlipway((baseUrl) => ({
-    SLIPWAY_EXTERNAL_URL: baseUrl,
-    SLIPWAY_OIDC_ISSUER: issuer,
-    SLIPWAY_OIDC_CLIENT_ID: 'slipway',
-    SLIPWAY_OIDC_CLIENT_SECRET: 'a-client-secret',
-    SLIPWAY_OIDC_ROLE_MAP: 'ml-approvers=approver;platform=admin',
-  }));
+  app = await startSlipway(withProvider());
 });
 
 after(async () => {
@@ -61,12 +69,17 @@ async function setUser(sub, name, groups) {
   assert.equal(response.status, 204);
 }
 
-async function signInAt(page, sub) {
-  await page.goto(`${app.baseUrl}/login?next=${encodeURIComponent('/approvals')}`);
+async function signInAt(page, sub, at = app) {
+  await page.goto(`${at.baseUrl}/login?next=${encodeURIComponent('/approvals')}`);
   await page.getByRole('link', { name: 'Sign in with 127.0.0.1' }).click();
+  await authorizeAs(page, sub, at);
+}
+
+/** At the provider's authorize form: `sub` says yes; back at Slipway. */
+async function authorizeAs(page, sub, at = app) {
   await page.waitForURL(`${issuer}/oauth2/authorize?**`);
   await page.fill('input[name="sub"]', sub);
-  await Promise.all([page.waitForURL(`${app.baseUrl}/**`), page.getByRole('button', { name: 'Authorize' }).click()]);
+  await Promise.all([page.waitForURL(`${at.baseUrl}/**`), page.getByRole('button', { name: 'Authorize' }).click()]);
 }
 
 test('single sign-on: a group mapped to approver signs in with that role', async () => {
@@ -141,4 +154,46 @@ test('single sign-on: after the provider rotates its signing keys, sign-in works
   assert.equal(await page.locator('.who [data-user]').textContent(), 'alice');
   assert.match(app.log(), /discovering again/);
   await context.close();
+});
+
+test('single sign-on: a session lasts its time, then a page visit asks the provider again, which says what the groups are now', async () => {
+  const short = await startSlipway(withProvider({ SLIPWAY_SSO_SESSION_SECS: '2' }));
+  try {
+    await setUser('dave', 'dave', ['ml-approvers']);
+    await setUser('erin', 'erin', ['ml-approvers']);
+    const pages = {};
+    for (const sub of ['dave', 'erin']) {
+      const context = await short.browser.newContext();
+      pages[sub] = await context.newPage();
+      await signInAt(pages[sub], sub, short);
+      assert.equal(await pages[sub].locator('.who [data-user]').textContent(), sub);
+    }
+    // The provider takes dave's group away; nobody signs in anew.
+    await setUser('dave', 'dave', ['staff']);
+    // Once the session's time is up, a page visit goes to the provider
+    // (with the page to come back to), not to Slipway's own sign-in form.
+    const toProvider = async (page, path) => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        await page.goto(`${short.baseUrl}${path}`);
+        if (page.url().startsWith(`${issuer}/oauth2/authorize`)) return;
+        assert.equal(new URL(page.url()).pathname, path, 'still signed in meanwhile');
+        assert.ok(Date.now() < deadline, 'the session outlived its time');
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    };
+    await toProvider(pages.dave, '/approvals');
+    await authorizeAs(pages.dave, 'dave', short);
+    const refused = new URL(pages.dave.url());
+    assert.equal(`${refused.pathname}${refused.search}`, '/login?error=sso', 'no role any more');
+    await pages.dave.goto(`${short.baseUrl}/approvals`);
+    assert.equal(new URL(pages.dave.url()).pathname, '/login', 'signed out: his role ended');
+    // Erin still has her group: through the provider and back to the page she asked for.
+    await toProvider(pages.erin, '/launch');
+    await authorizeAs(pages.erin, 'erin', short);
+    assert.equal(new URL(pages.erin.url()).pathname, '/launch');
+    assert.equal(await pages.erin.locator('.who [data-user]').getAttribute('title'), 'approver');
+  } finally {
+    await short.stop();
+  }
 });

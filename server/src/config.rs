@@ -252,6 +252,12 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_SESSION_MAX_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=8_760))]
     pub session_max_hours: u64,
 
+    /// Seconds a single sign-on session lasts: then a page visit goes
+    /// through the provider again, so groups taken away there end the role
+    /// here within this time.
+    #[arg(long, env = "SLIPWAY_SSO_SESSION_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub sso_session_secs: u64,
+
     /// OpenID Connect provider for single sign-on (its issuer URL, exactly
     /// as its discovery document states it). Needs --external-url.
     #[arg(long, env = "SLIPWAY_OIDC_ISSUER", requires_all = ["oidc_client_id", "external_url"])]
@@ -466,6 +472,7 @@ impl Config {
         crate::services::accounts::SessionSettings {
             idle: Duration::from_secs(self.session_idle_minutes * 60),
             absolute: Duration::from_secs(self.session_max_hours * 3600),
+            single_sign_on: Duration::from_secs(self.sso_session_secs),
         }
     }
 

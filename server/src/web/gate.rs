@@ -22,7 +22,7 @@ use url::Url;
 
 use super::hosts::AllowedHosts;
 use super::proxies::TrustedProxies;
-use crate::services::accounts::Accounts;
+use crate::services::accounts::{Accounts, Session};
 
 pub const SESSION_COOKIE: &str = "slipway_session";
 const SSO_COOKIE: &str = "slipway_oidc";
@@ -146,10 +146,10 @@ pub async fn gate(State(gate): State<Arc<Gate>>, mut request: Request, next: Nex
         request.extensions_mut().insert(User::anonymous());
         return next.run(request).await;
     }
-    let user = match session_token(request.headers()) {
-        None => None,
-        Some(token) => match gate.accounts.user_for(&token).await {
-            Ok(user) => user,
+    let session = match session_token(request.headers()) {
+        None => Session::Unknown,
+        Some(token) => match gate.accounts.session(&token).await {
+            Ok(session) => session,
             Err(err) => {
                 let mut response = err.into_response();
                 *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
@@ -158,8 +158,13 @@ pub async fn gate(State(gate): State<Arc<Gate>>, mut request: Request, next: Nex
         },
     };
     let path = request.uri().path();
+    let (user, renew_at_provider) = match session {
+        Session::Open(user) => (Some(user), false),
+        Session::Ended { single_sign_on } => (None, single_sign_on),
+        Session::Unknown => (None, false),
+    };
     if user.is_none() && !is_public(path) {
-        return sign_in_first(&request);
+        return sign_in_first(&request, renew_at_provider);
     }
     request
         .extensions_mut()
@@ -168,8 +173,10 @@ pub async fn gate(State(gate): State<Arc<Gate>>, mut request: Request, next: Nex
 }
 
 /// API calls get 401; a browser goes to the sign-in page, and back to the
-/// page it asked for afterwards.
-fn sign_in_first(request: &Request) -> Response {
+/// page it asked for afterwards. A page whose single sign-on session just
+/// ran out goes through the provider instead, which reads the person's
+/// groups anew.
+fn sign_in_first(request: &Request, renew_at_provider: bool) -> Response {
     let path = request.uri().path();
     if path.starts_with("/api/") && !path.starts_with(super::api::DOCS_PATH) {
         return (StatusCode::UNAUTHORIZED, "Sign in first.").into_response();
@@ -183,6 +190,9 @@ fn sign_in_first(request: &Request) -> Response {
         .map(|target| target.as_str())
         .unwrap_or("/");
     let next: String = url::form_urlencoded::byte_serialize(wanted.as_bytes()).collect();
+    if renew_at_provider {
+        return Redirect::to(&format!("/login/oidc?next={next}")).into_response();
+    }
     Redirect::to(&format!("/login?next={next}")).into_response()
 }
 

@@ -18,7 +18,15 @@ use server::web::hosts::AllowedHosts;
 /// `external` with these limits builds them.
 async fn auth_with(store: &Store, idle: Duration, absolute: Duration, external: &str) -> Gate {
     let external_url: url::Url = external.parse().unwrap();
-    let accounts = Accounts::new(store.clone(), SessionSettings { idle, absolute }, None);
+    let accounts = Accounts::new(
+        store.clone(),
+        SessionSettings {
+            idle,
+            absolute,
+            single_sign_on: absolute,
+        },
+        None,
+    );
     Gate {
         accounts: Arc::new(accounts),
         settings: GateSettings {
@@ -192,6 +200,7 @@ async fn a_callback_from_another_issuer_is_refused() {
     let settings = SessionSettings {
         idle: hour,
         absolute: hour,
+        single_sign_on: hour,
     };
     let accounts = Accounts::new(store, settings, Some(oidc));
     let refused = accounts

@@ -33,6 +33,23 @@ pub struct SessionSettings {
     pub idle: Duration,
     /// A session ends this long after sign-in, used or not.
     pub absolute: Duration,
+    /// A single sign-on session ends this long after sign-in: the person
+    /// signs in through the provider again, which says afresh whether
+    /// their groups still grant a role (a page visit starts it on its own).
+    pub single_sign_on: Duration,
+}
+
+/// What a session token stands for now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Session {
+    Open(User),
+    /// It ended now: expired, or its account disabled. `single_sign_on`:
+    /// it was a provider's session whose time ran out, to be renewed there.
+    Ended {
+        single_sign_on: bool,
+    },
+    /// No such session (ended before, or never one).
+    Unknown,
 }
 
 pub struct Accounts {
@@ -277,24 +294,38 @@ impl Accounts {
     /// The signed-in user of a session token; `None` for an unknown, ended,
     /// expired or disabled one.
     pub async fn user_for(&self, token: &str) -> Result<Option<User>> {
+        Ok(match self.session(token).await? {
+            Session::Open(user) => Some(user),
+            Session::Ended { .. } | Session::Unknown => None,
+        })
+    }
+
+    /// What a session token stands for now; one that is due to end ends.
+    pub async fn session(&self, token: &str) -> Result<Session> {
         let hash = token_hash(token);
         let Some(session) = self.store.session(&hash).await? else {
-            return Ok(None);
+            return Ok(Session::Unknown);
         };
         let now = now_ms();
         let idle_ms = self.settings.idle.as_millis() as i64;
         let absolute_ms = self.settings.absolute.as_millis() as i64;
+        let provider_ms = self.settings.single_sign_on.as_millis() as i64;
+        let provider_due =
+            session.account.source == AccountSource::Oidc && now - session.created_ms > provider_ms;
         if session.account.disabled
             || now - session.last_seen_ms > idle_ms
             || now - session.created_ms > absolute_ms
+            || provider_due
         {
             self.store.end_session(&hash).await?;
-            return Ok(None);
+            return Ok(Session::Ended {
+                single_sign_on: provider_due && !session.account.disabled,
+            });
         }
         if now - session.last_seen_ms > TOUCH_EVERY_MS {
             self.store.touch_session(&hash).await?;
         }
-        Ok(Some(user_of(&session.account)))
+        Ok(Session::Open(user_of(&session.account)))
     }
 
     /// Deletes expired sessions (the gate refuses them anyway; this keeps the table small).
