@@ -179,6 +179,14 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_CHILD_ENV_ALLOW", value_delimiter = ',')]
     pub child_env_allow: Vec<String>,
 
+    /// The user local trainings and model servers run as (a name, or
+    /// `uid[:gid]`), where Slipway runs as root: model and training code
+    /// then cannot write Slipway's database or read its files. It must be
+    /// able to read the catalog's project directories and the Python
+    /// environment. Without it, children run as Slipway's own user.
+    #[arg(long, env = "SLIPWAY_CHILD_USER")]
+    pub child_user: Option<crate::adapters::process::ChildUser>,
+
     /// Kubeconfig file for the cluster. Default: $KUBECONFIG, ~/.kube/config,
     /// or the pod's service account.
     #[arg(long, env = "SLIPWAY_KUBECONFIG")]
@@ -454,11 +462,21 @@ impl Config {
 
     /// The environment of local trainings and model servers.
     pub fn child_env(&self) -> crate::adapters::process::ChildEnv {
-        crate::adapters::process::ChildEnv::new(
+        let env = crate::adapters::process::ChildEnv::new(
             &self.job_tracking_uri(),
             &self.job_mlflow_auth(),
             &self.child_env_allow,
-        )
+        );
+        match self.child_user {
+            Some(user) => env.running_as(user, &self.child_home()),
+            None => env,
+        }
+    }
+
+    /// HOME of children running as `--child-user`: theirs, in the data
+    /// directory.
+    pub fn child_home(&self) -> PathBuf {
+        self.data_dir.join("child-home")
     }
 
     /// The tracking URI training code gets, without credentials (those

@@ -58,7 +58,14 @@ use crate::web::gateway::Gateway;
 /// not be up: Slipway starts anyway and reports it on `/readyz` and in the UI.
 pub async fn build_state(config: &Config) -> Result<AppState> {
     config.validate()?;
-    keep_data_dir_private(&config.data_dir)?;
+    keep_data_dir_private(&config.data_dir, config.child_user.is_some())?;
+    if let Some(user) = config.child_user {
+        give_children_a_home(&config.child_home(), user)?;
+    } else if nix::unistd::geteuid().is_root() {
+        tracing::warn!(
+            "Slipway runs as root and so would its local trainings and model servers (they could write its database): set --child-user"
+        );
+    }
     let store = Store::connect(&config.database_url()).await?;
     let mlflow_client = |deadline| {
         MlflowClient::new(&config.mlflow_base(), config.mlflow_auth(), deadline)
@@ -263,7 +270,7 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
     reconciler.report_to(metrics.clone());
     let launches = Arc::new(
         Launches::new(store.clone(), mlflow.clone(), catalog.clone(), executor)
-            .checking_out_into(config.data_dir.join("git-work"))?,
+            .checking_out_into(config.data_dir.join("git-work"), config.child_user)?,
     );
     let reads = Arc::new(Reads::new(
         mlflow_for_pages.clone(),
@@ -462,16 +469,19 @@ pub fn leptos_options(config: &Config) -> LeptosOptions {
 }
 
 /// The data directory holds the database, sessions and what Slipway's
-/// children write: only Slipway's user may enter it. A directory Slipway
-/// does not own (a volume's root, as a pod mounts it) keeps its mode, and
-/// the log says so.
-fn keep_data_dir_private(dir: &std::path::Path) -> Result<()> {
+/// children write: only Slipway's user may enter it. With children running
+/// as another user, they may pass through it (not list it) to their own
+/// home and checkouts; everything in it stays Slipway's alone (`umask
+/// 077`). A directory Slipway does not own (a volume's root, as a pod
+/// mounts it) keeps its mode, and the log says so.
+fn keep_data_dir_private(dir: &std::path::Path, children_pass: bool) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let mode = if children_pass { 0o711 } else { 0o700 };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+    match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)) {
         Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
             tracing::warn!(
                 dir = %dir.display(),
@@ -481,4 +491,18 @@ fn keep_data_dir_private(dir: &std::path::Path) -> Result<()> {
         }
         done => done.map_err(Error::from),
     }
+}
+
+/// The HOME of children running as `user`: theirs alone.
+fn give_children_a_home(
+    home: &std::path::Path,
+    user: crate::adapters::process::ChildUser,
+) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(home)?;
+    crate::adapters::process::give_to(home, user)?;
+    Ok(())
 }

@@ -193,12 +193,71 @@ const INHERITED: &[&str] = &[
     "LD_LIBRARY_PATH",
 ];
 
+/// The user local trainings and model servers run as, where Slipway runs
+/// as root: `name` (from /etc/passwd) or `uid[:gid]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl std::str::FromStr for ChildUser {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let user = if text.starts_with(|c: char| c.is_ascii_digit()) {
+            let (uid, gid) = text.split_once(':').unwrap_or((text, text));
+            let id = |part: &str| {
+                part.parse::<u32>()
+                    .map_err(|_| format!("{text:?} is neither a user name nor uid[:gid]"))
+            };
+            ChildUser {
+                uid: id(uid)?,
+                gid: id(gid)?,
+            }
+        } else {
+            let passwd = std::fs::read_to_string("/etc/passwd")
+                .map_err(|err| format!("reading /etc/passwd for user {text:?}: {err}"))?;
+            passwd
+                .lines()
+                .map(|line| line.split(':').collect::<Vec<_>>())
+                .find(|fields| fields.len() > 3 && fields[0] == text)
+                .and_then(|fields| {
+                    Some(ChildUser {
+                        uid: fields[2].parse().ok()?,
+                        gid: fields[3].parse().ok()?,
+                    })
+                })
+                .ok_or_else(|| format!("no user {text:?} in /etc/passwd"))?
+        };
+        if user.uid == 0 || user.gid == 0 {
+            return Err(format!("{text:?} is root: children would run as root"));
+        }
+        Ok(user)
+    }
+}
+
+/// Makes `path` and everything under it `user`'s (links themselves, never
+/// what they point to).
+pub fn give_to(path: &Path, user: ChildUser) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid))?;
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            give_to(&entry?.path(), user)?;
+        }
+    }
+    Ok(())
+}
+
 /// The whole environment of a child process: the allow-list above (and
 /// what the operator adds to it), MLflow's address, and the MLflow
-/// credentials meant for training code and model servers.
+/// credentials meant for training code and model servers; and the user it
+/// runs as, when not Slipway's own.
 #[derive(Clone)]
 pub struct ChildEnv {
     vars: Vec<(String, String)>,
+    user: Option<ChildUser>,
 }
 
 impl ChildEnv {
@@ -225,7 +284,22 @@ impl ChildEnv {
                 vars.push(("MLFLOW_TRACKING_TOKEN".into(), token.clone()));
             }
         }
-        Self { vars }
+        Self { vars, user: None }
+    }
+
+    /// Children run as `user` (their supplementary groups dropped), with
+    /// `home`, a directory of theirs, as HOME.
+    pub fn running_as(mut self, user: ChildUser, home: &Path) -> Self {
+        self.vars
+            .retain(|(name, _)| !["HOME", "USER", "LOGNAME"].contains(&name.as_str()));
+        self.vars.push(("HOME".into(), home.display().to_string()));
+        self.user = Some(user);
+        self
+    }
+
+    /// The user children run as, when not Slipway's own.
+    pub fn user(&self) -> Option<ChildUser> {
+        self.user
     }
 
     pub fn tracking_uri(&self) -> &str {
@@ -239,11 +313,16 @@ impl ChildEnv {
             .map(|(_, value)| value.as_str())
     }
 
-    /// Replaces the command's whole environment with this one.
+    /// Replaces the command's whole environment with this one, and its
+    /// user with the children's (the standard library drops root's
+    /// supplementary groups along with it).
     pub fn apply<'a>(
         &self,
         command: &'a mut tokio::process::Command,
     ) -> &'a mut tokio::process::Command {
+        if let Some(user) = self.user {
+            command.uid(user.uid).gid(user.gid);
+        }
         command.env_clear().envs(self.vars.iter().cloned())
     }
 }
@@ -261,6 +340,32 @@ impl std::fmt::Debug for ChildEnv {
 mod tests {
     use super::*;
     use crate::adapters::mlflow::MlflowAuth;
+
+    #[test]
+    fn a_child_user_is_a_name_or_ids_never_root() {
+        let parse = |text: &str| text.parse::<ChildUser>();
+        assert_eq!(
+            parse("65534"),
+            Ok(ChildUser {
+                uid: 65534,
+                gid: 65534
+            })
+        );
+        assert_eq!(
+            parse("1001:1002"),
+            Ok(ChildUser {
+                uid: 1001,
+                gid: 1002
+            })
+        );
+        // Every Linux has `nobody` in /etc/passwd.
+        assert!(parse("nobody").unwrap().uid > 0);
+        assert!(parse("root").unwrap_err().contains("is root"));
+        assert!(parse("0:5").unwrap_err().contains("is root"));
+        assert!(parse("5:0").unwrap_err().contains("is root"));
+        assert!(parse("12x").is_err());
+        assert!(parse("no-such-user-here").unwrap_err().contains("no user"));
+    }
 
     #[test]
     fn a_child_gets_the_allow_list_and_mlflow_only() {

@@ -25,6 +25,7 @@ use crate::adapters::executor::{
 };
 use crate::adapters::git::Push;
 use crate::adapters::mlflow::{MlflowClient, Tag};
+use crate::adapters::process::ChildUser;
 use crate::catalog::mlproject::PythonEnv;
 use crate::catalog::{Catalog, ENV_CONDA, ENV_LOCAL, ENV_VIRTUALENV, Project};
 use crate::error::{Error, Invalid, Result};
@@ -46,6 +47,9 @@ pub struct Launches {
     changes: watch::Sender<u64>,
     /// Where local launches of projects from git get their commit checked out.
     git_work: Option<PathBuf>,
+    /// Whom checkouts are given to: the user trainings run as, when not
+    /// Slipway's own.
+    git_owner: Option<ChildUser>,
 }
 
 /// A form that passed validation.
@@ -73,18 +77,26 @@ impl Launches {
             executor,
             changes: watch::channel(0).0,
             git_work: None,
+            git_owner: None,
         }
     }
 
     /// Local launches of projects from git check their commit out under
     /// `root`, emptied now: what is there is from a Slipway that stopped
     /// (its trainings stopped with it).
-    pub fn checking_out_into(mut self, root: PathBuf) -> Result<Self> {
+    /// Trainings running as `owner` get their checkouts, and may pass
+    /// through `root` (not list it) to reach them.
+    pub fn checking_out_into(mut self, root: PathBuf, owner: Option<ChildUser>) -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
         if root.exists() {
             std::fs::remove_dir_all(&root)?;
         }
         std::fs::create_dir_all(&root)?;
+        if owner.is_some() {
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711))?;
+        }
         self.git_work = Some(root);
+        self.git_owner = owner;
         Ok(self)
     }
 
@@ -737,6 +749,12 @@ impl Launches {
         })?;
         let into = root.join(launch_id);
         crate::adapters::git::check_out(&checkout.url, &checkout.commit, &into).await?;
+        if let Some(owner) = self.git_owner {
+            let given = into.clone();
+            tokio::task::spawn_blocking(move || crate::adapters::process::give_to(&given, owner))
+                .await
+                .map_err(|err| Error::Internal(format!("giving a checkout away: {err}")))??;
+        }
         Ok(into.join(&checkout.path))
     }
 

@@ -5,7 +5,8 @@
 //! appear in no page, no API answer, `/metrics` or Slipway's log either.
 //! Run as a service user, Slipway keeps its `/proc` files from its own
 //! children, its data directory and database from everyone else, and
-//! takes secrets from files.
+//! takes secrets from files. Run as root, it runs its children as
+//! `--child-user`, who cannot write its database.
 
 use std::time::Duration;
 
@@ -98,6 +99,8 @@ async fn no_secret_reaches_a_training_a_page_the_metrics_or_the_log() {
     for path in ["/metrics", "/readyz"] {
         shown.push_str(&slipway.get(path).await.text().await.unwrap());
     }
+    // Run as root without --child-user (as this suite runs), it warns.
+    assert!(slipway.log().contains("set --child-user"));
     shown.push_str(&slipway.log());
     for secret in secrets.into_iter().chain([&job_password]) {
         assert!(
@@ -218,4 +221,64 @@ async fn a_training_cannot_read_slipways_environment_nor_anyone_its_files() {
     let log = slipway.log();
     assert!(!log.contains(&canary), "the secret is in the log");
     assert!(!log.contains("given on the command line"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_as_root_its_trainings_run_as_the_child_user_and_cannot_write_its_database() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test starts Slipway as root, as the suite runs"
+    );
+    const CHILD: u32 = 65534;
+    let data = tempfile::tempdir().unwrap();
+    let catalog = trainer_catalog(data.path(), "");
+    let slipway_data = data.path().join("slipway");
+    let slipway = Slipway::start(SlipwaySettings {
+        namespace: None,
+        catalog: &catalog,
+        data_dir: &slipway_data,
+        mlflow_url: mlflow_url(),
+        extra_env: vec![("SLIPWAY_CHILD_USER", format!("{CHILD}:{CHILD}"))],
+        run_as: None,
+    })
+    .await;
+    let identity = launched_log(&slipway, "identity", &[]).await;
+    assert!(
+        identity.contains(&format!("uid={CHILD}")) && identity.contains(&format!("gid={CHILD}")),
+        "{identity}"
+    );
+    assert!(
+        !identity.contains("groups=0") && !identity.contains("(root)"),
+        "root's groups were dropped: {identity}"
+    );
+    let environment = launched_log(&slipway, "environment", &[]).await;
+    let home = slipway_data.join("child-home");
+    assert!(
+        environment.contains(&format!("HOME={}\n", home.display())),
+        "{environment}"
+    );
+    assert_eq!(std::fs::metadata(&home).unwrap().uid(), CHILD);
+
+    // Slipway writes its database all along, so the refusal is the proof.
+    let database = slipway_data.join("slipway.db");
+    let touched = launched_log(
+        &slipway,
+        "touch",
+        &[("param.path", &database.display().to_string())],
+    )
+    .await;
+    assert!(touched.contains("Permission denied"), "{touched}");
+    // The data directory lets the child pass to its home, not look around.
+    let mode = std::fs::metadata(&slipway_data)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o711);
+    assert_eq!(
+        std::fs::metadata(&database).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!slipway.log().contains("set --child-user"));
 }
