@@ -154,7 +154,8 @@ impl Store {
 
     /// Who asked for `version` of `model` to be Production, if that change
     /// has not been deployed yet: (cause, actor). Each change is claimed by
-    /// the first deployment recorded for it.
+    /// the first deployment recorded for it. A change still `marking` counts:
+    /// a pass (a poll) may see MLflow's answer before the row is completed.
     pub async fn claim_promotion(
         &self,
         model: &str,
@@ -162,11 +163,12 @@ impl Store {
     ) -> Result<Option<(String, String)>> {
         let row = sqlx::query(
             "SELECT id, cause, actor FROM promotions WHERE model = $1 AND version = $2 \
-             AND state = $3 AND deployed_ms IS NULL ORDER BY created_ms DESC LIMIT 1",
+             AND state IN ($3, $4) AND deployed_ms IS NULL ORDER BY created_ms DESC LIMIT 1",
         )
         .bind(model)
         .bind(version)
         .bind(PromotionState::Marked.as_str())
+        .bind(PromotionState::Marking.as_str())
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else {
