@@ -1117,6 +1117,47 @@ pub struct PromotionPreview {
 }
 
 crate::text_enum! {
+    /// Where a canary rollout is: `progressing` (the canary takes `weight` %
+    /// of the requests), `promoting` (its version is being made Production;
+    /// the split holds until the stable side serves it), then ended.
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+    pub enum RolloutState {
+        Progressing => "progressing",
+        Promoting => "promoting",
+        Succeeded => "succeeded",
+        Aborted => "aborted",
+    }
+}
+
+impl RolloutState {
+    pub fn is_active(self) -> bool {
+        matches!(self, RolloutState::Progressing | RolloutState::Promoting)
+    }
+}
+
+/// A canary rollout of a deployment: a second version beside the stable one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Rollout {
+    pub id: String,
+    pub model: String,
+    /// Production when it started.
+    pub stable_version: Option<String>,
+    pub canary_version: String,
+    /// The canary's share of the requests, in percent.
+    pub weight: u8,
+    pub state: RolloutState,
+    pub started_by: String,
+    pub started_ms: i64,
+    pub updated_ms: i64,
+    pub ended_ms: Option<i64>,
+    /// How it ended (or where a promotion is).
+    pub outcome: String,
+}
+
+crate::text_enum! {
     /// Where a promotion request is. Written before each side effect, so a
     /// crash leaves `approving` (decided, promotion not confirmed) to explain.
     #[derive(Serialize, Deserialize)]
@@ -1279,6 +1320,8 @@ crate::text_enum! {
         Token => "token",
         /// A notification channel added or deleted.
         Notifications => "notifications",
+        /// A canary rollout started, re-weighted, promoted or aborted.
+        Rollout => "rollout",
     }
 }
 

@@ -291,15 +291,21 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
         ModelCaller::new()?,
         catalog.clone(),
     ));
+    let promotions = Arc::new(Promotions::new(
+        store.clone(),
+        mlflow.clone(),
+        mlflow_for_pages.clone(),
+        reconciler.clone(),
+        deployments.clone(),
+    ));
     let services = Services {
-        deployments: deployments.clone(),
-        promotions: Arc::new(Promotions::new(
+        deployments,
+        rollouts: Arc::new(crate::services::rollouts::Rollouts::new(
             store.clone(),
-            mlflow.clone(),
-            mlflow_for_pages.clone(),
             reconciler.clone(),
-            deployments,
+            promotions.clone(),
         )),
+        promotions,
         registry: Arc::new(Registry::new(store.clone(), mlflow_for_pages)),
         load_tests: Arc::new(LoadTests::new(
             store.clone(),

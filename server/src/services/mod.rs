@@ -14,6 +14,7 @@ pub mod notifications;
 pub mod promotions;
 pub mod reads;
 pub mod registry;
+pub mod rollouts;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub struct Services {
     pub launches: Arc<Launches>,
     pub load_tests: Arc<load_tests::LoadTests>,
     pub promotions: Arc<Promotions>,
+    pub rollouts: Arc<rollouts::Rollouts>,
     pub registry: Arc<Registry>,
     pub reads: Arc<Reads>,
     pub tokens: Arc<tokens::Tokens>,

@@ -613,6 +613,14 @@ impl Promotions {
         .await;
     }
 
+    /// The deployment of `model` and the version MLflow marks Production
+    /// for it right now.
+    pub async fn production_now(&self, model: &str) -> Result<(DeploymentBinding, Option<String>)> {
+        let binding = self.binding(model).await?;
+        let version = self.production_version(&binding).await?;
+        Ok((binding, version))
+    }
+
     /// The version MLflow marks Production for the binding right now (not
     /// as of the reconciler's last pass).
     async fn production_version(&self, binding: &DeploymentBinding) -> Result<Option<String>> {

@@ -373,6 +373,15 @@ impl Reconciler {
         };
         let desired = desired_versions(&bindings, &models);
         *self.desired.lock().expect("desired") = desired.clone();
+        // Without the rollouts read, canaries are left as they are (a
+        // database hiccup must not end them).
+        let rollouts = match self.ledger.store().active_rollouts().await {
+            Ok(rollouts) => Some(rollouts),
+            Err(err) => {
+                tracing::warn!(error = %err, "reading the rollouts; canaries left as they are");
+                None
+            }
+        };
         for binding in bindings.iter() {
             let version = desired.get(&binding.model).cloned().flatten();
             if trigger.retry_model.as_deref() == Some(binding.model.as_str()) {
@@ -383,8 +392,18 @@ impl Reconciler {
                 continue;
             };
             let outcome = target
-                .converge(&self.ledger, binding, version, trigger)
+                .converge(&self.ledger, binding, version.clone(), trigger)
                 .await;
+            let outcome = match (outcome, &rollouts) {
+                (Ok(()), Some(rollouts)) => {
+                    let rollout = rollouts
+                        .iter()
+                        .find(|rollout| rollout.model == binding.model);
+                    self.converge_canary(target, binding, version.as_deref(), rollout)
+                        .await
+                }
+                (outcome, _) => outcome,
+            };
             if let Err(err) = outcome {
                 if let Some(metrics) = self.metrics.get() {
                     metrics.count_reconcile_error(binding.target.as_str());
@@ -392,7 +411,53 @@ impl Reconciler {
                 tracing::warn!(model = %binding.model, error = %err, "converging");
             }
         }
+        for orphan in rollouts.iter().flatten().filter(|rollout| {
+            !bindings
+                .iter()
+                .any(|binding| binding.model == rollout.model)
+        }) {
+            self.ledger
+                .store()
+                .move_rollout(
+                    &orphan.id,
+                    orphan.state,
+                    app::model::RolloutState::Aborted,
+                    "the deployment was deleted",
+                )
+                .await?;
+        }
         Ok(())
+    }
+
+    /// Serves a rollout's canary beside the stable version; a promoted
+    /// canary, once the stable side serves its version, ends the rollout
+    /// (succeeded) and its canary server.
+    async fn converge_canary(
+        &self,
+        target: &Arc<dyn Target>,
+        binding: &DeploymentBinding,
+        production: Option<&str>,
+        rollout: Option<&app::model::Rollout>,
+    ) -> Result<()> {
+        use app::model::RolloutState;
+        if let Some(rollout) = rollout
+            && rollout.state == RolloutState::Promoting
+            && production == Some(rollout.canary_version.as_str())
+            && target.status(binding).0.as_deref() == Some(rollout.canary_version.as_str())
+        {
+            let ended = format!("v{} serves all requests", rollout.canary_version);
+            self.ledger
+                .store()
+                .move_rollout(
+                    &rollout.id,
+                    RolloutState::Promoting,
+                    RolloutState::Succeeded,
+                    &ended,
+                )
+                .await?;
+            return target.converge_canary(&self.ledger, binding, None).await;
+        }
+        target.converge_canary(&self.ledger, binding, rollout).await
     }
 
     /// The version MLflow marked Production for `model` as of the last

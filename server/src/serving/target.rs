@@ -52,6 +52,19 @@ pub trait Target: Send + Sync {
         trigger: &Trigger,
     ) -> Result<()>;
 
+    /// Serves a rollout's canary beside the binding's version with its
+    /// share of the requests, or, with `None`, stops any canary. Only
+    /// targets that can split traffic are given rollouts (their start is
+    /// refused elsewhere); the rest have nothing to stop.
+    async fn converge_canary(
+        &self,
+        _ledger: &Arc<Ledger>,
+        _binding: &DeploymentBinding,
+        _canary: Option<&app::model::Rollout>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// The version serving the binding now and its status, from the
     /// target's own signals (an object's conditions, a server's health).
     fn status(&self, binding: &DeploymentBinding) -> (Option<String>, ServingStatus);

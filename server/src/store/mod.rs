@@ -23,6 +23,7 @@ pub mod notifications;
 pub mod promotions;
 pub mod replicas;
 pub mod requests;
+pub mod rollouts;
 pub mod serving_objects;
 pub mod tokens;
 pub mod try_answers;

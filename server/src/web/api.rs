@@ -13,8 +13,8 @@ use app::access::{Grant, User};
 use app::model::{
     AuditEntry, AuditQuery, DeploymentDetail, DeploymentForm, DeploymentSettings, DeploymentView,
     Experiment, ExperimentPage, Launch, LaunchForm, LaunchRequest, ListQuery, LoadTest,
-    LoadTestRequest, ModelDetail, ModelsPage, Prediction, PromotionRequest, RunDetail, RunQuery,
-    RunsPage, TrafficRange, TrafficReport, VersionDetail,
+    LoadTestRequest, ModelDetail, ModelsPage, Prediction, PromotionRequest, Rollout, RunDetail,
+    RunQuery, RunsPage, TrafficRange, TrafficReport, VersionDetail,
 };
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -101,6 +101,10 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cancel_load_test))
         .routes(routes!(promote))
         .routes(routes!(rollback))
+        .routes(routes!(get_rollout, start_rollout))
+        .routes(routes!(set_rollout_weight))
+        .routes(routes!(promote_rollout))
+        .routes(routes!(abort_rollout))
         .routes(routes!(list_promotion_requests))
         .routes(routes!(get_promotion_request))
         .routes(routes!(approve))
@@ -800,6 +804,108 @@ async fn promote(
             }),
         ),
     })
+}
+
+#[utoipa::path(get, path = "/api/v1/deployments/{model}/rollout", tag = "rollouts",
+    params(("model" = String, Path)),
+    responses((status = 200, body = Rollout, description = "The active rollout, else the newest one"),
+        (status = 404, body = ApiErrorBody, description = "It never had one"), (status = "5XX", body = ApiErrorBody)))]
+async fn get_rollout(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> ApiResult<Json<Rollout>> {
+    Ok(Json(state.services.rollouts.newest(&model).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct CanaryBody {
+    /// The version to serve beside Production.
+    version: String,
+    /// Its share of the requests, 1 to 99 %.
+    weight: u8,
+}
+
+#[utoipa::path(post, path = "/api/v1/deployments/{model}/rollout", tag = "rollouts",
+    params(("model" = String, Path)), request_body = CanaryBody,
+    responses((status = 201, body = Rollout, description = "The canary starts; the gateway gives it its share once it serves (local deployments only, so far)"),
+        (status = 409, body = ApiErrorBody, description = "A rollout is under way already"),
+        (status = "4XX", body = ApiErrorBody), (status = "5XX", body = ApiErrorBody)))]
+async fn start_rollout(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Body(body): Body<CanaryBody>,
+) -> ApiResult<(StatusCode, Json<Rollout>)> {
+    let rollout = state
+        .services
+        .rollouts
+        .start(&user, &model, &body.version, body.weight)
+        .await?;
+    Ok((StatusCode::CREATED, Json(rollout)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct WeightBody {
+    /// The canary's share of the requests, 1 to 99 %.
+    weight: u8,
+}
+
+#[utoipa::path(put, path = "/api/v1/deployments/{model}/rollout/weight", tag = "rollouts",
+    params(("model" = String, Path)), request_body = WeightBody,
+    responses((status = 200, body = Rollout), (status = "4XX", body = ApiErrorBody), (status = "5XX", body = ApiErrorBody)))]
+async fn set_rollout_weight(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Body(body): Body<WeightBody>,
+) -> ApiResult<Json<Rollout>> {
+    Ok(Json(
+        state
+            .services
+            .rollouts
+            .set_weight(&user, &model, body.weight)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default)]
+struct ReasonBody {
+    reason: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/deployments/{model}/rollout/promote", tag = "rollouts",
+    params(("model" = String, Path)), request_body = ReasonBody,
+    responses((status = 200, body = Rollout, description = "Its version is Production in MLflow; the rollout succeeds once the stable side serves it"),
+        (status = "4XX", body = ApiErrorBody), (status = "5XX", body = ApiErrorBody)))]
+async fn promote_rollout(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Body(body): Body<ReasonBody>,
+) -> ApiResult<Json<Rollout>> {
+    let rollouts = &state.services.rollouts;
+    rollouts.promote(&user, &model, &body.reason).await?;
+    Ok(Json(rollouts.newest(&model).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/deployments/{model}/rollout/abort", tag = "rollouts",
+    params(("model" = String, Path)), request_body = ReasonBody,
+    responses((status = 200, body = Rollout, description = "Aborted: every request to the stable version, the canary stopped"),
+        (status = "4XX", body = ApiErrorBody), (status = "5XX", body = ApiErrorBody)))]
+async fn abort_rollout(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Body(body): Body<ReasonBody>,
+) -> ApiResult<Json<Rollout>> {
+    Ok(Json(
+        state
+            .services
+            .rollouts
+            .abort(&user, &model, &body.reason)
+            .await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

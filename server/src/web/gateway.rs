@@ -1,6 +1,6 @@
 //! The gateway: one stable address per locally served deployment,
 //! `POST /serve/{model}/invocations`, passed on to the model server of the
-//! version serving now and recorded (requests, errors by class, latency) by
+//! version serving now (or a rollout's canary, for its share) and recorded (requests, errors by class, latency) by
 //! deployment and version.
 //!
 //! It listens apart from the pages (`SLIPWAY_GATEWAY_LISTEN`, loopback by
@@ -65,7 +65,9 @@ async fn invoke(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let (server, status) = gateway.serving.status(&model);
+    // A rollout's canary takes its share; each answer is recorded under
+    // the version that gave it.
+    let (server, _canary, status) = gateway.serving.route(&model);
     let Some(server) = server else {
         let why = if gateway.serving.models().contains(&model) {
             format!("{model} has no version serving yet: {}.", status.message)

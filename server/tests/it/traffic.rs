@@ -950,3 +950,203 @@ async fn seldon_executor_metrics_are_read_per_version_through_prometheus() {
         );
     }
 }
+
+/// A canary on local serving: v2 beside v1 takes exactly its share of the
+/// gateway's requests (every answer says which version gave it: v1 doubles
+/// nothing, v2 doubles), re-weighted at once; aborted, every request is
+/// v1's again and the canary's server is gone; started again and promoted,
+/// v2 serves everything, the rollout has succeeded, and one server is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_canary_takes_exactly_its_share_and_is_aborted_or_promoted() {
+    use app::model::RolloutState;
+    let model = unique("canary");
+    let experiment = unique("canary");
+    assert_eq!(register(&model, &experiment, 1.0), "1");
+    assert_eq!(register(&model, &experiment, 2.0), "2");
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = config(&mlflow_url(), data.path());
+    settings.catalog = Some(local_catalog(data.path(), &model));
+    settings.reconcile_poll_secs = 1;
+    let site = Site::start(settings, data).await;
+    let deployer = user("deployer", Role::Deployer);
+    let rollouts = &site.services.rollouts;
+    site.services
+        .promotions
+        .promote(&deployer, &model, "1", "", Expected::Any)
+        .await
+        .unwrap();
+    let address = serving_view(&site, &model, "1").await.address.unwrap();
+    let http = reqwest::Client::new();
+    // Which version answered: [1, 2] × 1 or × 2.
+    let answered_by = |answer: &str| -> &'static str {
+        let answer: serde_json::Value = serde_json::from_str(answer).unwrap();
+        let prediction = answer["predictions"][0].as_f64().unwrap();
+        if (prediction - 6.0).abs() < 0.01 {
+            "2"
+        } else if (prediction - 3.0).abs() < 0.01 {
+            "1"
+        } else {
+            panic!("{answer}")
+        }
+    };
+    let canary_answers = |count: usize| {
+        let (http, address) = (http.clone(), address.clone());
+        async move {
+            let mut by_canary = 0;
+            for _ in 0..count {
+                let (status, answer, _) = send(&http, &address, GOOD).await;
+                assert_eq!(status, 200, "{answer}");
+                by_canary += usize::from(answered_by(&answer) == "2");
+            }
+            by_canary
+        }
+    };
+
+    // Refused: a weight out of range, the version already in production.
+    assert!(rollouts.start(&deployer, &model, "2", 0).await.is_err());
+    let same = rollouts
+        .start(&deployer, &model, "1", 20)
+        .await
+        .unwrap_err();
+    assert!(same.to_string().contains("already in production"), "{same}");
+    let viewer = user("viewer", Role::Viewer);
+    assert!(matches!(
+        rollouts.start(&viewer, &model, "2", 20).await,
+        Err(server::error::Error::Forbidden(_))
+    ));
+
+    rollouts.start(&deployer, &model, "2", 25).await.unwrap();
+    let second = rollouts
+        .start(&deployer, &model, "2", 25)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(second, server::error::Error::Conflict(_)),
+        "{second}"
+    );
+    // Once the canary serves, any 100 requests in a row give it 25.
+    let serving = eventually(Duration::from_secs(180), || async {
+        (canary_answers(4).await > 0).then_some(())
+    })
+    .await;
+    assert!(serving.is_some(), "the canary never answered");
+    rollouts.set_weight(&deployer, &model, 60).await.unwrap();
+    let reweighted = eventually(Duration::from_secs(30), || async {
+        // The new weight takes effect with the next pass.
+        let share = canary_answers(100).await;
+        (share == 60).then_some(share)
+    })
+    .await;
+    assert_eq!(reweighted, Some(60));
+    assert_eq!(canary_answers(100).await, 60, "exactly its share");
+
+    // Aborted: every request v1's, the canary's server stopped.
+    assert!(
+        rollouts.abort(&deployer, &model, "").await.is_err(),
+        "a reason is needed"
+    );
+    let aborted = rollouts
+        .abort(&deployer, &model, "p99 too high")
+        .await
+        .unwrap();
+    assert_eq!(aborted.state, RolloutState::Aborted);
+    let gone = eventually(Duration::from_secs(30), || async {
+        (crate::support::model_servers(&model, Some("2")) == 0).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "the canary's server outlived its rollout");
+    assert_eq!(canary_answers(20).await, 0);
+
+    // Started again and promoted: v2 serves alone, the rollout succeeded.
+    rollouts.start(&deployer, &model, "2", 10).await.unwrap();
+    let serving = eventually(Duration::from_secs(180), || async {
+        (canary_answers(10).await > 0).then_some(())
+    })
+    .await;
+    assert!(serving.is_some(), "the canary never answered");
+    rollouts
+        .promote(&deployer, &model, "good numbers")
+        .await
+        .unwrap();
+    let succeeded = eventually(Duration::from_secs(180), || async {
+        let newest = site.store.rollouts(&model, 1).await.unwrap().remove(0);
+        (newest.state == RolloutState::Succeeded).then_some(newest)
+    })
+    .await
+    .expect("the rollout ended");
+    assert_eq!(succeeded.outcome, "v2 serves all requests");
+    let alone = eventually(Duration::from_secs(30), || async {
+        (crate::support::model_servers(&model, None) == 1).then_some(())
+    })
+    .await;
+    assert!(alone.is_some(), "one server is left");
+    assert_eq!(canary_answers(20).await, 20);
+    let audit: Vec<String> = site
+        .store
+        .recent_events(Some(&format!("model:{model}")), 20)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|event| event.action == "rollout")
+        .map(|event| event.detail)
+        .collect();
+    assert!(
+        audit
+            .iter()
+            .any(|detail| detail == "v2 aborted at 60 %: p99 too high"),
+        "{audit:?}"
+    );
+
+    // The API, with a deployer's token: the newest rollout; a bad weight
+    // is a 400 in the API's shape.
+    site.session(Role::Deployer).await;
+    let (_, secret) = site
+        .services
+        .tokens
+        .create(
+            &deployer,
+            &app::model::TokenRequest {
+                name: "canary-ci".into(),
+                role: "deployer".into(),
+                scope: String::new(),
+                expires_days: "1".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let api = |method: &str, path: String, body: serde_json::Value| {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "slipway.test")
+            .header("authorization", format!("Bearer {secret}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let router = site.router.clone();
+        async move {
+            use http_body_util::BodyExt;
+            use tower::ServiceExt;
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status().as_u16();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
+            )
+        }
+    };
+    let rollout_path = format!("/api/v1/deployments/{model}/rollout");
+    let (status, newest) = api("GET", rollout_path.clone(), serde_json::json!(null)).await;
+    assert_eq!(status, 200, "{newest}");
+    assert_eq!(newest["state"], "succeeded");
+    assert_eq!(newest["canary_version"], "2");
+    let (status, refused) = api(
+        "POST",
+        rollout_path,
+        serde_json::json!({"version": "1", "weight": 150}),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["error"]["message"].as_str().is_some(), "{refused}");
+}

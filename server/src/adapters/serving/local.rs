@@ -95,6 +95,22 @@ pub struct LocalServing {
     /// Numbers starts across models, so none is ever reused (an undeployed
     /// model's entry goes, and starts again from the default).
     starts: AtomicU64,
+    /// The canary's share of each model's requests (percent) while a
+    /// rollout runs, and the requests routed since it was set (the split is
+    /// exact, not drawn at random); its server is kept under [`canary_key`].
+    splits: Mutex<HashMap<String, (u8, u64)>>,
+}
+
+/// Where a model's canary server is kept among the servers: no model name
+/// holds a NUL.
+pub fn canary_key(model: &str) -> String {
+    format!("{model}{CANARY_SUFFIX}")
+}
+
+const CANARY_SUFFIX: &str = "\u{0}canary";
+
+fn is_canary_key(key: &str) -> bool {
+    key.ends_with(CANARY_SUFFIX)
 }
 
 impl LocalServing {
@@ -111,7 +127,48 @@ impl LocalServing {
                 .expect("a plain HTTP client"),
             stopping: AtomicBool::new(false),
             starts: AtomicU64::new(0),
+            splits: Mutex::default(),
         })
+    }
+
+    /// The canary of `model` takes `weight` % of its requests once its
+    /// server serves; `None`: all go to the stable one.
+    pub fn set_split(&self, model: &str, weight: Option<u8>) {
+        let mut splits = self.splits.lock().expect("splits");
+        match weight {
+            Some(weight) if splits.get(model).map(|split| split.0) != Some(weight) => {
+                splits.insert(model.to_string(), (weight.min(100), 0));
+            }
+            Some(_) => {}
+            None => {
+                splits.remove(model);
+            }
+        }
+    }
+
+    /// The server a request to `model` goes to, and whether it is the
+    /// canary: of every 100 requests, exactly the canary's weight go to
+    /// it (spread evenly), while it serves.
+    pub fn route(&self, model: &str) -> (Option<LocalServer>, bool, ServingStatus) {
+        let (stable, status) = self.status(model);
+        let (Some(canary), _) = self.status(&canary_key(model)) else {
+            return (stable, false, status);
+        };
+        let to_canary = {
+            let mut splits = self.splits.lock().expect("splits");
+            splits.get_mut(model).is_some_and(|(weight, routed)| {
+                let n = *routed % 100;
+                *routed += 1;
+                let weight = u64::from(*weight);
+                // Request n is the canary's where its running share steps
+                // up: `weight` of every 100, evenly spread.
+                (n + 1) * weight / 100 > n * weight / 100
+            })
+        };
+        if to_canary || stable.is_none() {
+            return (Some(canary), true, status);
+        }
+        (stable, false, status)
     }
 
     pub fn is_stopping(&self) -> bool {
@@ -406,23 +463,37 @@ impl LocalServing {
         }
     }
 
-    /// The models with a server serving, starting or failed.
+    /// The models with a server serving, starting or failed (canaries are
+    /// their model's).
     pub fn models(&self) -> Vec<String> {
         self.models
             .lock()
             .expect("serving map")
             .keys()
+            .filter(|key| !is_canary_key(key))
             .cloned()
             .collect()
     }
 
-    /// Stops whatever serves the model (nothing in production any more).
+    /// Stops whatever serves the model (nothing in production any more),
+    /// its canary too.
     pub async fn undeploy(&self, model: &str) {
+        self.undeploy_canary(model).await;
+        self.remove(model).await;
+    }
+
+    /// Stops the model's canary server; all its requests go to the stable one.
+    pub async fn undeploy_canary(&self, model: &str) {
+        self.set_split(model, None);
+        self.remove(&canary_key(model)).await;
+    }
+
+    async fn remove(&self, key: &str) {
         let current = self
             .models
             .lock()
             .expect("serving map")
-            .remove(model)
+            .remove(key)
             .and_then(|servers| servers.current);
         if let Some(server) = current {
             self.stop(server.pgid).await;
@@ -455,11 +526,14 @@ impl LocalServing {
         let (model, version) = (start.model.as_str(), start.version.as_str());
         let port = crate::adapters::process::free_port()
             .map_err(|err| NotServing::Failed(format!("no free port: {err}")))?;
+        // A canary's server serves its model's version like any other.
+        let registered_name = model.strip_suffix(CANARY_SUFFIX).unwrap_or(model);
         let log_path = self.log_dir.join(format!(
-            "{}-v{version}.log",
-            crate::catalog::dns_name(model)
+            "{}-v{version}{}.log",
+            crate::catalog::dns_name(registered_name),
+            if is_canary_key(model) { "-canary" } else { "" }
         ));
-        let model_uri = format!("models:/{model}/{version}");
+        let model_uri = format!("models:/{registered_name}/{version}");
         let (mut child, pgid) = crate::adapters::process::spawn_logged(
             self.env
                 .apply(&mut tokio::process::Command::new("mlflow"))
@@ -703,6 +777,57 @@ impl Target for LocalTarget {
                 tracing::error!(error = %err, "recording a deployment's end");
             }
         });
+        Ok(())
+    }
+
+    async fn converge_canary(
+        &self,
+        ledger: &Arc<Ledger>,
+        binding: &DeploymentBinding,
+        canary: Option<&app::model::Rollout>,
+    ) -> Result<()> {
+        let model = &binding.model;
+        let key = canary_key(model);
+        if self.serving.is_stopping() {
+            return Ok(());
+        }
+        let Some(rollout) = canary else {
+            if self.serving.wanted_version(&key).0.is_some() {
+                self.serving.undeploy_canary(model).await;
+                tracing::info!(%model, "stopped the canary's model server");
+            }
+            self.serving.set_split(model, None);
+            return Ok(());
+        };
+        let version = &rollout.canary_version;
+        self.serving.check_liveness(&key).await;
+        let (wanted, _) = self.serving.wanted_version(&key);
+        let failed = ledger.failed_version(&key);
+        if wanted.as_ref() != Some(version) && failed.as_ref() != Some(version) {
+            let start = match self.serving.begin(&key, version) {
+                Ok(start) => start,
+                Err(NotServing::Superseded(_) | NotServing::Failed(_)) => return Ok(()),
+            };
+            let serving = self.serving.clone();
+            let ledger = ledger.clone();
+            let (model, version) = (model.clone(), version.clone());
+            tokio::spawn(async move {
+                match serving.deploy(start).await {
+                    Ok(server) => {
+                        if let Some(metrics) = ledger.metrics() {
+                            metrics.prepare_serve(&model, &server.version);
+                        }
+                        tracing::info!(%model, %version, "the canary serves");
+                    }
+                    Err(NotServing::Failed(why)) => {
+                        ledger.set_failed(&canary_key(&model), &version);
+                        tracing::warn!(%model, %version, %why, "the canary did not start");
+                    }
+                    Err(NotServing::Superseded(_)) => {}
+                }
+            });
+        }
+        self.serving.set_split(model, Some(rollout.weight));
         Ok(())
     }
 

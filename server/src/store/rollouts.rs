@@ -1,0 +1,121 @@
+//! Canary rollouts: written before each change they make, ended with how.
+
+use app::model::{Rollout, RolloutState};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, now_ms};
+use crate::error::{Error, Result};
+
+const COLUMNS: &str = "id, model, stable_version, canary_version, weight, state, started_by, \
+                       started_ms, updated_ms, ended_ms, outcome";
+
+impl Store {
+    /// Records a rollout as progressing. `false`: the deployment has an
+    /// active one already.
+    pub async fn begin_rollout(&self, rollout: &Rollout) -> Result<bool> {
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO rollouts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, '')"
+        ))
+        .bind(&rollout.id)
+        .bind(&rollout.model)
+        .bind(rollout.stable_version.as_deref())
+        .bind(&rollout.canary_version)
+        .bind(i64::from(rollout.weight))
+        .bind(RolloutState::Progressing.as_str())
+        .bind(&rollout.started_by)
+        .bind(rollout.started_ms)
+        .bind(rollout.started_ms)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(err)) if err.is_unique_violation() => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Every active rollout, by model.
+    pub async fn active_rollouts(&self) -> Result<Vec<Rollout>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM rollouts WHERE state IN ($1, $2) ORDER BY model"
+        ))
+        .bind(RolloutState::Progressing.as_str())
+        .bind(RolloutState::Promoting.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rollout_from_row).collect()
+    }
+
+    /// The newest rollouts of `model`, newest first.
+    pub async fn rollouts(&self, model: &str, limit: i64) -> Result<Vec<Rollout>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM rollouts WHERE model = $1 ORDER BY started_ms DESC, id LIMIT $2"
+        ))
+        .bind(model)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rollout_from_row).collect()
+    }
+
+    /// Sets a progressing rollout's weight. `false`: it is no longer
+    /// progressing.
+    pub async fn set_rollout_weight(&self, id: &str, weight: u8) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE rollouts SET weight = $1, updated_ms = $2 WHERE id = $3 AND state = $4",
+        )
+        .bind(i64::from(weight))
+        .bind(now_ms())
+        .bind(id)
+        .bind(RolloutState::Progressing.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Moves a rollout from `from` to `to`, with `outcome` (an end is
+    /// stamped). `false`: it was no longer in `from`.
+    pub async fn move_rollout(
+        &self,
+        id: &str,
+        from: RolloutState,
+        to: RolloutState,
+        outcome: &str,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE rollouts SET state = $1, outcome = $2, updated_ms = $3, ended_ms = $4 \
+             WHERE id = $5 AND state = $6",
+        )
+        .bind(to.as_str())
+        .bind(outcome)
+        .bind(now)
+        .bind((!to.is_active()).then_some(now))
+        .bind(id)
+        .bind(from.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn rollout_from_row(row: &AnyRow) -> Result<Rollout> {
+    let state: String = row.try_get("state")?;
+    let weight: i64 = row.try_get("weight")?;
+    Ok(Rollout {
+        id: row.try_get("id")?,
+        model: row.try_get("model")?,
+        stable_version: row.try_get("stable_version")?,
+        canary_version: row.try_get("canary_version")?,
+        weight: u8::try_from(weight)
+            .map_err(|_| Error::Internal(format!("a rollout's weight {weight}")))?,
+        state: RolloutState::parse(&state)
+            .ok_or_else(|| Error::Internal(format!("unknown rollout state {state:?}")))?,
+        started_by: row.try_get("started_by")?,
+        started_ms: row.try_get("started_ms")?,
+        updated_ms: row.try_get("updated_ms")?,
+        ended_ms: row.try_get("ended_ms")?,
+        outcome: row.try_get("outcome")?,
+    })
+}
