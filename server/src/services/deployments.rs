@@ -15,7 +15,7 @@ use app::routes::approval_href;
 
 use super::audit::{Audit, Outcome};
 use super::reads::version_summary;
-use crate::adapters::mlflow::{MlflowClient, MlflowError};
+use crate::adapters::mlflow::{MlflowClient, MlflowError, RegisteredModel};
 use crate::adapters::serving::caller::{MAX_INPUT_BYTES, ModelCaller};
 use crate::catalog::{
     Catalog, DeploymentBinding, NoProduction, ProductionMarker, RequestLimit, ServingTarget,
@@ -30,6 +30,13 @@ use crate::store::bindings::{BindingRecord, ManagedBy, Seeded};
 use crate::store::deliveries::Delivery;
 use crate::store::drafts::DraftForm;
 use crate::store::requests::NewRequest;
+
+/// Why a settings change waits for a second person, and the version it
+/// would make serve (`None`: none).
+struct Hold {
+    why: String,
+    serving: Option<String>,
+}
 
 /// What saving a deployment's settings did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -385,13 +392,13 @@ impl Deployments {
                 "not required"
             }
         );
-        if let Some(why) = self.second_person(None, &binding).await? {
+        if let Some(hold) = self.second_person(None, &binding).await? {
             let change = SettingsChange {
                 create: true,
                 settings: settings.clone(),
                 changes: detail,
             };
-            return self.ask(user, &binding, change, &why).await;
+            return self.ask(user, &binding, change, hold).await;
         }
         if !self.store.insert_binding(&binding, &user.name).await? {
             return Err(invalid(vec![format!(
@@ -426,13 +433,13 @@ impl Deployments {
             return Err(changed_meanwhile(model));
         }
         let detail = changes(&settings_of(&record), &settings);
-        if let Some(why) = self.second_person(Some(&record.binding), &binding).await? {
+        if let Some(hold) = self.second_person(Some(&record.binding), &binding).await? {
             let change = SettingsChange {
                 create: false,
                 settings,
                 changes: detail,
             };
-            return self.ask(user, &binding, change, &why).await;
+            return self.ask(user, &binding, change, hold).await;
         }
         if !self
             .store
@@ -447,33 +454,40 @@ impl Deployments {
     }
 
     /// Why saving `after` (over `before`, or as a new deployment) needs a
-    /// second person, if it does: it turns approval off for a model that
-    /// has it on (its deployment, or its last one if deleted), or it is a
-    /// new deployment requiring approval whose marker already marks a
-    /// version, which would start serving with nobody having approved it.
+    /// second person, if it does, with the version it would make serve: it
+    /// turns approval off for a model that has it on (its deployment, or its
+    /// last one if deleted), or it is a new deployment requiring approval
+    /// whose marker already marks a version, which would start serving with
+    /// nobody having approved it.
     async fn second_person(
         &self,
         before: Option<&DeploymentBinding>,
         after: &DeploymentBinding,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<Hold>> {
         let approval_on = match before {
             Some(before) => before.requires_approval,
             None => self.store.approval_required(&after.model).await?,
         };
         if approval_on && !after.requires_approval {
-            return Ok(Some(format!(
-                "{} requires approval: turning it off needs a second person",
-                after.model
-            )));
+            return Ok(Some(Hold {
+                why: format!(
+                    "{} requires approval: turning it off needs a second person",
+                    after.model
+                ),
+                serving: self.marked_version(after).await?,
+            }));
         }
         if before.is_none()
             && after.requires_approval
             && let Some(version) = self.marked_version(after).await?
         {
-            return Ok(Some(format!(
-                "its {} already marks v{version}, which would start serving with nobody having approved it",
-                after.marker()
-            )));
+            return Ok(Some(Hold {
+                why: format!(
+                    "its {} already marks v{version}, which would start serving with nobody having approved it",
+                    after.marker()
+                ),
+                serving: Some(version),
+            }));
         }
         Ok(None)
     }
@@ -485,10 +499,13 @@ impl Deployments {
         user: &User,
         binding: &DeploymentBinding,
         change: SettingsChange,
-        why: &str,
+        hold: Hold,
     ) -> Result<Saved> {
         let model = binding.model.as_str();
-        let version = self.marked_version(binding).await?;
+        let Hold {
+            why,
+            serving: version,
+        } = hold;
         let evidence = match &version {
             Some(version) => Some(PromotionPreview {
                 model: model.to_string(),
@@ -602,22 +619,19 @@ impl Deployments {
     /// What the binding's marker marks in MLflow right now; `None` for a
     /// model MLflow does not have (yet).
     async fn marked_version(&self, binding: &DeploymentBinding) -> Result<Option<String>> {
-        let model = match self.mlflow.get_registered_model(&binding.model).await {
-            Ok(model) => model,
-            Err(MlflowError::Api { status: 404, .. }) => return Ok(None),
-            Err(err) => {
-                return Err(Error::Unavailable(format!(
-                    "reading {} in MLflow: {err}",
-                    binding.model
-                )));
-            }
-        };
-        Ok(crate::serving::desired::desired_versions(
-            std::slice::from_ref(binding),
-            std::slice::from_ref(&model),
-        )
-        .remove(&binding.model)
-        .flatten())
+        let model = self.registered(&binding.model).await?;
+        Ok(marks(binding, model.as_ref()))
+    }
+
+    /// The model as MLflow has it right now; `None`: it has no such model.
+    async fn registered(&self, model: &str) -> Result<Option<RegisteredModel>> {
+        match self.mlflow.get_registered_model(model).await {
+            Ok(found) => Ok(Some(found)),
+            Err(MlflowError::Api { status: 404, .. }) => Ok(None),
+            Err(err) => Err(Error::Unavailable(format!(
+                "reading {model} in MLflow: {err}"
+            ))),
+        }
     }
 
     /// Deletes an app-managed deployment once its name is typed again
@@ -693,10 +707,8 @@ impl Deployments {
         if !moved || !(before.requires_approval || after.requires_approval) {
             return Ok(());
         }
-        let (now, then) = (
-            self.marked_version(before).await?,
-            self.marked_version(after).await?,
-        );
+        let model = self.registered(&after.model).await?;
+        let (now, then) = (marks(before, model.as_ref()), marks(after, model.as_ref()));
         if now == then {
             return Ok(());
         }
@@ -819,6 +831,14 @@ fn form_revision(revision: &str) -> Result<i64> {
     revision
         .parse()
         .map_err(|_| Error::invalid("the form lacks its revision"))
+}
+
+/// The version `binding`'s marker marks on `model` (`None`: none, or no model).
+fn marks(binding: &DeploymentBinding, model: Option<&RegisteredModel>) -> Option<String> {
+    let models = model.map(std::slice::from_ref).unwrap_or_default();
+    crate::serving::desired::desired_versions(std::slice::from_ref(binding), models)
+        .remove(&binding.model)
+        .flatten()
 }
 
 fn version_words(version: Option<&str>) -> String {

@@ -134,24 +134,14 @@ impl Rollouts {
             "v{} from {} % to {weight} %",
             rollout.canary_version, rollout.weight
         );
-        let audit = self
-            .audit
-            .begin(
-                &user.actor(),
-                AuditAction::Rollout,
-                &subject(model),
-                &detail,
-            )
-            .await?;
-        let set = self.store.set_rollout_weight(&rollout.id, weight).await;
-        let set = match set {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(changed_meanwhile(model)),
-            Err(err) => Err(err),
-        };
-        audit.finish(set).await?;
-        self.converge(user, model);
-        self.fresh(model).await
+        self.audited(
+            user,
+            model,
+            &detail,
+            self.store.set_rollout_weight(&rollout.id, weight),
+        )
+        .await?;
+        self.newest(model).await
     }
 
     /// Makes the canary's version Production, the ordinary way (asking an
@@ -194,32 +184,19 @@ impl Rollouts {
             "v{} aborted at {} %: {reason}",
             rollout.canary_version, rollout.weight
         );
-        let audit = self
-            .audit
-            .begin(
-                &user.actor(),
-                AuditAction::Rollout,
-                &subject(model),
-                &detail,
-            )
-            .await?;
         let outcome = format!("aborted by {}: {reason}", user.actor());
-        let moved = self
-            .store
-            .move_rollout(
+        self.audited(
+            user,
+            model,
+            &detail,
+            self.store.move_rollout(
                 &rollout.id,
                 RolloutState::Progressing,
                 RolloutState::Aborted,
                 &outcome,
-            )
-            .await;
-        let moved = match moved {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(changed_meanwhile(model)),
-            Err(err) => Err(err),
-        };
-        audit.finish(moved).await?;
-        self.converge(user, model);
+            ),
+        )
+        .await?;
         self.newest(model).await
     }
 
@@ -233,10 +210,27 @@ impl Rollouts {
         }
     }
 
-    async fn fresh(&self, model: &str) -> Result<Rollout> {
-        self.active(model)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("{model} has no canary")))
+    /// Audits `detail` and carries out `change`, a write that says
+    /// whether the row was still as read; then a pass follows it.
+    async fn audited(
+        &self,
+        user: &User,
+        model: &str,
+        detail: &str,
+        change: impl std::future::Future<Output = Result<bool>>,
+    ) -> Result<()> {
+        let audit = self
+            .audit
+            .begin(&user.actor(), AuditAction::Rollout, &subject(model), detail)
+            .await?;
+        let changed = match change.await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(changed_meanwhile(model)),
+            Err(err) => Err(err),
+        };
+        audit.finish(changed).await?;
+        self.converge(user, model);
+        Ok(())
     }
 
     /// A pass at once, so the split follows the row.

@@ -67,7 +67,7 @@ async fn invoke(
     let started = Instant::now();
     // A rollout's canary takes its share; each answer is recorded under
     // the version that gave it.
-    let (server, _canary, status) = gateway.serving.route(&model);
+    let (server, status) = gateway.serving.route(&model);
     let Some(server) = server else {
         let why = if gateway.serving.models().contains(&model) {
             format!("{model} has no version serving yet: {}.", status.message)

@@ -829,6 +829,8 @@ async fn an_admin_alone_cannot_switch_markers_turn_approval_off_or_serve_a_prese
     };
     let admin = person("solo-admin", Role::Admin);
     let approver = person("second", Role::Approver);
+    // The deployment of `model` as stored now.
+    let stored = || async { state.store.binding(&model).await.unwrap().unwrap() };
     let requested = |saved: server::error::Result<Saved>| match saved {
         Ok(Saved::Requested(id)) => id,
         other => panic!("held for a second person, not {other:?}"),
@@ -856,24 +858,15 @@ async fn an_admin_alone_cannot_switch_markers_turn_approval_off_or_serve_a_prese
     let own = promotions.approve(&admin, &id, "").await.unwrap_err();
     assert!(matches!(own, server::error::Error::Forbidden(_)), "{own:?}");
     promotions.approve(&approver, &id, "looked").await.unwrap();
-    let stored = state.store.binding(&model).await.unwrap().unwrap();
-    assert!(stored.binding.requires_approval);
-    assert_eq!(stored.changed_by, "solo-admin (approved by second)");
+    let saved = stored().await;
+    assert!(saved.binding.requires_approval);
+    assert_eq!(saved.changed_by, "solo-admin (approved by second)");
     assert_eq!(
         promotions.request(&id).await.unwrap().state,
         app::model::RequestState::Approved
     );
 
-    let revision = || async {
-        state
-            .store
-            .binding(&model)
-            .await
-            .unwrap()
-            .unwrap()
-            .revision
-            .to_string()
-    };
+    let revision = || async { stored().await.revision.to_string() };
     let to_alias = |alias: &str, approval: bool, revision: String| app::model::DeploymentSettings {
         production: "alias".into(),
         alias: alias.into(),
@@ -904,17 +897,7 @@ async fn an_admin_alone_cannot_switch_markers_turn_approval_off_or_serve_a_prese
             .unwrap(),
         Saved::Now
     );
-    assert_eq!(
-        state
-            .store
-            .binding(&model)
-            .await
-            .unwrap()
-            .unwrap()
-            .binding
-            .alias,
-        "same"
-    );
+    assert_eq!(stored().await.binding.alias, "same");
 
     // Turning approval off is held; a change made meanwhile makes it stale.
     let id = requested(
@@ -922,16 +905,7 @@ async fn an_admin_alone_cannot_switch_markers_turn_approval_off_or_serve_a_prese
             .update(&admin, &model, &to_alias("same", false, revision().await))
             .await,
     );
-    assert!(
-        state
-            .store
-            .binding(&model)
-            .await
-            .unwrap()
-            .unwrap()
-            .binding
-            .requires_approval
-    );
+    assert!(stored().await.binding.requires_approval);
     let replicas = app::model::DeploymentSettings {
         replicas: "2".into(),
         ..to_alias("same", true, revision().await)
@@ -950,16 +924,7 @@ async fn an_admin_alone_cannot_switch_markers_turn_approval_off_or_serve_a_prese
         promotions.request(&id).await.unwrap().state,
         app::model::RequestState::Stale
     );
-    assert!(
-        state
-            .store
-            .binding(&model)
-            .await
-            .unwrap()
-            .unwrap()
-            .binding
-            .requires_approval
-    );
+    assert!(stored().await.binding.requires_approval);
     // Asked again and approved: off.
     let off = app::model::DeploymentSettings {
         replicas: "2".into(),
@@ -967,16 +932,7 @@ async fn an_admin_alone_cannot_switch_markers_turn_approval_off_or_serve_a_prese
     };
     let id = requested(deployments.update(&admin, &model, &off).await);
     promotions.approve(&approver, &id, "ok").await.unwrap();
-    assert!(
-        !state
-            .store
-            .binding(&model)
-            .await
-            .unwrap()
-            .unwrap()
-            .binding
-            .requires_approval
-    );
+    assert!(!stored().await.binding.requires_approval);
 
     // Deleted while it required approval, it cannot come back without.
     let held = unique("four-eyes-again");

@@ -146,13 +146,13 @@ impl LocalServing {
         }
     }
 
-    /// The server a request to `model` goes to, and whether it is the
-    /// canary: of every 100 requests, exactly the canary's weight go to
+    /// The server a request to `model` goes to, and the stable side's
+    /// status: of every 100 requests, exactly the canary's weight go to
     /// it (spread evenly), while it serves.
-    pub fn route(&self, model: &str) -> (Option<LocalServer>, bool, ServingStatus) {
+    pub fn route(&self, model: &str) -> (Option<LocalServer>, ServingStatus) {
         let (stable, status) = self.status(model);
         let (Some(canary), _) = self.status(&canary_key(model)) else {
-            return (stable, false, status);
+            return (stable, status);
         };
         let to_canary = {
             let mut splits = self.splits.lock().expect("splits");
@@ -166,9 +166,9 @@ impl LocalServing {
             })
         };
         if to_canary || stable.is_none() {
-            return (Some(canary), true, status);
+            return (Some(canary), status);
         }
-        (stable, false, status)
+        (stable, status)
     }
 
     pub fn is_stopping(&self) -> bool {
