@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use app::access::{Action, User, authorize};
 use app::model::{
-    AuditAction, DeploymentForm, DeploymentOutcome, DeploymentSettings, Notification,
-    NotificationEvent, PromotionPreview, PromotionRequest, SettingsChange, TryAnswer,
+    AuditAction, DeploymentForm, DeploymentSettings, Notification, NotificationEvent,
+    PromotionPreview, PromotionRequest, SettingsChange, TryAnswer,
 };
 use app::routes::approval_href;
 
@@ -26,8 +26,9 @@ use crate::serving::protocol;
 use crate::serving::reconciler::Reconciler;
 use crate::serving::target::Trigger;
 use crate::store::Store;
-use crate::store::bindings::{BindingRecord, ManagedBy, Seeded};
+use crate::store::bindings::{BindingRecord, Edit, ManagedBy, Seeded};
 use crate::store::deliveries::Delivery;
+use crate::store::deployments::SETTINGS_CAUSE;
 use crate::store::drafts::DraftForm;
 use crate::store::requests::NewRequest;
 
@@ -400,7 +401,11 @@ impl Deployments {
             };
             return self.ask(user, &binding, change, hold).await;
         }
-        if !self.store.insert_binding(&binding, &user.name).await? {
+        let edit = Edit {
+            by: &user.actor(),
+            detail: &detail,
+        };
+        if !self.store.insert_binding(&binding, edit).await? {
             return Err(invalid(vec![format!(
                 "{} already has a deployment",
                 binding.model
@@ -441,11 +446,11 @@ impl Deployments {
             };
             return self.ask(user, &binding, change, hold).await;
         }
-        if !self
-            .store
-            .update_binding(&binding, revision, &user.name)
-            .await?
-        {
+        let edit = Edit {
+            by: &user.actor(),
+            detail: &detail,
+        };
+        if !self.store.update_binding(&binding, revision, edit).await? {
             return Err(changed_meanwhile(model));
         }
         self.changed(user, model, AuditAction::EditDeployment, &detail)
@@ -592,15 +597,23 @@ impl Deployments {
             approver.actor()
         );
         let model = binding.model.as_str();
+        let detail = format!(
+            "{}; asked by {} in request {}",
+            change.changes, request.requested_by, request.id
+        );
+        let edit = Edit {
+            by: &by,
+            detail: &detail,
+        };
         if change.create {
-            if !self.store.insert_binding(&binding, &by).await? {
+            if !self.store.insert_binding(&binding, edit).await? {
                 return Err(Error::Conflict(format!(
                     "{model} has a deployment made since; nothing was saved"
                 )));
             }
         } else {
             let revision = form_revision(&change.settings.revision)?;
-            if !self.store.update_binding(&binding, revision, &by).await? {
+            if !self.store.update_binding(&binding, revision, edit).await? {
                 return Err(changed_meanwhile(model));
             }
         }
@@ -609,10 +622,6 @@ impl Deployments {
         } else {
             AuditAction::EditDeployment
         };
-        let detail = format!(
-            "{}; asked by {} in request {}",
-            change.changes, request.requested_by, request.id
-        );
         self.changed(approver, model, action, &detail).await
     }
 
@@ -652,7 +661,11 @@ impl Deployments {
         }
         self.editable(model).await?;
         let revision = form_revision(revision)?;
-        if !self.store.delete_binding(model, revision).await? {
+        let edit = Edit {
+            by: &user.actor(),
+            detail: "deleted",
+        };
+        if !self.store.delete_binding(model, revision, edit).await? {
             return Err(changed_meanwhile(model));
         }
         self.changed(user, model, AuditAction::DeleteDeployment, "deleted")
@@ -786,8 +799,8 @@ impl Deployments {
         Ok(record)
     }
 
-    /// Audits a change of settings, puts it in the deployment's history,
-    /// and converges at once.
+    /// Audits a saved change of settings (the store put it in the history
+    /// with the change) and converges at once.
     async fn changed(
         &self,
         user: &User,
@@ -798,17 +811,10 @@ impl Deployments {
         self.audit
             .record(&user.actor(), action, &subject(model), detail)
             .await?;
-        let id = self
-            .store
-            .begin_deployment(model, None, None, "settings", &user.actor())
-            .await?;
-        self.store
-            .finish_deployment(&id, DeploymentOutcome::Changed, detail)
-            .await?;
         self.reconciler.forget_failure(model);
         self.reconciler.reload_bindings().await?;
         self.reconciler.trigger(Trigger {
-            cause: "settings".into(),
+            cause: SETTINGS_CAUSE.into(),
             actor: user.actor(),
             retry_model: Some(model.into()),
         });

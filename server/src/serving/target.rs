@@ -13,6 +13,7 @@ use crate::catalog::{DeploymentBinding, ServingTarget as TargetKind};
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::store::deployments::SETTINGS_CAUSE;
 
 /// Why a pass runs, and for whom what it changes is recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +164,20 @@ impl Ledger {
             None => None,
         };
         Ok(claimed.unwrap_or_else(|| (trigger.cause.clone(), trigger.actor.clone())))
+    }
+
+    /// Who a pass carrying out a settings change (a deleted or moved
+    /// deployment) credits: whoever made it, whichever pass comes first;
+    /// the trigger's when the history has no such change on top.
+    pub async fn settings_attribution(
+        &self,
+        model: &str,
+        trigger: &Trigger,
+    ) -> Result<(String, String)> {
+        Ok(match self.store.settings_changed_last_by(model).await? {
+            Some(actor) => (SETTINGS_CAUSE.to_string(), actor),
+            None => (trigger.cause.clone(), trigger.actor.clone()),
+        })
     }
 
     /// A change that is over as soon as it is known: one finished row.

@@ -3,8 +3,9 @@
 //! changed and deleted by people. Every change raises the row's revision,
 //! so a change made from a stale form is refused, not merged.
 
-use sqlx::Row;
+use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
 use super::{Store, now_ms};
 use crate::catalog::DeploymentBinding;
@@ -42,6 +43,15 @@ pub enum Seeded {
     Added,
     Changed,
     Removed,
+}
+
+/// A person's change of a binding: who (as the history shows them) and
+/// what, in words. It enters the deployment's history in the binding's own
+/// transaction, so a pass that sees the change also sees who made it.
+#[derive(Debug, Clone, Copy)]
+pub struct Edit<'a> {
+    pub by: &'a str,
+    pub detail: &'a str,
 }
 
 const COLUMNS: &str = "model, spec, managed_by, revision, changed_by, changed_ms";
@@ -101,7 +111,8 @@ impl Store {
             .bind(now_ms())
             .execute(&self.pool)
             .await?;
-            self.remember_approval(binding).await?;
+            let mut connection = self.pool.acquire().await?;
+            remember_approval(&mut connection, binding).await?;
             changes.push((binding.model.clone(), seeded));
         }
         for record in self.bindings().await? {
@@ -122,7 +133,12 @@ impl Store {
     }
 
     /// Adds an app-managed binding; false if the model is bound already.
-    pub async fn insert_binding(&self, binding: &DeploymentBinding, by: &str) -> Result<bool> {
+    pub async fn insert_binding(
+        &self,
+        binding: &DeploymentBinding,
+        edit: Edit<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO deployment_bindings (model, spec, managed_by, revision, changed_by, changed_ms) \
              VALUES ($1, $2, $3, 1, $4, $5)",
@@ -130,13 +146,13 @@ impl Store {
         .bind(&binding.model)
         .bind(spec_json(binding)?)
         .bind(ManagedBy::App.as_str())
-        .bind(by)
+        .bind(edit.by)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match inserted {
             Ok(_) => {
-                self.remember_approval(binding).await?;
+                edited(tx, binding, edit).await?;
                 Ok(true)
             }
             Err(sqlx::Error::Database(err)) if err.is_unique_violation() => Ok(false),
@@ -150,24 +166,25 @@ impl Store {
         &self,
         binding: &DeploymentBinding,
         revision: i64,
-        by: &str,
+        edit: Edit<'_>,
     ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE deployment_bindings SET spec = $1, revision = revision + 1, changed_by = $2, changed_ms = $3 \
              WHERE model = $4 AND revision = $5 AND managed_by = $6",
         )
         .bind(spec_json(binding)?)
-        .bind(by)
+        .bind(edit.by)
         .bind(now_ms())
         .bind(&binding.model)
         .bind(revision)
         .bind(ManagedBy::App.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if updated.rows_affected() != 1 {
             return Ok(false);
         }
-        self.remember_approval(binding).await?;
+        edited(tx, binding, edit).await?;
         Ok(true)
     }
 
@@ -184,35 +201,57 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Keeps whether the binding requires approval beyond its deletion.
-    async fn remember_approval(&self, binding: &DeploymentBinding) -> Result<()> {
-        let query = if binding.requires_approval {
-            sqlx::query(
-                "INSERT INTO approval_required (model, since_ms) VALUES ($1, $2) \
-                 ON CONFLICT (model) DO NOTHING",
-            )
-            .bind(&binding.model)
-            .bind(now_ms())
-        } else {
-            sqlx::query("DELETE FROM approval_required WHERE model = $1").bind(&binding.model)
-        };
-        query.execute(&self.pool).await?;
-        Ok(())
-    }
-
     /// Deletes an app-managed binding if it is still at `revision`; false
     /// otherwise (as `update_binding`).
-    pub async fn delete_binding(&self, model: &str, revision: i64) -> Result<bool> {
+    pub async fn delete_binding(&self, model: &str, revision: i64, edit: Edit<'_>) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query(
             "DELETE FROM deployment_bindings WHERE model = $1 AND revision = $2 AND managed_by = $3",
         )
         .bind(model)
         .bind(revision)
         .bind(ManagedBy::App.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(deleted.rows_affected() == 1)
+        if deleted.rows_affected() != 1 {
+            return Ok(false);
+        }
+        Store::record_settings_change(&mut tx, model, edit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
+}
+
+/// Completes an insert or update: whether it requires approval is kept
+/// beyond a deletion, and the change enters the history, all at once.
+async fn edited(
+    mut tx: Transaction<'static, Any>,
+    binding: &DeploymentBinding,
+    edit: Edit<'_>,
+) -> Result<()> {
+    remember_approval(&mut tx, binding).await?;
+    Store::record_settings_change(&mut tx, &binding.model, edit).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Keeps whether the binding requires approval beyond its deletion.
+async fn remember_approval(
+    connection: &mut AnyConnection,
+    binding: &DeploymentBinding,
+) -> Result<()> {
+    let query = if binding.requires_approval {
+        sqlx::query(
+            "INSERT INTO approval_required (model, since_ms) VALUES ($1, $2) \
+             ON CONFLICT (model) DO NOTHING",
+        )
+        .bind(&binding.model)
+        .bind(now_ms())
+    } else {
+        sqlx::query("DELETE FROM approval_required WHERE model = $1").bind(&binding.model)
+    };
+    query.execute(connection).await?;
+    Ok(())
 }
 
 fn spec_json(binding: &DeploymentBinding) -> Result<String> {

@@ -2,15 +2,26 @@
 //! begun when the change starts and ended with how it came out.
 
 use app::model::{DeploymentEvent, DeploymentOutcome, Notification, NotificationEvent};
+use sqlx::AnyConnection;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::bindings::Edit;
 use super::{Store, now_ms};
 use crate::error::{Error, Result};
 
 /// What a deployment event a stopped Slipway left pending ends with.
 const SETTLED_MESSAGE: &str =
     "Slipway stopped before this change finished; the status above is what serves now";
+
+/// The cause of changes made on the deployment's settings.
+pub const SETTINGS_CAUSE: &str = "settings";
+
+/// Ids ordered by creation (UUIDv7), so events begun in one millisecond
+/// keep their order in the history.
+fn event_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
 
 impl Store {
     /// Starts a deployment event (`pending`); returns its id.
@@ -22,7 +33,7 @@ impl Store {
         cause: &str,
         actor: &str,
     ) -> Result<String> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = event_id();
         sqlx::query(
             "INSERT INTO deployment_events (id, model, version, previous_version, cause, actor, started_ms, outcome, message) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '')",
@@ -38,6 +49,48 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(id)
+    }
+
+    /// A change of `model`'s settings, over as it is made: written on the
+    /// connection that makes it, inside its transaction.
+    pub(super) async fn record_settings_change(
+        connection: &mut AnyConnection,
+        model: &str,
+        edit: Edit<'_>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO deployment_events (id, model, version, previous_version, cause, actor, started_ms, outcome, message) \
+             VALUES ($1, $2, NULL, NULL, $3, $4, $5, $6, $7)",
+        )
+        .bind(event_id())
+        .bind(model)
+        .bind(SETTINGS_CAUSE)
+        .bind(edit.by)
+        .bind(now_ms())
+        .bind(DeploymentOutcome::Changed.as_str())
+        .bind(edit.detail)
+        .execute(connection)
+        .await?;
+        Ok(())
+    }
+
+    /// Who made the newest change in `model`'s history, if that change was
+    /// of its settings: what a pass carrying it out credits.
+    pub async fn settings_changed_last_by(&self, model: &str) -> Result<Option<String>> {
+        let newest = sqlx::query(
+            "SELECT cause, actor FROM deployment_events WHERE model = $1 \
+             ORDER BY started_ms DESC, id DESC LIMIT 1",
+        )
+        .bind(model)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(newest) = newest else {
+            return Ok(None);
+        };
+        let cause: String = newest.try_get("cause")?;
+        Ok((cause == SETTINGS_CAUSE)
+            .then(|| newest.try_get("actor"))
+            .transpose()?)
     }
 
     /// Ends a deployment event (`Serving`: ready now).

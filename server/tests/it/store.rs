@@ -4,6 +4,7 @@ use crate::support;
 
 use crate::support::{postgres_url, unique};
 use server::store::Store;
+use server::store::bindings::Edit;
 
 async fn records_and_lists_events_newest_first(url: &str) {
     // Connecting runs the migrations; a second connect must find them done.
@@ -71,6 +72,114 @@ async fn ends_deployment_events_a_stop_left_pending(url: &str) {
     };
     assert_eq!(outcome(&left), "interrupted");
     assert_eq!(outcome(&under_way), "pending");
+}
+
+/// A settings change and its history row are one write: a pass that sees
+/// the change finds who made it on top of the history; a refused change
+/// leaves no row. Events begun within one millisecond keep their order.
+async fn settings_changes_carry_their_author_into_the_history(url: &str) {
+    let store = Store::connect(url).await.unwrap();
+    let model = unique("bound");
+    let binding: server::catalog::DeploymentBinding =
+        toml::from_str(&format!("model = \"{model}\"\ntarget = \"local\"")).unwrap();
+    let edit = |by, detail| Edit { by, detail };
+    let newest = |history: &[app::model::DeploymentEvent]| {
+        let event = &history[0];
+        (
+            event.cause.clone(),
+            event.actor.clone(),
+            event.message.clone(),
+        )
+    };
+
+    assert!(
+        store
+            .insert_binding(&binding, edit("ann", "created"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .insert_binding(&binding, edit("bob", "again"))
+            .await
+            .unwrap()
+    );
+    let history = store.deployment_history(&model, 10).await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(
+        newest(&history),
+        ("settings".into(), "ann".into(), "created".into())
+    );
+    assert_eq!(history[0].outcome, "changed");
+    assert_eq!(
+        store
+            .settings_changed_last_by(&model)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("ann")
+    );
+
+    // Once something else happened, a pass has no settings change to credit.
+    let promoted = store
+        .begin_deployment(&model, Some("1"), None, "promote", "carl")
+        .await
+        .unwrap();
+    assert_eq!(store.settings_changed_last_by(&model).await.unwrap(), None);
+
+    // Stale: refused and unrecorded; fresh: recorded with its author.
+    assert!(
+        !store
+            .delete_binding(&model, 7, edit("bob", "deleted"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.deployment_history(&model, 10).await.unwrap()[0].id,
+        promoted
+    );
+    assert!(
+        store
+            .delete_binding(&model, 1, edit("bob", "deleted"))
+            .await
+            .unwrap()
+    );
+    let history = store.deployment_history(&model, 10).await.unwrap();
+    assert_eq!(
+        newest(&history),
+        ("settings".into(), "bob".into(), "deleted".into())
+    );
+    assert_eq!(
+        store
+            .settings_changed_last_by(&model)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("bob")
+    );
+    assert!(store.binding(&model).await.unwrap().is_none());
+
+    // Begun together, they share a millisecond: the history still lists
+    // them newest first (each takes its id and time when first polled, in
+    // order).
+    let burst = unique("burst");
+    let versions: Vec<String> = (0..40).map(|version| version.to_string()).collect();
+    let mut begun = futures::future::try_join_all(
+        versions
+            .iter()
+            .map(|version| store.begin_deployment(&burst, Some(version), None, "poll", "slipway")),
+    )
+    .await
+    .unwrap();
+    begun.reverse();
+    let listed: Vec<String> = store
+        .deployment_history(&burst, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.id)
+        .collect();
+    assert_eq!(listed, begun);
 }
 
 /// Two replicas on one database: what one was starting is left alone while
@@ -162,6 +271,7 @@ async fn sqlite() {
     );
     records_and_lists_events_newest_first(&url).await;
     ends_deployment_events_a_stop_left_pending(&url).await;
+    settings_changes_carry_their_author_into_the_history(&url).await;
     replicas_and_what_they_left(&url).await;
 }
 
@@ -169,6 +279,7 @@ async fn sqlite() {
 async fn postgres() {
     records_and_lists_events_newest_first(&postgres_url()).await;
     ends_deployment_events_a_stop_left_pending(&postgres_url()).await;
+    settings_changes_carry_their_author_into_the_history(&postgres_url()).await;
     // A database of its own: views are published for the whole database.
     replicas_and_what_they_left(&support::fresh_postgres_database().await).await;
 }

@@ -862,15 +862,10 @@ impl Target for LocalTarget {
                 continue;
             }
             let serving = server.map(|server| server.version);
+            let (cause, actor) = ledger.settings_attribution(&model, trigger).await?;
             let id = ledger
                 .store()
-                .begin_deployment(
-                    &model,
-                    None,
-                    serving.as_deref(),
-                    &trigger.cause,
-                    &trigger.actor,
-                )
+                .begin_deployment(&model, None, serving.as_deref(), &cause, &actor)
                 .await?;
             self.serving.undeploy(&model).await;
             ledger
