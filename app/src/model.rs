@@ -1137,8 +1137,89 @@ impl RolloutState {
     }
 }
 
+/// How a canary is judged and stepped, as Flagger does: every
+/// `interval_secs` the canary's own answers since the last check are
+/// checked against the gates; a passed check raises its share by
+/// `step_weight` up to `max_weight`, and one passed at `max_weight`
+/// promotes it (`step_weight` 0: the share stays, people promote);
+/// `failed_checks_limit` failed checks abort it. A check with no canary
+/// answers judges nothing and steps nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct CanaryAnalysis {
+    pub interval_secs: u32,
+    #[serde(default)]
+    pub step_weight: u8,
+    pub max_weight: u8,
+    /// Answers below 400, in percent of the canary's answers.
+    pub min_success_percent: f64,
+    /// The canary's 99th percentile latency, at most.
+    #[serde(default)]
+    pub max_p99_ms: Option<f64>,
+    pub failed_checks_limit: u32,
+}
+
+impl CanaryAnalysis {
+    /// What is wrong with it, in words the form and the API show.
+    pub fn problems(&self, weight: u8) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(1..=3600).contains(&self.interval_secs) {
+            problems.push("the check interval is 1 to 3600 seconds".to_string());
+        }
+        if !(1..=99).contains(&self.max_weight) || self.max_weight < weight {
+            problems.push(format!(
+                "the largest share is {weight} to 99 % (at least the starting share)"
+            ));
+        }
+        if self.step_weight > 98 {
+            problems.push("the step is 0 to 98 %".to_string());
+        }
+        if !(0.0..=100.0).contains(&self.min_success_percent) {
+            problems.push("the least success rate is 0 to 100 %".to_string());
+        }
+        if self
+            .max_p99_ms
+            .is_some_and(|ms| !(ms > 0.0 && ms.is_finite()))
+        {
+            problems.push("the p99 limit is a positive number of milliseconds".to_string());
+        }
+        if !(1..=100).contains(&self.failed_checks_limit) {
+            problems.push("the failed checks allowed before an abort are 1 to 100".to_string());
+        }
+        problems
+    }
+}
+
+crate::text_enum! {
+    /// What a check of a canary found.
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+    pub enum CheckVerdict {
+        Passed => "passed",
+        Failed => "failed",
+        /// No canary answers since the last check: nothing to judge.
+        Idle => "idle",
+    }
+}
+
+/// One check of a canary's answers since the check before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct RolloutCheck {
+    pub at_ms: i64,
+    /// The canary's share while these answers were given.
+    pub weight: u8,
+    pub requests: u64,
+    pub success_percent: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub verdict: CheckVerdict,
+    /// Why, in words: the gates it failed, or what followed.
+    pub detail: String,
+}
+
 /// A canary rollout of a deployment: a second version beside the stable one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Rollout {
     pub id: String,
@@ -1155,6 +1236,12 @@ pub struct Rollout {
     pub ended_ms: Option<i64>,
     /// How it ended (or where a promotion is).
     pub outcome: String,
+    /// Its gates and schedule; `None`: people step, promote and abort it.
+    #[serde(default)]
+    pub analysis: Option<CanaryAnalysis>,
+    /// Failed checks so far.
+    #[serde(default)]
+    pub failed_checks: u32,
 }
 
 crate::text_enum! {
@@ -1350,6 +1437,9 @@ crate::text_enum! {
         DeploymentServing => "deployment.serving",
         #[serde(rename = "deployment.failed")]
         DeploymentFailed => "deployment.failed",
+        /// A canary's analysis failed it and took its share back.
+        #[serde(rename = "rollout.aborted")]
+        RolloutAborted => "rollout.aborted",
     }
 }
 
@@ -1365,6 +1455,7 @@ impl NotificationEvent {
             NotificationEvent::Rollback => "A deployment is rolled back",
             NotificationEvent::DeploymentServing => "A new version serves",
             NotificationEvent::DeploymentFailed => "A deployment failed",
+            NotificationEvent::RolloutAborted => "A canary failed its checks and was aborted",
         }
     }
 }

@@ -277,7 +277,7 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
         store.clone(),
         launches.clone(),
         reconciler.clone(),
-        traffic,
+        traffic.clone(),
     ));
     let accounts = Arc::new(Accounts::new(
         store.clone(),
@@ -304,6 +304,7 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
             store.clone(),
             reconciler.clone(),
             promotions.clone(),
+            traffic,
         )),
         promotions,
         registry: Arc::new(Registry::new(store.clone(), mlflow_for_pages)),
@@ -378,6 +379,11 @@ pub async fn assemble(config: &Config, parts: Parts) -> Result<AppState> {
             register_webhook(webhook.clone(), mlflow.clone())
         });
     }
+    let analysing = services.rollouts.clone();
+    duties::while_leading(&leadership, "checking canaries", move || {
+        let rollouts = analysing.clone();
+        async move { rollouts.keep_analysing().await }
+    });
     let notifying = services.notifications.clone();
     duties::while_leading(&leadership, "sending notifications", move || {
         let notifying = notifying.clone();

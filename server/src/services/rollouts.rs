@@ -5,36 +5,80 @@
 //! to the stable version, the canary stopped). Each change is a `rollouts`
 //! row written before the pass that carries it out, and audited; a pass
 //! serves what the rows say, so a restart resumes the split or its end.
+//!
+//! A canary with an analysis is also judged by the leader, Flagger style:
+//! each interval its own answers since the last check against its gates; a
+//! check is recorded with its numbers before what it leads to (a step, the
+//! promotion, or after too many failures the abort) is carried out.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use app::access::{Action, User, authorize};
-use app::model::AuditAction;
+use app::access::{Action, Grant, Role, User, authorize};
+use app::model::{
+    AuditAction, CanaryAnalysis, CheckVerdict, Notification, NotificationEvent, RolloutCheck,
+};
 
 use super::audit::{Audit, Outcome};
 use super::promotions::{Expected, Promoted, Promotions};
 use crate::catalog::ServingTarget;
-use crate::error::{Error, Result};
+use crate::error::{Error, Invalid, Result};
 use crate::serving::reconciler::Reconciler;
 use crate::serving::target::Trigger;
 use crate::store::Store;
+use crate::traffic::Traffic;
+use crate::traffic::history::Stats;
 use app::model::{Rollout, RolloutState};
+
+/// Who the audit log and the history name for what a canary's analysis
+/// does by itself.
+pub const ANALYSIS_ACTOR: &str = "canary analysis";
+
+/// How often the leader looks whether a check is due.
+const ANALYSE_EVERY: Duration = Duration::from_secs(1);
+
+/// The checks a rollout's page and the API show.
+pub const CHECKS_SHOWN: i64 = 50;
 
 pub struct Rollouts {
     store: Store,
     audit: Audit,
     reconciler: Arc<Reconciler>,
     promotions: Arc<Promotions>,
+    traffic: Arc<Traffic>,
+    /// Per analysed rollout (by id): when its next check is due, and the
+    /// canary's counts at the last one. The leader's alone; a new leader
+    /// starts counting when it takes over.
+    watched: Mutex<HashMap<String, Watch>>,
+}
+
+struct Watch {
+    due: Instant,
+    counted: Stats,
+    weight: u8,
 }
 
 impl Rollouts {
-    pub fn new(store: Store, reconciler: Arc<Reconciler>, promotions: Arc<Promotions>) -> Self {
+    pub fn new(
+        store: Store,
+        reconciler: Arc<Reconciler>,
+        promotions: Arc<Promotions>,
+        traffic: Arc<Traffic>,
+    ) -> Self {
         Self {
             audit: Audit::new(store.clone()),
             store,
             reconciler,
             promotions,
+            traffic,
+            watched: Mutex::default(),
         }
+    }
+
+    /// A rollout's checks, newest first.
+    pub async fn checks(&self, rollout: &Rollout) -> Result<Vec<RolloutCheck>> {
+        self.store.rollout_checks(&rollout.id, CHECKS_SHOWN).await
     }
 
     /// The deployment's active rollout, else its newest.
@@ -64,9 +108,19 @@ impl Rollouts {
         model: &str,
         version: &str,
         weight: u8,
+        analysis: Option<CanaryAnalysis>,
     ) -> Result<Rollout> {
         authorize(user, Action::Promote { model })?;
         check_weight(weight)?;
+        if let Some(analysis) = &analysis {
+            let problems = analysis.problems(weight);
+            if !problems.is_empty() {
+                return Err(Error::Invalid(Invalid {
+                    problems,
+                    ..Invalid::default()
+                }));
+            }
+        }
         let (binding, production) = self.promotions.production_now(model).await?;
         if binding.target != ServingTarget::Local {
             return Err(Error::invalid(format!(
@@ -98,10 +152,17 @@ impl Rollouts {
             updated_ms: crate::store::now_ms(),
             ended_ms: None,
             outcome: String::new(),
+            analysis,
+            failed_checks: 0,
         };
         let detail = format!(
-            "v{version} as canary at {weight} % beside {}",
-            production.map_or("nothing".into(), |version| format!("v{version}"))
+            "v{version} as canary at {weight} % beside {}{}",
+            production.map_or("nothing".into(), |version| format!("v{version}")),
+            rollout
+                .analysis
+                .as_ref()
+                .map(describe_analysis)
+                .unwrap_or_default()
         );
         let audit = self
             .audit
@@ -121,7 +182,7 @@ impl Rollouts {
             )));
         }
         audit.complete(Outcome::Done).await?;
-        self.converge(user, model);
+        self.converge(&user.actor(), model);
         Ok(rollout)
     }
 
@@ -135,7 +196,7 @@ impl Rollouts {
             rollout.canary_version, rollout.weight
         );
         self.audited(
-            user,
+            &user.actor(),
             model,
             &detail,
             self.store.set_rollout_weight(&rollout.id, weight),
@@ -167,7 +228,7 @@ impl Rollouts {
         {
             return Err(changed_meanwhile(model));
         }
-        self.converge(user, model);
+        self.converge(&user.actor(), model);
         Ok(promoted)
     }
 
@@ -186,7 +247,7 @@ impl Rollouts {
         );
         let outcome = format!("aborted by {}: {reason}", user.actor());
         self.audited(
-            user,
+            &user.actor(),
             model,
             &detail,
             self.store.move_rollout(
@@ -214,14 +275,14 @@ impl Rollouts {
     /// whether the row was still as read; then a pass follows it.
     async fn audited(
         &self,
-        user: &User,
+        actor: &str,
         model: &str,
         detail: &str,
         change: impl std::future::Future<Output = Result<bool>>,
     ) -> Result<()> {
         let audit = self
             .audit
-            .begin(&user.actor(), AuditAction::Rollout, &subject(model), detail)
+            .begin(actor, AuditAction::Rollout, &subject(model), detail)
             .await?;
         let changed = match change.await {
             Ok(true) => Ok(()),
@@ -229,18 +290,257 @@ impl Rollouts {
             Err(err) => Err(err),
         };
         audit.finish(changed).await?;
-        self.converge(user, model);
+        self.converge(actor, model);
         Ok(())
     }
 
     /// A pass at once, so the split follows the row.
-    fn converge(&self, user: &User, model: &str) {
+    fn converge(&self, actor: &str, model: &str) {
         self.reconciler.trigger(Trigger {
             cause: "rollout".into(),
-            actor: user.actor(),
+            actor: actor.to_string(),
             retry_model: Some(model.into()),
         });
     }
+
+    /// The leader's, for as long as it leads: every analysed canary is
+    /// checked when its interval is up.
+    pub async fn keep_analysing(&self) {
+        let mut every = tokio::time::interval(ANALYSE_EVERY);
+        loop {
+            every.tick().await;
+            if let Err(err) = self.analyse().await {
+                tracing::warn!(error = %err, "checking canaries");
+            }
+        }
+    }
+
+    /// Checks each progressing canary whose interval is up on its answers
+    /// since the last check, and acts on the verdict. The first look at a
+    /// rollout (or at a new weight a person set) only starts the count.
+    pub async fn analyse(&self) -> Result<()> {
+        let analysed: Vec<Rollout> = self
+            .store
+            .active_rollouts()
+            .await?
+            .into_iter()
+            .filter(|rollout| {
+                rollout.state == RolloutState::Progressing && rollout.analysis.is_some()
+            })
+            .collect();
+        let now = Instant::now();
+        let mut due = Vec::new();
+        {
+            let mut watched = self.watched.lock().expect("watched canaries");
+            watched.retain(|id, _| analysed.iter().any(|rollout| &rollout.id == id));
+            for rollout in analysed {
+                let Some(analysis) = rollout.analysis.clone() else {
+                    continue;
+                };
+                let counted = self
+                    .traffic
+                    .served_ever(&rollout.model, &rollout.canary_version);
+                let interval = Duration::from_secs(u64::from(analysis.interval_secs));
+                let next = Watch {
+                    due: now + interval,
+                    counted: counted.clone(),
+                    weight: rollout.weight,
+                };
+                match watched.insert(rollout.id.clone(), next) {
+                    Some(last) if last.weight == rollout.weight && now < last.due => {
+                        watched.insert(rollout.id.clone(), last);
+                    }
+                    Some(last) if last.weight == rollout.weight => {
+                        due.push((rollout, analysis, counted.since(&last.counted)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (rollout, analysis, answers) in due {
+            let check = judge(&analysis, rollout.weight, &answers, crate::store::now_ms());
+            self.act_on(&rollout, &analysis, check).await?;
+        }
+        Ok(())
+    }
+
+    /// Records `check`, then what it leads to.
+    async fn act_on(
+        &self,
+        rollout: &Rollout,
+        analysis: &CanaryAnalysis,
+        check: RolloutCheck,
+    ) -> Result<()> {
+        let Some(failed) = self.store.record_check(&rollout.id, &check).await? else {
+            // A person moved it since it was read: the next look starts anew.
+            return Ok(());
+        };
+        let model = rollout.model.as_str();
+        match check.verdict {
+            CheckVerdict::Failed if failed >= analysis.failed_checks_limit => {
+                let outcome = format!(
+                    "aborted by its analysis after {failed} failed checks; the last: {}",
+                    check.detail
+                );
+                let detail = format!(
+                    "v{} aborted at {} %: {failed} failed checks; the last: {}",
+                    rollout.canary_version, rollout.weight, check.detail
+                );
+                self.audited(
+                    ANALYSIS_ACTOR,
+                    model,
+                    &detail,
+                    self.store.move_rollout(
+                        &rollout.id,
+                        RolloutState::Progressing,
+                        RolloutState::Aborted,
+                        &outcome,
+                    ),
+                )
+                .await?;
+                self.tell_aborted(rollout, &outcome).await;
+            }
+            CheckVerdict::Passed if analysis.step_weight > 0 => {
+                if rollout.weight >= analysis.max_weight {
+                    self.promote_analysed(rollout).await?;
+                } else {
+                    let weight = rollout
+                        .weight
+                        .saturating_add(analysis.step_weight)
+                        .min(analysis.max_weight);
+                    let detail = format!(
+                        "v{} from {} % to {weight} %: its check passed ({})",
+                        rollout.canary_version, rollout.weight, check.detail
+                    );
+                    self.audited(
+                        ANALYSIS_ACTOR,
+                        model,
+                        &detail,
+                        self.store.set_rollout_weight(&rollout.id, weight),
+                    )
+                    .await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A canary that passed at its largest share becomes Production, on
+    /// behalf of whoever started it, with no more rights than promoting
+    /// this model; where the deployment has come to require approval since,
+    /// it holds for a person to ask.
+    async fn promote_analysed(&self, rollout: &Rollout) -> Result<()> {
+        let model = rollout.model.as_str();
+        let (binding, _) = self.promotions.production_now(model).await?;
+        if binding.requires_approval {
+            return Ok(());
+        }
+        let analysis = User {
+            name: format!("{ANALYSIS_ACTOR} (started by {})", rollout.started_by),
+            authenticated: true,
+            grants: vec![Grant {
+                role: Role::Deployer,
+                scope: vec![model.to_string()],
+            }],
+            token: None,
+        };
+        let reason = format!(
+            "the canary passed its checks at {} % of the requests",
+            rollout.weight
+        );
+        self.promote(&analysis, model, &reason).await?;
+        Ok(())
+    }
+
+    async fn tell_aborted(&self, rollout: &Rollout, outcome: &str) {
+        super::notifications::tell(
+            &self.store,
+            Notification {
+                event: NotificationEvent::RolloutAborted,
+                at_ms: crate::store::now_ms(),
+                text: format!(
+                    "{} v{}'s canary was {outcome}",
+                    rollout.model, rollout.canary_version
+                ),
+                link: app::routes::deployment_href(&rollout.model),
+                model: Some(rollout.model.clone()),
+                version: Some(rollout.canary_version.clone()),
+                launch_id: None,
+                request_id: None,
+                run_id: None,
+                actor: Some(ANALYSIS_ACTOR.to_string()),
+            },
+        )
+        .await;
+    }
+}
+
+/// The verdict of the gates on the canary's `answers` since the last check.
+fn judge(analysis: &CanaryAnalysis, weight: u8, answers: &Stats, at_ms: i64) -> RolloutCheck {
+    let mut check = RolloutCheck {
+        at_ms,
+        weight,
+        requests: answers.requests,
+        success_percent: None,
+        p99_ms: None,
+        verdict: CheckVerdict::Idle,
+        detail: "no canary answers since the last check".to_string(),
+    };
+    if answers.requests == 0 {
+        return check;
+    }
+    let success = (answers.requests - answers.errors()) as f64 / answers.requests as f64 * 100.0;
+    let p99 = answers.quantile(0.99).map(|seconds| seconds * 1000.0);
+    check.success_percent = Some(success);
+    check.p99_ms = p99;
+    let mut failed = Vec::new();
+    if success < analysis.min_success_percent {
+        failed.push(format!(
+            "success {success:.1} % below {} %",
+            analysis.min_success_percent
+        ));
+    }
+    if let (Some(limit), Some(p99)) = (analysis.max_p99_ms, p99)
+        && p99 > limit
+    {
+        failed.push(format!("p99 {p99:.0} ms above {limit} ms"));
+    }
+    let numbers = format!(
+        "{} answers, success {success:.1} %{}",
+        answers.requests,
+        p99.map(|p99| format!(", p99 {p99:.0} ms"))
+            .unwrap_or_default()
+    );
+    (check.verdict, check.detail) = if failed.is_empty() {
+        (CheckVerdict::Passed, numbers)
+    } else {
+        (
+            CheckVerdict::Failed,
+            format!("{}: {numbers}", failed.join("; ")),
+        )
+    };
+    check
+}
+
+/// The analysis in the audit log's words.
+fn describe_analysis(analysis: &CanaryAnalysis) -> String {
+    let schedule = if analysis.step_weight > 0 {
+        format!(
+            ", +{} % every {} s to {} %, then promoted",
+            analysis.step_weight, analysis.interval_secs, analysis.max_weight
+        )
+    } else {
+        format!(", checked every {} s", analysis.interval_secs)
+    };
+    let p99 = analysis
+        .max_p99_ms
+        .map(|ms| format!(", p99 at most {ms} ms"))
+        .unwrap_or_default();
+    format!(
+        "{schedule}; gates: success at least {} %{p99}; aborted after {} failed checks",
+        analysis.min_success_percent, analysis.failed_checks_limit
+    )
 }
 
 fn check_weight(weight: u8) -> Result<()> {
@@ -260,4 +560,85 @@ fn changed_meanwhile(model: &str) -> Error {
 
 fn subject(model: &str) -> String {
     format!("model:{model}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::traffic::history::Answer;
+
+    fn analysis(max_p99_ms: Option<f64>) -> CanaryAnalysis {
+        CanaryAnalysis {
+            interval_secs: 10,
+            step_weight: 10,
+            max_weight: 50,
+            min_success_percent: 99.0,
+            max_p99_ms,
+            failed_checks_limit: 3,
+        }
+    }
+
+    fn answers(good: u64, bad: u64, seconds: f64) -> Stats {
+        let mut stats = Stats::default();
+        for _ in 0..good {
+            stats.record(Answer::Success, seconds);
+        }
+        for _ in 0..bad {
+            stats.record(Answer::ServerError, seconds);
+        }
+        stats
+    }
+
+    #[test]
+    fn a_check_fails_on_each_gate_it_misses_and_says_by_how_much() {
+        let idle = judge(&analysis(None), 20, &Stats::default(), 1);
+        assert_eq!(idle.verdict, CheckVerdict::Idle);
+        assert_eq!(idle.success_percent, None);
+
+        let passed = judge(&analysis(Some(100.0)), 20, &answers(100, 0, 0.004), 1);
+        assert_eq!(passed.verdict, CheckVerdict::Passed, "{}", passed.detail);
+        assert_eq!(passed.success_percent, Some(100.0));
+        assert!(passed.p99_ms.is_some_and(|ms| ms <= 5.0), "{passed:?}");
+
+        let errors = judge(&analysis(None), 20, &answers(98, 2, 0.004), 1);
+        assert_eq!(errors.verdict, CheckVerdict::Failed);
+        assert!(
+            errors
+                .detail
+                .starts_with("success 98.0 % below 99 %: 100 answers"),
+            "{}",
+            errors.detail
+        );
+
+        let slow = judge(&analysis(Some(100.0)), 20, &answers(100, 0, 2.0), 1);
+        assert_eq!(slow.verdict, CheckVerdict::Failed);
+        assert!(slow.detail.contains("above 100 ms"), "{}", slow.detail);
+        // Without a latency gate the same answers pass.
+        let ungated = judge(&analysis(None), 20, &answers(100, 0, 2.0), 1);
+        assert_eq!(ungated.verdict, CheckVerdict::Passed);
+    }
+
+    #[test]
+    fn counts_between_two_reads_are_what_was_answered_in_between() {
+        let before = answers(10, 1, 0.01);
+        let mut after = before.clone();
+        after.add(&answers(5, 5, 0.5));
+        let between = after.since(&before);
+        assert_eq!((between.requests, between.errors()), (10, 5));
+        assert_eq!(between, answers(5, 5, 0.5));
+    }
+
+    #[test]
+    fn an_analysis_that_cannot_run_is_refused_whole() {
+        assert!(analysis(None).problems(20).is_empty());
+        let wrong = CanaryAnalysis {
+            interval_secs: 0,
+            step_weight: 99,
+            max_weight: 10,
+            min_success_percent: 101.0,
+            max_p99_ms: Some(-1.0),
+            failed_checks_limit: 0,
+        };
+        assert_eq!(wrong.problems(20).len(), 6, "{:?}", wrong.problems(20));
+    }
 }

@@ -1,6 +1,6 @@
 //! Canary rollouts: written before each change they make, ended with how.
 
-use app::model::{Rollout, RolloutState};
+use app::model::{CanaryAnalysis, CheckVerdict, Rollout, RolloutCheck, RolloutState};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -8,14 +8,14 @@ use super::{Store, now_ms};
 use crate::error::{Error, Result};
 
 const COLUMNS: &str = "id, model, stable_version, canary_version, weight, state, started_by, \
-                       started_ms, updated_ms, ended_ms, outcome";
+                       started_ms, updated_ms, ended_ms, outcome, analysis, failed_checks";
 
 impl Store {
     /// Records a rollout as progressing. `false`: the deployment has an
     /// active one already.
     pub async fn begin_rollout(&self, rollout: &Rollout) -> Result<bool> {
         let inserted = sqlx::query(&format!(
-            "INSERT INTO rollouts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, '')"
+            "INSERT INTO rollouts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, '', $10, 0)"
         ))
         .bind(&rollout.id)
         .bind(&rollout.model)
@@ -26,6 +26,7 @@ impl Store {
         .bind(&rollout.started_by)
         .bind(rollout.started_ms)
         .bind(rollout.started_ms)
+        .bind(rollout.analysis.as_ref().map(analysis_json).transpose()?)
         .execute(&self.pool)
         .await;
         match inserted {
@@ -74,6 +75,76 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Records a check of a progressing rollout at `weight`, counting it
+    /// if it failed; the failed checks now. `None`: the rollout is no longer
+    /// progressing at that weight (a person moved it meanwhile), and nothing
+    /// was recorded.
+    pub async fn record_check(&self, id: &str, check: &RolloutCheck) -> Result<Option<u32>> {
+        let mut tx = self.pool.begin().await?;
+        let failed = i64::from(check.verdict == CheckVerdict::Failed);
+        let counted = sqlx::query(
+            "UPDATE rollouts SET failed_checks = failed_checks + $1 \
+             WHERE id = $2 AND state = $3 AND weight = $4 RETURNING failed_checks",
+        )
+        .bind(failed)
+        .bind(id)
+        .bind(RolloutState::Progressing.as_str())
+        .bind(i64::from(check.weight))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(counted) = counted else {
+            return Ok(None);
+        };
+        let failed_checks: i64 = counted.try_get("failed_checks")?;
+        sqlx::query(
+            "INSERT INTO rollout_checks (id, rollout_id, at_ms, weight, requests, success_percent, p99_ms, verdict, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(uuid::Uuid::now_v7().simple().to_string())
+        .bind(id)
+        .bind(check.at_ms)
+        .bind(i64::from(check.weight))
+        .bind(i64::try_from(check.requests).unwrap_or(i64::MAX))
+        .bind(check.success_percent)
+        .bind(check.p99_ms)
+        .bind(check.verdict.as_str())
+        .bind(&check.detail)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(u32::try_from(failed_checks).unwrap_or(u32::MAX)))
+    }
+
+    /// A rollout's checks, newest first.
+    pub async fn rollout_checks(&self, id: &str, limit: i64) -> Result<Vec<RolloutCheck>> {
+        let rows = sqlx::query(
+            "SELECT at_ms, weight, requests, success_percent, p99_ms, verdict, detail \
+             FROM rollout_checks WHERE rollout_id = $1 ORDER BY at_ms DESC, id DESC LIMIT $2",
+        )
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let verdict: String = row.try_get("verdict")?;
+                let weight: i64 = row.try_get("weight")?;
+                let requests: i64 = row.try_get("requests")?;
+                Ok(RolloutCheck {
+                    at_ms: row.try_get("at_ms")?,
+                    weight: u8::try_from(weight).unwrap_or_default(),
+                    requests: u64::try_from(requests).unwrap_or_default(),
+                    success_percent: row.try_get("success_percent")?,
+                    p99_ms: row.try_get("p99_ms")?,
+                    verdict: CheckVerdict::parse(&verdict).ok_or_else(|| {
+                        Error::Internal(format!("unknown check verdict {verdict:?}"))
+                    })?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
     /// Moves a rollout from `from` to `to`, with `outcome` (an end is
     /// stamped). `false`: it was no longer in `from`.
     pub async fn move_rollout(
@@ -117,5 +188,18 @@ fn rollout_from_row(row: &AnyRow) -> Result<Rollout> {
         updated_ms: row.try_get("updated_ms")?,
         ended_ms: row.try_get("ended_ms")?,
         outcome: row.try_get("outcome")?,
+        analysis: row
+            .try_get::<Option<String>, _>("analysis")?
+            .map(|json| {
+                serde_json::from_str(&json)
+                    .map_err(|err| Error::Internal(format!("a rollout's analysis: {err}")))
+            })
+            .transpose()?,
+        failed_checks: u32::try_from(row.try_get::<i64, _>("failed_checks")?).unwrap_or_default(),
     })
+}
+
+fn analysis_json(analysis: &CanaryAnalysis) -> Result<String> {
+    serde_json::to_string(analysis)
+        .map_err(|err| Error::Internal(format!("a rollout's analysis: {err}")))
 }

@@ -7,7 +7,8 @@
 //! per version that answered in it (its name and a [`Stats`] of 224 bytes).
 //! A deployment with traffic in every bucket on one version keeps at most
 //! 8,640 buckets, about 2.4 MB; a second version during a change adds 240
-//! bytes per bucket of their overlap.
+//! bytes per bucket of their overlap. Besides, per version ever served since
+//! start, its running totals (240 bytes): a canary's checks read them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -78,6 +79,20 @@ impl Stats {
         }
     }
 
+    /// What was added since `earlier`, a read of the same counts.
+    pub fn since(&self, earlier: &Stats) -> Stats {
+        let mut latency = self.latency;
+        for (now, then) in latency.iter_mut().zip(earlier.latency) {
+            *now = now.saturating_sub(then);
+        }
+        Stats {
+            requests: self.requests.saturating_sub(earlier.requests),
+            client_errors: self.client_errors.saturating_sub(earlier.client_errors),
+            server_errors: self.server_errors.saturating_sub(earlier.server_errors),
+            latency,
+        }
+    }
+
     pub fn errors(&self) -> u64 {
         self.client_errors + self.server_errors
     }
@@ -121,6 +136,10 @@ struct Bucket {
 #[derive(Clone, Default)]
 pub struct History {
     deployments: Arc<Mutex<HashMap<String, VecDeque<Bucket>>>>,
+    /// Per deployment and version, everything since Slipway started (240
+    /// bytes each): a canary's check takes the difference between two reads,
+    /// exact to the request, where buckets would round to 10 seconds.
+    ever: Arc<Mutex<HashMap<String, Vec<(Arc<str>, Stats)>>>>,
 }
 
 impl History {
@@ -132,6 +151,18 @@ impl History {
         seconds: f64,
         at_ms: i64,
     ) {
+        {
+            let mut ever = self.ever.lock().expect("traffic totals");
+            let versions = ever.entry(deployment.to_string()).or_default();
+            match versions.iter_mut().find(|(v, _)| &**v == version) {
+                Some((_, stats)) => stats.record(answer, seconds),
+                None => {
+                    let mut stats = Stats::default();
+                    stats.record(answer, seconds);
+                    versions.push((Arc::from(version), stats));
+                }
+            }
+        }
         let start_ms = at_ms - at_ms.rem_euclid(BUCKET_MS);
         let mut deployments = self.deployments.lock().expect("traffic history");
         let buckets = deployments.entry(deployment.to_string()).or_default();
@@ -212,12 +243,24 @@ impl History {
             .collect()
     }
 
+    /// Everything `version` of `deployment` answered since Slipway started.
+    pub fn ever(&self, deployment: &str, version: &str) -> Stats {
+        self.ever
+            .lock()
+            .expect("traffic totals")
+            .get(deployment)
+            .and_then(|versions| versions.iter().find(|(v, _)| &**v == version))
+            .map(|(_, stats)| stats.clone())
+            .unwrap_or_default()
+    }
+
     /// The deployment's record goes with it.
     pub fn forget(&self, deployment: &str) {
         self.deployments
             .lock()
             .expect("traffic history")
             .remove(deployment);
+        self.ever.lock().expect("traffic totals").remove(deployment);
     }
 }
 

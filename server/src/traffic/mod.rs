@@ -79,6 +79,12 @@ impl Traffic {
         );
     }
 
+    /// Everything `version` of a local deployment answered through the
+    /// gateway since Slipway started.
+    pub fn served_ever(&self, deployment: &str, version: &str) -> Stats {
+        self.history.ever(deployment, version)
+    }
+
     /// A deleted deployment's record goes with it.
     pub fn forget(&self, deployment: &str) {
         self.history.forget(deployment);

@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use app::access::{Grant, User};
 use app::model::{
-    AuditEntry, AuditQuery, DeploymentDetail, DeploymentForm, DeploymentSettings, DeploymentView,
-    Experiment, ExperimentPage, Launch, LaunchForm, LaunchRequest, ListQuery, LoadTest,
-    LoadTestRequest, ModelDetail, ModelsPage, Prediction, PromotionRequest, Rollout, RunDetail,
-    RunQuery, RunsPage, TrafficRange, TrafficReport, VersionDetail,
+    AuditEntry, AuditQuery, CanaryAnalysis, DeploymentDetail, DeploymentForm, DeploymentSettings,
+    DeploymentView, Experiment, ExperimentPage, Launch, LaunchForm, LaunchRequest, ListQuery,
+    LoadTest, LoadTestRequest, ModelDetail, ModelsPage, Prediction, PromotionRequest, Rollout,
+    RolloutCheck, RunDetail, RunQuery, RunsPage, TrafficRange, TrafficReport, VersionDetail,
 };
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -105,6 +105,7 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(set_rollout_weight))
         .routes(routes!(promote_rollout))
         .routes(routes!(abort_rollout))
+        .routes(routes!(rollout_checks))
         .routes(routes!(list_promotion_requests))
         .routes(routes!(get_promotion_request))
         .routes(routes!(approve))
@@ -823,6 +824,24 @@ struct CanaryBody {
     version: String,
     /// Its share of the requests, 1 to 99 %.
     weight: u8,
+    /// Gates and schedule the leader checks it by; without, people step,
+    /// promote and abort it.
+    #[serde(default)]
+    analysis: Option<CanaryAnalysis>,
+}
+
+#[utoipa::path(get, path = "/api/v1/deployments/{model}/rollout/checks", tag = "rollouts",
+    params(("model" = String, Path)),
+    responses((status = 200, body = Vec<RolloutCheck>, description = "The checks of the active rollout, else the newest one, newest first"),
+        (status = 404, body = ApiErrorBody, description = "It never had one"), (status = "5XX", body = ApiErrorBody)))]
+async fn rollout_checks(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> ApiResult<Json<Vec<RolloutCheck>>> {
+    let rollouts = &state.services.rollouts;
+    Ok(Json(
+        rollouts.checks(&rollouts.newest(&model).await?).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/deployments/{model}/rollout", tag = "rollouts",
@@ -839,7 +858,7 @@ async fn start_rollout(
     let rollout = state
         .services
         .rollouts
-        .start(&user, &model, &body.version, body.weight)
+        .start(&user, &model, &body.version, body.weight, body.analysis)
         .await?;
     Ok((StatusCode::CREATED, Json(rollout)))
 }

@@ -14,7 +14,8 @@ use server::services::promotions::Expected;
 use crate::support::binary::{Slipway, SlipwaySettings};
 use crate::support::site::Site;
 use crate::support::{
-    config, eventually, free_port, mlflow_url, register_sklearn_model as register, unique, user,
+    config, eventually, free_port, mlflow_url, register_failing_model,
+    register_sklearn_model as register, unique, user,
 };
 
 const GOOD: &str = r#"{"inputs": [[1.0, 2.0]]}"#;
@@ -1003,21 +1004,29 @@ async fn a_local_canary_takes_exactly_its_share_and_is_aborted_or_promoted() {
     };
 
     // Refused: a weight out of range, the version already in production.
-    assert!(rollouts.start(&deployer, &model, "2", 0).await.is_err());
+    assert!(
+        rollouts
+            .start(&deployer, &model, "2", 0, None)
+            .await
+            .is_err()
+    );
     let same = rollouts
-        .start(&deployer, &model, "1", 20)
+        .start(&deployer, &model, "1", 20, None)
         .await
         .unwrap_err();
     assert!(same.to_string().contains("already in production"), "{same}");
     let viewer = user("viewer", Role::Viewer);
     assert!(matches!(
-        rollouts.start(&viewer, &model, "2", 20).await,
+        rollouts.start(&viewer, &model, "2", 20, None).await,
         Err(server::error::Error::Forbidden(_))
     ));
 
-    rollouts.start(&deployer, &model, "2", 25).await.unwrap();
+    rollouts
+        .start(&deployer, &model, "2", 25, None)
+        .await
+        .unwrap();
     let second = rollouts
-        .start(&deployer, &model, "2", 25)
+        .start(&deployer, &model, "2", 25, None)
         .await
         .unwrap_err();
     assert!(
@@ -1058,7 +1067,10 @@ async fn a_local_canary_takes_exactly_its_share_and_is_aborted_or_promoted() {
     assert_eq!(canary_answers(20).await, 0);
 
     // Started again and promoted: v2 serves alone, the rollout succeeded.
-    rollouts.start(&deployer, &model, "2", 10).await.unwrap();
+    rollouts
+        .start(&deployer, &model, "2", 10, None)
+        .await
+        .unwrap();
     let serving = eventually(Duration::from_secs(180), || async {
         (canary_answers(10).await > 0).then_some(())
     })
@@ -1143,10 +1155,217 @@ async fn a_local_canary_takes_exactly_its_share_and_is_aborted_or_promoted() {
     assert_eq!(newest["canary_version"], "2");
     let (status, refused) = api(
         "POST",
-        rollout_path,
+        rollout_path.clone(),
         serde_json::json!({"version": "1", "weight": 150}),
     )
     .await;
     assert_eq!(status, 400, "{refused}");
     assert!(refused["error"]["message"].as_str().is_some(), "{refused}");
+    // An analysis that cannot run is refused with what is wrong with it.
+    let (status, refused) = api(
+        "POST",
+        rollout_path.clone(),
+        serde_json::json!({"version": "1", "weight": 20, "analysis": {
+            "interval_secs": 0, "max_weight": 10, "min_success_percent": 120.0,
+            "failed_checks_limit": 3}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    for problem in ["interval", "largest share", "success rate"] {
+        assert!(message.contains(problem), "{message}");
+    }
+    // No analysis, no checks.
+    let (status, checks) = api(
+        "GET",
+        format!("{rollout_path}/checks"),
+        serde_json::json!(null),
+    )
+    .await;
+    assert_eq!(status, 200, "{checks}");
+    assert_eq!(checks, serde_json::json!([]));
+}
+
+/// Canaries with an analysis, run by the leader: one that fails every
+/// request is aborted after its allowed failed checks, with the numbers
+/// recorded and a notification queued; a good one is stepped up on each
+/// passed check and promoted at its largest share.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canary_is_stepped_by_its_passed_checks_and_aborted_by_its_failed_ones() {
+    use app::model::{CanaryAnalysis, CheckVerdict, NotificationEvent, RolloutState};
+    let model = unique("gated");
+    let experiment = unique("gated");
+    assert_eq!(register(&model, &experiment, 1.0), "1");
+    assert_eq!(register(&model, &experiment, 2.0), "2");
+    assert_eq!(register_failing_model(&model, &experiment), "3");
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = config(&mlflow_url(), data.path());
+    settings.catalog = Some(local_catalog(data.path(), &model));
+    settings.reconcile_poll_secs = 1;
+    let site = Site::start(settings, data).await;
+    let (deployer, admin) = (user("deployer", Role::Deployer), user("admin", Role::Admin));
+    site.services
+        .notifications
+        .add_channel(
+            &admin,
+            &app::model::ChannelRequest {
+                name: "canaries".into(),
+                kind: "webhook".into(),
+                url: format!("http://127.0.0.1:{}/hook", free_port()),
+                secret: String::new(),
+                events: vec!["rollout.aborted".into()],
+            },
+        )
+        .await
+        .unwrap();
+    let rollouts = &site.services.rollouts;
+    site.services
+        .promotions
+        .promote(&deployer, &model, "1", "", Expected::Any)
+        .await
+        .unwrap();
+    let address = serving_view(&site, &model, "1").await.address.unwrap();
+    // Steady traffic for the whole test, as a client would send it.
+    let sending = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        loop {
+            send(&http, &address, GOOD).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let ended = |state: RolloutState| {
+        let store = site.store.clone();
+        let model = model.clone();
+        async move {
+            eventually(Duration::from_secs(240), || async {
+                let newest = store.rollouts(&model, 1).await.unwrap().remove(0);
+                (newest.state == state).then_some(newest)
+            })
+            .await
+        }
+    };
+
+    // v3 fails every request: two failed checks and it is aborted.
+    let gates = CanaryAnalysis {
+        interval_secs: 2,
+        step_weight: 0,
+        max_weight: 20,
+        min_success_percent: 95.0,
+        max_p99_ms: None,
+        failed_checks_limit: 2,
+    };
+    rollouts
+        .start(&deployer, &model, "3", 20, Some(gates))
+        .await
+        .unwrap();
+    let aborted = ended(RolloutState::Aborted)
+        .await
+        .expect("aborted by its checks");
+    assert!(
+        aborted.outcome.starts_with(
+            "aborted by its analysis after 2 failed checks; the last: success 0.0 % below 95 %"
+        ),
+        "{}",
+        aborted.outcome
+    );
+    assert_eq!(aborted.failed_checks, 2);
+    let checks = rollouts.checks(&aborted).await.unwrap();
+    let failed: Vec<_> = checks
+        .iter()
+        .filter(|check| check.verdict == CheckVerdict::Failed)
+        .collect();
+    assert_eq!(failed.len(), 2, "{checks:?}");
+    assert!(
+        failed.iter().all(|check| check.requests > 0
+            && check.success_percent == Some(0.0)
+            && check.weight == 20),
+        "{failed:?}"
+    );
+    // Nothing but idle checks (before the canary answered) besides.
+    assert!(
+        checks
+            .iter()
+            .all(|check| check.verdict != CheckVerdict::Passed),
+        "{checks:?}"
+    );
+    let gone = eventually(Duration::from_secs(30), || async {
+        (crate::support::model_servers(&model, Some("3")) == 0).then_some(())
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "the failed canary's server outlived its rollout"
+    );
+    let deliveries = site.store.recent_deliveries(20).await.unwrap();
+    assert!(
+        deliveries.iter().any(
+            |delivery| delivery.event == NotificationEvent::RolloutAborted
+                && delivery.text.contains(&model)
+                && delivery.text.contains("2 failed checks")
+        ),
+        "{deliveries:?}"
+    );
+
+    // v2 is good: 20 → 50 → 80 %, then promoted by its analysis.
+    let schedule = CanaryAnalysis {
+        interval_secs: 2,
+        step_weight: 30,
+        max_weight: 80,
+        min_success_percent: 95.0,
+        max_p99_ms: Some(5_000.0),
+        failed_checks_limit: 2,
+    };
+    rollouts
+        .start(&deployer, &model, "2", 20, Some(schedule))
+        .await
+        .unwrap();
+    let succeeded = ended(RolloutState::Succeeded)
+        .await
+        .expect("promoted by its checks");
+    assert_eq!(succeeded.failed_checks, 0);
+    let passed: Vec<u8> = rollouts
+        .checks(&succeeded)
+        .await
+        .unwrap()
+        .iter()
+        .rev()
+        .filter(|check| check.verdict == CheckVerdict::Passed)
+        .map(|check| check.weight)
+        .collect();
+    assert_eq!(passed, [20, 50, 80]);
+    let steps: Vec<(String, String)> = site
+        .store
+        .recent_events(Some(&format!("model:{model}")), 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|event| event.action == "rollout" && event.actor == "canary analysis")
+        .map(|event| (event.detail, event.outcome))
+        .collect();
+    assert!(
+        steps
+            .iter()
+            .any(|(detail, _)| detail.starts_with("v2 from 20 % to 50 %: its check passed")),
+        "{steps:?}"
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|(detail, _)| detail.starts_with("v2 from 50 % to 80 %")),
+        "{steps:?}"
+    );
+    let production = site
+        .store
+        .deployment_history(&model, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(production.version.as_deref(), Some("2"));
+    assert!(
+        production
+            .actor
+            .starts_with("canary analysis (started by deployer)"),
+        "{production:?}"
+    );
+    sending.abort();
 }

@@ -686,11 +686,20 @@ pub fn register_sklearn_model(model: &str, experiment: &str, scale: f64) -> Stri
 
 /// As [`register_sklearn_model`], in the MLflow at `url`.
 pub fn register_sklearn_model_in(url: &str, model: &str, experiment: &str, scale: f64) -> String {
+    register_by_script(url, model, experiment, &scale.to_string())
+}
+
+/// A new version of `model` that fails on every request (a canary to abort).
+pub fn register_failing_model(model: &str, experiment: &str) -> String {
+    register_by_script(&mlflow_url(), model, experiment, "fail")
+}
+
+fn register_by_script(url: &str, model: &str, experiment: &str, scale: &str) -> String {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/register_model.py");
     let output = std::process::Command::new("python")
         .arg(script)
-        .args([url, model, experiment, &scale.to_string()])
+        .args([url, model, experiment, scale])
         .output()
         .expect("python with mlflow on PATH (make test puts the venv first)");
     assert!(
