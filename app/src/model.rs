@@ -1087,6 +1087,9 @@ pub struct DeploymentDetail {
     pub requires_approval: bool,
     /// Promotion requests still waiting for a decision.
     pub pending_requests: Vec<PromotionRequest>,
+    /// Its canary, if it ever had one.
+    #[serde(default)]
+    pub rollout: Option<RolloutPanel>,
 }
 
 /// One side of the promotion confirmation.
@@ -1190,6 +1193,79 @@ impl CanaryAnalysis {
     }
 }
 
+/// The canary form as typed: a version and its share, and, where a check
+/// interval is given, the analysis.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CanaryForm {
+    pub version: String,
+    pub weight: String,
+    pub interval_secs: String,
+    pub step_weight: String,
+    pub max_weight: String,
+    pub min_success_percent: String,
+    pub max_p99_ms: String,
+    pub failed_checks_limit: String,
+}
+
+impl CanaryForm {
+    /// The version, its share and its analysis; or every problem, in words.
+    pub fn parse(&self) -> Result<(String, u8, Option<CanaryAnalysis>), Vec<String>> {
+        fn number<T: std::str::FromStr>(
+            text: &str,
+            what: &str,
+            problems: &mut Vec<String>,
+        ) -> Option<T> {
+            let text = text.trim();
+            if text.is_empty() {
+                return None;
+            }
+            let parsed = text.parse().ok();
+            if parsed.is_none() {
+                problems.push(format!("{what} is a number, not {text:?}"));
+            }
+            parsed
+        }
+        let mut problems = Vec::new();
+        let version = self.version.trim().trim_start_matches('v').to_string();
+        if version.is_empty() {
+            problems.push("choose the version to serve as the canary".to_string());
+        }
+        let weight = number::<u8>(&self.weight, "the share", &mut problems);
+        if weight.is_none() && self.weight.trim().is_empty() {
+            problems.push("give the canary's share of the requests".to_string());
+        }
+        let interval = number::<u32>(&self.interval_secs, "the check interval", &mut problems);
+        let analysis = interval.map(|interval_secs| CanaryAnalysis {
+            interval_secs,
+            step_weight: number(&self.step_weight, "the step", &mut problems).unwrap_or(0),
+            max_weight: number(&self.max_weight, "the largest share", &mut problems)
+                .or(weight)
+                .unwrap_or(0),
+            min_success_percent: number(
+                &self.min_success_percent,
+                "the least success rate",
+                &mut problems,
+            )
+            .unwrap_or(99.0),
+            max_p99_ms: number(&self.max_p99_ms, "the p99 limit", &mut problems),
+            failed_checks_limit: number(
+                &self.failed_checks_limit,
+                "the failed checks allowed",
+                &mut problems,
+            )
+            .unwrap_or(3),
+        });
+        if let (Some(analysis), Some(weight)) = (&analysis, weight) {
+            problems.extend(analysis.problems(weight));
+        }
+        match weight {
+            Some(weight) if problems.is_empty() => Ok((version, weight, analysis)),
+            _ => Err(problems),
+        }
+    }
+}
+
 crate::text_enum! {
     /// What a check of a canary found.
     #[derive(Serialize, Deserialize)]
@@ -1216,6 +1292,32 @@ pub struct RolloutCheck {
     pub verdict: CheckVerdict,
     /// Why, in words: the gates it failed, or what followed.
     pub detail: String,
+}
+
+/// One side of a canary rollout's numbers over the traffic window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct SideNumbers {
+    pub version: String,
+    pub requests: u64,
+    pub requests_per_second: f64,
+    pub error_percent: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// A deployment's canary as its page shows it: the active rollout, else
+/// the newest; its checks; stable and canary side by side (active only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct RolloutPanel {
+    pub rollout: Rollout,
+    pub checks: Vec<RolloutCheck>,
+    pub stable: Option<SideNumbers>,
+    pub canary: Option<SideNumbers>,
+    /// The span the sides' numbers cover.
+    pub window_secs: u64,
 }
 
 /// A canary rollout of a deployment: a second version beside the stable one.

@@ -102,6 +102,12 @@ pub fn gateway_invocations(model: &str) -> String {
     format!("/serve/{}/invocations", segment(model))
 }
 
+/// Where the deployment's canary forms post (`…/canary`, then `/weight`,
+/// `/promote`, `/abort`).
+pub fn canary_href(model: &str) -> String {
+    format!("{}/canary", deployment_href(model))
+}
+
 /// A rollback's confirm step.
 pub fn rollback_href(model: &str) -> String {
     format!("{}/rollback", deployment_href(model))

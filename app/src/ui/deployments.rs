@@ -9,6 +9,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
+use super::canary::CanarySection;
 use super::list::{Results, data_table};
 use super::live::{keep_fresh, keep_fresh_every};
 use super::load_tests::LoadTestsSection;
@@ -194,7 +195,12 @@ pub fn DeploymentPage() -> impl IntoView {
                     let user = me.await?;
                     let may_roll_back = user.may(Action::Rollback { model: &detail.view.model });
                     let may_manage = user.may(Action::ManageDeployment { model: &detail.view.model });
-                    Ok::<_, AppError>(view! { <LiveDeployment detail may_roll_back may_manage/> })
+                    let may_promote = user.may(Action::Promote { model: &detail.view.model });
+                    let canary = detail.clone();
+                    Ok::<_, AppError>(view! {
+                        <LiveDeployment detail may_roll_back may_manage/>
+                        <CanarySection detail=canary may_promote/>
+                    })
                 })}
             </Results>
             <section class="traffic" id="traffic">

@@ -1,5 +1,6 @@
 mod approvals;
 mod audit;
+mod canary;
 mod deployment_settings;
 mod deployments;
 mod experiments;

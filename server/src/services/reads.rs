@@ -12,8 +12,8 @@ use app::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, DeploymentDetail,
     DeploymentView, Experiment, ExperimentPage, Launch, LaunchForm, ListQuery, MAX_PAGE_SIZE,
     MetricHistory, ModelDetail, ModelSummary, ModelVersionInfo, ModelsPage, PromotionRequest,
-    RunDetail, RunQuery, RunRow, RunsPage, ServedBy, TrafficRange, TrafficReport, TryAnswer,
-    VersionDetail, VersionSummary,
+    RolloutPanel, RunDetail, RunQuery, RunRow, RunsPage, ServedBy, TrafficRange, TrafficReport,
+    TryAnswer, VersionDetail, VersionSummary,
 };
 
 use super::artifacts::signature_of;
@@ -498,6 +498,7 @@ impl Reads {
             None => None,
         };
         Ok(DeploymentDetail {
+            rollout: self.rollout_panel(&model).await?,
             requires_approval: binding.requires_approval,
             pending_requests: self
                 .store
@@ -507,6 +508,36 @@ impl Reads {
             history,
             example_input,
         })
+    }
+
+    /// The deployment's active canary, else its newest, with its checks;
+    /// while active, stable and canary side by side.
+    async fn rollout_panel(&self, model: &str) -> Result<Option<RolloutPanel>> {
+        let Some(rollout) = self.store.rollouts(model, 1).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let checks = self
+            .store
+            .rollout_checks(&rollout.id, crate::services::rollouts::CHECKS_SHOWN)
+            .await?;
+        let (stable, canary) = if rollout.state.is_active() {
+            (
+                rollout
+                    .stable_version
+                    .as_deref()
+                    .map(|version| self.traffic.side_now(model, version)),
+                Some(self.traffic.side_now(model, &rollout.canary_version)),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Some(RolloutPanel {
+            rollout,
+            checks,
+            stable,
+            canary,
+            window_secs: self.traffic.window_secs(),
+        }))
     }
 
     pub async fn list_promotion_requests(&self) -> Result<Vec<PromotionRequest>> {

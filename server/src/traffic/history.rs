@@ -132,6 +132,9 @@ struct Bucket {
     versions: Vec<(Arc<str>, Stats)>,
 }
 
+/// Per version of one deployment, its running totals.
+type VersionTotals = Vec<(Arc<str>, Stats)>;
+
 /// What the gateway saw, per deployment. Cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct History {
@@ -139,7 +142,7 @@ pub struct History {
     /// Per deployment and version, everything since Slipway started (240
     /// bytes each): a canary's check takes the difference between two reads,
     /// exact to the request, where buckets would round to 10 seconds.
-    ever: Arc<Mutex<HashMap<String, Vec<(Arc<str>, Stats)>>>>,
+    ever: Arc<Mutex<HashMap<String, VersionTotals>>>,
 }
 
 impl History {

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use app::model::{
-    DeploymentEvent, DeploymentOutcome, TrafficNow, TrafficPoint, TrafficRange, TrafficReport,
-    VersionTraffic,
+    DeploymentEvent, DeploymentOutcome, SideNumbers, TrafficNow, TrafficPoint, TrafficRange,
+    TrafficReport, VersionTraffic,
 };
 
 use crate::adapters::prometheus::{Prometheus, Sample, string_literal};
@@ -83,6 +83,33 @@ impl Traffic {
     /// gateway since Slipway started.
     pub fn served_ever(&self, deployment: &str, version: &str) -> Stats {
         self.history.ever(deployment, version)
+    }
+
+    /// `version`'s answers through the gateway over the window, as a
+    /// canary's side shows them.
+    pub fn side_now(&self, deployment: &str, version: &str) -> SideNumbers {
+        let since = crate::store::now_ms() - self.window_ms;
+        let stats = self
+            .history
+            .totals(deployment, since)
+            .into_iter()
+            .find(|(served, _)| served == version)
+            .map(|(_, stats)| stats)
+            .unwrap_or_default();
+        SideNumbers {
+            version: version.to_string(),
+            requests: stats.requests,
+            requests_per_second: stats.requests as f64 / (self.window_ms as f64 / 1000.0),
+            error_percent: error_percent(&stats),
+            p50_ms: millis(stats.quantile(0.5)),
+            p95_ms: millis(stats.quantile(0.95)),
+            p99_ms: millis(stats.quantile(0.99)),
+        }
+    }
+
+    /// The span "now" covers, in seconds.
+    pub fn window_secs(&self) -> u64 {
+        u64::try_from(self.window_ms / 1000).unwrap_or_default()
     }
 
     /// A deleted deployment's record goes with it.

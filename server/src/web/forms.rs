@@ -6,7 +6,8 @@
 use app::access::User;
 use app::error::AppError;
 use app::model::{
-    ChannelRequest, CreatedToken, DeploymentSettings, LaunchRequest, LoadTestRequest, TokenRequest,
+    CanaryForm, ChannelRequest, CreatedToken, DeploymentSettings, LaunchRequest, LoadTestRequest,
+    TokenRequest,
 };
 use app::routes::{
     DEPLOYMENTS, Done, NEW_DEPLOYMENT, NOTIFICATIONS, TOKENS, approval_href, created_token_href,
@@ -22,7 +23,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::errors::status_of;
-use crate::error::Error;
+use crate::error::{Error, Invalid};
 use crate::services::deployments::Saved;
 use crate::services::promotions::{Expected, Promoted};
 use crate::services::registry::{RegistryEdit, RegistryForm};
@@ -192,6 +193,109 @@ pub async fn rollback(
             back_to(&state, &user, rollback_href(&model), Some(err)).await
         }
         Err(err) => back_to(&state, &user, page, Some(err)).await,
+    }
+}
+
+/// Starts a canary from the deployment's page; back to its canary section.
+pub async fn start_canary(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Form(form): Form<CanaryForm>,
+) -> Response {
+    let started = match form.parse() {
+        Ok((version, weight, analysis)) => state
+            .services
+            .rollouts
+            .start(&user, &model, &version, weight, analysis)
+            .await
+            .map(drop),
+        Err(problems) => Err(Error::Invalid(Invalid {
+            problems,
+            ..Invalid::default()
+        })),
+    };
+    to_canary(&state, &user, &model, started).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WeightForm {
+    weight: String,
+}
+
+pub async fn set_canary_weight(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Form(form): Form<WeightForm>,
+) -> Response {
+    let set = match form.weight.trim().parse::<u8>() {
+        Ok(weight) => state
+            .services
+            .rollouts
+            .set_weight(&user, &model, weight)
+            .await
+            .map(drop),
+        Err(_) => Err(Error::invalid(format!(
+            "the share is a number from 1 to 99, not {:?}",
+            form.weight.trim()
+        ))),
+    };
+    to_canary(&state, &user, &model, set).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ReasonForm {
+    reason: String,
+}
+
+/// Promotes the canary's version fully; to the request where it needs an
+/// approver.
+pub async fn promote_canary(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Form(form): Form<ReasonForm>,
+) -> Response {
+    match state
+        .services
+        .rollouts
+        .promote(&user, &model, &form.reason)
+        .await
+    {
+        Ok(Promoted::Requested(id)) => back_to(&state, &user, approval_href(&id), None).await,
+        promoted => to_canary(&state, &user, &model, promoted.map(drop)).await,
+    }
+}
+
+pub async fn abort_canary(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(model): Path<String>,
+    Form(form): Form<ReasonForm>,
+) -> Response {
+    let aborted = state
+        .services
+        .rollouts
+        .abort(&user, &model, &form.reason)
+        .await
+        .map(drop);
+    to_canary(&state, &user, &model, aborted).await
+}
+
+/// Back to the deployment's canary section, or to its page with why not.
+async fn to_canary(
+    state: &AppState,
+    user: &User,
+    model: &str,
+    done: Result<(), Error>,
+) -> Response {
+    let page = deployment_href(model);
+    match done {
+        Ok(()) => Redirect::to(&format!("{page}#canary")).into_response(),
+        Err(err) => back_to(state, user, page, Some(err)).await,
     }
 }
 

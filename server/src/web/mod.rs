@@ -125,6 +125,19 @@ pub fn router(state: AppState) -> Router {
         .route("/deployments/{model}/promote", post(forms::promote))
         .route("/deployments/{model}/rollback", post(forms::rollback))
         .route("/deployments/{model}/try", post(forms::send_try))
+        .route("/deployments/{model}/canary", post(forms::start_canary))
+        .route(
+            "/deployments/{model}/canary/weight",
+            post(forms::set_canary_weight),
+        )
+        .route(
+            "/deployments/{model}/canary/promote",
+            post(forms::promote_canary),
+        )
+        .route(
+            "/deployments/{model}/canary/abort",
+            post(forms::abort_canary),
+        )
         .route(
             "/deployments/{model}/load-tests",
             post(forms::start_load_test),
