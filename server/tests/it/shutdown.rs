@@ -225,6 +225,118 @@ async fn after_a_kill_the_next_slipway_adopts_the_model_server_still_serving() {
     );
 }
 
+/// Killed while a canary takes half the requests, the next Slipway serves
+/// the same split from the rollout's row (adopting both servers); killed
+/// again right after the canary was promoted, the next one finishes it:
+/// v2 serves alone, the rollout succeeded, no server is left over.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_kill_mid_canary_the_next_slipway_resumes_the_split_or_finishes_the_promotion() {
+    let setup = LocalDeployment::new("canary-kill");
+    let model = setup.model.clone();
+    assert_eq!(
+        register_sklearn_model(&model, &unique("canary-kill"), 2.0),
+        "2"
+    );
+    let first = Slipway::start(setup.settings()).await;
+    first
+        .post_form(
+            &format!("/deployments/{model}/promote"),
+            &[("version", "1"), ("reason", "stable")],
+        )
+        .await;
+    support::eventually(Duration::from_secs(120), || {
+        serves_first_version(&first, &model)
+    })
+    .await
+    .unwrap_or_else(|| panic!("v1 never served:\n{}", first.log()));
+    let started = first
+        .post_form(
+            &format!("/deployments/{model}/canary"),
+            &[("version", "2"), ("weight", "50")],
+        )
+        .await;
+    assert!(started.ends_with("#canary"), "{started}");
+    support::eventually(Duration::from_secs(180), || async {
+        (answered_by_canary(&first, &model, 10).await? > 0).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("the canary never answered:\n{}", first.log()));
+    let servers = support::model_server_pids(&model, None);
+    assert_eq!(servers.len(), 2, "stable and canary");
+    first.crash().await;
+
+    let second = Slipway::start(setup.settings()).await;
+    let resumed = support::eventually(Duration::from_secs(60), || async {
+        (answered_by_canary(&second, &model, 100).await? == 50).then_some(())
+    })
+    .await;
+    assert!(
+        resumed.is_some(),
+        "the split was not served again:\n{}",
+        second.log()
+    );
+    assert_eq!(
+        support::model_server_pids(&model, None),
+        servers,
+        "both servers adopted, none started anew"
+    );
+    second
+        .post_form(
+            &format!("/deployments/{model}/canary/promote"),
+            &[("reason", "good numbers")],
+        )
+        .await;
+    second.crash().await;
+
+    let third = Slipway::start(setup.settings()).await;
+    let finished = support::eventually(Duration::from_secs(180), || async {
+        let detail: app::model::DeploymentDetail = third
+            .server_fn(app::server_fns::GetDeployment::PATH, &[("model", &model)])
+            .await;
+        let rollout = detail.rollout?.rollout;
+        (rollout.state == app::model::RolloutState::Succeeded
+            && detail.view.serving_version.as_deref() == Some("2"))
+        .then_some(rollout)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the promotion was not finished:\n{}", third.log()));
+    assert_eq!(finished.outcome, "v2 serves all requests");
+    let alone = support::eventually(Duration::from_secs(30), || async {
+        (support::model_server_pids(&model, None).len() == 1).then_some(())
+    })
+    .await;
+    assert!(alone.is_some(), "a server outlived the rollout");
+    assert_eq!(answered_by_canary(&third, &model, 20).await, Some(20));
+    let status = third.stop().await;
+    assert!(status.success(), "{status}");
+    assert!(support::model_server_pids(&model, None).is_empty());
+}
+
+/// How many of `count` requests in a row through `slipway`'s gateway (each
+/// Slipway here has a port of its own) v2 answered: v1 predicts 3, v2 6.
+async fn answered_by_canary(slipway: &Slipway, model: &str, count: usize) -> Option<usize> {
+    let detail: app::model::DeploymentDetail = slipway
+        .server_fn(app::server_fns::GetDeployment::PATH, &[("model", model)])
+        .await;
+    let address = detail.view.address?;
+    let http = reqwest::Client::new();
+    let mut canary = 0;
+    for _ in 0..count {
+        let answer: serde_json::Value = http
+            .post(&address)
+            .header("content-type", "application/json")
+            .body(r#"{"inputs": [[1.0, 2.0]]}"#)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        canary += usize::from(answer["predictions"][0].as_f64()? > 4.5);
+    }
+    Some(canary)
+}
+
 /// Whether `slipway` says v1 of `model` serves and is available.
 async fn serves_first_version(slipway: &Slipway, model: &str) -> Option<()> {
     let detail: app::model::DeploymentDetail = slipway
