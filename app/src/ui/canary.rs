@@ -26,9 +26,9 @@ pub fn CanarySection(detail: DeploymentDetail, may_promote: bool) -> impl IntoVi
         .map(|panel| panel.rollout.clone());
     // Only local serving splits requests so far; four eyes decide what
     // serves where approval is required, so no canary goes around them.
-    let why_not = if detail.view.target != "local" {
+    let why_not = if !["local", "kserve", "seldon"].contains(&detail.view.target.as_str()) {
         Some(format!(
-            "Canaries run on local deployments only so far; this one is on {}.",
+            "Canaries run on local, KServe and Seldon Core v1 deployments so far; this one is on {}.",
             detail.view.target
         ))
     } else if detail.requires_approval {

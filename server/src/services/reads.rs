@@ -520,7 +520,9 @@ impl Reads {
             .store
             .rollout_checks(&rollout.id, crate::services::rollouts::CHECKS_SHOWN)
             .await?;
-        let (stable, canary) = if rollout.state.is_active() {
+        // Only the gateway's own counts tell the sides apart so far.
+        let local = self.reconciler.binding(model)?.target == crate::catalog::ServingTarget::Local;
+        let (stable, canary) = if rollout.state.is_active() && local {
             (
                 rollout
                     .stable_version

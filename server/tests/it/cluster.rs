@@ -1943,3 +1943,199 @@ async fn objects_of_another_team_or_install_are_never_taken_over_nor_deleted() {
         &inference_services.get(&kserve_name).await.unwrap(),
     );
 }
+
+/// Canaries where the operator splits traffic itself, applied as the
+/// shipped ServiceAccount with strict validation against the CRDs: KServe's
+/// `canaryTrafficPercent` with the canary's `storageUri` (re-weighted, then
+/// aborted: the stable object back), and a SeldonDeployment's second
+/// predictor with traffic weights (promoted: the canary's version alone).
+#[tokio::test(flavor = "multi_thread")]
+async fn canaries_on_kserve_and_seldon_split_in_the_objects_and_end_promoted_or_aborted() {
+    let mlflow = MlflowRest::new(&mlflow_url());
+    let (kserved, kserve_versions) = registered_model(2).await;
+    let (seldoned, seldon_versions) = registered_model(2).await;
+    for (model, versions) in [(&kserved, &kserve_versions), (&seldoned, &seldon_versions)] {
+        mlflow
+            .transition_stage(model, &versions[0], "Production")
+            .await;
+    }
+    let bindings = |namespace: &str| {
+        format!(
+            "[[deployment]]\nmodel = {kserved:?}\ntarget = \"kserve\"\nnamespace = {namespace:?}\n\
+             replicas = 1\n\
+             artifact_map = [{{ from = \"mlflow-artifacts:/\", to = \"s3://mlflow-artifacts/\" }}]\n{}",
+            seldon_binding(&seldoned, namespace)
+        )
+    };
+    let setup = Setup::new("canary", bindings).await;
+    let namespace = &setup.namespace;
+    let slipway = setup.slipway().await;
+    let services = kind_api(namespace, server::adapters::serving::kserve::api_resource());
+    let seldons = seldon_api(namespace);
+    let (kserve_name, seldon_name) = (
+        server::catalog::dns_name(&kserved),
+        server::catalog::dns_name(&seldoned),
+    );
+    object_serves(&services, &kserve_name, Some(&kserve_versions[0])).await;
+    object_serves(&seldons, &seldon_name, Some(&seldon_versions[0])).await;
+    let stable_uri =
+        services.get(&kserve_name).await.unwrap().data["spec"]["predictor"]["model"]["storageUri"]
+            .clone();
+    // Gates read the gateway, which cluster requests do not pass: refused,
+    // nothing started.
+    let refused = slipway
+        .post_form(
+            &format!("/deployments/{kserved}/canary"),
+            &[("version", "2"), ("weight", "20"), ("interval_secs", "10")],
+        )
+        .await;
+    assert!(refused.contains("notice="), "{refused}");
+    assert!(deployment(&slipway, &kserved).await.rollout.is_none());
+    for model in [&kserved, &seldoned] {
+        let back = slipway
+            .post_form(
+                &format!("/deployments/{model}/canary"),
+                &[("version", "2"), ("weight", "20")],
+            )
+            .await;
+        assert!(back.ends_with("#canary"), "{back}");
+    }
+    let service = object_when(&services, &kserve_name, |service| {
+        service["spec"]["predictor"]["canaryTrafficPercent"] == 20
+    })
+    .await;
+    let canary_uri = &service["spec"]["predictor"]["model"]["storageUri"];
+    assert_ne!(canary_uri, &stable_uri, "the canary's model");
+    assert!(
+        canary_uri
+            .as_str()
+            .unwrap()
+            .starts_with("s3://mlflow-artifacts/")
+    );
+    assert_eq!(
+        service["metadata"]["annotations"]["slipway.dev/canary"],
+        "2:20"
+    );
+    assert_eq!(
+        service["metadata"]["labels"]["slipway.dev/model-version"],
+        "1"
+    );
+    let split = object_when(&seldons, &seldon_name, |deployment| {
+        deployment["spec"]["predictors"].as_array().map(Vec::len) == Some(2)
+    })
+    .await;
+    let predictors = &split["spec"]["predictors"];
+    assert_eq!(
+        (&predictors[0]["name"], &predictors[0]["traffic"]),
+        (&json!("default"), &json!(80))
+    );
+    assert_eq!(
+        (&predictors[1]["name"], &predictors[1]["traffic"]),
+        (&json!("canary"), &json!(20))
+    );
+    assert_ne!(
+        predictors[0]["graph"]["modelUri"],
+        predictors[1]["graph"]["modelUri"]
+    );
+    assert_eq!(predictors[1]["labels"]["slipway.dev/model-version"], "2");
+    // A canary is Slipway's change, not an edit outside it to put back.
+    let detail = deployment(&slipway, &kserved).await;
+    assert!(
+        detail.history.iter().all(|event| event.cause != "drift"),
+        "{:#?}",
+        detail.history
+    );
+
+    // Re-weighted.
+    slipway
+        .post_form(
+            &format!("/deployments/{kserved}/canary/weight"),
+            &[("weight", "50")],
+        )
+        .await;
+    object_when(&services, &kserve_name, |service| {
+        service["spec"]["predictor"]["canaryTrafficPercent"] == 50
+            && service["metadata"]["annotations"]["slipway.dev/canary"] == "2:50"
+    })
+    .await;
+
+    // KServe's aborted: the stable object again, the field gone.
+    slipway
+        .post_form(
+            &format!("/deployments/{kserved}/canary/abort"),
+            &[("reason", "p99 too high")],
+        )
+        .await;
+    let aborted = object_when(&services, &kserve_name, |service| {
+        service["spec"]["predictor"]
+            .get("canaryTrafficPercent")
+            .is_none()
+    })
+    .await;
+    assert_eq!(
+        aborted["spec"]["predictor"]["model"]["storageUri"],
+        stable_uri
+    );
+    assert!(
+        aborted["metadata"]["annotations"]
+            .get("slipway.dev/canary")
+            .is_none()
+    );
+
+    // Seldon's promoted: one predictor serving v2.
+    slipway
+        .post_form(
+            &format!("/deployments/{seldoned}/canary/promote"),
+            &[("reason", "good numbers")],
+        )
+        .await;
+    let promoted = object_when(&seldons, &seldon_name, |deployment| {
+        deployment["spec"]["predictors"].as_array().map(Vec::len) == Some(1)
+            && deployment["metadata"]["labels"]["slipway.dev/model-version"] == "2"
+    })
+    .await;
+    assert_eq!(promoted["spec"]["predictors"][0]["traffic"], 100);
+    assert_eq!(
+        promoted["spec"]["predictors"][0]["graph"]["modelUri"],
+        predictors[1]["graph"]["modelUri"]
+    );
+    let ended = deployment_when(&slipway, &seldoned, |detail| {
+        detail
+            .rollout
+            .as_ref()
+            .is_some_and(|panel| panel.rollout.state == app::model::RolloutState::Succeeded)
+    })
+    .await;
+    assert_eq!(
+        ended.rollout.unwrap().rollout.outcome,
+        "v2 serves all requests"
+    );
+    for object in [
+        services.get(&kserve_name).await.unwrap(),
+        seldons.get(&seldon_name).await.unwrap(),
+    ] {
+        let managers: Vec<_> = object
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|fields| fields.manager.clone())
+            .collect();
+        assert_eq!(managers, ["slipway"]);
+    }
+}
+
+/// `api`'s object `name` (as JSON) once `wanted` holds; panics with how it
+/// last looked.
+async fn object_when(api: &Api<DynamicObject>, name: &str, wanted: fn(&Value) -> bool) -> Value {
+    let read = || async { serde_json::to_value(api.get(name).await.unwrap()).unwrap() };
+    let found = eventually(A_WHILE, || async {
+        let data = read().await;
+        wanted(&data).then_some(data)
+    })
+    .await;
+    match found {
+        Some(data) => data,
+        None => panic!("{name} never as wanted: {:#}", read().await),
+    }
+}

@@ -10,7 +10,8 @@ use serde_json::Value;
 use app::model::ServingState;
 
 use super::objects::{
-    ObjectKind, ObjectTarget, condition_true, false_condition, metadata, resources,
+    CANARY_ANNOTATION, ObjectKind, ObjectTarget, Served, canary_annotation, condition_true,
+    false_condition, metadata, resources,
 };
 use crate::catalog::{DeploymentBinding, ServingTarget as TargetKind};
 use crate::serving::ServingStatus;
@@ -39,6 +40,9 @@ pub struct PredictorSpec {
     /// service account's secrets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
+    /// The newest revision's share while a canary runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_traffic_percent: Option<u8>,
     pub model: ModelSpec,
 }
 
@@ -74,6 +78,7 @@ pub fn render(binding: &DeploymentBinding, version: &str, storage_uri: &str) -> 
                 min_replicas: binding.replicas,
                 max_replicas: binding.max_replicas,
                 service_account_name: binding.service_account.clone(),
+                canary_traffic_percent: None,
                 model: ModelSpec {
                     model_format: ModelFormat { name: "mlflow" },
                     protocol_version: "v2",
@@ -192,5 +197,25 @@ impl ObjectKind for InferenceServiceKind {
             object.metadata.name.as_deref().unwrap_or_default(),
             &object.data,
         )
+    }
+
+    /// KServe's own canary: the canary's `storageUri` with
+    /// `canaryTrafficPercent` in one apply makes a new revision taking that
+    /// share, the rolled-out (stable) one keeping the rest. Promoting is the
+    /// plain object of the canary's version (the field removed: 100 % to
+    /// it); aborting, the plain object of the stable one.
+    fn render_canary(
+        binding: &DeploymentBinding,
+        stable: Served<'_>,
+        canary: Served<'_>,
+        weight: u8,
+    ) -> Option<Value> {
+        let mut service = render(binding, stable.version, canary.storage_uri);
+        service.spec.predictor.canary_traffic_percent = Some(weight);
+        service.metadata.annotations.get_or_insert_default().insert(
+            CANARY_ANNOTATION.to_string(),
+            canary_annotation(canary, weight),
+        );
+        Some(serde_json::to_value(service).expect("an InferenceService is JSON"))
     }
 }

@@ -57,6 +57,35 @@ pub trait ObjectKind: Send + Sync + 'static {
 
     /// The operator's own words on the object, and where it answers.
     fn status(object: &DynamicObject) -> ServingStatus;
+
+    /// The object serving `stable` with `canary` taking its share beside
+    /// it, for kinds whose operator splits traffic by itself; `None` where
+    /// it cannot (a canary is refused for them before it starts).
+    fn render_canary(
+        _binding: &DeploymentBinding,
+        _stable: Served<'_>,
+        _canary: Served<'_>,
+        _weight: u8,
+    ) -> Option<Value> {
+        None
+    }
+}
+
+/// A version and where its model is read from (mapped for the runtime).
+#[derive(Debug, Clone, Copy)]
+pub struct Served<'a> {
+    pub version: &'a str,
+    pub storage_uri: &'a str,
+}
+
+/// On an object serving a canary beside its stable version: the canary's
+/// version and share, `version:weight` (a change of it is Slipway's, not
+/// an edit to put back).
+pub const CANARY_ANNOTATION: &str = "slipway.dev/canary";
+
+/// The [`CANARY_ANNOTATION`] value.
+pub fn canary_annotation(canary: Served<'_>, weight: u8) -> String {
+    format!("{}:{weight}", canary.version)
 }
 
 /// The metadata every serving object carries: Slipway's labels (which
@@ -161,6 +190,37 @@ struct Awaited {
 }
 
 impl<K: ObjectKind> ObjectTarget<K> {
+    /// The canary to serve beside Production `version`: a progressing
+    /// rollout's version, where it mapped, and its share. A rollout begun
+    /// beside another version than Production now serves none.
+    async fn canary(
+        &self,
+        ledger: &Arc<Ledger>,
+        binding: &DeploymentBinding,
+        version: &str,
+    ) -> Result<Option<(String, String, u8)>> {
+        let Some(rollout) = ledger
+            .store()
+            .rollouts(&binding.model, 1)
+            .await?
+            .into_iter()
+            .find(|rollout| {
+                rollout.state == app::model::RolloutState::Progressing
+                    && rollout.stable_version.as_deref() == Some(version)
+            })
+        else {
+            return Ok(None);
+        };
+        let download = ledger
+            .mlflow()
+            .model_version_download_uri(&binding.model, &rollout.canary_version)
+            .await?;
+        Ok(binding
+            .storage_uri(&download)
+            .ok()
+            .map(|uri| (rollout.canary_version, uri, rollout.weight)))
+    }
+
     pub fn new(client: Client, unbound: UnboundObjects, install_id: &str) -> Self {
         Self {
             kind: PhantomData,
@@ -374,6 +434,8 @@ pub struct Observed {
     pub install: Option<String>,
     /// The generation the operator's status is about (`status.observedGeneration`).
     pub observed_generation: Option<i64>,
+    /// The canary it serves beside its version (`version:weight`), if any.
+    pub canary: Option<String>,
 }
 
 impl Observed {
@@ -427,6 +489,12 @@ impl Observed {
             uid: object.metadata.uid.clone(),
             generation: object.metadata.generation,
             observed_generation: object.data["status"]["observedGeneration"].as_i64(),
+            canary: object
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|annotations| annotations.get(CANARY_ANNOTATION))
+                .cloned(),
             status: K::status(object),
             ready_condition_ms,
         }
@@ -486,8 +554,21 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
             .mlflow()
             .model_version_download_uri(model, &version)
             .await?;
+        let canary = self.canary(ledger, binding, &version).await?;
         let mut rendered = match binding.storage_uri(&download) {
-            Ok(uri) => K::render(binding, &version, &uri),
+            Ok(uri) => canary
+                .and_then(|(canary, canary_uri, weight)| {
+                    let stable = Served {
+                        version: &version,
+                        storage_uri: &uri,
+                    };
+                    let canary = Served {
+                        version: &canary,
+                        storage_uri: &canary_uri,
+                    };
+                    K::render_canary(binding, stable, canary, weight)
+                })
+                .unwrap_or_else(|| K::render(binding, &version, &uri)),
             Err(why) => {
                 ledger
                     .record_failure(model, &version, serving.as_deref(), trigger, &why)
@@ -532,6 +613,9 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
                     .is_some_and(|actual| actual.uid != applied.uid);
                 let edited = change.is_none()
                     && !recreated
+                    && actual
+                        .as_ref()
+                        .is_some_and(|actual| actual.canary == applied.canary)
                     && actual
                         .as_ref()
                         .is_some_and(|actual| actual.generation != applied.generation);

@@ -12,7 +12,10 @@ use serde_json::Value;
 
 use app::model::ServingState;
 
-use super::objects::{ObjectKind, ObjectTarget, false_condition, metadata, resources};
+use super::objects::{
+    CANARY_ANNOTATION, ObjectKind, ObjectTarget, Served, canary_annotation, false_condition,
+    metadata, resources,
+};
 use crate::catalog::{DeploymentBinding, ServingTarget as TargetKind};
 use crate::serving::ServingStatus;
 
@@ -168,5 +171,36 @@ impl ObjectKind for SeldonDeploymentKind {
 
     fn status(object: &DynamicObject) -> ServingStatus {
         status(&object.data)
+    }
+
+    /// Seldon's own split: a second predictor, `canary`, serving the
+    /// canary's model with its share as `traffic`, the default predictor
+    /// the rest.
+    fn render_canary(
+        binding: &DeploymentBinding,
+        stable: Served<'_>,
+        canary: Served<'_>,
+        weight: u8,
+    ) -> Option<Value> {
+        let mut deployment = render(binding, stable.version, stable.storage_uri);
+        let mut second = deployment.spec.predictors[0].clone();
+        second.name = "canary".into();
+        second.traffic = i32::from(weight);
+        second.labels.insert(
+            super::objects::VERSION_LABEL.to_string(),
+            canary.version.to_string(),
+        );
+        second.graph.model_uri = canary.storage_uri.to_string();
+        deployment.spec.predictors[0].traffic = 100 - i32::from(weight);
+        deployment.spec.predictors.push(second);
+        deployment
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(
+                CANARY_ANNOTATION.to_string(),
+                canary_annotation(canary, weight),
+            );
+        Some(serde_json::to_value(deployment).expect("a SeldonDeployment is JSON"))
     }
 }
