@@ -226,7 +226,7 @@ EOF
     || die "installing the CRDs in the test cluster failed"
   local crd
   for crd in seldondeployments.machinelearning.seldon.io inferenceservices.serving.kserve.io \
-    models.mlops.seldon.io; do
+    models.mlops.seldon.io experiments.mlops.seldon.io; do
     kube_wait 60 "the CRD $crd" kube_crd_established "$crd" "${kubectl[@]}"
   done
 }

@@ -24,18 +24,11 @@ pub fn CanarySection(detail: DeploymentDetail, may_promote: bool) -> impl IntoVi
         .as_ref()
         .filter(|panel| panel.rollout.state.is_active())
         .map(|panel| panel.rollout.clone());
-    // Only local serving splits requests so far; four eyes decide what
-    // serves where approval is required, so no canary goes around them.
-    let why_not = if !["local", "kserve", "seldon"].contains(&detail.view.target.as_str()) {
-        Some(format!(
-            "Canaries run on local, KServe and Seldon Core v1 deployments so far; this one is on {}.",
-            detail.view.target
-        ))
-    } else if detail.requires_approval {
-        Some("This deployment requires approval: its versions go out through a promotion request, not a canary.".to_string())
-    } else {
-        None
-    };
+    // Four eyes decide what serves where approval is required: no canary
+    // goes around them.
+    let why_not = detail.requires_approval.then_some(
+        "This deployment requires approval: its versions go out through a promotion request, not a canary.",
+    );
     let forms = match (may_promote, active, why_not) {
         (false, _, _) => None,
         (true, Some(rollout), _) if rollout.state == RolloutState::Progressing => {

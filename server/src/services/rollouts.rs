@@ -122,12 +122,6 @@ impl Rollouts {
             }
         }
         let (binding, production) = self.promotions.production_now(model).await?;
-        if !splits_traffic(binding.target) {
-            return Err(Error::invalid(format!(
-                "canaries are served locally, on KServe and on Seldon Core v1 so far; {model} is deployed on {}",
-                binding.target.as_str()
-            )));
-        }
         // Checks read the gateway's counts: only local requests pass it.
         if analysis.is_some() && binding.target != ServingTarget::Local {
             return Err(Error::invalid(format!(
@@ -547,15 +541,6 @@ fn describe_analysis(analysis: &CanaryAnalysis) -> String {
     format!(
         "{schedule}; gates: success at least {} %{p99}; aborted after {} failed checks",
         analysis.min_success_percent, analysis.failed_checks_limit
-    )
-}
-
-/// Whether a canary can take a share of `target`'s requests: the gateway
-/// splits local ones; KServe and Seldon Core v1 split their own.
-pub fn splits_traffic(target: ServingTarget) -> bool {
-    matches!(
-        target,
-        ServingTarget::Local | ServingTarget::Kserve | ServingTarget::Seldon
     )
 }
 

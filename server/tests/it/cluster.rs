@@ -1954,7 +1954,12 @@ async fn canaries_on_kserve_and_seldon_split_in_the_objects_and_end_promoted_or_
     let mlflow = MlflowRest::new(&mlflow_url());
     let (kserved, kserve_versions) = registered_model(2).await;
     let (seldoned, seldon_versions) = registered_model(2).await;
-    for (model, versions) in [(&kserved, &kserve_versions), (&seldoned, &seldon_versions)] {
+    let (core2, core2_versions) = registered_model(2).await;
+    for (model, versions) in [
+        (&kserved, &kserve_versions),
+        (&seldoned, &seldon_versions),
+        (&core2, &core2_versions),
+    ] {
         mlflow
             .transition_stage(model, &versions[0], "Production")
             .await;
@@ -1963,6 +1968,8 @@ async fn canaries_on_kserve_and_seldon_split_in_the_objects_and_end_promoted_or_
         format!(
             "[[deployment]]\nmodel = {kserved:?}\ntarget = \"kserve\"\nnamespace = {namespace:?}\n\
              replicas = 1\n\
+             artifact_map = [{{ from = \"mlflow-artifacts:/\", to = \"s3://mlflow-artifacts/\" }}]\n\
+             [[deployment]]\nmodel = {core2:?}\ntarget = \"seldon-core-2\"\nnamespace = {namespace:?}\n\
              artifact_map = [{{ from = \"mlflow-artifacts:/\", to = \"s3://mlflow-artifacts/\" }}]\n{}",
             seldon_binding(&seldoned, namespace)
         )
@@ -1978,6 +1985,17 @@ async fn canaries_on_kserve_and_seldon_split_in_the_objects_and_end_promoted_or_
     );
     object_serves(&services, &kserve_name, Some(&kserve_versions[0])).await;
     object_serves(&seldons, &seldon_name, Some(&seldon_versions[0])).await;
+    let core2_models = kind_api(
+        namespace,
+        server::adapters::serving::seldon_core2::api_resource(),
+    );
+    let experiments = kind_api(
+        namespace,
+        server::adapters::serving::seldon_core2::experiment_resource(),
+    );
+    let core2_name = server::catalog::dns_name(&core2);
+    let core2_canary = format!("{core2_name}-canary");
+    object_serves(&core2_models, &core2_name, Some(&core2_versions[0])).await;
     let stable_uri =
         services.get(&kserve_name).await.unwrap().data["spec"]["predictor"]["model"]["storageUri"]
             .clone();
@@ -1991,7 +2009,7 @@ async fn canaries_on_kserve_and_seldon_split_in_the_objects_and_end_promoted_or_
         .await;
     assert!(refused.contains("notice="), "{refused}");
     assert!(deployment(&slipway, &kserved).await.rollout.is_none());
-    for model in [&kserved, &seldoned] {
+    for model in [&kserved, &seldoned, &core2] {
         let back = slipway
             .post_form(
                 &format!("/deployments/{model}/canary"),
@@ -2038,6 +2056,63 @@ async fn canaries_on_kserve_and_seldon_split_in_the_objects_and_end_promoted_or_
         predictors[1]["graph"]["modelUri"]
     );
     assert_eq!(predictors[1]["labels"]["slipway.dev/model-version"], "2");
+    // Seldon Core 2: the canary's own Model and an Experiment splitting the
+    // stable Model's requests.
+    let experiment = object_when(&experiments, &core2_canary, |_| true).await;
+    assert_eq!(
+        experiment["spec"],
+        json!({"default": core2_name, "candidates": [
+            {"name": core2_name, "weight": 80},
+            {"name": core2_canary, "weight": 20},
+        ]})
+    );
+    let canary_model = object_when(&core2_models, &core2_canary, |_| true).await;
+    assert_eq!(
+        canary_model["metadata"]["labels"]["slipway.dev/model-version"],
+        "2"
+    );
+    assert_ne!(
+        canary_model["spec"]["storageUri"],
+        core2_models.get(&core2_name).await.unwrap().data["spec"]["storageUri"]
+    );
+    slipway
+        .post_form(
+            &format!("/deployments/{core2}/canary/weight"),
+            &[("weight", "60")],
+        )
+        .await;
+    object_when(&experiments, &core2_canary, |experiment| {
+        experiment["spec"]["candidates"][1]["weight"] == 60
+            && experiment["spec"]["candidates"][0]["weight"] == 40
+    })
+    .await;
+    slipway
+        .post_form(
+            &format!("/deployments/{core2}/canary/abort"),
+            &[("reason", "enough")],
+        )
+        .await;
+    let removed = eventually(A_WHILE, || async {
+        (experiments.get_opt(&core2_canary).await.unwrap().is_none()
+            && core2_models.get_opt(&core2_canary).await.unwrap().is_none())
+        .then_some(())
+    })
+    .await;
+    assert!(
+        removed.is_some(),
+        "the canary's Experiment and Model outlived it"
+    );
+    assert_eq!(
+        core2_models
+            .get(&core2_name)
+            .await
+            .unwrap()
+            .metadata
+            .labels
+            .unwrap()["slipway.dev/model-version"],
+        "1"
+    );
+
     // A canary is Slipway's change, not an edit outside it to put back.
     let detail = deployment(&slipway, &kserved).await;
     assert!(
@@ -2128,10 +2203,13 @@ async fn canaries_on_kserve_and_seldon_split_in_the_objects_and_end_promoted_or_
 /// `api`'s object `name` (as JSON) once `wanted` holds; panics with how it
 /// last looked.
 async fn object_when(api: &Api<DynamicObject>, name: &str, wanted: fn(&Value) -> bool) -> Value {
-    let read = || async { serde_json::to_value(api.get(name).await.unwrap()).unwrap() };
+    let read = || async {
+        let found = api.get_opt(name).await.unwrap();
+        serde_json::to_value(found).unwrap()
+    };
     let found = eventually(A_WHILE, || async {
         let data = read().await;
-        wanted(&data).then_some(data)
+        (!data.is_null() && wanted(&data)).then_some(data)
     })
     .await;
     match found {

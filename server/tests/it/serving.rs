@@ -902,3 +902,95 @@ async fn an_object_deleted_between_a_pass_read_and_its_apply_is_recorded_as_made
         "{event:?}"
     );
 }
+
+/// Every canary rendering passes its CRD's schema: KServe's
+/// `canaryTrafficPercent`, the SeldonDeployment's second predictor, Seldon
+/// Core 2's canary Model and Experiment.
+#[test]
+fn canary_objects_validate_against_their_crds() {
+    use server::adapters::serving::objects::{ObjectKind, Served};
+    let bindings = Catalog::parse(CLUSTER_TARGETS, Path::new("."))
+        .unwrap()
+        .deployments;
+    let stable = Served {
+        version: "7",
+        storage_uri: "s3://mlflow-artifacts/1/a/artifacts/model",
+    };
+    let canary = Served {
+        version: "8",
+        storage_uri: "s3://mlflow-artifacts/1/b/artifacts/model",
+    };
+    let kserve_binding = bindings
+        .iter()
+        .find(|binding| binding.target == ServingTarget::Kserve)
+        .unwrap();
+    let service =
+        kserve::InferenceServiceKind::render_canary(kserve_binding, stable, canary, 20).unwrap();
+    let violations =
+        crd("serving.kserve.io_inferenceservices.yaml", "v1beta1").violations(&service);
+    assert_eq!(violations, Vec::<String>::new());
+    assert_eq!(service["spec"]["predictor"]["canaryTrafficPercent"], 20);
+    assert_eq!(
+        service["spec"]["predictor"]["model"]["storageUri"],
+        canary.storage_uri
+    );
+    assert_eq!(service["metadata"]["labels"][objects::VERSION_LABEL], "7");
+    assert_eq!(
+        service["metadata"]["annotations"][objects::CANARY_ANNOTATION],
+        "8:20"
+    );
+
+    let seldon_binding: DeploymentBinding = toml::from_str(
+        "model = \"fraud\"\ntarget = \"seldon\"\nnamespace = \"models\"\nreplicas = 2",
+    )
+    .unwrap();
+    let deployment =
+        seldon::SeldonDeploymentKind::render_canary(&seldon_binding, stable, canary, 30).unwrap();
+    assert_eq!(seldon_crd().violations(&deployment), Vec::<String>::new());
+    let predictors = deployment["spec"]["predictors"].as_array().unwrap();
+    let split: Vec<(&str, i64, &str)> = predictors
+        .iter()
+        .map(|predictor| {
+            (
+                predictor["name"].as_str().unwrap(),
+                predictor["traffic"].as_i64().unwrap(),
+                predictor["graph"]["modelUri"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        split,
+        [
+            ("default", 70, stable.storage_uri),
+            ("canary", 30, canary.storage_uri)
+        ]
+    );
+
+    let core2_binding = bindings
+        .iter()
+        .find(|binding| binding.target == ServingTarget::SeldonCore2)
+        .unwrap();
+    let (model, experiment) = seldon_core2::render_canary(core2_binding, canary, 25);
+    let (model, experiment) = (
+        serde_json::to_value(model).unwrap(),
+        serde_json::to_value(experiment).unwrap(),
+    );
+    assert_eq!(
+        crd("mlops.seldon.io_models.yaml", "v1alpha1").violations(&model),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        crd("mlops.seldon.io_experiments.yaml", "v1alpha1").violations(&experiment),
+        Vec::<String>::new()
+    );
+    let name = core2_binding.object_name();
+    assert_eq!(model["metadata"]["name"], format!("{name}-canary"));
+    assert_eq!(model["spec"]["storageUri"], canary.storage_uri);
+    assert_eq!(
+        experiment["spec"],
+        json!({"default": name, "candidates": [
+            {"name": name, "weight": 75},
+            {"name": format!("{name}-canary"), "weight": 25},
+        ]})
+    );
+}

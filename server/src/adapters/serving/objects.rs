@@ -58,6 +58,12 @@ pub trait ObjectKind: Send + Sync + 'static {
     /// The operator's own words on the object, and where it answers.
     fn status(object: &DynamicObject) -> ServingStatus;
 
+    /// Where the canary lives when it is objects of its own (Seldon Core
+    /// 2's Experiment); `None`: in the main object, or nowhere.
+    fn canary_objects() -> Option<CanaryHooks> {
+        None
+    }
+
     /// The object serving `stable` with `canary` taking its share beside
     /// it, for kinds whose operator splits traffic by itself; `None` where
     /// it cannot (a canary is refused for them before it starts).
@@ -69,6 +75,16 @@ pub trait ObjectKind: Send + Sync + 'static {
     ) -> Option<Value> {
         None
     }
+}
+
+/// How a kind whose canary is objects of its own beside the main one
+/// renders and finds them.
+#[derive(Clone, Copy)]
+pub struct CanaryHooks {
+    /// The objects serving `canary` with its share, each with its resource.
+    pub render: fn(&DeploymentBinding, Served<'_>, u8) -> Vec<(ApiResource, Value)>,
+    /// Where they are, to remove them once the canary has ended.
+    pub names: fn(&DeploymentBinding) -> Vec<(ApiResource, String)>,
 }
 
 /// A version and where its model is read from (mapped for the runtime).
@@ -517,6 +533,80 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
         K::TARGET
     }
 
+    /// For kinds whose canary is objects of their own: applied while a
+    /// rollout is active, deleted (if this install's) once none is.
+    async fn converge_canary(
+        &self,
+        ledger: &Arc<Ledger>,
+        binding: &DeploymentBinding,
+        canary: Option<&app::model::Rollout>,
+    ) -> Result<()> {
+        let Some(hooks) = K::canary_objects() else {
+            return Ok(());
+        };
+        let namespace = binding.namespace.clone().unwrap_or_default();
+        let Some(rollout) = canary else {
+            for (resource, name) in (hooks.names)(binding) {
+                let api = Api::namespaced_with(self.client.clone(), &namespace, &resource);
+                let found = api.get_opt(&name).await;
+                let Some(found) =
+                    found.map_err(|err| explain(err, "reading a canary's object", &namespace))?
+                else {
+                    continue;
+                };
+                if self.made_here(&found) {
+                    api.delete(&name, &DeleteParams::default())
+                        .await
+                        .map_err(|err| explain(err, "deleting a canary's object", &namespace))?;
+                    tracing::info!(model = %binding.model, %name, kind = %resource.kind, "removed the canary's object");
+                }
+            }
+            return Ok(());
+        };
+        let download = ledger
+            .mlflow()
+            .model_version_download_uri(&binding.model, &rollout.canary_version)
+            .await?;
+        let storage_uri = match binding.storage_uri(&download) {
+            Ok(uri) => uri,
+            Err(why) => {
+                tracing::warn!(model = %binding.model, "the canary cannot be served: {why}");
+                return Ok(());
+            }
+        };
+        let served = Served {
+            version: &rollout.canary_version,
+            storage_uri: &storage_uri,
+        };
+        for (resource, mut object) in (hooks.render)(binding, served, rollout.weight) {
+            let name = object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            object["metadata"]["labels"][INSTALL_LABEL] = Value::from(self.install_id.as_str());
+            let api = Api::namespaced_with(self.client.clone(), &namespace, &resource);
+            let found = api
+                .get_opt(&name)
+                .await
+                .map_err(|err| explain(err, "reading a canary's object", &namespace))?;
+            if found.as_ref().is_some_and(|found| !self.made_here(found)) {
+                tracing::warn!(model = %binding.model, %name, kind = %resource.kind,
+                    "the canary's object exists and is not this Slipway's: left alone");
+                continue;
+            }
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                force: found.is_some(),
+                field_validation: Some(ValidationDirective::Strict),
+                ..Default::default()
+            };
+            api.patch(&name, &params, &Patch::Apply(&object))
+                .await
+                .map_err(|err| explain(err, "applying a canary's object", &namespace))?;
+        }
+        Ok(())
+    }
+
     async fn converge(
         &self,
         ledger: &Arc<Ledger>,
@@ -901,6 +991,18 @@ impl<K: ObjectKind> ObjectTarget<K> {
             object.name,
             object.namespace
         )))
+    }
+
+    /// Whether this install made `object` (its labels say so).
+    fn made_here(&self, object: &DynamicObject) -> bool {
+        let labels = object.metadata.labels.as_ref();
+        let label = |key: &str| {
+            labels
+                .and_then(|labels| labels.get(key))
+                .map(String::as_str)
+        };
+        label(MANAGED_BY.0) == Some(MANAGED_BY.1)
+            && label(INSTALL_LABEL) == Some(self.install_id.as_str())
     }
 
     /// What the view shows until the next pass.

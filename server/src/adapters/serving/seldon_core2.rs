@@ -11,7 +11,9 @@ use serde_json::Value;
 
 use app::model::ServingState;
 
-use super::objects::{ObjectKind, ObjectTarget, condition_true, false_condition, metadata};
+use super::objects::{
+    CanaryHooks, ObjectKind, ObjectTarget, Served, condition_true, false_condition, metadata,
+};
 use crate::catalog::{DeploymentBinding, ServingTarget as TargetKind};
 use crate::serving::ServingStatus;
 
@@ -69,6 +71,73 @@ pub fn render(binding: &DeploymentBinding, version: &str, storage_uri: &str) -> 
             secret_name: binding.storage_secret.clone(),
         },
     }
+}
+
+pub fn experiment_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("mlops.seldon.io", "v1alpha1", "Experiment"),
+        "experiments",
+    )
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Experiment {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    pub spec: ExperimentSpec,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentSpec {
+    /// Requests for this model go through the experiment.
+    pub default: String,
+    pub candidates: Vec<Candidate>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    pub name: String,
+    pub weight: i32,
+}
+
+/// The canary's own Model and the Experiment splitting the stable Model's
+/// requests between the two (both named `{object}-canary`).
+pub fn render_canary(
+    binding: &DeploymentBinding,
+    canary: Served<'_>,
+    weight: u8,
+) -> (Model, Experiment) {
+    let stable = binding.object_name();
+    let name = canary_name(binding);
+    let mut model = render(binding, canary.version, canary.storage_uri);
+    model.metadata.name = Some(name.clone());
+    let mut metadata = metadata(binding, canary.version);
+    metadata.name = Some(name.clone());
+    let experiment = Experiment {
+        api_version: "mlops.seldon.io/v1alpha1",
+        kind: "Experiment",
+        metadata,
+        spec: ExperimentSpec {
+            default: stable.clone(),
+            candidates: vec![
+                Candidate {
+                    name: stable,
+                    weight: 100 - i32::from(weight),
+                },
+                Candidate {
+                    name,
+                    weight: i32::from(weight),
+                },
+            ],
+        },
+    };
+    (model, experiment)
+}
+
+fn canary_name(binding: &DeploymentBinding) -> String {
+    format!("{}-canary", binding.object_name())
 }
 
 /// Where a Model in `namespace` answers (with the `Seldon-Model` header naming it).
@@ -141,5 +210,30 @@ impl ObjectKind for ModelKind {
             object.metadata.name.as_deref().unwrap_or_default(),
             &object.data,
         )
+    }
+
+    fn canary_objects() -> Option<CanaryHooks> {
+        Some(CanaryHooks {
+            render: |binding, canary, weight| {
+                let (model, experiment) = render_canary(binding, canary, weight);
+                vec![
+                    (
+                        api_resource(),
+                        serde_json::to_value(model).expect("a Model is JSON"),
+                    ),
+                    (
+                        experiment_resource(),
+                        serde_json::to_value(experiment).expect("an Experiment is JSON"),
+                    ),
+                ]
+            },
+            // The Experiment first: requests leave the canary before it goes.
+            names: |binding| {
+                vec![
+                    (experiment_resource(), canary_name(binding)),
+                    (api_resource(), canary_name(binding)),
+                ]
+            },
+        })
     }
 }
