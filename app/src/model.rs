@@ -1163,15 +1163,21 @@ pub struct CanaryAnalysis {
 }
 
 impl CanaryAnalysis {
-    /// What is wrong with it, in words the form and the API show.
-    pub fn problems(&self, weight: u8) -> Vec<String> {
+    /// What is wrong with it for a rollout starting at `weight` %, in
+    /// words the form and the API show.
+    pub fn problems(&self, weight: u8, mode: RolloutMode) -> Vec<String> {
+        // At 100 % a canary would be a promotion; a shadow only sees copies.
+        let most = match mode {
+            RolloutMode::Canary => 99,
+            RolloutMode::Shadow => 100,
+        };
         let mut problems = Vec::new();
         if !(1..=3600).contains(&self.interval_secs) {
             problems.push("the check interval is 1 to 3600 seconds".to_string());
         }
-        if !(1..=99).contains(&self.max_weight) || self.max_weight < weight {
+        if !(1..=most).contains(&self.max_weight) || self.max_weight < weight {
             problems.push(format!(
-                "the largest share is {weight} to 99 % (at least the starting share)"
+                "the largest share is {weight} to {most} % (at least the starting share)"
             ));
         }
         if self.step_weight > 98 {
@@ -1193,6 +1199,37 @@ impl CanaryAnalysis {
     }
 }
 
+crate::text_enum! {
+    /// How a rollout's second version takes its share: `canary` answers
+    /// that share of the requests; `shadow` gets a copy of that share while
+    /// the stable version answers them all (its answers go nowhere).
+    #[derive(Serialize, Deserialize, Default)]
+    #[serde(rename_all = "lowercase")]
+    #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+    pub enum RolloutMode {
+        #[default]
+        Canary => "canary",
+        Shadow => "shadow",
+    }
+}
+
+/// A rollout to start: the version, its share, how it takes it, and
+/// optionally the analysis it is run by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct NewRollout {
+    /// The version to serve beside Production.
+    pub version: String,
+    /// Its share of the requests, 1 to 99 % (a shadow: up to 100 %).
+    pub weight: u8,
+    #[serde(default)]
+    pub mode: RolloutMode,
+    /// Gates and schedule the leader checks it by; without, people step,
+    /// promote and abort it.
+    #[serde(default)]
+    pub analysis: Option<CanaryAnalysis>,
+}
+
 /// The canary form as typed: a version and its share, and, where a check
 /// interval is given, the analysis.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -1200,6 +1237,8 @@ impl CanaryAnalysis {
 pub struct CanaryForm {
     pub version: String,
     pub weight: String,
+    /// `canary` (the default) or `shadow`.
+    pub mode: String,
     pub interval_secs: String,
     pub step_weight: String,
     pub max_weight: String,
@@ -1209,8 +1248,8 @@ pub struct CanaryForm {
 }
 
 impl CanaryForm {
-    /// The version, its share and its analysis; or every problem, in words.
-    pub fn parse(&self) -> Result<(String, u8, Option<CanaryAnalysis>), Vec<String>> {
+    /// The rollout it asks for; or every problem, in words.
+    pub fn parse(&self) -> Result<NewRollout, Vec<String>> {
         fn number<T: std::str::FromStr>(
             text: &str,
             what: &str,
@@ -1235,6 +1274,13 @@ impl CanaryForm {
         if weight.is_none() && self.weight.trim().is_empty() {
             problems.push("give the canary's share of the requests".to_string());
         }
+        let mode = match self.mode.trim() {
+            "" => RolloutMode::Canary,
+            mode => RolloutMode::parse(mode).unwrap_or_else(|| {
+                problems.push(format!("a rollout is a canary or a shadow, not {mode:?}"));
+                RolloutMode::Canary
+            }),
+        };
         let interval = number::<u32>(&self.interval_secs, "the check interval", &mut problems);
         let analysis = interval.map(|interval_secs| CanaryAnalysis {
             interval_secs,
@@ -1257,10 +1303,15 @@ impl CanaryForm {
             .unwrap_or(3),
         });
         if let (Some(analysis), Some(weight)) = (&analysis, weight) {
-            problems.extend(analysis.problems(weight));
+            problems.extend(analysis.problems(weight, mode));
         }
         match weight {
-            Some(weight) if problems.is_empty() => Ok((version, weight, analysis)),
+            Some(weight) if problems.is_empty() => Ok(NewRollout {
+                version,
+                weight,
+                mode,
+                analysis,
+            }),
             _ => Err(problems),
         }
     }
@@ -1331,6 +1382,8 @@ pub struct Rollout {
     pub canary_version: String,
     /// The canary's share of the requests, in percent.
     pub weight: u8,
+    #[serde(default)]
+    pub mode: RolloutMode,
     pub state: RolloutState,
     pub started_by: String,
     pub started_ms: i64,

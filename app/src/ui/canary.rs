@@ -9,7 +9,8 @@ use super::list::data_table;
 use super::live::keep_fresh;
 use super::{format_millis, format_ms, format_percent};
 use crate::model::{
-    CanaryAnalysis, DeploymentDetail, RolloutCheck, RolloutPanel, RolloutState, SideNumbers,
+    CanaryAnalysis, DeploymentDetail, RolloutCheck, RolloutMode, RolloutPanel, RolloutState,
+    SideNumbers,
 };
 use crate::routes::canary_href;
 use crate::server_fns::get_deployment;
@@ -67,6 +68,13 @@ fn PanelBody(panel: RolloutPanel) -> impl IntoView {
     let rollout = panel.rollout;
     let stable = version_words(rollout.stable_version.as_deref());
     let sentence = match rollout.state {
+        RolloutState::Progressing if rollout.mode == RolloutMode::Shadow => format!(
+            "v{} sees a copy of {} % of the requests as a shadow while {stable} answers them all (its answers go nowhere); started by {} at {}.",
+            rollout.canary_version,
+            rollout.weight,
+            rollout.started_by,
+            format_millis(Some(rollout.started_ms))
+        ),
         RolloutState::Progressing => format!(
             "v{} takes {} % of the requests beside {stable}; started by {} at {}.",
             rollout.canary_version,
@@ -91,11 +99,13 @@ fn PanelBody(panel: RolloutPanel) -> impl IntoView {
             </p>
         }
     });
-    let sides: Vec<(&'static str, SideNumbers)> =
-        [("stable", panel.stable), ("canary", panel.canary)]
-            .into_iter()
-            .filter_map(|(side, numbers)| numbers.map(|numbers| (side, numbers)))
-            .collect();
+    let sides: Vec<(&'static str, SideNumbers)> = [
+        ("stable", panel.stable),
+        (rollout.mode.as_str(), panel.canary),
+    ]
+    .into_iter()
+    .filter_map(|(side, numbers)| numbers.map(|numbers| (side, numbers)))
+    .collect();
     let sides_table = (!sides.is_empty()).then(|| {
         data_table(
             sides,
@@ -170,7 +180,7 @@ fn ActiveForms(model: String, weight: u8, canary: String) -> impl IntoView {
     view! {
         <div class="canary-forms">
             <form method="post" action=format!("{base}/weight") class="inline">
-                <label for="canary-weight">"Canary's share (%)"</label>
+                <label for="canary-weight">"Share of the requests (%)"</label>
                 <input id="canary-weight" name="weight" type="number" min="1" max="99" value=weight.to_string()/>
                 <button type="submit">"Set the share"</button>
             </form>
@@ -207,8 +217,15 @@ fn StartForm(model: String) -> impl IntoView {
                 <input id="version" name="version" type="text" placeholder="7"/>
             </div>
             <div class="field">
+                <label for="mode">"How"</label>
+                <select id="mode" name="mode">
+                    <option value="canary" selected>"Canary: it answers its share"</option>
+                    <option value="shadow">"Shadow: it sees a copy of its share; the stable version answers"</option>
+                </select>
+            </div>
+            <div class="field">
                 <label for="weight">"Its share of the requests (%)"</label>
-                <input id="weight" name="weight" type="number" min="1" max="99" value="20"/>
+                <input id="weight" name="weight" type="number" min="1" max="100" value="20"/>
             </div>
             <fieldset>
                 <legend>"Analysis (optional: leave the interval empty to step, promote and abort by hand)"</legend>

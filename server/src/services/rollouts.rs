@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use app::access::{Action, Grant, Role, User, authorize};
 use app::model::{
-    AuditAction, CanaryAnalysis, CheckVerdict, Notification, NotificationEvent, RolloutCheck,
+    AuditAction, CanaryAnalysis, CheckVerdict, NewRollout, Notification, NotificationEvent,
+    RolloutCheck, RolloutMode,
 };
 
 use super::audit::{Audit, Outcome};
@@ -102,18 +103,18 @@ impl Rollouts {
     }
 
     /// Starts `version` as the canary of `model`'s deployment at `weight` %.
-    pub async fn start(
-        &self,
-        user: &User,
-        model: &str,
-        version: &str,
-        weight: u8,
-        analysis: Option<CanaryAnalysis>,
-    ) -> Result<Rollout> {
+    pub async fn start(&self, user: &User, model: &str, asked: NewRollout) -> Result<Rollout> {
         authorize(user, Action::Promote { model })?;
-        check_weight(weight)?;
+        let NewRollout {
+            version,
+            weight,
+            mode,
+            analysis,
+        } = asked;
+        let version = version.as_str();
+        check_weight(weight, mode)?;
         if let Some(analysis) = &analysis {
-            let problems = analysis.problems(weight);
+            let problems = analysis.problems(weight, mode);
             if !problems.is_empty() {
                 return Err(Error::Invalid(Invalid {
                     problems,
@@ -141,12 +142,31 @@ impl Rollouts {
                 "v{version} is already in production"
             )));
         }
+        if mode == RolloutMode::Shadow {
+            // Mirrored copies need a splitter that can mirror, and a
+            // stable version that answers.
+            if !matches!(
+                binding.target,
+                ServingTarget::Local | ServingTarget::SeldonCore2
+            ) {
+                return Err(Error::invalid(format!(
+                    "shadows run locally and on Seldon Core 2 so far; {model} is deployed on {}",
+                    binding.target.as_str()
+                )));
+            }
+            if production.is_none() {
+                return Err(Error::invalid(format!(
+                    "{model} has no version in production to answer while a shadow sees the requests"
+                )));
+            }
+        }
         let rollout = Rollout {
             id: uuid::Uuid::new_v4().simple().to_string(),
             model: model.to_string(),
             stable_version: production.clone(),
             canary_version: version.to_string(),
             weight,
+            mode,
             state: RolloutState::Progressing,
             started_by: user.actor(),
             started_ms: crate::store::now_ms(),
@@ -157,7 +177,7 @@ impl Rollouts {
             failed_checks: 0,
         };
         let detail = format!(
-            "v{version} as canary at {weight} % beside {}{}",
+            "v{version} as {mode} at {weight} % beside {}{}",
             production.map_or("nothing".into(), |version| format!("v{version}")),
             rollout
                 .analysis
@@ -190,8 +210,8 @@ impl Rollouts {
     /// Sets the canary's share of the requests.
     pub async fn set_weight(&self, user: &User, model: &str, weight: u8) -> Result<Rollout> {
         authorize(user, Action::Promote { model })?;
-        check_weight(weight)?;
         let rollout = self.progressing(model).await?;
+        check_weight(weight, rollout.mode)?;
         let detail = format!(
             "v{} from {} % to {weight} %",
             rollout.canary_version, rollout.weight
@@ -544,10 +564,16 @@ fn describe_analysis(analysis: &CanaryAnalysis) -> String {
     )
 }
 
-fn check_weight(weight: u8) -> Result<()> {
-    if !(1..=99).contains(&weight) {
+/// A canary answers 1 to 99 % (at 100 it is a promotion); a shadow may
+/// see a copy of every request.
+fn check_weight(weight: u8, mode: RolloutMode) -> Result<()> {
+    let most = match mode {
+        RolloutMode::Canary => 99,
+        RolloutMode::Shadow => 100,
+    };
+    if !(1..=most).contains(&weight) {
         return Err(Error::invalid(format!(
-            "a canary's share is 1 to 99 %, not {weight}"
+            "a {mode}'s share is 1 to {most} %, not {weight}"
         )));
     }
     Ok(())
@@ -631,7 +657,7 @@ mod tests {
 
     #[test]
     fn an_analysis_that_cannot_run_is_refused_whole() {
-        assert!(analysis(None).problems(20).is_empty());
+        assert!(analysis(None).problems(20, RolloutMode::Canary).is_empty());
         let wrong = CanaryAnalysis {
             interval_secs: 0,
             step_weight: 99,
@@ -640,6 +666,15 @@ mod tests {
             max_p99_ms: Some(-1.0),
             failed_checks_limit: 0,
         };
-        assert_eq!(wrong.problems(20).len(), 6, "{:?}", wrong.problems(20));
+        let problems = wrong.problems(20, RolloutMode::Canary);
+        assert_eq!(problems.len(), 6, "{problems:?}");
+        // A shadow may see copies of every request; a canary would be a
+        // promotion there.
+        let everything = CanaryAnalysis {
+            max_weight: 100,
+            ..analysis(None)
+        };
+        assert!(everything.problems(100, RolloutMode::Shadow).is_empty());
+        assert_eq!(everything.problems(100, RolloutMode::Canary).len(), 1);
     }
 }

@@ -1,6 +1,6 @@
 //! Canary rollouts: written before each change they make, ended with how.
 
-use app::model::{CanaryAnalysis, CheckVerdict, Rollout, RolloutCheck, RolloutState};
+use app::model::{CanaryAnalysis, CheckVerdict, Rollout, RolloutCheck, RolloutMode, RolloutState};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -8,14 +8,14 @@ use super::{Store, now_ms};
 use crate::error::{Error, Result};
 
 const COLUMNS: &str = "id, model, stable_version, canary_version, weight, state, started_by, \
-                       started_ms, updated_ms, ended_ms, outcome, analysis, failed_checks";
+                       started_ms, updated_ms, ended_ms, outcome, analysis, failed_checks, mode";
 
 impl Store {
     /// Records a rollout as progressing. `false`: the deployment has an
     /// active one already.
     pub async fn begin_rollout(&self, rollout: &Rollout) -> Result<bool> {
         let inserted = sqlx::query(&format!(
-            "INSERT INTO rollouts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, '', $10, 0)"
+            "INSERT INTO rollouts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, '', $10, 0, $11)"
         ))
         .bind(&rollout.id)
         .bind(&rollout.model)
@@ -27,6 +27,7 @@ impl Store {
         .bind(rollout.started_ms)
         .bind(rollout.started_ms)
         .bind(rollout.analysis.as_ref().map(analysis_json).transpose()?)
+        .bind(rollout.mode.as_str())
         .execute(&self.pool)
         .await;
         match inserted {
@@ -196,6 +197,11 @@ fn rollout_from_row(row: &AnyRow) -> Result<Rollout> {
             })
             .transpose()?,
         failed_checks: u32::try_from(row.try_get::<i64, _>("failed_checks")?).unwrap_or_default(),
+        mode: {
+            let mode: String = row.try_get("mode")?;
+            RolloutMode::parse(&mode)
+                .ok_or_else(|| Error::Internal(format!("unknown rollout mode {mode:?}")))?
+        },
     })
 }
 

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use app::access::{Grant, User};
 use app::model::{
-    AuditEntry, AuditQuery, CanaryAnalysis, DeploymentDetail, DeploymentForm, DeploymentSettings,
-    DeploymentView, Experiment, ExperimentPage, Launch, LaunchForm, LaunchRequest, ListQuery,
-    LoadTest, LoadTestRequest, ModelDetail, ModelsPage, Prediction, PromotionRequest, Rollout,
+    AuditEntry, AuditQuery, DeploymentDetail, DeploymentForm, DeploymentSettings, DeploymentView,
+    Experiment, ExperimentPage, Launch, LaunchForm, LaunchRequest, ListQuery, LoadTest,
+    LoadTestRequest, ModelDetail, ModelsPage, NewRollout, Prediction, PromotionRequest, Rollout,
     RolloutCheck, RunDetail, RunQuery, RunsPage, TrafficRange, TrafficReport, VersionDetail,
 };
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
@@ -818,18 +818,6 @@ async fn get_rollout(
     Ok(Json(state.services.rollouts.newest(&model).await?))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-struct CanaryBody {
-    /// The version to serve beside Production.
-    version: String,
-    /// Its share of the requests, 1 to 99 %.
-    weight: u8,
-    /// Gates and schedule the leader checks it by; without, people step,
-    /// promote and abort it.
-    #[serde(default)]
-    analysis: Option<CanaryAnalysis>,
-}
-
 #[utoipa::path(get, path = "/api/v1/deployments/{model}/rollout/checks", tag = "rollouts",
     params(("model" = String, Path)),
     responses((status = 200, body = Vec<RolloutCheck>, description = "The checks of the active rollout, else the newest one, newest first"),
@@ -845,7 +833,7 @@ async fn rollout_checks(
 }
 
 #[utoipa::path(post, path = "/api/v1/deployments/{model}/rollout", tag = "rollouts",
-    params(("model" = String, Path)), request_body = CanaryBody,
+    params(("model" = String, Path)), request_body = NewRollout,
     responses((status = 201, body = Rollout, description = "The canary starts; the gateway gives it its share once it serves (local deployments only, so far)"),
         (status = 409, body = ApiErrorBody, description = "A rollout is under way already"),
         (status = "4XX", body = ApiErrorBody), (status = "5XX", body = ApiErrorBody)))]
@@ -853,13 +841,9 @@ async fn start_rollout(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
     Path(model): Path<String>,
-    Body(body): Body<CanaryBody>,
+    Body(body): Body<NewRollout>,
 ) -> ApiResult<(StatusCode, Json<Rollout>)> {
-    let rollout = state
-        .services
-        .rollouts
-        .start(&user, &model, &body.version, body.weight, body.analysis)
-        .await?;
+    let rollout = state.services.rollouts.start(&user, &model, body).await?;
     Ok((StatusCode::CREATED, Json(rollout)))
 }
 

@@ -204,10 +204,10 @@ pub async fn start_canary(
     Form(form): Form<CanaryForm>,
 ) -> Response {
     let started = match form.parse() {
-        Ok((version, weight, analysis)) => state
+        Ok(asked) => state
             .services
             .rollouts
-            .start(&user, &model, &version, weight, analysis)
+            .start(&user, &model, asked)
             .await
             .map(drop),
         Err(problems) => Err(Error::Invalid(Invalid {

@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
-use crate::adapters::serving::local::LocalServing;
+use crate::adapters::serving::local::{LocalServing, Routed};
 use crate::traffic::Traffic;
 
 /// The largest request body passed on (a batch of rows as JSON).
@@ -67,7 +67,50 @@ async fn invoke(
     let started = Instant::now();
     // A rollout's canary takes its share; each answer is recorded under
     // the version that gave it.
-    let (server, status) = gateway.serving.route(&model);
+    let Routed {
+        server,
+        status,
+        mirror,
+    } = gateway.serving.route(&model);
+    let content_type = headers.get(header::CONTENT_TYPE).cloned();
+    if let Some(shadow) = mirror {
+        // A copy for the shadow, answered on its own time; only its
+        // numbers are kept.
+        let (gateway, model, body, content_type) = (
+            gateway.clone(),
+            model.clone(),
+            body.clone(),
+            content_type.clone(),
+        );
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut request = gateway
+                .http
+                .post(format!("http://127.0.0.1:{}/invocations", shadow.port))
+                .body(body);
+            if let Some(content_type) = content_type {
+                request = request.header(header::CONTENT_TYPE, content_type);
+            }
+            let status = match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    // Read to the end, so its time is the whole answer's.
+                    if response.bytes().await.is_ok() {
+                        status
+                    } else {
+                        502
+                    }
+                }
+                Err(_) => 502,
+            };
+            gateway.traffic.record(
+                &model,
+                &shadow.version,
+                status,
+                started.elapsed().as_secs_f64(),
+            );
+        });
+    }
     let Some(server) = server else {
         let why = if gateway.serving.models().contains(&model) {
             format!("{model} has no version serving yet: {}.", status.message)
@@ -80,7 +123,7 @@ async fn invoke(
         .http
         .post(format!("http://127.0.0.1:{}/invocations", server.port))
         .body(body);
-    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+    if let Some(content_type) = content_type {
         request = request.header(header::CONTENT_TYPE, content_type);
     }
     let answer = match request.send().await {

@@ -2112,6 +2112,35 @@ async fn canaries_on_kserve_and_seldon_split_in_the_objects_and_end_promoted_or_
             .unwrap()["slipway.dev/model-version"],
         "1"
     );
+    // A shadow: the stable Model answers all, a copy of 30 % is mirrored.
+    slipway
+        .post_form(
+            &format!("/deployments/{core2}/canary"),
+            &[("version", "2"), ("weight", "30"), ("mode", "shadow")],
+        )
+        .await;
+    let mirrored = object_when(&experiments, &core2_canary, |_| true).await;
+    assert_eq!(
+        mirrored["spec"],
+        json!({"default": core2_name, "candidates": [{"name": core2_name, "weight": 100}],
+            "mirror": {"name": core2_canary, "percent": 30}})
+    );
+    slipway
+        .post_form(
+            &format!("/deployments/{core2}/canary/abort"),
+            &[("reason", "seen enough")],
+        )
+        .await;
+    let removed = eventually(A_WHILE, || async {
+        experiments
+            .get_opt(&core2_canary)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(removed.is_some(), "the shadow's Experiment outlived it");
 
     // A canary is Slipway's change, not an edit outside it to put back.
     let detail = deployment(&slipway, &kserved).await;

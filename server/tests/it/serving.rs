@@ -970,7 +970,13 @@ fn canary_objects_validate_against_their_crds() {
         .iter()
         .find(|binding| binding.target == ServingTarget::SeldonCore2)
         .unwrap();
-    let (model, experiment) = seldon_core2::render_canary(core2_binding, canary, 25);
+    let (_, shadow) = seldon_core2::render_canary(core2_binding, canary, 40, true);
+    let shadow = serde_json::to_value(shadow).unwrap();
+    assert_eq!(
+        crd("mlops.seldon.io_experiments.yaml", "v1alpha1").violations(&shadow),
+        Vec::<String>::new()
+    );
+    let (model, experiment) = seldon_core2::render_canary(core2_binding, canary, 25, false);
     let (model, experiment) = (
         serde_json::to_value(model).unwrap(),
         serde_json::to_value(experiment).unwrap(),
@@ -992,5 +998,12 @@ fn canary_objects_validate_against_their_crds() {
             {"name": name, "weight": 75},
             {"name": format!("{name}-canary"), "weight": 25},
         ]})
+    );
+    // A shadow: every request answered by the stable Model, a copy of its
+    // share mirrored.
+    assert_eq!(
+        shadow["spec"],
+        json!({"default": name, "candidates": [{"name": name, "weight": 100}],
+            "mirror": {"name": format!("{name}-canary"), "percent": 40}})
     );
 }

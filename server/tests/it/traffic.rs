@@ -18,6 +18,20 @@ use crate::support::{
     register_sklearn_model as register, unique, user,
 };
 
+/// A canary of `version` at `weight` %, run by `analysis` if given.
+fn canary(
+    version: &str,
+    weight: u8,
+    analysis: Option<app::model::CanaryAnalysis>,
+) -> app::model::NewRollout {
+    app::model::NewRollout {
+        version: version.into(),
+        weight,
+        mode: app::model::RolloutMode::Canary,
+        analysis,
+    }
+}
+
 const GOOD: &str = r#"{"inputs": [[1.0, 2.0]]}"#;
 /// Not a shape MLflow's scoring server takes: its 400, not Slipway's.
 const REJECTED: &str = r#"{"wrong": 1}"#;
@@ -1006,27 +1020,27 @@ async fn a_local_canary_takes_exactly_its_share_and_is_aborted_or_promoted() {
     // Refused: a weight out of range, the version already in production.
     assert!(
         rollouts
-            .start(&deployer, &model, "2", 0, None)
+            .start(&deployer, &model, canary("2", 0, None))
             .await
             .is_err()
     );
     let same = rollouts
-        .start(&deployer, &model, "1", 20, None)
+        .start(&deployer, &model, canary("1", 20, None))
         .await
         .unwrap_err();
     assert!(same.to_string().contains("already in production"), "{same}");
     let viewer = user("viewer", Role::Viewer);
     assert!(matches!(
-        rollouts.start(&viewer, &model, "2", 20, None).await,
+        rollouts.start(&viewer, &model, canary("2", 20, None)).await,
         Err(server::error::Error::Forbidden(_))
     ));
 
     rollouts
-        .start(&deployer, &model, "2", 25, None)
+        .start(&deployer, &model, canary("2", 25, None))
         .await
         .unwrap();
     let second = rollouts
-        .start(&deployer, &model, "2", 25, None)
+        .start(&deployer, &model, canary("2", 25, None))
         .await
         .unwrap_err();
     assert!(
@@ -1068,7 +1082,7 @@ async fn a_local_canary_takes_exactly_its_share_and_is_aborted_or_promoted() {
 
     // Started again and promoted: v2 serves alone, the rollout succeeded.
     rollouts
-        .start(&deployer, &model, "2", 10, None)
+        .start(&deployer, &model, canary("2", 10, None))
         .await
         .unwrap();
     let serving = eventually(Duration::from_secs(180), || async {
@@ -1226,10 +1240,11 @@ async fn a_canary_is_stepped_by_its_passed_checks_and_aborted_by_its_failed_ones
         .unwrap();
     let address = serving_view(&site, &model, "1").await.address.unwrap();
     // Steady traffic for the whole test, as a client would send it.
+    let steady = address.clone();
     let sending = tokio::spawn(async move {
         let http = reqwest::Client::new();
         loop {
-            send(&http, &address, GOOD).await;
+            send(&http, &steady, GOOD).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
@@ -1255,7 +1270,7 @@ async fn a_canary_is_stepped_by_its_passed_checks_and_aborted_by_its_failed_ones
         failed_checks_limit: 2,
     };
     rollouts
-        .start(&deployer, &model, "3", 20, Some(gates))
+        .start(&deployer, &model, canary("3", 20, Some(gates)))
         .await
         .unwrap();
     let aborted = ended(RolloutState::Aborted)
@@ -1316,7 +1331,7 @@ async fn a_canary_is_stepped_by_its_passed_checks_and_aborted_by_its_failed_ones
         failed_checks_limit: 2,
     };
     rollouts
-        .start(&deployer, &model, "2", 20, Some(schedule))
+        .start(&deployer, &model, canary("2", 20, Some(schedule)))
         .await
         .unwrap();
     let succeeded = ended(RolloutState::Succeeded)
@@ -1367,5 +1382,50 @@ async fn a_canary_is_stepped_by_its_passed_checks_and_aborted_by_its_failed_ones
             .starts_with("canary analysis (started by deployer)"),
         "{production:?}"
     );
+
+    // v1 as a shadow of v2: every answer is v2's, while copies reach v1,
+    // whose checks count them.
+    assert!(
+        rollouts
+            .start(&deployer, &model, canary("1", 100, None))
+            .await
+            .is_err(),
+        "a canary at 100 % is a promotion"
+    );
+    let watched = CanaryAnalysis {
+        interval_secs: 2,
+        step_weight: 0,
+        max_weight: 100,
+        min_success_percent: 95.0,
+        max_p99_ms: None,
+        failed_checks_limit: 2,
+    };
+    let shadow = app::model::NewRollout {
+        mode: app::model::RolloutMode::Shadow,
+        ..canary("1", 100, Some(watched))
+    };
+    let started = rollouts.start(&deployer, &model, shadow).await.unwrap();
+    let http = reqwest::Client::new();
+    let seen = eventually(Duration::from_secs(240), || async {
+        for _ in 0..10 {
+            let (status, answer, _) = send(&http, &address, GOOD).await;
+            assert_eq!(status, 200, "{answer}");
+            let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+            let prediction = answer["predictions"][0].as_f64().unwrap();
+            assert!((prediction - 6.0).abs() < 0.01, "only v2 answers: {answer}");
+        }
+        let checks = rollouts.checks(&started).await.unwrap();
+        checks
+            .iter()
+            .any(|check| check.verdict == CheckVerdict::Passed && check.requests > 0)
+            .then_some(())
+    })
+    .await;
+    assert!(seen.is_some(), "the shadow's answers were never checked");
+    let aborted = rollouts
+        .abort(&deployer, &model, "seen enough")
+        .await
+        .unwrap();
+    assert_eq!(aborted.mode, app::model::RolloutMode::Shadow);
     sending.abort();
 }

@@ -95,10 +95,37 @@ pub struct LocalServing {
     /// Numbers starts across models, so none is ever reused (an undeployed
     /// model's entry goes, and starts again from the default).
     starts: AtomicU64,
-    /// The canary's share of each model's requests (percent) while a
-    /// rollout runs, and the requests routed since it was set (the split is
-    /// exact, not drawn at random); its server is kept under [`canary_key`].
-    splits: Mutex<HashMap<String, (u8, u64)>>,
+    /// Each model's split while a rollout runs; its second server is kept
+    /// under [`canary_key`].
+    splits: Mutex<HashMap<String, Split>>,
+}
+
+/// A rollout's share of a model's requests (percent), whether it only sees
+/// copies (a shadow), and the requests routed since it was set: the split
+/// is exact, not drawn at random.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    pub weight: u8,
+    pub shadow: bool,
+    routed: u64,
+}
+
+impl Split {
+    pub fn new(weight: u8, shadow: bool) -> Self {
+        Self {
+            weight: weight.min(100),
+            shadow,
+            routed: 0,
+        }
+    }
+}
+
+/// Where the gateway sends a request: the server that answers (if any),
+/// the stable side's status, and a server that gets a copy (a shadow's).
+pub struct Routed {
+    pub server: Option<LocalServer>,
+    pub status: ServingStatus,
+    pub mirror: Option<LocalServer>,
 }
 
 /// Where a model's canary server is kept among the servers: no model name
@@ -131,13 +158,17 @@ impl LocalServing {
         })
     }
 
-    /// The canary of `model` takes `weight` % of its requests once its
+    /// The rollout of `model` takes its split of the requests once its
     /// server serves; `None`: all go to the stable one.
-    pub fn set_split(&self, model: &str, weight: Option<u8>) {
+    pub fn set_split(&self, model: &str, split: Option<Split>) {
         let mut splits = self.splits.lock().expect("splits");
-        match weight {
-            Some(weight) if splits.get(model).map(|split| split.0) != Some(weight) => {
-                splits.insert(model.to_string(), (weight.min(100), 0));
+        match split {
+            Some(split)
+                if splits
+                    .get(model)
+                    .is_none_or(|now| (now.weight, now.shadow) != (split.weight, split.shadow)) =>
+            {
+                splits.insert(model.to_string(), split);
             }
             Some(_) => {}
             None => {
@@ -146,29 +177,47 @@ impl LocalServing {
         }
     }
 
-    /// The server a request to `model` goes to, and the stable side's
-    /// status: of every 100 requests, exactly the canary's weight go to
-    /// it (spread evenly), while it serves.
-    pub fn route(&self, model: &str) -> (Option<LocalServer>, ServingStatus) {
+    /// Where a request to `model` goes: of every 100, exactly the
+    /// rollout's weight (spread evenly) go to its server while it serves —
+    /// a canary answers them, a shadow gets a copy while the stable one
+    /// answers.
+    pub fn route(&self, model: &str) -> Routed {
         let (stable, status) = self.status(model);
-        let (Some(canary), _) = self.status(&canary_key(model)) else {
-            return (stable, status);
+        let (Some(second), _) = self.status(&canary_key(model)) else {
+            return Routed {
+                server: stable,
+                status,
+                mirror: None,
+            };
         };
-        let to_canary = {
+        let (chosen, shadow) = {
             let mut splits = self.splits.lock().expect("splits");
-            splits.get_mut(model).is_some_and(|(weight, routed)| {
-                let n = *routed % 100;
-                *routed += 1;
-                let weight = u64::from(*weight);
-                // Request n is the canary's where its running share steps
+            splits.get_mut(model).map_or((false, false), |split| {
+                let n = split.routed % 100;
+                split.routed += 1;
+                let weight = u64::from(split.weight);
+                // Request n is the rollout's where its running share steps
                 // up: `weight` of every 100, evenly spread.
-                (n + 1) * weight / 100 > n * weight / 100
+                ((n + 1) * weight / 100 > n * weight / 100, split.shadow)
             })
         };
-        if to_canary || stable.is_none() {
-            return (Some(canary), status);
+        match (shadow, chosen) {
+            (true, chosen) => Routed {
+                server: stable,
+                status,
+                mirror: chosen.then_some(second),
+            },
+            (false, chosen) if chosen || stable.is_none() => Routed {
+                server: Some(second),
+                status,
+                mirror: None,
+            },
+            (false, _) => Routed {
+                server: stable,
+                status,
+                mirror: None,
+            },
         }
-        (stable, status)
     }
 
     pub fn is_stopping(&self) -> bool {
@@ -827,7 +876,9 @@ impl Target for LocalTarget {
                 }
             });
         }
-        self.serving.set_split(model, Some(rollout.weight));
+        let shadow = rollout.mode == app::model::RolloutMode::Shadow;
+        self.serving
+            .set_split(model, Some(Split::new(rollout.weight, shadow)));
         Ok(())
     }
 

@@ -77,12 +77,16 @@ pub trait ObjectKind: Send + Sync + 'static {
     }
 }
 
+/// Objects of several kinds, each with its resource.
+pub type KindedObjects = Vec<(ApiResource, Value)>;
+
 /// How a kind whose canary is objects of its own beside the main one
 /// renders and finds them.
 #[derive(Clone, Copy)]
 pub struct CanaryHooks {
-    /// The objects serving `canary` with its share, each with its resource.
-    pub render: fn(&DeploymentBinding, Served<'_>, u8) -> Vec<(ApiResource, Value)>,
+    /// The objects serving `canary` with its share (`true`: as a shadow,
+    /// seeing copies), each with its resource.
+    pub render: fn(&DeploymentBinding, Served<'_>, u8, bool) -> KindedObjects,
     /// Where they are, to remove them once the canary has ended.
     pub names: fn(&DeploymentBinding) -> Vec<(ApiResource, String)>,
 }
@@ -222,6 +226,7 @@ impl<K: ObjectKind> ObjectTarget<K> {
             .into_iter()
             .find(|rollout| {
                 rollout.state == app::model::RolloutState::Progressing
+                    && rollout.mode == app::model::RolloutMode::Canary
                     && rollout.stable_version.as_deref() == Some(version)
             })
         else {
@@ -578,7 +583,8 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
             version: &rollout.canary_version,
             storage_uri: &storage_uri,
         };
-        for (resource, mut object) in (hooks.render)(binding, served, rollout.weight) {
+        let shadow = rollout.mode == app::model::RolloutMode::Shadow;
+        for (resource, mut object) in (hooks.render)(binding, served, rollout.weight, shadow) {
             let name = object["metadata"]["name"]
                 .as_str()
                 .unwrap_or_default()

@@ -94,6 +94,14 @@ pub struct ExperimentSpec {
     /// Requests for this model go through the experiment.
     pub default: String,
     pub candidates: Vec<Candidate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Mirror>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Mirror {
+    pub name: String,
+    pub percent: i32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -103,11 +111,13 @@ pub struct Candidate {
 }
 
 /// The canary's own Model and the Experiment splitting the stable Model's
-/// requests between the two (both named `{object}-canary`).
+/// requests between the two, or, for a shadow, sending it a copy of its
+/// share (both named `{object}-canary`).
 pub fn render_canary(
     binding: &DeploymentBinding,
     canary: Served<'_>,
     weight: u8,
+    shadow: bool,
 ) -> (Model, Experiment) {
     let stable = binding.object_name();
     let name = canary_name(binding);
@@ -119,18 +129,33 @@ pub fn render_canary(
         api_version: "mlops.seldon.io/v1alpha1",
         kind: "Experiment",
         metadata,
-        spec: ExperimentSpec {
-            default: stable.clone(),
-            candidates: vec![
-                Candidate {
+        spec: if shadow {
+            ExperimentSpec {
+                default: stable.clone(),
+                candidates: vec![Candidate {
                     name: stable,
-                    weight: 100 - i32::from(weight),
-                },
-                Candidate {
+                    weight: 100,
+                }],
+                mirror: Some(Mirror {
                     name,
-                    weight: i32::from(weight),
-                },
-            ],
+                    percent: i32::from(weight),
+                }),
+            }
+        } else {
+            ExperimentSpec {
+                default: stable.clone(),
+                candidates: vec![
+                    Candidate {
+                        name: stable,
+                        weight: 100 - i32::from(weight),
+                    },
+                    Candidate {
+                        name,
+                        weight: i32::from(weight),
+                    },
+                ],
+                mirror: None,
+            }
         },
     };
     (model, experiment)
@@ -214,8 +239,8 @@ impl ObjectKind for ModelKind {
 
     fn canary_objects() -> Option<CanaryHooks> {
         Some(CanaryHooks {
-            render: |binding, canary, weight| {
-                let (model, experiment) = render_canary(binding, canary, weight);
+            render: |binding, canary, weight, shadow| {
+                let (model, experiment) = render_canary(binding, canary, weight, shadow);
                 vec![
                     (
                         api_resource(),
