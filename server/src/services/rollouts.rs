@@ -145,14 +145,19 @@ impl Rollouts {
         if mode == RolloutMode::Shadow {
             // Mirrored copies need a splitter that can mirror, and a
             // stable version that answers.
-            if !matches!(
-                binding.target,
-                ServingTarget::Local | ServingTarget::SeldonCore2
-            ) {
-                return Err(Error::invalid(format!(
-                    "shadows run locally and on Seldon Core 2 so far; {model} is deployed on {}",
-                    binding.target.as_str()
-                )));
+            match binding.target {
+                ServingTarget::Local | ServingTarget::SeldonCore2 => {}
+                ServingTarget::Seldon if weight == 100 => {}
+                ServingTarget::Seldon => {
+                    return Err(Error::invalid(
+                        "Seldon Core v1 mirrors every request to a shadow: give it 100 %",
+                    ));
+                }
+                ServingTarget::Kserve => {
+                    return Err(Error::invalid(format!(
+                        "KServe cannot mirror requests: {model} can have a canary, not a shadow"
+                    )));
+                }
             }
             if production.is_none() {
                 return Err(Error::invalid(format!(
@@ -212,6 +217,14 @@ impl Rollouts {
         authorize(user, Action::Promote { model })?;
         let rollout = self.progressing(model).await?;
         check_weight(weight, rollout.mode)?;
+        if rollout.mode == RolloutMode::Shadow
+            && weight != 100
+            && self.reconciler.binding(model)?.target == ServingTarget::Seldon
+        {
+            return Err(Error::invalid(
+                "Seldon Core v1 mirrors every request to a shadow: its share stays 100 %",
+            ));
+        }
         let detail = format!(
             "v{} from {} % to {weight} %",
             rollout.canary_version, rollout.weight

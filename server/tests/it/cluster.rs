@@ -2214,6 +2214,39 @@ async fn canaries_on_kserve_and_seldon_split_in_the_objects_and_end_promoted_or_
         ended.rollout.unwrap().rollout.outcome,
         "v2 serves all requests"
     );
+    // v1 as Seldon's shadow: only at 100 % (it mirrors every request).
+    let refused = slipway
+        .post_form(
+            &format!("/deployments/{seldoned}/canary"),
+            &[("version", "1"), ("weight", "50"), ("mode", "shadow")],
+        )
+        .await;
+    assert!(refused.contains("notice="), "{refused}");
+    slipway
+        .post_form(
+            &format!("/deployments/{seldoned}/canary"),
+            &[("version", "1"), ("weight", "100"), ("mode", "shadow")],
+        )
+        .await;
+    let shadowed = object_when(&seldons, &seldon_name, |deployment| {
+        deployment["spec"]["predictors"][1]["shadow"] == true
+    })
+    .await;
+    assert_eq!(shadowed["spec"]["predictors"][0]["traffic"], 100);
+    assert_eq!(
+        shadowed["metadata"]["annotations"]["slipway.dev/canary"],
+        "1:100:shadow"
+    );
+    slipway
+        .post_form(
+            &format!("/deployments/{seldoned}/canary/abort"),
+            &[("reason", "seen enough")],
+        )
+        .await;
+    object_when(&seldons, &seldon_name, |deployment| {
+        deployment["spec"]["predictors"].as_array().map(Vec::len) == Some(1)
+    })
+    .await;
     for object in [
         services.get(&kserve_name).await.unwrap(),
         seldons.get(&seldon_name).await.unwrap(),

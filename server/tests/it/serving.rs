@@ -908,7 +908,8 @@ async fn an_object_deleted_between_a_pass_read_and_its_apply_is_recorded_as_made
 /// Core 2's canary Model and Experiment.
 #[test]
 fn canary_objects_validate_against_their_crds() {
-    use server::adapters::serving::objects::{ObjectKind, Served};
+    use server::adapters::serving::objects::{ObjectKind, Served, Share};
+    let share = |weight, shadow| Share { weight, shadow };
     let bindings = Catalog::parse(CLUSTER_TARGETS, Path::new("."))
         .unwrap()
         .deployments;
@@ -924,8 +925,13 @@ fn canary_objects_validate_against_their_crds() {
         .iter()
         .find(|binding| binding.target == ServingTarget::Kserve)
         .unwrap();
-    let service =
-        kserve::InferenceServiceKind::render_canary(kserve_binding, stable, canary, 20).unwrap();
+    let service = kserve::InferenceServiceKind::render_canary(
+        kserve_binding,
+        stable,
+        canary,
+        share(20, false),
+    )
+    .unwrap();
     let violations =
         crd("serving.kserve.io_inferenceservices.yaml", "v1beta1").violations(&service);
     assert_eq!(violations, Vec::<String>::new());
@@ -944,8 +950,13 @@ fn canary_objects_validate_against_their_crds() {
         "model = \"fraud\"\ntarget = \"seldon\"\nnamespace = \"models\"\nreplicas = 2",
     )
     .unwrap();
-    let deployment =
-        seldon::SeldonDeploymentKind::render_canary(&seldon_binding, stable, canary, 30).unwrap();
+    let deployment = seldon::SeldonDeploymentKind::render_canary(
+        &seldon_binding,
+        stable,
+        canary,
+        share(30, false),
+    )
+    .unwrap();
     assert_eq!(seldon_crd().violations(&deployment), Vec::<String>::new());
     let predictors = deployment["spec"]["predictors"].as_array().unwrap();
     let split: Vec<(&str, i64, &str)> = predictors
@@ -966,17 +977,50 @@ fn canary_objects_validate_against_their_crds() {
         ]
     );
 
+    // Seldon's shadow predictor sees a copy of every request.
+    let shadowed = seldon::SeldonDeploymentKind::render_canary(
+        &seldon_binding,
+        stable,
+        canary,
+        share(100, true),
+    )
+    .unwrap();
+    assert_eq!(seldon_crd().violations(&shadowed), Vec::<String>::new());
+    let predictors = &shadowed["spec"]["predictors"];
+    assert_eq!(
+        (&predictors[0]["traffic"], &predictors[0].get("shadow")),
+        (&json!(100), &None)
+    );
+    assert_eq!(
+        (
+            &predictors[1]["name"],
+            &predictors[1]["traffic"],
+            &predictors[1]["shadow"]
+        ),
+        (&json!("shadow"), &json!(0), &json!(true))
+    );
+    assert!(
+        kserve::InferenceServiceKind::render_canary(
+            kserve_binding,
+            stable,
+            canary,
+            share(50, true)
+        )
+        .is_none(),
+        "KServe cannot mirror"
+    );
+
     let core2_binding = bindings
         .iter()
         .find(|binding| binding.target == ServingTarget::SeldonCore2)
         .unwrap();
-    let (_, shadow) = seldon_core2::render_canary(core2_binding, canary, 40, true);
+    let (_, shadow) = seldon_core2::render_canary(core2_binding, canary, share(40, true));
     let shadow = serde_json::to_value(shadow).unwrap();
     assert_eq!(
         crd("mlops.seldon.io_experiments.yaml", "v1alpha1").violations(&shadow),
         Vec::<String>::new()
     );
-    let (model, experiment) = seldon_core2::render_canary(core2_binding, canary, 25, false);
+    let (model, experiment) = seldon_core2::render_canary(core2_binding, canary, share(25, false));
     let (model, experiment) = (
         serde_json::to_value(model).unwrap(),
         serde_json::to_value(experiment).unwrap(),

@@ -10,7 +10,7 @@ use serde_json::Value;
 use app::model::ServingState;
 
 use super::objects::{
-    CANARY_ANNOTATION, ObjectKind, ObjectTarget, Served, canary_annotation, condition_true,
+    CANARY_ANNOTATION, ObjectKind, ObjectTarget, Served, Share, canary_annotation, condition_true,
     false_condition, metadata, resources,
 };
 use crate::catalog::{DeploymentBinding, ServingTarget as TargetKind};
@@ -208,13 +208,17 @@ impl ObjectKind for InferenceServiceKind {
         binding: &DeploymentBinding,
         stable: Served<'_>,
         canary: Served<'_>,
-        weight: u8,
+        share: Share,
     ) -> Option<Value> {
+        // KServe has no mirror: shadows are refused before they start.
+        if share.shadow {
+            return None;
+        }
         let mut service = render(binding, stable.version, canary.storage_uri);
-        service.spec.predictor.canary_traffic_percent = Some(weight);
+        service.spec.predictor.canary_traffic_percent = Some(share.weight);
         service.metadata.annotations.get_or_insert_default().insert(
             CANARY_ANNOTATION.to_string(),
-            canary_annotation(canary, weight),
+            canary_annotation(canary, share),
         );
         Some(serde_json::to_value(service).expect("an InferenceService is JSON"))
     }

@@ -71,7 +71,7 @@ pub trait ObjectKind: Send + Sync + 'static {
         _binding: &DeploymentBinding,
         _stable: Served<'_>,
         _canary: Served<'_>,
-        _weight: u8,
+        _share: Share,
     ) -> Option<Value> {
         None
     }
@@ -84,11 +84,18 @@ pub type KindedObjects = Vec<(ApiResource, Value)>;
 /// renders and finds them.
 #[derive(Clone, Copy)]
 pub struct CanaryHooks {
-    /// The objects serving `canary` with its share (`true`: as a shadow,
-    /// seeing copies), each with its resource.
-    pub render: fn(&DeploymentBinding, Served<'_>, u8, bool) -> KindedObjects,
+    /// The objects serving `canary` with its share, each with its resource.
+    pub render: fn(&DeploymentBinding, Served<'_>, Share) -> KindedObjects,
     /// Where they are, to remove them once the canary has ended.
     pub names: fn(&DeploymentBinding) -> Vec<(ApiResource, String)>,
+}
+
+/// A rollout's share of the requests: answered by it, or (a shadow) only
+/// copies of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    pub weight: u8,
+    pub shadow: bool,
 }
 
 /// A version and where its model is read from (mapped for the runtime).
@@ -104,8 +111,16 @@ pub struct Served<'a> {
 pub const CANARY_ANNOTATION: &str = "slipway.dev/canary";
 
 /// The [`CANARY_ANNOTATION`] value.
-pub fn canary_annotation(canary: Served<'_>, weight: u8) -> String {
-    format!("{}:{weight}", canary.version)
+pub fn canary_annotation(canary: Served<'_>, share: Share) -> String {
+    let mode = if share.shadow { ":shadow" } else { "" };
+    format!("{}:{}{mode}", canary.version, share.weight)
+}
+
+fn share_of(rollout: &app::model::Rollout) -> Share {
+    Share {
+        weight: rollout.weight,
+        shadow: rollout.mode == app::model::RolloutMode::Shadow,
+    }
 }
 
 /// The metadata every serving object carries: Slipway's labels (which
@@ -218,7 +233,7 @@ impl<K: ObjectKind> ObjectTarget<K> {
         ledger: &Arc<Ledger>,
         binding: &DeploymentBinding,
         version: &str,
-    ) -> Result<Option<(String, String, u8)>> {
+    ) -> Result<Option<(String, String, Share)>> {
         let Some(rollout) = ledger
             .store()
             .rollouts(&binding.model, 1)
@@ -226,7 +241,6 @@ impl<K: ObjectKind> ObjectTarget<K> {
             .into_iter()
             .find(|rollout| {
                 rollout.state == app::model::RolloutState::Progressing
-                    && rollout.mode == app::model::RolloutMode::Canary
                     && rollout.stable_version.as_deref() == Some(version)
             })
         else {
@@ -239,7 +253,7 @@ impl<K: ObjectKind> ObjectTarget<K> {
         Ok(binding
             .storage_uri(&download)
             .ok()
-            .map(|uri| (rollout.canary_version, uri, rollout.weight)))
+            .map(|uri| (rollout.canary_version.clone(), uri, share_of(&rollout))))
     }
 
     pub fn new(client: Client, unbound: UnboundObjects, install_id: &str) -> Self {
@@ -583,8 +597,7 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
             version: &rollout.canary_version,
             storage_uri: &storage_uri,
         };
-        let shadow = rollout.mode == app::model::RolloutMode::Shadow;
-        for (resource, mut object) in (hooks.render)(binding, served, rollout.weight, shadow) {
+        for (resource, mut object) in (hooks.render)(binding, served, share_of(rollout)) {
             let name = object["metadata"]["name"]
                 .as_str()
                 .unwrap_or_default()
@@ -653,7 +666,7 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
         let canary = self.canary(ledger, binding, &version).await?;
         let mut rendered = match binding.storage_uri(&download) {
             Ok(uri) => canary
-                .and_then(|(canary, canary_uri, weight)| {
+                .and_then(|(canary, canary_uri, share)| {
                     let stable = Served {
                         version: &version,
                         storage_uri: &uri,
@@ -662,7 +675,7 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
                         version: &canary,
                         storage_uri: &canary_uri,
                     };
-                    K::render_canary(binding, stable, canary, weight)
+                    K::render_canary(binding, stable, canary, share)
                 })
                 .unwrap_or_else(|| K::render(binding, &version, &uri)),
             Err(why) => {

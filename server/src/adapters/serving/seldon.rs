@@ -13,7 +13,7 @@ use serde_json::Value;
 use app::model::ServingState;
 
 use super::objects::{
-    CANARY_ANNOTATION, ObjectKind, ObjectTarget, Served, canary_annotation, false_condition,
+    CANARY_ANNOTATION, ObjectKind, ObjectTarget, Served, Share, canary_annotation, false_condition,
     metadata, resources,
 };
 use crate::catalog::{DeploymentBinding, ServingTarget as TargetKind};
@@ -46,6 +46,9 @@ pub struct Predictor {
     pub name: String,
     pub replicas: i32,
     pub traffic: i32,
+    /// A shadow predictor gets a copy of every request; its answers go nowhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<bool>,
     pub labels: BTreeMap<String, String>,
     pub graph: PredictiveUnit,
     pub component_specs: Vec<ComponentSpec>,
@@ -98,6 +101,7 @@ pub fn render(binding: &DeploymentBinding, version: &str, model_uri: &str) -> Se
                 name: "default".into(),
                 replicas: binding.replicas,
                 traffic: 100,
+                shadow: None,
                 labels: BTreeMap::from([(
                     super::objects::VERSION_LABEL.to_string(),
                     version.to_string(),
@@ -175,23 +179,29 @@ impl ObjectKind for SeldonDeploymentKind {
 
     /// Seldon's own split: a second predictor, `canary`, serving the
     /// canary's model with its share as `traffic`, the default predictor
-    /// the rest.
+    /// the rest; a shadow's (`shadow: true`) gets a copy of every request.
     fn render_canary(
         binding: &DeploymentBinding,
         stable: Served<'_>,
         canary: Served<'_>,
-        weight: u8,
+        share: Share,
     ) -> Option<Value> {
         let mut deployment = render(binding, stable.version, stable.storage_uri);
         let mut second = deployment.spec.predictors[0].clone();
-        second.name = "canary".into();
-        second.traffic = i32::from(weight);
+        let weight = if share.shadow {
+            0
+        } else {
+            i32::from(share.weight)
+        };
+        second.name = if share.shadow { "shadow" } else { "canary" }.into();
+        second.traffic = weight;
+        second.shadow = share.shadow.then_some(true);
         second.labels.insert(
             super::objects::VERSION_LABEL.to_string(),
             canary.version.to_string(),
         );
         second.graph.model_uri = canary.storage_uri.to_string();
-        deployment.spec.predictors[0].traffic = 100 - i32::from(weight);
+        deployment.spec.predictors[0].traffic = 100 - weight;
         deployment.spec.predictors.push(second);
         deployment
             .metadata
@@ -199,7 +209,7 @@ impl ObjectKind for SeldonDeploymentKind {
             .get_or_insert_default()
             .insert(
                 CANARY_ANNOTATION.to_string(),
-                canary_annotation(canary, weight),
+                canary_annotation(canary, share),
             );
         Some(serde_json::to_value(deployment).expect("a SeldonDeployment is JSON"))
     }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use app::model::ServingState;
 
 use super::objects::{
-    CanaryHooks, ObjectKind, ObjectTarget, Served, condition_true, false_condition, metadata,
+    CanaryHooks, ObjectKind, ObjectTarget, Served, Share, condition_true, false_condition, metadata,
 };
 use crate::catalog::{DeploymentBinding, ServingTarget as TargetKind};
 use crate::serving::ServingStatus;
@@ -116,9 +116,9 @@ pub struct Candidate {
 pub fn render_canary(
     binding: &DeploymentBinding,
     canary: Served<'_>,
-    weight: u8,
-    shadow: bool,
+    share: Share,
 ) -> (Model, Experiment) {
+    let weight = share.weight;
     let stable = binding.object_name();
     let name = canary_name(binding);
     let mut model = render(binding, canary.version, canary.storage_uri);
@@ -129,7 +129,7 @@ pub fn render_canary(
         api_version: "mlops.seldon.io/v1alpha1",
         kind: "Experiment",
         metadata,
-        spec: if shadow {
+        spec: if share.shadow {
             ExperimentSpec {
                 default: stable.clone(),
                 candidates: vec![Candidate {
@@ -239,8 +239,8 @@ impl ObjectKind for ModelKind {
 
     fn canary_objects() -> Option<CanaryHooks> {
         Some(CanaryHooks {
-            render: |binding, canary, weight, shadow| {
-                let (model, experiment) = render_canary(binding, canary, weight, shadow);
+            render: |binding, canary, share| {
+                let (model, experiment) = render_canary(binding, canary, share);
                 vec![
                     (
                         api_resource(),
