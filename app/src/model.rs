@@ -1351,11 +1351,8 @@ pub struct RolloutCheck {
 pub struct SideNumbers {
     pub version: String,
     pub requests: u64,
-    pub requests_per_second: f64,
-    pub error_percent: Option<f64>,
-    pub p50_ms: Option<f64>,
-    pub p95_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
+    /// Rate, errors and latency over the window, as a chart's point.
+    pub over_window: TrafficPoint,
 }
 
 /// A deployment's canary as its page shows it: the active rollout, else

@@ -127,11 +127,11 @@ fn PanelBody(panel: RolloutPanel) -> impl IntoView {
                         <th scope="row">{side}</th>
                         <td>{format!("v{}", numbers.version)}</td>
                         <td class="number" data-requests>{numbers.requests}</td>
-                        <td class="number">{format!("{:.2}", numbers.requests_per_second)}</td>
-                        <td class="number" data-errors>{format_percent(numbers.error_percent)}</td>
-                        <td class="number">{format_ms(numbers.p50_ms)}</td>
-                        <td class="number">{format_ms(numbers.p95_ms)}</td>
-                        <td class="number" data-p99>{format_ms(numbers.p99_ms)}</td>
+                        <td class="number">{format!("{:.2}", numbers.over_window.requests_per_second)}</td>
+                        <td class="number" data-errors>{format_percent(numbers.over_window.error_percent)}</td>
+                        <td class="number">{format_ms(numbers.over_window.p50_ms)}</td>
+                        <td class="number">{format_ms(numbers.over_window.p95_ms)}</td>
+                        <td class="number" data-p99>{format_ms(numbers.over_window.p99_ms)}</td>
                     </tr>
                 }
             },

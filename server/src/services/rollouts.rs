@@ -280,19 +280,32 @@ impl Rollouts {
             rollout.canary_version, rollout.weight
         );
         let outcome = format!("aborted by {}: {reason}", user.actor());
+        self.end_aborted(&user.actor(), &rollout, &detail, &outcome)
+            .await?;
+        self.newest(model).await
+    }
+
+    /// Ends a progressing rollout as aborted (every request back to the
+    /// stable version), audited as `actor`'s.
+    async fn end_aborted(
+        &self,
+        actor: &str,
+        rollout: &Rollout,
+        detail: &str,
+        outcome: &str,
+    ) -> Result<()> {
         self.audited(
-            &user.actor(),
-            model,
-            &detail,
+            actor,
+            &rollout.model,
+            detail,
             self.store.move_rollout(
                 &rollout.id,
                 RolloutState::Progressing,
                 RolloutState::Aborted,
-                &outcome,
+                outcome,
             ),
         )
-        .await?;
-        self.newest(model).await
+        .await
     }
 
     async fn progressing(&self, model: &str) -> Result<Rollout> {
@@ -420,18 +433,8 @@ impl Rollouts {
                     "v{} aborted at {} %: {failed} failed checks; the last: {}",
                     rollout.canary_version, rollout.weight, check.detail
                 );
-                self.audited(
-                    ANALYSIS_ACTOR,
-                    model,
-                    &detail,
-                    self.store.move_rollout(
-                        &rollout.id,
-                        RolloutState::Progressing,
-                        RolloutState::Aborted,
-                        &outcome,
-                    ),
-                )
-                .await?;
+                self.end_aborted(ANALYSIS_ACTOR, rollout, &detail, &outcome)
+                    .await?;
                 self.tell_aborted(rollout, &outcome).await;
             }
             CheckVerdict::Passed if analysis.step_weight > 0 => {

@@ -99,11 +99,7 @@ impl Traffic {
         SideNumbers {
             version: version.to_string(),
             requests: stats.requests,
-            requests_per_second: stats.requests as f64 / (self.window_ms as f64 / 1000.0),
-            error_percent: error_percent(&stats),
-            p50_ms: millis(stats.quantile(0.5)),
-            p95_ms: millis(stats.quantile(0.95)),
-            p99_ms: millis(stats.quantile(0.99)),
+            over_window: point_of(since, &stats, self.window_ms),
         }
     }
 

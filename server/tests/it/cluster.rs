@@ -913,14 +913,7 @@ async fn promote_rollback_and_drift_on_a_real_api_server_as_the_shipped_service_
             .collect::<Vec<_>>(),
         ["s3:", "", "mlflow-artifacts"]
     );
-    let managers: Vec<_> = object
-        .metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .filter_map(|fields| fields.manager.clone())
-        .collect();
-    assert_eq!(managers, ["slipway"]);
+    assert_eq!(field_managers(&object), ["slipway"]);
 
     // Applied is not ready: the change waits for Seldon's own signal.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -1636,14 +1629,7 @@ async fn inference_services_and_seldon_core_2_models_follow_production_as_the_sh
     assert_eq!(placed.data["spec"]["requirements"], json!(["mlflow"]));
     assert_eq!(placed.data["spec"]["server"], "mlserver");
     for object in [&service, &placed] {
-        let managers: Vec<_> = object
-            .metadata
-            .managed_fields
-            .iter()
-            .flatten()
-            .filter_map(|fields| fields.manager.clone())
-            .collect();
-        assert_eq!(managers, ["slipway"]);
+        assert_eq!(field_managers(object), ["slipway"]);
     }
 
     // Applied is not ready: both wait for their operator.
@@ -2251,14 +2237,7 @@ async fn canaries_on_kserve_and_seldon_split_in_the_objects_and_end_promoted_or_
         services.get(&kserve_name).await.unwrap(),
         seldons.get(&seldon_name).await.unwrap(),
     ] {
-        let managers: Vec<_> = object
-            .metadata
-            .managed_fields
-            .iter()
-            .flatten()
-            .filter_map(|fields| fields.manager.clone())
-            .collect();
-        assert_eq!(managers, ["slipway"]);
+        assert_eq!(field_managers(&object), ["slipway"]);
     }
 }
 
@@ -2278,4 +2257,15 @@ async fn object_when(api: &Api<DynamicObject>, name: &str, wanted: fn(&Value) ->
         Some(data) => data,
         None => panic!("{name} never as wanted: {:#}", read().await),
     }
+}
+
+/// Who manages the fields of `object` (server-side apply's managers).
+fn field_managers(object: &DynamicObject) -> Vec<String> {
+    object
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|fields| fields.manager.clone())
+        .collect()
 }
