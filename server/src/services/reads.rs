@@ -518,7 +518,7 @@ impl Reads {
         };
         let checks = self
             .store
-            .rollout_checks(&rollout.id, crate::services::rollouts::CHECKS_SHOWN)
+            .rollout_checks(&rollout.id, crate::store::rollouts::CHECKS_SHOWN)
             .await?;
         // Only the gateway's own counts tell the sides apart so far.
         let local = self.reconciler.binding(model)?.target == crate::catalog::ServingTarget::Local;

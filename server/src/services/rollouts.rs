@@ -39,9 +39,6 @@ pub const ANALYSIS_ACTOR: &str = "canary analysis";
 /// How often the leader looks whether a check is due.
 const ANALYSE_EVERY: Duration = Duration::from_secs(1);
 
-/// The checks a rollout's page and the API show.
-pub const CHECKS_SHOWN: i64 = 50;
-
 pub struct Rollouts {
     store: Store,
     audit: Audit,
@@ -79,7 +76,9 @@ impl Rollouts {
 
     /// A rollout's checks, newest first.
     pub async fn checks(&self, rollout: &Rollout) -> Result<Vec<RolloutCheck>> {
-        self.store.rollout_checks(&rollout.id, CHECKS_SHOWN).await
+        self.store
+            .rollout_checks(&rollout.id, crate::store::rollouts::CHECKS_SHOWN)
+            .await
     }
 
     /// The deployment's active rollout, else its newest.

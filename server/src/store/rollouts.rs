@@ -7,6 +7,9 @@ use sqlx::any::AnyRow;
 use super::{Store, now_ms};
 use crate::error::{Error, Result};
 
+/// The newest checks of a rollout its page and the API list.
+pub const CHECKS_SHOWN: i64 = 50;
+
 const COLUMNS: &str = "id, model, stable_version, canary_version, weight, state, started_by, \
                        started_ms, updated_ms, ended_ms, outcome, analysis, failed_checks, mode";
 

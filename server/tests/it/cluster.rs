@@ -2171,6 +2171,35 @@ async fn canaries_on_kserve_and_seldon_split_in_the_objects_and_end_promoted_or_
             .get("slipway.dev/canary")
             .is_none()
     );
+    // Again, and promoted: the canary's version without the field (100 %
+    // to its revision).
+    slipway
+        .post_form(
+            &format!("/deployments/{kserved}/canary"),
+            &[("version", "2"), ("weight", "20")],
+        )
+        .await;
+    object_when(&services, &kserve_name, |service| {
+        service["spec"]["predictor"]["canaryTrafficPercent"] == 20
+    })
+    .await;
+    slipway
+        .post_form(
+            &format!("/deployments/{kserved}/canary/promote"),
+            &[("reason", "good numbers")],
+        )
+        .await;
+    let promoted = object_when(&services, &kserve_name, |service| {
+        service["spec"]["predictor"]
+            .get("canaryTrafficPercent")
+            .is_none()
+            && service["metadata"]["labels"]["slipway.dev/model-version"] == "2"
+    })
+    .await;
+    assert_eq!(
+        promoted["spec"]["predictor"]["model"]["storageUri"],
+        *canary_uri
+    );
 
     // Seldon's promoted: one predictor serving v2.
     slipway
