@@ -510,6 +510,29 @@ async fn a_newer_start_supersedes_an_older_one_one_server_remains_and_none_outli
         "only v2's server runs"
     );
 
+    // Removed while a start is under way (a deployment deleted, a canary
+    // aborted): the starting server stops as well as the serving one.
+    let again = local.begin(&model, "1").unwrap();
+    let deploying_again = tokio::spawn({
+        let local = local.clone();
+        async move { local.deploy(again).await }
+    });
+    let spawned = support::eventually(Duration::from_secs(30), || async {
+        (support::model_servers(&model, Some("1")) == 1).then_some(())
+    })
+    .await;
+    assert!(spawned.is_some(), "v1's server process started again");
+    local.undeploy(&model).await;
+    assert!(deploying_again.await.unwrap().is_err());
+    let none = support::eventually(Duration::from_secs(10), || async {
+        (support::model_servers(&model, None) == 0).then_some(())
+    })
+    .await;
+    assert!(
+        none.is_some(),
+        "a server that was starting outlived its removal"
+    );
+
     // Dropped without a shutdown (as when a test fails): nothing outlives it.
     drop(local);
     let gone = support::eventually(Duration::from_secs(5), || async {

@@ -537,15 +537,25 @@ impl LocalServing {
         self.remove(&canary_key(model)).await;
     }
 
+    /// Forgets `key` and stops its servers: the one serving, and one still
+    /// starting (whose start then ends superseded, without stopping it).
     async fn remove(&self, key: &str) {
-        let current = self
+        let groups: Vec<i32> = self
             .models
             .lock()
             .expect("serving map")
             .remove(key)
-            .and_then(|servers| servers.current);
-        if let Some(server) = current {
-            self.stop(server.pgid).await;
+            .map(|servers| {
+                servers
+                    .current
+                    .map(|server| server.pgid)
+                    .into_iter()
+                    .chain(servers.starting.and_then(|starting| starting.pgid))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for pgid in groups {
+            self.stop(pgid).await;
         }
     }
 
@@ -634,7 +644,7 @@ impl LocalServing {
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         loop {
             if !self.is_newest(start) {
-                // `begin` took it over and stops it; no use waiting.
+                // `begin` or `remove` took it over and stops it; no use waiting.
                 return Err(self.superseded(start));
             }
             if let Ok(Some(exit)) = child.try_wait() {

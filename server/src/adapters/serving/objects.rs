@@ -469,7 +469,7 @@ pub struct Observed {
     pub install: Option<String>,
     /// The generation the operator's status is about (`status.observedGeneration`).
     pub observed_generation: Option<i64>,
-    /// The canary it serves beside its version (`version:weight`), if any.
+    /// The canary it serves beside its version (`version:weight[:shadow]`), if any.
     pub canary: Option<String>,
 }
 
