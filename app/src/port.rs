@@ -13,8 +13,8 @@ use crate::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, DeploymentDetail,
     DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm,
     LaunchRequest, ListQuery, LoadTest, LoadTestForm, MetricHistory, ModelDetail, ModelsPage,
-    NotificationsPage, PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage,
-    TokensPage, TrafficRange, TrafficReport, TryAnswer, VersionDetail,
+    NotificationsPage, PromotionPreview, PromotionRequest, RolloutPanel, RunDetail, RunQuery,
+    RunsPage, TokensPage, TrafficRange, TrafficReport, TryAnswer, VersionDetail,
 };
 
 #[async_trait::async_trait]
@@ -93,6 +93,14 @@ pub trait ControlPlane: Send + Sync + 'static {
         user: &User,
         model: String,
     ) -> Result<DeploymentDetail, AppError>;
+
+    /// The deployment's active canary, else its newest; `None` if it has
+    /// had none.
+    async fn get_rollout_panel(
+        &self,
+        user: &User,
+        model: String,
+    ) -> Result<Option<RolloutPanel>, AppError>;
 
     async fn load_test_form(
         &self,

@@ -9,8 +9,9 @@ use crate::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, ChartOptions,
     ComparePlots, DeploymentDetail, DeploymentForm, DeploymentView, Experiment, ExperimentPage,
     FieldErrors, Launch, LaunchForm, LaunchRequest, ListQuery, LoadTest, LoadTestForm, MetricChart,
-    ModelDetail, ModelsPage, NotificationsPage, PromotionPreview, PromotionRequest, RunDetail,
-    RunQuery, RunsPage, TokensPage, TrafficRange, TrafficReport, TryAnswer, VersionDetail,
+    ModelDetail, ModelsPage, NotificationsPage, PromotionPreview, PromotionRequest, RolloutPanel,
+    RunDetail, RunQuery, RunsPage, TokensPage, TrafficRange, TrafficReport, TryAnswer,
+    VersionDetail,
 };
 
 /// Who is signed in (`anonymous` on the sign-in page), so pages show only
@@ -178,6 +179,14 @@ pub async fn get_deployment(model: String) -> Result<DeploymentDetail, AppError>
     use crate::port::{control_plane, current_user};
     let user = current_user()?;
     control_plane()?.get_deployment(&user, model).await
+}
+
+/// A deployment's canary panel, polled while its page is open.
+#[server(output = JsonText)]
+pub async fn get_rollout_panel(model: String) -> Result<Option<RolloutPanel>, AppError> {
+    use crate::port::{control_plane, current_user};
+    let user = current_user()?;
+    control_plane()?.get_rollout_panel(&user, model).await
 }
 
 /// A deployment's load test form: a sent-back draft, or the defaults.

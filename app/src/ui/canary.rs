@@ -13,7 +13,7 @@ use crate::model::{
     SideNumbers,
 };
 use crate::routes::canary_href;
-use crate::server_fns::get_deployment;
+use crate::server_fns::get_rollout_panel;
 
 /// The canary section: what the deployment's canary is doing, and what
 /// the user may do about it.
@@ -53,7 +53,7 @@ fn LiveCanary(model: String, panel: Option<RolloutPanel>) -> impl IntoView {
     let current = RwSignal::new(panel);
     keep_fresh(current, move || {
         let model = model.clone();
-        async move { get_deployment(model).await.map(|detail| detail.rollout) }
+        async move { get_rollout_panel(model).await }
     });
     move || {
         match current.get() {

@@ -512,7 +512,7 @@ impl Reads {
 
     /// The deployment's active canary, else its newest, with its checks;
     /// while active, stable and canary side by side.
-    async fn rollout_panel(&self, model: &str) -> Result<Option<RolloutPanel>> {
+    pub async fn rollout_panel(&self, model: &str) -> Result<Option<RolloutPanel>> {
         let Some(rollout) = self.store.rollouts(model, 1).await?.into_iter().next() else {
             return Ok(None);
         };

@@ -8,8 +8,8 @@ use app::model::{
     ArtifactEntry, ArtifactOwner, ArtifactPreview, AuditEntry, AuditQuery, DeploymentDetail,
     DeploymentForm, DeploymentView, Experiment, ExperimentPage, FieldErrors, Launch, LaunchForm,
     LaunchRequest, ListQuery, LoadTest, LoadTestForm, MetricHistory, ModelDetail, ModelsPage,
-    NotificationsPage, PromotionPreview, PromotionRequest, RunDetail, RunQuery, RunsPage,
-    TokensPage, TrafficRange, TrafficReport, TryAnswer, VersionDetail,
+    NotificationsPage, PromotionPreview, PromotionRequest, RolloutPanel, RunDetail, RunQuery,
+    RunsPage, TokensPage, TrafficRange, TrafficReport, TryAnswer, VersionDetail,
 };
 use app::port::ControlPlane;
 
@@ -120,6 +120,14 @@ impl ControlPlane for Port {
         model: String,
     ) -> Result<DeploymentDetail, AppError> {
         Ok(self.0.reads.get_deployment(model).await?)
+    }
+
+    async fn get_rollout_panel(
+        &self,
+        _user: &User,
+        model: String,
+    ) -> Result<Option<RolloutPanel>, AppError> {
+        Ok(self.0.reads.rollout_panel(&model).await?)
     }
 
     async fn load_test_form(

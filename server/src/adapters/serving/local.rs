@@ -57,6 +57,15 @@ struct ModelServers {
     missed_pings: u32,
 }
 
+impl ModelServers {
+    /// The process groups of the server serving and of one still starting.
+    fn process_groups(&self) -> impl Iterator<Item = i32> + use<> {
+        let current = self.current.as_ref().map(|server| server.pgid);
+        let starting = self.starting.as_ref().and_then(|starting| starting.pgid);
+        current.into_iter().chain(starting)
+    }
+}
+
 struct Starting {
     generation: u64,
     version: String,
@@ -545,14 +554,7 @@ impl LocalServing {
             .lock()
             .expect("serving map")
             .remove(key)
-            .map(|servers| {
-                servers
-                    .current
-                    .map(|server| server.pgid)
-                    .into_iter()
-                    .chain(servers.starting.and_then(|starting| starting.pgid))
-                    .collect()
-            })
+            .map(|servers| servers.process_groups().collect())
             .unwrap_or_default();
         for pgid in groups {
             self.stop(pgid).await;
@@ -567,13 +569,7 @@ impl LocalServing {
             self.stopping.store(true, Ordering::SeqCst);
             models
                 .drain()
-                .flat_map(|(_, servers)| {
-                    servers
-                        .current
-                        .map(|server| server.pgid)
-                        .into_iter()
-                        .chain(servers.starting.and_then(|starting| starting.pgid))
-                })
+                .flat_map(|(_, servers)| servers.process_groups())
                 .collect()
         };
         for pgid in groups {
@@ -690,9 +686,7 @@ impl Drop for LocalServing {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         for servers in models.values() {
-            let current = servers.current.as_ref().map(|server| server.pgid);
-            let starting = servers.starting.as_ref().and_then(|starting| starting.pgid);
-            for pgid in current.into_iter().chain(starting) {
+            for pgid in servers.process_groups() {
                 crate::adapters::process::kill_group_now(pgid);
                 self.children.forget(pgid);
             }

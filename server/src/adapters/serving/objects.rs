@@ -225,15 +225,19 @@ struct Awaited {
 }
 
 impl<K: ObjectKind> ObjectTarget<K> {
-    /// The canary to serve beside Production `version`: a progressing
-    /// rollout's version, where it mapped, and its share. A rollout begun
-    /// beside another version than Production now serves none.
+    /// The canary to serve beside Production `version` in the main object:
+    /// a progressing rollout's version, where it mapped, and its share. A
+    /// rollout begun beside another version than Production now serves
+    /// none; kinds whose canary is objects of their own have none here.
     async fn canary(
         &self,
         ledger: &Arc<Ledger>,
         binding: &DeploymentBinding,
         version: &str,
     ) -> Result<Option<(String, String, Share)>> {
+        if K::canary_objects().is_some() {
+            return Ok(None);
+        }
         let Some(rollout) = ledger
             .store()
             .rollouts(&binding.model, 1)
@@ -246,12 +250,8 @@ impl<K: ObjectKind> ObjectTarget<K> {
         else {
             return Ok(None);
         };
-        let download = ledger
-            .mlflow()
-            .model_version_download_uri(&binding.model, &rollout.canary_version)
-            .await?;
-        Ok(binding
-            .storage_uri(&download)
+        Ok(mapped_storage_uri(ledger, binding, &rollout.canary_version)
+            .await?
             .ok()
             .map(|uri| (rollout.canary_version.clone(), uri, share_of(&rollout))))
     }
@@ -537,6 +537,20 @@ impl Observed {
 }
 
 /// The row that remembers an object Slipway created for `binding`.
+/// Where the runtime reads `version` of the binding's model from: MLflow's
+/// download URI through the binding's artifact map, or why it cannot.
+async fn mapped_storage_uri(
+    ledger: &Ledger,
+    binding: &DeploymentBinding,
+    version: &str,
+) -> Result<std::result::Result<String, String>> {
+    let download = ledger
+        .mlflow()
+        .model_version_download_uri(&binding.model, version)
+        .await?;
+    Ok(binding.storage_uri(&download))
+}
+
 fn serving_object(binding: &DeploymentBinding) -> ServingObject {
     ServingObject {
         target: binding.target.as_str().into(),
@@ -582,11 +596,8 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
             }
             return Ok(());
         };
-        let download = ledger
-            .mlflow()
-            .model_version_download_uri(&binding.model, &rollout.canary_version)
-            .await?;
-        let storage_uri = match binding.storage_uri(&download) {
+        let storage_uri = match mapped_storage_uri(ledger, binding, &rollout.canary_version).await?
+        {
             Ok(uri) => uri,
             Err(why) => {
                 tracing::warn!(model = %binding.model, "the canary cannot be served: {why}");
@@ -659,12 +670,8 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
                 .no_production(ledger, binding, &object, actual, trigger)
                 .await;
         };
-        let download = ledger
-            .mlflow()
-            .model_version_download_uri(model, &version)
-            .await?;
         let canary = self.canary(ledger, binding, &version).await?;
-        let mut rendered = match binding.storage_uri(&download) {
+        let mut rendered = match mapped_storage_uri(ledger, binding, &version).await? {
             Ok(uri) => canary
                 .and_then(|(canary, canary_uri, share)| {
                     let stable = Served {
