@@ -1160,6 +1160,69 @@ pub struct CanaryAnalysis {
     #[serde(default)]
     pub max_p99_ms: Option<f64>,
     pub failed_checks_limit: u32,
+    /// A gate of the team's own, read from Prometheus.
+    #[serde(default)]
+    pub query: Option<QueryGate>,
+}
+
+/// A PromQL query giving one number, which a passed check keeps within
+/// `min`..=`max`. Before it is run, `{{version}}` becomes the canary's
+/// version, `{{interval}}` the check interval (`60s`), `{{namespace}}` and
+/// `{{name}}` the deployment's object's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct QueryGate {
+    pub query: String,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+/// The longest query a gate may hold.
+pub const QUERY_GATE_MAX_CHARS: usize = 2000;
+
+impl QueryGate {
+    /// The query to run for the canary `version` checked every
+    /// `interval_secs`, of the object `namespace`/`name`.
+    pub fn promql(&self, version: &str, interval_secs: u32, namespace: &str, name: &str) -> String {
+        self.query
+            .replace("{{version}}", version)
+            .replace("{{interval}}", &format!("{interval_secs}s"))
+            .replace("{{namespace}}", namespace)
+            .replace("{{name}}", name)
+    }
+
+    /// Why `value` misses the gate, if it does.
+    pub fn missed_by(&self, value: f64) -> Option<String> {
+        match (self.min, self.max) {
+            (Some(min), _) if value < min => Some(format!("query {value} below {min}")),
+            (_, Some(max)) if value > max => Some(format!("query {value} above {max}")),
+            _ => None,
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.query.trim().is_empty() || self.query.chars().count() > QUERY_GATE_MAX_CHARS {
+            problems.push(format!(
+                "the query is 1 to {QUERY_GATE_MAX_CHARS} characters of PromQL"
+            ));
+        }
+        let finite = |bound: Option<f64>| bound.is_none_or(f64::is_finite);
+        if self.min.is_none() && self.max.is_none() {
+            problems.push("the query's gate needs a least or a largest value".to_string());
+        } else if !finite(self.min) || !finite(self.max) {
+            problems.push("the query's bounds are numbers".to_string());
+        } else if let (Some(min), Some(max)) = (self.min, self.max)
+            && min > max
+        {
+            problems.push(format!(
+                "the query's least value {min} is above its largest {max}"
+            ));
+        }
+        problems
+    }
 }
 
 impl CanaryAnalysis {
@@ -1194,6 +1257,9 @@ impl CanaryAnalysis {
         }
         if !(1..=100).contains(&self.failed_checks_limit) {
             problems.push("the failed checks allowed before an abort are 1 to 100".to_string());
+        }
+        if let Some(gate) = &self.query {
+            problems.extend(gate.problems());
         }
         problems
     }
@@ -1245,6 +1311,9 @@ pub struct CanaryForm {
     pub min_success_percent: String,
     pub max_p99_ms: String,
     pub failed_checks_limit: String,
+    pub query: String,
+    pub query_min: String,
+    pub query_max: String,
 }
 
 impl CanaryForm {
@@ -1301,7 +1370,28 @@ impl CanaryForm {
                 &mut problems,
             )
             .unwrap_or(3),
+            query: None,
         });
+        let query = self.query.trim();
+        let bounds = (
+            number(&self.query_min, "the query's least value", &mut problems),
+            number(&self.query_max, "the query's largest value", &mut problems),
+        );
+        let analysis = match analysis {
+            Some(analysis) if !query.is_empty() => Some(CanaryAnalysis {
+                query: Some(QueryGate {
+                    query: query.to_string(),
+                    min: bounds.0,
+                    max: bounds.1,
+                }),
+                ..analysis
+            }),
+            None if !query.is_empty() => {
+                problems.push("a query gate is checked every interval: give the interval".into());
+                None
+            }
+            analysis => analysis,
+        };
         if let (Some(analysis), Some(weight)) = (&analysis, weight) {
             problems.extend(analysis.problems(weight, mode));
         }
@@ -1340,6 +1430,9 @@ pub struct RolloutCheck {
     pub requests: u64,
     pub success_percent: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// The query gate's number, where it has one and it gave one.
+    #[serde(default)]
+    pub query_value: Option<f64>,
     pub verdict: CheckVerdict,
     /// Why, in words: the gates it failed, or what followed.
     pub detail: String,
@@ -1364,8 +1457,9 @@ pub struct RolloutPanel {
     pub checks: Vec<RolloutCheck>,
     pub stable: Option<SideNumbers>,
     pub canary: Option<SideNumbers>,
-    /// The span the sides' numbers cover.
-    pub window_secs: u64,
+    /// Where the sides' numbers come from and what they cover, or why
+    /// there are none for this deployment's target.
+    pub sides_note: String,
 }
 
 /// A canary rollout of a deployment: a second version beside the stable one.
@@ -1762,5 +1856,46 @@ mod tests {
             ]
         );
         assert!(signature_columns("inputs: not json").is_empty());
+    }
+
+    #[test]
+    fn a_canary_form_reads_its_query_gate() {
+        use super::{CanaryForm, QueryGate};
+        let form = |query: &str, min: &str, interval: &str| CanaryForm {
+            version: "v3".into(),
+            weight: "20".into(),
+            interval_secs: interval.into(),
+            query: query.into(),
+            query_min: min.into(),
+            ..CanaryForm::default()
+        };
+        let asked = form(" sum(up) ", "1", "30").parse().unwrap();
+        assert_eq!(asked.version, "3");
+        let analysis = asked.analysis.unwrap();
+        assert_eq!(
+            analysis.query,
+            Some(QueryGate {
+                query: "sum(up)".into(),
+                min: Some(1.0),
+                max: None,
+            })
+        );
+        assert_eq!(
+            (analysis.min_success_percent, analysis.failed_checks_limit),
+            (99.0, 3)
+        );
+        // No bound, no interval: said, nothing asked for.
+        assert_eq!(
+            form("sum(up)", "", "30").parse().unwrap_err(),
+            ["the query's gate needs a least or a largest value"]
+        );
+        assert_eq!(
+            form("sum(up)", "1", "").parse().unwrap_err(),
+            ["a query gate is checked every interval: give the interval"]
+        );
+        assert_eq!(
+            form("", "", "30").parse().unwrap().analysis.unwrap().query,
+            None
+        );
     }
 }

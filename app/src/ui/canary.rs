@@ -137,14 +137,12 @@ fn PanelBody(panel: RolloutPanel) -> impl IntoView {
             },
         )
     });
-    let window = panel.window_secs;
+    let active = rollout.state.is_active();
     view! {
         <p class="reason" data-canary-state=rollout.state.as_str() data-canary-weight=rollout.weight>{sentence}</p>
         {analysis}
-        {sides_table.map(|table| view! {
-            {table}
-            <p class="muted">{format!("Over the last {window} s, through Slipway's gateway.")}</p>
-        })}
+        {sides_table}
+        {active.then(|| view! { <p class="muted" data-canary-sides-note>{panel.sides_note}</p> })}
         {(!panel.checks.is_empty()).then(|| view! { <Checks checks=panel.checks/> })}
     }
 }
@@ -156,7 +154,7 @@ fn Checks(checks: Vec<RolloutCheck>) -> impl IntoView {
         {data_table(
             checks,
             "data canary-checks",
-            &["When", "Share", "Answers", "Success", "p99", "Verdict", "Detail"],
+            &["When", "Share", "Answers", "Success", "p99", "Query", "Verdict", "Detail"],
             "",
             |check| view! {
                 <tr data-verdict=check.verdict.as_str()>
@@ -165,6 +163,7 @@ fn Checks(checks: Vec<RolloutCheck>) -> impl IntoView {
                     <td class="number">{check.requests}</td>
                     <td class="number">{format_percent(check.success_percent)}</td>
                     <td class="number">{format_ms(check.p99_ms)}</td>
+                    <td class="number" data-query-value>{check.query_value.map(|value| value.to_string()).unwrap_or_else(|| "—".into())}</td>
                     <td>{check.verdict.as_str()}</td>
                     <td class="description">{check.detail}</td>
                 </tr>
@@ -235,6 +234,14 @@ fn StartForm(model: String) -> impl IntoView {
                 {field("min_success_percent", "Least success rate (%)", "99")}
                 {field("max_p99_ms", "p99 at most (ms)", "no limit")}
                 {field("failed_checks_limit", "Failed checks before it is aborted", "3")}
+                <div class="field wide">
+                    <label for="query">"A gate of your own: a PromQL query giving one number (needs Prometheus)"</label>
+                    <input id="query" name="query" type="text" spellcheck="false"
+                        placeholder=r#"sum(rate(my_errors_total{version="{{version}}"}[{{interval}}]))"#/>
+                </div>
+                {field("query_min", "Its least value", "none")}
+                {field("query_max", "Its largest value", "none")}
+                <p class="muted">"In the query, {{version}} is the canary's version, {{interval}} the check interval, {{namespace}} and {{name}} the deployment's object's."</p>
             </fieldset>
             <button type="submit" class="primary">"Start the canary"</button>
         </form>
@@ -261,8 +268,21 @@ fn analysis_words(analysis: &CanaryAnalysis) -> String {
         .max_p99_ms
         .map(|ms| format!(" and a p99 of at most {ms} ms"))
         .unwrap_or_default();
+    let query = analysis
+        .query
+        .as_ref()
+        .map(|gate| {
+            let bounds = match (gate.min, gate.max) {
+                (Some(min), Some(max)) => format!("between {min} and {max}"),
+                (Some(min), None) => format!("at least {min}"),
+                (None, Some(max)) => format!("at most {max}"),
+                (None, None) => String::new(),
+            };
+            format!(" The query {} {bounds}.", gate.query)
+        })
+        .unwrap_or_default();
     format!(
-        "{schedule} Gates: a success rate of at least {} %{p99}.",
+        "{schedule} Gates: a success rate of at least {} %{p99}.{query}",
         analysis.min_success_percent
     )
 }

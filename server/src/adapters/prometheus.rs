@@ -47,7 +47,7 @@ struct Answer {
 enum Data {
     Vector(Vec<VectorItem>),
     Matrix(Vec<MatrixItem>),
-    Scalar(serde::de::IgnoredAny),
+    Scalar((f64, String)),
     String(serde::de::IgnoredAny),
 }
 
@@ -104,7 +104,15 @@ impl Prometheus {
                     })
                 })
                 .collect()),
-            Data::Scalar(_) | Data::String(_) | Data::Matrix(_) => Err(self.unexpected(promql)),
+            // A query of a team's own may be `scalar(…)`: one number, no labels.
+            Data::Scalar((_, value)) => Ok(finite(&value)
+                .map(|value| Sample {
+                    labels: BTreeMap::new(),
+                    value,
+                })
+                .into_iter()
+                .collect()),
+            Data::String(_) | Data::Matrix(_) => Err(self.unexpected(promql)),
         }
     }
 

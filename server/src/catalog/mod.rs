@@ -389,6 +389,17 @@ fn is_version_alias(alias: &str) -> bool {
         .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The SeldonDeployment predictor serving Production.
+pub const SELDON_STABLE_PREDICTOR: &str = "default";
+/// The label Seldon's executor names the predictor with in its metrics.
+pub const SELDON_PREDICTOR_LABEL: &str = "predictor_name";
+
+/// The SeldonDeployment predictor serving a canary (or a shadow) beside
+/// the stable one; the executor's metrics tell the two apart by it.
+pub fn seldon_canary_predictor(shadow: bool) -> &'static str {
+    if shadow { "shadow" } else { "canary" }
+}
+
 /// A model name as a DNS label: lower case, `-` for anything else.
 pub fn dns_name(text: &str) -> String {
     let name: String = text

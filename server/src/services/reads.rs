@@ -520,25 +520,18 @@ impl Reads {
             .store
             .rollout_checks(&rollout.id, crate::store::rollouts::CHECKS_SHOWN)
             .await?;
-        // Only the gateway's own counts tell the sides apart so far.
-        let local = self.reconciler.binding(model)?.target == crate::catalog::ServingTarget::Local;
-        let (stable, canary) = if rollout.state.is_active() && local {
-            (
-                rollout
-                    .stable_version
-                    .as_deref()
-                    .map(|version| self.traffic.side_now(model, version)),
-                Some(self.traffic.side_now(model, &rollout.canary_version)),
-            )
+        let sides = if rollout.state.is_active() {
+            let binding = self.reconciler.binding(model)?;
+            self.traffic.sides(&binding, &rollout).await
         } else {
-            (None, None)
+            crate::traffic::Sides::default()
         };
         Ok(Some(RolloutPanel {
             rollout,
             checks,
-            stable,
-            canary,
-            window_secs: self.traffic.window_secs(),
+            stable: sides.stable,
+            canary: sides.canary,
+            sides_note: sides.note,
         }))
     }
 

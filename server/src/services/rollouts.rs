@@ -18,18 +18,18 @@ use std::time::{Duration, Instant};
 use app::access::{Action, Grant, Role, User, authorize};
 use app::model::{
     AuditAction, CanaryAnalysis, CheckVerdict, NewRollout, Notification, NotificationEvent,
-    RolloutCheck, RolloutMode,
+    QueryGate, RolloutCheck, RolloutMode,
 };
 
 use super::audit::{Audit, Outcome};
 use super::promotions::{Expected, Promoted, Promotions};
-use crate::catalog::ServingTarget;
+use crate::catalog::{DeploymentBinding, ServingTarget, seldon_canary_predictor};
 use crate::error::{Error, Invalid, Result};
 use crate::serving::reconciler::Reconciler;
 use crate::serving::target::Trigger;
 use crate::store::Store;
-use crate::traffic::Traffic;
 use crate::traffic::history::Stats;
+use crate::traffic::{Answered, Traffic};
 use app::model::{Rollout, RolloutState};
 
 /// Who the audit log and the history name for what a canary's analysis
@@ -122,12 +122,8 @@ impl Rollouts {
             }
         }
         let (binding, production) = self.promotions.production_now(model).await?;
-        // Checks read the gateway's counts: only local requests pass it.
-        if analysis.is_some() && binding.target != ServingTarget::Local {
-            return Err(Error::invalid(format!(
-                "a canary's checks read Slipway's gateway, which {} requests do not pass; step it by hand",
-                binding.target.as_str()
-            )));
+        if let Some(analysis) = &analysis {
+            self.can_check(&binding, version, analysis).await?;
         }
         // A canary serves real requests: where an approver decides what
         // serves, it would be a way around them.
@@ -209,6 +205,51 @@ impl Rollouts {
         audit.complete(Outcome::Done).await?;
         self.converge(&user.actor(), model);
         Ok(rollout)
+    }
+
+    /// Refuses an analysis whose numbers nothing can read: a canary's own
+    /// answers come from the gateway locally and from the executor's
+    /// metrics in Prometheus for Seldon Core v1; elsewhere only a query
+    /// gate judges, and a query gate is run once first, so a query
+    /// Prometheus refuses is said now and not at the first check.
+    async fn can_check(
+        &self,
+        binding: &DeploymentBinding,
+        version: &str,
+        analysis: &CanaryAnalysis,
+    ) -> Result<()> {
+        let target = binding.target.as_str();
+        match binding.target {
+            ServingTarget::Local => {}
+            ServingTarget::Seldon if !self.traffic.reads_prometheus() => {
+                return Err(Error::invalid(
+                    "a SeldonDeployment canary's checks read its executor's metrics from Prometheus, \
+                     and none is configured (SLIPWAY_PROMETHEUS_URL); step it by hand",
+                ));
+            }
+            ServingTarget::Seldon => {}
+            ServingTarget::Kserve | ServingTarget::SeldonCore2 if analysis.query.is_none() => {
+                return Err(Error::invalid(format!(
+                    "Slipway reads no per-version numbers of {target} deployments: give the analysis \
+                     a query gate of your own, or step the canary by hand"
+                )));
+            }
+            ServingTarget::Kserve | ServingTarget::SeldonCore2 => {}
+        }
+        let Some(gate) = &analysis.query else {
+            return Ok(());
+        };
+        if !self.traffic.reads_prometheus() {
+            return Err(Error::invalid(
+                "a query gate is read from Prometheus, and none is configured (SLIPWAY_PROMETHEUS_URL)",
+            ));
+        }
+        let promql = query_of(gate, binding, version, analysis.interval_secs);
+        self.traffic
+            .query_value(&promql)
+            .await
+            .map_err(|err| Error::invalid(format!("the query gate's query does not run: {err}")))?;
+        Ok(())
     }
 
     /// Sets the canary's share of the requests.
@@ -403,11 +444,59 @@ impl Rollouts {
                 }
             }
         }
-        for (rollout, analysis, answers) in due {
-            let check = judge(&analysis, rollout.weight, &answers, crate::store::now_ms());
+        for (rollout, analysis, through_gateway) in due {
+            let Ok(binding) = self.reconciler.binding(&rollout.model) else {
+                continue;
+            };
+            let reading = self
+                .read(&binding, &rollout, &analysis, &through_gateway)
+                .await;
+            let check = judge(&analysis, rollout.weight, &reading, crate::store::now_ms());
             self.act_on(&rollout, &analysis, check).await?;
         }
         Ok(())
+    }
+
+    /// What a check judges: the canary's own answers since the last check
+    /// where Slipway reads them, and the query gate's number.
+    async fn read(
+        &self,
+        binding: &DeploymentBinding,
+        rollout: &Rollout,
+        analysis: &CanaryAnalysis,
+        through_gateway: &Stats,
+    ) -> Reading {
+        let interval = i64::from(analysis.interval_secs);
+        let answered = match binding.target {
+            ServingTarget::Local => Ok(Some(Answered::from(through_gateway))),
+            ServingTarget::Seldon => {
+                let predictor = seldon_canary_predictor(rollout.mode == RolloutMode::Shadow);
+                self.traffic
+                    .predictor_answered(binding, predictor, interval)
+                    .await
+                    .map(Some)
+                    .map_err(|err| err.to_string())
+            }
+            ServingTarget::Kserve | ServingTarget::SeldonCore2 => Ok(None),
+        };
+        let query = match &analysis.query {
+            Some(gate) => {
+                let promql = query_of(
+                    gate,
+                    binding,
+                    &rollout.canary_version,
+                    analysis.interval_secs,
+                );
+                Some(
+                    self.traffic
+                        .query_value(&promql)
+                        .await
+                        .map_err(|err| err.to_string()),
+                )
+            }
+            None => None,
+        };
+        Reading { answered, query }
     }
 
     /// Records `check`, then what it leads to.
@@ -512,51 +601,111 @@ impl Rollouts {
     }
 }
 
-/// The verdict of the gates on the canary's `answers` since the last check.
-fn judge(analysis: &CanaryAnalysis, weight: u8, answers: &Stats, at_ms: i64) -> RolloutCheck {
+/// What a check read of the canary since the last one; an `Err` is why a
+/// read failed.
+struct Reading {
+    /// Its own answers; `None` where Slipway reads none for its target.
+    answered: std::result::Result<Option<Answered>, String>,
+    /// The query gate's number (`None` inside: it gave none), if it has one.
+    query: Option<std::result::Result<Option<f64>, String>>,
+}
+
+/// The verdict of the gates on what a check read. A read that failed
+/// fails the check (a canary nobody can see is not let through); a canary
+/// known to have answered nothing is idle whatever the query says.
+fn judge(analysis: &CanaryAnalysis, weight: u8, reading: &Reading, at_ms: i64) -> RolloutCheck {
     let mut check = RolloutCheck {
         at_ms,
         weight,
-        requests: answers.requests,
+        requests: 0,
         success_percent: None,
         p99_ms: None,
+        query_value: None,
         verdict: CheckVerdict::Idle,
-        detail: "no canary answers since the last check".to_string(),
+        detail: String::new(),
     };
-    if answers.requests == 0 {
-        return check;
+    let (mut failed, mut numbers) = (Vec::new(), Vec::new());
+    let mut judged = false;
+    let mut silent = false;
+    match &reading.answered {
+        Err(why) => failed.push(format!("its answers could not be read ({why})")),
+        Ok(Some(answered)) if answered.requests == 0 => {
+            silent = true;
+            numbers.push("no canary answers since the last check".to_string());
+        }
+        Ok(Some(answered)) => {
+            judged = true;
+            let good = answered.requests.saturating_sub(answered.errors);
+            let success = good as f64 / answered.requests as f64 * 100.0;
+            check.requests = answered.requests;
+            check.success_percent = Some(success);
+            check.p99_ms = answered.p99_ms;
+            if success < analysis.min_success_percent {
+                failed.push(format!(
+                    "success {success:.1} % below {} %",
+                    analysis.min_success_percent
+                ));
+            }
+            if let (Some(limit), Some(p99)) = (analysis.max_p99_ms, answered.p99_ms)
+                && p99 > limit
+            {
+                failed.push(format!("p99 {p99:.0} ms above {limit} ms"));
+            }
+            numbers.push(format!(
+                "{} answers, success {success:.1} %{}",
+                answered.requests,
+                answered
+                    .p99_ms
+                    .map(|p99| format!(", p99 {p99:.0} ms"))
+                    .unwrap_or_default()
+            ));
+        }
+        Ok(None) => {}
     }
-    let success = (answers.requests - answers.errors()) as f64 / answers.requests as f64 * 100.0;
-    let p99 = answers.quantile(0.99).map(|seconds| seconds * 1000.0);
-    check.success_percent = Some(success);
-    check.p99_ms = p99;
-    let mut failed = Vec::new();
-    if success < analysis.min_success_percent {
-        failed.push(format!(
-            "success {success:.1} % below {} %",
-            analysis.min_success_percent
-        ));
+    if let (Some(gate), Some(read)) = (&analysis.query, &reading.query) {
+        match read {
+            Err(why) => failed.push(format!("its query failed ({why})")),
+            Ok(None) => numbers.push("the query gave no number".to_string()),
+            Ok(Some(value)) => {
+                check.query_value = Some(*value);
+                judged = true;
+                failed.extend(gate.missed_by(*value));
+                numbers.push(format!("query {value}"));
+            }
+        }
     }
-    if let (Some(limit), Some(p99)) = (analysis.max_p99_ms, p99)
-        && p99 > limit
-    {
-        failed.push(format!("p99 {p99:.0} ms above {limit} ms"));
-    }
-    let numbers = format!(
-        "{} answers, success {success:.1} %{}",
-        answers.requests,
-        p99.map(|p99| format!(", p99 {p99:.0} ms"))
-            .unwrap_or_default()
-    );
-    (check.verdict, check.detail) = if failed.is_empty() {
+    let numbers = numbers.join(", ");
+    (check.verdict, check.detail) = if !failed.is_empty() {
+        let failed = failed.join("; ");
+        let detail = if numbers.is_empty() {
+            failed
+        } else {
+            format!("{failed}: {numbers}")
+        };
+        (CheckVerdict::Failed, detail)
+    } else if judged && !silent {
         (CheckVerdict::Passed, numbers)
+    } else if numbers.is_empty() {
+        (CheckVerdict::Idle, "nothing to judge".to_string())
     } else {
-        (
-            CheckVerdict::Failed,
-            format!("{}: {numbers}", failed.join("; ")),
-        )
+        (CheckVerdict::Idle, numbers)
     };
     check
+}
+
+/// A query gate's PromQL for the canary `version` of the binding's object.
+fn query_of(
+    gate: &QueryGate,
+    binding: &DeploymentBinding,
+    version: &str,
+    interval_secs: u32,
+) -> String {
+    gate.promql(
+        version,
+        interval_secs,
+        binding.namespace.as_deref().unwrap_or_default(),
+        &binding.object_name(),
+    )
 }
 
 /// The analysis in the audit log's words.
@@ -573,8 +722,20 @@ fn describe_analysis(analysis: &CanaryAnalysis) -> String {
         .max_p99_ms
         .map(|ms| format!(", p99 at most {ms} ms"))
         .unwrap_or_default();
+    let query = analysis
+        .query
+        .as_ref()
+        .map(|gate| {
+            let within = [
+                gate.min.map(|min| format!("at least {min}")),
+                gate.max.map(|max| format!("at most {max}")),
+            ];
+            let within: Vec<String> = within.into_iter().flatten().collect();
+            format!(", query {} {}", gate.query, within.join(" and "))
+        })
+        .unwrap_or_default();
     format!(
-        "{schedule}; gates: success at least {} %{p99}; aborted after {} failed checks",
+        "{schedule}; gates: success at least {} %{p99}{query}; aborted after {} failed checks",
         analysis.min_success_percent, analysis.failed_checks_limit
     )
 }
@@ -617,6 +778,25 @@ mod tests {
             min_success_percent: 99.0,
             max_p99_ms,
             failed_checks_limit: 3,
+            query: None,
+        }
+    }
+
+    fn through_gateway(stats: &Stats) -> Reading {
+        Reading {
+            answered: Ok(Some(Answered::from(stats))),
+            query: None,
+        }
+    }
+
+    fn gated(min: Option<f64>, max: Option<f64>) -> CanaryAnalysis {
+        CanaryAnalysis {
+            query: Some(QueryGate {
+                query: "sum(rate(errors_total{version=\"{{version}}\"}[{{interval}}]))".into(),
+                min,
+                max,
+            }),
+            ..analysis(None)
         }
     }
 
@@ -633,16 +813,26 @@ mod tests {
 
     #[test]
     fn a_check_fails_on_each_gate_it_misses_and_says_by_how_much() {
-        let idle = judge(&analysis(None), 20, &Stats::default(), 1);
+        let idle = judge(&analysis(None), 20, &through_gateway(&Stats::default()), 1);
         assert_eq!(idle.verdict, CheckVerdict::Idle);
         assert_eq!(idle.success_percent, None);
 
-        let passed = judge(&analysis(Some(100.0)), 20, &answers(100, 0, 0.004), 1);
+        let passed = judge(
+            &analysis(Some(100.0)),
+            20,
+            &through_gateway(&answers(100, 0, 0.004)),
+            1,
+        );
         assert_eq!(passed.verdict, CheckVerdict::Passed, "{}", passed.detail);
         assert_eq!(passed.success_percent, Some(100.0));
         assert!(passed.p99_ms.is_some_and(|ms| ms <= 5.0), "{passed:?}");
 
-        let errors = judge(&analysis(None), 20, &answers(98, 2, 0.004), 1);
+        let errors = judge(
+            &analysis(None),
+            20,
+            &through_gateway(&answers(98, 2, 0.004)),
+            1,
+        );
         assert_eq!(errors.verdict, CheckVerdict::Failed);
         assert!(
             errors
@@ -652,11 +842,21 @@ mod tests {
             errors.detail
         );
 
-        let slow = judge(&analysis(Some(100.0)), 20, &answers(100, 0, 2.0), 1);
+        let slow = judge(
+            &analysis(Some(100.0)),
+            20,
+            &through_gateway(&answers(100, 0, 2.0)),
+            1,
+        );
         assert_eq!(slow.verdict, CheckVerdict::Failed);
         assert!(slow.detail.contains("above 100 ms"), "{}", slow.detail);
         // Without a latency gate the same answers pass.
-        let ungated = judge(&analysis(None), 20, &answers(100, 0, 2.0), 1);
+        let ungated = judge(
+            &analysis(None),
+            20,
+            &through_gateway(&answers(100, 0, 2.0)),
+            1,
+        );
         assert_eq!(ungated.verdict, CheckVerdict::Passed);
     }
 
@@ -680,9 +880,19 @@ mod tests {
             min_success_percent: 101.0,
             max_p99_ms: Some(-1.0),
             failed_checks_limit: 0,
+            query: Some(QueryGate {
+                query: " ".into(),
+                min: Some(2.0),
+                max: Some(1.0),
+            }),
         };
         let problems = wrong.problems(20, RolloutMode::Canary);
-        assert_eq!(problems.len(), 6, "{problems:?}");
+        assert_eq!(problems.len(), 8, "{problems:?}");
+        let unbounded = gated(None, None).problems(20, RolloutMode::Canary);
+        assert_eq!(
+            unbounded,
+            ["the query's gate needs a least or a largest value"]
+        );
         // A shadow may see copies of every request; a canary would be a
         // promotion there.
         let everything = CanaryAnalysis {
@@ -691,5 +901,109 @@ mod tests {
         };
         assert!(everything.problems(100, RolloutMode::Shadow).is_empty());
         assert_eq!(everything.problems(100, RolloutMode::Canary).len(), 1);
+    }
+
+    #[test]
+    fn a_query_gate_judges_its_number_and_a_failed_read_fails_the_check() {
+        let reading = |answered, query| Reading { answered, query };
+        // Where Slipway reads no answers (KServe), the query alone judges.
+        let within = judge(
+            &gated(None, Some(0.5)),
+            20,
+            &reading(Ok(None), Some(Ok(Some(0.25)))),
+            1,
+        );
+        assert_eq!(within.verdict, CheckVerdict::Passed, "{}", within.detail);
+        assert_eq!(within.query_value, Some(0.25));
+        assert_eq!(within.detail, "query 0.25");
+        let above = judge(
+            &gated(None, Some(0.5)),
+            20,
+            &reading(Ok(None), Some(Ok(Some(2.0)))),
+            1,
+        );
+        assert_eq!(above.verdict, CheckVerdict::Failed);
+        assert_eq!(above.detail, "query 2 above 0.5: query 2");
+        let below = judge(
+            &gated(Some(1.0), None),
+            20,
+            &reading(Ok(None), Some(Ok(Some(0.0)))),
+            1,
+        );
+        assert_eq!(below.detail, "query 0 below 1: query 0");
+        // No number is nothing to judge; a refused query fails.
+        let silent = judge(
+            &gated(None, Some(0.5)),
+            20,
+            &reading(Ok(None), Some(Ok(None))),
+            1,
+        );
+        assert_eq!(silent.verdict, CheckVerdict::Idle);
+        assert_eq!(silent.detail, "the query gave no number");
+        let refused = judge(
+            &gated(None, Some(0.5)),
+            20,
+            &reading(
+                Ok(None),
+                Some(Err("Prometheus at x: nothing answers there".into())),
+            ),
+            1,
+        );
+        assert_eq!(refused.verdict, CheckVerdict::Failed);
+        assert!(
+            refused.detail.starts_with("its query failed"),
+            "{}",
+            refused.detail
+        );
+        // Both gates: one missed fails the check; answers unreadable fail it.
+        let both = judge(
+            &gated(None, Some(0.5)),
+            20,
+            &reading(
+                Ok(Some(Answered::from(&answers(100, 0, 0.004)))),
+                Some(Ok(Some(0.9))),
+            ),
+            1,
+        );
+        assert_eq!(both.verdict, CheckVerdict::Failed);
+        assert!(
+            both.detail.starts_with("query 0.9 above 0.5: 100 answers"),
+            "{}",
+            both.detail
+        );
+        let unread = judge(
+            &analysis(None),
+            20,
+            &reading(Err("Prometheus at x: no answer in time".into()), None),
+            1,
+        );
+        assert_eq!(unread.verdict, CheckVerdict::Failed);
+        // A canary that answered nothing is idle, whatever the query says.
+        let idle = judge(
+            &gated(None, Some(0.5)),
+            20,
+            &reading(Ok(Some(Answered::default())), Some(Ok(Some(0.0)))),
+            1,
+        );
+        assert_eq!(idle.verdict, CheckVerdict::Idle, "{}", idle.detail);
+    }
+
+    #[test]
+    fn a_query_names_the_canary_its_interval_and_its_object() {
+        let binding: DeploymentBinding = toml::from_str(
+            "model = \"fraud\"\ntarget = \"kserve\"\nnamespace = \"models\"\nname = \"fraud-v\"",
+        )
+        .unwrap();
+        let gate = QueryGate {
+            query:
+                r#"sum(rate(x{ns="{{namespace}}",svc="{{name}}",v="{{version}}"}[{{interval}}]))"#
+                    .into(),
+            min: None,
+            max: Some(1.0),
+        };
+        assert_eq!(
+            query_of(&gate, &binding, "7", 30),
+            r#"sum(rate(x{ns="models",svc="fraud-v",v="7"}[30s]))"#
+        );
     }
 }

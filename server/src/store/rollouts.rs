@@ -101,8 +101,8 @@ impl Store {
         };
         let failed_checks: i64 = counted.try_get("failed_checks")?;
         sqlx::query(
-            "INSERT INTO rollout_checks (id, rollout_id, at_ms, weight, requests, success_percent, p99_ms, verdict, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO rollout_checks (id, rollout_id, at_ms, weight, requests, success_percent, p99_ms, query_value, verdict, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(uuid::Uuid::now_v7().simple().to_string())
         .bind(id)
@@ -111,6 +111,7 @@ impl Store {
         .bind(i64::try_from(check.requests).unwrap_or(i64::MAX))
         .bind(check.success_percent)
         .bind(check.p99_ms)
+        .bind(check.query_value)
         .bind(check.verdict.as_str())
         .bind(&check.detail)
         .execute(&mut *tx)
@@ -122,7 +123,7 @@ impl Store {
     /// A rollout's checks, newest first.
     pub async fn rollout_checks(&self, id: &str, limit: i64) -> Result<Vec<RolloutCheck>> {
         let rows = sqlx::query(
-            "SELECT at_ms, weight, requests, success_percent, p99_ms, verdict, detail \
+            "SELECT at_ms, weight, requests, success_percent, p99_ms, query_value, verdict, detail \
              FROM rollout_checks WHERE rollout_id = $1 ORDER BY at_ms DESC, id DESC LIMIT $2",
         )
         .bind(id)
@@ -140,6 +141,7 @@ impl Store {
                     requests: u64::try_from(requests).unwrap_or_default(),
                     success_percent: row.try_get("success_percent")?,
                     p99_ms: row.try_get("p99_ms")?,
+                    query_value: row.try_get("query_value")?,
                     verdict: CheckVerdict::parse(&verdict).ok_or_else(|| {
                         Error::Internal(format!("unknown check verdict {verdict:?}"))
                     })?,

@@ -11,13 +11,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use app::model::{
-    DeploymentEvent, DeploymentOutcome, SideNumbers, TrafficNow, TrafficPoint, TrafficRange,
-    TrafficReport, VersionTraffic,
+    DeploymentEvent, DeploymentOutcome, Rollout, RolloutMode, SideNumbers, TrafficNow,
+    TrafficPoint, TrafficRange, TrafficReport, VersionTraffic,
 };
 
 use crate::adapters::prometheus::{Prometheus, Sample, string_literal};
-use crate::catalog::{DeploymentBinding, ServingTarget};
-use crate::error::Result;
+use crate::catalog::{
+    DeploymentBinding, SELDON_PREDICTOR_LABEL, SELDON_STABLE_PREDICTOR, ServingTarget,
+    seldon_canary_predictor,
+};
+use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use history::{Answer, History, Stats};
 
@@ -49,6 +52,47 @@ pub struct Traffic {
     /// The span "now" means: the list's rate, errors and p99.
     window_ms: i64,
     recent: Mutex<HashMap<String, (Instant, Option<TrafficNow>)>>,
+    /// A canary page's sides from Prometheus, by deployment, reused as the
+    /// list's numbers are.
+    recent_sides: Mutex<HashMap<String, (Instant, Sides)>>,
+}
+
+/// What a canary answered over a span: its own requests, those that were
+/// errors, and their 99th percentile latency.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Answered {
+    pub requests: u64,
+    pub errors: u64,
+    pub p99_ms: Option<f64>,
+}
+
+impl From<&Stats> for Answered {
+    fn from(stats: &Stats) -> Self {
+        Self {
+            requests: stats.requests,
+            errors: stats.errors(),
+            p99_ms: millis(stats.quantile(0.99)),
+        }
+    }
+}
+
+/// A rollout's stable and canary side by side over the window, and where
+/// the numbers come from, or why there are none.
+#[derive(Debug, Clone, Default)]
+pub struct Sides {
+    pub stable: Option<SideNumbers>,
+    pub canary: Option<SideNumbers>,
+    pub note: String,
+}
+
+/// One Seldon Core v1 predictor's answers over a span, from its executor.
+#[derive(Debug, Clone, Default)]
+struct PredictorNumbers {
+    requests: f64,
+    errors: f64,
+    p50_ms: Option<f64>,
+    p95_ms: Option<f64>,
+    p99_ms: Option<f64>,
 }
 
 impl Traffic {
@@ -63,7 +107,164 @@ impl Traffic {
             prometheus,
             window_ms: window.as_millis() as i64,
             recent: Mutex::default(),
+            recent_sides: Mutex::default(),
         }
+    }
+
+    /// Whether numbers are read from a Prometheus.
+    pub fn reads_prometheus(&self) -> bool {
+        self.prometheus.is_some()
+    }
+
+    /// The one number a query of a team's own gives now; `None` where it
+    /// gives none (often: no requests in its range).
+    pub async fn query_value(&self, promql: &str) -> Result<Option<f64>> {
+        let Some((prometheus, _)) = &self.prometheus else {
+            return Err(no_prometheus());
+        };
+        let samples = prometheus.query(promql, crate::store::now_ms()).await?;
+        match samples.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.value)),
+            many => Err(Error::invalid(format!(
+                "the query gives {} numbers (one per series), not one: aggregate it, for example with sum(…)",
+                many.len()
+            ))),
+        }
+    }
+
+    /// What a Seldon Core v1 canary's predictor answered over the last
+    /// `secs`, from its executor's metrics.
+    pub async fn predictor_answered(
+        &self,
+        binding: &DeploymentBinding,
+        predictor: &str,
+        secs: i64,
+    ) -> Result<Answered> {
+        let numbers = self.predictor_numbers(binding, secs).await?;
+        let numbers = numbers.get(predictor).cloned().unwrap_or_default();
+        Ok(Answered {
+            requests: numbers.requests.round() as u64,
+            errors: numbers.errors.round() as u64,
+            p99_ms: numbers.p99_ms,
+        })
+    }
+
+    /// The rollout's stable and canary side by side over the window: the
+    /// gateway's counts locally, the executor's per predictor for Seldon
+    /// Core v1 (from Prometheus); the other targets' runtimes name no
+    /// version Slipway could read.
+    pub async fn sides(&self, binding: &DeploymentBinding, rollout: &Rollout) -> Sides {
+        let window = self.window_secs();
+        match (binding.target, &self.prometheus) {
+            (ServingTarget::Local, _) => Sides {
+                stable: rollout
+                    .stable_version
+                    .as_deref()
+                    .map(|version| self.side_now(&binding.model, version)),
+                canary: Some(self.side_now(&binding.model, &rollout.canary_version)),
+                note: format!("Over the last {window} s, through Slipway's gateway."),
+            },
+            (ServingTarget::Seldon, Some((prometheus, _))) => {
+                if let Some((at, kept)) = self
+                    .recent_sides
+                    .lock()
+                    .expect("recent sides")
+                    .get(&binding.model)
+                    && at.elapsed() < NOW_KEPT
+                {
+                    return kept.clone();
+                }
+                let sides = match self.predictor_numbers(binding, window as i64).await {
+                    Ok(numbers) => {
+                        let side = |predictor: &str, version: &str| {
+                            let found = numbers.get(predictor).cloned().unwrap_or_default();
+                            side_of(version, &found, window as f64)
+                        };
+                        Sides {
+                            stable: rollout
+                                .stable_version
+                                .as_deref()
+                                .map(|version| side(SELDON_STABLE_PREDICTOR, version)),
+                            canary: Some(side(
+                                seldon_canary_predictor(rollout.mode == RolloutMode::Shadow),
+                                &rollout.canary_version,
+                            )),
+                            note: format!(
+                                "Over the last {window} s, from the Seldon executor's metrics in Prometheus at {}, by predictor.",
+                                prometheus.address()
+                            ),
+                        }
+                    }
+                    Err(err) => Sides {
+                        note: format!("No numbers of the two sides: {err}."),
+                        ..Sides::default()
+                    },
+                };
+                self.recent_sides
+                    .lock()
+                    .expect("recent sides")
+                    .insert(binding.model.clone(), (Instant::now(), sides.clone()));
+                sides
+            }
+            (ServingTarget::Seldon, None) => Sides {
+                note:
+                    "Slipway reads the two sides of a SeldonDeployment's canary from Prometheus: \
+                       none is configured (SLIPWAY_PROMETHEUS_URL)."
+                        .into(),
+                ..Sides::default()
+            },
+            (ServingTarget::Kserve | ServingTarget::SeldonCore2, _) => Sides {
+                note: format!(
+                    "Slipway reads no per-version numbers of {} deployments (their runtimes' metrics \
+                     differ per install); a query gate of your own judges their canaries.",
+                    binding.target.as_str()
+                ),
+                ..Sides::default()
+            },
+        }
+    }
+
+    /// Each predictor's answers over the last `secs`, by predictor name.
+    async fn predictor_numbers(
+        &self,
+        binding: &DeploymentBinding,
+        secs: i64,
+    ) -> Result<HashMap<String, PredictorNumbers>> {
+        let Some((prometheus, labels)) = &self.prometheus else {
+            return Err(no_prometheus());
+        };
+        let promql = Promql::for_binding(binding, labels)?.by_predictor();
+        let queries = [
+            promql.increase(secs, false),
+            promql.increase(secs, true),
+            promql.quantile(0.5, secs, true),
+            promql.quantile(0.95, secs, true),
+            promql.quantile(0.99, secs, true),
+        ];
+        let at = crate::store::now_ms();
+        let found =
+            futures::future::try_join_all(queries.iter().map(|query| prometheus.query(query, at)))
+                .await?;
+        let mut numbers: HashMap<String, PredictorNumbers> = HashMap::new();
+        for (which, samples) in found.into_iter().enumerate() {
+            for sample in samples {
+                let predictor = sample
+                    .labels
+                    .get(SELDON_PREDICTOR_LABEL)
+                    .cloned()
+                    .unwrap_or_default();
+                let entry = numbers.entry(predictor).or_default();
+                match which {
+                    0 => entry.requests = sample.value,
+                    1 => entry.errors = sample.value,
+                    2 => entry.p50_ms = Some(sample.value * 1000.0),
+                    3 => entry.p95_ms = Some(sample.value * 1000.0),
+                    _ => entry.p99_ms = Some(sample.value * 1000.0),
+                }
+            }
+        }
+        Ok(numbers)
     }
 
     /// One model request the gateway answered (or could not).
@@ -469,7 +670,8 @@ pub struct Promql {
     errors: String,
     /// The latency histogram's buckets, selected for the deployment.
     buckets: String,
-    /// The label naming the version, where the metrics carry one.
+    /// The label naming the version, where the metrics carry one (or,
+    /// for one deployment's canary, the predictor).
     version_label: Option<&'static str>,
 }
 
@@ -511,6 +713,15 @@ impl Promql {
                 )));
             }
         })
+    }
+
+    /// The same numbers by Seldon Core v1 predictor: a canary is a
+    /// predictor of its own beside the stable one.
+    pub fn by_predictor(self) -> Self {
+        Self {
+            version_label: Some(SELDON_PREDICTOR_LABEL),
+            ..self
+        }
     }
 
     fn by(&self, per_version: bool) -> &'static str {
@@ -558,6 +769,26 @@ impl Promql {
             "histogram_quantile({q}, sum by ({by}) (rate({}[{window_secs}s])))",
             self.buckets
         )
+    }
+}
+
+fn no_prometheus() -> Error {
+    Error::Unavailable("no Prometheus is configured (SLIPWAY_PROMETHEUS_URL)".into())
+}
+
+fn side_of(version: &str, numbers: &PredictorNumbers, window_secs: f64) -> SideNumbers {
+    SideNumbers {
+        version: version.to_string(),
+        requests: numbers.requests.round() as u64,
+        over_window: TrafficPoint {
+            at_ms: crate::store::now_ms(),
+            requests_per_second: numbers.requests / window_secs.max(1.0),
+            error_percent: (numbers.requests > 0.0)
+                .then(|| numbers.errors / numbers.requests * 100.0),
+            p50_ms: numbers.p50_ms,
+            p95_ms: numbers.p95_ms,
+            p99_ms: numbers.p99_ms,
+        },
     }
 }
 

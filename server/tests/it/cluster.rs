@@ -1985,8 +1985,8 @@ async fn canaries_on_kserve_and_seldon_split_in_the_objects_and_end_promoted_or_
     let stable_uri =
         services.get(&kserve_name).await.unwrap().data["spec"]["predictor"]["model"]["storageUri"]
             .clone();
-    // Gates read the gateway, which cluster requests do not pass: refused,
-    // nothing started.
+    // Slipway reads no numbers of KServe's own: an analysis without a query
+    // gate is refused, nothing started.
     let refused = slipway
         .post_form(
             &format!("/deployments/{kserved}/canary"),
@@ -2268,6 +2268,231 @@ async fn canaries_on_kserve_and_seldon_split_in_the_objects_and_end_promoted_or_
     ] {
         assert_eq!(field_managers(&object), ["slipway"]);
     }
+}
+
+/// Canary analyses on cluster targets read Prometheus: a SeldonDeployment's
+/// canary by its own predictor's executor metrics (here from an exporter
+/// playing the executor: the stable predictor answers, the canary fails
+/// every request), whose two sides the page shows, and which is aborted by
+/// its failed checks; an InferenceService's by a query gate of the team's
+/// own, stepped and promoted by its passed checks. An analysis nothing
+/// could read, or a query Prometheus refuses, is refused at the start.
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_canaries_are_judged_by_their_numbers_in_prometheus() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let mlflow = MlflowRest::new(&mlflow_url());
+    let (kserved, kserve_versions) = registered_model(2).await;
+    let (seldoned, seldon_versions) = registered_model(2).await;
+    for (model, versions) in [(&kserved, &kserve_versions), (&seldoned, &seldon_versions)] {
+        mlflow
+            .transition_stage(model, &versions[0], "Production")
+            .await;
+    }
+    let setup = Setup::new("gates", |namespace| {
+        format!(
+            "[[deployment]]\nmodel = {kserved:?}\ntarget = \"kserve\"\nnamespace = {namespace:?}\n\
+             replicas = 1\n\
+             artifact_map = [{{ from = \"mlflow-artifacts:/\", to = \"s3://mlflow-artifacts/\" }}]\n{}",
+            seldon_binding(&seldoned, namespace)
+        )
+    })
+    .await;
+    let namespace = setup.namespace.name.clone();
+    let (kserve_name, seldon_name) = (
+        server::catalog::dns_name(&kserved),
+        server::catalog::dns_name(&seldoned),
+    );
+
+    // The executor's histogram per predictor: ten requests a second each,
+    // 20 ms apiece; the stable predictor's succeed, the canary's fail.
+    let served = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let counting = served.clone();
+    let ticking = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            every.tick().await;
+            counting.0.fetch_add(1, Ordering::SeqCst);
+            counting.1.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let exposed = served.clone();
+    let (exported_name, exported_namespace) = (seldon_name.clone(), namespace.clone());
+    let exporter = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let served = exposed.clone();
+            let (name, namespace) = (exported_name.clone(), exported_namespace.clone());
+            async move {
+                let mut text = String::new();
+                for (predictor, code, count) in [
+                    ("default", "200", served.0.load(Ordering::SeqCst)),
+                    ("canary", "500", served.1.load(Ordering::SeqCst)),
+                ] {
+                    let labels = format!(
+                        "deployment_name=\"{name}\",namespace=\"{namespace}\",predictor_name=\"{predictor}\",model_name=\"model\",method=\"post\",code=\"{code}\""
+                    );
+                    for le in ["0.01", "0.025", "+Inf"] {
+                        let within = if le == "0.01" { 0 } else { count };
+                        text.push_str(&format!(
+                            "seldon_api_executor_server_requests_seconds_bucket{{{labels},le=\"{le}\"}} {within}\n"
+                        ));
+                    }
+                    text.push_str(&format!(
+                        "seldon_api_executor_server_requests_seconds_count{{{labels}}} {count}\n"
+                    ));
+                }
+                text
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let exporter_address = listener.local_addr().unwrap().to_string();
+    let exporting = tokio::spawn(async move { axum::serve(listener, exporter).await.unwrap() });
+    let prometheus_port = support::free_port();
+    let prometheus =
+        support::prometheus::Prometheus::start(&exporter_address, prometheus_port).await;
+    let mut settings = setup.settings();
+    settings.extra_env = vec![("SLIPWAY_PROMETHEUS_URL", prometheus.url.clone())];
+    let slipway = Slipway::start(settings).await;
+    let services = kind_api(
+        &setup.namespace,
+        server::adapters::serving::kserve::api_resource(),
+    );
+    let seldons = seldon_api(&setup.namespace);
+    object_serves(&services, &kserve_name, Some(&kserve_versions[0])).await;
+    object_serves(&seldons, &seldon_name, Some(&seldon_versions[0])).await;
+
+    // Refused, nothing started: no numbers of KServe's own, and a query
+    // that does not parse.
+    let gates = |query: &'static str| {
+        [
+            ("version", "2"),
+            ("weight", "20"),
+            ("interval_secs", "2"),
+            ("step_weight", "20"),
+            ("max_weight", "40"),
+            ("failed_checks_limit", "2"),
+            ("query", query),
+            ("query_min", "2"),
+            ("query_max", "2"),
+        ]
+    };
+    for (query, said) in [
+        ("", "give the analysis a query gate"),
+        ("max(up", "does not run"),
+    ] {
+        let refused = refusal(
+            &slipway,
+            &format!("/deployments/{kserved}/canary"),
+            &gates(query),
+        )
+        .await;
+        assert!(refused.contains(said), "{said:?} not on the page");
+        assert!(deployment(&slipway, &kserved).await.rollout.is_none());
+    }
+
+    // KServe by a query gate: its number is the canary's version only if
+    // the query was given it, so each check passes, steps 20 → 40 %, and
+    // the one at 40 % promotes v2.
+    let back = slipway
+        .post_form(
+            &format!("/deployments/{kserved}/canary"),
+            &gates("max(max_over_time(up[{{interval}}])) * {{version}}"),
+        )
+        .await;
+    assert!(back.ends_with("#canary"), "{back}");
+    let promoted = eventually(Duration::from_secs(120), || async {
+        let panel = deployment(&slipway, &kserved).await.rollout?;
+        (panel.rollout.state == app::model::RolloutState::Succeeded).then_some(panel)
+    })
+    .await
+    .expect("the KServe canary promoted by its checks");
+    let passed: Vec<(u8, Option<f64>)> = promoted
+        .checks
+        .iter()
+        .rev()
+        .filter(|check| check.verdict == app::model::CheckVerdict::Passed)
+        .map(|check| (check.weight, check.query_value))
+        .collect();
+    assert_eq!(passed, [(20, Some(2.0)), (40, Some(2.0))]);
+    let service = object_when(&services, &kserve_name, |service| {
+        service["metadata"]["labels"]["slipway.dev/model-version"] == "2"
+            && service["spec"]["predictor"]
+                .get("canaryTrafficPercent")
+                .is_none()
+    })
+    .await;
+    assert!(
+        service["metadata"]["annotations"]
+            .get("slipway.dev/canary")
+            .is_none()
+    );
+
+    // Seldon Core v1 by its canary predictor's own answers.
+    let back = slipway
+        .post_form(
+            &format!("/deployments/{seldoned}/canary"),
+            &[
+                ("version", "2"),
+                ("weight", "20"),
+                ("interval_secs", "3"),
+                ("min_success_percent", "95"),
+                ("failed_checks_limit", "2"),
+            ],
+        )
+        .await;
+    assert!(back.ends_with("#canary"), "{back}");
+    let sides = eventually(A_WHILE, || async {
+        let panel = deployment(&slipway, &seldoned).await.rollout?;
+        let (stable, canary) = (panel.stable?, panel.canary?);
+        (stable.requests > 0 && canary.requests > 0).then_some((stable, canary, panel.sides_note))
+    })
+    .await
+    .expect("both sides' numbers on the page");
+    let (stable, canary, note) = sides;
+    assert_eq!(
+        (stable.version.as_str(), canary.version.as_str()),
+        ("1", "2")
+    );
+    assert_eq!(stable.over_window.error_percent, Some(0.0));
+    assert_eq!(canary.over_window.error_percent, Some(100.0));
+    assert!(
+        canary
+            .over_window
+            .p99_ms
+            .is_some_and(|ms| (10.0..=25.0).contains(&ms)),
+        "{canary:?}"
+    );
+    assert!(note.contains("Prometheus at http://127.0.0.1:"), "{note}");
+    let aborted = eventually(Duration::from_secs(120), || async {
+        let panel = deployment(&slipway, &seldoned).await.rollout?;
+        (panel.rollout.state == app::model::RolloutState::Aborted).then_some(panel)
+    })
+    .await
+    .expect("the Seldon canary aborted by its checks");
+    assert!(
+        aborted.rollout.outcome.starts_with(
+            "aborted by its analysis after 2 failed checks; the last: success 0.0 % below 95 %"
+        ),
+        "{}",
+        aborted.rollout.outcome
+    );
+    object_when(&seldons, &seldon_name, |deployment| {
+        deployment["spec"]["predictors"].as_array().map(Vec::len) == Some(1)
+    })
+    .await;
+    ticking.abort();
+    exporting.abort();
+}
+
+/// Posts a form Slipway refuses; returns the page it sent back to, with its
+/// notice.
+async fn refusal(slipway: &Slipway, path: &str, fields: &[(&str, &str)]) -> String {
+    let back = slipway.post_form(path, fields).await;
+    assert!(back.contains("notice="), "{path} was not refused: {back}");
+    slipway.get(&back).await.text().await.unwrap()
 }
 
 /// `api`'s object `name` (as JSON) once `wanted` holds; panics with how it

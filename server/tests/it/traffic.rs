@@ -12,6 +12,7 @@ use leptos::server_fn::ServerFn;
 use server::services::promotions::Expected;
 
 use crate::support::binary::{Slipway, SlipwaySettings};
+use crate::support::prometheus::Prometheus;
 use crate::support::site::Site;
 use crate::support::{
     config, eventually, free_port, mlflow_url, register_failing_model,
@@ -421,77 +422,6 @@ async fn load_tests_against_the_gateway(site: &Site, model: &str) {
         page.contains("data-row=\"p99\""),
         "the comparison lists p99"
     );
-}
-
-/// Debian's Prometheus on 127.0.0.1, scraping `target` (host:port) every
-/// second. Killed when dropped.
-struct Prometheus {
-    child: tokio::process::Child,
-    url: String,
-    _data: tempfile::TempDir,
-}
-
-impl Prometheus {
-    async fn start(target: &str, port: u16) -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let config = data.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: slipway\n    static_configs:\n      - targets: ['{target}']\n"
-            ),
-        )
-        .unwrap();
-        let child = tokio::process::Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                data.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(data.path().join("prometheus.log")).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("prometheus on PATH (make test installs Debian's package)");
-        let url = format!("http://127.0.0.1:{port}");
-        let ready = eventually(Duration::from_secs(30), || async {
-            let answer = reqwest::get(format!("{url}/-/ready")).await.ok()?;
-            answer.status().is_success().then_some(())
-        })
-        .await;
-        assert!(ready.is_some(), "Prometheus did not become ready");
-        Self {
-            child,
-            url,
-            _data: data,
-        }
-    }
-
-    /// Waits until Prometheus has scraped its target at least once more.
-    async fn scraped_again(&self) {
-        let query = format!("{}/api/v1/query?query=up", self.url);
-        let first = scrape_time(&query).await;
-        eventually(Duration::from_secs(10), || async {
-            (scrape_time(&query).await > first).then_some(())
-        })
-        .await
-        .expect("Prometheus scrapes every second");
-    }
-}
-
-async fn scrape_time(query: &str) -> f64 {
-    let answer: serde_json::Value = reqwest::get(query).await.unwrap().json().await.unwrap();
-    answer["data"]["result"][0]["value"][0]
-        .as_f64()
-        .unwrap_or(0.0)
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
 }
 
 /// In the embedded default's place, a real Prometheus scrapes Slipway while
@@ -1268,6 +1198,7 @@ async fn a_canary_is_stepped_by_its_passed_checks_and_aborted_by_its_failed_ones
         min_success_percent: 95.0,
         max_p99_ms: None,
         failed_checks_limit: 2,
+        query: None,
     };
     rollouts
         .start(&deployer, &model, canary("3", 20, Some(gates)))
@@ -1329,6 +1260,7 @@ async fn a_canary_is_stepped_by_its_passed_checks_and_aborted_by_its_failed_ones
         min_success_percent: 95.0,
         max_p99_ms: Some(5_000.0),
         failed_checks_limit: 2,
+        query: None,
     };
     rollouts
         .start(&deployer, &model, canary("2", 20, Some(schedule)))
@@ -1399,6 +1331,7 @@ async fn a_canary_is_stepped_by_its_passed_checks_and_aborted_by_its_failed_ones
         min_success_percent: 95.0,
         max_p99_ms: None,
         failed_checks_limit: 2,
+        query: None,
     };
     let shadow = app::model::NewRollout {
         mode: app::model::RolloutMode::Shadow,

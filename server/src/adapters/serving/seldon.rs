@@ -16,7 +16,10 @@ use super::objects::{
     CANARY_ANNOTATION, ObjectKind, ObjectTarget, Served, Share, canary_annotation, false_condition,
     metadata, resources,
 };
-use crate::catalog::{DeploymentBinding, ServingTarget as TargetKind};
+use crate::catalog::{
+    DeploymentBinding, SELDON_STABLE_PREDICTOR, ServingTarget as TargetKind,
+    seldon_canary_predictor,
+};
 use crate::serving::ServingStatus;
 
 const GRAPH_NODE: &str = "model";
@@ -98,7 +101,7 @@ pub fn render(binding: &DeploymentBinding, version: &str, model_uri: &str) -> Se
         metadata: metadata(binding, version),
         spec: SeldonDeploymentSpec {
             predictors: vec![Predictor {
-                name: "default".into(),
+                name: SELDON_STABLE_PREDICTOR.into(),
                 replicas: binding.replicas,
                 traffic: 100,
                 shadow: None,
@@ -193,7 +196,7 @@ impl ObjectKind for SeldonDeploymentKind {
         } else {
             i32::from(share.weight)
         };
-        second.name = if share.shadow { "shadow" } else { "canary" }.into();
+        second.name = seldon_canary_predictor(share.shadow).into();
         second.traffic = weight;
         second.shadow = share.shadow.then_some(true);
         second.labels.insert(

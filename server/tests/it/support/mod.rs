@@ -5,6 +5,7 @@ pub mod binary;
 pub mod cluster;
 pub mod crd;
 pub mod mock_api;
+pub mod prometheus;
 pub mod roles;
 pub mod site;
 
