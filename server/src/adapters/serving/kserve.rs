@@ -182,6 +182,7 @@ impl ObjectKind for InferenceServiceKind {
     const KIND: &'static str = "InferenceService";
     const OPERATOR: &'static str = "KServe";
     const READY: &'static str = "KServe reports it Ready";
+    const ABORTED_CANARY_STAYS: bool = true;
 
     fn api_resource() -> ApiResource {
         api_resource()

@@ -58,6 +58,12 @@ pub trait ObjectKind: Send + Sync + 'static {
     /// The operator's own words on the object, and where it answers.
     fn status(object: &DynamicObject) -> ServingStatus;
 
+    /// Whether an aborted canary stays in the object at 0 % until the next
+    /// change replaces it: KServe's rollback, which sends every request to
+    /// the revision rolled out before at once (a new spec would keep the
+    /// split until its own new revision were ready).
+    const ABORTED_CANARY_STAYS: bool = false;
+
     /// Where the canary lives when it is objects of its own (Seldon Core
     /// 2's Experiment); `None`: in the main object, or nowhere.
     fn canary_objects() -> Option<CanaryHooks> {
@@ -226,9 +232,10 @@ struct Awaited {
 
 impl<K: ObjectKind> ObjectTarget<K> {
     /// The canary to serve beside Production `version` in the main object:
-    /// a progressing rollout's version, where it mapped, and its share. A
-    /// rollout begun beside another version than Production now serves
-    /// none; kinds whose canary is objects of their own have none here.
+    /// a progressing rollout's version, where it mapped, and its share (an
+    /// aborted one's at 0 %, where it stays). A rollout begun beside another
+    /// version than Production now serves none; kinds whose canary is
+    /// objects of their own have none here.
     async fn canary(
         &self,
         ledger: &Arc<Ledger>,
@@ -244,16 +251,27 @@ impl<K: ObjectKind> ObjectTarget<K> {
             .await?
             .into_iter()
             .find(|rollout| {
-                rollout.state == app::model::RolloutState::Progressing
-                    && rollout.stable_version.as_deref() == Some(version)
+                let served = match rollout.state {
+                    app::model::RolloutState::Progressing => true,
+                    app::model::RolloutState::Aborted => K::ABORTED_CANARY_STAYS,
+                    _ => false,
+                };
+                served && rollout.stable_version.as_deref() == Some(version)
             })
         else {
             return Ok(None);
         };
+        let share = match rollout.state {
+            app::model::RolloutState::Aborted => Share {
+                weight: 0,
+                shadow: false,
+            },
+            _ => share_of(&rollout),
+        };
         Ok(mapped_storage_uri(ledger, binding, &rollout.canary_version)
             .await?
             .ok()
-            .map(|uri| (rollout.canary_version.clone(), uri, share_of(&rollout))))
+            .map(|uri| (rollout.canary_version.clone(), uri, share)))
     }
 
     pub fn new(client: Client, unbound: UnboundObjects, install_id: &str) -> Self {
