@@ -1294,6 +1294,10 @@ pub struct NewRollout {
     /// promote and abort it.
     #[serde(default)]
     pub analysis: Option<CanaryAnalysis>,
+    /// Why, for the audit log; where the deployment requires approval, the
+    /// request's reason (required there).
+    #[serde(default)]
+    pub reason: String,
 }
 
 /// The canary form as typed: a version and its share, and, where a check
@@ -1314,6 +1318,7 @@ pub struct CanaryForm {
     pub query: String,
     pub query_min: String,
     pub query_max: String,
+    pub reason: String,
 }
 
 impl CanaryForm {
@@ -1401,6 +1406,7 @@ impl CanaryForm {
                 weight,
                 mode,
                 analysis,
+                reason: self.reason.trim().to_string(),
             }),
             _ => Err(problems),
         }
@@ -1529,6 +1535,9 @@ pub struct PromotionRequest {
     /// A settings change instead of a promotion: what approving it saves.
     #[serde(default)]
     pub settings: Option<SettingsChange>,
+    /// A canary's start instead of a promotion: what approving it starts.
+    #[serde(default)]
+    pub rollout: Option<NewRollout>,
     pub state: RequestState,
     pub decided_by: Option<String>,
     pub decided_ms: Option<i64>,

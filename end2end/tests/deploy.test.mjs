@@ -244,6 +244,41 @@ test('four eyes: a deployer asks, cannot approve; an approver approves and it se
   await still.close();
 });
 
+test('where approval is required, a canary is asked for with a reason and starts once an approver approves it', async () => {
+  const page = await app.open(`/deployments/${guarded}`, { as: 'deployer' });
+  await page.fill('#version', '2');
+  await page.fill('#weight', '20');
+  await page.getByRole('button', { name: 'Ask to start the canary' }).click();
+  await page.waitForURL(/notice=/);
+  assert.match(await page.locator('.form-errors').textContent(), /say why this version should take real requests/);
+  await page.fill('#version', '2');
+  await page.fill('#weight', '20');
+  await page.fill('#canary-reason', 'a fifth of the traffic first');
+  await page.getByRole('button', { name: 'Ask to start the canary' }).click();
+  await page.waitForURL(/\/approvals\/[0-9a-f]+$/);
+  await page.getByRole('heading', { name: `Start ${guarded} v2 as a canary at 20 %?` }).waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Approve and start' }).count(), 0, 'no approve button for the requester');
+  const requestPath = new URL(page.url()).pathname;
+  await page.close();
+
+  const review = await app.open(requestPath, { as: 'approver' });
+  assert.match(await review.locator('[data-rollout-asked]').textContent(), /v2 answers 20 % of the requests/);
+  await review.getByRole('button', { name: 'Approve and start' }).click();
+  await review.locator('[data-request-state="approved"]').first().waitFor();
+  await review.close();
+
+  const deployment = await app.open(`/deployments/${guarded}`, { as: 'deployer' });
+  await deployment.locator('[data-canary-state="progressing"]').waitFor({ timeout: 15_000 });
+  assert.match(
+    await deployment.locator('[data-canary-state]').first().textContent(),
+    /v2 takes 20 % of the requests beside v1; started by deployer \(approved by approver\)/,
+  );
+  await deployment.fill('#canary-abort-reason', 'seen it start');
+  await deployment.getByRole('button', { name: 'Abort the canary' }).click();
+  await deployment.locator('[data-canary-state="aborted"]').waitFor({ timeout: 15_000 });
+  await deployment.close();
+});
+
 test('an admin creates a deployment in the app, it serves, is changed, and once deleted its model server is gone', async () => {
   // Nothing serves it yet: its version page offers a deployment, not a promotion.
   const list = await app.open(`/models/${made}/versions/1`, { as: 'admin' });

@@ -12,7 +12,7 @@ use super::parts::{Evidence, RequestBadge, RequestTable};
 use super::{NotAllowed, format_millis, use_me};
 use crate::access::{Action, authorize};
 use crate::error::AppError;
-use crate::model::{PromotionRequest, RequestState};
+use crate::model::{NewRollout, PromotionRequest, RequestState, RolloutMode};
 use crate::routes::{approval_href, deployment_href};
 use crate::server_fns::{get_promotion_request, list_promotion_requests};
 
@@ -62,15 +62,19 @@ pub fn ApprovalPage() -> impl IntoView {
 
 #[component]
 fn RequestDetail(request: PromotionRequest, allowed: Result<(), String>) -> impl IntoView {
-    let title = match &request.settings {
-        Some(change) if change.create => format!("Make the deployment of {}?", request.model),
-        Some(_) => format!("Change the deployment of {}?", request.model),
-        None => format!("Promote {} v{}?", request.model, request.version),
+    let title = match (&request.settings, &request.rollout) {
+        (Some(change), _) if change.create => format!("Make the deployment of {}?", request.model),
+        (Some(_), _) => format!("Change the deployment of {}?", request.model),
+        (None, Some(asked)) => format!(
+            "Start {} v{} as a {} at {} %?",
+            request.model, asked.version, asked.mode, asked.weight
+        ),
+        (None, None) => format!("Promote {} v{}?", request.model, request.version),
     };
-    let approve_label = if request.settings.is_some() {
-        "Approve and save"
-    } else {
-        "Approve and deploy"
+    let approve_label = match (&request.settings, &request.rollout) {
+        (Some(_), _) => "Approve and save",
+        (None, Some(_)) => "Approve and start",
+        (None, None) => "Approve and deploy",
     };
     let decision = match request.state {
         RequestState::Pending => match allowed {
@@ -120,6 +124,10 @@ fn RequestDetail(request: PromotionRequest, allowed: Result<(), String>) -> impl
             <h2>"The settings change"</h2>
             <p class="description" data-settings-change>{change.changes}</p>
         })}
+        {request.rollout.clone().map(|asked| view! {
+            <h2>"The canary"</h2>
+            <p class="description" data-rollout-asked>{rollout_words(&asked)}</p>
+        })}
         <h2>"Evidence, as it was when asked"</h2>
         {match request.evidence.clone() {
             Some(preview) => view! { <Evidence preview/> }.into_any(),
@@ -128,4 +136,23 @@ fn RequestDetail(request: PromotionRequest, allowed: Result<(), String>) -> impl
         {decision}
         <p><a href=deployment_href(&request.model)>"The deployment"</a></p>
     }
+}
+
+/// What approving a canary's request starts, in words.
+fn rollout_words(asked: &NewRollout) -> String {
+    let share = match asked.mode {
+        RolloutMode::Canary => format!(
+            "v{} answers {} % of the requests",
+            asked.version, asked.weight
+        ),
+        RolloutMode::Shadow => format!(
+            "v{} sees a copy of {} % of the requests while Production answers them all",
+            asked.version, asked.weight
+        ),
+    };
+    let analysis = match &asked.analysis {
+        Some(analysis) => super::canary::analysis_words(analysis),
+        None => "People step, promote and abort it.".to_string(),
+    };
+    format!("{share}. {analysis} Promoting it fully is a request of its own.")
 }

@@ -25,19 +25,13 @@ pub fn CanarySection(detail: DeploymentDetail, may_promote: bool) -> impl IntoVi
         .as_ref()
         .filter(|panel| panel.rollout.state.is_active())
         .map(|panel| panel.rollout.clone());
-    // Four eyes decide what serves where approval is required: no canary
-    // goes around them.
-    let why_not = detail.requires_approval.then_some(
-        "This deployment requires approval: its versions go out through a promotion request, not a canary.",
-    );
-    let forms = match (may_promote, active, why_not) {
-        (false, _, _) => None,
-        (true, Some(rollout), _) if rollout.state == RolloutState::Progressing => {
+    let forms = match (may_promote, active) {
+        (false, _) => None,
+        (true, Some(rollout)) if rollout.state == RolloutState::Progressing => {
             Some(view! { <ActiveForms model=model.clone() weight=rollout.weight canary=rollout.canary_version/> }.into_any())
         }
-        (true, Some(_), _) => None,
-        (true, None, Some(why)) => Some(view! { <p class="muted" data-canary-why-not>{why}</p> }.into_any()),
-        (true, None, None) => Some(view! { <StartForm model=model.clone()/> }.into_any()),
+        (true, Some(_)) => None,
+        (true, None) => Some(view! { <StartForm model=model.clone() requires_approval=detail.requires_approval/> }.into_any()),
     };
     view! {
         <section class="canary" id="canary">
@@ -200,7 +194,7 @@ fn ActiveForms(model: String, weight: u8, canary: String) -> impl IntoView {
 /// A version and its share; with a check interval, the analysis the
 /// leader runs it by.
 #[component]
-fn StartForm(model: String) -> impl IntoView {
+fn StartForm(model: String, requires_approval: bool) -> impl IntoView {
     let field = |id: &'static str, label: &'static str, hint: &'static str| {
         view! {
             <div class="field">
@@ -243,7 +237,15 @@ fn StartForm(model: String) -> impl IntoView {
                 {field("query_max", "Its largest value", "none")}
                 <p class="muted">"In the query, {{version}} is the canary's version, {{interval}} the check interval, {{namespace}} and {{name}} the deployment's object's."</p>
             </fieldset>
-            <button type="submit" class="primary">"Start the canary"</button>
+            <div class="field wide">
+                <label for="canary-reason">{if requires_approval {
+                    "Why (required: this deployment requires approval, so an approver decides whether it starts)"
+                } else {
+                    "Why (kept in the audit log)"
+                }}</label>
+                <input id="canary-reason" name="reason" type="text"/>
+            </div>
+            <button type="submit" class="primary">{if requires_approval { "Ask to start the canary" } else { "Start the canary" }}</button>
         </form>
     }
 }
@@ -252,7 +254,7 @@ fn version_words(version: Option<&str>) -> String {
     version.map_or("no version".into(), |version| format!("v{version}"))
 }
 
-fn analysis_words(analysis: &CanaryAnalysis) -> String {
+pub(super) fn analysis_words(analysis: &CanaryAnalysis) -> String {
     let schedule = if analysis.step_weight > 0 {
         format!(
             "Checked every {} s; each passed check adds {} % up to {} %, where a passed check promotes it.",

@@ -19,6 +19,7 @@ pub fn RequestTable(requests: Vec<PromotionRequest>) -> impl IntoView {
             "Asked",
             "Model",
             "Version",
+            "Asks for",
             "By",
             "Why",
             "State",
@@ -33,6 +34,11 @@ pub fn RequestTable(requests: Vec<PromotionRequest>) -> impl IntoView {
                     <td>{(!request.version.is_empty()).then(|| view! {
                         <a href=version_href(&request.model, &request.version)>{format!("v{}", request.version)}</a>
                     })}</td>
+                    <td data-asks-for>{match (&request.settings, &request.rollout) {
+                        (Some(_), _) => "a settings change".to_string(),
+                        (None, Some(asked)) => format!("a {} at {} %", asked.mode, asked.weight),
+                        (None, None) => "a promotion".to_string(),
+                    }}</td>
                     <td>{request.requested_by.clone()}</td>
                     <td class="description">{request.reason.clone()}</td>
                     <td><RequestBadge state=request.state/></td>

@@ -541,6 +541,7 @@ impl Deployments {
                 base_version: version.as_deref(),
                 evidence: evidence.as_ref(),
                 settings: Some(&change),
+                rollout: None,
             })
             .await?;
         audit

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use app::access::{Action, User, authorize};
 use app::model::{
-    AuditAction, Notification, NotificationEvent, PromotionPreview, PromotionRequest, RequestState,
-    SettingsChange,
+    AuditAction, NewRollout, Notification, NotificationEvent, PromotionPreview, PromotionRequest,
+    RequestState,
 };
 use app::routes::{approval_href, deployment_href};
 
@@ -40,6 +40,21 @@ pub enum Promoted {
     Now,
     /// Waiting for an approver: the request's id.
     Requested(String),
+}
+
+/// Starts a canary an approver approved: the rollouts service, which sits
+/// above this one (its promotions go through here), handed in by the
+/// caller of [`Promotions::approve`].
+#[async_trait::async_trait]
+pub trait StartsApprovedRollouts: Send + Sync {
+    /// Starts `asked` on behalf of the request's requester as approved by
+    /// `approver`; a `Conflict` where it can no longer start as asked.
+    async fn start_approved(
+        &self,
+        approver: &User,
+        request: &PromotionRequest,
+        asked: &NewRollout,
+    ) -> Result<()>;
 }
 
 /// What a change of Production expects to find there.
@@ -168,6 +183,7 @@ impl Promotions {
                 base_version: base_version.as_deref(),
                 evidence: Some(&evidence),
                 settings: None,
+                rollout: None,
             })
             .await?;
         audit
@@ -191,14 +207,95 @@ impl Promotions {
         Ok(Promoted::Requested(request.id))
     }
 
+    /// Asks an approver to let `asked` start as a canary beside
+    /// `base_version` of a deployment that requires approval: a canary
+    /// answers real requests, so nobody serves a version alone there.
+    pub async fn request_rollout(
+        &self,
+        user: &User,
+        binding: &DeploymentBinding,
+        base_version: Option<&str>,
+        asked: &NewRollout,
+    ) -> Result<PromotionRequest> {
+        let model = binding.model.as_str();
+        authorize(user, Action::Promote { model })?;
+        let reason = checked_text(
+            &asked.reason,
+            "say why this version should take real requests (the deployment requires approval)",
+        )?;
+        let evidence = self.preview(binding, &asked.version).await?;
+        let asked_for = rollout_words(asked);
+        let audit = self
+            .audit
+            .begin(
+                &user.actor(),
+                AuditAction::PromotionRequest,
+                &subject(model),
+                &format!("{asked_for}: {reason}"),
+            )
+            .await?;
+        let request = self
+            .store
+            .insert_promotion_request(&NewRequest {
+                model,
+                version: &asked.version,
+                reason: &reason,
+                requested_by: &user.name,
+                base_version,
+                evidence: Some(&evidence),
+                settings: None,
+                rollout: Some(asked),
+            })
+            .await?;
+        audit
+            .complete(Outcome::DoneWith(format!("request {}", request.id)))
+            .await?;
+        tracing::info!(%model, version = %asked.version, user = %user.name, request = %request.id, "canary requested");
+        self.tell(
+            NotificationEvent::PromotionRequested,
+            format!(
+                "{} asks to start {model} {asked_for}: {}",
+                user.actor(),
+                clipped(&reason)
+            ),
+            approval_href(&request.id),
+            model,
+            &asked.version,
+            Some(&request.id),
+            user,
+        )
+        .await;
+        Ok(request)
+    }
+
     /// An approver's yes: promotes at once, if Production is still what
-    /// it was when the request was made (or saves the settings change).
-    pub async fn approve(&self, user: &User, id: &str, comment: &str) -> Result<PromotionRequest> {
+    /// it was when the request was made (or saves the settings change, or
+    /// starts the canary through `rollouts`).
+    pub async fn approve(
+        &self,
+        user: &User,
+        id: &str,
+        comment: &str,
+        rollouts: &dyn StartsApprovedRollouts,
+    ) -> Result<PromotionRequest> {
         let request = self.pending_request(user, id).await?;
         let comment = comment.trim().chars().take(MAX_TEXT).collect::<String>();
         if let Some(change) = &request.settings {
+            let audit = self
+                .decide(
+                    user,
+                    &request,
+                    AuditAction::Approve,
+                    RequestState::Approving,
+                    &comment,
+                )
+                .await?;
+            let saved = self
+                .deployments
+                .apply_approved(user, &request, change)
+                .await;
             return self
-                .approve_settings(user, &request, change, &comment)
+                .finish_approved(user, &request, audit, saved, "saved; converging")
                 .await;
         }
         let binding = self.binding(&request.model).await?;
@@ -236,6 +333,12 @@ impl Promotions {
                 &comment,
             )
             .await?;
+        if let Some(asked) = &request.rollout {
+            let started = rollouts.start_approved(user, &request, asked).await;
+            return self
+                .finish_approved(user, &request, audit, started, "the canary starts")
+                .await;
+        }
         let expected = Expected::Version(request.base_version.clone());
         let promoted = self
             .mark_production(
@@ -259,35 +362,27 @@ impl Promotions {
         self.request(id).await
     }
 
-    /// An approver's yes to a settings change: decided first, then saved
-    /// as asked for, unless what it was decided on moved meanwhile (stale).
-    async fn approve_settings(
+    /// Ends an approved request that is not a promotion once `carried` out
+    /// (`done` says so): a `Conflict` means what it was decided on moved
+    /// meanwhile, and the request is stale.
+    async fn finish_approved(
         &self,
         user: &User,
         request: &PromotionRequest,
-        change: &SettingsChange,
-        comment: &str,
+        audit: Begun,
+        carried: Result<()>,
+        done: &str,
     ) -> Result<PromotionRequest> {
-        let audit = self
-            .decide(
-                user,
-                request,
-                AuditAction::Approve,
-                RequestState::Approving,
-                comment,
-            )
-            .await?;
-        let saved = self.deployments.apply_approved(user, request, change).await;
-        let (state, note) = match &saved {
-            Ok(()) => (RequestState::Approved, "saved; converging".to_string()),
+        let (state, note) = match &carried {
+            Ok(()) => (RequestState::Approved, done.to_string()),
             Err(Error::Conflict(why)) => (RequestState::Stale, why.clone()),
             Err(err) => (RequestState::Failed, Outcome::failed(err).text()),
         };
         self.store
             .finish_promotion_request(&request.id, state, &note)
             .await?;
-        tracing::info!(model = %request.model, approver = %user.name, request = %request.id, ?state, "settings change decided");
-        let finished = audit.finish(saved).await;
+        tracing::info!(model = %request.model, approver = %user.name, request = %request.id, ?state, "request decided");
+        let finished = audit.finish(carried).await;
         if state == RequestState::Stale {
             return Err(Error::invalid(format!(
                 "This request is stale and cannot be approved: {note}. Ask for a new one."
@@ -730,10 +825,19 @@ impl Promotions {
 
 /// What a request asks for, in words.
 fn asked_for(request: &PromotionRequest) -> String {
-    match &request.settings {
-        Some(change) => format!("the deployment of {}: {}", request.model, change.changes),
-        None => format!("{} v{}", request.model, request.version),
+    match (&request.settings, &request.rollout) {
+        (Some(change), _) => format!("the deployment of {}: {}", request.model, change.changes),
+        (None, Some(asked)) => format!("{} {}", request.model, rollout_words(asked)),
+        (None, None) => format!("{} v{}", request.model, request.version),
     }
+}
+
+/// A canary's start in words: "v7 as a canary at 20 %".
+fn rollout_words(asked: &NewRollout) -> String {
+    format!(
+        "v{} as a {} at {} %",
+        asked.version, asked.mode, asked.weight
+    )
 }
 
 fn subject(model: &str) -> String {

@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 use app::access::{Action, Grant, Role, User, authorize};
 use app::model::{
     AuditAction, CanaryAnalysis, CheckVerdict, NewRollout, Notification, NotificationEvent,
-    QueryGate, RolloutCheck, RolloutMode,
+    PromotionRequest, QueryGate, RolloutCheck, RolloutMode,
 };
 
 use super::audit::{Audit, Outcome};
-use super::promotions::{Expected, Promoted, Promotions};
+use super::promotions::{Expected, Promoted, Promotions, StartsApprovedRollouts};
 use crate::catalog::{DeploymentBinding, ServingTarget, seldon_canary_predictor};
 use crate::error::{Error, Invalid, Result};
 use crate::serving::reconciler::Reconciler;
@@ -38,6 +38,15 @@ pub const ANALYSIS_ACTOR: &str = "canary analysis";
 
 /// How often the leader looks whether a check is due.
 const ANALYSE_EVERY: Duration = Duration::from_secs(1);
+
+/// What a "Start the canary" did.
+#[derive(Debug, Clone)]
+pub enum Started {
+    Now(Box<Rollout>),
+    /// The deployment requires approval: waiting for an approver; the
+    /// request's id.
+    Requested(String),
+}
 
 pub struct Rollouts {
     store: Store,
@@ -101,18 +110,40 @@ impl Rollouts {
             .find(|rollout| rollout.state.is_active()))
     }
 
-    /// Starts `version` as the canary of `model`'s deployment at `weight` %.
-    pub async fn start(&self, user: &User, model: &str, asked: NewRollout) -> Result<Rollout> {
+    /// Starts `version` as the canary of `model`'s deployment at `weight` %;
+    /// where the deployment requires approval, asks an approver to (the
+    /// canary would answer real requests with a version nobody approved).
+    pub async fn start(&self, user: &User, model: &str, asked: NewRollout) -> Result<Started> {
         authorize(user, Action::Promote { model })?;
+        let (binding, production) = self.startable(model, &asked).await?;
+        if binding.requires_approval {
+            let request = self
+                .promotions
+                .request_rollout(user, &binding, production.as_deref(), &asked)
+                .await?;
+            return Ok(Started::Requested(request.id));
+        }
+        let rollout = self.begin(&user.actor(), model, production, asked).await?;
+        Ok(Started::Now(Box::new(rollout)))
+    }
+
+    /// The deployment and its Production version, if `asked` can start
+    /// beside it; else every reason it cannot.
+    async fn startable(
+        &self,
+        model: &str,
+        asked: &NewRollout,
+    ) -> Result<(DeploymentBinding, Option<String>)> {
         let NewRollout {
             version,
             weight,
             mode,
             analysis,
+            ..
         } = asked;
-        let version = version.as_str();
+        let (version, weight, mode) = (version.as_str(), *weight, *mode);
         check_weight(weight, mode)?;
-        if let Some(analysis) = &analysis {
+        if let Some(analysis) = analysis {
             let problems = analysis.problems(weight, mode);
             if !problems.is_empty() {
                 return Err(Error::Invalid(Invalid {
@@ -122,15 +153,8 @@ impl Rollouts {
             }
         }
         let (binding, production) = self.promotions.production_now(model).await?;
-        if let Some(analysis) = &analysis {
+        if let Some(analysis) = analysis {
             self.can_check(&binding, version, analysis).await?;
-        }
-        // A canary serves real requests: where an approver decides what
-        // serves, it would be a way around them.
-        if binding.requires_approval {
-            return Err(Error::invalid(format!(
-                "{model} requires approval: its versions go out through a promotion request, not a canary"
-            )));
         }
         if production.as_deref() == Some(version) {
             return Err(Error::invalid(format!(
@@ -160,15 +184,33 @@ impl Rollouts {
                 )));
             }
         }
+        Ok((binding, production))
+    }
+
+    /// Writes the rollout's row (audited as `actor`'s), then converges.
+    async fn begin(
+        &self,
+        actor: &str,
+        model: &str,
+        production: Option<String>,
+        asked: NewRollout,
+    ) -> Result<Rollout> {
+        let NewRollout {
+            version,
+            weight,
+            mode,
+            analysis,
+            reason,
+        } = asked;
         let rollout = Rollout {
             id: uuid::Uuid::new_v4().simple().to_string(),
             model: model.to_string(),
             stable_version: production.clone(),
-            canary_version: version.to_string(),
+            canary_version: version.clone(),
             weight,
             mode,
             state: RolloutState::Progressing,
-            started_by: user.actor(),
+            started_by: actor.to_string(),
             started_ms: crate::store::now_ms(),
             updated_ms: crate::store::now_ms(),
             ended_ms: None,
@@ -176,8 +218,13 @@ impl Rollouts {
             analysis,
             failed_checks: 0,
         };
+        let why = if reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {reason}")
+        };
         let detail = format!(
-            "v{version} as {mode} at {weight} % beside {}{}",
+            "v{version} as {mode} at {weight} % beside {}{}{why}",
             production.map_or("nothing".into(), |version| format!("v{version}")),
             rollout
                 .analysis
@@ -187,12 +234,7 @@ impl Rollouts {
         );
         let audit = self
             .audit
-            .begin(
-                &user.actor(),
-                AuditAction::Rollout,
-                &subject(model),
-                &detail,
-            )
+            .begin(actor, AuditAction::Rollout, &subject(model), &detail)
             .await?;
         if !self.store.begin_rollout(&rollout).await? {
             audit
@@ -203,7 +245,7 @@ impl Rollouts {
             )));
         }
         audit.complete(Outcome::Done).await?;
-        self.converge(&user.actor(), model);
+        self.converge(actor, model);
         Ok(rollout)
     }
 
@@ -300,7 +342,12 @@ impl Rollouts {
                 )
                 .await?
         {
-            return Err(changed_meanwhile(model));
+            // A pass that saw the new Production first moved it already.
+            let now = self.newest(model).await?;
+            let moved_on = matches!(now.state, RolloutState::Promoting | RolloutState::Succeeded);
+            if now.id != rollout.id || !moved_on {
+                return Err(changed_meanwhile(model));
+            }
         }
         self.converge(&user.actor(), model);
         Ok(promoted)
@@ -598,6 +645,35 @@ impl Rollouts {
             },
         )
         .await;
+    }
+}
+
+#[async_trait::async_trait]
+impl StartsApprovedRollouts for Rollouts {
+    /// Starts the canary as asked, on behalf of its requester: the
+    /// approver saw it beside the Production it was asked beside (else the
+    /// request is stale), and it must still be able to start.
+    async fn start_approved(
+        &self,
+        approver: &User,
+        request: &PromotionRequest,
+        asked: &NewRollout,
+    ) -> Result<()> {
+        let (_, production) = self.startable(&request.model, asked).await?;
+        if production != request.base_version {
+            return Err(Error::Conflict(format!(
+                "production is {} now",
+                production.map_or("nothing".into(), |version| format!("v{version}"))
+            )));
+        }
+        let actor = format!(
+            "{} (approved by {})",
+            request.requested_by,
+            approver.actor()
+        );
+        self.begin(&actor, &request.model, production, asked.clone())
+            .await?;
+        Ok(())
     }
 }
 

@@ -431,7 +431,9 @@ impl Reconciler {
 
     /// Serves a rollout's canary beside the stable version; a promoted
     /// canary, once the stable side serves its version, ends the rollout
-    /// (succeeded) and its canary server.
+    /// (succeeded) and its canary server. Production moved by another way
+    /// (an approved request, MLflow's own UI) moves the rollout with it:
+    /// to the canary, it is promoting; to a third version, it is over.
     async fn converge_canary(
         &self,
         target: &Arc<dyn Target>,
@@ -440,6 +442,33 @@ impl Reconciler {
         rollout: Option<&app::model::Rollout>,
     ) -> Result<()> {
         use app::model::RolloutState;
+        if let (Some(rollout), Some(production)) = (rollout, production)
+            && rollout.state == RolloutState::Progressing
+            && rollout.stable_version.as_deref() != Some(production)
+        {
+            let store = self.ledger.store();
+            if production == rollout.canary_version {
+                store
+                    .move_rollout(
+                        &rollout.id,
+                        RolloutState::Progressing,
+                        RolloutState::Promoting,
+                        "promoted; the stable side is starting it",
+                    )
+                    .await?;
+            } else {
+                let ended = format!("v{production} became Production meanwhile");
+                store
+                    .move_rollout(
+                        &rollout.id,
+                        RolloutState::Progressing,
+                        RolloutState::Aborted,
+                        &ended,
+                    )
+                    .await?;
+                return target.converge_canary(&self.ledger, binding, None).await;
+            }
+        }
         if let Some(rollout) = rollout
             && rollout.state == RolloutState::Promoting
             && production == Some(rollout.canary_version.as_str())

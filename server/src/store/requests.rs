@@ -1,7 +1,7 @@
 //! Requests a second person decides (four eyes): promotions, and
-//! deployment settings changes that need one.
+//! deployment settings changes and canary starts that need one.
 
-use app::model::{PromotionPreview, PromotionRequest, RequestState, SettingsChange};
+use app::model::{NewRollout, PromotionPreview, PromotionRequest, RequestState, SettingsChange};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -9,7 +9,7 @@ use super::{Store, now_ms};
 use crate::error::{Error, Result};
 
 const REQUEST_COLUMNS: &str = "id, model, version, reason, requested_by, requested_ms, base_version, \
-     evidence, state, decided_by, decided_ms, comment, outcome, settings";
+     evidence, state, decided_by, decided_ms, comment, outcome, settings, rollout";
 
 /// A request as it is asked for.
 pub struct NewRequest<'a> {
@@ -22,6 +22,8 @@ pub struct NewRequest<'a> {
     pub evidence: Option<&'a PromotionPreview>,
     /// A settings change instead of a promotion.
     pub settings: Option<&'a SettingsChange>,
+    /// A canary's start instead of a promotion.
+    pub rollout: Option<&'a NewRollout>,
 }
 
 impl Store {
@@ -29,7 +31,7 @@ impl Store {
         let id = uuid::Uuid::new_v4().simple().to_string();
         sqlx::query(&format!(
             "INSERT INTO promotion_requests ({REQUEST_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, '', '', $10)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, '', '', $10, $11)"
         ))
         .bind(&id)
         .bind(new.model)
@@ -43,6 +45,10 @@ impl Store {
         .bind(
             new.settings
                 .map(|settings| serde_json::to_string(settings).expect("settings serialise")),
+        )
+        .bind(
+            new.rollout
+                .map(|rollout| serde_json::to_string(rollout).expect("a rollout serialises")),
         )
         .execute(&self.pool)
         .await?;
@@ -129,6 +135,7 @@ impl Store {
 fn request_from_row(row: &AnyRow) -> Result<PromotionRequest> {
     let evidence: String = row.try_get("evidence")?;
     let settings: Option<String> = row.try_get("settings")?;
+    let rollout: Option<String> = row.try_get("rollout")?;
     let state: String = row.try_get("state")?;
     Ok(PromotionRequest {
         id: row.try_get("id")?,
@@ -144,6 +151,10 @@ fn request_from_row(row: &AnyRow) -> Result<PromotionRequest> {
             .map(|settings| serde_json::from_str(&settings))
             .transpose()
             .map_err(|err| Error::Internal(format!("settings of a request: {err}")))?,
+        rollout: rollout
+            .map(|rollout| serde_json::from_str(&rollout))
+            .transpose()
+            .map_err(|err| Error::Internal(format!("the rollout of a request: {err}")))?,
         state: RequestState::parse(&state)
             .ok_or_else(|| Error::Internal(format!("unknown request state {state:?}")))?,
         decided_by: row.try_get("decided_by")?,

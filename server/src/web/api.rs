@@ -33,6 +33,7 @@ use crate::error::Error;
 use crate::services::deployments::Saved;
 use crate::services::promotions::{Expected, Promoted};
 use crate::services::registry::{RegistryEdit, RegistryForm};
+use crate::services::rollouts::Started;
 use crate::services::tokens::Tokens;
 
 pub const PREFIX: &str = "/api/v1";
@@ -834,7 +835,8 @@ async fn rollout_checks(
 
 #[utoipa::path(post, path = "/api/v1/deployments/{model}/rollout", tag = "rollouts",
     params(("model" = String, Path)), request_body = NewRollout,
-    responses((status = 201, body = Rollout, description = "The canary starts; the gateway gives it its share once it serves (local deployments only, so far)"),
+    responses((status = 201, body = Rollout, description = "The canary starts; it takes its share once it serves"),
+        (status = 202, body = PromotionRequest, description = "The deployment requires approval: the canary waits for an approver (`reason` required)"),
         (status = 409, body = ApiErrorBody, description = "A rollout is under way already"),
         (status = "4XX", body = ApiErrorBody), (status = "5XX", body = ApiErrorBody)))]
 async fn start_rollout(
@@ -842,9 +844,16 @@ async fn start_rollout(
     Extension(user): Extension<User>,
     Path(model): Path<String>,
     Body(body): Body<NewRollout>,
-) -> ApiResult<(StatusCode, Json<Rollout>)> {
-    let rollout = state.services.rollouts.start(&user, &model, body).await?;
-    Ok((StatusCode::CREATED, Json(rollout)))
+) -> ApiResult<Response> {
+    Ok(
+        match state.services.rollouts.start(&user, &model, body).await? {
+            Started::Now(rollout) => (StatusCode::CREATED, Json(rollout)).into_response(),
+            Started::Requested(id) => {
+                let request = state.services.promotions.request(&id).await?;
+                (StatusCode::ACCEPTED, Json(request)).into_response()
+            }
+        },
+    )
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -1101,7 +1110,7 @@ async fn approve(
         state
             .services
             .promotions
-            .approve(&user, &id, &body.comment)
+            .approve(&user, &id, &body.comment, &*state.services.rollouts)
             .await?,
     ))
 }

@@ -27,6 +27,7 @@ use crate::error::{Error, Invalid};
 use crate::services::deployments::Saved;
 use crate::services::promotions::{Expected, Promoted};
 use crate::services::registry::{RegistryEdit, RegistryForm};
+use crate::services::rollouts::Started;
 
 /// The launch form: a plain form, so it works the same before and after
 /// hydration. Launched (or launched before, by the same form) goes to the
@@ -204,18 +205,16 @@ pub async fn start_canary(
     Form(form): Form<CanaryForm>,
 ) -> Response {
     let started = match form.parse() {
-        Ok(asked) => state
-            .services
-            .rollouts
-            .start(&user, &model, asked)
-            .await
-            .map(drop),
+        Ok(asked) => state.services.rollouts.start(&user, &model, asked).await,
         Err(problems) => Err(Error::Invalid(Invalid {
             problems,
             ..Invalid::default()
         })),
     };
-    to_canary(&state, &user, &model, started).await
+    match started {
+        Ok(Started::Requested(id)) => back_to(&state, &user, approval_href(&id), None).await,
+        started => to_canary(&state, &user, &model, started.map(drop)).await,
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -315,7 +314,7 @@ pub async fn approve(
     let outcome = state
         .services
         .promotions
-        .approve(&user, &id, &form.comment)
+        .approve(&user, &id, &form.comment, &*state.services.rollouts)
         .await;
     back_to(&state, &user, approval_href(&id), outcome.err()).await
 }

@@ -821,6 +821,7 @@ async fn an_admin_alone_cannot_switch_markers_turn_approval_off_or_serve_a_prese
     let state = server::build_state(&config).await.unwrap();
     let deployments = &state.services.deployments;
     let promotions = &state.services.promotions;
+    let rollouts = &*state.services.rollouts;
     let person = |name: &str, role: Role| app::access::User {
         name: name.into(),
         authenticated: true,
@@ -855,9 +856,15 @@ async fn an_admin_alone_cannot_switch_markers_turn_approval_off_or_serve_a_prese
         "{}",
         request.reason
     );
-    let own = promotions.approve(&admin, &id, "").await.unwrap_err();
+    let own = promotions
+        .approve(&admin, &id, "", rollouts)
+        .await
+        .unwrap_err();
     assert!(matches!(own, server::error::Error::Forbidden(_)), "{own:?}");
-    promotions.approve(&approver, &id, "looked").await.unwrap();
+    promotions
+        .approve(&approver, &id, "looked", rollouts)
+        .await
+        .unwrap();
     let saved = stored().await;
     assert!(saved.binding.requires_approval);
     assert_eq!(saved.changed_by, "solo-admin (approved by second)");
@@ -915,7 +922,7 @@ async fn an_admin_alone_cannot_switch_markers_turn_approval_off_or_serve_a_prese
         Saved::Now
     );
     let stale = promotions
-        .approve(&approver, &id, "")
+        .approve(&approver, &id, "", rollouts)
         .await
         .unwrap_err()
         .to_string();
@@ -931,7 +938,10 @@ async fn an_admin_alone_cannot_switch_markers_turn_approval_off_or_serve_a_prese
         ..to_alias("same", false, revision().await)
     };
     let id = requested(deployments.update(&admin, &model, &off).await);
-    promotions.approve(&approver, &id, "ok").await.unwrap();
+    promotions
+        .approve(&approver, &id, "ok", rollouts)
+        .await
+        .unwrap();
     assert!(!stored().await.binding.requires_approval);
 
     // Deleted while it required approval, it cannot come back without.

@@ -2166,8 +2166,14 @@ async fn canaries_on_kserve_and_seldon_split_in_the_objects_and_end_promoted_or_
         aborted["spec"]["predictor"]["model"]["storageUri"],
         *canary_uri
     );
-    assert_eq!(aborted["metadata"]["annotations"]["slipway.dev/canary"], "2:0");
-    assert_eq!(aborted["metadata"]["labels"]["slipway.dev/model-version"], "1");
+    assert_eq!(
+        aborted["metadata"]["annotations"]["slipway.dev/canary"],
+        "2:0"
+    );
+    assert_eq!(
+        aborted["metadata"]["labels"]["slipway.dev/model-version"],
+        "1"
+    );
     let generation = aborted["metadata"]["generation"].clone();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let later = services.get(&kserve_name).await.unwrap();

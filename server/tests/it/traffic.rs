@@ -30,6 +30,7 @@ fn canary(
         weight,
         mode: app::model::RolloutMode::Canary,
         analysis,
+        reason: String::new(),
     }
 }
 
@@ -1337,7 +1338,11 @@ async fn a_canary_is_stepped_by_its_passed_checks_and_aborted_by_its_failed_ones
         mode: app::model::RolloutMode::Shadow,
         ..canary("1", 100, Some(watched))
     };
-    let started = rollouts.start(&deployer, &model, shadow).await.unwrap();
+    let server::services::rollouts::Started::Now(started) =
+        rollouts.start(&deployer, &model, shadow).await.unwrap()
+    else {
+        panic!("started at once: the deployment requires no approval");
+    };
     let http = reqwest::Client::new();
     let seen = eventually(Duration::from_secs(240), || async {
         for _ in 0..10 {
@@ -1361,4 +1366,145 @@ async fn a_canary_is_stepped_by_its_passed_checks_and_aborted_by_its_failed_ones
         .unwrap();
     assert_eq!(aborted.mode, app::model::RolloutMode::Shadow);
     sending.abort();
+}
+
+/// Where the deployment requires approval, a canary is a request too: the
+/// deployer's start waits (nothing serves the canary) until someone else
+/// approves it, which starts it on the deployer's behalf; promoting it
+/// fully is a request of its own, and once approved the rollout follows
+/// Production to the canary and succeeds. Production moved to a third
+/// version while a canary runs ends the canary.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canary_where_approval_is_required_starts_and_ends_through_requests() {
+    use app::model::{RequestState, RolloutState};
+    use server::services::promotions::Promoted;
+    use server::services::rollouts::Started;
+    let model = unique("approved-canary");
+    let experiment = unique("approved-canary");
+    for (scale, version) in [(1.0, "1"), (2.0, "2"), (3.0, "3")] {
+        assert_eq!(register(&model, &experiment, scale), version);
+    }
+    let data = tempfile::tempdir().unwrap();
+    let catalog = data.path().join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        format!(
+            "[[deployment]]\nmodel = \"{model}\"\ntarget = \"local\"\nrequires_approval = true\n"
+        ),
+    )
+    .unwrap();
+    let mut settings = config(&mlflow_url(), data.path());
+    settings.catalog = Some(catalog);
+    settings.reconcile_poll_secs = 1;
+    let site = Site::start(settings, data).await;
+    let (deployer, approver) = (
+        user("deployer", Role::Deployer),
+        user("approver", Role::Approver),
+    );
+    let (promotions, rollouts) = (&site.services.promotions, &site.services.rollouts);
+    let approver = &approver;
+    let approve = |id: String| async move {
+        promotions
+            .approve(approver, &id, "looked", &**rollouts)
+            .await
+            .unwrap()
+    };
+    let requested = |promoted: Promoted| match promoted {
+        Promoted::Requested(id) => id,
+        Promoted::Now => panic!("promoted without an approver"),
+    };
+    let id = requested(
+        promotions
+            .promote(&deployer, &model, "1", "first", Expected::Any)
+            .await
+            .unwrap(),
+    );
+    approve(id).await;
+    serving_view(&site, &model, "1").await;
+
+    // No reason, no request; with one, a request and nothing started.
+    let refused = rollouts
+        .start(&deployer, &model, canary("2", 20, None))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("say why"), "{refused}");
+    let asked = app::model::NewRollout {
+        reason: "try it on a fifth".into(),
+        ..canary("2", 20, None)
+    };
+    let Started::Requested(id) = rollouts.start(&deployer, &model, asked).await.unwrap() else {
+        panic!("a canary started without an approver");
+    };
+    assert!(rollouts.active(&model).await.unwrap().is_none());
+    let request = promotions.request(&id).await.unwrap();
+    assert_eq!(request.rollout.as_ref().map(|asked| asked.weight), Some(20));
+    assert_eq!(request.base_version.as_deref(), Some("1"));
+    // Never by the one who asked.
+    let own = promotions
+        .approve(&user("deployer", Role::Approver), &id, "", &**rollouts)
+        .await
+        .unwrap_err();
+    assert!(matches!(own, server::error::Error::Forbidden(_)), "{own:?}");
+    let decided = approve(id).await;
+    assert_eq!(decided.state, RequestState::Approved);
+    assert_eq!(decided.outcome, "the canary starts");
+    let running = rollouts.active(&model).await.unwrap().expect("started");
+    assert_eq!(running.started_by, "deployer (approved by approver)");
+    assert_eq!((running.canary_version.as_str(), running.weight), ("2", 20));
+    let served = eventually(Duration::from_secs(180), || async {
+        (crate::support::model_servers(&model, Some("2")) == 1).then_some(())
+    })
+    .await;
+    assert!(served.is_some(), "the approved canary never served");
+
+    // Promoted fully: a request; approved, the rollout follows Production.
+    let id = requested(rollouts.promote(&deployer, &model, "good").await.unwrap());
+    assert_eq!(
+        rollouts.active(&model).await.unwrap().map(|r| r.state),
+        Some(RolloutState::Progressing)
+    );
+    approve(id).await;
+    let succeeded = eventually(Duration::from_secs(180), || async {
+        let newest = rollouts.newest(&model).await.unwrap();
+        (newest.state == RolloutState::Succeeded).then_some(newest)
+    })
+    .await
+    .expect("the promoted canary's rollout succeeds");
+    assert_eq!(succeeded.outcome, "v2 serves all requests");
+
+    // A canary of v1 beside v2, then v3 made Production: the canary ends.
+    let Started::Requested(id) = rollouts
+        .start(
+            &deployer,
+            &model,
+            app::model::NewRollout {
+                reason: "compare".into(),
+                ..canary("1", 10, None)
+            },
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("a canary started without an approver");
+    };
+    approve(id).await;
+    let id = requested(
+        promotions
+            .promote(&deployer, &model, "3", "newer", Expected::Any)
+            .await
+            .unwrap(),
+    );
+    approve(id).await;
+    let ended = eventually(Duration::from_secs(60), || async {
+        let newest = rollouts.newest(&model).await.unwrap();
+        (newest.state == RolloutState::Aborted).then_some(newest)
+    })
+    .await
+    .expect("the canary ends when Production moves past it");
+    assert_eq!(ended.outcome, "v3 became Production meanwhile");
+    let gone = eventually(Duration::from_secs(60), || async {
+        (crate::support::model_servers(&model, Some("1")) == 0).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "the ended canary's server outlived it");
 }
