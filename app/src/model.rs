@@ -728,6 +728,10 @@ pub struct DeploymentView {
     /// with the view.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<TrafficNow>,
+    /// What a canary's objects of their own say (Seldon Core 2's canary
+    /// Model and Experiment), while it runs.
+    #[serde(default)]
+    pub canary_status: Option<String>,
 }
 
 /// A deployment's traffic over a recent window, all versions together.
@@ -1466,6 +1470,9 @@ pub struct RolloutPanel {
     /// Where the sides' numbers come from and what they cover, or why
     /// there are none for this deployment's target.
     pub sides_note: String,
+    /// What the canary's objects of their own say, while it runs.
+    #[serde(default)]
+    pub canary_objects: Option<String>,
 }
 
 /// A canary rollout of a deployment: a second version beside the stable one.

@@ -135,6 +135,7 @@ fn PanelBody(panel: RolloutPanel) -> impl IntoView {
     view! {
         <p class="reason" data-canary-state=rollout.state.as_str() data-canary-weight=rollout.weight>{sentence}</p>
         {analysis}
+        {panel.canary_objects.map(|said| view! { <p class="muted" data-canary-objects>{format!("The operator: {said}.")}</p> })}
         {sides_table}
         {active.then(|| view! { <p class="muted" data-canary-sides-note>{panel.sides_note}</p> })}
         {(!panel.checks.is_empty()).then(|| view! { <Checks checks=panel.checks/> })}

@@ -520,11 +520,14 @@ impl Reads {
             .store
             .rollout_checks(&rollout.id, crate::store::rollouts::CHECKS_SHOWN)
             .await?;
-        let sides = if rollout.state.is_active() {
+        let (sides, canary_objects) = if rollout.state.is_active() {
             let binding = self.reconciler.binding(model)?;
-            self.traffic.sides(&binding, &rollout).await
+            (
+                self.traffic.sides(&binding, &rollout).await,
+                self.reconciler.view(model)?.canary_status,
+            )
         } else {
-            crate::traffic::Sides::default()
+            (crate::traffic::Sides::default(), None)
         };
         Ok(Some(RolloutPanel {
             rollout,
@@ -532,6 +535,7 @@ impl Reads {
             stable: sides.stable,
             canary: sides.canary,
             sides_note: sides.note,
+            canary_objects,
         }))
     }
 

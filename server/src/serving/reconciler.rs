@@ -524,13 +524,17 @@ impl Reconciler {
         }
         let known = self.desired.lock().expect("desired").get(model).cloned();
         let desired = known.clone().flatten();
-        let (serving, mut status) = match self.target(binding.target) {
-            Some(target) => target.status(&binding),
+        let (serving, mut status, canary_status) = match self.target(binding.target) {
+            Some(target) => {
+                let (serving, status) = target.status(&binding);
+                (serving, status, target.canary_status(&binding))
+            }
             None => (
                 None,
                 failed_status(
                     "Slipway runs without a cluster (SLIPWAY_EXECUTOR=kubernetes enables it)",
                 ),
+                None,
             ),
         };
         // A failure says more than that nothing is in production.
@@ -564,6 +568,7 @@ impl Reconciler {
                 String::new()
             },
             traffic: None,
+            canary_status,
         })
     }
 
@@ -588,6 +593,7 @@ impl Reconciler {
                 last_change_ms: None,
                 reconciled_by: String::new(),
                 traffic: None,
+                canary_status: None,
             },
         }
     }

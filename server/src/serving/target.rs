@@ -70,6 +70,12 @@ pub trait Target: Send + Sync {
     /// target's own signals (an object's conditions, a server's health).
     fn status(&self, binding: &DeploymentBinding) -> (Option<String>, ServingStatus);
 
+    /// What a canary's objects of their own say (Seldon Core 2's canary
+    /// Model and Experiment), as the last pass saw them.
+    fn canary_status(&self, _binding: &DeploymentBinding) -> Option<String> {
+        None
+    }
+
     /// Removes what this target serves for models that no binding of its
     /// kind explains any more (a deployment deleted or moved elsewhere).
     async fn remove_unbound(

@@ -2061,6 +2061,41 @@ async fn canaries_on_kserve_and_seldon_split_in_the_objects_and_end_promoted_or_
         canary_model["spec"]["storageUri"],
         core2_models.get(&core2_name).await.unwrap().data["spec"]["storageUri"]
     );
+    // Seldon Core 2's words on the two, as its page shows them.
+    write_status(
+        &core2_models,
+        &core2_canary,
+        json!({"conditions": [
+            {"type": "ModelReady", "status": "True", "reason": "ModelAvailable", "lastTransitionTime": ready_now()},
+            {"type": "Ready", "status": "True", "lastTransitionTime": ready_now()},
+        ], "availableReplicas": 1, "replicas": 1}),
+    )
+    .await;
+    write_status(
+        &experiments,
+        &core2_canary,
+        json!({"conditions": [
+            {"type": "CandidatesReady", "status": "False", "reason": "CandidatesNotReady",
+             "message": "candidate models not ready", "lastTransitionTime": ready_now()},
+            {"type": "Ready", "status": "False", "lastTransitionTime": ready_now()},
+        ]}),
+    )
+    .await;
+    let said = deployment_when(&slipway, &core2, |detail| {
+        detail
+            .rollout
+            .as_ref()
+            .and_then(|panel| panel.canary_objects.as_deref())
+            .is_some_and(|said| said.contains("not ready: candidate models not ready"))
+    })
+    .await;
+    assert_eq!(
+        said.rollout.unwrap().canary_objects.unwrap(),
+        format!(
+            "its Model {core2_canary} is available: 1 of 1 replicas available; \
+             its Experiment {core2_canary} is not ready: candidate models not ready"
+        )
+    );
     slipway
         .post_form(
             &format!("/deployments/{core2}/canary/weight"),

@@ -248,6 +248,7 @@ async fn replicas_and_what_they_left(url: &str) {
         last_change_ms: None,
         reconciled_by: String::new(),
         traffic: None,
+        canary_status: Some("its Experiment fraud-canary is ready".into()),
     };
     leader
         .publish_views(std::slice::from_ref(&view), "replica-a")

@@ -94,6 +94,8 @@ pub struct CanaryHooks {
     pub render: fn(&DeploymentBinding, Served<'_>, Share) -> KindedObjects,
     /// Where they are, to remove them once the canary has ended.
     pub names: fn(&DeploymentBinding) -> Vec<(ApiResource, String)>,
+    /// One of them (as applied, with its status) in the operator's words.
+    pub describe: fn(&DynamicObject) -> String,
 }
 
 /// A rollout's share of the requests: answered by it, or (a shadow) only
@@ -205,6 +207,9 @@ pub struct ObjectTarget<K: ObjectKind> {
     install_id: String,
     /// Each bound model's object as the last pass saw it: version, status.
     observed: Mutex<HashMap<String, (Option<String>, ServingStatus)>>,
+    /// Each model's canary objects of their own, as the last pass applied
+    /// them, in the operator's words.
+    canary_observed: Mutex<HashMap<String, String>>,
     /// Changes applied and not yet reported ready by the operator, by model:
     /// their history rows stay `pending` until its own signal ends them.
     awaiting: Mutex<HashMap<String, Awaited>>,
@@ -281,6 +286,7 @@ impl<K: ObjectKind> ObjectTarget<K> {
             unbound,
             install_id: install_id.to_string(),
             observed: Mutex::default(),
+            canary_observed: Mutex::default(),
             awaiting: Mutex::default(),
             adopted: Mutex::default(),
         }
@@ -597,6 +603,10 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
         };
         let namespace = binding.namespace.clone().unwrap_or_default();
         let Some(rollout) = canary else {
+            self.canary_observed
+                .lock()
+                .expect("canary observed")
+                .remove(&binding.model);
             for (resource, name) in (hooks.names)(binding) {
                 let api = Api::namespaced_with(self.client.clone(), &namespace, &resource);
                 let found = api.get_opt(&name).await;
@@ -626,6 +636,7 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
             version: &rollout.canary_version,
             storage_uri: &storage_uri,
         };
+        let mut said = Vec::new();
         for (resource, mut object) in (hooks.render)(binding, served, share_of(rollout)) {
             let name = object["metadata"]["name"]
                 .as_str()
@@ -648,11 +659,25 @@ impl<K: ObjectKind> Target for ObjectTarget<K> {
                 field_validation: Some(ValidationDirective::Strict),
                 ..Default::default()
             };
-            api.patch(&name, &params, &Patch::Apply(&object))
+            let applied = api
+                .patch(&name, &params, &Patch::Apply(&object))
                 .await
                 .map_err(|err| explain(err, "applying a canary's object", &namespace))?;
+            said.push((hooks.describe)(&applied));
         }
+        self.canary_observed
+            .lock()
+            .expect("canary observed")
+            .insert(binding.model.clone(), said.join("; "));
         Ok(())
+    }
+
+    fn canary_status(&self, binding: &DeploymentBinding) -> Option<String> {
+        self.canary_observed
+            .lock()
+            .expect("canary observed")
+            .get(&binding.model)
+            .cloned()
     }
 
     async fn converge(

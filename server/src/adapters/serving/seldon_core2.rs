@@ -210,6 +210,40 @@ pub fn status(namespace: &str, name: &str, object: &Value) -> ServingStatus {
     }
 }
 
+/// The canary's Model or Experiment in Seldon Core 2's words: the Model's
+/// state as the main one's reads; the Experiment ready, or what it waits
+/// for (`ExperimentReady`, `CandidatesReady`, `MirrorReady`).
+fn describe_canary_object(object: &DynamicObject) -> String {
+    let name = object.metadata.name.as_deref().unwrap_or_default();
+    let status = &object.data["status"];
+    let kind = object.types.as_ref().map(|types| types.kind.as_str());
+    if kind == Some("Experiment") {
+        return if condition_true(status, "Ready") {
+            format!("its Experiment {name} is ready")
+        } else {
+            match false_condition(
+                status,
+                &["ExperimentReady", "CandidatesReady", "MirrorReady", "Ready"],
+            ) {
+                Some(why) => format!("its Experiment {name} is not ready: {why}"),
+                None => format!("its Experiment {name} is not reported on yet"),
+            }
+        };
+    }
+    let namespace = object.metadata.namespace.as_deref().unwrap_or_default();
+    let model = self::status(namespace, name, &object.data);
+    let state = match model.state {
+        ServingState::Available => "available",
+        ServingState::Failed => "failed",
+        ServingState::Creating | ServingState::Idle => "not ready",
+    };
+    if model.message.is_empty() {
+        format!("its Model {name} is {state}")
+    } else {
+        format!("its Model {name} is {state}: {}", model.message)
+    }
+}
+
 /// Seldon Core 2's Model.
 pub struct ModelKind;
 
@@ -252,6 +286,7 @@ impl ObjectKind for ModelKind {
                     ),
                 ]
             },
+            describe: describe_canary_object,
             // The Experiment first: requests leave the canary before it goes.
             names: |binding| {
                 vec![
