@@ -1501,6 +1501,10 @@ pub struct Rollout {
     /// Failed checks so far.
     #[serde(default)]
     pub failed_checks: u32,
+    /// Where the deployment requires approval: the largest share the
+    /// approver allowed (a larger one is a new request).
+    #[serde(default)]
+    pub approved_weight: Option<u8>,
 }
 
 crate::text_enum! {

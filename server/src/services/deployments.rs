@@ -8,12 +8,11 @@ use std::sync::Arc;
 
 use app::access::{Action, User, authorize};
 use app::model::{
-    AuditAction, DeploymentForm, DeploymentSettings, Notification, NotificationEvent,
-    PromotionPreview, PromotionRequest, SettingsChange, TryAnswer,
+    AuditAction, DeploymentForm, DeploymentSettings, PromotionPreview, PromotionRequest,
+    SettingsChange, TryAnswer,
 };
-use app::routes::approval_href;
 
-use super::audit::{Audit, Outcome};
+use super::audit::Audit;
 use super::reads::version_summary;
 use crate::adapters::mlflow::{MlflowClient, MlflowError, RegisteredModel};
 use crate::adapters::serving::caller::{MAX_INPUT_BYTES, ModelCaller};
@@ -522,18 +521,10 @@ impl Deployments {
             None => None,
         };
         let reason = format!("{}: {why}", change.changes);
-        let audit = self
-            .audit
-            .begin(
-                &user.actor(),
-                AuditAction::PromotionRequest,
-                &subject(model),
-                &format!("settings: {reason}"),
-            )
-            .await?;
-        let request = self
-            .store
-            .insert_promotion_request(&NewRequest {
+        let request = super::requests::file(
+            &self.store,
+            user,
+            &NewRequest {
                 model,
                 version: version.as_deref().unwrap_or_default(),
                 reason: &reason,
@@ -542,31 +533,14 @@ impl Deployments {
                 evidence: evidence.as_ref(),
                 settings: Some(&change),
                 rollout: None,
-            })
-            .await?;
-        audit
-            .complete(Outcome::DoneWith(format!("request {}", request.id)))
-            .await?;
-        tracing::info!(%model, user = %user.name, request = %request.id, "settings change requested");
-        super::notifications::tell(
-            &self.store,
-            Notification {
-                event: NotificationEvent::PromotionRequested,
-                at_ms: crate::store::now_ms(),
-                text: format!(
-                    "{} asks to change the deployment of {model}: {reason}",
-                    user.actor()
-                ),
-                link: approval_href(&request.id),
-                model: Some(model.to_string()),
-                version: version.clone(),
-                launch_id: None,
-                request_id: Some(request.id.clone()),
-                run_id: None,
-                actor: Some(user.actor()),
             },
+            &format!("settings: {reason}"),
+            format!(
+                "{} asks to change the deployment of {model}: {reason}",
+                user.actor()
+            ),
         )
-        .await;
+        .await?;
         Ok(Saved::Requested(request.id))
     }
 

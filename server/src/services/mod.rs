@@ -14,6 +14,7 @@ pub mod notifications;
 pub mod promotions;
 pub mod reads;
 pub mod registry;
+pub mod requests;
 pub mod rollouts;
 pub mod tokens;
 

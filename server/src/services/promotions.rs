@@ -164,18 +164,10 @@ impl Promotions {
             )));
         }
         let evidence = self.preview(&binding, version).await?;
-        let audit = self
-            .audit
-            .begin(
-                &user.actor(),
-                AuditAction::PromotionRequest,
-                &subject(model),
-                &format!("v{version}: {reason}"),
-            )
-            .await?;
-        let request = self
-            .store
-            .insert_promotion_request(&NewRequest {
+        let request = super::requests::file(
+            &self.store,
+            user,
+            &NewRequest {
                 model,
                 version,
                 reason: &reason,
@@ -184,26 +176,15 @@ impl Promotions {
                 evidence: Some(&evidence),
                 settings: None,
                 rollout: None,
-            })
-            .await?;
-        audit
-            .complete(Outcome::DoneWith(format!("request {}", request.id)))
-            .await?;
-        tracing::info!(%model, %version, user = %user.name, request = %request.id, "promotion requested");
-        self.tell(
-            NotificationEvent::PromotionRequested,
+            },
+            &format!("v{version}: {reason}"),
             format!(
                 "{} asks to promote {model} v{version}: {}",
                 user.actor(),
                 clipped(&reason)
             ),
-            approval_href(&request.id),
-            model,
-            version,
-            Some(&request.id),
-            user,
         )
-        .await;
+        .await?;
         Ok(Promoted::Requested(request.id))
     }
 
@@ -225,18 +206,10 @@ impl Promotions {
         )?;
         let evidence = self.preview(binding, &asked.version).await?;
         let asked_for = rollout_words(asked);
-        let audit = self
-            .audit
-            .begin(
-                &user.actor(),
-                AuditAction::PromotionRequest,
-                &subject(model),
-                &format!("{asked_for}: {reason}"),
-            )
-            .await?;
-        let request = self
-            .store
-            .insert_promotion_request(&NewRequest {
+        super::requests::file(
+            &self.store,
+            user,
+            &NewRequest {
                 model,
                 version: &asked.version,
                 reason: &reason,
@@ -245,27 +218,15 @@ impl Promotions {
                 evidence: Some(&evidence),
                 settings: None,
                 rollout: Some(asked),
-            })
-            .await?;
-        audit
-            .complete(Outcome::DoneWith(format!("request {}", request.id)))
-            .await?;
-        tracing::info!(%model, version = %asked.version, user = %user.name, request = %request.id, "canary requested");
-        self.tell(
-            NotificationEvent::PromotionRequested,
+            },
+            &format!("{asked_for}: {reason}"),
             format!(
                 "{} asks to start {model} {asked_for}: {}",
                 user.actor(),
                 clipped(&reason)
             ),
-            approval_href(&request.id),
-            model,
-            &asked.version,
-            Some(&request.id),
-            user,
         )
-        .await;
-        Ok(request)
+        .await
     }
 
     /// An approver's yes: promotes at once, if Production is still what

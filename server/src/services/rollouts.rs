@@ -123,7 +123,9 @@ impl Rollouts {
                 .await?;
             return Ok(Started::Requested(request.id));
         }
-        let rollout = self.begin(&user.actor(), model, production, asked).await?;
+        let rollout = self
+            .begin(&user.actor(), model, production, asked, None)
+            .await?;
         Ok(Started::Now(Box::new(rollout)))
     }
 
@@ -194,6 +196,7 @@ impl Rollouts {
         model: &str,
         production: Option<String>,
         asked: NewRollout,
+        approved_weight: Option<u8>,
     ) -> Result<Rollout> {
         let NewRollout {
             version,
@@ -217,6 +220,7 @@ impl Rollouts {
             outcome: String::new(),
             analysis,
             failed_checks: 0,
+            approved_weight,
         };
         let why = if reason.is_empty() {
             String::new()
@@ -306,6 +310,14 @@ impl Rollouts {
             return Err(Error::invalid(
                 "Seldon Core v1 mirrors every request to a shadow: its share stays 100 %",
             ));
+        }
+        if let Some(ceiling) = rollout.approved_weight
+            && weight > ceiling
+        {
+            return Err(Error::invalid(format!(
+                "v{} was approved for at most {ceiling} % of the requests; a larger share is a new request (abort this one, then ask again)",
+                rollout.canary_version
+            )));
         }
         let detail = format!(
             "v{} from {} % to {weight} %",
@@ -671,8 +683,19 @@ impl StartsApprovedRollouts for Rollouts {
             request.requested_by,
             approver.actor()
         );
-        self.begin(&actor, &request.model, production, asked.clone())
-            .await?;
+        // What the approver saw: this share, or the analysis's steps up
+        // to its largest.
+        let ceiling = asked.analysis.as_ref().map_or(asked.weight, |analysis| {
+            analysis.max_weight.max(asked.weight)
+        });
+        self.begin(
+            &actor,
+            &request.model,
+            production,
+            asked.clone(),
+            Some(ceiling),
+        )
+        .await?;
         Ok(())
     }
 }

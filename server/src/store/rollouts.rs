@@ -11,14 +11,15 @@ use crate::error::{Error, Result};
 pub const CHECKS_SHOWN: i64 = 50;
 
 const COLUMNS: &str = "id, model, stable_version, canary_version, weight, state, started_by, \
-                       started_ms, updated_ms, ended_ms, outcome, analysis, failed_checks, mode";
+                       started_ms, updated_ms, ended_ms, outcome, analysis, failed_checks, mode, \
+                       approved_weight";
 
 impl Store {
     /// Records a rollout as progressing. `false`: the deployment has an
     /// active one already.
     pub async fn begin_rollout(&self, rollout: &Rollout) -> Result<bool> {
         let inserted = sqlx::query(&format!(
-            "INSERT INTO rollouts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, '', $10, 0, $11)"
+            "INSERT INTO rollouts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, '', $10, 0, $11, $12)"
         ))
         .bind(&rollout.id)
         .bind(&rollout.model)
@@ -31,6 +32,7 @@ impl Store {
         .bind(rollout.started_ms)
         .bind(rollout.analysis.as_ref().map(analysis_json).transpose()?)
         .bind(rollout.mode.as_str())
+        .bind(rollout.approved_weight.map(i64::from))
         .execute(&self.pool)
         .await;
         match inserted {
@@ -207,6 +209,9 @@ fn rollout_from_row(row: &AnyRow) -> Result<Rollout> {
             RolloutMode::parse(&mode)
                 .ok_or_else(|| Error::Internal(format!("unknown rollout mode {mode:?}")))?
         },
+        approved_weight: row
+            .try_get::<Option<i64>, _>("approved_weight")?
+            .and_then(|weight| u8::try_from(weight).ok()),
     })
 }
 

@@ -1451,6 +1451,31 @@ async fn a_canary_where_approval_is_required_starts_and_ends_through_requests() 
     let running = rollouts.active(&model).await.unwrap().expect("started");
     assert_eq!(running.started_by, "deployer (approved by approver)");
     assert_eq!((running.canary_version.as_str(), running.weight), ("2", 20));
+    // Never above what the approver saw; below it, as the deployer likes.
+    let above = rollouts
+        .set_weight(&deployer, &model, 50)
+        .await
+        .unwrap_err();
+    assert!(
+        above.to_string().contains("approved for at most 20 %"),
+        "{above}"
+    );
+    assert_eq!(
+        rollouts
+            .set_weight(&deployer, &model, 10)
+            .await
+            .unwrap()
+            .weight,
+        10
+    );
+    assert_eq!(
+        rollouts
+            .set_weight(&deployer, &model, 20)
+            .await
+            .unwrap()
+            .weight,
+        20
+    );
     let served = eventually(Duration::from_secs(180), || async {
         (crate::support::model_servers(&model, Some("2")) == 1).then_some(())
     })
