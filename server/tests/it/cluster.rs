@@ -2399,6 +2399,8 @@ async fn cluster_canaries_are_judged_by_their_numbers_in_prometheus() {
     let prometheus_port = support::free_port();
     let prometheus =
         support::prometheus::Prometheus::start(&exporter_address, prometheus_port).await;
+    // `up` has a sample for the queries below.
+    prometheus.scraped_again().await;
     let mut settings = setup.settings();
     settings.extra_env = vec![("SLIPWAY_PROMETHEUS_URL", prometheus.url.clone())];
     let slipway = Slipway::start(settings).await;
@@ -2428,6 +2430,10 @@ async fn cluster_canaries_are_judged_by_their_numbers_in_prometheus() {
     for (query, said) in [
         ("", "give the analysis a query gate"),
         ("max(up", "does not run"),
+        (
+            r#"label_replace(up, "copy", "a", "", "") or label_replace(up, "copy", "b", "", "")"#,
+            "numbers (one per series), not one",
+        ),
     ] {
         let refused = refusal(
             &slipway,

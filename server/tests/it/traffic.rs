@@ -1056,43 +1056,7 @@ async fn a_local_canary_takes_exactly_its_share_and_is_aborted_or_promoted() {
 
     // The API, with a deployer's token: the newest rollout; a bad weight
     // is a 400 in the API's shape.
-    site.session(Role::Deployer).await;
-    let (_, secret) = site
-        .services
-        .tokens
-        .create(
-            &deployer,
-            &app::model::TokenRequest {
-                name: "canary-ci".into(),
-                role: "deployer".into(),
-                scope: String::new(),
-                expires_days: "1".into(),
-            },
-        )
-        .await
-        .unwrap();
-    let api = |method: &str, path: String, body: serde_json::Value| {
-        let request = axum::http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "slipway.test")
-            .header("authorization", format!("Bearer {secret}"))
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from(body.to_string()))
-            .unwrap();
-        let router = site.router.clone();
-        async move {
-            use http_body_util::BodyExt;
-            use tower::ServiceExt;
-            let response = router.oneshot(request).await.unwrap();
-            let status = response.status().as_u16();
-            let bytes = response.into_body().collect().await.unwrap().to_bytes();
-            (
-                status,
-                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
-            )
-        }
-    };
+    let api = deployer_api(&site).await;
     let rollout_path = format!("/api/v1/deployments/{model}/rollout");
     let (status, newest) = api("GET", rollout_path.clone(), serde_json::json!(null)).await;
     assert_eq!(status, 200, "{newest}");
@@ -1368,6 +1332,54 @@ async fn a_canary_is_stepped_by_its_passed_checks_and_aborted_by_its_failed_ones
     sending.abort();
 }
 
+/// Calls `site`'s API with a deployer's token: (status, JSON body).
+async fn deployer_api(
+    site: &Site,
+) -> impl Fn(
+    &str,
+    String,
+    serde_json::Value,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = (u16, serde_json::Value)> + Send>>
++ '_ {
+    site.session(Role::Deployer).await;
+    let (_, secret) = site
+        .services
+        .tokens
+        .create(
+            &user("deployer", Role::Deployer),
+            &app::model::TokenRequest {
+                name: unique("api"),
+                role: "deployer".into(),
+                scope: String::new(),
+                expires_days: "1".into(),
+            },
+        )
+        .await
+        .unwrap();
+    move |method: &str, path: String, body: serde_json::Value| {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "slipway.test")
+            .header("authorization", format!("Bearer {secret}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let router = site.router.clone();
+        Box::pin(async move {
+            use http_body_util::BodyExt;
+            use tower::ServiceExt;
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status().as_u16();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
+            )
+        })
+    }
+}
+
 /// Where the deployment requires approval, a canary is a request too: the
 /// deployer's start waits (nothing serves the canary) until someone else
 /// approves it, which starts it on the deployer's behalf; promoting it
@@ -1497,22 +1509,19 @@ async fn a_canary_where_approval_is_required_starts_and_ends_through_requests() 
     .expect("the promoted canary's rollout succeeds");
     assert_eq!(succeeded.outcome, "v2 serves all requests");
 
-    // A canary of v1 beside v2, then v3 made Production: the canary ends.
-    let Started::Requested(id) = rollouts
-        .start(
-            &deployer,
-            &model,
-            app::model::NewRollout {
-                reason: "compare".into(),
-                ..canary("1", 10, None)
-            },
-        )
-        .await
-        .unwrap()
-    else {
-        panic!("a canary started without an approver");
-    };
-    approve(id).await;
+    // A canary of v1 beside v2 through the API (a 202 with the request),
+    // then v3 made Production: the canary ends.
+    let api = deployer_api(&site).await;
+    let (status, request) = api(
+        "POST",
+        format!("/api/v1/deployments/{model}/rollout"),
+        serde_json::json!({"version": "1", "weight": 10, "reason": "compare"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{request}");
+    assert_eq!(request["state"], "Pending");
+    assert_eq!(request["rollout"]["weight"], 10);
+    approve(request["id"].as_str().unwrap().to_string()).await;
     let id = requested(
         promotions
             .promote(&deployer, &model, "3", "newer", Expected::Any)
